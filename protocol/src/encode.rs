@@ -1,0 +1,230 @@
+//! Reply encoding for RESP2 and RESP3. RESP3-only types degrade to their RESP2 forms the
+//! way Redis does it (maps become flat arrays, doubles and big numbers become bulk strings,
+//! booleans become 1/0, null becomes `$-1`).
+
+/// Which protocol a connection speaks (`HELLO 2` / `HELLO 3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Protocol {
+    /// RESP2, the default for every new connection.
+    #[default]
+    Resp2,
+    /// RESP3, after `HELLO 3`.
+    Resp3,
+}
+
+/// Appends RESP frames to a byte vector.
+#[derive(Debug)]
+pub struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+    proto: Protocol,
+}
+
+impl<'a> Encoder<'a> {
+    /// An encoder that appends to `out` in protocol `proto`.
+    pub fn new(out: &'a mut Vec<u8>, proto: Protocol) -> Self {
+        Encoder { out, proto }
+    }
+
+    /// The protocol this encoder writes.
+    pub fn protocol(&self) -> Protocol {
+        self.proto
+    }
+
+    fn header(&mut self, tag: u8, n: i64) {
+        let mut buf = itoa::Buffer::new();
+        self.out.push(tag);
+        self.out.extend_from_slice(buf.format(n).as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// `+s` — `s` must not contain CR or LF.
+    pub fn simple(&mut self, s: &str) {
+        self.out.push(b'+');
+        self.out.extend_from_slice(s.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// `-msg`; the message's own line breaks are replaced by spaces so the frame stays valid.
+    pub fn error(&mut self, msg: &str) {
+        self.out.push(b'-');
+        self.out
+            .extend(msg.bytes().map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// `:n`
+    pub fn int(&mut self, n: i64) {
+        self.header(b':', n);
+    }
+
+    /// `$len\r\nbytes\r\n`
+    pub fn bulk(&mut self, b: &[u8]) {
+        self.header(b'$', b.len() as i64);
+        self.out.extend_from_slice(b);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// A bulk string or null.
+    pub fn opt_bulk(&mut self, b: Option<&[u8]>) {
+        match b {
+            Some(b) => self.bulk(b),
+            None => self.null(),
+        }
+    }
+
+    /// Null: `$-1` in RESP2, `_` in RESP3.
+    pub fn null(&mut self) {
+        match self.proto {
+            Protocol::Resp2 => self.out.extend_from_slice(b"$-1\r\n"),
+            Protocol::Resp3 => self.out.extend_from_slice(b"_\r\n"),
+        }
+    }
+
+    /// Null array: `*-1` in RESP2, `_` in RESP3.
+    pub fn null_array(&mut self) {
+        match self.proto {
+            Protocol::Resp2 => self.out.extend_from_slice(b"*-1\r\n"),
+            Protocol::Resp3 => self.out.extend_from_slice(b"_\r\n"),
+        }
+    }
+
+    /// Array header; `n` elements must follow.
+    pub fn array(&mut self, n: usize) {
+        self.header(b'*', n as i64);
+    }
+
+    /// Map header (`%n`; RESP2: array of `2n`); `n` key/value pairs must follow.
+    pub fn map(&mut self, n: usize) {
+        match self.proto {
+            Protocol::Resp2 => self.header(b'*', 2 * n as i64),
+            Protocol::Resp3 => self.header(b'%', n as i64),
+        }
+    }
+
+    /// Set header (`~n`; RESP2: array); `n` elements must follow.
+    pub fn set(&mut self, n: usize) {
+        match self.proto {
+            Protocol::Resp2 => self.header(b'*', n as i64),
+            Protocol::Resp3 => self.header(b'~', n as i64),
+        }
+    }
+
+    /// Push header (`>n`; RESP2: array); `n` elements must follow.
+    pub fn push(&mut self, n: usize) {
+        match self.proto {
+            Protocol::Resp2 => self.header(b'*', n as i64),
+            Protocol::Resp3 => self.header(b'>', n as i64),
+        }
+    }
+
+    /// Attribute header (`|n`, RESP3 only; in RESP2 nothing is written and the caller must
+    /// skip the `n` pairs, see [`Encoder::protocol`]).
+    pub fn attribute(&mut self, n: usize) {
+        if self.proto == Protocol::Resp3 {
+            self.header(b'|', n as i64);
+        }
+    }
+
+    /// Double (`,x`; RESP2: bulk string), formatted as Redis does (`inf`, `-inf`, `nan`).
+    pub fn double(&mut self, x: f64) {
+        let text = format_double(x);
+        match self.proto {
+            Protocol::Resp2 => self.bulk(text.as_bytes()),
+            Protocol::Resp3 => {
+                self.out.push(b',');
+                self.out.extend_from_slice(text.as_bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Boolean (`#t`/`#f`; RESP2: integer 1/0).
+    pub fn boolean(&mut self, b: bool) {
+        match self.proto {
+            Protocol::Resp2 => self.int(i64::from(b)),
+            Protocol::Resp3 => self.out.extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
+        }
+    }
+
+    /// Big number (`(digits`; RESP2: bulk string). `digits` must be a decimal integer.
+    pub fn big_number(&mut self, digits: &str) {
+        match self.proto {
+            Protocol::Resp2 => self.bulk(digits.as_bytes()),
+            Protocol::Resp3 => {
+                self.out.push(b'(');
+                self.out.extend_from_slice(digits.as_bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Verbatim string (`=len\r\nfmt:text`; RESP2: bulk string of `text`).
+    pub fn verbatim(&mut self, format: &[u8; 3], text: &[u8]) {
+        match self.proto {
+            Protocol::Resp2 => self.bulk(text),
+            Protocol::Resp3 => {
+                self.header(b'=', text.len() as i64 + 4);
+                self.out.extend_from_slice(format);
+                self.out.push(b':');
+                self.out.extend_from_slice(text);
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Raw bytes that are already a complete RESP frame.
+    pub fn raw(&mut self, frame: &[u8]) {
+        self.out.extend_from_slice(frame);
+    }
+}
+
+/// Redis's double formatting: shortest round-trip text, `inf`/`-inf`/`nan`.
+pub(crate) fn format_double(x: f64) -> String {
+    if x.is_nan() {
+        "nan".to_string()
+    } else if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(proto: Protocol, f: impl FnOnce(&mut Encoder)) -> String {
+        let mut out = Vec::new();
+        f(&mut Encoder::new(&mut out, proto));
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn resp2_forms() {
+        use Protocol::Resp2 as P;
+        assert_eq!(enc(P, |e| e.simple("OK")), "+OK\r\n");
+        assert_eq!(enc(P, |e| e.error("ERR x\r\ny")), "-ERR x  y\r\n");
+        assert_eq!(enc(P, |e| e.int(-5)), ":-5\r\n");
+        assert_eq!(enc(P, |e| e.bulk(b"ab")), "$2\r\nab\r\n");
+        assert_eq!(enc(P, |e| e.null()), "$-1\r\n");
+        assert_eq!(enc(P, |e| e.null_array()), "*-1\r\n");
+        assert_eq!(enc(P, |e| e.map(2)), "*4\r\n");
+        assert_eq!(enc(P, |e| e.double(1.5)), "$3\r\n1.5\r\n");
+        assert_eq!(enc(P, |e| e.boolean(true)), ":1\r\n");
+        assert_eq!(enc(P, |e| e.verbatim(b"txt", b"hi")), "$2\r\nhi\r\n");
+    }
+
+    #[test]
+    fn resp3_forms() {
+        use Protocol::Resp3 as P;
+        assert_eq!(enc(P, |e| e.null()), "_\r\n");
+        assert_eq!(enc(P, |e| e.map(2)), "%2\r\n");
+        assert_eq!(enc(P, |e| e.set(1)), "~1\r\n");
+        assert_eq!(enc(P, |e| e.push(3)), ">3\r\n");
+        assert_eq!(enc(P, |e| e.double(f64::INFINITY)), ",inf\r\n");
+        assert_eq!(enc(P, |e| e.boolean(false)), "#f\r\n");
+        assert_eq!(enc(P, |e| e.big_number("123")), "(123\r\n");
+        assert_eq!(enc(P, |e| e.verbatim(b"txt", b"hi")), "=6\r\ntxt:hi\r\n");
+        assert_eq!(enc(P, |e| e.attribute(1)), "|1\r\n");
+    }
+}
