@@ -1,0 +1,79 @@
+//! The protocol side of the engine: what an embedding team implements.
+
+use std::net::SocketAddr;
+
+use crate::shard::Ctx;
+
+/// Identifies one connection on one shard. It carries a generation, so an id kept after
+/// its connection closed never reaches a newer connection that reuses the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl ConnId {
+    /// A number unique among this shard's live connections (for logs and maps).
+    pub fn as_u64(self) -> u64 {
+        u64::from(self.generation) << 32 | u64::from(self.index)
+    }
+}
+
+/// Index of a shard, `0..shard_count`.
+pub type ShardId = usize;
+
+/// What a shard is told when its handler is created.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardInfo {
+    /// This shard.
+    pub shard: ShardId,
+    /// How many shards the engine runs.
+    pub shards: usize,
+    /// The core the shard is pinned to, if pinned.
+    pub core: Option<usize>,
+}
+
+/// A protocol running on the engine. One value per shard, created on the shard's own
+/// (pinned) thread, never shared: everything it touches is shard-local, and other shards
+/// are reached only through [`Ctx::send`].
+pub trait Handler: Sized + 'static {
+    /// Per-connection protocol state.
+    type Conn;
+    /// Messages between shards. A shard's messages for one destination produced during one
+    /// loop turn travel as one batch.
+    type Msg: Send + 'static;
+
+    /// A connection was accepted; return its state.
+    fn on_open(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, peer: Option<SocketAddr>) -> Self::Conn;
+
+    /// Bytes arrived. `data` is everything not yet consumed for this connection: the
+    /// received buffer itself when nothing was left over (zero copy), else the left-over
+    /// tail with the new bytes appended. Return how many bytes were consumed; the rest is
+    /// kept for the next call.
+    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: &[u8]) -> usize;
+
+    /// A message from shard `from` (possibly this shard).
+    fn on_message(&mut self, ctx: &mut Ctx<Self>, from: ShardId, msg: Self::Msg);
+
+    /// The connection is gone; its state is handed back for clean-up.
+    fn on_close(&mut self, _ctx: &mut Ctx<Self>, _conn: ConnId, _state: Self::Conn) {}
+
+    /// A timer armed with [`Ctx::set_timer`] fired.
+    fn on_timer(&mut self, _ctx: &mut Ctx<Self>, _cookie: u64) {}
+
+    /// Called once at the end of every loop turn, before output is sent and batches are
+    /// handed to other shards.
+    fn on_turn_end(&mut self, _ctx: &mut Ctx<Self>) {}
+
+    /// Whether a connection still waits for work it started (e.g. replies from other
+    /// shards). A graceful close waits until this is false.
+    fn is_busy(&self, _state: &Self::Conn) -> bool {
+        false
+    }
+
+    /// Bytes sent to a connection refused because `max_connections` was reached, before it
+    /// is closed.
+    fn rejection(&self) -> &[u8] {
+        b""
+    }
+}

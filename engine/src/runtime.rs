@@ -1,0 +1,266 @@
+//! Starting and stopping an engine: listeners, the mailbox mesh, one pinned thread per
+//! shard, and the shutdown handshake.
+
+use std::net::SocketAddr;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+use crate::affinity::{allowed_cores, pin_current_thread};
+use crate::handler::{Handler, ShardInfo};
+use crate::mailbox::{mesh, Mailboxes, Parking};
+use crate::shard::Shard;
+use crate::sys::{wake_rings, BufRing, Features, Kind, Ring, Token};
+use crate::{EngineConfig, EngineError};
+
+/// State every shard can see. Only counters and flags: data never crosses cores here.
+pub(crate) struct Shared {
+    pub shutdown: AtomicBool,
+    pub connections: AtomicUsize,
+    pub drained: AtomicUsize,
+    pub exited: AtomicUsize,
+    pub parking: Vec<Parking>,
+    pub ring_fds: OnceLock<Vec<RawFd>>,
+}
+
+/// A running engine.
+pub struct EngineHandle {
+    local_addr: SocketAddr,
+    features: Features,
+    cores: Vec<Option<usize>>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<Result<(), EngineError>>>,
+}
+
+impl EngineHandle {
+    /// The address the shards listen on (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The io_uring features shard 0 found.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// The core each shard is pinned to (`None`: not pinned).
+    pub fn cores(&self) -> &[Option<usize>] {
+        &self.cores
+    }
+
+    /// Ask every shard to stop: no more accepts, pending output is flushed, connections
+    /// are closed, then the threads exit. Returns at once; see [`EngineHandle::join`].
+    pub fn shutdown(&self) {
+        if self.shared.shutdown.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(fds) = self.shared.ring_fds.get() {
+            if let Err(e) = wake_rings(fds, Token::simple(Kind::Wake)) {
+                tracing::warn!("could not wake shards for shutdown: {e}");
+            }
+        }
+    }
+
+    /// Wait for every shard thread to finish.
+    pub fn join(self) -> Result<(), EngineError> {
+        let mut first_err = None;
+        for (i, t) in self.threads.into_iter().enumerate() {
+            let r = match t.join() {
+                Ok(r) => r,
+                Err(_) => Err(EngineError::Shard(i, "panicked".into())),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// Start an engine: bind, spawn one pinned thread per shard, create each shard's handler
+/// on its own thread with `make_handler`, and return once every shard is serving.
+pub fn start<H, F>(config: EngineConfig, make_handler: F) -> Result<EngineHandle, EngineError>
+where
+    H: Handler,
+    F: Fn(ShardInfo) -> H + Send + Sync + 'static,
+{
+    let cores = if config.cores.is_empty() { allowed_cores() } else { config.cores.clone() };
+    if cores.is_empty() {
+        return Err(EngineError::Config("no cores to run on".into()));
+    }
+    let shards = if config.shards == 0 { cores.len() } else { config.shards };
+    if shards > 1024 {
+        return Err(EngineError::Config(format!("{shards} shards is more than the 1024 supported")));
+    }
+    let assignment: Vec<Option<usize>> =
+        (0..shards).map(|i| config.pin.then(|| cores[i % cores.len()])).collect();
+    let (listeners, local_addr) = bind_listeners(&config, shards)?;
+
+    let shared = Arc::new(Shared {
+        shutdown: AtomicBool::new(false),
+        connections: AtomicUsize::new(0),
+        drained: AtomicUsize::new(0),
+        exited: AtomicUsize::new(0),
+        parking: (0..shards).map(|_| Parking::default()).collect(),
+        ring_fds: OnceLock::new(),
+    });
+    let config = Arc::new(config);
+    let make_handler = Arc::new(make_handler);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(usize, RawFd, Features), EngineError>>();
+    let mut go_txs = Vec::with_capacity(shards);
+    let mut threads = Vec::with_capacity(shards);
+    let boxes = mesh::<H::Msg>(shards, config.mailbox_capacity);
+    for ((shard, listener), mail) in listeners.into_iter().enumerate().zip(boxes) {
+        let (go_tx, go_rx) = mpsc::channel::<bool>();
+        go_txs.push(go_tx);
+        let ctx = ThreadCtx {
+            info: ShardInfo { shard, shards, core: assignment[shard] },
+            config: Arc::clone(&config),
+            shared: Arc::clone(&shared),
+            ready: ready_tx.clone(),
+            go: go_rx,
+        };
+        let make = Arc::clone(&make_handler);
+        let t = std::thread::Builder::new()
+            .name(format!("shard-{shard}"))
+            .spawn(move || shard_thread(ctx, listener, mail, move |i| make(i)))
+            .map_err(|e| EngineError::Setup("spawning a shard thread", e))?;
+        threads.push(t);
+    }
+    drop(ready_tx);
+
+    let mut fds = vec![-1; shards];
+    let mut features = None;
+    let mut failure = None;
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok((shard, fd, f))) => {
+                fds[shard] = fd;
+                if shard == 0 {
+                    features = Some(f);
+                }
+            }
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(_) => {
+                failure.get_or_insert(EngineError::Shard(0, "exited during start-up".into()));
+                break;
+            }
+        }
+    }
+    if let Some(e) = failure {
+        for tx in &go_txs {
+            let _ = tx.send(false);
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(e);
+    }
+    let _ = shared.ring_fds.set(fds);
+    for tx in &go_txs {
+        let _ = tx.send(true);
+    }
+    Ok(EngineHandle {
+        local_addr,
+        features: features.unwrap_or_default(),
+        cores: assignment,
+        shared,
+        threads,
+    })
+}
+
+struct ThreadCtx {
+    info: ShardInfo,
+    config: Arc<EngineConfig>,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<(usize, RawFd, Features), EngineError>>,
+    go: mpsc::Receiver<bool>,
+}
+
+/// Counts a shard as exited even if it unwinds, so the others do not wait for it.
+struct ExitGuard(Arc<Shared>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        self.0.exited.fetch_add(1, Ordering::AcqRel);
+        if std::thread::panicking() {
+            // A shard that died must not hold up the others: stop everything, and count it
+            // as drained so the survivors do not wait for it.
+            self.0.shutdown.store(true, Ordering::Release);
+            self.0.drained.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+fn shard_thread<H: Handler>(
+    t: ThreadCtx,
+    listener: OwnedFd,
+    mail: Mailboxes<H::Msg>,
+    make: impl FnOnce(ShardInfo) -> H,
+) -> Result<(), EngineError> {
+    let shard = t.info.shard;
+    let setup = || -> Result<(Ring, BufRing), EngineError> {
+        crate::signal::block_shutdown_signals();
+        if let Some(core) = t.info.core {
+            pin_current_thread(shard, core)?;
+        }
+        // Allocated after pinning, so the memory is local to the shard's core.
+        let ring = Ring::new(t.config.ring_entries)?;
+        let bufring = BufRing::new(&ring, 0, t.config.recv_buffers, t.config.recv_buffer_size)?;
+        Ok((ring, bufring))
+    };
+    let (ring, bufring) = match setup() {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = t.ready.send(Err(e));
+            return Ok(());
+        }
+    };
+    let _ = t.ready.send(Ok((shard, ring.fd(), ring.features().clone())));
+    if !matches!(t.go.recv(), Ok(true)) {
+        return Ok(());
+    }
+    let _guard = ExitGuard(Arc::clone(&t.shared));
+    let handler = make(t.info);
+    let shared = Arc::clone(&t.shared);
+    let mut s = Shard::new(shard, t.info.shards, ring, bufring, listener, mail, t.shared, t.config, handler);
+    let result = s.run();
+    if result.is_err() {
+        // Let the others stop too rather than wait on a shard that is gone.
+        shared.shutdown.store(true, Ordering::Release);
+        shared.drained.fetch_add(1, Ordering::AcqRel);
+    }
+    drop(_guard);
+    // No ring may be closed while another shard could still post a wake into it.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while shared.exited.load(Ordering::Acquire) < t.info.shards && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(s);
+    result
+}
+
+fn bind_listeners(config: &EngineConfig, shards: usize) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
+    let mut addr = config.listen;
+    let mut out = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let err = |source| EngineError::Listen { addr, source };
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None).map_err(err)?;
+        sock.set_reuse_address(true).map_err(err)?;
+        sock.set_reuse_port(true).map_err(err)?;
+        sock.bind(&addr.into()).map_err(err)?;
+        sock.listen(config.backlog).map_err(err)?;
+        if addr.port() == 0 {
+            // Every other shard joins the port the first one was given.
+            addr = sock.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
+        }
+        out.push(OwnedFd::from(sock));
+    }
+    Ok((out, addr))
+}

@@ -1,0 +1,55 @@
+//! One connection's engine-side state: its socket, its input left-over, its output, and
+//! which operations are in flight.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+pub(crate) struct Conn<S> {
+    pub fd: Option<OwnedFd>,
+    pub generation: u32,
+    /// The handler's state; `None` only while it is being handed to `on_close`.
+    pub state: Option<S>,
+    /// Replies gathered this turn; leaves in one send.
+    pub out: Vec<u8>,
+    /// The buffer of the last completed send, kept for reuse.
+    pub spare: Vec<u8>,
+    /// An incomplete request waiting for more bytes.
+    pub inbuf: Vec<u8>,
+    pub recv_armed: bool,
+    pub send_in_flight: bool,
+    /// No more input is delivered; close once the output is flushed.
+    pub closing: bool,
+    /// The socket is being torn down: wait for in-flight operations, then free.
+    pub tearing_down: bool,
+    pub dirty: bool,
+    pub peer: Option<SocketAddr>,
+    pub created: Instant,
+    pub last_active: Instant,
+}
+
+impl<S> Conn<S> {
+    pub fn new(fd: OwnedFd, generation: u32, peer: Option<SocketAddr>, now: Instant) -> Self {
+        Conn {
+            fd: Some(fd),
+            generation,
+            state: None,
+            out: Vec::new(),
+            spare: Vec::new(),
+            inbuf: Vec::new(),
+            recv_armed: false,
+            send_in_flight: false,
+            closing: false,
+            tearing_down: false,
+            dirty: false,
+            peer,
+            created: now,
+            last_active: now,
+        }
+    }
+
+    /// Nothing the kernel still holds refers to this connection.
+    pub fn quiescent(&self) -> bool {
+        !self.recv_armed && !self.send_in_flight
+    }
+}

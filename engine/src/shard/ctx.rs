@@ -1,0 +1,203 @@
+//! The per-shard context a [`Handler`] works through: its connections' output, messages to
+//! other shards, timers and statistics.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::conn::Conn;
+use crate::handler::{ConnId, Handler, ShardId};
+use crate::mailbox::Mailboxes;
+use crate::runtime::Shared;
+use crate::sys::{Kind, Ring};
+
+/// Counters a shard keeps about its connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Connections accepted (including rejected ones).
+    pub accepted: u64,
+    /// Connections refused because `max_connections` was reached.
+    pub rejected: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Receives that ran out of provided buffers (ENOBUFS) and were re-armed.
+    pub recv_buffer_exhausted: u64,
+}
+
+/// Facts about one connection, for listings such as `CLIENT LIST`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnMeta {
+    /// The peer's address, when the OS reported it.
+    pub peer: Option<SocketAddr>,
+    /// When it was accepted.
+    pub created: Instant,
+    /// When bytes last arrived.
+    pub last_active: Instant,
+    /// Bytes buffered as an incomplete request.
+    pub input_buffered: usize,
+    /// Bytes waiting to be sent.
+    pub output_buffered: usize,
+}
+
+/// Handle to a timer armed with [`Ctx::set_timer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerId {
+    slot: u32,
+    generation: u32,
+}
+
+/// A shard's context. Everything here is local to the shard's thread.
+pub struct Ctx<H: Handler> {
+    pub(crate) shard: ShardId,
+    pub(crate) shards: usize,
+    pub(crate) conns: Slab<Conn<H::Conn>>,
+    pub(crate) dirty: Vec<u32>,
+    pub(crate) ring: Ring,
+    pub(crate) mail: Mailboxes<H::Msg>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) now: Instant,
+    pub(crate) stats: ShardStats,
+    pub(crate) timer_generation: u32,
+}
+
+impl<H: Handler> Ctx<H> {
+    /// This shard's index.
+    pub fn shard_id(&self) -> ShardId {
+        self.shard
+    }
+
+    /// How many shards the engine runs.
+    pub fn shard_count(&self) -> usize {
+        self.shards
+    }
+
+    /// The time at the start of this loop turn (cheap; no clock read).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Connections open on all shards together.
+    pub fn total_connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections open on this shard.
+    pub fn local_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// This shard's counters.
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+
+    /// Whether the engine is shutting down (no new input is delivered).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, id: ConnId) -> Option<&Conn<H::Conn>> {
+        self.conns.get(id.index as usize).filter(|c| c.generation == id.generation)
+    }
+
+    fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn<H::Conn>> {
+        self.conns.get_mut(id.index as usize).filter(|c| c.generation == id.generation)
+    }
+
+    /// Whether `id` is a live connection of this shard.
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.get(id).is_some_and(|c| !c.tearing_down)
+    }
+
+    /// The connection's state, if it is still open.
+    pub fn state(&mut self, id: ConnId) -> Option<&mut H::Conn> {
+        self.get_mut(id).and_then(|c| c.state.as_mut())
+    }
+
+    /// The connection's state and its output buffer, to encode replies straight into the
+    /// bytes that will be sent at the end of this turn.
+    pub fn state_and_output(&mut self, id: ConnId) -> Option<(&mut H::Conn, &mut Vec<u8>)> {
+        let idx = id.index;
+        let conn = self.conns.get_mut(idx as usize).filter(|c| c.generation == id.generation)?;
+        if conn.tearing_down {
+            return None;
+        }
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(idx);
+        }
+        let state = conn.state.as_mut()?;
+        Some((state, &mut conn.out))
+    }
+
+    /// Append bytes to the connection's output. Returns false if it is gone.
+    pub fn write(&mut self, id: ConnId, bytes: &[u8]) -> bool {
+        match self.state_and_output(id) {
+            Some((_, out)) => {
+                out.extend_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Close the connection once its output has been sent (and
+    /// [`Handler::is_busy`] is false). No more input is delivered.
+    pub fn close(&mut self, id: ConnId) {
+        let idx = id.index;
+        if let Some(conn) = self.get_mut(id) {
+            conn.closing = true;
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+    }
+
+    /// Facts about a connection.
+    pub fn meta(&self, id: ConnId) -> Option<ConnMeta> {
+        self.get(id).map(meta_of)
+    }
+
+    /// Every live connection of this shard with its state.
+    pub fn connections(&self) -> impl Iterator<Item = (ConnId, &H::Conn, ConnMeta)> + '_ {
+        self.conns.iter().filter(|(_, c)| !c.tearing_down).filter_map(|(idx, c)| {
+            let id = ConnId { index: idx as u32, generation: c.generation };
+            c.state.as_ref().map(|s| (id, s, meta_of(c)))
+        })
+    }
+
+    /// Send `msg` to shard `to` (this shard included). Messages to one shard arrive in the
+    /// order sent; all of one turn's messages to a shard travel as one batch.
+    pub fn send(&mut self, to: ShardId, msg: H::Msg) {
+        self.mail.send(to, msg);
+    }
+
+    /// Call [`Handler::on_timer`] with `cookie` after `after`.
+    pub fn set_timer(&mut self, after: Duration, cookie: u64) -> TimerId {
+        self.timer_generation = self.timer_generation.wrapping_add(1) & 0xff_ffff;
+        let generation = self.timer_generation;
+        let slot = self.ring.timer(after, Kind::Timer, generation, cookie);
+        TimerId { slot, generation }
+    }
+
+    /// Cancel a timer that has not fired yet (a fired or unknown timer is ignored).
+    pub fn cancel_timer(&mut self, timer: TimerId) {
+        self.ring.cancel_timer(Kind::Timer, timer.generation, timer.slot);
+    }
+}
+
+fn meta_of<S>(c: &Conn<S>) -> ConnMeta {
+    ConnMeta {
+        peer: c.peer,
+        created: c.created,
+        last_active: c.last_active,
+        input_buffered: c.inbuf.len(),
+        output_buffered: c.out.len(),
+    }
+}

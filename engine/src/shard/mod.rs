@@ -1,0 +1,513 @@
+//! One shard's event loop. A turn: wait for completions, dispatch each one (accept, recv,
+//! send, timer, wake), deliver inbound messages, let the handler finish the turn, then
+//! send each dirty connection's output in one operation, pass message batches to other
+//! shards (waking only sleeping ones), and re-arm what ended. A loaded shard enters the
+//! kernel once per turn.
+
+mod conn;
+mod ctx;
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+pub use ctx::{ConnMeta, Ctx, ShardStats, TimerId};
+
+use crate::handler::{ConnId, Handler};
+use crate::mailbox::Mailboxes;
+use crate::runtime::Shared;
+use crate::sys::{self, BufRing, Cqe, Kind, Ring, SendDone, Token};
+use crate::{EngineConfig, EngineError};
+use conn::Conn;
+
+/// Batches taken from one sender per turn, so a flood from one shard cannot starve I/O.
+const MAX_BATCHES_PER_SENDER: usize = 64;
+/// How long a stopping shard sleeps at most between checks of the other shards.
+const STOPPING_POLL: Duration = Duration::from_millis(10);
+/// Back-off after accept fails for a reason other than cancellation (e.g. EMFILE).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+pub(crate) struct Shard<H: Handler> {
+    ctx: Ctx<H>,
+    handler: H,
+    bufring: BufRing,
+    listener: Option<OwnedFd>,
+    accept_armed: bool,
+    accept_retry_at: Option<Instant>,
+    config: Arc<EngineConfig>,
+    cqes: Vec<Cqe>,
+    inbound: Vec<(usize, H::Msg)>,
+    rearm: Vec<u32>,
+    next_generation: u32,
+    stopping_deadline: Option<Instant>,
+    drained_reported: bool,
+}
+
+impl<H: Handler> Shard<H> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shard: usize,
+        shards: usize,
+        ring: Ring,
+        bufring: BufRing,
+        listener: OwnedFd,
+        mail: Mailboxes<H::Msg>,
+        shared: Arc<Shared>,
+        config: Arc<EngineConfig>,
+        handler: H,
+    ) -> Self {
+        Shard {
+            ctx: Ctx {
+                shard,
+                shards,
+                conns: Slab::with_capacity(256),
+                dirty: Vec::new(),
+                ring,
+                mail,
+                shared,
+                now: Instant::now(),
+                stats: ShardStats::default(),
+                timer_generation: 0,
+            },
+            handler,
+            bufring,
+            listener: Some(listener),
+            accept_armed: false,
+            accept_retry_at: None,
+            config,
+            cqes: Vec::with_capacity(1024),
+            inbound: Vec::new(),
+            rearm: Vec::new(),
+            next_generation: 1,
+            stopping_deadline: None,
+            drained_reported: false,
+        }
+    }
+
+    /// Run until the engine shuts down and every shard has drained its connections.
+    pub fn run(&mut self) -> Result<(), EngineError> {
+        self.arm_accept();
+        self.arm_tick();
+        loop {
+            self.ctx.now = Instant::now();
+            self.dispatch_completions();
+            self.deliver_messages();
+            self.handler.on_turn_end(&mut self.ctx);
+            self.flush_mail();
+            self.flush_connections();
+            self.rearm_receives();
+            if self.check_shutdown() {
+                break;
+            }
+            self.wait()?;
+        }
+        self.abort_remaining();
+        Ok(())
+    }
+
+    /// Whether the shard can stop; also starts stopping when shutdown was requested.
+    fn check_shutdown(&mut self) -> bool {
+        let shared = Arc::clone(&self.ctx.shared);
+        if shared.shutdown.load(Ordering::Acquire) && self.stopping_deadline.is_none() {
+            self.begin_shutdown();
+            // Graceful closes were just requested: let this turn's flush run first.
+            self.flush_connections();
+        }
+        let Some(deadline) = self.stopping_deadline else { return false };
+        if self.ctx.conns.is_empty() && !self.drained_reported {
+            self.drained_reported = true;
+            shared.drained.fetch_add(1, Ordering::AcqRel);
+        }
+        let all_drained = shared.drained.load(Ordering::Acquire) >= self.ctx.shards;
+        all_drained || self.ctx.now >= deadline
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.stopping_deadline = Some(self.ctx.now + self.config.shutdown_grace);
+        if self.accept_armed {
+            self.ctx.ring.cancel(Token::simple(Kind::Accept));
+        }
+        if let Some(l) = self.listener.take() {
+            self.ctx.ring.close(l);
+        }
+        let ids: Vec<ConnId> = self.live_ids();
+        for id in ids {
+            self.ctx.close(id);
+        }
+    }
+
+    /// Past the grace period: drop whatever is left without waiting for peers.
+    fn abort_remaining(&mut self) {
+        let idxs: Vec<u32> = self.ctx.conns.iter().map(|(i, _)| i as u32).collect();
+        for idx in idxs {
+            self.teardown(idx);
+        }
+        let _ = self.ctx.ring.submit_and_wait(Some(Duration::ZERO));
+        self.cqes.clear();
+        self.ctx.ring.drain(&mut self.cqes);
+        let idle = self.ctx.conns.iter().all(|(_, c)| c.quiescent());
+        self.bufring.release(&self.ctx.ring, idle);
+    }
+
+    fn live_ids(&self) -> Vec<ConnId> {
+        self.ctx
+            .conns
+            .iter()
+            .map(|(i, c)| ConnId { index: i as u32, generation: c.generation })
+            .collect()
+    }
+
+    fn wait(&mut self) -> Result<(), EngineError> {
+        let mut timeout = None;
+        if self.stopping_deadline.is_some() {
+            timeout = Some(STOPPING_POLL);
+        }
+        if let Some(at) = self.accept_retry_at {
+            let left = at.saturating_duration_since(self.ctx.now);
+            timeout = Some(timeout.map_or(left, |t: Duration| t.min(left)));
+        }
+        if self.ctx.mail.has_overflow() {
+            timeout = Some(Duration::from_micros(50));
+        }
+        let parking = &self.ctx.shared.parking[self.ctx.shard];
+        parking.park();
+        if self.ctx.mail.inbound_pending() {
+            timeout = Some(Duration::ZERO);
+        }
+        let res = self.ctx.ring.submit_and_wait(timeout);
+        self.ctx.shared.parking[self.ctx.shard].unpark();
+        res.map_err(|e| EngineError::Setup("io_uring_enter", e))
+    }
+
+    fn dispatch_completions(&mut self) {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.clear();
+        self.ctx.ring.drain(&mut cqes);
+        for cqe in &cqes {
+            let Some(token) = Token::decode(cqe.user_data) else { continue };
+            match token.kind {
+                Kind::Accept => self.on_accept(cqe),
+                Kind::Recv => self.on_recv(token, cqe),
+                Kind::Send => self.on_send(token.index, cqe.result),
+                Kind::Timer => {
+                    if let Some(cookie) = self.ctx.ring.complete_timer(token.index) {
+                        if cqe.result == -libc::ETIME {
+                            self.handler.on_timer(&mut self.ctx, cookie);
+                        }
+                    }
+                }
+                Kind::Tick => {
+                    self.ctx.ring.complete_timer(token.index);
+                    self.on_tick();
+                    self.arm_tick();
+                }
+                Kind::Wake | Kind::Ignore => {}
+            }
+        }
+        self.cqes = cqes;
+    }
+
+    fn deliver_messages(&mut self) {
+        let mut inbound = std::mem::take(&mut self.inbound);
+        self.ctx.mail.take_inbound(&mut inbound, MAX_BATCHES_PER_SENDER);
+        for (from, msg) in inbound.drain(..) {
+            self.handler.on_message(&mut self.ctx, from, msg);
+        }
+        self.inbound = inbound;
+    }
+
+    fn flush_mail(&mut self) {
+        let Ctx { mail, ring, shared, .. } = &mut self.ctx;
+        let Some(fds) = shared.ring_fds.get() else { return };
+        mail.flush(|to| {
+            if shared.parking[to].needs_wake() {
+                ring.msg_ring(fds[to], Token::simple(Kind::Wake));
+            }
+        });
+    }
+
+    fn arm_accept(&mut self) {
+        if self.accept_armed || self.stopping_deadline.is_some() {
+            return;
+        }
+        if let Some(at) = self.accept_retry_at {
+            if self.ctx.now < at {
+                return;
+            }
+            self.accept_retry_at = None;
+        }
+        if let Some(l) = &self.listener {
+            let fd = l.as_raw_fd();
+            self.ctx.ring.accept(fd, Token::simple(Kind::Accept));
+            self.accept_armed = true;
+        }
+    }
+
+    fn arm_tick(&mut self) {
+        if let Some(idle) = self.config.idle_timeout {
+            let every = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+            self.ctx.ring.timer(every, Kind::Tick, 0, 0);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let Some(idle) = self.config.idle_timeout else { return };
+        let now = Instant::now();
+        let expired: Vec<u32> = self
+            .ctx
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.tearing_down && now.duration_since(c.last_active) > idle)
+            .filter(|(_, c)| c.state.as_ref().is_some_and(|s| !self.handler.is_busy(s)))
+            .map(|(i, _)| i as u32)
+            .collect();
+        for idx in expired {
+            tracing::debug!(shard = self.ctx.shard, conn = idx, "closing idle connection");
+            self.teardown(idx);
+        }
+    }
+
+    fn on_accept(&mut self, cqe: &Cqe) {
+        if !cqe.more() {
+            self.accept_armed = false;
+        }
+        if cqe.result < 0 {
+            let errno = -cqe.result;
+            if errno == libc::EINVAL && self.ctx.ring.features().multishot_accept {
+                self.ctx.ring.features_mut().multishot_accept = false;
+            } else if errno != libc::ECANCELED {
+                tracing::warn!(shard = self.ctx.shard, "accept failed: {}", std::io::Error::from_raw_os_error(errno));
+                self.accept_retry_at = Some(self.ctx.now + ACCEPT_BACKOFF);
+            }
+            self.arm_accept();
+            return;
+        }
+        let fd = sys::accepted_fd(cqe.result);
+        self.arm_accept();
+        if self.stopping_deadline.is_some() {
+            return; // dropping `fd` closes it
+        }
+        let sock = socket2::SockRef::from(&fd);
+        let _ = sock.set_tcp_nodelay(true);
+        let peer: Option<SocketAddr> = sock.peer_addr().ok().and_then(|a| a.as_socket());
+        let total = self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        self.ctx.stats.accepted += 1;
+        let generation = self.next_generation;
+        self.next_generation = (self.next_generation + 1) & 0xff_ffff;
+        let raw = fd.as_raw_fd();
+        let idx = self.ctx.conns.insert(Conn::new(fd, generation, peer, self.ctx.now)) as u32;
+        let id = ConnId { index: idx, generation };
+        let state = self.handler.on_open(&mut self.ctx, id, peer);
+        self.ctx.conns[idx as usize].state = Some(state);
+        if total > self.config.max_connections {
+            self.ctx.stats.rejected += 1;
+            let msg = self.handler.rejection().to_vec();
+            self.ctx.write(id, &msg);
+            self.ctx.close(id);
+            return;
+        }
+        self.ctx.ring.recv(raw, self.bufring.group(), Token::new(Kind::Recv, generation, idx));
+        self.ctx.conns[idx as usize].recv_armed = true;
+    }
+
+    fn on_recv(&mut self, token: Token, cqe: &Cqe) {
+        let idx = token.index;
+        let bid = cqe.buffer_id();
+        let live = self.ctx.conns.get(idx as usize).is_some_and(|c| c.generation == token.generation);
+        if !live {
+            if let Some(bid) = bid {
+                self.bufring.recycle(bid);
+            }
+            return;
+        }
+        let id = ConnId { index: idx, generation: token.generation };
+        let more = cqe.more();
+        if !more {
+            self.ctx.conns[idx as usize].recv_armed = false;
+        }
+        match cqe.result {
+            n if n > 0 => {
+                let Some(bid) = bid else {
+                    tracing::error!("recv completion without a buffer id");
+                    self.teardown(idx);
+                    return;
+                };
+                self.ctx.stats.bytes_in += n as u64;
+                let conn = &mut self.ctx.conns[idx as usize];
+                if !conn.closing {
+                    conn.last_active = self.ctx.now;
+                    self.deliver(id, bid, n as usize);
+                }
+                self.bufring.recycle(bid);
+                self.schedule_rearm(idx, more);
+            }
+            0 => {
+                if let Some(bid) = bid {
+                    self.bufring.recycle(bid);
+                }
+                // Peer closed its side: send what is already owed, then close.
+                self.ctx.close(id);
+            }
+            err => {
+                let errno = -err;
+                if errno == libc::ENOBUFS {
+                    self.ctx.stats.recv_buffer_exhausted += 1;
+                    self.schedule_rearm(idx, more);
+                } else if errno == libc::EINVAL && self.ctx.ring.features().multishot_recv {
+                    tracing::info!("kernel refused multishot recv; using one-shot recv");
+                    self.ctx.ring.features_mut().multishot_recv = false;
+                    self.schedule_rearm(idx, more);
+                } else {
+                    if errno != libc::ECANCELED && errno != libc::ECONNRESET {
+                        tracing::debug!("recv failed: {}", std::io::Error::from_raw_os_error(errno));
+                    }
+                    self.teardown(idx);
+                }
+            }
+        }
+    }
+
+    fn schedule_rearm(&mut self, idx: u32, more: bool) {
+        if !more {
+            self.rearm.push(idx);
+        }
+    }
+
+    /// Hand received bytes to the handler: straight from the ring buffer when nothing was
+    /// left over, else appended to the left-over. Only an unconsumed tail is copied.
+    fn deliver(&mut self, id: ConnId, bid: u16, len: usize) {
+        let idx = id.index as usize;
+        let data = self.bufring.data(bid, len);
+        let leftover = std::mem::take(&mut self.ctx.conns[idx].inbuf);
+        let kept = if leftover.is_empty() {
+            let used = self.handler.on_data(&mut self.ctx, id, data).min(data.len());
+            let mut rest = leftover;
+            rest.extend_from_slice(&data[used..]);
+            rest
+        } else {
+            let mut buf = leftover;
+            buf.extend_from_slice(data);
+            let used = self.handler.on_data(&mut self.ctx, id, &buf).min(buf.len());
+            buf.drain(..used);
+            buf
+        };
+        let limit = self.config.max_input_buffer;
+        if let Some(conn) = self.ctx.conns.get_mut(idx).filter(|c| c.generation == id.generation) {
+            let too_big = kept.len() > limit;
+            conn.inbuf = kept;
+            if too_big {
+                tracing::warn!(shard = self.ctx.shard, "closing connection over the input buffer limit ({limit} bytes)");
+                self.teardown(id.index);
+            }
+        }
+    }
+
+    fn on_send(&mut self, slot: u32, result: i32) {
+        let (owner, buf, failed) = match self.ctx.ring.complete_send(slot, result) {
+            SendDone::Continuing => return,
+            SendDone::Complete { owner, buf } => (owner, buf, None),
+            SendDone::Failed { owner, buf, errno } => (owner, buf, Some(errno)),
+        };
+        let idx = owner.index;
+        let Some(conn) = self.ctx.conns.get_mut(idx as usize).filter(|c| c.generation == owner.generation) else {
+            return;
+        };
+        conn.send_in_flight = false;
+        if conn.spare.capacity() < buf.capacity() {
+            conn.spare = buf;
+        }
+        if let Some(errno) = failed {
+            tracing::debug!("send failed: {}", std::io::Error::from_raw_os_error(errno));
+            self.teardown(idx);
+        } else {
+            self.mark_dirty(idx);
+        }
+    }
+
+    fn mark_dirty(&mut self, idx: u32) {
+        if let Some(c) = self.ctx.conns.get_mut(idx as usize) {
+            if !c.dirty {
+                c.dirty = true;
+                self.ctx.dirty.push(idx);
+            }
+        }
+    }
+
+    /// Send each dirty connection's output (one send per connection per turn, never two in
+    /// flight), then progress closes.
+    fn flush_connections(&mut self) {
+        while let Some(idx) = self.ctx.dirty.pop() {
+            let Some(conn) = self.ctx.conns.get_mut(idx as usize) else { continue };
+            conn.dirty = false;
+            if !conn.tearing_down && !conn.send_in_flight && !conn.out.is_empty() {
+                if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
+                    let buf = std::mem::replace(&mut conn.out, std::mem::take(&mut conn.spare));
+                    conn.send_in_flight = true;
+                    self.ctx.stats.bytes_out += buf.len() as u64;
+                    let owner = Token::new(Kind::Send, conn.generation, idx);
+                    self.ctx.ring.send(fd, owner, buf);
+                }
+            }
+            let conn = &self.ctx.conns[idx as usize];
+            let flushed = !conn.send_in_flight && conn.out.is_empty();
+            let busy = conn.state.as_ref().is_some_and(|s| self.handler.is_busy(s));
+            if conn.closing && !conn.tearing_down && flushed && !busy {
+                self.teardown(idx);
+            }
+            let conn = &self.ctx.conns[idx as usize];
+            if conn.tearing_down && conn.quiescent() {
+                self.finalize(idx);
+            }
+        }
+    }
+
+    /// Stop the socket both ways so in-flight operations complete promptly; the slot is
+    /// freed once nothing the kernel holds refers to it.
+    fn teardown(&mut self, idx: u32) {
+        let Some(conn) = self.ctx.conns.get_mut(idx as usize) else { return };
+        if !conn.tearing_down {
+            conn.tearing_down = true;
+            conn.closing = true;
+            if let Some(fd) = &conn.fd {
+                let _ = socket2::SockRef::from(fd).shutdown(std::net::Shutdown::Both);
+            }
+            if conn.recv_armed {
+                let token = Token::new(Kind::Recv, conn.generation, idx);
+                self.ctx.ring.cancel(token);
+            }
+        }
+        // Re-checked at the end of the turn: freed once quiescent.
+        self.mark_dirty(idx);
+    }
+
+    fn finalize(&mut self, idx: u32) {
+        let mut conn = self.ctx.conns.remove(idx as usize);
+        self.ctx.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        if let Some(fd) = conn.fd.take() {
+            self.ctx.ring.close(fd);
+        }
+        let id = ConnId { index: idx, generation: conn.generation };
+        if let Some(state) = conn.state.take() {
+            self.handler.on_close(&mut self.ctx, id, state);
+        }
+    }
+
+    fn rearm_receives(&mut self) {
+        for idx in std::mem::take(&mut self.rearm) {
+            let Some(conn) = self.ctx.conns.get_mut(idx as usize) else { continue };
+            if conn.recv_armed || conn.closing {
+                continue;
+            }
+            if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
+                conn.recv_armed = true;
+                let token = Token::new(Kind::Recv, conn.generation, idx);
+                self.ctx.ring.recv(fd, self.bufring.group(), token);
+            }
+        }
+        self.arm_accept();
+    }
+}
