@@ -234,9 +234,7 @@ fn split_quoted(line: &[u8], mut i: usize, out: &mut Vec<u8>) -> Result<usize, P
                 if i + 1 < line.len() && !is_space(line[i + 1]) {
                     return Err(ProtocolError::UnbalancedQuotes);
                 }
-                in_dq = false;
-                i += 1;
-                return Ok(i);
+                return Ok(i + 1);
             } else {
                 out.push(c);
                 i += 1;
@@ -249,9 +247,7 @@ fn split_quoted(line: &[u8], mut i: usize, out: &mut Vec<u8>) -> Result<usize, P
                 if i + 1 < line.len() && !is_space(line[i + 1]) {
                     return Err(ProtocolError::UnbalancedQuotes);
                 }
-                in_sq = false;
-                i += 1;
-                return Ok(i);
+                return Ok(i + 1);
             } else {
                 out.push(c);
                 i += 1;

@@ -1,0 +1,339 @@
+//! CLIENT, COMMAND, CONFIG, INFO, DBSIZE, FLUSHALL/FLUSHDB.
+
+use bytes::Bytes;
+use coreshard_engine::{ConnId, Ctx};
+use coreshard_protocol::Encoder;
+
+use super::{sanitize, unknown_subcommand_error, Args, Spec, COMMANDS};
+use crate::glob::glob_match;
+use crate::server::ops::{Op, ShardReport};
+use crate::server::reply::Agg;
+use crate::server::{client_list_lines, Server};
+
+/// Redis's rule for client names and library info: printable ASCII without spaces.
+pub fn valid_client_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+pub fn client(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let sub = args[1].to_ascii_lowercase();
+    let arity_err = |s: &mut Server, ctx: &mut Ctx<Server>| {
+        let msg = format!("ERR wrong number of arguments for 'client|{}' command", String::from_utf8_lossy(&sub));
+        s.error(ctx, conn, &msg);
+    };
+    match (sub.as_slice(), args.len()) {
+        (b"id", 2) => {
+            let id = ctx.state(conn).map_or(0, |st| st.id);
+            s.reply(ctx, conn, |e| e.int(id as i64));
+        }
+        (b"getname", 2) => {
+            let name = ctx.state(conn).and_then(|st| st.name.clone());
+            s.reply(ctx, conn, |e| e.opt_bulk(name.as_deref()));
+        }
+        (b"setname", 3) => {
+            if !valid_client_name(&args[2]) {
+                return s.error(ctx, conn, "ERR Client names cannot contain spaces, newlines or special characters.");
+            }
+            if let Some(st) = ctx.state(conn) {
+                st.name = (!args[2].is_empty()).then(|| Bytes::copy_from_slice(&args[2]));
+            }
+            s.reply(ctx, conn, |e| e.simple("OK"));
+        }
+        (b"setinfo", 4) => {
+            let attr = args[2].to_ascii_lowercase();
+            let value = &args[3];
+            let field = match attr.as_slice() {
+                b"lib-name" => "lib-name",
+                b"lib-ver" => "lib-ver",
+                _ => {
+                    let msg = format!("ERR Unrecognized option '{}'", sanitize(&args[2], 128));
+                    return s.error(ctx, conn, &msg);
+                }
+            };
+            if !valid_client_name(value) {
+                let msg = format!("ERR {field} cannot contain spaces, newlines or special characters.");
+                return s.error(ctx, conn, &msg);
+            }
+            if let Some(st) = ctx.state(conn) {
+                let v = (!value.is_empty()).then(|| Bytes::copy_from_slice(value));
+                if field == "lib-name" {
+                    st.lib_name = v;
+                } else {
+                    st.lib_ver = v;
+                }
+            }
+            s.reply(ctx, conn, |e| e.simple("OK"));
+        }
+        (b"info", 2) => {
+            let line = client_list_lines(ctx, Some(conn));
+            s.reply(ctx, conn, |e| e.verbatim(b"txt", line.as_bytes()));
+        }
+        (b"list", 2) => s.broadcast(ctx, conn, || Op::ClientList, Agg::ClientList(String::new())),
+        (b"list", _) => s.error(ctx, conn, "ERR syntax error"),
+        (b"help", 2) => {
+            let lines = [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "LIST",
+                "    Return information about client connections.",
+                "SETINFO <option> <value>",
+                "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+            ];
+            s.reply(ctx, conn, |e| {
+                e.array(lines.len());
+                for l in lines {
+                    e.simple(l);
+                }
+            });
+        }
+        (b"id" | b"getname" | b"setname" | b"setinfo" | b"info" | b"help", _) => arity_err(s, ctx),
+        _ => {
+            let msg = unknown_subcommand_error(&args[1], "client");
+            s.error(ctx, conn, &msg);
+        }
+    }
+}
+
+fn encode_command_info(e: &mut Encoder<'_>, spec: &Spec) {
+    e.array(10);
+    e.bulk(spec.name.as_bytes());
+    e.int(i64::from(spec.arity));
+    e.set(spec.flags.len());
+    for f in spec.flags {
+        e.simple(f);
+    }
+    e.int(i64::from(spec.first_key));
+    e.int(i64::from(spec.last_key));
+    e.int(i64::from(spec.step));
+    e.set(1);
+    e.simple(&format!("@{}", spec.group));
+    e.set(0);
+    e.array(0);
+    e.array(0);
+}
+
+fn encode_command_docs(e: &mut Encoder<'_>, spec: &Spec) {
+    e.bulk(spec.name.as_bytes());
+    e.map(3);
+    e.bulk(b"summary");
+    e.bulk(spec.summary.as_bytes());
+    e.bulk(b"since");
+    e.bulk(spec.since.as_bytes());
+    e.bulk(b"group");
+    e.bulk(spec.group.as_bytes());
+}
+
+pub fn command(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    if args.len() == 1 {
+        return s.reply(ctx, conn, |e| {
+            e.array(COMMANDS.len());
+            COMMANDS.iter().for_each(|c| encode_command_info(e, c));
+        });
+    }
+    let sub = args[1].to_ascii_lowercase();
+    match sub.as_slice() {
+        b"count" if args.len() == 2 => s.reply(ctx, conn, |e| e.int(COMMANDS.len() as i64)),
+        b"list" if args.len() == 2 => s.reply(ctx, conn, |e| {
+            e.array(COMMANDS.len());
+            COMMANDS.iter().for_each(|c| e.bulk(c.name.as_bytes()));
+        }),
+        b"info" => {
+            let wanted: Vec<Option<&Spec>> = if args.len() == 2 {
+                COMMANDS.iter().map(Some).collect()
+            } else {
+                args[2..].iter().map(|n| super::lookup(n)).collect()
+            };
+            s.reply(ctx, conn, |e| {
+                e.array(wanted.len());
+                for w in &wanted {
+                    match w {
+                        Some(spec) => encode_command_info(e, spec),
+                        None => e.null_array(),
+                    }
+                }
+            });
+        }
+        b"docs" => {
+            let wanted: Vec<&Spec> = if args.len() == 2 {
+                COMMANDS.iter().collect()
+            } else {
+                args[2..].iter().filter_map(|n| super::lookup(n)).collect()
+            };
+            s.reply(ctx, conn, |e| {
+                e.map(wanted.len());
+                wanted.iter().for_each(|spec| encode_command_docs(e, spec));
+            });
+        }
+        b"count" | b"list" => {
+            let msg = format!("ERR wrong number of arguments for 'command|{}' command", String::from_utf8_lossy(&sub));
+            s.error(ctx, conn, &msg);
+        }
+        _ => {
+            let msg = unknown_subcommand_error(&args[1], "command");
+            s.error(ctx, conn, &msg);
+        }
+    }
+}
+
+/// The parameters CONFIG GET answers, with their current values.
+fn config_params(s: &Server) -> Vec<(&'static str, String)> {
+    let c = &s.config;
+    vec![
+        ("bind", c.listen.ip().to_string()),
+        ("port", c.listen.port().to_string()),
+        ("maxclients", c.maxclients.to_string()),
+        ("timeout", c.timeout.to_string()),
+        ("requirepass", c.requirepass.clone().unwrap_or_default()),
+        ("proto-max-bulk-len", c.limits.max_bulk_len.to_string()),
+        ("client-query-buffer-limit", c.query_buffer_limit.to_string()),
+        ("databases", "1".into()),
+        ("io-threads", s.shards.to_string()),
+        ("tcp-backlog", "511".into()),
+        ("save", String::new()),
+        ("appendonly", "no".into()),
+        ("maxmemory", "0".into()),
+        ("maxmemory-policy", "noeviction".into()),
+        ("cluster-enabled", "no".into()),
+    ]
+}
+
+pub fn config(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let sub = args[1].to_ascii_lowercase();
+    match sub.as_slice() {
+        b"get" if args.len() >= 3 => {
+            let params = config_params(s);
+            let matched: Vec<&(&str, String)> = params
+                .iter()
+                .filter(|(name, _)| args[2..].iter().any(|p| glob_match(p, name.as_bytes(), true)))
+                .collect();
+            s.reply(ctx, conn, |e| {
+                e.map(matched.len());
+                for (name, value) in matched {
+                    e.bulk(name.as_bytes());
+                    e.bulk(value.as_bytes());
+                }
+            });
+        }
+        b"get" => s.error(ctx, conn, "ERR wrong number of arguments for 'config|get' command"),
+        b"set" if args.len() >= 4 => {
+            // Settings are fixed at start-up (command-line flags) for now.
+            let msg = format!("ERR Unknown option or number of arguments for CONFIG SET - '{}'", sanitize(&args[2], 128));
+            s.error(ctx, conn, &msg);
+        }
+        b"set" => s.error(ctx, conn, "ERR wrong number of arguments for 'config|set' command"),
+        _ => {
+            let msg = unknown_subcommand_error(&args[1], "config");
+            s.error(ctx, conn, &msg);
+        }
+    }
+}
+
+const INFO_SECTIONS: [&str; 4] = ["server", "clients", "stats", "keyspace"];
+
+pub fn info(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let mut sections: Vec<String> = Vec::new();
+    for a in &args[1..] {
+        let name = String::from_utf8_lossy(a).to_ascii_lowercase();
+        match name.as_str() {
+            "all" | "default" | "everything" => sections.extend(INFO_SECTIONS.iter().map(|s| s.to_string())),
+            _ => sections.push(name),
+        }
+    }
+    if sections.is_empty() {
+        sections.extend(INFO_SECTIONS.iter().map(|s| s.to_string()));
+    }
+    s.broadcast(ctx, conn, || Op::Report, Agg::Info { sections, reports: Vec::new() });
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// INFO text from every shard's counters.
+pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> String {
+    let sum = |f: fn(&ShardReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let uptime = s.config.started.elapsed().as_secs();
+    let mut out = String::new();
+    let mut seen = Vec::new();
+    for section in sections {
+        if seen.contains(&section) {
+            continue;
+        }
+        seen.push(section);
+        let body = match section.as_str() {
+            "server" => format!(
+                "redis_version:{}\r\ncoreshard_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nshards:{}\r\n",
+                super::connection::REDIS_COMPAT_VERSION,
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+                std::process::id(),
+                s.config.listen.port(),
+                uptime,
+                uptime / 86400,
+                s.shards,
+            ),
+            "clients" => format!(
+                "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+                sum(|r| r.clients),
+                s.config.maxclients
+            ),
+            "memory" => format!("used_memory_rss:{}\r\n", rss_bytes()),
+            "stats" => format!(
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:0\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nrecv_buffer_exhausted:{}\r\n",
+                sum(|r| r.accepted),
+                sum(|r| r.commands),
+                sum(|r| r.bytes_in),
+                sum(|r| r.bytes_out),
+                sum(|r| r.rejected),
+                sum(|r| r.hits),
+                sum(|r| r.misses),
+                sum(|r| r.recv_buffer_exhausted),
+            ),
+            "keyspace" => {
+                let keys = sum(|r| r.keys);
+                if keys > 0 {
+                    format!("db0:keys={keys},expires=0,avg_ttl=0\r\n")
+                } else {
+                    String::new()
+                }
+            }
+            _ => continue,
+        };
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        let mut title = section.clone();
+        if let Some(first) = title.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        out.push_str(&format!("# {title}\r\n{body}"));
+    }
+    out
+}
+
+pub fn dbsize(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
+    s.broadcast(ctx, conn, || Op::DbSize, Agg::Sum(0));
+}
+
+pub fn flush(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let ok = match args.len() {
+        1 => true,
+        2 => args[1].eq_ignore_ascii_case(b"ASYNC") || args[1].eq_ignore_ascii_case(b"SYNC"),
+        _ => false,
+    };
+    if !ok {
+        return s.error(ctx, conn, "ERR syntax error");
+    }
+    s.broadcast(ctx, conn, || Op::Flush, Agg::AllOk);
+}

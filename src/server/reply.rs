@@ -1,0 +1,174 @@
+//! Per-connection reply order. Every request takes the next sequence number; a reply that
+//! is ready while earlier ones still wait for other shards is parked in its slot, and the
+//! ready prefix is flushed to the connection as soon as it exists.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use coreshard_protocol::{Encoder, Protocol};
+
+use super::ops::{OpResult, ShardReport};
+
+/// How the results of a command's parts combine into its reply.
+#[derive(Debug)]
+pub enum Agg {
+    /// One part: its result is the reply.
+    Single(Option<OpResult>),
+    /// Integer sum (DEL, EXISTS, DBSIZE).
+    Sum(i64),
+    /// `+OK` once every part answered (MSET, FLUSHALL).
+    AllOk,
+    /// MGET: part `p`'s values go to `positions[p]`.
+    MGet { values: Vec<Option<Bytes>>, positions: Vec<Vec<usize>> },
+    /// INFO: every shard's counters, formatted once all arrived.
+    Info { sections: Vec<String>, reports: Vec<ShardReport> },
+    /// CLIENT LIST: every shard's lines.
+    ClientList(String),
+}
+
+impl Agg {
+    /// Fold in part `part`'s result.
+    pub fn merge(&mut self, part: u32, result: OpResult) {
+        match (self, result) {
+            (Agg::Single(slot), r) => *slot = Some(r),
+            (Agg::Sum(total), OpResult::Int(n)) => *total += n,
+            (Agg::AllOk, _) => {}
+            (Agg::MGet { values, positions }, OpResult::Values(vs)) => {
+                if let Some(pos) = positions.get(part as usize) {
+                    for (&at, v) in pos.iter().zip(vs) {
+                        values[at] = v;
+                    }
+                }
+            }
+            (Agg::Info { reports, .. }, OpResult::Report(r)) => reports.push(r),
+            (Agg::ClientList(text), OpResult::Text(t)) => text.push_str(&t),
+            (agg, r) => tracing::error!("mismatched part result {r:?} for {agg:?}"),
+        }
+    }
+}
+
+/// Encode a single result.
+pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
+    match result {
+        OpResult::Ok => enc.simple("OK"),
+        OpResult::Int(n) => enc.int(*n),
+        OpResult::Value(v) => enc.opt_bulk(v.as_deref()),
+        OpResult::Values(vs) => {
+            enc.array(vs.len());
+            for v in vs {
+                enc.opt_bulk(v.as_deref());
+            }
+        }
+        OpResult::Text(t) => enc.verbatim(b"txt", t.as_bytes()),
+        OpResult::Report(_) => enc.error("ERR internal: unexpected report"),
+    }
+}
+
+/// One reply position in a connection's order.
+#[derive(Debug)]
+pub enum Slot {
+    /// Encoded and waiting only for the replies before it.
+    Ready(Vec<u8>),
+    /// Waiting for `remaining` parts from shards.
+    Waiting { proto: Protocol, remaining: u32, agg: Agg },
+}
+
+/// The replies a connection still owes, in request order.
+#[derive(Debug, Default)]
+pub struct ReplyQueue {
+    slots: VecDeque<Slot>,
+    /// Sequence number of `slots[0]`.
+    first_seq: u64,
+}
+
+impl ReplyQueue {
+    /// No reply is owed: new replies may go straight to the output.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Whether some reply still waits for another shard.
+    pub fn waiting(&self) -> bool {
+        self.slots.iter().any(|s| matches!(s, Slot::Waiting { .. }))
+    }
+
+    /// Reserve the next position for a reply that waits on `parts` parts.
+    pub fn reserve(&mut self, proto: Protocol, parts: u32, agg: Agg) -> u64 {
+        let seq = self.first_seq + self.slots.len() as u64;
+        self.slots.push_back(Slot::Waiting { proto, remaining: parts, agg });
+        seq
+    }
+
+    /// Queue an already encoded reply behind the waiting ones.
+    pub fn push_ready(&mut self, bytes: Vec<u8>) {
+        self.slots.push_back(Slot::Ready(bytes));
+    }
+
+    /// Account one part's result. Returns the aggregate when it was the last part, so the
+    /// caller can encode it (with server-wide context) and call [`ReplyQueue::fill`].
+    pub fn complete_part(&mut self, seq: u64, part: u32, result: OpResult) -> Option<(Protocol, Agg)> {
+        let idx = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        let Some(Slot::Waiting { proto, remaining, agg }) = self.slots.get_mut(idx) else {
+            return None;
+        };
+        agg.merge(part, result);
+        *remaining = remaining.saturating_sub(1);
+        if *remaining > 0 {
+            return None;
+        }
+        let proto = *proto;
+        match std::mem::replace(&mut self.slots[idx], Slot::Ready(Vec::new())) {
+            Slot::Waiting { agg, .. } => Some((proto, agg)),
+            Slot::Ready(_) => None,
+        }
+    }
+
+    /// Store the encoded reply of a completed position.
+    pub fn fill(&mut self, seq: u64, bytes: Vec<u8>) {
+        if let Some(idx) = seq.checked_sub(self.first_seq) {
+            if let Some(slot) = self.slots.get_mut(idx as usize) {
+                *slot = Slot::Ready(bytes);
+            }
+        }
+    }
+
+    /// Move the ready prefix to `out`.
+    pub fn drain_ready(&mut self, out: &mut Vec<u8>) {
+        while let Some(Slot::Ready(_)) = self.slots.front() {
+            if let Some(Slot::Ready(bytes)) = self.slots.pop_front() {
+                out.extend_from_slice(&bytes);
+            }
+            self.first_seq += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_leave_in_request_order() {
+        let mut q = ReplyQueue::default();
+        let a = q.reserve(Protocol::Resp2, 1, Agg::Single(None));
+        q.push_ready(b"+second\r\n".to_vec());
+        let c = q.reserve(Protocol::Resp2, 2, Agg::Sum(0));
+        let mut out = Vec::new();
+        q.drain_ready(&mut out);
+        assert!(out.is_empty() && q.waiting());
+        assert!(q.complete_part(c, 0, OpResult::Int(2)).is_none());
+        let (_, agg) = q.complete_part(c, 1, OpResult::Int(3)).unwrap();
+        assert!(matches!(agg, Agg::Sum(5)));
+        q.fill(c, b":5\r\n".to_vec());
+        q.drain_ready(&mut out);
+        assert!(out.is_empty());
+        let (_, agg) = q.complete_part(a, 0, OpResult::Ok).unwrap();
+        assert!(matches!(agg, Agg::Single(Some(OpResult::Ok))));
+        q.fill(a, b"+OK\r\n".to_vec());
+        q.drain_ready(&mut out);
+        assert_eq!(out, b"+OK\r\n+second\r\n:5\r\n");
+        assert!(q.is_empty());
+        // A reply for a position already flushed is ignored.
+        assert!(q.complete_part(a, 0, OpResult::Ok).is_none());
+    }
+}
