@@ -64,7 +64,11 @@ fn matches(mut p: &[u8], mut s: &[u8], nocase: bool, depth: usize) -> bool {
                                 std::mem::swap(&mut lo, &mut hi);
                             }
                             let (lo, hi, cc) = if nocase {
-                                (lo.to_ascii_lowercase(), hi.to_ascii_lowercase(), c.to_ascii_lowercase())
+                                (
+                                    lo.to_ascii_lowercase(),
+                                    hi.to_ascii_lowercase(),
+                                    c.to_ascii_lowercase(),
+                                )
                             } else {
                                 (lo, hi, c)
                             };

@@ -21,7 +21,10 @@ use server::Server;
 fn main() -> ExitCode {
     let args = Args::parse();
     let filter = args.log_level.parse().unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt().with_max_level(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_max_level(filter)
+        .with_writer(std::io::stderr)
+        .init();
     // Before any thread exists, so every shard inherits the mask.
     block_shutdown_signals();
 
@@ -50,7 +53,10 @@ fn main() -> ExitCode {
     let cfg_cell = Arc::clone(&shared_config);
     let base = config.clone();
     let engine = match start(engine_config, move |info| {
-        let cfg = cfg_cell.get().cloned().unwrap_or_else(|| Arc::new(base.clone()));
+        let cfg = cfg_cell
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(base.clone()));
         Server::new(info, cfg, Arc::clone(&slots))
     }) {
         Ok(e) => e,

@@ -17,15 +17,22 @@ pub struct Store {
 impl Store {
     /// The value of `key`, counting a hit or a miss.
     pub fn get(&mut self, key: &[u8]) -> Option<Bytes> {
-        match self.map.get(key) {
-            Some(v) => {
-                self.hits += 1;
-                Some(v.clone())
-            }
-            None => {
-                self.misses += 1;
-                None
-            }
+        let v = self.map.get(key).cloned();
+        self.count_read(v.is_some());
+        v
+    }
+
+    /// The value of `key` without copying or counting; pair with [`Store::count_read`].
+    pub fn peek(&self, key: &[u8]) -> Option<&Bytes> {
+        self.map.get(key)
+    }
+
+    /// Count a read as a hit or a miss.
+    pub fn count_read(&mut self, hit: bool) {
+        if hit {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
         }
     }
 

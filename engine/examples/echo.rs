@@ -41,7 +41,10 @@ fn main() {
             eprintln!("bad address: {e}");
             std::process::exit(2);
         });
-    let config = EngineConfig { listen, ..EngineConfig::default() };
+    let config = EngineConfig {
+        listen,
+        ..EngineConfig::default()
+    };
     let engine = match start(config, |_shard| Echo) {
         Ok(e) => e,
         Err(e) => {
@@ -49,7 +52,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    println!("echo listening on {} ({})", engine.local_addr(), engine.features());
+    println!(
+        "echo listening on {} ({})",
+        engine.local_addr(),
+        engine.features()
+    );
     let _ = wait_for_shutdown_signal();
     engine.shutdown();
     if let Err(e) = engine.join() {

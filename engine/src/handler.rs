@@ -44,7 +44,12 @@ pub trait Handler: Sized + 'static {
     type Msg: Send + 'static;
 
     /// A connection was accepted; return its state.
-    fn on_open(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, peer: Option<SocketAddr>) -> Self::Conn;
+    fn on_open(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        conn: ConnId,
+        peer: Option<SocketAddr>,
+    ) -> Self::Conn;
 
     /// Bytes arrived. `data` is everything not yet consumed for this connection: the
     /// received buffer itself when nothing was left over (zero copy), else the left-over

@@ -60,7 +60,9 @@ impl<M> Mailboxes<M> {
     /// each shard that received something, so the caller can wake it.
     pub fn flush(&mut self, mut delivered: impl FnMut(usize)) {
         for to in 0..self.outboxes.len() {
-            let Some(producer) = self.outboxes[to].as_mut() else { continue };
+            let Some(producer) = self.outboxes[to].as_mut() else {
+                continue;
+            };
             let batch = std::mem::take(&mut self.building[to]);
             if batch.is_empty() && self.overflow[to].is_empty() {
                 continue;
@@ -167,10 +169,13 @@ mod tests {
         a.flush(|_| {});
         b.take_inbound(&mut got, 64);
         assert!(!a.has_overflow());
-        let values: Vec<u32> = got.iter().map(|&(from, v)| {
-            assert_eq!(from, 0);
-            v
-        }).collect();
+        let values: Vec<u32> = got
+            .iter()
+            .map(|&(from, v)| {
+                assert_eq!(from, 0);
+                v
+            })
+            .collect();
         assert_eq!(values, vec![0, 1, 10, 11, 20, 21, 30, 31, 40, 41]);
     }
 

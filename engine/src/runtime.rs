@@ -88,16 +88,27 @@ where
     H: Handler,
     F: Fn(ShardInfo) -> H + Send + Sync + 'static,
 {
-    let cores = if config.cores.is_empty() { allowed_cores() } else { config.cores.clone() };
+    let cores = if config.cores.is_empty() {
+        allowed_cores()
+    } else {
+        config.cores.clone()
+    };
     if cores.is_empty() {
         return Err(EngineError::Config("no cores to run on".into()));
     }
-    let shards = if config.shards == 0 { cores.len() } else { config.shards };
+    let shards = if config.shards == 0 {
+        cores.len()
+    } else {
+        config.shards
+    };
     if shards > 1024 {
-        return Err(EngineError::Config(format!("{shards} shards is more than the 1024 supported")));
+        return Err(EngineError::Config(format!(
+            "{shards} shards is more than the 1024 supported"
+        )));
     }
-    let assignment: Vec<Option<usize>> =
-        (0..shards).map(|i| config.pin.then(|| cores[i % cores.len()])).collect();
+    let assignment: Vec<Option<usize>> = (0..shards)
+        .map(|i| config.pin.then(|| cores[i % cores.len()]))
+        .collect();
     let (listeners, local_addr) = bind_listeners(&config, shards)?;
 
     let shared = Arc::new(Shared {
@@ -118,7 +129,11 @@ where
         let (go_tx, go_rx) = mpsc::channel::<bool>();
         go_txs.push(go_tx);
         let ctx = ThreadCtx {
-            info: ShardInfo { shard, shards, core: assignment[shard] },
+            info: ShardInfo {
+                shard,
+                shards,
+                core: assignment[shard],
+            },
             config: Arc::clone(&config),
             shared: Arc::clone(&shared),
             ready: ready_tx.clone(),
@@ -222,14 +237,26 @@ fn shard_thread<H: Handler>(
             return Ok(());
         }
     };
-    let _ = t.ready.send(Ok((shard, ring.fd(), ring.features().clone())));
+    let _ = t
+        .ready
+        .send(Ok((shard, ring.fd(), ring.features().clone())));
     if !matches!(t.go.recv(), Ok(true)) {
         return Ok(());
     }
     let _guard = ExitGuard(Arc::clone(&t.shared));
     let handler = make(t.info);
     let shared = Arc::clone(&t.shared);
-    let mut s = Shard::new(shard, t.info.shards, ring, bufring, listener, mail, t.shared, t.config, handler);
+    let mut s = Shard::new(
+        shard,
+        t.info.shards,
+        ring,
+        bufring,
+        listener,
+        mail,
+        t.shared,
+        t.config,
+        handler,
+    );
     let result = s.run();
     if result.is_err() {
         // Let the others stop too rather than wait on a shard that is gone.
@@ -246,12 +273,16 @@ fn shard_thread<H: Handler>(
     result
 }
 
-fn bind_listeners(config: &EngineConfig, shards: usize) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
+fn bind_listeners(
+    config: &EngineConfig,
+    shards: usize,
+) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
     let mut addr = config.listen;
     let mut out = Vec::with_capacity(shards);
     for _ in 0..shards {
         let err = |source| EngineError::Listen { addr, source };
-        let sock = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None).map_err(err)?;
+        let sock =
+            Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None).map_err(err)?;
         sock.set_reuse_address(true).map_err(err)?;
         sock.set_reuse_port(true).map_err(err)?;
         sock.bind(&addr.into()).map_err(err)?;

@@ -47,8 +47,10 @@ impl<'a> Encoder<'a> {
     /// `-msg`; the message's own line breaks are replaced by spaces so the frame stays valid.
     pub fn error(&mut self, msg: &str) {
         self.out.push(b'-');
-        self.out
-            .extend(msg.bytes().map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+        self.out.extend(
+            msg.bytes()
+                .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+        );
         self.out.extend_from_slice(b"\r\n");
     }
 
@@ -142,7 +144,9 @@ impl<'a> Encoder<'a> {
     pub fn boolean(&mut self, b: bool) {
         match self.proto {
             Protocol::Resp2 => self.int(i64::from(b)),
-            Protocol::Resp3 => self.out.extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
+            Protocol::Resp3 => self
+                .out
+                .extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
         }
     }
 

@@ -61,7 +61,8 @@ fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Redis's `string2ll`: optional `-`, no `+`, no leading zeros, no spaces, fits in i64.
-pub(crate) fn parse_i64_strict(s: &[u8]) -> Option<i64> {
+/// Use it for integer arguments so they are accepted and refused exactly as Redis does.
+pub fn parse_i64_strict(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, s),
@@ -268,7 +269,9 @@ fn split_quoted(line: &[u8], mut i: usize, out: &mut Vec<u8>) -> Result<usize, P
 mod tests {
     use super::*;
 
-    fn parse(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError> {
+    type Parsed = Option<(Vec<Vec<u8>>, usize)>;
+
+    fn parse(buf: &[u8]) -> Result<Parsed, ProtocolError> {
         let mut args = Vec::new();
         let r = parse_request(buf, &Limits::default(), &mut args)?;
         Ok(r.map(|n| (args.iter().map(|a| a.to_vec()).collect(), n)))
@@ -308,10 +311,19 @@ mod tests {
         assert_eq!(e(b"*x\r\n"), "Protocol error: invalid multibulk length");
         assert_eq!(e(b"*1\r\n$-1\r\n"), "Protocol error: invalid bulk length");
         assert_eq!(e(b"*1\r\n$abc\r\n"), "Protocol error: invalid bulk length");
-        assert_eq!(e(b"*1\r\n$536870913\r\n"), "Protocol error: invalid bulk length");
+        assert_eq!(
+            e(b"*1\r\n$536870913\r\n"),
+            "Protocol error: invalid bulk length"
+        );
         assert_eq!(e(b"*1\r\n:1\r\n"), "Protocol error: expected '$', got ':'");
-        assert_eq!(e(b"*3000000000\r\n"), "Protocol error: invalid multibulk length");
-        assert_eq!(e(b"\"abc\r\n"), "Protocol error: unbalanced quotes in request");
+        assert_eq!(
+            e(b"*3000000000\r\n"),
+            "Protocol error: invalid multibulk length"
+        );
+        assert_eq!(
+            e(b"\"abc\r\n"),
+            "Protocol error: unbalanced quotes in request"
+        );
         let long = vec![b'a'; 64 * 1024 + 1];
         assert_eq!(e(&long), "Protocol error: too big inline request");
         let mut star = b"*".to_vec();
@@ -321,7 +333,11 @@ mod tests {
 
     #[test]
     fn limits_are_configurable() {
-        let limits = Limits { max_bulk_len: 4, max_multibulk_len: 2, max_inline_len: 8 };
+        let limits = Limits {
+            max_bulk_len: 4,
+            max_multibulk_len: 2,
+            max_inline_len: 8,
+        };
         let mut args = Vec::new();
         let r = parse_request(b"*1\r\n$5\r\nhello\r\n", &limits, &mut args);
         assert_eq!(r, Err(ProtocolError::InvalidBulkLength));
@@ -334,11 +350,24 @@ mod tests {
     #[test]
     fn inline_commands() {
         assert_eq!(parse(b"PING\r\n").unwrap(), Some((v(&["PING"]), 6)));
-        assert_eq!(parse(b"set  a   b\n").unwrap(), Some((v(&["set", "a", "b"]), 11)));
+        assert_eq!(
+            parse(b"set  a   b\n").unwrap(),
+            Some((v(&["set", "a", "b"]), 11))
+        );
         assert_eq!(parse(b"\r\n").unwrap(), Some((vec![], 2)));
         assert_eq!(parse(b"PING").unwrap(), None);
-        let (args, _) = parse(b"set \"a b\" 'c\\'d' \"\\x41\\n\"\r\n").unwrap().unwrap();
-        assert_eq!(args, vec![b"set".to_vec(), b"a b".to_vec(), b"c'd".to_vec(), b"A\n".to_vec()]);
+        let (args, _) = parse(b"set \"a b\" 'c\\'d' \"\\x41\\n\"\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            args,
+            vec![
+                b"set".to_vec(),
+                b"a b".to_vec(),
+                b"c'd".to_vec(),
+                b"A\n".to_vec()
+            ]
+        );
         let (args, _) = parse(b"foo\"bar\"\r\n").unwrap().unwrap();
         assert_eq!(args, vec![b"foobar".to_vec()]);
         assert!(parse(b"\"a\"b\r\n").is_err());
@@ -350,7 +379,16 @@ mod tests {
         assert_eq!(parse_i64_strict(b"-12"), Some(-12));
         assert_eq!(parse_i64_strict(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64_strict(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"-", b"+1", b"01", b"-0", b" 1", b"1 ", b"9223372036854775808"] {
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"01",
+            b"-0",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+        ] {
             assert_eq!(parse_i64_strict(bad), None, "{:?}", bad);
         }
     }

@@ -112,7 +112,9 @@ fn int(l: &[u8]) -> Result<i64, ProtocolError> {
 
 fn blob(buf: &[u8], pos: &mut usize, len: i64) -> Result<Option<Bytes>, ProtocolError> {
     let len = usize::try_from(len).map_err(|_| ProtocolError::InvalidReply("bad length"))?;
-    let end = pos.checked_add(len).ok_or(ProtocolError::InvalidReply("bad length"))?;
+    let end = pos
+        .checked_add(len)
+        .ok_or(ProtocolError::InvalidReply("bad length"))?;
     if buf.len() < end.saturating_add(2) {
         return Ok(None);
     }
@@ -165,7 +167,9 @@ fn parse_at(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Value>, 
                 "inf" => f64::INFINITY,
                 "-inf" => f64::NEG_INFINITY,
                 "nan" => f64::NAN,
-                s => s.parse().map_err(|_| ProtocolError::InvalidReply("bad double"))?,
+                s => s
+                    .parse()
+                    .map_err(|_| ProtocolError::InvalidReply("bad double"))?,
             };
             Value::Double(x)
         }
@@ -242,17 +246,32 @@ mod tests {
             (b"_\r\n", Value::Null),
             (b"#t\r\n", Value::Boolean(true)),
             (b",1.25\r\n", Value::Double(1.25)),
-            (b"(12345678901234567890\r\n", Value::BigNumber("12345678901234567890".into())),
-            (b"=7\r\ntxt:abc\r\n", Value::Verbatim(*b"txt", Bytes::from_static(b"abc"))),
+            (
+                b"(12345678901234567890\r\n",
+                Value::BigNumber("12345678901234567890".into()),
+            ),
+            (
+                b"=7\r\ntxt:abc\r\n",
+                Value::Verbatim(*b"txt", Bytes::from_static(b"abc")),
+            ),
             (b"!5\r\nERR x\r\n", Value::Error("ERR x".into())),
-            (b"*2\r\n:1\r\n$1\r\na\r\n", Value::Array(vec![Value::Integer(1), Value::Bulk("a".into())])),
-            (b"%1\r\n+k\r\n:1\r\n", Value::Map(vec![(Value::Simple("k".into()), Value::Integer(1))])),
+            (
+                b"*2\r\n:1\r\n$1\r\na\r\n",
+                Value::Array(vec![Value::Integer(1), Value::Bulk("a".into())]),
+            ),
+            (
+                b"%1\r\n+k\r\n:1\r\n",
+                Value::Map(vec![(Value::Simple("k".into()), Value::Integer(1))]),
+            ),
             (b"~1\r\n:1\r\n", Value::Set(vec![Value::Integer(1)])),
             (b">1\r\n:1\r\n", Value::Push(vec![Value::Integer(1)])),
             (b"|1\r\n+a\r\n+b\r\n:7\r\n", Value::Integer(7)),
         ];
         for (frame, want) in frames {
-            assert_eq!(parse_value(frame).unwrap(), Some((want.clone(), frame.len())));
+            assert_eq!(
+                parse_value(frame).unwrap(),
+                Some((want.clone(), frame.len()))
+            );
             for cut in 0..frame.len() {
                 assert_eq!(parse_value(&frame[..cut]).unwrap(), None);
             }

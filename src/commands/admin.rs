@@ -18,7 +18,10 @@ pub fn valid_client_name(name: &[u8]) -> bool {
 pub fn client(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     let sub = args[1].to_ascii_lowercase();
     let arity_err = |s: &mut Server, ctx: &mut Ctx<Server>| {
-        let msg = format!("ERR wrong number of arguments for 'client|{}' command", String::from_utf8_lossy(&sub));
+        let msg = format!(
+            "ERR wrong number of arguments for 'client|{}' command",
+            String::from_utf8_lossy(&sub)
+        );
         s.error(ctx, conn, &msg);
     };
     match (sub.as_slice(), args.len()) {
@@ -32,7 +35,11 @@ pub fn client(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
         }
         (b"setname", 3) => {
             if !valid_client_name(&args[2]) {
-                return s.error(ctx, conn, "ERR Client names cannot contain spaces, newlines or special characters.");
+                return s.error(
+                    ctx,
+                    conn,
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
             }
             if let Some(st) = ctx.state(conn) {
                 st.name = (!args[2].is_empty()).then(|| Bytes::copy_from_slice(&args[2]));
@@ -51,7 +58,8 @@ pub fn client(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
                 }
             };
             if !valid_client_name(value) {
-                let msg = format!("ERR {field} cannot contain spaces, newlines or special characters.");
+                let msg =
+                    format!("ERR {field} cannot contain spaces, newlines or special characters.");
                 return s.error(ctx, conn, &msg);
             }
             if let Some(st) = ctx.state(conn) {
@@ -172,7 +180,10 @@ pub fn command(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) 
             });
         }
         b"count" | b"list" => {
-            let msg = format!("ERR wrong number of arguments for 'command|{}' command", String::from_utf8_lossy(&sub));
+            let msg = format!(
+                "ERR wrong number of arguments for 'command|{}' command",
+                String::from_utf8_lossy(&sub)
+            );
             s.error(ctx, conn, &msg);
         }
         _ => {
@@ -192,7 +203,10 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
         ("timeout", c.timeout.to_string()),
         ("requirepass", c.requirepass.clone().unwrap_or_default()),
         ("proto-max-bulk-len", c.limits.max_bulk_len.to_string()),
-        ("client-query-buffer-limit", c.query_buffer_limit.to_string()),
+        (
+            "client-query-buffer-limit",
+            c.query_buffer_limit.to_string(),
+        ),
         ("databases", "1".into()),
         ("io-threads", s.shards.to_string()),
         ("tcp-backlog", "511".into()),
@@ -211,7 +225,11 @@ pub fn config(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
             let params = config_params(s);
             let matched: Vec<&(&str, String)> = params
                 .iter()
-                .filter(|(name, _)| args[2..].iter().any(|p| glob_match(p, name.as_bytes(), true)))
+                .filter(|(name, _)| {
+                    args[2..]
+                        .iter()
+                        .any(|p| glob_match(p, name.as_bytes(), true))
+                })
                 .collect();
             s.reply(ctx, conn, |e| {
                 e.map(matched.len());
@@ -221,13 +239,24 @@ pub fn config(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
                 }
             });
         }
-        b"get" => s.error(ctx, conn, "ERR wrong number of arguments for 'config|get' command"),
+        b"get" => s.error(
+            ctx,
+            conn,
+            "ERR wrong number of arguments for 'config|get' command",
+        ),
         b"set" if args.len() >= 4 => {
             // Settings are fixed at start-up (command-line flags) for now.
-            let msg = format!("ERR Unknown option or number of arguments for CONFIG SET - '{}'", sanitize(&args[2], 128));
+            let msg = format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                sanitize(&args[2], 128)
+            );
             s.error(ctx, conn, &msg);
         }
-        b"set" => s.error(ctx, conn, "ERR wrong number of arguments for 'config|set' command"),
+        b"set" => s.error(
+            ctx,
+            conn,
+            "ERR wrong number of arguments for 'config|set' command",
+        ),
         _ => {
             let msg = unknown_subcommand_error(&args[1], "config");
             s.error(ctx, conn, &msg);
@@ -242,20 +271,34 @@ pub fn info(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     for a in &args[1..] {
         let name = String::from_utf8_lossy(a).to_ascii_lowercase();
         match name.as_str() {
-            "all" | "default" | "everything" => sections.extend(INFO_SECTIONS.iter().map(|s| s.to_string())),
+            "all" | "default" | "everything" => {
+                sections.extend(INFO_SECTIONS.iter().map(|s| s.to_string()))
+            }
             _ => sections.push(name),
         }
     }
     if sections.is_empty() {
         sections.extend(INFO_SECTIONS.iter().map(|s| s.to_string()));
     }
-    s.broadcast(ctx, conn, || Op::Report, Agg::Info { sections, reports: Vec::new() });
+    s.broadcast(
+        ctx,
+        conn,
+        || Op::Report,
+        Agg::Info {
+            sections,
+            reports: Vec::new(),
+        },
+    );
 }
 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|t| t.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|t| {
+            t.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 

@@ -13,7 +13,11 @@ pub fn ping(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     match args.len() {
         1 => s.reply(ctx, conn, |e| e.simple("PONG")),
         2 => s.reply(ctx, conn, |e| e.bulk(&args[1])),
-        _ => s.error(ctx, conn, "ERR wrong number of arguments for 'ping' command"),
+        _ => s.error(
+            ctx,
+            conn,
+            "ERR wrong number of arguments for 'ping' command",
+        ),
     }
 }
 
@@ -80,7 +84,13 @@ pub fn hello(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
             Some(2) => proto = Some(Protocol::Resp2),
             Some(3) => proto = Some(Protocol::Resp3),
             Some(_) => return s.error(ctx, conn, "NOPROTO unsupported protocol version"),
-            None => return s.error(ctx, conn, "ERR Protocol version is not an integer or out of range"),
+            None => {
+                return s.error(
+                    ctx,
+                    conn,
+                    "ERR Protocol version is not an integer or out of range",
+                )
+            }
         }
     }
     let mut i = 2;
@@ -96,12 +106,19 @@ pub fn hello(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
             i += 3;
         } else if args[i].eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
             if !super::admin::valid_client_name(&args[i + 1]) {
-                return s.error(ctx, conn, "ERR Client names cannot contain spaces, newlines or special characters.");
+                return s.error(
+                    ctx,
+                    conn,
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
             }
             name = Some(bytes::Bytes::copy_from_slice(&args[i + 1]));
             i += 2;
         } else {
-            let msg = format!("ERR Syntax error in HELLO option '{}'", super::sanitize(&args[i], 128));
+            let msg = format!(
+                "ERR Syntax error in HELLO option '{}'",
+                super::sanitize(&args[i], 128)
+            );
             return s.error(ctx, conn, &msg);
         }
     }

@@ -61,24 +61,189 @@ macro_rules! spec {
 /// Every command the server knows, in COMMAND order.
 pub static COMMANDS: &[Spec] = &[
     spec!(noauth "ping", -1, ["fast", "stale"], 0, 0, 0, "connection", "1.0.0", "Returns the server's liveliness response.", connection::ping),
-    spec!("echo", 2, ["fast", "stale"], 0, 0, 0, "connection", "1.0.0", "Returns the given string.", connection::echo),
+    spec!(
+        "echo",
+        2,
+        ["fast", "stale"],
+        0,
+        0,
+        0,
+        "connection",
+        "1.0.0",
+        "Returns the given string.",
+        connection::echo
+    ),
     spec!(noauth "quit", -1, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, "connection", "1.0.0", "Closes the connection.", connection::quit),
     spec!(noauth "hello", -1, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, "connection", "6.0.0", "Handshakes with the server.", connection::hello),
-    spec!("select", 2, ["loading", "stale", "fast"], 0, 0, 0, "connection", "1.0.0", "Changes the selected database.", connection::select),
+    spec!(
+        "select",
+        2,
+        ["loading", "stale", "fast"],
+        0,
+        0,
+        0,
+        "connection",
+        "1.0.0",
+        "Changes the selected database.",
+        connection::select
+    ),
     spec!(noauth "auth", -2, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, "connection", "1.0.0", "Authenticates the connection.", connection::auth),
-    spec!("client", -2, ["loading", "stale"], 0, 0, 0, "connection", "2.4.0", "A container for client connection commands.", admin::client),
-    spec!("command", -1, ["loading", "stale"], 0, 0, 0, "server", "2.8.13", "Returns detailed information about all commands.", admin::command),
-    spec!("config", -2, ["admin", "noscript", "loading", "stale"], 0, 0, 0, "server", "2.0.0", "A container for server configuration commands.", admin::config),
-    spec!("info", -1, ["loading", "stale"], 0, 0, 0, "server", "1.0.0", "Returns information and statistics about the server.", admin::info),
-    spec!("dbsize", 1, ["readonly", "fast"], 0, 0, 0, "server", "1.0.0", "Returns the number of keys in the database.", admin::dbsize),
-    spec!("flushall", -1, ["write"], 0, 0, 0, "server", "1.0.0", "Removes all keys from all databases.", admin::flush),
-    spec!("flushdb", -1, ["write"], 0, 0, 0, "server", "1.0.0", "Remove all keys from the current database.", admin::flush),
-    spec!("get", 2, ["readonly", "fast"], 1, 1, 1, "string", "1.0.0", "Returns the string value of a key.", keys::get),
-    spec!("set", -3, ["write", "denyoom"], 1, 1, 1, "string", "1.0.0", "Sets the string value of a key.", keys::set),
-    spec!("del", -2, ["write"], 1, -1, 1, "generic", "1.0.0", "Deletes one or more keys.", keys::del),
-    spec!("exists", -2, ["readonly", "fast"], 1, -1, 1, "generic", "1.0.0", "Determines whether one or more keys exist.", keys::exists),
-    spec!("mget", -2, ["readonly", "fast"], 1, -1, 1, "string", "1.0.0", "Atomically returns the string values of one or more keys.", keys::mget),
-    spec!("mset", -3, ["write", "denyoom"], 1, -1, 2, "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys.", keys::mset),
+    spec!(
+        "client",
+        -2,
+        ["loading", "stale"],
+        0,
+        0,
+        0,
+        "connection",
+        "2.4.0",
+        "A container for client connection commands.",
+        admin::client
+    ),
+    spec!(
+        "command",
+        -1,
+        ["loading", "stale"],
+        0,
+        0,
+        0,
+        "server",
+        "2.8.13",
+        "Returns detailed information about all commands.",
+        admin::command
+    ),
+    spec!(
+        "config",
+        -2,
+        ["admin", "noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        "server",
+        "2.0.0",
+        "A container for server configuration commands.",
+        admin::config
+    ),
+    spec!(
+        "info",
+        -1,
+        ["loading", "stale"],
+        0,
+        0,
+        0,
+        "server",
+        "1.0.0",
+        "Returns information and statistics about the server.",
+        admin::info
+    ),
+    spec!(
+        "dbsize",
+        1,
+        ["readonly", "fast"],
+        0,
+        0,
+        0,
+        "server",
+        "1.0.0",
+        "Returns the number of keys in the database.",
+        admin::dbsize
+    ),
+    spec!(
+        "flushall",
+        -1,
+        ["write"],
+        0,
+        0,
+        0,
+        "server",
+        "1.0.0",
+        "Removes all keys from all databases.",
+        admin::flush
+    ),
+    spec!(
+        "flushdb",
+        -1,
+        ["write"],
+        0,
+        0,
+        0,
+        "server",
+        "1.0.0",
+        "Remove all keys from the current database.",
+        admin::flush
+    ),
+    spec!(
+        "get",
+        2,
+        ["readonly", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "1.0.0",
+        "Returns the string value of a key.",
+        keys::get
+    ),
+    spec!(
+        "set",
+        -3,
+        ["write", "denyoom"],
+        1,
+        1,
+        1,
+        "string",
+        "1.0.0",
+        "Sets the string value of a key.",
+        keys::set
+    ),
+    spec!(
+        "del",
+        -2,
+        ["write"],
+        1,
+        -1,
+        1,
+        "generic",
+        "1.0.0",
+        "Deletes one or more keys.",
+        keys::del
+    ),
+    spec!(
+        "exists",
+        -2,
+        ["readonly", "fast"],
+        1,
+        -1,
+        1,
+        "generic",
+        "1.0.0",
+        "Determines whether one or more keys exist.",
+        keys::exists
+    ),
+    spec!(
+        "mget",
+        -2,
+        ["readonly", "fast"],
+        1,
+        -1,
+        1,
+        "string",
+        "1.0.0",
+        "Atomically returns the string values of one or more keys.",
+        keys::mget
+    ),
+    spec!(
+        "mset",
+        -3,
+        ["write", "denyoom"],
+        1,
+        -1,
+        2,
+        "string",
+        "1.0.1",
+        "Atomically creates or modifies the string values of one or more keys.",
+        keys::mset
+    ),
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
@@ -91,7 +256,9 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     for (d, s) in lower.iter_mut().zip(name) {
         *d = s.to_ascii_lowercase();
     }
-    std::str::from_utf8(lower).ok().and_then(|n| BY_NAME.get(n).copied())
+    std::str::from_utf8(lower)
+        .ok()
+        .and_then(|n| BY_NAME.get(n).copied())
 }
 
 /// Redis's text for an unknown command, quoting up to 128 bytes of its arguments.
@@ -123,9 +290,9 @@ pub fn sanitize(b: &[u8], max: usize) -> String {
     String::from_utf8_lossy(b).replace(['\r', '\n'], " ")
 }
 
-/// Parse a Redis integer argument.
+/// Parse an integer argument exactly as Redis does (`string2ll`).
 pub fn parse_int(b: &[u8]) -> Option<i64> {
-    std::str::from_utf8(b).ok()?.parse().ok().filter(|_| !b.starts_with(b"+") && !(b.len() > 1 && b[0] == b'0'))
+    coreshard_protocol::parse_i64_strict(b)
 }
 
 #[cfg(test)]
@@ -141,7 +308,11 @@ mod tests {
 
     #[test]
     fn unknown_command_text_matches_redis() {
-        let args: Vec<Cow<[u8]>> = vec![Cow::Borrowed(b"foo"), Cow::Borrowed(b"a"), Cow::Borrowed(b"b c")];
+        let args: Vec<Cow<[u8]>> = vec![
+            Cow::Borrowed(b"foo"),
+            Cow::Borrowed(b"a"),
+            Cow::Borrowed(b"b c"),
+        ];
         assert_eq!(
             unknown_command_error(&args),
             "ERR unknown command 'foo', with args beginning with: 'a' 'b c' "

@@ -54,8 +54,10 @@ impl Server {
 
     /// Encode a reply for `conn`: straight into its output when nothing is owed before
     /// it, else queued behind the replies still waiting for other shards.
-    pub fn reply(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, f: impl FnOnce(&mut Encoder<'_>)) {
-        let Some((state, out)) = ctx.state_and_output(conn) else { return };
+    pub fn reply(&self, ctx: &mut Ctx<Server>, conn: ConnId, f: impl FnOnce(&mut Encoder<'_>)) {
+        let Some((state, out)) = ctx.state_and_output(conn) else {
+            return;
+        };
         if state.replies.is_empty() {
             f(&mut Encoder::new(out, state.proto));
         } else {
@@ -74,6 +76,14 @@ impl Server {
     pub fn run_keyed(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, key: &[u8], op: Op<&[u8]>) {
         let owner = self.slots.shard_of(key);
         if owner == self.shard {
+            if let Op::Get(k) = op {
+                // The hottest path: encode straight from the stored value.
+                let value = self.store.peek(k);
+                let hit = value.is_some();
+                self.reply(ctx, conn, |e| e.opt_bulk(value.map(|v| &v[..])));
+                self.store.count_read(hit);
+                return;
+            }
             let result = self.apply(ctx, op);
             self.reply(ctx, conn, |e| encode_result(e, &result));
         } else {
@@ -83,7 +93,13 @@ impl Server {
 
     /// Run a command split into per-shard parts; the reply is `agg` once all answered.
     /// Local parts run now; remote ones travel in this turn's batch to their shard.
-    pub fn run_parts(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, parts: Vec<(ShardId, Op<&[u8]>)>, agg: Agg) {
+    pub fn run_parts(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        parts: Vec<(ShardId, Op<&[u8]>)>,
+        agg: Agg,
+    ) {
         let Some(state) = ctx.state(conn) else { return };
         let proto = state.proto;
         let seq = state.replies.reserve(proto, parts.len() as u32, agg);
@@ -93,18 +109,39 @@ impl Server {
                 let result = self.apply(ctx, op);
                 self.complete_part(ctx, conn, seq, part, result);
             } else {
-                ctx.send(shard, Msg::Request { conn, seq, part, op: op.into_owned() });
+                ctx.send(
+                    shard,
+                    Msg::Request {
+                        conn,
+                        seq,
+                        part,
+                        op: op.into_owned(),
+                    },
+                );
             }
         }
     }
 
     /// Run `op` on every shard and combine with `agg`.
-    pub fn broadcast(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, op: impl Fn() -> Op<&'static [u8]>, agg: Agg) {
+    pub fn broadcast(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        op: impl Fn() -> Op<&'static [u8]>,
+        agg: Agg,
+    ) {
         let parts = (0..self.shards).map(|s| (s, op())).collect();
         self.run_parts(ctx, conn, parts, agg);
     }
 
-    fn complete_part(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, seq: u64, part: u32, result: OpResult) {
+    fn complete_part(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        seq: u64,
+        part: u32,
+        result: OpResult,
+    ) {
         let Some(state) = ctx.state(conn) else { return };
         if let Some((proto, agg)) = state.replies.complete_part(seq, part, result) {
             let bytes = self.encode_agg(proto, agg);
@@ -173,8 +210,15 @@ pub fn client_list_lines(ctx: &Ctx<Server>, only: Option<ConnId>) -> String {
         if only.is_some_and(|o| o != id) {
             continue;
         }
-        let show = |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-        let addr = meta.peer.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+        let show = |b: &Option<bytes::Bytes>| {
+            b.as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        let addr = meta
+            .peer
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "?".into());
         text.push_str(&format!(
             "id={} addr={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl={} cmd={} user=default resp={} lib-name={} lib-ver={}\n",
             s.id,
@@ -197,7 +241,12 @@ impl Handler for Server {
     type Conn = ConnState;
     type Msg = Msg;
 
-    fn on_open(&mut self, _ctx: &mut Ctx<Self>, _conn: ConnId, _peer: Option<SocketAddr>) -> ConnState {
+    fn on_open(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _conn: ConnId,
+        _peer: Option<SocketAddr>,
+    ) -> ConnState {
         self.next_client += 1;
         ConnState {
             id: (self.next_client - 1) * self.shards as u64 + self.shard as u64 + 1,
@@ -244,11 +293,29 @@ impl Handler for Server {
 
     fn on_message(&mut self, ctx: &mut Ctx<Self>, from: ShardId, msg: Msg) {
         match msg {
-            Msg::Request { conn, seq, part, op } => {
+            Msg::Request {
+                conn,
+                seq,
+                part,
+                op,
+            } => {
                 let result = self.apply(ctx, op);
-                ctx.send(from, Msg::Reply { conn, seq, part, result });
+                ctx.send(
+                    from,
+                    Msg::Reply {
+                        conn,
+                        seq,
+                        part,
+                        result,
+                    },
+                );
             }
-            Msg::Reply { conn, seq, part, result } => self.complete_part(ctx, conn, seq, part, result),
+            Msg::Reply {
+                conn,
+                seq,
+                part,
+                result,
+            } => self.complete_part(ctx, conn, seq, part, result),
         }
     }
 

@@ -101,9 +101,19 @@ pub enum OpResult {
 #[derive(Debug)]
 pub enum Msg {
     /// Run `op` and answer with a `Reply` carrying the same `conn`, `seq` and `part`.
-    Request { conn: ConnId, seq: u64, part: u32, op: Op<Bytes> },
+    Request {
+        conn: ConnId,
+        seq: u64,
+        part: u32,
+        op: Op<Bytes>,
+    },
     /// The result of a `Request`.
-    Reply { conn: ConnId, seq: u64, part: u32, result: OpResult },
+    Reply {
+        conn: ConnId,
+        seq: u64,
+        part: u32,
+        result: OpResult,
+    },
 }
 
 impl Server {
@@ -116,7 +126,9 @@ impl Server {
                 store.set(k.as_ref(), v);
                 OpResult::Ok
             }
-            Op::Del(ks) => OpResult::Int(ks.iter().filter(|k| store.del(k.as_ref())).count() as i64),
+            Op::Del(ks) => {
+                OpResult::Int(ks.iter().filter(|k| store.del(k.as_ref())).count() as i64)
+            }
             Op::Exists(ks) => {
                 OpResult::Int(ks.iter().filter(|k| store.exists(k.as_ref())).count() as i64)
             }

@@ -19,9 +19,15 @@ pub enum Agg {
     /// `+OK` once every part answered (MSET, FLUSHALL).
     AllOk,
     /// MGET: part `p`'s values go to `positions[p]`.
-    MGet { values: Vec<Option<Bytes>>, positions: Vec<Vec<usize>> },
+    MGet {
+        values: Vec<Option<Bytes>>,
+        positions: Vec<Vec<usize>>,
+    },
     /// INFO: every shard's counters, formatted once all arrived.
-    Info { sections: Vec<String>, reports: Vec<ShardReport> },
+    Info {
+        sections: Vec<String>,
+        reports: Vec<ShardReport>,
+    },
     /// CLIENT LIST: every shard's lines.
     ClientList(String),
 }
@@ -70,7 +76,11 @@ pub enum Slot {
     /// Encoded and waiting only for the replies before it.
     Ready(Vec<u8>),
     /// Waiting for `remaining` parts from shards.
-    Waiting { proto: Protocol, remaining: u32, agg: Agg },
+    Waiting {
+        proto: Protocol,
+        remaining: u32,
+        agg: Agg,
+    },
 }
 
 /// The replies a connection still owes, in request order.
@@ -95,7 +105,11 @@ impl ReplyQueue {
     /// Reserve the next position for a reply that waits on `parts` parts.
     pub fn reserve(&mut self, proto: Protocol, parts: u32, agg: Agg) -> u64 {
         let seq = self.first_seq + self.slots.len() as u64;
-        self.slots.push_back(Slot::Waiting { proto, remaining: parts, agg });
+        self.slots.push_back(Slot::Waiting {
+            proto,
+            remaining: parts,
+            agg,
+        });
         seq
     }
 
@@ -106,9 +120,19 @@ impl ReplyQueue {
 
     /// Account one part's result. Returns the aggregate when it was the last part, so the
     /// caller can encode it (with server-wide context) and call [`ReplyQueue::fill`].
-    pub fn complete_part(&mut self, seq: u64, part: u32, result: OpResult) -> Option<(Protocol, Agg)> {
+    pub fn complete_part(
+        &mut self,
+        seq: u64,
+        part: u32,
+        result: OpResult,
+    ) -> Option<(Protocol, Agg)> {
         let idx = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
-        let Some(Slot::Waiting { proto, remaining, agg }) = self.slots.get_mut(idx) else {
+        let Some(Slot::Waiting {
+            proto,
+            remaining,
+            agg,
+        }) = self.slots.get_mut(idx)
+        else {
             return None;
         };
         agg.merge(part, result);

@@ -102,11 +102,15 @@ impl<H: Handler> Ctx<H> {
     }
 
     fn get(&self, id: ConnId) -> Option<&Conn<H::Conn>> {
-        self.conns.get(id.index as usize).filter(|c| c.generation == id.generation)
+        self.conns
+            .get(id.index as usize)
+            .filter(|c| c.generation == id.generation)
     }
 
     fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn<H::Conn>> {
-        self.conns.get_mut(id.index as usize).filter(|c| c.generation == id.generation)
+        self.conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)
     }
 
     /// Whether `id` is a live connection of this shard.
@@ -123,7 +127,10 @@ impl<H: Handler> Ctx<H> {
     /// bytes that will be sent at the end of this turn.
     pub fn state_and_output(&mut self, id: ConnId) -> Option<(&mut H::Conn, &mut Vec<u8>)> {
         let idx = id.index;
-        let conn = self.conns.get_mut(idx as usize).filter(|c| c.generation == id.generation)?;
+        let conn = self
+            .conns
+            .get_mut(idx as usize)
+            .filter(|c| c.generation == id.generation)?;
         if conn.tearing_down {
             return None;
         }
@@ -166,10 +173,16 @@ impl<H: Handler> Ctx<H> {
 
     /// Every live connection of this shard with its state.
     pub fn connections(&self) -> impl Iterator<Item = (ConnId, &H::Conn, ConnMeta)> + '_ {
-        self.conns.iter().filter(|(_, c)| !c.tearing_down).filter_map(|(idx, c)| {
-            let id = ConnId { index: idx as u32, generation: c.generation };
-            c.state.as_ref().map(|s| (id, s, meta_of(c)))
-        })
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.tearing_down)
+            .filter_map(|(idx, c)| {
+                let id = ConnId {
+                    index: idx as u32,
+                    generation: c.generation,
+                };
+                c.state.as_ref().map(|s| (id, s, meta_of(c)))
+            })
     }
 
     /// Send `msg` to shard `to` (this shard included). Messages to one shard arrive in the
@@ -188,7 +201,8 @@ impl<H: Handler> Ctx<H> {
 
     /// Cancel a timer that has not fired yet (a fired or unknown timer is ignored).
     pub fn cancel_timer(&mut self, timer: TimerId) {
-        self.ring.cancel_timer(Kind::Timer, timer.generation, timer.slot);
+        self.ring
+            .cancel_timer(Kind::Timer, timer.generation, timer.slot);
     }
 }
 

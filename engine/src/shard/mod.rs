@@ -117,7 +117,9 @@ impl<H: Handler> Shard<H> {
             // Graceful closes were just requested: let this turn's flush run first.
             self.flush_connections();
         }
-        let Some(deadline) = self.stopping_deadline else { return false };
+        let Some(deadline) = self.stopping_deadline else {
+            return false;
+        };
         if self.ctx.conns.is_empty() && !self.drained_reported {
             self.drained_reported = true;
             shared.drained.fetch_add(1, Ordering::AcqRel);
@@ -157,7 +159,10 @@ impl<H: Handler> Shard<H> {
         self.ctx
             .conns
             .iter()
-            .map(|(i, c)| ConnId { index: i as u32, generation: c.generation })
+            .map(|(i, c)| ConnId {
+                index: i as u32,
+                generation: c.generation,
+            })
             .collect()
     }
 
@@ -188,7 +193,9 @@ impl<H: Handler> Shard<H> {
         cqes.clear();
         self.ctx.ring.drain(&mut cqes);
         for cqe in &cqes {
-            let Some(token) = Token::decode(cqe.user_data) else { continue };
+            let Some(token) = Token::decode(cqe.user_data) else {
+                continue;
+            };
             match token.kind {
                 Kind::Accept => self.on_accept(cqe),
                 Kind::Recv => self.on_recv(token, cqe),
@@ -213,7 +220,9 @@ impl<H: Handler> Shard<H> {
 
     fn deliver_messages(&mut self) {
         let mut inbound = std::mem::take(&mut self.inbound);
-        self.ctx.mail.take_inbound(&mut inbound, MAX_BATCHES_PER_SENDER);
+        self.ctx
+            .mail
+            .take_inbound(&mut inbound, MAX_BATCHES_PER_SENDER);
         for (from, msg) in inbound.drain(..) {
             self.handler.on_message(&mut self.ctx, from, msg);
         }
@@ -221,8 +230,12 @@ impl<H: Handler> Shard<H> {
     }
 
     fn flush_mail(&mut self) {
-        let Ctx { mail, ring, shared, .. } = &mut self.ctx;
-        let Some(fds) = shared.ring_fds.get() else { return };
+        let Ctx {
+            mail, ring, shared, ..
+        } = &mut self.ctx;
+        let Some(fds) = shared.ring_fds.get() else {
+            return;
+        };
         mail.flush(|to| {
             if shared.parking[to].needs_wake() {
                 ring.msg_ring(fds[to], Token::simple(Kind::Wake));
@@ -255,7 +268,9 @@ impl<H: Handler> Shard<H> {
     }
 
     fn on_tick(&mut self) {
-        let Some(idle) = self.config.idle_timeout else { return };
+        let Some(idle) = self.config.idle_timeout else {
+            return;
+        };
         let now = Instant::now();
         let expired: Vec<u32> = self
             .ctx
@@ -266,7 +281,11 @@ impl<H: Handler> Shard<H> {
             .map(|(i, _)| i as u32)
             .collect();
         for idx in expired {
-            tracing::debug!(shard = self.ctx.shard, conn = idx, "closing idle connection");
+            tracing::debug!(
+                shard = self.ctx.shard,
+                conn = idx,
+                "closing idle connection"
+            );
             self.teardown(idx);
         }
     }
@@ -280,7 +299,11 @@ impl<H: Handler> Shard<H> {
             if errno == libc::EINVAL && self.ctx.ring.features().multishot_accept {
                 self.ctx.ring.features_mut().multishot_accept = false;
             } else if errno != libc::ECANCELED {
-                tracing::warn!(shard = self.ctx.shard, "accept failed: {}", std::io::Error::from_raw_os_error(errno));
+                tracing::warn!(
+                    shard = self.ctx.shard,
+                    "accept failed: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                );
                 self.accept_retry_at = Some(self.ctx.now + ACCEPT_BACKOFF);
             }
             self.arm_accept();
@@ -299,8 +322,14 @@ impl<H: Handler> Shard<H> {
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) & 0xff_ffff;
         let raw = fd.as_raw_fd();
-        let idx = self.ctx.conns.insert(Conn::new(fd, generation, peer, self.ctx.now)) as u32;
-        let id = ConnId { index: idx, generation };
+        let idx = self
+            .ctx
+            .conns
+            .insert(Conn::new(fd, generation, peer, self.ctx.now)) as u32;
+        let id = ConnId {
+            index: idx,
+            generation,
+        };
         let state = self.handler.on_open(&mut self.ctx, id, peer);
         self.ctx.conns[idx as usize].state = Some(state);
         if total > self.config.max_connections {
@@ -310,21 +339,32 @@ impl<H: Handler> Shard<H> {
             self.ctx.close(id);
             return;
         }
-        self.ctx.ring.recv(raw, self.bufring.group(), Token::new(Kind::Recv, generation, idx));
+        self.ctx.ring.recv(
+            raw,
+            self.bufring.group(),
+            Token::new(Kind::Recv, generation, idx),
+        );
         self.ctx.conns[idx as usize].recv_armed = true;
     }
 
     fn on_recv(&mut self, token: Token, cqe: &Cqe) {
         let idx = token.index;
         let bid = cqe.buffer_id();
-        let live = self.ctx.conns.get(idx as usize).is_some_and(|c| c.generation == token.generation);
+        let live = self
+            .ctx
+            .conns
+            .get(idx as usize)
+            .is_some_and(|c| c.generation == token.generation);
         if !live {
             if let Some(bid) = bid {
                 self.bufring.recycle(bid);
             }
             return;
         }
-        let id = ConnId { index: idx, generation: token.generation };
+        let id = ConnId {
+            index: idx,
+            generation: token.generation,
+        };
         let more = cqe.more();
         if !more {
             self.ctx.conns[idx as usize].recv_armed = false;
@@ -363,7 +403,10 @@ impl<H: Handler> Shard<H> {
                     self.schedule_rearm(idx, more);
                 } else {
                     if errno != libc::ECANCELED && errno != libc::ECONNRESET {
-                        tracing::debug!("recv failed: {}", std::io::Error::from_raw_os_error(errno));
+                        tracing::debug!(
+                            "recv failed: {}",
+                            std::io::Error::from_raw_os_error(errno)
+                        );
                     }
                     self.teardown(idx);
                 }
@@ -384,7 +427,10 @@ impl<H: Handler> Shard<H> {
         let data = self.bufring.data(bid, len);
         let leftover = std::mem::take(&mut self.ctx.conns[idx].inbuf);
         let kept = if leftover.is_empty() {
-            let used = self.handler.on_data(&mut self.ctx, id, data).min(data.len());
+            let used = self
+                .handler
+                .on_data(&mut self.ctx, id, data)
+                .min(data.len());
             let mut rest = leftover;
             rest.extend_from_slice(&data[used..]);
             rest
@@ -396,11 +442,19 @@ impl<H: Handler> Shard<H> {
             buf
         };
         let limit = self.config.max_input_buffer;
-        if let Some(conn) = self.ctx.conns.get_mut(idx).filter(|c| c.generation == id.generation) {
+        if let Some(conn) = self
+            .ctx
+            .conns
+            .get_mut(idx)
+            .filter(|c| c.generation == id.generation)
+        {
             let too_big = kept.len() > limit;
             conn.inbuf = kept;
             if too_big {
-                tracing::warn!(shard = self.ctx.shard, "closing connection over the input buffer limit ({limit} bytes)");
+                tracing::warn!(
+                    shard = self.ctx.shard,
+                    "closing connection over the input buffer limit ({limit} bytes)"
+                );
                 self.teardown(id.index);
             }
         }
@@ -413,7 +467,12 @@ impl<H: Handler> Shard<H> {
             SendDone::Failed { owner, buf, errno } => (owner, buf, Some(errno)),
         };
         let idx = owner.index;
-        let Some(conn) = self.ctx.conns.get_mut(idx as usize).filter(|c| c.generation == owner.generation) else {
+        let Some(conn) = self
+            .ctx
+            .conns
+            .get_mut(idx as usize)
+            .filter(|c| c.generation == owner.generation)
+        else {
             return;
         };
         conn.send_in_flight = false;
@@ -441,7 +500,9 @@ impl<H: Handler> Shard<H> {
     /// flight), then progress closes.
     fn flush_connections(&mut self) {
         while let Some(idx) = self.ctx.dirty.pop() {
-            let Some(conn) = self.ctx.conns.get_mut(idx as usize) else { continue };
+            let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
+                continue;
+            };
             conn.dirty = false;
             if !conn.tearing_down && !conn.send_in_flight && !conn.out.is_empty() {
                 if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
@@ -468,7 +529,9 @@ impl<H: Handler> Shard<H> {
     /// Stop the socket both ways so in-flight operations complete promptly; the slot is
     /// freed once nothing the kernel holds refers to it.
     fn teardown(&mut self, idx: u32) {
-        let Some(conn) = self.ctx.conns.get_mut(idx as usize) else { return };
+        let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
+            return;
+        };
         if !conn.tearing_down {
             conn.tearing_down = true;
             conn.closing = true;
@@ -490,7 +553,10 @@ impl<H: Handler> Shard<H> {
         if let Some(fd) = conn.fd.take() {
             self.ctx.ring.close(fd);
         }
-        let id = ConnId { index: idx, generation: conn.generation };
+        let id = ConnId {
+            index: idx,
+            generation: conn.generation,
+        };
         if let Some(state) = conn.state.take() {
             self.handler.on_close(&mut self.ctx, id, state);
         }
@@ -498,7 +564,9 @@ impl<H: Handler> Shard<H> {
 
     fn rearm_receives(&mut self) {
         for idx in std::mem::take(&mut self.rearm) {
-            let Some(conn) = self.ctx.conns.get_mut(idx as usize) else { continue };
+            let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
+                continue;
+            };
             if conn.recv_armed || conn.closing {
                 continue;
             }

@@ -27,7 +27,12 @@ pub(crate) struct BufRing {
 impl BufRing {
     /// Allocate `count` buffers of `buf_size` bytes and register them as group `group`.
     /// `count` must be a power of two no larger than 32768.
-    pub fn new(ring: &Ring, group: u16, count: u16, buf_size: usize) -> Result<BufRing, EngineError> {
+    pub fn new(
+        ring: &Ring,
+        group: u16,
+        count: u16,
+        buf_size: usize,
+    ) -> Result<BufRing, EngineError> {
         if !count.is_power_of_two() || count > 32768 || buf_size == 0 {
             return Err(EngineError::Config(format!(
                 "buffer ring needs a power-of-two count up to 32768 and a non-zero size (got {count} x {buf_size})"
@@ -43,7 +48,9 @@ impl BufRing {
         // SAFETY: as above.
         let bufs = unsafe { alloc_zeroed(bufs_layout) };
         if entries.is_null() || bufs.is_null() {
-            return Err(EngineError::Config("out of memory allocating the buffer ring".into()));
+            return Err(EngineError::Config(
+                "out of memory allocating the buffer ring".into(),
+            ));
         }
         let mut br = BufRing {
             entries,
@@ -59,7 +66,8 @@ impl BufRing {
         // SAFETY: `entries` is page-aligned, `count` entries long, and stays allocated until
         // drop, which unregisters (or leaks) it first.
         let reg = unsafe {
-            ring.submitter().register_buf_ring_with_flags(entries as u64, count, group, 0)
+            ring.submitter()
+                .register_buf_ring_with_flags(entries as u64, count, group, 0)
         };
         if let Err(e) = reg {
             // Nothing was registered, so the memory is ours to free.
@@ -84,13 +92,14 @@ impl BufRing {
 
     /// The bytes the kernel wrote into buffer `bid` for a completion of `len` bytes.
     pub fn data(&self, bid: u16, len: usize) -> &[u8] {
-        assert!(bid < self.count && len <= self.buf_size, "buffer id or length out of range");
+        assert!(
+            bid < self.count && len <= self.buf_size,
+            "buffer id or length out of range"
+        );
         // SAFETY: `bid` came from a completion, so the kernel has finished writing `len`
         // bytes into it and will not touch it again until we recycle it; the range is
         // inside the allocation (checked above).
-        unsafe {
-            std::slice::from_raw_parts(self.bufs.add(usize::from(bid) * self.buf_size), len)
-        }
+        unsafe { std::slice::from_raw_parts(self.bufs.add(usize::from(bid) * self.buf_size), len) }
     }
 
     /// Give buffer `bid` back to the kernel.

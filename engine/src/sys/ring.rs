@@ -45,7 +45,11 @@ pub(crate) enum SendDone {
     /// Everything was sent; the (now empty) buffer comes back for reuse.
     Complete { owner: Token, buf: Vec<u8> },
     /// The socket failed; `errno` says why.
-    Failed { owner: Token, buf: Vec<u8>, errno: i32 },
+    Failed {
+        owner: Token,
+        buf: Vec<u8>,
+        errno: i32,
+    },
 }
 
 struct TimerSlot {
@@ -64,9 +68,15 @@ pub(crate) struct Ring {
 impl Ring {
     /// Create a ring with the best set-up flags this kernel accepts.
     pub fn new(entries: u32) -> Result<Ring, EngineError> {
-        let mut features = Features { kernel: kernel_release(), ..Features::default() };
-        let attempts: [(bool, bool, bool); 3] =
-            [(true, true, true), (false, false, true), (false, false, false)];
+        let mut features = Features {
+            kernel: kernel_release(),
+            ..Features::default()
+        };
+        let attempts: [(bool, bool, bool); 3] = [
+            (true, true, true),
+            (false, false, true),
+            (false, false, false),
+        ];
         let mut last_err = None;
         let mut ring = None;
         for (single, defer, coop) in attempts {
@@ -117,14 +127,22 @@ impl Ring {
         features.multishot_accept = true;
         features.multishot_recv = true;
         if !features.msg_ring {
-            return Err(EngineError::MissingFeature("IORING_OP_MSG_RING (Linux 5.18+)"));
+            return Err(EngineError::MissingFeature(
+                "IORING_OP_MSG_RING (Linux 5.18+)",
+            ));
         }
         let skip_success = if ring.params().is_feature_skip_cqe_on_success() {
             squeue::Flags::SKIP_SUCCESS
         } else {
             squeue::Flags::empty()
         };
-        Ok(Ring { ring, features, sends: Slab::new(), timers: Slab::new(), skip_success })
+        Ok(Ring {
+            ring,
+            features,
+            sends: Slab::new(),
+            timers: Slab::new(),
+            skip_success,
+        })
     }
 
     pub fn features(&self) -> &Features {
@@ -165,12 +183,18 @@ impl Ring {
     /// Multishot (or, after a kernel said no, one-shot) accept on `listener`.
     pub fn accept(&mut self, listener: RawFd, token: Token) {
         let e = if self.features.multishot_accept {
-            opcode::AcceptMulti::new(types::Fd(listener)).flags(libc::SOCK_CLOEXEC).build()
-        } else {
-            // No address out-pointer: the peer address is read with getpeername instead.
-            opcode::Accept::new(types::Fd(listener), std::ptr::null_mut(), std::ptr::null_mut())
+            opcode::AcceptMulti::new(types::Fd(listener))
                 .flags(libc::SOCK_CLOEXEC)
                 .build()
+        } else {
+            // No address out-pointer: the peer address is read with getpeername instead.
+            opcode::Accept::new(
+                types::Fd(listener),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
         };
         self.push(e.user_data(token.encode()));
     }
@@ -192,7 +216,12 @@ impl Ring {
     /// Send all of `buf` on `fd`; the ring owns `buf` until [`Ring::complete_send`] gives
     /// it back.
     pub fn send(&mut self, fd: RawFd, owner: Token, buf: Vec<u8>) {
-        let slot = self.sends.insert(SendSlot { fd, owner, buf, sent: 0 });
+        let slot = self.sends.insert(SendSlot {
+            fd,
+            owner,
+            buf,
+            sent: 0,
+        });
         self.push_send(slot);
     }
 
@@ -221,7 +250,11 @@ impl Ring {
         }
         if result < 0 {
             let s = self.sends.remove(slot);
-            return SendDone::Failed { owner: s.owner, buf: s.buf, errno: -result };
+            return SendDone::Failed {
+                owner: s.owner,
+                buf: s.buf,
+                errno: -result,
+            };
         }
         s.sent += result as usize;
         if s.sent < s.buf.len() {
@@ -231,7 +264,10 @@ impl Ring {
         let s = self.sends.remove(slot);
         let mut buf = s.buf;
         buf.clear();
-        SendDone::Complete { owner: s.owner, buf }
+        SendDone::Complete {
+            owner: s.owner,
+            buf,
+        }
     }
 
     /// Cancel every operation carrying `target`'s user_data (e.g. a multishot recv).
@@ -265,7 +301,9 @@ impl Ring {
     /// slot as index. The ring owns the timespec (and keeps `cookie`) until
     /// [`Ring::complete_timer`].
     pub fn timer(&mut self, after: Duration, kind: Kind, generation: u32, cookie: u64) -> u32 {
-        let spec = types::Timespec::new().sec(after.as_secs()).nsec(after.subsec_nanos());
+        let spec = types::Timespec::new()
+            .sec(after.as_secs())
+            .nsec(after.subsec_nanos());
         let slot = self.timers.insert(TimerSlot { spec, cookie });
         let spec_ptr: *const types::Timespec = &self.timers[slot].spec;
         // The timespec lives in the slab until the completion; the kernel copies it at
@@ -297,7 +335,9 @@ impl Ring {
         let res = match timeout {
             None => self.ring.submit_and_wait(1),
             Some(t) => {
-                let ts = types::Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+                let ts = types::Timespec::new()
+                    .sec(t.as_secs())
+                    .nsec(t.subsec_nanos());
                 let args = types::SubmitArgs::new().timespec(&ts);
                 self.ring.submitter().submit_with_args(1, &args)
             }

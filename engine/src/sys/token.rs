@@ -27,7 +27,11 @@ pub(crate) struct Token {
 
 impl Token {
     pub fn new(kind: Kind, generation: u32, index: u32) -> Self {
-        Token { kind, generation: generation & 0xff_ffff, index }
+        Token {
+            kind,
+            generation: generation & 0xff_ffff,
+            index,
+        }
     }
 
     pub fn simple(kind: Kind) -> Self {
@@ -49,7 +53,11 @@ impl Token {
             7 => Kind::Ignore,
             _ => return None,
         };
-        Some(Token { kind, generation: (ud >> 32) as u32 & 0xff_ffff, index: ud as u32 })
+        Some(Token {
+            kind,
+            generation: (ud >> 32) as u32 & 0xff_ffff,
+            index: ud as u32,
+        })
     }
 }
 

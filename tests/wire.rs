@@ -1,0 +1,214 @@
+//! The wire through raw sockets: pipelines across shards, partial and byte-at-a-time
+//! requests, inline commands, large values, protocol errors.
+
+mod common;
+
+use std::io::Write;
+
+use common::{encode, Server};
+
+/// 3000 pipelined commands touching keys on every shard; replies must match request order.
+fn pipeline_in_order(shards: &str) {
+    let server = Server::start(&["--shards", shards]);
+    let mut raw = server.raw();
+    let mut wire = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..1000 {
+        let key = format!("pipe:{i}");
+        let val = format!("value-{i}");
+        wire.extend(encode(&[b"SET", key.as_bytes(), val.as_bytes()]));
+        expected.push("+OK\r\n".to_string());
+        wire.extend(encode(&[b"GET", key.as_bytes()]));
+        expected.push(format!("${}\r\n{val}\r\n", val.len()));
+        if i % 10 == 0 {
+            // Multi-shard and local commands interleaved with the remote ones.
+            wire.extend(encode(&[b"MGET", key.as_bytes(), b"pipe:0", b"absent"]));
+            expected.push(format!(
+                "*3\r\n${}\r\n{val}\r\n$7\r\nvalue-0\r\n$-1\r\n",
+                val.len()
+            ));
+        } else {
+            wire.extend(encode(&[b"PING"]));
+            expected.push("+PONG\r\n".to_string());
+        }
+    }
+    raw.send(&wire);
+    for (i, want) in expected.iter().enumerate() {
+        let got = raw.reply_str();
+        assert_eq!(&got, want, "reply {i}");
+    }
+}
+
+#[test]
+fn pipeline_of_mixed_shard_commands_keeps_order_on_one_shard() {
+    pipeline_in_order("1");
+}
+
+#[test]
+fn pipeline_of_mixed_shard_commands_keeps_order_on_four_shards() {
+    pipeline_in_order("4");
+}
+
+#[test]
+fn byte_at_a_time_and_half_sent_requests() {
+    let server = Server::start(&["--shards", "4"]);
+    let mut raw = server.raw();
+    let req = encode(&[b"SET", b"slow", b"drip"]);
+    for b in &req {
+        raw.stream.write_all(std::slice::from_ref(b)).unwrap();
+    }
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+
+    // Half a request, then another client is served, then the rest arrives.
+    let req = encode(&[b"GET", b"slow"]);
+    raw.send(&req[..7]);
+    let mut other = server.raw();
+    other.cmd(&[b"PING"]);
+    assert_eq!(other.reply_str(), "+PONG\r\n");
+    raw.send(&req[7..]);
+    assert_eq!(raw.reply_str(), "$4\r\ndrip\r\n");
+
+    // A request split inside the bulk header and inside the payload.
+    let mut two = encode(&[b"SET", b"a", b"0123456789"]);
+    two.extend(encode(&[b"GET", b"a"]));
+    for cut in [3, 9, 20, 28] {
+        raw.send(&two[..cut]);
+        raw.send(&two[cut..]);
+        assert_eq!(raw.reply_str(), "+OK\r\n");
+        assert_eq!(raw.reply_str(), "$10\r\n0123456789\r\n");
+    }
+}
+
+#[test]
+fn large_values_cross_many_receive_buffers() {
+    let server = Server::start(&["--shards", "4"]);
+    let mut raw = server.raw();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    for key in ["big:a", "big:b", "big:c"] {
+        raw.cmd(&[b"SET", key.as_bytes(), &big]);
+        assert_eq!(raw.reply_str(), "+OK\r\n");
+    }
+    raw.cmd(&[b"MGET", b"big:a", b"big:b", b"big:c"]);
+    let reply = raw.reply();
+    let (value, _) = coreshard_protocol::parse_value(&reply).unwrap().unwrap();
+    let coreshard_protocol::Value::Array(items) = value else {
+        panic!("array")
+    };
+    assert_eq!(items.len(), 3);
+    for item in items {
+        assert_eq!(item, coreshard_protocol::Value::Bulk(big.clone().into()));
+    }
+}
+
+#[test]
+fn inline_commands_work_like_telnet() {
+    let server = Server::start(&[]);
+    let mut raw = server.raw();
+    raw.send(b"PING\r\n");
+    assert_eq!(raw.reply_str(), "+PONG\r\n");
+    raw.send(b"set greeting \"hello world\"\n");
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    raw.send(b"get greeting\r\n\r\n");
+    assert_eq!(raw.reply_str(), "$11\r\nhello world\r\n");
+    raw.send(b"echo 'it\\'s'\r\n");
+    assert_eq!(raw.reply_str(), "$4\r\nit's\r\n");
+}
+
+#[test]
+fn quit_replies_then_closes() {
+    let server = Server::start(&[]);
+    let mut raw = server.raw();
+    let mut wire = encode(&[b"PING"]);
+    wire.extend(encode(&[b"QUIT"]));
+    wire.extend(encode(&[b"PING"]));
+    raw.send(&wire);
+    assert_eq!(raw.reply_str(), "+PONG\r\n");
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    assert!(
+        raw.closed(),
+        "QUIT closes the connection and ignores what follows"
+    );
+}
+
+fn protocol_error_closes_only_that_connection(bad: &[u8], want: &str) {
+    let server = Server::start(&["--shards", "2"]);
+    let mut good = server.raw();
+    good.cmd(&[b"SET", b"k", b"v"]);
+    assert_eq!(good.reply_str(), "+OK\r\n");
+
+    let mut raw = server.raw();
+    raw.cmd(&[b"PING"]);
+    assert_eq!(raw.reply_str(), "+PONG\r\n");
+    raw.send(bad);
+    assert_eq!(raw.reply_str(), want);
+    assert!(raw.closed(), "a protocol error closes the connection");
+
+    good.cmd(&[b"GET", b"k"]);
+    assert_eq!(good.reply_str(), "$1\r\nv\r\n");
+    let mut fresh = server.raw();
+    fresh.cmd(&[b"PING"]);
+    assert_eq!(fresh.reply_str(), "+PONG\r\n");
+}
+
+#[test]
+fn invalid_bulk_length_is_a_protocol_error() {
+    protocol_error_closes_only_that_connection(
+        b"*1\r\n$x\r\n",
+        "-ERR Protocol error: invalid bulk length\r\n",
+    );
+}
+
+#[test]
+fn bulk_over_the_limit_is_a_protocol_error() {
+    protocol_error_closes_only_that_connection(
+        b"*2\r\n$3\r\nGET\r\n$600000000\r\n",
+        "-ERR Protocol error: invalid bulk length\r\n",
+    );
+}
+
+#[test]
+fn invalid_multibulk_length_is_a_protocol_error() {
+    protocol_error_closes_only_that_connection(
+        b"*abc\r\n",
+        "-ERR Protocol error: invalid multibulk length\r\n",
+    );
+}
+
+#[test]
+fn missing_dollar_is_a_protocol_error() {
+    protocol_error_closes_only_that_connection(
+        b"*1\r\n+PING\r\n",
+        "-ERR Protocol error: expected '$', got '+'\r\n",
+    );
+}
+
+#[test]
+fn unbalanced_quotes_are_a_protocol_error() {
+    protocol_error_closes_only_that_connection(
+        b"SET \"a b\r\n",
+        "-ERR Protocol error: unbalanced quotes in request\r\n",
+    );
+}
+
+#[test]
+fn oversized_inline_request_is_a_protocol_error() {
+    let long = vec![b'a'; 70 * 1024];
+    protocol_error_closes_only_that_connection(
+        &long,
+        "-ERR Protocol error: too big inline request\r\n",
+    );
+}
+
+#[test]
+fn bulk_limit_is_configurable() {
+    let server = Server::start(&["--proto-max-bulk-len", "10"]);
+    let mut raw = server.raw();
+    raw.cmd(&[b"SET", b"k", b"0123456789"]);
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    raw.cmd(&[b"SET", b"k", b"01234567890"]);
+    assert_eq!(
+        raw.reply_str(),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert!(raw.closed());
+}
