@@ -2,10 +2,10 @@
 
 mod commands;
 mod config;
+mod db;
 mod glob;
 mod routing;
 mod server;
-mod store;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -43,6 +43,9 @@ pub trait Handler: Sized + 'static {
     /// loop turn travel as one batch.
     type Msg: Send + 'static;
 
+    /// Called once on the shard's thread before it serves anything (arm timers here).
+    fn on_start(&mut self, _ctx: &mut Ctx<Self>) {}
+
     /// A connection was accepted; return its state.
     fn on_open(
         &mut self,

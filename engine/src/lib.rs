@@ -40,6 +40,7 @@ mod runtime;
 mod shard;
 mod signal;
 mod sys;
+pub mod ttl;
 
 pub use affinity::allowed_cores;
 pub use config::EngineConfig;

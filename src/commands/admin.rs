@@ -264,7 +264,7 @@ pub fn config(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     }
 }
 
-const INFO_SECTIONS: [&str; 4] = ["server", "clients", "stats", "keyspace"];
+const INFO_SECTIONS: [&str; 5] = ["server", "clients", "memory", "stats", "keyspace"];
 
 pub fn info(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     let mut sections: Vec<String> = Vec::new();
@@ -331,14 +331,19 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 sum(|r| r.clients),
                 s.config.maxclients
             ),
-            "memory" => format!("used_memory_rss:{}\r\n", rss_bytes()),
+            "memory" => format!(
+                "used_memory_rss:{}\r\nused_memory_keyspace_structure:{}\r\n",
+                rss_bytes(),
+                sum(|r| r.keyspace_bytes)
+            ),
             "stats" => format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:0\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nrecv_buffer_exhausted:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nrecv_buffer_exhausted:{}\r\n",
                 sum(|r| r.accepted),
                 sum(|r| r.commands),
                 sum(|r| r.bytes_in),
                 sum(|r| r.bytes_out),
                 sum(|r| r.rejected),
+                sum(|r| r.expired),
                 sum(|r| r.hits),
                 sum(|r| r.misses),
                 sum(|r| r.recv_buffer_exhausted),
@@ -346,7 +351,7 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
             "keyspace" => {
                 let keys = sum(|r| r.keys);
                 if keys > 0 {
-                    format!("db0:keys={keys},expires=0,avg_ttl=0\r\n")
+                    format!("db0:keys={keys},expires={},avg_ttl=0\r\n", sum(|r| r.expires))
                 } else {
                     String::new()
                 }

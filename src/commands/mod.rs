@@ -3,7 +3,8 @@
 
 pub mod admin;
 pub mod connection;
-pub mod keys;
+pub mod keyspace;
+pub mod strings;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -11,13 +12,22 @@ use std::sync::LazyLock;
 
 use coreshard_engine::{ConnId, Ctx};
 
-use crate::server::Server;
+use crate::db::Db;
+use crate::server::ops::OpResult;
+use crate::server::{ArgList, Server};
 
 /// A request's arguments, borrowed from the receive buffer where possible.
 pub type Args<'a, 'b> = &'a [Cow<'b, [u8]>];
 
 /// Runs a command (arity and authentication are already checked).
 pub type Exec = fn(&mut Server, &mut Ctx<Server>, ConnId, Args<'_, '_>);
+
+/// Runs a command on the shard that owns all its keys, at Unix time `now` (ms). The same
+/// function serves local execution (borrowed arguments) and remote (owned ones).
+pub type KeyedFn = fn(&mut Db, u64, &dyn ArgList) -> OpResult;
+
+/// COMMAND DOCS fields: group, the Redis version that introduced it, a summary.
+type Doc = (&'static str, &'static str, &'static str);
 
 /// One command's description.
 pub struct Spec {
@@ -41,209 +51,176 @@ pub struct Spec {
     pub summary: &'static str,
     /// Allowed before AUTH.
     pub no_auth: bool,
-    /// The implementation.
-    pub exec: Exec,
+    /// The implementation, run on the shard that parsed the request (`None`: route by key
+    /// to `keyed`).
+    pub exec: Option<Exec>,
+    /// For keyed commands: the part that runs on the owning shard.
+    pub keyed: Option<KeyedFn>,
+    /// For keyed commands whose keys may span shards: how to run it then.
+    pub cross: Option<Exec>,
 }
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, [$($flag:literal),*], $first:expr, $last:expr, $step:expr, $group:literal, $since:literal, $summary:literal, $exec:path) => {
-        spec!(@ $name, $arity, [$($flag),*], $first, $last, $step, $group, $since, $summary, $exec, false)
-    };
-    (noauth $name:literal, $arity:expr, [$($flag:literal),*], $first:expr, $last:expr, $step:expr, $group:literal, $since:literal, $summary:literal, $exec:path) => {
-        spec!(@ $name, $arity, [$($flag),*], $first, $last, $step, $group, $since, $summary, $exec, true)
-    };
-    (@ $name:literal, $arity:expr, [$($flag:literal),*], $first:expr, $last:expr, $step:expr, $group:literal, $since:literal, $summary:literal, $exec:path, $noauth:expr) => {
-        Spec { name: $name, arity: $arity, flags: &[$($flag),*], first_key: $first, last_key: $last, step: $step,
-               group: $group, since: $since, summary: $summary, no_auth: $noauth, exec: $exec }
-    };
+impl std::fmt::Debug for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spec({})", self.name)
+    }
 }
+
+impl Spec {
+    const fn new(
+        name: &'static str,
+        arity: i32,
+        flags: &'static [&'static str],
+        keys: (i32, i32, i32),
+        doc: Doc,
+        exec: Exec,
+    ) -> Spec {
+        Spec {
+            name,
+            arity,
+            flags,
+            first_key: keys.0,
+            last_key: keys.1,
+            step: keys.2,
+            group: doc.0,
+            since: doc.1,
+            summary: doc.2,
+            no_auth: false,
+            exec: Some(exec),
+            keyed: None,
+            cross: None,
+        }
+    }
+
+    /// A command that runs on the shard owning its keys.
+    const fn keyed(
+        name: &'static str,
+        arity: i32,
+        flags: &'static [&'static str],
+        keys: (i32, i32, i32),
+        doc: Doc,
+        keyed: KeyedFn,
+    ) -> Spec {
+        Spec {
+            keyed: Some(keyed),
+            exec: None,
+            ..Spec::new(name, arity, flags, keys, doc, run_get)
+        }
+    }
+
+    const fn cross(self, cross: Exec) -> Spec {
+        Spec {
+            cross: Some(cross),
+            ..self
+        }
+    }
+
+    const fn no_auth(self) -> Spec {
+        Spec {
+            no_auth: true,
+            ..self
+        }
+    }
+
+    const fn exec(self, exec: Exec) -> Spec {
+        Spec {
+            exec: Some(exec),
+            ..self
+        }
+    }
+
+    /// Argument positions that are keys, for a request of `argc` arguments.
+    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let first = self.first_key.max(0) as usize;
+        let last = if self.last_key < 0 {
+            (argc as i64 + i64::from(self.last_key)).max(0) as usize
+        } else {
+            (self.last_key as usize).min(argc.saturating_sub(1))
+        };
+        let step = self.step.max(1) as usize;
+        let active = first > 0 && first < argc;
+        (first..=last).step_by(step).filter(move |_| active)
+    }
+}
+
+fn run_get(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args<'_, '_>) {
+    s.run_get(ctx, conn, &COMMANDS[GET], args);
+}
+
+const GET: usize = 13;
+const CONN: &str = "connection";
+const SRV: &str = "server";
+const STR: &str = "string";
+const GEN: &str = "generic";
+const W: &[&str] = &["write", "denyoom"];
+const WF: &[&str] = &["write", "fast"];
+const WDF: &[&str] = &["write", "denyoom", "fast"];
+const R: &[&str] = &["readonly"];
+const RF: &[&str] = &["readonly", "fast"];
+const NONE: (i32, i32, i32) = (0, 0, 0);
+const K1: (i32, i32, i32) = (1, 1, 1);
+const K12: (i32, i32, i32) = (1, 2, 1);
+const KALL: (i32, i32, i32) = (1, -1, 1);
+const KPAIRS: (i32, i32, i32) = (1, -1, 2);
 
 /// Every command the server knows, in COMMAND order.
 pub static COMMANDS: &[Spec] = &[
-    spec!(noauth "ping", -1, ["fast", "stale"], 0, 0, 0, "connection", "1.0.0", "Returns the server's liveliness response.", connection::ping),
-    spec!(
-        "echo",
-        2,
-        ["fast", "stale"],
-        0,
-        0,
-        0,
-        "connection",
-        "1.0.0",
-        "Returns the given string.",
-        connection::echo
-    ),
-    spec!(noauth "quit", -1, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, "connection", "1.0.0", "Closes the connection.", connection::quit),
-    spec!(noauth "hello", -1, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, "connection", "6.0.0", "Handshakes with the server.", connection::hello),
-    spec!(
-        "select",
-        2,
-        ["loading", "stale", "fast"],
-        0,
-        0,
-        0,
-        "connection",
-        "1.0.0",
-        "Changes the selected database.",
-        connection::select
-    ),
-    spec!(noauth "auth", -2, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, "connection", "1.0.0", "Authenticates the connection.", connection::auth),
-    spec!(
-        "client",
-        -2,
-        ["loading", "stale"],
-        0,
-        0,
-        0,
-        "connection",
-        "2.4.0",
-        "A container for client connection commands.",
-        admin::client
-    ),
-    spec!(
-        "command",
-        -1,
-        ["loading", "stale"],
-        0,
-        0,
-        0,
-        "server",
-        "2.8.13",
-        "Returns detailed information about all commands.",
-        admin::command
-    ),
-    spec!(
-        "config",
-        -2,
-        ["admin", "noscript", "loading", "stale"],
-        0,
-        0,
-        0,
-        "server",
-        "2.0.0",
-        "A container for server configuration commands.",
-        admin::config
-    ),
-    spec!(
-        "info",
-        -1,
-        ["loading", "stale"],
-        0,
-        0,
-        0,
-        "server",
-        "1.0.0",
-        "Returns information and statistics about the server.",
-        admin::info
-    ),
-    spec!(
-        "dbsize",
-        1,
-        ["readonly", "fast"],
-        0,
-        0,
-        0,
-        "server",
-        "1.0.0",
-        "Returns the number of keys in the database.",
-        admin::dbsize
-    ),
-    spec!(
-        "flushall",
-        -1,
-        ["write"],
-        0,
-        0,
-        0,
-        "server",
-        "1.0.0",
-        "Removes all keys from all databases.",
-        admin::flush
-    ),
-    spec!(
-        "flushdb",
-        -1,
-        ["write"],
-        0,
-        0,
-        0,
-        "server",
-        "1.0.0",
-        "Remove all keys from the current database.",
-        admin::flush
-    ),
-    spec!(
-        "get",
-        2,
-        ["readonly", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "1.0.0",
-        "Returns the string value of a key.",
-        keys::get
-    ),
-    spec!(
-        "set",
-        -3,
-        ["write", "denyoom"],
-        1,
-        1,
-        1,
-        "string",
-        "1.0.0",
-        "Sets the string value of a key.",
-        keys::set
-    ),
-    spec!(
-        "del",
-        -2,
-        ["write"],
-        1,
-        -1,
-        1,
-        "generic",
-        "1.0.0",
-        "Deletes one or more keys.",
-        keys::del
-    ),
-    spec!(
-        "exists",
-        -2,
-        ["readonly", "fast"],
-        1,
-        -1,
-        1,
-        "generic",
-        "1.0.0",
-        "Determines whether one or more keys exist.",
-        keys::exists
-    ),
-    spec!(
-        "mget",
-        -2,
-        ["readonly", "fast"],
-        1,
-        -1,
-        1,
-        "string",
-        "1.0.0",
-        "Atomically returns the string values of one or more keys.",
-        keys::mget
-    ),
-    spec!(
-        "mset",
-        -3,
-        ["write", "denyoom"],
-        1,
-        -1,
-        2,
-        "string",
-        "1.0.1",
-        "Atomically creates or modifies the string values of one or more keys.",
-        keys::mset
-    ),
+    Spec::new("ping", -1, &["fast", "stale"], NONE, (CONN, "1.0.0", "Returns the server's liveliness response."), connection::ping).no_auth(),
+    Spec::new("echo", 2, &["fast", "stale"], NONE, (CONN, "1.0.0", "Returns the given string."), connection::echo),
+    Spec::new("quit", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NONE, (CONN, "1.0.0", "Closes the connection."), connection::quit).no_auth(),
+    Spec::new("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NONE, (CONN, "6.0.0", "Handshakes with the server."), connection::hello).no_auth(),
+    Spec::new("select", 2, &["loading", "stale", "fast"], NONE, (CONN, "1.0.0", "Changes the selected database."), connection::select),
+    Spec::new("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NONE, (CONN, "1.0.0", "Authenticates the connection."), connection::auth).no_auth(),
+    Spec::new("client", -2, &["loading", "stale"], NONE, (CONN, "2.4.0", "A container for client connection commands."), admin::client),
+    Spec::new("command", -1, &["loading", "stale"], NONE, (SRV, "2.8.13", "Returns detailed information about all commands."), admin::command),
+    Spec::new("config", -2, &["admin", "noscript", "loading", "stale"], NONE, (SRV, "2.0.0", "A container for server configuration commands."), admin::config),
+    Spec::new("info", -1, &["loading", "stale"], NONE, (SRV, "1.0.0", "Returns information and statistics about the server."), admin::info),
+    Spec::new("dbsize", 1, RF, NONE, (SRV, "1.0.0", "Returns the number of keys in the database."), admin::dbsize),
+    Spec::new("flushall", -1, &["write"], NONE, (SRV, "1.0.0", "Removes all keys from all databases."), admin::flush),
+    Spec::new("flushdb", -1, &["write"], NONE, (SRV, "1.0.0", "Remove all keys from the current database."), admin::flush),
+    // Index GET (13): the GET fast path looks its own spec up by position.
+    Spec::keyed("get", 2, RF, K1, (STR, "1.0.0", "Returns the string value of a key."), strings::get).exec(run_get),
+    Spec::keyed("set", -3, W, K1, (STR, "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."), strings::set),
+    Spec::keyed("setnx", 3, WDF, K1, (STR, "1.0.0", "Set the string value of a key only when the key doesn't exist."), strings::setnx),
+    Spec::keyed("setex", 4, W, K1, (STR, "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."), strings::setex),
+    Spec::keyed("psetex", 4, W, K1, (STR, "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."), strings::psetex),
+    Spec::keyed("getex", -2, WF, K1, (STR, "6.2.0", "Returns the string value of a key after setting its expiration time."), strings::getex),
+    Spec::keyed("getdel", 2, WF, K1, (STR, "6.2.0", "Returns the string value of a key after deleting the key."), strings::getdel),
+    Spec::keyed("getset", 3, WDF, K1, (STR, "1.0.0", "Returns the previous string value of a key after setting it to a new value."), strings::getset),
+    Spec::new("mget", -2, RF, KALL, (STR, "1.0.0", "Atomically returns the string values of one or more keys."), strings::mget),
+    Spec::new("mset", -3, W, KPAIRS, (STR, "1.0.1", "Atomically creates or modifies the string values of one or more keys."), strings::mset),
+    Spec::keyed("msetnx", -3, W, KPAIRS, (STR, "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist."), strings::msetnx).cross(strings::msetnx_cross),
+    Spec::keyed("append", 3, WDF, K1, (STR, "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist."), strings::append),
+    Spec::keyed("strlen", 2, RF, K1, (STR, "2.2.0", "Returns the length of a string value."), strings::strlen),
+    Spec::keyed("getrange", 4, R, K1, (STR, "2.4.0", "Returns a substring of the string stored at a key."), strings::getrange),
+    Spec::keyed("setrange", 4, W, K1, (STR, "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist."), strings::setrange),
+    Spec::keyed("incr", 2, WDF, K1, (STR, "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."), strings::incr),
+    Spec::keyed("decr", 2, WDF, K1, (STR, "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."), strings::decr),
+    Spec::keyed("incrby", 3, WDF, K1, (STR, "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist."), strings::incrby),
+    Spec::keyed("decrby", 3, WDF, K1, (STR, "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."), strings::decrby),
+    Spec::keyed("incrbyfloat", 3, WDF, K1, (STR, "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist."), strings::incrbyfloat),
+    Spec::keyed("lcs", -3, R, K12, (STR, "7.0.0", "Finds the longest common substring."), strings::lcs).cross(strings::lcs_cross),
+    Spec::keyed("delifeq", 3, WF, K1, (STR, "9.0.0", "Deletes the key if its value equals the given value."), strings::delifeq),
+    Spec::new("del", -2, &["write"], KALL, (GEN, "1.0.0", "Deletes one or more keys."), keyspace::del),
+    Spec::new("unlink", -2, WF, KALL, (GEN, "4.0.0", "Asynchronously deletes one or more keys."), keyspace::del),
+    Spec::new("exists", -2, RF, KALL, (GEN, "1.0.0", "Determines whether one or more keys exist."), keyspace::exists),
+    Spec::new("touch", -2, RF, KALL, (GEN, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed."), keyspace::exists),
+    Spec::keyed("type", 2, RF, K1, (GEN, "1.0.0", "Determines the type of value stored at a key."), keyspace::type_),
+    Spec::keyed("expire", -3, WF, K1, (GEN, "1.0.0", "Sets the expiration time of a key in seconds."), keyspace::expire),
+    Spec::keyed("pexpire", -3, WF, K1, (GEN, "2.6.0", "Sets the expiration time of a key in milliseconds."), keyspace::pexpire),
+    Spec::keyed("expireat", -3, WF, K1, (GEN, "1.2.0", "Sets the expiration time of a key to a Unix timestamp."), keyspace::expireat),
+    Spec::keyed("pexpireat", -3, WF, K1, (GEN, "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp."), keyspace::pexpireat),
+    Spec::keyed("ttl", 2, RF, K1, (GEN, "1.0.0", "Returns the expiration time in seconds of a key."), keyspace::ttl),
+    Spec::keyed("pttl", 2, RF, K1, (GEN, "2.6.0", "Returns the expiration time in milliseconds of a key."), keyspace::pttl),
+    Spec::keyed("expiretime", 2, RF, K1, (GEN, "7.0.0", "Returns the expiration time of a key as a Unix timestamp."), keyspace::expiretime),
+    Spec::keyed("pexpiretime", 2, RF, K1, (GEN, "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp."), keyspace::pexpiretime),
+    Spec::keyed("persist", 2, WF, K1, (GEN, "2.2.0", "Removes the expiration time of a key."), keyspace::persist),
+    Spec::new("keys", 2, R, NONE, (GEN, "1.0.0", "Returns all key names that match a pattern."), keyspace::keys),
+    Spec::new("scan", -2, R, NONE, (GEN, "2.8.0", "Iterates over the key names in the database."), keyspace::scan),
+    Spec::new("randomkey", 1, R, NONE, (GEN, "1.0.0", "Returns a random key name from the database."), keyspace::randomkey),
+    Spec::keyed("rename", 3, &["write"], K12, (GEN, "1.0.0", "Renames a key and overwrites the destination."), keyspace::rename).cross(keyspace::rename_cross),
+    Spec::keyed("renamenx", 3, WF, K12, (GEN, "1.0.0", "Renames a key only when the target key name doesn't exist."), keyspace::renamenx).cross(keyspace::renamenx_cross),
+    Spec::keyed("copy", -3, W, K12, (GEN, "6.2.0", "Copies the value of a key to a new key."), keyspace::copy).cross(keyspace::copy_cross),
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
@@ -317,6 +294,21 @@ mod tests {
             unknown_command_error(&args),
             "ERR unknown command 'foo', with args beginning with: 'a' 'b c' "
         );
+    }
+
+    #[test]
+    fn get_fast_path_index_is_right() {
+        assert_eq!(COMMANDS[GET].name, "get");
+    }
+
+    #[test]
+    fn key_positions_follow_first_last_step() {
+        let mset = lookup(b"mset").unwrap();
+        assert_eq!(mset.key_positions(5).collect::<Vec<_>>(), vec![1, 3]);
+        let lcs = lookup(b"lcs").unwrap();
+        assert_eq!(lcs.key_positions(4).collect::<Vec<_>>(), vec![1, 2]);
+        let ping = lookup(b"ping").unwrap();
+        assert_eq!(ping.key_positions(2).count(), 0);
     }
 
     #[test]

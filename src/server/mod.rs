@@ -1,25 +1,60 @@
 //! The Redis-protocol handler that runs on every shard: parse requests in place, run each
 //! command on the shard that owns its keys, and keep replies in request order.
 
+mod args;
 mod conn;
 pub mod ops;
 pub mod reply;
+pub mod txn;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use coreshard_engine::{ConnId, Ctx, Handler, ShardId, ShardInfo};
 use coreshard_protocol::{parse_request, Encoder, Protocol};
 
+pub use args::ArgList;
 pub use conn::ConnState;
-use ops::{Msg, Op, OpResult};
+use ops::{unix_ms, Msg, Op, OpResult};
 use reply::{encode_result, Agg, ReplyQueue};
+use txn::{Locks, Txn};
 
-use crate::commands;
+use crate::commands::{self, Spec};
 use crate::config::ServerConfig;
+use crate::db::Db;
 use crate::routing::SlotTable;
-use crate::store::Store;
+
+/// Timer cookie of the active-expiry tick.
+const EXPIRE_TICK: u64 = 1;
+/// How often an idle shard looks for expired keys.
+const EXPIRE_EVERY: Duration = Duration::from_millis(50);
+/// Keys (or stale bucket entries) one active-expiry step may touch before yielding to I/O.
+const EXPIRE_BUDGET: usize = 2000;
+
+/// The keys of one request that one shard owns.
+pub struct ShardGroup<'a> {
+    /// The owning shard.
+    pub shard: ShardId,
+    /// Its keys, in request order.
+    pub keys: Vec<&'a [u8]>,
+    /// Where each key stands in the request.
+    pub positions: Vec<usize>,
+}
+
+/// A small xorshift generator for RANDOMKEY (no cryptographic needs, no dependency).
+pub struct Rng(u64);
+
+impl Rng {
+    /// The next pseudo-random number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
 
 /// One shard's server: its slice of the keyspace and its connections' protocol state.
 pub struct Server {
@@ -32,23 +67,35 @@ pub struct Server {
     /// Slot → shard.
     pub slots: Arc<SlotTable>,
     /// This shard's keys.
-    pub store: Store,
+    pub db: Db,
     /// Commands run by this shard's connections.
     pub commands_processed: u64,
+    /// Randomness for RANDOMKEY.
+    pub rng: Rng,
+    locks: Locks,
+    txns: hashbrown::HashMap<u64, Txn>,
+    next_txn: u64,
     next_client: u64,
+    expire_backlog: bool,
 }
 
 impl Server {
     /// A shard's server.
     pub fn new(info: ShardInfo, config: Arc<ServerConfig>, slots: Arc<SlotTable>) -> Self {
+        let seed = unix_ms() ^ ((info.shard as u64 + 1) << 40) | 1;
         Server {
             shard: info.shard,
             shards: info.shards,
             config,
             slots,
-            store: Store::default(),
+            db: Db::default(),
             commands_processed: 0,
+            rng: Rng(seed),
+            locks: Locks::default(),
+            txns: hashbrown::HashMap::new(),
+            next_txn: 0,
             next_client: 0,
+            expire_backlog: false,
         }
     }
 
@@ -72,27 +119,85 @@ impl Server {
         self.reply(ctx, conn, |e| e.error(msg));
     }
 
-    /// Run a single-key operation on the shard that owns `key`.
-    pub fn run_keyed(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, key: &[u8], op: Op<&[u8]>) {
-        let owner = self.slots.shard_of(key);
-        if owner == self.shard {
-            if let Op::Get(k) = op {
-                // The hottest path: encode straight from the stored value.
-                let value = self.store.peek(k);
-                let hit = value.is_some();
-                self.reply(ctx, conn, |e| e.opt_bulk(value.map(|v| &v[..])));
-                self.store.count_read(hit);
+    /// Reply with a part result.
+    pub fn reply_result(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, result: &OpResult) {
+        self.reply(ctx, conn, |e| encode_result(e, result));
+    }
+
+    /// GET: the hottest path, encoded straight from the stored value when the key is local.
+    pub fn run_get(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        spec: &'static Spec,
+        args: &[Cow<'_, [u8]>],
+    ) {
+        let key: &[u8] = &args[1];
+        if self.slots.shard_of(key) == self.shard && self.locks.is_clear() {
+            let now = unix_ms();
+            let value = self.db.read(key, now);
+            let bytes = value.as_ref().map(|v| v.as_slice());
+            let Some((state, out)) = ctx.state_and_output(conn) else {
                 return;
+            };
+            if state.replies.is_empty() {
+                Encoder::new(out, state.proto).opt_bulk(bytes);
+            } else {
+                let mut buf = Vec::new();
+                Encoder::new(&mut buf, state.proto).opt_bulk(bytes);
+                state.replies.push_ready(buf);
             }
-            let result = self.apply(ctx, op);
-            self.reply(ctx, conn, |e| encode_result(e, &result));
+            return;
+        }
+        self.run_cmd(ctx, conn, spec, args);
+    }
+
+    /// Run a command whose keys (by the spec's key positions) live on one shard; commands
+    /// whose keys span shards get `cross` (or Redis Cluster's CROSSSLOT-like error text).
+    pub fn run_cmd(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        spec: &'static Spec,
+        args: &[Cow<'_, [u8]>],
+    ) {
+        let mut owner = None;
+        for i in spec.key_positions(args.len()) {
+            let s = self.slots.shard_of(&args[i]);
+            match owner {
+                None => owner = Some(s),
+                Some(o) if o != s => {
+                    return match spec.cross {
+                        Some(cross) => cross(self, ctx, conn, args),
+                        None => self.error(
+                            ctx,
+                            conn,
+                            "CROSSSHARD Keys in request don't hash to the same shard",
+                        ),
+                    };
+                }
+                Some(_) => {}
+            }
+        }
+        let owner = owner.unwrap_or(self.shard);
+        let Some(keyed) = spec.keyed else {
+            return self.error(ctx, conn, "ERR internal: command has no keyed form");
+        };
+        if owner == self.shard && self.locks.is_clear() {
+            let result = keyed(&mut self.db, unix_ms(), &args);
+            self.reply_result(ctx, conn, &result);
         } else {
+            let op = Op::Cmd {
+                spec,
+                args: args::to_owned(args),
+            };
             self.run_parts(ctx, conn, vec![(owner, op)], Agg::Single(None));
         }
     }
 
     /// Run a command split into per-shard parts; the reply is `agg` once all answered.
-    /// Local parts run now; remote ones travel in this turn's batch to their shard.
+    /// Local parts run now (unless locks make them wait); remote ones travel in this
+    /// turn's batch to their shard.
     pub fn run_parts(
         &mut self,
         ctx: &mut Ctx<Server>,
@@ -105,7 +210,7 @@ impl Server {
         let seq = state.replies.reserve(proto, parts.len() as u32, agg);
         for (part, (shard, op)) in parts.into_iter().enumerate() {
             let part = part as u32;
-            if shard == self.shard {
+            if shard == self.shard && self.locks.is_clear() {
                 let result = self.apply(ctx, op);
                 self.complete_part(ctx, conn, seq, part, result);
             } else {
@@ -122,6 +227,26 @@ impl Server {
         }
     }
 
+    /// Group `keys` by owning shard, in order of first appearance.
+    pub fn group_by_shard<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> Vec<ShardGroup<'a>> {
+        let mut groups: Vec<ShardGroup<'a>> = Vec::new();
+        for (pos, key) in keys.enumerate() {
+            let shard = self.slots.shard_of(key);
+            match groups.iter_mut().find(|g| g.shard == shard) {
+                Some(g) => {
+                    g.keys.push(key);
+                    g.positions.push(pos);
+                }
+                None => groups.push(ShardGroup {
+                    shard,
+                    keys: vec![key],
+                    positions: vec![pos],
+                }),
+            }
+        }
+        groups
+    }
+
     /// Run `op` on every shard and combine with `agg`.
     pub fn broadcast(
         &mut self,
@@ -132,6 +257,31 @@ impl Server {
     ) {
         let parts = (0..self.shards).map(|s| (s, op())).collect();
         self.run_parts(ctx, conn, parts, agg);
+    }
+
+    /// Deliver a part's result to the shard whose connection asked for it.
+    fn answer(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        to: ShardId,
+        conn: ConnId,
+        seq: u64,
+        part: u32,
+        result: OpResult,
+    ) {
+        if to == self.shard {
+            self.complete_part(ctx, conn, seq, part, result);
+        } else {
+            ctx.send(
+                to,
+                Msg::Reply {
+                    conn,
+                    seq,
+                    part,
+                    result,
+                },
+            );
+        }
     }
 
     fn complete_part(
@@ -154,27 +304,40 @@ impl Server {
         }
     }
 
-    fn encode_agg(&self, proto: Protocol, agg: Agg) -> Vec<u8> {
+    fn encode_agg(&mut self, proto: Protocol, agg: Agg) -> Vec<u8> {
         let mut out = Vec::new();
         let mut e = Encoder::new(&mut out, proto);
         match agg {
-            Agg::Single(Some(r)) => encode_result(&mut e, &r),
-            Agg::Single(None) => e.error("ERR internal: missing result"),
-            Agg::Sum(n) => e.int(n),
-            Agg::AllOk => e.simple("OK"),
-            Agg::MGet { values, .. } => {
-                e.array(values.len());
-                for v in &values {
-                    e.opt_bulk(v.as_deref());
-                }
-            }
             Agg::Info { sections, reports } => {
                 let text = commands::admin::format_info(self, &sections, &reports);
                 e.verbatim(b"txt", text.as_bytes());
             }
-            Agg::ClientList(text) => e.verbatim(b"txt", text.as_bytes()),
+            Agg::Random(candidates) => {
+                let total: u64 = candidates.iter().map(|(_, n)| n).sum();
+                let mut pick = if total > 0 {
+                    self.rng.next() % total
+                } else {
+                    0
+                };
+                let chosen = candidates.iter().find(|(_, n)| {
+                    if pick < *n {
+                        true
+                    } else {
+                        pick -= n;
+                        false
+                    }
+                });
+                e.opt_bulk(chosen.map(|(k, _)| &k[..]));
+            }
+            other => other.encode(&mut e, self.shards),
         }
         out
+    }
+
+    /// Active expiry: one bounded step; remembers whether due keys remain.
+    fn expire_step(&mut self) {
+        let step = self.db.map.expire_step(unix_ms(), EXPIRE_BUDGET);
+        self.expire_backlog = step.more;
     }
 
     fn execute(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, args: &[Cow<'_, [u8]>]) {
@@ -198,7 +361,10 @@ impl Server {
             state.last_cmd = spec.name;
         }
         self.commands_processed += 1;
-        (spec.exec)(self, ctx, conn, args);
+        match spec.exec {
+            Some(exec) => exec(self, ctx, conn, args),
+            None => self.run_cmd(ctx, conn, spec, args),
+        }
     }
 }
 
@@ -240,6 +406,25 @@ pub fn client_list_lines(ctx: &Ctx<Server>, only: Option<ConnId>) -> String {
 impl Handler for Server {
     type Conn = ConnState;
     type Msg = Msg;
+
+    fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.set_timer(EXPIRE_EVERY, EXPIRE_TICK);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<Self>, cookie: u64) {
+        if cookie == EXPIRE_TICK {
+            self.expire_step();
+            ctx.set_timer(EXPIRE_EVERY, EXPIRE_TICK);
+        }
+    }
+
+    fn on_turn_end(&mut self, _ctx: &mut Ctx<Self>) {
+        // Mass expiry is reclaimed a bounded step per loop turn, between I/O, so it never
+        // stalls the shard's connections.
+        if self.expire_backlog {
+            self.expire_step();
+        }
+    }
 
     fn on_open(
         &mut self,
@@ -299,16 +484,10 @@ impl Handler for Server {
                 part,
                 op,
             } => {
-                let result = self.apply(ctx, op);
-                ctx.send(
-                    from,
-                    Msg::Reply {
-                        conn,
-                        seq,
-                        part,
-                        result,
-                    },
-                );
+                if let Some(op) = self.defer_if_locked(from, conn, seq, part, op) {
+                    let result = self.apply(ctx, op);
+                    self.answer(ctx, from, conn, seq, part, result);
+                }
             }
             Msg::Reply {
                 conn,
@@ -316,6 +495,9 @@ impl Handler for Server {
                 part,
                 result,
             } => self.complete_part(ctx, conn, seq, part, result),
+            Msg::Lock { txn, keys } => self.on_lock(ctx, from, txn, keys),
+            Msg::Locked { txn, entries } => self.on_locked(ctx, txn, entries),
+            Msg::Commit { txn, writes } => self.on_commit(ctx, txn, writes),
         }
     }
 

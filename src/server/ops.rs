@@ -1,26 +1,30 @@
 //! Operations on a shard's data, and what crosses cores to run them elsewhere.
 //!
-//! An operation is built on the shard that parsed the request. It runs in place when that
-//! shard owns the keys (keys borrowed from the receive buffer, `Op<&[u8]>`), or travels to
-//! the owning shard with owned keys (`Op<Bytes>`). Values are `Bytes` either way: copied
-//! once out of the receive buffer, then shared.
+//! A command runs in place when its shard owns the keys (arguments borrowed from the
+//! receive buffer). Otherwise it travels to the owning shard as an `Op` with owned
+//! arguments; values are `Bytes`, copied once out of the receive buffer and then shared.
 
 use bytes::Bytes;
 use coreshard_engine::{ConnId, Ctx};
+use coreshard_protocol::Value;
 
+use super::txn::{TxnId, Write};
 use super::Server;
-use crate::store::Store;
+use crate::commands::Spec;
+use crate::db::Db;
+use crate::glob::glob_match;
 
 /// One shard's part of a command.
 #[derive(Debug)]
 pub enum Op<K> {
-    /// GET
-    Get(K),
-    /// SET (plain)
-    Set(K, Bytes),
-    /// DEL: how many of these existed.
+    /// A command whose keys all live on one shard, run by its keyed function.
+    Cmd {
+        spec: &'static Spec,
+        args: Vec<Bytes>,
+    },
+    /// DEL / UNLINK: how many of these existed.
     Del(Vec<K>),
-    /// EXISTS: how many of these exist (duplicates count).
+    /// EXISTS / TOUCH: how many of these exist (duplicates count).
     Exists(Vec<K>),
     /// MGET: these values, in order.
     MGet(Vec<K>),
@@ -34,6 +38,35 @@ pub enum Op<K> {
     Report,
     /// `CLIENT LIST` lines for this shard's connections.
     ClientList,
+    /// KEYS part: live keys matching the pattern.
+    Keys(Bytes),
+    /// SCAN part: one page of this shard's slots from `cursor`.
+    Scan {
+        cursor: u64,
+        count: usize,
+        pattern: Option<Bytes>,
+        string_type_only: Option<bool>,
+    },
+    /// RANDOMKEY part: a random key of this shard and how many keys it has.
+    RandomKey,
+    /// A plain value read (LCS gathers its two inputs this way).
+    Read(K),
+}
+
+impl<K: AsRef<[u8]>> Op<K> {
+    /// The keys this part touches (for lock checks).
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            Op::Cmd { spec, args } => spec
+                .key_positions(args.len())
+                .map(|i| &args[i][..])
+                .collect(),
+            Op::Del(ks) | Op::Exists(ks) | Op::MGet(ks) => ks.iter().map(|k| k.as_ref()).collect(),
+            Op::MSet(kvs) => kvs.iter().map(|(k, _)| k.as_ref()).collect(),
+            Op::Read(k) => vec![k.as_ref()],
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Op<&[u8]> {
@@ -41,8 +74,7 @@ impl Op<&[u8]> {
     pub fn into_owned(self) -> Op<Bytes> {
         let own = |k: &[u8]| Bytes::copy_from_slice(k);
         match self {
-            Op::Get(k) => Op::Get(own(k)),
-            Op::Set(k, v) => Op::Set(own(k), v),
+            Op::Cmd { spec, args } => Op::Cmd { spec, args },
             Op::Del(ks) => Op::Del(ks.into_iter().map(own).collect()),
             Op::Exists(ks) => Op::Exists(ks.into_iter().map(own).collect()),
             Op::MGet(ks) => Op::MGet(ks.into_iter().map(own).collect()),
@@ -51,6 +83,20 @@ impl Op<&[u8]> {
             Op::Flush => Op::Flush,
             Op::Report => Op::Report,
             Op::ClientList => Op::ClientList,
+            Op::Keys(p) => Op::Keys(p),
+            Op::Scan {
+                cursor,
+                count,
+                pattern,
+                string_type_only,
+            } => Op::Scan {
+                cursor,
+                count,
+                pattern,
+                string_type_only,
+            },
+            Op::RandomKey => Op::RandomKey,
+            Op::Read(k) => Op::Read(own(k)),
         }
     }
 }
@@ -60,6 +106,10 @@ impl Op<&[u8]> {
 pub struct ShardReport {
     /// Keys held.
     pub keys: u64,
+    /// Keys with a deadline.
+    pub expires: u64,
+    /// Keys removed by expiry.
+    pub expired: u64,
     /// Connections open on the shard.
     pub clients: u64,
     /// Commands executed by the shard's connections.
@@ -78,6 +128,8 @@ pub struct ShardReport {
     pub bytes_out: u64,
     /// Receives re-armed after the buffer ring ran dry.
     pub recv_buffer_exhausted: u64,
+    /// Bytes the shard's keyspace structure holds (entries, index, expiry buckets).
+    pub keyspace_bytes: u64,
 }
 
 /// The answer of one part.
@@ -91,10 +143,20 @@ pub enum OpResult {
     Value(Option<Bytes>),
     /// Values or nils, in request order.
     Values(Vec<Option<Bytes>>),
+    /// Any other reply shape.
+    Reply(Value),
+    /// An error reply (text includes the code).
+    Error(String),
     /// INFO counters.
     Report(ShardReport),
     /// Text lines (CLIENT LIST).
     Text(String),
+    /// KEYS part.
+    Keys(Vec<Bytes>),
+    /// SCAN part: the next cursor within the shard (0 = shard done) and the keys.
+    ScanPage { next: u64, keys: Vec<Bytes> },
+    /// RANDOMKEY part: a key and how many keys the shard holds.
+    Random(Option<(Bytes, u64)>),
 }
 
 /// Messages between shards.
@@ -114,49 +176,111 @@ pub enum Msg {
         part: u32,
         result: OpResult,
     },
+    /// Lock `keys` for a cross-shard transaction, then answer `Locked` with their entries.
+    Lock { txn: TxnId, keys: Vec<Bytes> },
+    /// The keys are locked; each one's value and deadline, if it exists.
+    Locked {
+        txn: TxnId,
+        entries: Vec<Option<(Bytes, u64)>>,
+    },
+    /// Apply `writes` and release the transaction's locks on this shard.
+    Commit { txn: TxnId, writes: Vec<Write> },
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Server {
     /// Run one part on this shard's data.
     pub fn apply<K: AsRef<[u8]>>(&mut self, ctx: &Ctx<Server>, op: Op<K>) -> OpResult {
-        let store: &mut Store = &mut self.store;
+        let now = unix_ms();
+        let db: &mut Db = &mut self.db;
         match op {
-            Op::Get(k) => OpResult::Value(store.get(k.as_ref())),
-            Op::Set(k, v) => {
-                store.set(k.as_ref(), v);
-                OpResult::Ok
+            Op::Cmd { spec, args } => match spec.keyed {
+                Some(f) => f(db, now, &args),
+                None => OpResult::Error("ERR internal: command has no keyed form".into()),
+            },
+            Op::Del(ks) => OpResult::Int(
+                ks.iter()
+                    .filter(|k| db.map.remove(k.as_ref(), now).is_some())
+                    .count() as i64,
+            ),
+            Op::Exists(ks) => OpResult::Int(
+                ks.iter()
+                    .filter(|k| db.map.contains(k.as_ref(), now))
+                    .count() as i64,
+            ),
+            Op::MGet(ks) => {
+                OpResult::Values(ks.iter().map(|k| db.read_bytes(k.as_ref(), now)).collect())
             }
-            Op::Del(ks) => {
-                OpResult::Int(ks.iter().filter(|k| store.del(k.as_ref())).count() as i64)
-            }
-            Op::Exists(ks) => {
-                OpResult::Int(ks.iter().filter(|k| store.exists(k.as_ref())).count() as i64)
-            }
-            Op::MGet(ks) => OpResult::Values(ks.iter().map(|k| store.get(k.as_ref())).collect()),
+            Op::Read(k) => OpResult::Value(db.read_bytes(k.as_ref(), now)),
             Op::MSet(kvs) => {
                 for (k, v) in kvs {
-                    store.set(k.as_ref(), v);
+                    db.write(k.as_ref(), &crate::db::Value::Shared(v), 0, now);
                 }
                 OpResult::Ok
             }
-            Op::DbSize => OpResult::Int(store.len() as i64),
+            Op::DbSize => OpResult::Int(db.map.len() as i64),
             Op::Flush => {
-                store.clear();
+                db.map.clear();
                 OpResult::Ok
+            }
+            Op::Keys(pattern) => {
+                let mut keys = Vec::new();
+                let mut cursor = 0;
+                loop {
+                    cursor = db.map.scan(cursor, 4096, now, |k, _| {
+                        if glob_match(&pattern, k, false) {
+                            keys.push(Bytes::copy_from_slice(k));
+                        }
+                    });
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+                OpResult::Keys(keys)
+            }
+            Op::Scan {
+                cursor,
+                count,
+                pattern,
+                string_type_only,
+            } => {
+                let mut keys = Vec::new();
+                let next = db.map.scan(cursor, count, now, |k, _| {
+                    let type_ok = string_type_only.unwrap_or(true);
+                    let pat_ok = pattern.as_ref().is_none_or(|p| glob_match(p, k, false));
+                    if type_ok && pat_ok {
+                        keys.push(Bytes::copy_from_slice(k));
+                    }
+                });
+                OpResult::ScanPage { next, keys }
+            }
+            Op::RandomKey => {
+                let n = db.map.len() as u64;
+                let key = db.map.random_key(now, || self.rng.next());
+                OpResult::Random(key.map(|k| (Bytes::from(k), n)))
             }
             Op::Report => {
                 let s = ctx.stats();
                 OpResult::Report(ShardReport {
-                    keys: store.len() as u64,
+                    keys: db.map.len() as u64,
+                    expires: db.map.with_deadline() as u64,
+                    expired: db.map.expired_total(),
                     clients: ctx.local_connections() as u64,
                     commands: self.commands_processed,
                     accepted: s.accepted,
                     rejected: s.rejected,
-                    hits: store.hits,
-                    misses: store.misses,
+                    hits: db.hits,
+                    misses: db.misses,
                     bytes_in: s.bytes_in,
                     bytes_out: s.bytes_out,
                     recv_buffer_exhausted: s.recv_buffer_exhausted,
+                    keyspace_bytes: db.map.structure_bytes() as u64,
                 })
             }
             Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),

@@ -30,6 +30,20 @@ pub enum Agg {
     },
     /// CLIENT LIST: every shard's lines.
     ClientList(String),
+    /// KEYS: every shard's matches.
+    Keys(Vec<Bytes>),
+    /// SCAN: one shard's page; the reply cursor moves to the next shard when it is done.
+    Scan {
+        shard: usize,
+        page: Option<(u64, Vec<Bytes>)>,
+    },
+    /// RANDOMKEY: one candidate per shard with the shard's key count, for a weighted pick.
+    Random(Vec<(Bytes, u64)>),
+    /// LCS across shards: both inputs gathered, then computed here.
+    Lcs {
+        opts: crate::commands::strings::LcsOpts,
+        inputs: [Option<Bytes>; 2],
+    },
 }
 
 impl Agg {
@@ -48,7 +62,60 @@ impl Agg {
             }
             (Agg::Info { reports, .. }, OpResult::Report(r)) => reports.push(r),
             (Agg::ClientList(text), OpResult::Text(t)) => text.push_str(&t),
+            (Agg::Keys(all), OpResult::Keys(ks)) => all.extend(ks),
+            (Agg::Scan { page, .. }, OpResult::ScanPage { next, keys }) => {
+                *page = Some((next, keys))
+            }
+            (Agg::Random(c), OpResult::Random(r)) => c.extend(r),
+            (Agg::Lcs { inputs, .. }, OpResult::Value(v)) => {
+                if let Some(slot) = inputs.get_mut(part as usize) {
+                    *slot = v;
+                }
+            }
             (agg, r) => tracing::error!("mismatched part result {r:?} for {agg:?}"),
+        }
+    }
+}
+
+impl Agg {
+    /// Encode a completed aggregate (INFO and RANDOMKEY need the server and are encoded
+    /// there).
+    pub fn encode(self, e: &mut Encoder<'_>, shards: usize) {
+        match self {
+            Agg::Single(Some(r)) => encode_result(e, &r),
+            Agg::Single(None) => e.error("ERR internal: missing result"),
+            Agg::Sum(n) => e.int(n),
+            Agg::AllOk => e.simple("OK"),
+            Agg::MGet { values, .. } => {
+                e.array(values.len());
+                for v in &values {
+                    e.opt_bulk(v.as_deref());
+                }
+            }
+            Agg::ClientList(text) => e.verbatim(b"txt", text.as_bytes()),
+            Agg::Keys(keys) => {
+                e.array(keys.len());
+                keys.iter().for_each(|k| e.bulk(k));
+            }
+            Agg::Scan { shard, page } => {
+                let (next, keys) = page.unwrap_or_default();
+                let cursor = crate::commands::keyspace::scan_cursor(shard, next, shards);
+                e.array(2);
+                e.bulk(cursor.to_string().as_bytes());
+                e.array(keys.len());
+                keys.iter().for_each(|k| e.bulk(k));
+            }
+            Agg::Lcs {
+                opts,
+                inputs: [a, b],
+            } => {
+                let a = a.unwrap_or_default();
+                let b = b.unwrap_or_default();
+                crate::commands::strings::lcs_reply(&opts, &a, &b).encode(e);
+            }
+            Agg::Info { .. } | Agg::Random(_) => {
+                e.error("ERR internal: aggregate encoded out of place")
+            }
         }
     }
 }
@@ -66,7 +133,12 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
             }
         }
         OpResult::Text(t) => enc.verbatim(b"txt", t.as_bytes()),
-        OpResult::Report(_) => enc.error("ERR internal: unexpected report"),
+        OpResult::Reply(v) => v.encode(enc),
+        OpResult::Error(msg) => enc.error(msg),
+        OpResult::Keys(_)
+        | OpResult::ScanPage { .. }
+        | OpResult::Random(_)
+        | OpResult::Report(_) => enc.error("ERR internal: unexpected part result"),
     }
 }
 

@@ -90,6 +90,7 @@ impl<H: Handler> Shard<H> {
 
     /// Run until the engine shuts down and every shard has drained its connections.
     pub fn run(&mut self) -> Result<(), EngineError> {
+        self.handler.on_start(&mut self.ctx);
         self.arm_accept();
         self.arm_tick();
         loop {

@@ -1,0 +1,749 @@
+//! The string family. Each keyed function runs on the shard that owns its key(s), with
+//! Redis 7's option rules, reply shapes and error texts.
+
+use bytes::Bytes;
+use coreshard_engine::ttl::INLINE_CAPACITY;
+use coreshard_engine::{ConnId, Ctx};
+use coreshard_protocol::Value as Resp;
+
+use super::{parse_int, Args};
+use crate::db::{Db, Value};
+use crate::server::ops::{Op, OpResult};
+use crate::server::reply::Agg;
+use crate::server::txn::TxnKind;
+use crate::server::{ArgList, Server};
+
+pub(crate) const NOT_INT: &str = "ERR value is not an integer or out of range";
+pub(crate) const SYNTAX: &str = "ERR syntax error";
+const MAX_STRING: usize = 512 * 1024 * 1024;
+
+pub(crate) fn err(msg: &str) -> OpResult {
+    OpResult::Error(msg.to_string())
+}
+
+pub(crate) fn invalid_expire(cmd: &str) -> OpResult {
+    OpResult::Error(format!("ERR invalid expire time in '{cmd}' command"))
+}
+
+/// The value at argument `i`, stored inline (copied once into the entry) when it fits with
+/// `key_len`, else as shared bytes (no copy when the argument is already owned).
+fn value_arg(a: &dyn ArgList, i: usize, key_len: usize) -> Value<'_> {
+    if key_len + a.arg(i).len() <= INLINE_CAPACITY {
+        Value::Slice(a.arg(i))
+    } else {
+        Value::Shared(a.arg_bytes(i))
+    }
+}
+
+/// Turn an expire amount into an absolute Unix-ms deadline, with Redis's overflow checks.
+/// The result may be in the past (the key then expires at once).
+pub(crate) fn to_deadline(
+    amount: i64,
+    seconds: bool,
+    absolute: bool,
+    now: u64,
+    cmd: &str,
+) -> Result<i64, OpResult> {
+    let mut ms = amount;
+    if seconds {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&ms) {
+            return Err(invalid_expire(cmd));
+        }
+        ms *= 1000;
+    }
+    if !absolute {
+        if ms > i64::MAX - now as i64 {
+            return Err(invalid_expire(cmd));
+        }
+        ms += now as i64;
+    }
+    Ok(ms)
+}
+
+/// An expire option of SET/GETEX/SETEX: must be a positive integer.
+fn positive_deadline(
+    arg: &[u8],
+    seconds: bool,
+    absolute: bool,
+    now: u64,
+    cmd: &str,
+) -> Result<i64, OpResult> {
+    let n = parse_int(arg).ok_or_else(|| err(NOT_INT))?;
+    if n <= 0 {
+        return Err(invalid_expire(cmd));
+    }
+    to_deadline(n, seconds, absolute, now, cmd)
+}
+
+/// Parse `EX|PX|EXAT|PXAT <n>` at `i`; `Ok(None)` if the word is none of those.
+fn expire_option(a: &dyn ArgList, i: usize, now: u64, cmd: &str) -> Result<Option<i64>, OpResult> {
+    let (seconds, absolute) = if a.is(i, "EX") {
+        (true, false)
+    } else if a.is(i, "PX") {
+        (false, false)
+    } else if a.is(i, "EXAT") {
+        (true, true)
+    } else if a.is(i, "PXAT") {
+        (false, true)
+    } else {
+        return Ok(None);
+    };
+    if i + 1 >= a.len() {
+        return Err(err(SYNTAX));
+    }
+    positive_deadline(a.arg(i + 1), seconds, absolute, now, cmd).map(Some)
+}
+
+#[derive(Default)]
+struct SetOpts {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    deadline: Option<i64>,
+    ifeq: Option<Bytes>,
+}
+
+fn parse_set(a: &dyn ArgList, now: u64) -> Result<SetOpts, OpResult> {
+    let mut o = SetOpts::default();
+    let mut i = 3;
+    while i < a.len() {
+        if a.is(i, "NX") && !o.xx && o.ifeq.is_none() {
+            o.nx = true;
+        } else if a.is(i, "XX") && !o.nx && o.ifeq.is_none() {
+            o.xx = true;
+        } else if a.is(i, "GET") {
+            o.get = true;
+        } else if a.is(i, "KEEPTTL") && o.deadline.is_none() {
+            o.keepttl = true;
+        } else if a.is(i, "IFEQ") && !o.nx && !o.xx && o.ifeq.is_none() && i + 1 < a.len() {
+            o.ifeq = Some(a.arg_bytes(i + 1));
+            i += 1;
+        } else if !o.keepttl && o.deadline.is_none() {
+            match expire_option(a, i, now, "set")? {
+                Some(d) => {
+                    o.deadline = Some(d);
+                    i += 1;
+                }
+                None => return Err(err(SYNTAX)),
+            }
+        } else {
+            return Err(err(SYNTAX));
+        }
+        i += 1;
+    }
+    Ok(o)
+}
+
+/// Store `value` with `deadline` (<= now: the key is removed instead, as Redis does).
+fn store(db: &mut Db, key: &[u8], value: &Value<'_>, deadline: i64, now: u64) {
+    if deadline != 0 && deadline <= now as i64 {
+        db.map.remove(key, now);
+    } else {
+        db.write(key, value, deadline.max(0) as u64, now);
+    }
+}
+
+pub fn get(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    OpResult::Value(db.read_bytes(a.arg(1), now))
+}
+
+pub fn set(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let o = match parse_set(a, now) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let key = a.arg(1);
+    let current = db.map.get_with_deadline(key, now);
+    let exists = current.is_some();
+    let old_deadline = current.map_or(0, |(_, d)| d);
+    let old = if o.get {
+        current.map(|(v, _)| v.to_bytes())
+    } else {
+        None
+    };
+    let ifeq_ok = match (&o.ifeq, current) {
+        (Some(expected), Some((v, _))) => v.as_slice() == &expected[..],
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let skip = (o.nx && exists) || (o.xx && !exists) || !ifeq_ok;
+    if !skip {
+        let deadline = if o.keepttl {
+            old_deadline as i64
+        } else {
+            o.deadline.unwrap_or(0)
+        };
+        store(db, key, &value_arg(a, 2, key.len()), deadline, now);
+    }
+    match (o.get, skip) {
+        (true, _) => OpResult::Value(old),
+        (false, false) => OpResult::Ok,
+        (false, true) => OpResult::Value(None),
+    }
+}
+
+pub fn setnx(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let key = a.arg(1);
+    if db.map.contains(key, now) {
+        return OpResult::Int(0);
+    }
+    store(db, key, &value_arg(a, 2, key.len()), 0, now);
+    OpResult::Int(1)
+}
+
+fn setex_generic(db: &mut Db, now: u64, a: &dyn ArgList, seconds: bool, cmd: &str) -> OpResult {
+    let deadline = match positive_deadline(a.arg(2), seconds, false, now, cmd) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let key = a.arg(1);
+    store(db, key, &value_arg(a, 3, key.len()), deadline, now);
+    OpResult::Ok
+}
+
+pub fn setex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    setex_generic(db, now, a, true, "setex")
+}
+
+pub fn psetex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    setex_generic(db, now, a, false, "psetex")
+}
+
+pub fn getex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    // None: leave the deadline; Some(0): PERSIST; Some(d): new deadline.
+    let mut change: Option<i64> = None;
+    let mut i = 2;
+    while i < a.len() {
+        if a.is(i, "PERSIST") && change.is_none() {
+            change = Some(0);
+        } else if change.is_none() {
+            match expire_option(a, i, now, "getex") {
+                Ok(Some(d)) => {
+                    change = Some(d);
+                    i += 1;
+                }
+                Ok(None) => return err(SYNTAX),
+                Err(e) => return e,
+            }
+        } else {
+            return err(SYNTAX);
+        }
+        i += 1;
+    }
+    let key = a.arg(1);
+    let Some(value) = db.read_bytes(key, now) else {
+        return OpResult::Value(None);
+    };
+    match change {
+        Some(0) => {
+            db.map.set_deadline(key, 0, now);
+        }
+        Some(d) if d <= now as i64 => {
+            db.map.remove(key, now);
+        }
+        Some(d) => {
+            db.map.set_deadline(key, d as u64, now);
+        }
+        None => {}
+    }
+    OpResult::Value(Some(value))
+}
+
+pub fn getdel(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let v = db.read_bytes(a.arg(1), now);
+    if v.is_some() {
+        db.map.remove(a.arg(1), now);
+    }
+    OpResult::Value(v)
+}
+
+pub fn getset(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let key = a.arg(1);
+    let old = db.map.get(key, now).map(|v| v.to_bytes());
+    store(db, key, &value_arg(a, 2, key.len()), 0, now);
+    OpResult::Value(old)
+}
+
+pub fn mget(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let groups = s.group_by_shard(args[1..].iter().map(|a| &a[..]));
+    let mut parts = Vec::with_capacity(groups.len());
+    let mut positions = Vec::with_capacity(groups.len());
+    for g in groups {
+        parts.push((g.shard, Op::MGet(g.keys)));
+        positions.push(g.positions);
+    }
+    let agg = Agg::MGet {
+        values: vec![None; args.len() - 1],
+        positions,
+    };
+    s.run_parts(ctx, conn, parts, agg);
+}
+
+pub fn mset(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    if args.len() % 2 == 0 {
+        return s.error(
+            ctx,
+            conn,
+            "ERR wrong number of arguments for 'mset' command",
+        );
+    }
+    let pairs: Vec<(&[u8], &[u8])> = args[1..]
+        .chunks(2)
+        .map(|c| (&c[0][..], &c[1][..]))
+        .collect();
+    let groups = s.group_by_shard(pairs.iter().map(|p| p.0));
+    let parts = groups
+        .into_iter()
+        .map(|g| {
+            let kvs = g
+                .positions
+                .iter()
+                .map(|&i| (pairs[i].0, Bytes::copy_from_slice(pairs[i].1)))
+                .collect();
+            (g.shard, Op::MSet(kvs))
+        })
+        .collect();
+    s.run_parts(ctx, conn, parts, Agg::AllOk);
+}
+
+/// MSETNX with every key on one shard: atomic there.
+pub fn msetnx(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    if a.len() % 2 == 0 {
+        return err("ERR wrong number of arguments for 'msetnx' command");
+    }
+    if (1..a.len())
+        .step_by(2)
+        .any(|i| db.map.contains(a.arg(i), now))
+    {
+        return OpResult::Int(0);
+    }
+    for i in (1..a.len()).step_by(2) {
+        let key = a.arg(i);
+        store(db, key, &value_arg(a, i + 1, key.len()), 0, now);
+    }
+    OpResult::Int(1)
+}
+
+/// MSETNX whose keys span shards: all-or-nothing through a transaction.
+pub fn msetnx_cross(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    if args.len() % 2 == 0 {
+        return s.error(
+            ctx,
+            conn,
+            "ERR wrong number of arguments for 'msetnx' command",
+        );
+    }
+    let pairs = args[1..]
+        .chunks(2)
+        .map(|c| (Bytes::copy_from_slice(&c[0]), Bytes::copy_from_slice(&c[1])))
+        .collect();
+    s.begin_txn(ctx, conn, TxnKind::MSetNx(pairs));
+}
+
+pub fn append(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let key = a.arg(1);
+    let (mut value, deadline) = match db.map.get_with_deadline(key, now) {
+        Some((v, d)) => (v.as_slice().to_vec(), d),
+        None => (Vec::new(), 0),
+    };
+    if value.len() + a.arg(2).len() > MAX_STRING {
+        return err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    }
+    value.extend_from_slice(a.arg(2));
+    let len = value.len();
+    db.write(key, &Value::Shared(Bytes::from(value)), deadline, now);
+    OpResult::Int(len as i64)
+}
+
+pub fn strlen(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    OpResult::Int(db.read(a.arg(1), now).map_or(0, |v| v.len() as i64))
+}
+
+pub fn getrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let (Some(mut start), Some(mut end)) = (parse_int(a.arg(2)), parse_int(a.arg(3))) else {
+        return err(NOT_INT);
+    };
+    let Some(v) = db.read(a.arg(1), now) else {
+        return OpResult::Value(Some(Bytes::new()));
+    };
+    let s = v.as_slice();
+    let len = s.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return OpResult::Value(Some(Bytes::new()));
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if len == 0 || start > end {
+        return OpResult::Value(Some(Bytes::new()));
+    }
+    OpResult::Value(Some(Bytes::copy_from_slice(
+        &s[start as usize..=end as usize],
+    )))
+}
+
+pub fn setrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let Some(offset) = parse_int(a.arg(2)) else {
+        return err(NOT_INT);
+    };
+    if offset < 0 {
+        return err("ERR offset is out of range");
+    }
+    let key = a.arg(1);
+    let patch = a.arg(3);
+    let current = db
+        .map
+        .get_with_deadline(key, now)
+        .map(|(v, d)| (v.as_slice().to_vec(), d));
+    if patch.is_empty() {
+        return OpResult::Int(current.map_or(0, |(v, _)| v.len() as i64));
+    }
+    let offset = offset as usize;
+    if offset.saturating_add(patch.len()) > MAX_STRING {
+        return err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    }
+    let (mut value, deadline) = current.unwrap_or_default();
+    if value.len() < offset + patch.len() {
+        value.resize(offset + patch.len(), 0);
+    }
+    value[offset..offset + patch.len()].copy_from_slice(patch);
+    let len = value.len();
+    db.write(key, &Value::Shared(Bytes::from(value)), deadline, now);
+    OpResult::Int(len as i64)
+}
+
+fn incr_generic(db: &mut Db, now: u64, key: &[u8], by: i64) -> OpResult {
+    let (current, deadline) = match db.map.get_with_deadline(key, now) {
+        Some((v, d)) => match parse_int(v.as_slice()) {
+            Some(n) => (n, d),
+            None => return err(NOT_INT),
+        },
+        None => (0, 0),
+    };
+    let Some(next) = current.checked_add(by) else {
+        return err("ERR increment or decrement would overflow");
+    };
+    let mut buf = itoa::Buffer::new();
+    db.write(
+        key,
+        &Value::Slice(buf.format(next).as_bytes()),
+        deadline,
+        now,
+    );
+    OpResult::Int(next)
+}
+
+pub fn incr(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    incr_generic(db, now, a.arg(1), 1)
+}
+
+pub fn decr(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    incr_generic(db, now, a.arg(1), -1)
+}
+
+pub fn incrby(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    match parse_int(a.arg(2)) {
+        Some(by) => incr_generic(db, now, a.arg(1), by),
+        None => err(NOT_INT),
+    }
+}
+
+pub fn decrby(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    match parse_int(a.arg(2)) {
+        Some(i64::MIN) => err("ERR decrement would overflow"),
+        Some(by) => incr_generic(db, now, a.arg(1), -by),
+        None => err(NOT_INT),
+    }
+}
+
+/// Redis's `string2ld`: a full-string float, no surrounding spaces, not NaN.
+fn parse_float(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return None;
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower.contains("nan") {
+        return None;
+    }
+    s.parse::<f64>().ok()
+}
+
+/// Format like Redis's INCRBYFLOAT reply: plain decimal, no exponent, no trailing zeros.
+/// (Redis computes in long double; this is the shortest text that round-trips the f64.)
+pub(crate) fn format_float(x: f64) -> String {
+    let s = format!("{x}");
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+pub fn incrbyfloat(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let Some(by) = parse_float(a.arg(2)) else {
+        return err("ERR value is not a valid float");
+    };
+    let key = a.arg(1);
+    let (current, deadline) = match db.map.get_with_deadline(key, now) {
+        Some((v, d)) => match parse_float(v.as_slice()) {
+            Some(x) => (x, d),
+            None => return err("ERR value is not a valid float"),
+        },
+        None => (0.0, 0),
+    };
+    let next = current + by;
+    if !next.is_finite() {
+        return err("ERR increment would produce NaN or Infinity");
+    }
+    let text = format_float(next);
+    db.write(key, &Value::Slice(text.as_bytes()), deadline, now);
+    OpResult::Value(Some(Bytes::from(text)))
+}
+
+/// LCS options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LcsOpts {
+    len: bool,
+    idx: bool,
+    min_match_len: u64,
+    with_match_len: bool,
+}
+
+fn parse_lcs(a: &dyn ArgList) -> Result<LcsOpts, OpResult> {
+    let mut o = LcsOpts::default();
+    let mut i = 3;
+    while i < a.len() {
+        if a.is(i, "LEN") {
+            o.len = true;
+        } else if a.is(i, "IDX") {
+            o.idx = true;
+        } else if a.is(i, "WITHMATCHLEN") {
+            o.with_match_len = true;
+        } else if a.is(i, "MINMATCHLEN") && i + 1 < a.len() {
+            let n = parse_int(a.arg(i + 1)).ok_or_else(|| err(NOT_INT))?;
+            o.min_match_len = n.max(0) as u64;
+            i += 1;
+        } else {
+            return Err(err(SYNTAX));
+        }
+        i += 1;
+    }
+    if o.len && o.idx {
+        return Err(err(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    Ok(o)
+}
+
+/// The LCS reply for `a` and `b`, computed exactly as Redis walks its DP table.
+pub fn lcs_reply(o: &LcsOpts, a: &[u8], b: &[u8]) -> Resp {
+    let (alen, blen) = (a.len(), b.len());
+    if (alen as u64 + 1) * (blen as u64 + 1) * 4 > MAX_STRING as u64 {
+        return Resp::Error(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len".into(),
+        );
+    }
+    let w = blen + 1;
+    let mut dp = vec![0u32; (alen + 1) * w];
+    for i in 1..=alen {
+        for j in 1..=blen {
+            dp[i * w + j] = if a[i - 1] == b[j - 1] {
+                dp[(i - 1) * w + j - 1] + 1
+            } else {
+                dp[(i - 1) * w + j].max(dp[i * w + j - 1])
+            };
+        }
+    }
+    let total = dp[alen * w + blen] as usize;
+    let mut result = vec![0u8; total];
+    let mut idx = total;
+    let (mut i, mut j) = (alen, blen);
+    let (mut a_start, mut a_end, mut b_start, mut b_end) = (alen, 0usize, 0usize, 0usize);
+    let mut matches = Vec::new();
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[j - 1] {
+            result[idx - 1] = a[i - 1];
+            if a_start == alen {
+                (a_start, a_end, b_start, b_end) = (i - 1, i - 1, j - 1, j - 1);
+            } else if a_start == i && b_start == j {
+                a_start -= 1;
+                b_start -= 1;
+            } else {
+                emit = true;
+            }
+            if a_start == 0 || b_start == 0 {
+                emit = true;
+            }
+            idx -= 1;
+            i -= 1;
+            j -= 1;
+        } else {
+            if dp[(i - 1) * w + j] > dp[i * w + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            if a_start != alen {
+                emit = true;
+            }
+        }
+        if emit {
+            let match_len = (a_end - a_start + 1) as u64;
+            if o.min_match_len == 0 || match_len >= o.min_match_len {
+                let mut m = vec![
+                    Resp::Array(vec![
+                        Resp::Integer(a_start as i64),
+                        Resp::Integer(a_end as i64),
+                    ]),
+                    Resp::Array(vec![
+                        Resp::Integer(b_start as i64),
+                        Resp::Integer(b_end as i64),
+                    ]),
+                ];
+                if o.with_match_len {
+                    m.push(Resp::Integer(match_len as i64));
+                }
+                matches.push(Resp::Array(m));
+            }
+            a_start = alen;
+        }
+    }
+    if o.idx {
+        Resp::Map(vec![
+            (
+                Resp::Bulk(Bytes::from_static(b"matches")),
+                Resp::Array(matches),
+            ),
+            (
+                Resp::Bulk(Bytes::from_static(b"len")),
+                Resp::Integer(total as i64),
+            ),
+        ])
+    } else if o.len {
+        Resp::Integer(total as i64)
+    } else {
+        Resp::Bulk(Bytes::from(result))
+    }
+}
+
+pub fn lcs(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let o = match parse_lcs(a) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let x = db.read_bytes(a.arg(1), now).unwrap_or_default();
+    let y = db.read_bytes(a.arg(2), now).unwrap_or_default();
+    OpResult::Reply(lcs_reply(&o, &x, &y))
+}
+
+/// LCS whose keys live on two shards: gather both values, compute here. (Two reads, not
+/// one atomic snapshot: give the keys a common hash tag when that matters.)
+pub fn lcs_cross(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let a: &[std::borrow::Cow<'_, [u8]>] = args;
+    let opts = match parse_lcs(&a) {
+        Ok(o) => o,
+        Err(OpResult::Error(e)) => return s.error(ctx, conn, &e),
+        Err(_) => return,
+    };
+    let (k1, k2): (&[u8], &[u8]) = (&args[1], &args[2]);
+    let parts = vec![
+        (s.slots.shard_of(k1), Op::Read(k1)),
+        (s.slots.shard_of(k2), Op::Read(k2)),
+    ];
+    s.run_parts(
+        ctx,
+        conn,
+        parts,
+        Agg::Lcs {
+            opts,
+            inputs: [None, None],
+        },
+    );
+}
+
+pub fn delifeq(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    let key = a.arg(1);
+    let equal = db
+        .map
+        .get(key, now)
+        .is_some_and(|v| v.as_slice() == a.arg(2));
+    if equal {
+        db.map.remove(key, now);
+    }
+    OpResult::Int(i64::from(equal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lcs_matches_redis_examples() {
+        let o = LcsOpts::default();
+        assert_eq!(
+            lcs_reply(&o, b"ohmytext", b"mynewtext"),
+            Resp::Bulk(Bytes::from_static(b"mytext"))
+        );
+        let len = LcsOpts { len: true, ..o };
+        assert_eq!(lcs_reply(&len, b"ohmytext", b"mynewtext"), Resp::Integer(6));
+        let idx = LcsOpts {
+            idx: true,
+            with_match_len: true,
+            ..o
+        };
+        let Resp::Map(pairs) = lcs_reply(&idx, b"ohmytext", b"mynewtext") else {
+            panic!()
+        };
+        let Resp::Array(matches) = &pairs[0].1 else {
+            panic!()
+        };
+        let ranges = |m: &Resp| format!("{m:?}");
+        assert_eq!(matches.len(), 2);
+        assert!(
+            ranges(&matches[0]).contains("Integer(4), Integer(7)")
+                && ranges(&matches[0]).contains("Integer(5), Integer(8)")
+        );
+        assert!(
+            ranges(&matches[1]).contains("Integer(2), Integer(3)")
+                && ranges(&matches[1]).contains("Integer(0), Integer(1)")
+        );
+        assert_eq!(pairs[1].1, Resp::Integer(6));
+        let min = LcsOpts {
+            idx: true,
+            min_match_len: 4,
+            ..o
+        };
+        let Resp::Map(pairs) = lcs_reply(&min, b"ohmytext", b"mynewtext") else {
+            panic!()
+        };
+        assert_eq!(
+            pairs[0].1,
+            Resp::Array(vec![Resp::Array(vec![
+                Resp::Array(vec![Resp::Integer(4), Resp::Integer(7)]),
+                Resp::Array(vec![Resp::Integer(5), Resp::Integer(8)]),
+            ])])
+        );
+    }
+
+    #[test]
+    fn floats_format_like_redis() {
+        assert_eq!(format_float(10.5 + 0.1), "10.6");
+        assert_eq!(format_float(5.0e3), "5000");
+        assert_eq!(format_float(3.0), "3");
+        assert_eq!(parse_float(b" 1"), None);
+        assert_eq!(parse_float(b"nan"), None);
+        assert_eq!(parse_float(b"1e3"), Some(1000.0));
+    }
+}
