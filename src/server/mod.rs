@@ -31,7 +31,7 @@ const EXPIRE_TICK: u64 = 1;
 /// How often an idle shard looks for expired keys.
 const EXPIRE_EVERY: Duration = Duration::from_millis(50);
 /// Keys (or stale bucket entries) one active-expiry step may touch before yielding to I/O.
-const EXPIRE_BUDGET: usize = 2000;
+const EXPIRE_BUDGET: usize = 1000;
 
 /// The keys of one request that one shard owns.
 pub struct ShardGroup<'a> {
@@ -77,6 +77,7 @@ pub struct Server {
     next_txn: u64,
     next_client: u64,
     expire_backlog: bool,
+    expire_timer_armed: bool,
 }
 
 impl Server {
@@ -96,6 +97,7 @@ impl Server {
             next_txn: 0,
             next_client: 0,
             expire_backlog: false,
+            expire_timer_armed: false,
         }
     }
 
@@ -408,21 +410,31 @@ impl Handler for Server {
     type Msg = Msg;
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
-        ctx.set_timer(EXPIRE_EVERY, EXPIRE_TICK);
+        self.on_turn_end(ctx);
     }
 
-    fn on_timer(&mut self, ctx: &mut Ctx<Self>, cookie: u64) {
+    fn on_timer(&mut self, _ctx: &mut Ctx<Self>, cookie: u64) {
         if cookie == EXPIRE_TICK {
+            self.expire_timer_armed = false;
             self.expire_step();
-            ctx.set_timer(EXPIRE_EVERY, EXPIRE_TICK);
         }
     }
 
-    fn on_turn_end(&mut self, _ctx: &mut Ctx<Self>) {
+    fn on_turn_end(&mut self, ctx: &mut Ctx<Self>) {
         // Mass expiry is reclaimed a bounded step per loop turn, between I/O, so it never
-        // stalls the shard's connections.
+        // stalls the shard's connections. While due keys remain, an immediate timer keeps
+        // an otherwise idle shard turning; else a periodic tick looks for newly due keys.
         if self.expire_backlog {
             self.expire_step();
+        }
+        if !self.expire_timer_armed {
+            let after = if self.expire_backlog {
+                Duration::ZERO
+            } else {
+                EXPIRE_EVERY
+            };
+            ctx.set_timer(after, EXPIRE_TICK);
+            self.expire_timer_armed = true;
         }
     }
 

@@ -178,3 +178,61 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Run a command given as words; panics on transport errors, returns server errors.
+pub fn q<T: redis::FromRedisValue>(
+    c: &mut redis::Connection,
+    words: &[&str],
+) -> redis::RedisResult<T> {
+    let mut cmd = redis::cmd(words[0]);
+    for w in &words[1..] {
+        cmd.arg(*w);
+    }
+    cmd.query(c)
+}
+
+/// A command's error text with its code, e.g. "ERR syntax error".
+pub fn err_of(c: &mut redis::Connection, words: &[&str]) -> String {
+    match q::<redis::Value>(c, words) {
+        Ok(v) => panic!("{words:?} should fail, got {v:?}"),
+        Err(e) => match (e.code(), e.detail()) {
+            (Some(code), Some(detail)) => format!("{code} {detail}"),
+            (Some(code), None) => code.to_string(),
+            _ => e.to_string(),
+        },
+    }
+}
+
+/// The shard a key lives on in a server with `shards` shards (Redis Cluster slots spread
+/// evenly), so tests can place keys on the same or on different shards on purpose.
+pub fn shard_of(key: &str, shards: usize) -> usize {
+    let bytes = key.as_bytes();
+    let tagged = match bytes.iter().position(|&c| c == b'{') {
+        Some(open) => match bytes[open + 1..].iter().position(|&c| c == b'}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    let mut crc: u16 = 0;
+    for &b in tagged {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    (usize::from(crc % 16384)) * shards / 16384
+}
+
+/// Keys named `prefix:N` that live on `shard`, `n` of them.
+pub fn keys_on(prefix: &str, shard: usize, shards: usize, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{prefix}:{i}"))
+        .filter(|k| shard_of(k, shards) == shard)
+        .take(n)
+        .collect()
+}

@@ -103,15 +103,15 @@ impl TtlMap {
         let slot = self.find(key)?;
         let expired = self.arena.get(slot).is_some_and(|e| e.is_expired(now));
         if expired {
-            self.remove_slot(key, slot);
+            let h = self.hash(key);
+            self.remove_slot(h, slot);
             self.expired_total += 1;
             return None;
         }
         Some(slot)
     }
 
-    fn remove_slot(&mut self, key: &[u8], slot: u32) -> Option<Entry> {
-        let h = self.hash(key);
+    fn remove_slot(&mut self, h: u64, slot: u32) -> Option<Entry> {
         if let Ok(occ) = self.index.find_entry(h, |&s| s == slot) {
             occ.remove();
         }
@@ -199,7 +199,8 @@ impl TtlMap {
     /// Remove a live key, returning its value (as `Bytes`) and deadline.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Bytes, u64)> {
         let slot = self.find_live(key, now)?;
-        self.remove_slot(key, slot)
+        let h = self.hash(key);
+        self.remove_slot(h, slot)
             .map(|e| (e.value().to_bytes(), e.deadline()))
     }
 
@@ -230,8 +231,8 @@ impl TtlMap {
             if e.deadline() == 0 || e.deadline() > now {
                 continue; // stale: the deadline changed, or the slot was reused
             }
-            let key = e.key().to_vec();
-            if self.remove_slot(&key, slot).is_some() {
+            let h = self.hash(e.key());
+            if self.remove_slot(h, slot).is_some() {
                 expired += 1;
                 self.expired_total += 1;
             }
