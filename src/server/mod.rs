@@ -31,7 +31,7 @@ const EXPIRE_TICK: u64 = 1;
 /// How often an idle shard looks for expired keys.
 const EXPIRE_EVERY: Duration = Duration::from_millis(50);
 /// Keys (or stale bucket entries) one active-expiry step may touch before yielding to I/O.
-const EXPIRE_BUDGET: usize = 1000;
+const EXPIRE_BUDGET: usize = 256;
 
 /// The keys of one request that one shard owns.
 pub struct ShardGroup<'a> {
@@ -421,19 +421,17 @@ impl Handler for Server {
     }
 
     fn on_turn_end(&mut self, ctx: &mut Ctx<Self>) {
-        // Mass expiry is reclaimed a bounded step per loop turn, between I/O, so it never
-        // stalls the shard's connections. While due keys remain, an immediate timer keeps
-        // an otherwise idle shard turning; else a periodic tick looks for newly due keys.
+        // Mass expiry is reclaimed one bounded step per loop turn, between I/O, so it never
+        // stalls the shard's connections; while due keys remain the shard keeps turning
+        // instead of sleeping. A periodic tick looks for newly due keys.
         if self.expire_backlog {
             self.expire_step();
+            if self.expire_backlog {
+                ctx.run_again();
+            }
         }
         if !self.expire_timer_armed {
-            let after = if self.expire_backlog {
-                Duration::ZERO
-            } else {
-                EXPIRE_EVERY
-            };
-            ctx.set_timer(after, EXPIRE_TICK);
+            ctx.set_timer(EXPIRE_EVERY, EXPIRE_TICK);
             self.expire_timer_armed = true;
         }
     }

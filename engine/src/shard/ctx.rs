@@ -63,6 +63,7 @@ pub struct Ctx<H: Handler> {
     pub(crate) now: Instant,
     pub(crate) stats: ShardStats,
     pub(crate) timer_generation: u32,
+    pub(crate) run_again: bool,
 }
 
 impl<H: Handler> Ctx<H> {
@@ -197,6 +198,12 @@ impl<H: Handler> Ctx<H> {
         let generation = self.timer_generation;
         let slot = self.ring.timer(after, Kind::Timer, generation, cookie);
         TimerId { slot, generation }
+    }
+
+    /// Ask for another loop turn right away instead of sleeping until I/O arrives: for
+    /// background work done in bounded steps (e.g. reclaiming expired keys).
+    pub fn run_again(&mut self) {
+        self.run_again = true;
     }
 
     /// Cancel a timer that has not fired yet (a fired or unknown timer is ignored).

@@ -72,6 +72,7 @@ impl<H: Handler> Shard<H> {
                 now: Instant::now(),
                 stats: ShardStats::default(),
                 timer_generation: 0,
+                run_again: false,
             },
             handler,
             bufring,
@@ -181,7 +182,7 @@ impl<H: Handler> Shard<H> {
         }
         let parking = &self.ctx.shared.parking[self.ctx.shard];
         parking.park();
-        if self.ctx.mail.inbound_pending() {
+        if self.ctx.mail.inbound_pending() || std::mem::take(&mut self.ctx.run_again) {
             timeout = Some(Duration::ZERO);
         }
         let res = self.ctx.ring.submit_and_wait(timeout);
