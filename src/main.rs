@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 
     let mut config = ServerConfig::from_args(&args);
     let engine_config = EngineConfig {
-        listen: config.listen,
+        listen: Some(config.listen),
         shards: args.shards,
         cores: args.cores.clone(),
         pin: !args.no_pin,
@@ -65,7 +65,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    config.listen = engine.local_addr();
+    config.listen = engine.local_addr().unwrap_or(config.listen);
+    let listen = config.listen;
     let _ = shared_config.set(Arc::new(config));
     let cores: Vec<String> = engine
         .cores()
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
     println!(
         "coreshard {} listening on {} shards={} cores=[{}] io_uring: {}",
         env!("CARGO_PKG_VERSION"),
-        engine.local_addr(),
+        listen,
         shards,
         cores.join(","),
         engine.features()

@@ -42,7 +42,7 @@ fn main() {
             std::process::exit(2);
         });
     let config = EngineConfig {
-        listen,
+        listen: Some(listen),
         ..EngineConfig::default()
     };
     let engine = match start(config, |_shard| Echo) {
@@ -54,7 +54,7 @@ fn main() {
     };
     println!(
         "echo listening on {} ({})",
-        engine.local_addr(),
+        engine.local_addr().unwrap_or(listen),
         engine.features()
     );
     let _ = wait_for_shutdown_signal();

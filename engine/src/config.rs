@@ -7,8 +7,9 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Address every shard listens on (SO_REUSEPORT spreads connections across shards).
-    /// Port 0 picks a free port; [`crate::EngineHandle::local_addr`] tells which.
-    pub listen: SocketAddr,
+    /// Port 0 picks a free port; [`crate::EngineHandle::local_addr`] tells which. `None`
+    /// runs shards without a listener (clients that only make outgoing connections).
+    pub listen: Option<SocketAddr>,
     /// Number of shards (threads). 0 means one per core in `cores` (or per allowed core).
     pub shards: usize,
     /// Cores to pin shards to, round-robin; empty means the cores this process may run on.
@@ -39,7 +40,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 6379)),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 6379))),
             shards: 0,
             cores: Vec::new(),
             pin: true,

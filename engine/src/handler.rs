@@ -63,6 +63,13 @@ pub trait Handler: Sized + 'static {
     /// A message from shard `from` (possibly this shard).
     fn on_message(&mut self, ctx: &mut Ctx<Self>, from: ShardId, msg: Self::Msg);
 
+    /// An outgoing connection made with [`Ctx::connect`] is established (`Ok`) or failed
+    /// (`Err`; it is closed next).
+    fn on_connected(&mut self, _ctx: &mut Ctx<Self>, _conn: ConnId, _result: std::io::Result<()>) {}
+
+    /// The shard is about to stop (engine shutdown); last chance to hand results out.
+    fn on_stop(&mut self, _ctx: &mut Ctx<Self>) {}
+
     /// The connection is gone; its state is handed back for clean-up.
     fn on_close(&mut self, _ctx: &mut Ctx<Self>, _conn: ConnId, _state: Self::Conn) {}
 

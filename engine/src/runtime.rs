@@ -29,7 +29,7 @@ pub(crate) struct Shared {
 
 /// A running engine.
 pub struct EngineHandle {
-    local_addr: SocketAddr,
+    local_addr: Option<SocketAddr>,
     features: Features,
     cores: Vec<Option<usize>>,
     shared: Arc<Shared>,
@@ -37,8 +37,9 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// The address the shards listen on (with the real port when port 0 was asked for).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The address the shards listen on (with the real port when port 0 was asked for), or
+    /// `None` for an engine without listeners.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
     }
 
@@ -125,6 +126,10 @@ where
     let mut go_txs = Vec::with_capacity(shards);
     let mut threads = Vec::with_capacity(shards);
     let boxes = mesh::<H::Msg>(shards, config.mailbox_capacity);
+    let listeners: Vec<Option<OwnedFd>> = match listeners {
+        Some(ls) => ls.into_iter().map(Some).collect(),
+        None => (0..shards).map(|_| None).collect(),
+    };
     for ((shard, listener), mail) in listeners.into_iter().enumerate().zip(boxes) {
         let (go_tx, go_rx) = mpsc::channel::<bool>();
         go_txs.push(go_tx);
@@ -215,7 +220,7 @@ impl Drop for ExitGuard {
 
 fn shard_thread<H: Handler>(
     t: ThreadCtx,
-    listener: OwnedFd,
+    listener: Option<OwnedFd>,
     mail: Mailboxes<H::Msg>,
     make: impl FnOnce(ShardInfo) -> H,
 ) -> Result<(), EngineError> {
@@ -276,8 +281,10 @@ fn shard_thread<H: Handler>(
 fn bind_listeners(
     config: &EngineConfig,
     shards: usize,
-) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
-    let mut addr = config.listen;
+) -> Result<(Option<Vec<OwnedFd>>, Option<SocketAddr>), EngineError> {
+    let Some(mut addr) = config.listen else {
+        return Ok((None, None));
+    };
     let mut out = Vec::with_capacity(shards);
     for _ in 0..shards {
         let err = |source| EngineError::Listen { addr, source };
@@ -293,5 +300,5 @@ fn bind_listeners(
         }
         out.push(OwnedFd::from(sock));
     }
-    Ok((out, addr))
+    Ok((Some(out), Some(addr)))
 }

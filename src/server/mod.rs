@@ -104,6 +104,11 @@ impl Server {
     /// Encode a reply for `conn`: straight into its output when nothing is owed before
     /// it, else queued behind the replies still waiting for other shards.
     pub fn reply(&self, ctx: &mut Ctx<Server>, conn: ConnId, f: impl FnOnce(&mut Encoder<'_>)) {
+        Self::reply_to(ctx, conn, f);
+    }
+
+    /// [`Server::reply`] without borrowing the server (for replies that borrow its data).
+    fn reply_to(ctx: &mut Ctx<Server>, conn: ConnId, f: impl FnOnce(&mut Encoder<'_>)) {
         let Some((state, out)) = ctx.state_and_output(conn) else {
             return;
         };
@@ -138,17 +143,7 @@ impl Server {
         if self.slots.shard_of(key) == self.shard && self.locks.is_clear() {
             let now = unix_ms();
             let value = self.db.read(key, now);
-            let bytes = value.as_ref().map(|v| v.as_slice());
-            let Some((state, out)) = ctx.state_and_output(conn) else {
-                return;
-            };
-            if state.replies.is_empty() {
-                Encoder::new(out, state.proto).opt_bulk(bytes);
-            } else {
-                let mut buf = Vec::new();
-                Encoder::new(&mut buf, state.proto).opt_bulk(bytes);
-                state.replies.push_ready(buf);
-            }
+            Self::reply_to(ctx, conn, |e| e.opt_bulk(value.map(|v| v.as_slice())));
             return;
         }
         self.run_cmd(ctx, conn, spec, args);

@@ -18,6 +18,8 @@ pub(crate) struct Conn<S> {
     pub inbuf: Vec<u8>,
     pub recv_armed: bool,
     pub send_in_flight: bool,
+    /// An outgoing connect is in flight.
+    pub connecting: bool,
     /// No more input is delivered; close once the output is flushed.
     pub closing: bool,
     /// The socket is being torn down: wait for in-flight operations, then free.
@@ -39,6 +41,7 @@ impl<S> Conn<S> {
             inbuf: Vec::new(),
             recv_armed: false,
             send_in_flight: false,
+            connecting: false,
             closing: false,
             tearing_down: false,
             dirty: false,
@@ -50,6 +53,6 @@ impl<S> Conn<S> {
 
     /// Nothing the kernel still holds refers to this connection.
     pub fn quiescent(&self) -> bool {
-        !self.recv_armed && !self.send_in_flight
+        !self.recv_armed && !self.send_in_flight && !self.connecting
     }
 }

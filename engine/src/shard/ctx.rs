@@ -12,7 +12,7 @@ use super::conn::Conn;
 use crate::handler::{ConnId, Handler, ShardId};
 use crate::mailbox::Mailboxes;
 use crate::runtime::Shared;
-use crate::sys::{Kind, Ring};
+use crate::sys::{Kind, Ring, Token};
 
 /// Counters a shard keeps about its connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,6 +64,7 @@ pub struct Ctx<H: Handler> {
     pub(crate) stats: ShardStats,
     pub(crate) timer_generation: u32,
     pub(crate) run_again: bool,
+    pub(crate) next_generation: u32,
 }
 
 impl<H: Handler> Ctx<H> {
@@ -198,6 +199,37 @@ impl<H: Handler> Ctx<H> {
         let generation = self.timer_generation;
         let slot = self.ring.timer(after, Kind::Timer, generation, cookie);
         TimerId { slot, generation }
+    }
+
+    pub(crate) fn new_generation(&mut self) -> u32 {
+        let g = self.next_generation;
+        self.next_generation = (self.next_generation + 1) & 0xff_ffff;
+        g
+    }
+
+    /// Open an outgoing TCP connection to `addr` with handler state `state`. Output written
+    /// before it connects is sent once it does; [`Handler::on_connected`] reports the
+    /// outcome, and a failed connection is then closed (with [`Handler::on_close`]).
+    pub fn connect(&mut self, addr: SocketAddr, state: H::Conn) -> std::io::Result<ConnId> {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM.cloexec(),
+            None,
+        )?;
+        let fd = std::os::fd::OwnedFd::from(sock);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let generation = self.new_generation();
+        let mut conn = Conn::new(fd, generation, Some(addr), self.now);
+        conn.state = Some(state);
+        conn.connecting = true;
+        let idx = self.conns.insert(conn) as u32;
+        self.shared.connections.fetch_add(1, Ordering::Relaxed);
+        self.ring
+            .connect(raw, addr.into(), Token::new(Kind::Connect, generation, idx));
+        Ok(ConnId {
+            index: idx,
+            generation,
+        })
     }
 
     /// Ask for another loop turn right away instead of sleeping until I/O arrives: for

@@ -42,7 +42,6 @@ pub(crate) struct Shard<H: Handler> {
     cqes: Vec<Cqe>,
     inbound: Vec<(usize, H::Msg)>,
     rearm: Vec<u32>,
-    next_generation: u32,
     stopping_deadline: Option<Instant>,
     drained_reported: bool,
 }
@@ -54,7 +53,7 @@ impl<H: Handler> Shard<H> {
         shards: usize,
         ring: Ring,
         bufring: BufRing,
-        listener: OwnedFd,
+        listener: Option<OwnedFd>,
         mail: Mailboxes<H::Msg>,
         shared: Arc<Shared>,
         config: Arc<EngineConfig>,
@@ -73,17 +72,17 @@ impl<H: Handler> Shard<H> {
                 stats: ShardStats::default(),
                 timer_generation: 0,
                 run_again: false,
+                next_generation: 1,
             },
             handler,
             bufring,
-            listener: Some(listener),
+            listener,
             accept_armed: false,
             accept_retry_at: None,
             config,
             cqes: Vec::with_capacity(1024),
             inbound: Vec::new(),
             rearm: Vec::new(),
-            next_generation: 1,
             stopping_deadline: None,
             drained_reported: false,
         }
@@ -107,6 +106,7 @@ impl<H: Handler> Shard<H> {
             }
             self.wait()?;
         }
+        self.handler.on_stop(&mut self.ctx);
         self.abort_remaining();
         Ok(())
     }
@@ -202,6 +202,7 @@ impl<H: Handler> Shard<H> {
                 Kind::Accept => self.on_accept(cqe),
                 Kind::Recv => self.on_recv(token, cqe),
                 Kind::Send => self.on_send(token.index, cqe.result),
+                Kind::Connect => self.on_connect(token.index, cqe.result),
                 Kind::Timer => {
                     if let Some(cookie) = self.ctx.ring.complete_timer(token.index) {
                         if cqe.result == -libc::ETIME {
@@ -321,8 +322,7 @@ impl<H: Handler> Shard<H> {
         let peer: Option<SocketAddr> = sock.peer_addr().ok().and_then(|a| a.as_socket());
         let total = self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
         self.ctx.stats.accepted += 1;
-        let generation = self.next_generation;
-        self.next_generation = (self.next_generation + 1) & 0xff_ffff;
+        let generation = self.ctx.new_generation();
         let raw = fd.as_raw_fd();
         let idx = self
             .ctx
@@ -462,6 +462,46 @@ impl<H: Handler> Shard<H> {
         }
     }
 
+    /// An outgoing connection finished connecting (or failed to).
+    fn on_connect(&mut self, slot: u32, result: i32) {
+        let Some(owner) = self.ctx.ring.complete_connect(slot) else {
+            return;
+        };
+        let idx = owner.index;
+        let Some(conn) = self
+            .ctx
+            .conns
+            .get_mut(idx as usize)
+            .filter(|c| c.generation == owner.generation)
+        else {
+            return;
+        };
+        conn.connecting = false;
+        let id = ConnId {
+            index: idx,
+            generation: owner.generation,
+        };
+        if result < 0 || conn.tearing_down {
+            let err = std::io::Error::from_raw_os_error(-result.min(-1));
+            self.handler.on_connected(&mut self.ctx, id, Err(err));
+            self.teardown(idx);
+            return;
+        }
+        let conn = &mut self.ctx.conns[idx as usize];
+        if let Some(fd) = conn.fd.as_ref() {
+            let _ = socket2::SockRef::from(fd).set_tcp_nodelay(true);
+        }
+        self.handler.on_connected(&mut self.ctx, id, Ok(()));
+        if let Some(conn) = self.ctx.conns.get_mut(idx as usize).filter(|c| !c.closing) {
+            if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
+                conn.recv_armed = true;
+                let token = Token::new(Kind::Recv, conn.generation, idx);
+                self.ctx.ring.recv(fd, self.bufring.group(), token);
+            }
+        }
+        self.mark_dirty(idx);
+    }
+
     fn on_send(&mut self, slot: u32, result: i32) {
         let (owner, buf, failed) = match self.ctx.ring.complete_send(slot, result) {
             SendDone::Continuing => return,
@@ -506,7 +546,11 @@ impl<H: Handler> Shard<H> {
                 continue;
             };
             conn.dirty = false;
-            if !conn.tearing_down && !conn.send_in_flight && !conn.out.is_empty() {
+            if !conn.tearing_down
+                && !conn.connecting
+                && !conn.send_in_flight
+                && !conn.out.is_empty()
+            {
                 if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
                     let buf = std::mem::replace(&mut conn.out, std::mem::take(&mut conn.spare));
                     conn.send_in_flight = true;

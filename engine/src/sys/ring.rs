@@ -52,6 +52,12 @@ pub(crate) enum SendDone {
     },
 }
 
+/// A connect the ring owns until completion (the kernel reads the address).
+struct ConnectSlot {
+    owner: Token,
+    addr: Box<socket2::SockAddr>,
+}
+
 struct TimerSlot {
     spec: types::Timespec,
     cookie: u64,
@@ -62,6 +68,7 @@ pub(crate) struct Ring {
     features: Features,
     sends: Slab<SendSlot>,
     timers: Slab<TimerSlot>,
+    connects: Slab<ConnectSlot>,
     skip_success: squeue::Flags,
 }
 
@@ -141,6 +148,7 @@ impl Ring {
             features,
             sends: Slab::new(),
             timers: Slab::new(),
+            connects: Slab::new(),
             skip_success,
         })
     }
@@ -270,6 +278,25 @@ impl Ring {
         }
     }
 
+    /// Connect `fd` to `addr`; the ring keeps the address until [`Ring::complete_connect`].
+    pub fn connect(&mut self, fd: RawFd, addr: socket2::SockAddr, owner: Token) {
+        let slot = self.connects.insert(ConnectSlot {
+            owner,
+            addr: Box::new(addr),
+        });
+        let a = &self.connects[slot].addr;
+        // The boxed address stays put until the completion, even if the slab reallocates.
+        let e = opcode::Connect::new(types::Fd(fd), a.as_ptr().cast(), a.len())
+            .build()
+            .user_data(Token::new(Kind::Connect, 0, slot as u32).encode());
+        self.push(e);
+    }
+
+    /// Release a connect slot after its completion; returns the owner it was made for.
+    pub fn complete_connect(&mut self, slot: u32) -> Option<Token> {
+        self.connects.try_remove(slot as usize).map(|c| c.owner)
+    }
+
     /// Cancel every operation carrying `target`'s user_data (e.g. a multishot recv).
     pub fn cancel(&mut self, target: Token) {
         let e = opcode::AsyncCancel::new(target.encode())
@@ -369,6 +396,9 @@ impl Drop for Ring {
         // buffers still owned by in-flight sends are leaked rather than freed under it.
         for slot in self.sends.drain() {
             std::mem::forget(slot.buf);
+        }
+        for slot in self.connects.drain() {
+            std::mem::forget(slot.addr);
         }
     }
 }

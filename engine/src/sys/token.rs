@@ -16,6 +16,7 @@ pub(crate) enum Kind {
     Tick = 6,
     /// Cancellations, closes, message-ring sends: their completions carry no work.
     Ignore = 7,
+    Connect = 8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,7 @@ impl Token {
             5 => Kind::Timer,
             6 => Kind::Tick,
             7 => Kind::Ignore,
+            8 => Kind::Connect,
             _ => return None,
         };
         Some(Token {

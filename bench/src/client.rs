@@ -1,0 +1,633 @@
+//! The harness's client: one engine [`Handler`] per client thread, driving its share of
+//! the connections with io_uring like any engine shard (multishot recv, batched sends).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coreshard_engine::{ConnId, Ctx, Handler, ShardId, ShardInfo};
+use hdrhistogram::Histogram;
+
+use crate::reply::next_frame;
+use crate::schedule::Schedule;
+use crate::stats::{new_histogram, KindStats, RunStats};
+use crate::workload::{Generator, Kind, Workload};
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// A fixed total rate (requests/s) on a fixed schedule, whatever the server does.
+    /// A connection keeps at most `pipeline` requests in flight; requests that fall due
+    /// meanwhile wait with their intended times, so a stall shows in the corrected latency
+    /// but not in the service time (as in wrk2).
+    Open {
+        /// Total requests per second.
+        rate: f64,
+        /// Requests in flight per connection.
+        pipeline: usize,
+    },
+    /// Each connection keeps `pipeline` requests outstanding.
+    Closed {
+        /// Requests in flight per connection.
+        pipeline: usize,
+    },
+}
+
+/// Pub/sub mode: subscribers on one channel, publishers at the open-loop rate.
+#[derive(Debug, Clone)]
+pub struct PubSub {
+    /// Subscriber connections.
+    pub subscribers: usize,
+    /// Publisher connections.
+    pub publishers: usize,
+    /// The channel.
+    pub channel: String,
+    /// Payload size (at least the timestamp).
+    pub size: usize,
+}
+
+/// Everything a run needs; shared read-only by the client threads.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The server.
+    pub target: SocketAddr,
+    /// Request connections in total (pub/sub: ignored).
+    pub connections: usize,
+    /// Client threads.
+    pub shards: usize,
+    /// Pacing.
+    pub mode: Mode,
+    /// What to send.
+    pub workload: Workload,
+    /// When sending starts (the same instant for every thread).
+    pub start: Instant,
+    /// Requests before `start + warmup` are sent but not recorded.
+    pub warmup: Duration,
+    /// How long to measure.
+    pub duration: Option<Duration>,
+    /// How many requests to measure (over all threads).
+    pub requests: Option<u64>,
+    /// Pub/sub mode instead of the request workload.
+    pub pubsub: Option<PubSub>,
+    /// How long to wait for replies still outstanding at the end.
+    pub drain: Duration,
+}
+
+/// Counters the main thread reads for the progress line, and the results at the end.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Replies received (all threads).
+    pub completed: AtomicU64,
+    /// Error replies and lost requests (all threads).
+    pub errors: AtomicU64,
+    /// Each thread's p99 over its last window, in ns.
+    pub live_p99_ns: Vec<AtomicU64>,
+    /// Threads that finished.
+    pub done: AtomicUsize,
+    /// Subscribers whose subscription is confirmed (pub/sub).
+    pub subscribed: AtomicUsize,
+    /// Messages published after every subscriber was ready (pub/sub).
+    pub published: AtomicU64,
+    /// Each thread's results.
+    pub results: Mutex<Vec<RunStats>>,
+}
+
+impl Shared {
+    /// Counters for `shards` threads.
+    pub fn new(shards: usize) -> Arc<Self> {
+        Arc::new(Shared {
+            live_p99_ns: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            ..Shared::default()
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    Requests,
+    Publisher,
+    Subscriber,
+}
+
+/// One connection's client state.
+pub struct Conn {
+    index: usize,
+    role: Role,
+    gen: Generator,
+    schedule: Option<Schedule>,
+    inflight: VecDeque<(Instant, Instant, Kind)>,
+    backlog: VecDeque<Instant>,
+    connected: bool,
+    subscribed: bool,
+    buf: Vec<u8>,
+}
+
+/// A client thread.
+pub struct Client {
+    shard: ShardId,
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    stats: RunStats,
+    window: Histogram<u64>,
+    window_start: Instant,
+    ids: Vec<ConnId>,
+    quota: Option<u64>,
+    sent: u64,
+    stop_at: Option<Instant>,
+    finished: bool,
+    measure_from: Instant,
+    measured_until: Option<Instant>,
+    reconnect: Vec<(Instant, usize, Role)>,
+    completed_local: u64,
+    timer_at: Option<Instant>,
+    kinds: usize,
+}
+
+const TICK_COOKIE: u64 = 1;
+const LIVE_WINDOW: Duration = Duration::from_millis(500);
+
+impl Client {
+    /// The client for thread `info.shard`.
+    pub fn new(info: ShardInfo, plan: Arc<Plan>, shared: Arc<Shared>) -> Self {
+        let names = if plan.pubsub.is_some() {
+            vec!["PUBLISH".to_string(), "DELIVERY".to_string()]
+        } else {
+            plan.workload.kind_names()
+        };
+        let quota = plan.requests.map(|n| {
+            n / plan.shards as u64 + u64::from((info.shard as u64) < n % plan.shards as u64)
+        });
+        let measure_from = plan.start + plan.warmup;
+        Client {
+            shard: info.shard,
+            kinds: names.len(),
+            stats: RunStats {
+                kinds: names.iter().map(|n| KindStats::new(n)).collect(),
+                ..RunStats::default()
+            },
+            window: new_histogram(),
+            window_start: Instant::now(),
+            ids: Vec::new(),
+            quota,
+            sent: 0,
+            stop_at: None,
+            finished: false,
+            measure_from,
+            measured_until: None,
+            reconnect: Vec::new(),
+            completed_local: 0,
+            timer_at: None,
+            plan,
+            shared,
+        }
+    }
+
+    fn end_time(&self) -> Option<Instant> {
+        self.plan.duration.map(|d| self.measure_from + d)
+    }
+
+    fn open(&mut self, ctx: &mut Ctx<Self>, index: usize, role: Role) {
+        let plan = &self.plan;
+        let schedule = match (plan.mode, role) {
+            (Mode::Open { rate, .. }, Role::Requests) => {
+                Some(Schedule::new(plan.start, rate, plan.connections, index))
+            }
+            (Mode::Open { rate, .. }, Role::Publisher) => {
+                let publishers = plan.pubsub.as_ref().map_or(1, |p| p.publishers);
+                let subs = plan.pubsub.as_ref().map_or(0, |p| p.subscribers);
+                Some(Schedule::new(plan.start, rate, publishers, index - subs))
+            }
+            _ => None,
+        };
+        let conn = Conn {
+            index,
+            role,
+            gen: Generator::new(
+                &plan.workload,
+                0x5eed ^ (index as u64).wrapping_mul(0x9e37_79b9),
+            ),
+            schedule,
+            inflight: VecDeque::new(),
+            backlog: VecDeque::new(),
+            connected: false,
+            subscribed: false,
+            buf: Vec::new(),
+        };
+        match ctx.connect(plan.target, conn) {
+            Ok(id) => self.ids.push(id),
+            Err(_) => {
+                self.reconnect
+                    .push((Instant::now() + Duration::from_millis(100), index, role))
+            }
+        }
+    }
+
+    /// Send one request on `id` if the run still sends; returns whether it did.
+    fn send_one(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        id: ConnId,
+        intended: Instant,
+        now: Instant,
+    ) -> bool {
+        if self.stop_at.is_some() {
+            return false;
+        }
+        let measured = intended >= self.measure_from;
+        let plan = Arc::clone(&self.plan);
+        let Some((conn, out)) = ctx.state_and_output(id) else {
+            return false;
+        };
+        let kind = match conn.role {
+            Role::Publisher => {
+                if self.shared.subscribed.load(Ordering::Acquire)
+                    < plan.pubsub.as_ref().map_or(0, |p| p.subscribers)
+                {
+                    return false;
+                }
+                let p = plan.pubsub.as_ref().map_or(16, |p| p.size);
+                let stamp = format!(
+                    "{}:{}:",
+                    (intended - plan.start).as_nanos(),
+                    (now - plan.start).as_nanos()
+                );
+                let mut payload = stamp.into_bytes();
+                if payload.len() < p {
+                    payload.resize(p, b'x');
+                }
+                let channel = plan.pubsub.as_ref().map_or("", |p| p.channel.as_str());
+                out.extend_from_slice(&coreshard_bench_encode(&[
+                    b"PUBLISH",
+                    channel.as_bytes(),
+                    &payload,
+                ]));
+                self.shared.published.fetch_add(1, Ordering::Relaxed);
+                0
+            }
+            _ => conn.gen.next(&plan.workload, out),
+        };
+        conn.inflight.push_back((intended, now, kind));
+        if measured {
+            self.sent += 1;
+        }
+        true
+    }
+
+    /// Open loop: send due requests while the connection has room in flight.
+    fn pump(&mut self, ctx: &mut Ctx<Self>, id: ConnId, now: Instant) {
+        let Mode::Open { pipeline, .. } = self.plan.mode else {
+            return;
+        };
+        loop {
+            let Some(conn) = ctx.state(id) else { return };
+            if conn.inflight.len() >= pipeline.max(1) {
+                return;
+            }
+            let Some(intended) = conn.backlog.pop_front() else {
+                return;
+            };
+            if !self.send_one(ctx, id, intended, now) {
+                return;
+            }
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Ctx<Self>) {
+        let now = Instant::now();
+        if self.finished {
+            return;
+        }
+        // Reopen connections that closed or failed to connect.
+        let due: Vec<(Instant, usize, Role)> = self
+            .reconnect
+            .iter()
+            .copied()
+            .filter(|r| r.0 <= now)
+            .collect();
+        self.reconnect.retain(|r| r.0 > now);
+        for (_, index, role) in due {
+            self.open(ctx, index, role);
+        }
+        let mut next_wake = now + LIVE_WINDOW;
+        if self.stop_at.is_none() {
+            if let Mode::Open { .. } = self.plan.mode {
+                for i in 0..self.ids.len() {
+                    let id = self.ids[i];
+                    let Some(conn) = ctx.state(id) else { continue };
+                    if !conn.connected {
+                        continue;
+                    }
+                    if let Some(s) = conn.schedule.as_mut() {
+                        let backlog = &mut conn.backlog;
+                        s.due(now, |t| backlog.push_back(t));
+                        next_wake = next_wake.min(s.peek());
+                    }
+                    self.pump(ctx, id, now);
+                }
+            }
+            let out_of_time = self.end_time().is_some_and(|e| now >= e);
+            let out_of_quota = self.quota.is_some_and(|q| self.sent >= q);
+            if out_of_time || out_of_quota {
+                self.stop_at = Some(now);
+                self.measured_until = Some(now);
+            }
+        }
+        if let Some(stopped) = self.stop_at {
+            let idle = self
+                .ids
+                .iter()
+                .all(|&id| ctx.state(id).is_none_or(|c| c.inflight.is_empty()));
+            let grace = if self.plan.pubsub.is_some() {
+                self.plan.drain
+            } else {
+                Duration::ZERO
+            };
+            if (idle && now >= stopped + grace) || now >= stopped + self.plan.drain {
+                self.finish(ctx, now);
+                return;
+            }
+            next_wake = next_wake.min(stopped + self.plan.drain);
+        }
+        if let Some(e) = self.end_time() {
+            next_wake = next_wake.min(e.max(now));
+        }
+        if now.duration_since(self.window_start) >= LIVE_WINDOW {
+            self.shared.live_p99_ns[self.shard]
+                .store(self.window.value_at_quantile(0.99), Ordering::Relaxed);
+            self.window.reset();
+            self.window_start = now;
+        }
+        if self.completed_local > 0 {
+            self.shared
+                .completed
+                .fetch_add(self.completed_local, Ordering::Relaxed);
+            self.completed_local = 0;
+        }
+        let wait = next_wake.saturating_duration_since(Instant::now());
+        if wait < Duration::from_micros(50) {
+            ctx.run_again();
+        } else if self.timer_at.is_none_or(|t| t > next_wake) {
+            ctx.set_timer(wait, TICK_COOKIE);
+            self.timer_at = Some(next_wake);
+        }
+    }
+
+    fn finish(&mut self, ctx: &mut Ctx<Self>, now: Instant) {
+        self.finished = true;
+        let until = self.measured_until.unwrap_or(now);
+        self.stats.seconds = until
+            .saturating_duration_since(self.measure_from)
+            .as_secs_f64();
+        for id in std::mem::take(&mut self.ids) {
+            if let Some(c) = ctx.state(id) {
+                // Unanswered at the end of the drain: lost, and counted.
+                self.stats.lost_in_flight += c.inflight.len() as u64;
+            }
+            ctx.close(id);
+        }
+        self.shared
+            .completed
+            .fetch_add(self.completed_local, Ordering::Relaxed);
+        self.completed_local = 0;
+        if let Ok(mut r) = self.shared.results.lock() {
+            r.push(std::mem::take(&mut self.stats));
+        }
+        self.shared.done.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn on_reply(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        id: ConnId,
+        frame: &[u8],
+        error: bool,
+        now: Instant,
+    ) {
+        let Some(conn) = ctx.state(id) else { return };
+        if conn.role == Role::Subscriber {
+            self.on_push(ctx, id, frame, now);
+            return;
+        }
+        let Some((intended, sent, kind)) = conn.inflight.pop_front() else {
+            return;
+        };
+        let closed_loop = matches!(self.plan.mode, Mode::Closed { .. });
+        self.completed_local += 1;
+        if intended >= self.measure_from && self.measured_until.is_none_or(|u| intended <= u) {
+            let corrected = now.saturating_duration_since(intended).as_nanos() as u64;
+            let service = now.saturating_duration_since(sent).as_nanos() as u64;
+            if let Some(k) = self.stats.kinds.get_mut(kind.min(self.kinds - 1)) {
+                k.record(corrected, service, error);
+            }
+            let _ = self.window.record(corrected.clamp(1_000, 100_000_000_000));
+        }
+        if error {
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+            let text = String::from_utf8_lossy(frame).trim_end().to_string();
+            if self.stats.error_samples.len() < 5 && !self.stats.error_samples.contains(&text) {
+                self.stats.error_samples.push(text);
+            }
+        }
+        if closed_loop {
+            self.send_one(ctx, id, now, now);
+        } else {
+            self.pump(ctx, id, now);
+        }
+    }
+
+    fn on_push(&mut self, ctx: &mut Ctx<Self>, id: ConnId, frame: &[u8], now: Instant) {
+        let Ok(Some((value, _))) = coreshard_protocol::parse_value(frame) else {
+            return;
+        };
+        let items = match value {
+            coreshard_protocol::Value::Array(v) | coreshard_protocol::Value::Push(v) => v,
+            _ => return,
+        };
+        let kind = match items.first() {
+            Some(coreshard_protocol::Value::Bulk(b)) => b.clone(),
+            _ => return,
+        };
+        if kind.eq_ignore_ascii_case(b"subscribe") {
+            if let Some(c) = ctx.state(id) {
+                if !c.subscribed {
+                    c.subscribed = true;
+                    self.shared.subscribed.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        } else if kind.eq_ignore_ascii_case(b"message") {
+            let Some(coreshard_protocol::Value::Bulk(payload)) = items.get(2) else {
+                return;
+            };
+            let mut parts = payload.split(|&c| c == b':');
+            let num = |p: Option<&[u8]>| {
+                p.and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(|s| s.parse::<u64>().ok())
+            };
+            let (Some(intended), Some(sent)) = (num(parts.next()), num(parts.next())) else {
+                return;
+            };
+            let intended = self.plan.start + Duration::from_nanos(intended);
+            let sent = self.plan.start + Duration::from_nanos(sent);
+            self.stats.delivered += 1;
+            self.completed_local += 1;
+            if intended >= self.measure_from {
+                let corrected = now.saturating_duration_since(intended).as_nanos() as u64;
+                let service = now.saturating_duration_since(sent).as_nanos() as u64;
+                if let Some(k) = self.stats.kinds.get_mut(1) {
+                    k.record(corrected, service, false);
+                }
+                let _ = self.window.record(corrected.clamp(1_000, 100_000_000_000));
+            }
+        }
+    }
+}
+
+/// RESP-encode one command.
+fn coreshard_bench_encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+impl Handler for Client {
+    type Conn = Conn;
+    type Msg = ();
+
+    fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+        let (total, subs) = match &self.plan.pubsub {
+            Some(p) => (p.subscribers + p.publishers, p.subscribers),
+            None => (self.plan.connections, 0),
+        };
+        for index in (self.shard..total).step_by(self.plan.shards) {
+            let role = match &self.plan.pubsub {
+                Some(_) if index < subs => Role::Subscriber,
+                Some(_) => Role::Publisher,
+                None => Role::Requests,
+            };
+            self.open(ctx, index, role);
+        }
+        self.tick(ctx);
+    }
+
+    fn on_open(&mut self, _ctx: &mut Ctx<Self>, _conn: ConnId, _peer: Option<SocketAddr>) -> Conn {
+        unreachable_conn()
+    }
+
+    fn on_connected(&mut self, ctx: &mut Ctx<Self>, id: ConnId, result: std::io::Result<()>) {
+        if result.is_err() {
+            return; // on_close follows and schedules the retry
+        }
+        let plan = Arc::clone(&self.plan);
+        let Some(conn) = ctx.state(id) else { return };
+        conn.connected = true;
+        match conn.role {
+            Role::Subscriber => {
+                let channel = plan.pubsub.as_ref().map_or("", |p| p.channel.as_str());
+                ctx.write(
+                    id,
+                    &coreshard_bench_encode(&[b"SUBSCRIBE", channel.as_bytes()]),
+                );
+            }
+            _ => {
+                if let Mode::Closed { pipeline } = plan.mode {
+                    let now = Instant::now();
+                    for _ in 0..pipeline {
+                        self.send_one(ctx, id, now.max(plan.start), now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_data(&mut self, ctx: &mut Ctx<Self>, id: ConnId, data: &[u8]) -> usize {
+        let now = Instant::now();
+        let mut pos = 0;
+        while pos < data.len() {
+            match next_frame(&data[pos..]) {
+                Ok(Some(f)) => {
+                    self.on_reply(ctx, id, &data[pos..pos + f.len], f.error, now);
+                    pos += f.len;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if self.stats.error_samples.len() < 5 {
+                        self.stats
+                            .error_samples
+                            .push(format!("protocol error from server: {e}"));
+                    }
+                    ctx.close(id);
+                    return data.len();
+                }
+            }
+        }
+        if let Some(c) = ctx.state(id) {
+            c.buf.clear();
+        }
+        pos
+    }
+
+    fn on_message(&mut self, _ctx: &mut Ctx<Self>, _from: ShardId, _msg: ()) {}
+
+    fn on_close(&mut self, _ctx: &mut Ctx<Self>, id: ConnId, state: Conn) {
+        self.ids.retain(|&i| i != id);
+        if self.finished {
+            return;
+        }
+        // A connection lost mid-run: its outstanding requests are errors, and it is
+        // reopened so the offered load stays what was asked for.
+        let lost = state.inflight.len() as u64;
+        self.stats.lost_in_flight += lost;
+        self.shared.errors.fetch_add(lost, Ordering::Relaxed);
+        if let Some(k) = self.stats.kinds.first_mut() {
+            k.errors += lost;
+        }
+        if state.connected {
+            self.stats.reconnects += 1;
+            if state.role == Role::Subscriber {
+                self.stats.subscriber_disconnects += 1;
+                if state.subscribed {
+                    self.shared.subscribed.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
+        self.reconnect.push((
+            Instant::now() + Duration::from_millis(100),
+            state.index,
+            state.role,
+        ));
+    }
+
+    fn on_timer(&mut self, _ctx: &mut Ctx<Self>, cookie: u64) {
+        if cookie == TICK_COOKIE {
+            self.timer_at = None;
+        }
+    }
+
+    fn on_turn_end(&mut self, ctx: &mut Ctx<Self>) {
+        self.tick(ctx);
+    }
+}
+
+/// The harness listens on nothing, so no connection is ever accepted.
+fn unreachable_conn() -> Conn {
+    Conn {
+        index: usize::MAX,
+        role: Role::Requests,
+        gen: Generator::new(
+            &Workload::set_get(0, 1, 1, crate::dist::KeyDist::Uniform, (1, 1), None),
+            0,
+        ),
+        schedule: None,
+        inflight: VecDeque::new(),
+        backlog: VecDeque::new(),
+        connected: false,
+        subscribed: false,
+        buf: Vec::new(),
+    }
+}
