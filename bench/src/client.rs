@@ -443,6 +443,18 @@ impl Client {
         };
         let items = match value {
             coreshard_protocol::Value::Array(v) | coreshard_protocol::Value::Push(v) => v,
+            coreshard_protocol::Value::Error(e) => {
+                // E.g. a server without pub/sub refusing SUBSCRIBE: never hidden.
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(k) = self.stats.kinds.get_mut(1) {
+                    k.errors += 1;
+                }
+                let text = format!("subscriber: -{e}");
+                if self.stats.error_samples.len() < 5 && !self.stats.error_samples.contains(&text) {
+                    self.stats.error_samples.push(text);
+                }
+                return;
+            }
             _ => return,
         };
         let kind = match items.first() {
