@@ -258,11 +258,7 @@ impl Client {
                     payload.resize(p, b'x');
                 }
                 let channel = plan.pubsub.as_ref().map_or("", |p| p.channel.as_str());
-                out.extend_from_slice(&coreshard_bench_encode(&[
-                    b"PUBLISH",
-                    channel.as_bytes(),
-                    &payload,
-                ]));
+                out.extend_from_slice(&encode(&[b"PUBLISH", channel.as_bytes(), &payload]));
                 self.shared.published.fetch_add(1, Ordering::Relaxed);
                 0
             }
@@ -497,13 +493,11 @@ impl Client {
 }
 
 /// RESP-encode one command.
-fn coreshard_bench_encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
+fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = coreshard_protocol::Encoder::new(&mut out, coreshard_protocol::Protocol::Resp2);
+    e.array(args.len());
+    args.iter().for_each(|a| e.bulk(a));
     out
 }
 
@@ -541,10 +535,7 @@ impl Handler for Client {
         match conn.role {
             Role::Subscriber => {
                 let channel = plan.pubsub.as_ref().map_or("", |p| p.channel.as_str());
-                ctx.write(
-                    id,
-                    &coreshard_bench_encode(&[b"SUBSCRIBE", channel.as_bytes()]),
-                );
+                ctx.write(id, &encode(&[b"SUBSCRIBE", channel.as_bytes()]));
             }
             _ => {
                 if let Mode::Closed { pipeline } = plan.mode {

@@ -109,7 +109,7 @@ impl<H: Handler> Ctx<H> {
             .filter(|c| c.generation == id.generation)
     }
 
-    fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn<H::Conn>> {
+    pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn<H::Conn>> {
         self.conns
             .get_mut(id.index as usize)
             .filter(|c| c.generation == id.generation)

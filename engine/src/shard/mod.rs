@@ -323,7 +323,6 @@ impl<H: Handler> Shard<H> {
         let total = self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
         self.ctx.stats.accepted += 1;
         let generation = self.ctx.new_generation();
-        let raw = fd.as_raw_fd();
         let idx = self
             .ctx
             .conns
@@ -341,12 +340,7 @@ impl<H: Handler> Shard<H> {
             self.ctx.close(id);
             return;
         }
-        self.ctx.ring.recv(
-            raw,
-            self.bufring.group(),
-            Token::new(Kind::Recv, generation, idx),
-        );
-        self.ctx.conns[idx as usize].recv_armed = true;
+        self.arm_recv(idx);
     }
 
     fn on_recv(&mut self, token: Token, cqe: &Cqe) {
@@ -416,6 +410,22 @@ impl<H: Handler> Shard<H> {
         }
     }
 
+    /// Arm a (multishot) receive on a connection that is open and has none armed.
+    fn arm_recv(&mut self, idx: u32) {
+        let group = self.bufring.group();
+        let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
+            return;
+        };
+        if conn.recv_armed || conn.closing || conn.connecting {
+            return;
+        }
+        if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
+            conn.recv_armed = true;
+            let token = Token::new(Kind::Recv, conn.generation, idx);
+            self.ctx.ring.recv(fd, group, token);
+        }
+    }
+
     fn schedule_rearm(&mut self, idx: u32, more: bool) {
         if !more {
             self.rearm.push(idx);
@@ -468,19 +478,14 @@ impl<H: Handler> Shard<H> {
             return;
         };
         let idx = owner.index;
-        let Some(conn) = self
-            .ctx
-            .conns
-            .get_mut(idx as usize)
-            .filter(|c| c.generation == owner.generation)
-        else {
-            return;
-        };
-        conn.connecting = false;
         let id = ConnId {
             index: idx,
             generation: owner.generation,
         };
+        let Some(conn) = self.ctx.get_mut(id) else {
+            return;
+        };
+        conn.connecting = false;
         if result < 0 || conn.tearing_down {
             let err = std::io::Error::from_raw_os_error(-result.min(-1));
             self.handler.on_connected(&mut self.ctx, id, Err(err));
@@ -492,13 +497,7 @@ impl<H: Handler> Shard<H> {
             let _ = socket2::SockRef::from(fd).set_tcp_nodelay(true);
         }
         self.handler.on_connected(&mut self.ctx, id, Ok(()));
-        if let Some(conn) = self.ctx.conns.get_mut(idx as usize).filter(|c| !c.closing) {
-            if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
-                conn.recv_armed = true;
-                let token = Token::new(Kind::Recv, conn.generation, idx);
-                self.ctx.ring.recv(fd, self.bufring.group(), token);
-            }
-        }
+        self.arm_recv(idx);
         self.mark_dirty(idx);
     }
 
@@ -509,12 +508,11 @@ impl<H: Handler> Shard<H> {
             SendDone::Failed { owner, buf, errno } => (owner, buf, Some(errno)),
         };
         let idx = owner.index;
-        let Some(conn) = self
-            .ctx
-            .conns
-            .get_mut(idx as usize)
-            .filter(|c| c.generation == owner.generation)
-        else {
+        let id = ConnId {
+            index: idx,
+            generation: owner.generation,
+        };
+        let Some(conn) = self.ctx.get_mut(id) else {
             return;
         };
         conn.send_in_flight = false;
@@ -610,17 +608,7 @@ impl<H: Handler> Shard<H> {
 
     fn rearm_receives(&mut self) {
         for idx in std::mem::take(&mut self.rearm) {
-            let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
-                continue;
-            };
-            if conn.recv_armed || conn.closing {
-                continue;
-            }
-            if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
-                conn.recv_armed = true;
-                let token = Token::new(Kind::Recv, conn.generation, idx);
-                self.ctx.ring.recv(fd, self.bufring.group(), token);
-            }
+            self.arm_recv(idx);
         }
         self.arm_accept();
     }
