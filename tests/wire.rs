@@ -212,3 +212,35 @@ fn bulk_limit_is_configurable() {
     );
     assert!(raw.closed());
 }
+
+#[test]
+fn big_values_kept_as_slices_of_one_input_buffer_stay_intact() {
+    let server = Server::start(&["--shards", "2"]);
+    let mut raw = server.raw();
+    let values: Vec<Vec<u8>> = (0..4u8)
+        .map(|i| vec![b'a' + i; 40_000 + usize::from(i)])
+        .collect();
+    let mut wire = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        wire.extend(encode(&[b"SET", format!("{{big}}:{i}").as_bytes(), v]));
+        wire.extend(encode(&[b"PING"]));
+    }
+    raw.send(&wire);
+    for _ in 0..values.len() {
+        assert_eq!(raw.reply_str(), "+OK\r\n");
+        assert_eq!(raw.reply_str(), "+PONG\r\n");
+    }
+    // More traffic on the same connection must not disturb what was stored.
+    raw.cmd(&[b"SET", b"{big}:0", b"overwritten"]);
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    for (i, v) in values.iter().enumerate().skip(1) {
+        raw.cmd(&[b"GET", format!("{{big}}:{i}").as_bytes()]);
+        let reply = raw.reply();
+        let mut want = format!("${}\r\n", v.len()).into_bytes();
+        want.extend_from_slice(v);
+        want.extend_from_slice(b"\r\n");
+        assert!(reply == want, "value {i} changed");
+    }
+    raw.cmd(&[b"GET", b"{big}:0"]);
+    assert_eq!(raw.reply_str(), "$11\r\noverwritten\r\n");
+}

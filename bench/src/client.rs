@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coreshard_engine::{ConnId, Ctx, Handler, ShardId, ShardInfo};
+use coreshard_engine::{ConnId, Ctx, Handler, Input, ShardId, ShardInfo};
 use hdrhistogram::Histogram;
 
 use crate::reply::next_frame;
@@ -548,7 +548,7 @@ impl Handler for Client {
         }
     }
 
-    fn on_data(&mut self, ctx: &mut Ctx<Self>, id: ConnId, data: &[u8]) -> usize {
+    fn on_data(&mut self, ctx: &mut Ctx<Self>, id: ConnId, data: Input<'_>) -> usize {
         let now = Instant::now();
         let mut pos = 0;
         while pos < data.len() {

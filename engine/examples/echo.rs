@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use coreshard_engine::{
     block_shutdown_signals, start, wait_for_shutdown_signal, ConnId, Ctx, EngineConfig, Handler,
-    ShardId,
+    Input, ShardId,
 };
 
 /// Echo has no per-connection state and sends no messages between shards.
@@ -21,10 +21,10 @@ impl Handler for Echo {
 
     fn on_open(&mut self, _ctx: &mut Ctx<Self>, _conn: ConnId, _peer: Option<SocketAddr>) {}
 
-    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: &[u8]) -> usize {
+    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize {
         // Replies gathered in one turn leave in one send, so a burst costs one syscall-free
         // submission rather than one write per chunk.
-        ctx.write(conn, data);
+        ctx.write(conn, &data);
         data.len()
     }
 

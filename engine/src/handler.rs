@@ -1,8 +1,52 @@
 //! The protocol side of the engine: what an embedding team implements.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
+
+use bytes::Bytes;
 
 use crate::shard::Ctx;
+
+/// The bytes handed to [`Handler::on_data`]: a received ring buffer (borrowed for the call
+/// only) or the connection's reassembly buffer, which can be shared without a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    data: &'a [u8],
+    shared: Option<&'a Bytes>,
+}
+
+impl<'a> Input<'a> {
+    /// Input that lives only for the call (a ring buffer, or any borrowed bytes).
+    pub fn borrowed(data: &'a [u8]) -> Self {
+        Input { data, shared: None }
+    }
+
+    /// Input backed by a refcounted buffer whose parts can be kept.
+    pub fn shared(data: &'a Bytes) -> Self {
+        Input {
+            data,
+            shared: Some(data),
+        }
+    }
+
+    /// A zero-copy handle on `part`, a sub-slice of this input, when the input is shared
+    /// (`None` for borrowed input: copy instead). Keeping it keeps the whole buffer alive,
+    /// so take it only for large parts.
+    pub fn share(&self, part: &[u8]) -> Option<Bytes> {
+        let shared = self.shared?;
+        let base = shared.as_ptr() as usize;
+        let start = part.as_ptr() as usize;
+        let inside = start >= base && start + part.len() <= base + shared.len();
+        inside.then(|| shared.slice_ref(part))
+    }
+}
+
+impl Deref for Input<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.data
+    }
+}
 
 /// Identifies one connection on one shard. It carries a generation, so an id kept after
 /// its connection closed never reaches a newer connection that reuses the slot.
@@ -56,9 +100,10 @@ pub trait Handler: Sized + 'static {
 
     /// Bytes arrived. `data` is everything not yet consumed for this connection: the
     /// received buffer itself when nothing was left over (zero copy), else the left-over
-    /// tail with the new bytes appended. Return how many bytes were consumed; the rest is
-    /// kept for the next call.
-    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: &[u8]) -> usize;
+    /// tail with the new bytes appended (shareable, see [`Input::share`]). Return how many
+    /// bytes were consumed; the rest is kept for the next call, in a buffer sized by
+    /// [`Ctx::expect_input`] if the handler knows how much is coming.
+    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize;
 
     /// A message from shard `from` (possibly this shard).
     fn on_message(&mut self, ctx: &mut Ctx<Self>, from: ShardId, msg: Self::Msg);

@@ -10,15 +10,15 @@
 //! An embedding protocol implements [`Handler`] and calls [`start`]:
 //!
 //! ```no_run
-//! use coreshard_engine::{start, ConnId, Ctx, EngineConfig, Handler, ShardId};
+//! use coreshard_engine::{start, ConnId, Ctx, EngineConfig, Handler, Input, ShardId};
 //!
 //! struct Echo;
 //! impl Handler for Echo {
 //!     type Conn = ();
 //!     type Msg = ();
 //!     fn on_open(&mut self, _: &mut Ctx<Self>, _: ConnId, _: Option<std::net::SocketAddr>) {}
-//!     fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: &[u8]) -> usize {
-//!         ctx.write(conn, data);
+//!     fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize {
+//!         ctx.write(conn, &data);
 //!         data.len()
 //!     }
 //!     fn on_message(&mut self, _: &mut Ctx<Self>, _: ShardId, _: ()) {}
@@ -45,7 +45,7 @@ pub mod ttl;
 pub use affinity::allowed_cores;
 pub use config::EngineConfig;
 pub use error::EngineError;
-pub use handler::{ConnId, Handler, ShardId, ShardInfo};
+pub use handler::{ConnId, Handler, Input, ShardId, ShardInfo};
 pub use runtime::{start, EngineHandle};
 pub use shard::{ConnMeta, Ctx, ShardStats, TimerId};
 pub use signal::{block_shutdown_signals, wait_for_shutdown_signal};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use coreshard_engine::{start, ConnId, Ctx, EngineConfig, Handler, ShardId};
+use coreshard_engine::{start, ConnId, Ctx, EngineConfig, Handler, Input, ShardId};
 
 struct Echo {
     exhausted: Arc<AtomicU64>,
@@ -20,8 +20,8 @@ impl Handler for Echo {
 
     fn on_open(&mut self, _: &mut Ctx<Self>, _: ConnId, _: Option<SocketAddr>) {}
 
-    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: &[u8]) -> usize {
-        ctx.write(conn, data);
+    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize {
+        ctx.write(conn, &data);
         data.len()
     }
 
@@ -105,7 +105,7 @@ fn an_engine_without_listener_connects_out() {
         fn on_connected(&mut self, _: &mut Ctx<Self>, _: ConnId, r: std::io::Result<()>) {
             r.expect("connects");
         }
-        fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: &[u8]) -> usize {
+        fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize {
             if data.len() < 5 {
                 return 0;
             }

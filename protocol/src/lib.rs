@@ -34,5 +34,5 @@ mod value;
 
 pub use encode::{Encoder, Protocol};
 pub use error::ProtocolError;
-pub use request::{parse_i64_strict, parse_request, split_inline_args, Limits};
+pub use request::{parse_i64_strict, parse_request, request_size_hint, split_inline_args, Limits};
 pub use value::{parse_value, Value};

@@ -45,6 +45,32 @@ pub fn parse_request<'a>(
     }
 }
 
+/// How many bytes the (incomplete) multibulk request at the start of `buf` takes at least,
+/// from the headers received so far: lets a server size its buffer once for a large value
+/// instead of growing it chunk by chunk. `None` for inline or unparseable input.
+pub fn request_size_hint(buf: &[u8]) -> Option<usize> {
+    if buf.first() != Some(&b'*') {
+        return None;
+    }
+    let cr = find_crlf(buf, 1)?;
+    let count = parse_i64_strict(&buf[1..cr])?;
+    let mut pos = cr + 2;
+    for _ in 0..count.max(0) {
+        if buf.get(pos) != Some(&b'$') {
+            return Some(pos.max(buf.len()));
+        }
+        let Some(cr) = find_crlf(buf, pos + 1) else {
+            return Some(buf.len());
+        };
+        let len = usize::try_from(parse_i64_strict(&buf[pos + 1..cr])?).ok()?;
+        pos = cr + 2 + len.checked_add(2)?;
+        if pos > buf.len() {
+            return Some(pos);
+        }
+    }
+    Some(pos)
+}
+
 /// Find `\r\n` starting at `from`; returns the index of `\r`.
 #[inline]
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
@@ -371,6 +397,16 @@ mod tests {
         let (args, _) = parse(b"foo\"bar\"\r\n").unwrap().unwrap();
         assert_eq!(args, vec![b"foobar".to_vec()]);
         assert!(parse(b"\"a\"b\r\n").is_err());
+    }
+
+    #[test]
+    fn size_hint_knows_a_big_value_from_its_header() {
+        let mut req = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n".to_vec();
+        let header = req.len();
+        req.extend_from_slice(&[b'x'; 10]);
+        assert_eq!(request_size_hint(&req), Some(header + 100_002));
+        assert_eq!(request_size_hint(b"*2\r\n$3\r\nGET"), Some(13));
+        assert_eq!(request_size_hint(b"PING\r\n"), None);
     }
 
     #[test]

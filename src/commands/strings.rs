@@ -299,7 +299,7 @@ pub fn mset(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
             let kvs = g
                 .positions
                 .iter()
-                .map(|&i| (pairs[i].0, Bytes::copy_from_slice(pairs[i].1)))
+                .map(|&i| (pairs[i].0, s.arg_bytes(pairs[i].1)))
                 .collect();
             (g.shard, Op::MSet(kvs))
         })

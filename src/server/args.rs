@@ -43,7 +43,47 @@ impl ArgList for Vec<Bytes> {
     }
 }
 
-/// Copy borrowed arguments so they can travel to another shard.
-pub fn to_owned(args: &[Cow<'_, [u8]>]) -> Vec<Bytes> {
-    args.iter().map(|a| Bytes::copy_from_slice(a)).collect()
+/// Arguments at least this large are kept as zero-copy slices of the connection's input
+/// buffer rather than copied (Redis's big-argument threshold).
+pub const BIG_ARG: usize = 32 * 1024;
+
+/// Arguments parsed on this shard, with the input buffer they came from when it can be
+/// shared: large values are then stored without a copy.
+pub struct Local<'a, 'b> {
+    /// The arguments.
+    pub args: &'a [Cow<'b, [u8]>],
+    /// The shareable input, if the request was reassembled in the connection's buffer.
+    pub input: Option<&'a Bytes>,
+}
+
+impl Local<'_, '_> {
+    /// Owned copies (or zero-copy slices, for large arguments) to travel to another shard.
+    pub fn to_owned(&self) -> Vec<Bytes> {
+        (0..self.args.len()).map(|i| self.arg_bytes(i)).collect()
+    }
+}
+
+/// Bytes for `arg`: a zero-copy slice of `input` when large and inside it, else a copy.
+pub fn share_or_copy(input: Option<&Bytes>, arg: &[u8]) -> Bytes {
+    if arg.len() >= BIG_ARG {
+        if let Some(buf) = input {
+            let (base, start) = (buf.as_ptr() as usize, arg.as_ptr() as usize);
+            if start >= base && start + arg.len() <= base + buf.len() {
+                return buf.slice_ref(arg);
+            }
+        }
+    }
+    Bytes::copy_from_slice(arg)
+}
+
+impl ArgList for Local<'_, '_> {
+    fn len(&self) -> usize {
+        self.args.len()
+    }
+    fn arg(&self, i: usize) -> &[u8] {
+        &self.args[i]
+    }
+    fn arg_bytes(&self, i: usize) -> Bytes {
+        share_or_copy(self.input, &self.args[i])
+    }
 }

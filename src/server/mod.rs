@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coreshard_engine::{ConnId, Ctx, Handler, ShardId, ShardInfo};
-use coreshard_protocol::{parse_request, Encoder, Protocol};
+use coreshard_engine::{ConnId, Ctx, Handler, Input, ShardId, ShardInfo};
+use coreshard_protocol::{parse_request, request_size_hint, Encoder, Protocol};
 
 pub use args::ArgList;
 pub use conn::ConnState;
@@ -76,6 +76,8 @@ pub struct Server {
     txns: hashbrown::HashMap<u64, Txn>,
     next_txn: u64,
     next_client: u64,
+    /// The connection input being parsed, when shareable (large values keep slices of it).
+    input: Option<bytes::Bytes>,
     expire_backlog: bool,
     expire_timer_armed: bool,
 }
@@ -96,6 +98,7 @@ impl Server {
             txns: hashbrown::HashMap::new(),
             next_txn: 0,
             next_client: 0,
+            input: None,
             expire_backlog: false,
             expire_timer_armed: false,
         }
@@ -181,12 +184,20 @@ impl Server {
             return self.error(ctx, conn, "ERR internal: command has no keyed form");
         };
         if owner == self.shard && self.locks.is_clear() {
-            let result = keyed(&mut self.db, unix_ms(), &args);
+            let local = args::Local {
+                args,
+                input: self.input.as_ref(),
+            };
+            let result = keyed(&mut self.db, unix_ms(), &local);
             self.reply_result(ctx, conn, &result);
         } else {
             let op = Op::Cmd {
                 spec,
-                args: args::to_owned(args),
+                args: args::Local {
+                    args,
+                    input: self.input.as_ref(),
+                }
+                .to_owned(),
             };
             self.run_parts(ctx, conn, vec![(owner, op)], Agg::Single(None));
         }
@@ -222,6 +233,11 @@ impl Server {
                 );
             }
         }
+    }
+
+    /// A value argument as `Bytes`: a zero-copy slice of the input when large.
+    pub fn arg_bytes(&self, arg: &[u8]) -> bytes::Bytes {
+        args::share_or_copy(self.input.as_ref(), arg)
     }
 
     /// Group `keys` by owning shard, in order of first appearance.
@@ -451,13 +467,16 @@ impl Handler for Server {
         }
     }
 
-    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: &[u8]) -> usize {
+    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, input: Input<'_>) -> usize {
+        let data: &[u8] = &input;
+        self.input = input.share(data);
         let limits = self.config.limits;
         let mut args = Vec::new();
         let mut pos = 0;
         while pos < data.len() {
             if ctx.state(conn).is_none_or(|s| s.closing) {
-                return data.len();
+                pos = data.len();
+                break;
             }
             match parse_request(&data[pos..], &limits, &mut args) {
                 Ok(Some(n)) => {
@@ -466,7 +485,15 @@ impl Handler for Server {
                         self.execute(ctx, conn, &args);
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // A large request arriving in pieces: have its buffer sized once.
+                    if let Some(total) = request_size_hint(&data[pos..]) {
+                        if total >= args::BIG_ARG {
+                            ctx.expect_input(conn, total);
+                        }
+                    }
+                    break;
+                }
                 Err(e) => {
                     // Redis answers a protocol error and closes only this connection.
                     self.error(ctx, conn, &format!("ERR {e}"));
@@ -474,10 +501,12 @@ impl Handler for Server {
                         s.closing = true;
                     }
                     ctx.close(conn);
-                    return data.len();
+                    pos = data.len();
+                    break;
                 }
             }
         }
+        self.input = None;
         pos
     }
 

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
+use bytes::BytesMut;
+
 pub(crate) struct Conn<S> {
     pub fd: Option<OwnedFd>,
     pub generation: u32,
@@ -15,7 +17,9 @@ pub(crate) struct Conn<S> {
     /// The buffer of the last completed send, kept for reuse.
     pub spare: Vec<u8>,
     /// An incomplete request waiting for more bytes.
-    pub inbuf: Vec<u8>,
+    pub inbuf: BytesMut,
+    /// How many bytes the handler expects the incomplete request to take in total.
+    pub expect: usize,
     pub recv_armed: bool,
     pub send_in_flight: bool,
     /// An outgoing connect is in flight.
@@ -38,7 +42,8 @@ impl<S> Conn<S> {
             state: None,
             out: Vec::new(),
             spare: Vec::new(),
-            inbuf: Vec::new(),
+            inbuf: BytesMut::new(),
+            expect: 0,
             recv_armed: false,
             send_in_flight: false,
             connecting: false,

@@ -168,6 +168,15 @@ impl<H: Handler> Ctx<H> {
         }
     }
 
+    /// Tell the engine the incomplete request in progress on `id` will take `total` bytes,
+    /// so its reassembly buffer is allocated once at that size (no regrowth copies, no
+    /// slack). Call it from [`Handler::on_data`] when returning without consuming it all.
+    pub fn expect_input(&mut self, id: ConnId, total: usize) {
+        if let Some(conn) = self.get_mut(id) {
+            conn.expect = total;
+        }
+    }
+
     /// Facts about a connection.
     pub fn meta(&self, id: ConnId) -> Option<ConnMeta> {
         self.get(id).map(meta_of)

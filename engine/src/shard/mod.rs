@@ -13,11 +13,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use slab::Slab;
 
 pub use ctx::{ConnMeta, Ctx, ShardStats, TimerId};
 
-use crate::handler::{ConnId, Handler};
+use crate::handler::{ConnId, Handler, Input};
 use crate::mailbox::Mailboxes;
 use crate::runtime::Shared;
 use crate::sys::{self, BufRing, Cqe, Kind, Ring, SendDone, Token};
@@ -433,33 +434,49 @@ impl<H: Handler> Shard<H> {
     }
 
     /// Hand received bytes to the handler: straight from the ring buffer when nothing was
-    /// left over, else appended to the left-over. Only an unconsumed tail is copied.
+    /// left over, else appended to the left-over, which the handler may keep parts of
+    /// without copying. Only an unconsumed tail is copied.
     fn deliver(&mut self, id: ConnId, bid: u16, len: usize) {
         let idx = id.index as usize;
         let data = self.bufring.data(bid, len);
-        let leftover = std::mem::take(&mut self.ctx.conns[idx].inbuf);
-        let kept = if leftover.is_empty() {
+        let mut inbuf = std::mem::take(&mut self.ctx.conns[idx].inbuf);
+        let kept = if inbuf.is_empty() {
             let used = self
                 .handler
-                .on_data(&mut self.ctx, id, data)
+                .on_data(&mut self.ctx, id, Input::borrowed(data))
                 .min(data.len());
-            let mut rest = leftover;
-            rest.extend_from_slice(&data[used..]);
-            rest
+            let rest = &data[used..];
+            if !rest.is_empty() {
+                let expect = self.ctx.get_mut(id).map_or(0, |c| c.expect);
+                inbuf.reserve(expect.max(rest.len()));
+                inbuf.extend_from_slice(rest);
+            }
+            inbuf
         } else {
-            let mut buf = leftover;
-            buf.extend_from_slice(data);
-            let used = self.handler.on_data(&mut self.ctx, id, &buf).min(buf.len());
-            buf.drain(..used);
-            buf
+            inbuf.extend_from_slice(data);
+            let frozen = inbuf.freeze();
+            let used = self
+                .handler
+                .on_data(&mut self.ctx, id, Input::shared(&frozen))
+                .min(frozen.len());
+            let rest = frozen.slice(used..);
+            drop(frozen);
+            // Unique again unless the handler kept parts; then copy only the tail.
+            match rest.try_into_mut() {
+                Ok(m) => m,
+                Err(shared) => BytesMut::from(&shared[..]),
+            }
         };
         let limit = self.config.max_input_buffer;
-        if let Some(conn) = self
-            .ctx
-            .conns
-            .get_mut(idx)
-            .filter(|c| c.generation == id.generation)
-        {
+        if let Some(conn) = self.ctx.get_mut(id) {
+            if kept.is_empty() {
+                conn.expect = 0;
+            } else if conn.expect > kept.len() {
+                let mut kept = kept;
+                kept.reserve(conn.expect - kept.len());
+                conn.inbuf = kept;
+                return;
+            }
             let too_big = kept.len() > limit;
             conn.inbuf = kept;
             if too_big {
