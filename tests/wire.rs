@@ -244,3 +244,45 @@ fn big_values_kept_as_slices_of_one_input_buffer_stay_intact() {
     raw.cmd(&[b"GET", b"{big}:0"]);
     assert_eq!(raw.reply_str(), "$11\r\noverwritten\r\n");
 }
+
+#[test]
+fn large_get_replies_sent_from_the_store_keep_pipeline_order() {
+    let server = Server::start(&["--shards", "1"]);
+    let mut raw = server.raw();
+    let big: Vec<Vec<u8>> = (0..3u8)
+        .map(|i| vec![b'x' + i; 300_000 + usize::from(i)])
+        .collect();
+    for (i, v) in big.iter().enumerate() {
+        raw.cmd(&[b"SET", format!("v{i}").as_bytes(), v]);
+        assert_eq!(raw.reply_str(), "+OK\r\n");
+    }
+    // Small replies between big ones, all in one pipeline: several hundred KB per flush,
+    // so vectored sends complete partially and continue.
+    let mut wire = Vec::new();
+    for round in 0..5 {
+        for i in 0..3 {
+            wire.extend(encode(&[b"GET", format!("v{i}").as_bytes()]));
+            wire.extend(encode(&[b"ECHO", format!("{round}-{i}").as_bytes()]));
+        }
+    }
+    raw.send(&wire);
+    for round in 0..5 {
+        for (i, v) in big.iter().enumerate() {
+            let reply = raw.reply();
+            let mut want = format!("${}\r\n", v.len()).into_bytes();
+            want.extend_from_slice(v);
+            want.extend_from_slice(b"\r\n");
+            assert!(reply == want, "round {round}: value {i} mangled");
+            let echo = format!("{round}-{i}");
+            assert_eq!(raw.reply_str(), format!("${}\r\n{echo}\r\n", echo.len()));
+        }
+    }
+    // RESP3 framing is the same for bulk strings.
+    raw.cmd(&[b"HELLO", b"3"]);
+    raw.reply();
+    raw.cmd(&[b"GET", b"v0"]);
+    assert_eq!(
+        raw.reply().len(),
+        big[0].len() + format!("${}\r\n\r\n", big[0].len()).len()
+    );
+}

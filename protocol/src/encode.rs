@@ -66,6 +66,12 @@ impl<'a> Encoder<'a> {
         self.out.extend_from_slice(b"\r\n");
     }
 
+    /// Only the `$len\r\n` header of a bulk string; the caller sends the `len` bytes and
+    /// the closing `\r\n` itself (e.g. a large value passed on without a copy).
+    pub fn bulk_header(&mut self, len: usize) {
+        self.header(b'$', len as i64);
+    }
+
     /// A bulk string or null.
     pub fn opt_bulk(&mut self, b: Option<&[u8]>) {
         match b {

@@ -25,6 +25,10 @@ use crate::commands::{self, Spec};
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::routing::SlotTable;
+use coreshard_engine::ttl::ValueRef;
+
+/// GET replies at least this large are sent from the stored value without a copy.
+const SHARED_REPLY_MIN: usize = 16 * 1024;
 
 /// Timer cookie of the active-expiry tick.
 const EXPIRE_TICK: u64 = 1;
@@ -145,8 +149,19 @@ impl Server {
         let key: &[u8] = &args[1];
         if self.slots.shard_of(key) == self.shard && self.locks.is_clear() {
             let now = unix_ms();
-            let value = self.db.read(key, now);
-            Self::reply_to(ctx, conn, |e| e.opt_bulk(value.map(|v| v.as_slice())));
+            let in_order = ctx.state(conn).is_some_and(|s| s.replies.is_empty());
+            match self.db.read(key, now) {
+                // A large value goes to the socket straight from the store, no copy.
+                Some(ValueRef::Shared(big)) if in_order && big.len() >= SHARED_REPLY_MIN => {
+                    let big = big.clone();
+                    if let Some((state, out)) = ctx.state_and_output(conn) {
+                        Encoder::new(out, state.proto).bulk_header(big.len());
+                    }
+                    ctx.write_shared(conn, big);
+                    ctx.write(conn, b"\r\n");
+                }
+                value => Self::reply_to(ctx, conn, |e| e.opt_bulk(value.map(|v| v.as_slice()))),
+            }
             return;
         }
         self.run_cmd(ctx, conn, spec, args);

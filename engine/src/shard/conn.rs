@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+use crate::sys::Chunk;
+
 pub(crate) struct Conn<S> {
     pub fd: Option<OwnedFd>,
     pub generation: u32,
@@ -14,6 +16,9 @@ pub(crate) struct Conn<S> {
     pub state: Option<S>,
     /// Replies gathered this turn; leaves in one send.
     pub out: Vec<u8>,
+    /// Output written before `out` as separate chunks (shared values); when non-empty,
+    /// the next send is vectored over these chunks and then `out`.
+    pub queued: Vec<Chunk>,
     /// The buffer of the last completed send, kept for reuse.
     pub spare: Vec<u8>,
     /// An incomplete request waiting for more bytes.
@@ -41,6 +46,7 @@ impl<S> Conn<S> {
             generation,
             state: None,
             out: Vec::new(),
+            queued: Vec::new(),
             spare: Vec::new(),
             inbuf: BytesMut::new(),
             expect: 0,
@@ -54,6 +60,16 @@ impl<S> Conn<S> {
             created: now,
             last_active: now,
         }
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn pending_output(&self) -> usize {
+        self.out.len()
+            + self
+                .queued
+                .iter()
+                .map(|c| c.as_slice().len())
+                .sum::<usize>()
     }
 
     /// Nothing the kernel still holds refers to this connection.

@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use slab::Slab;
 
 use super::conn::Conn;
 use crate::handler::{ConnId, Handler, ShardId};
 use crate::mailbox::Mailboxes;
 use crate::runtime::Shared;
-use crate::sys::{Kind, Ring, Token};
+use crate::sys::{Chunk, Kind, Ring, Token};
 
 /// Counters a shard keeps about its connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -155,6 +156,27 @@ impl<H: Handler> Ctx<H> {
         }
     }
 
+    /// Append a shared value to the connection's output without copying it (small values
+    /// are copied, which is cheaper than another iovec). Returns false if it is gone.
+    pub fn write_shared(&mut self, id: ConnId, bytes: Bytes) -> bool {
+        const COPY_BELOW: usize = 4096;
+        if bytes.len() < COPY_BELOW {
+            return self.write(id, &bytes);
+        }
+        if self.state_and_output(id).is_none() {
+            return false;
+        }
+        let Some(conn) = self.get_mut(id) else {
+            return false;
+        };
+        if !conn.out.is_empty() {
+            let owned = std::mem::take(&mut conn.out);
+            conn.queued.push(Chunk::Owned(owned));
+        }
+        conn.queued.push(Chunk::Shared(bytes));
+        true
+    }
+
     /// Close the connection once its output has been sent (and
     /// [`Handler::is_busy`] is false). No more input is delivered.
     pub fn close(&mut self, id: ConnId) {
@@ -260,6 +282,6 @@ fn meta_of<S>(c: &Conn<S>) -> ConnMeta {
         created: c.created,
         last_active: c.last_active,
         input_buffered: c.inbuf.len(),
-        output_buffered: c.out.len(),
+        output_buffered: c.pending_output(),
     }
 }

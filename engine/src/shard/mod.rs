@@ -21,7 +21,7 @@ pub use ctx::{ConnMeta, Ctx, ShardStats, TimerId};
 use crate::handler::{ConnId, Handler, Input};
 use crate::mailbox::Mailboxes;
 use crate::runtime::Shared;
-use crate::sys::{self, BufRing, Cqe, Kind, Ring, SendDone, Token};
+use crate::sys::{self, BufRing, Chunk, Cqe, Kind, Ring, SendDone, Token};
 use crate::{EngineConfig, EngineError};
 use conn::Conn;
 
@@ -561,21 +561,25 @@ impl<H: Handler> Shard<H> {
                 continue;
             };
             conn.dirty = false;
-            if !conn.tearing_down
-                && !conn.connecting
-                && !conn.send_in_flight
-                && !conn.out.is_empty()
-            {
+            let has_output = !conn.out.is_empty() || !conn.queued.is_empty();
+            if !conn.tearing_down && !conn.connecting && !conn.send_in_flight && has_output {
                 if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
-                    let buf = std::mem::replace(&mut conn.out, std::mem::take(&mut conn.spare));
+                    let mut chunks = std::mem::take(&mut conn.queued);
+                    let owned = std::mem::replace(&mut conn.out, std::mem::take(&mut conn.spare));
+                    if owned.is_empty() {
+                        conn.spare = owned;
+                    } else {
+                        chunks.push(Chunk::Owned(owned));
+                    }
                     conn.send_in_flight = true;
-                    self.ctx.stats.bytes_out += buf.len() as u64;
+                    let len: usize = chunks.iter().map(|c| c.as_slice().len()).sum();
+                    self.ctx.stats.bytes_out += len as u64;
                     let owner = Token::new(Kind::Send, conn.generation, idx);
-                    self.ctx.ring.send(fd, owner, buf);
+                    self.ctx.ring.send(fd, owner, chunks);
                 }
             }
             let conn = &self.ctx.conns[idx as usize];
-            let flushed = !conn.send_in_flight && conn.out.is_empty();
+            let flushed = !conn.send_in_flight && conn.out.is_empty() && conn.queued.is_empty();
             let busy = conn.state.as_ref().is_some_and(|s| self.handler.is_busy(s));
             if conn.closing && !conn.tearing_down && flushed && !busy {
                 self.teardown(idx);

@@ -30,12 +30,38 @@ impl Cqe {
     }
 }
 
-/// A send the ring owns until the kernel is done with its bytes.
+/// Bytes queued for sending: owned, or shared (a stored value sent without a copy).
+#[derive(Debug)]
+pub enum Chunk {
+    /// Bytes the connection's encoder wrote.
+    Owned(Vec<u8>),
+    /// A refcounted value.
+    Shared(bytes::Bytes),
+}
+
+impl Chunk {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(b) => b,
+        }
+    }
+}
+
+/// Most iovecs one vectored send takes (Linux's IOV_MAX); the rest follows as a
+/// continuation, like a partial send.
+const IOV_MAX: usize = 1024;
+
+/// A send the ring owns until the kernel is done with its bytes: the chunks, and for
+/// vectored sends the iovec array and msghdr that point into them.
 struct SendSlot {
     fd: RawFd,
     owner: Token,
-    buf: Vec<u8>,
+    chunks: Vec<Chunk>,
+    total: usize,
     sent: usize,
+    iov: Vec<libc::iovec>,
+    msg: Box<libc::msghdr>,
 }
 
 /// What a send completion means for its owner.
@@ -221,29 +247,73 @@ impl Ring {
         self.push(e.user_data(token.encode()));
     }
 
-    /// Send all of `buf` on `fd`; the ring owns `buf` until [`Ring::complete_send`] gives
-    /// it back.
-    pub fn send(&mut self, fd: RawFd, owner: Token, buf: Vec<u8>) {
+    /// Send all of `chunks` on `fd`, in order, in one operation (a plain send for one
+    /// chunk, a vectored one otherwise); the ring owns them until [`Ring::complete_send`].
+    pub fn send(&mut self, fd: RawFd, owner: Token, chunks: Vec<Chunk>) {
+        let total = chunks.iter().map(|c| c.as_slice().len()).sum();
+        // SAFETY: msghdr is plain old data; all zeroes is a valid empty header (null
+        // pointers, zero lengths), filled in by `push_send` before use.
+        let msg: libc::msghdr = unsafe { std::mem::zeroed() };
         let slot = self.sends.insert(SendSlot {
             fd,
             owner,
-            buf,
+            chunks,
+            total,
             sent: 0,
+            iov: Vec::new(),
+            msg: Box::new(msg),
         });
         self.push_send(slot);
     }
 
     fn push_send(&mut self, slot: usize) {
-        let s = &self.sends[slot];
-        let rest = &s.buf[s.sent..];
-        // The slot's Vec is neither touched nor dropped until this send completes, so the
-        // pointer stays valid even if the slab itself reallocates (the Vec's heap block
-        // does not move).
-        let e = opcode::Send::new(types::Fd(s.fd), rest.as_ptr(), rest.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(Token::new(Kind::Send, 0, slot as u32).encode());
-        self.push(e);
+        let s = &mut self.sends[slot];
+        let token = Token::new(Kind::Send, 0, slot as u32).encode();
+        // The slot's chunks, iovecs and boxed msghdr are neither touched nor dropped until
+        // this send completes, so every pointer below stays valid even if the slab itself
+        // reallocates (their heap blocks do not move).
+        let e = if s.chunks.len() == 1 {
+            let rest = &s.chunks[0].as_slice()[s.sent..];
+            opcode::Send::new(types::Fd(s.fd), rest.as_ptr(), rest.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            s.iov.clear();
+            let mut skip = s.sent;
+            for c in &s.chunks {
+                let b = c.as_slice();
+                if skip >= b.len() {
+                    skip -= b.len();
+                    continue;
+                }
+                let part = &b[skip..];
+                skip = 0;
+                s.iov.push(libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                });
+                if s.iov.len() == IOV_MAX {
+                    break;
+                }
+            }
+            s.msg.msg_iov = s.iov.as_mut_ptr();
+            s.msg.msg_iovlen = s.iov.len() as _;
+            opcode::SendMsg::new(types::Fd(s.fd), &*s.msg as *const libc::msghdr)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        };
+        self.push(e.user_data(token));
+    }
+
+    /// The owned buffer of a finished send, emptied, for reuse (or a new empty one).
+    fn reusable(chunks: Vec<Chunk>) -> Vec<u8> {
+        match chunks.into_iter().next() {
+            Some(Chunk::Owned(mut v)) => {
+                v.clear();
+                v
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Account a send completion for slot `slot`.
@@ -260,21 +330,19 @@ impl Ring {
             let s = self.sends.remove(slot);
             return SendDone::Failed {
                 owner: s.owner,
-                buf: s.buf,
+                buf: Self::reusable(s.chunks),
                 errno: -result,
             };
         }
         s.sent += result as usize;
-        if s.sent < s.buf.len() {
+        if s.sent < s.total {
             self.push_send(slot);
             return SendDone::Continuing;
         }
         let s = self.sends.remove(slot);
-        let mut buf = s.buf;
-        buf.clear();
         SendDone::Complete {
             owner: s.owner,
-            buf,
+            buf: Self::reusable(s.chunks),
         }
     }
 
@@ -395,7 +463,9 @@ impl Drop for Ring {
         // Closing the ring fd does not wait for the kernel to finish cancelled sends, so
         // buffers still owned by in-flight sends are leaked rather than freed under it.
         for slot in self.sends.drain() {
-            std::mem::forget(slot.buf);
+            std::mem::forget(slot.chunks);
+            std::mem::forget(slot.iov);
+            std::mem::forget(slot.msg);
         }
         for slot in self.connects.drain() {
             std::mem::forget(slot.addr);
