@@ -6,6 +6,7 @@
 #
 #   scripts/compare-redis.sh                 # defaults below
 #   ROUNDS=5 SERVER_CPU=1 CLIENT_CPU=0 scripts/compare-redis.sh
+#   DATA_SIZE=262144 KEYSPACE=1000 N_P1=20000 N_P16=20000 CLIENTS=20 scripts/compare-redis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ CLIENTS=${CLIENTS:-50}
 N_P1=${N_P1:-300000}
 N_P16=${N_P16:-2000000}
 KEYSPACE=${KEYSPACE:-100000}
+DATA_SIZE=${DATA_SIZE:-3}
 CS_PORT=${CS_PORT:-16379}
 REDIS_PORT=${REDIS_PORT:-16380}
 
@@ -64,7 +66,7 @@ for round in $(seq 1 "$ROUNDS"); do
       for s in coreshard redis; do
         pid=${PIDS[$s]}
         before=$(cpu_ticks "$pid")
-        out=$(taskset -c "$CLIENT_CPU" redis-benchmark -p "$(port_of $s)" -t "$test" -n "$n" -c "$CLIENTS" -P "$p" -r "$KEYSPACE" -q 2>&1 | tr '\r' '\n' | grep -E "requests per second" | tail -1)
+        out=$(taskset -c "$CLIENT_CPU" redis-benchmark -p "$(port_of $s)" -t "$test" -n "$n" -c "$CLIENTS" -P "$p" -r "$KEYSPACE" -d "$DATA_SIZE" -q 2>&1 | tr '\r' '\n' | grep -E "requests per second" | tail -1)
         after=$(cpu_ticks "$pid")
         rps=$(echo "$out" | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/')
         cpu=$(awk -v a="$after" -v b="$before" -v t="$tick" 'BEGIN { printf "%.3f", (a - b) / t }')
@@ -89,5 +91,5 @@ for test in set get; do
     printf "%-5s %-4s %22s %22s %8s %16s %16s\n" "${test^^}" "$p" "$cs" "$rd" "$ratio" "$csr" "$rdr"
   done
 done
-echo "(medians of $ROUNDS rounds; server on cpu $SERVER_CPU, client on cpu $CLIENT_CPU, -c $CLIENTS, -r $KEYSPACE; $(redis-server --version | awk '{print $3}'))"
+echo "(medians of $ROUNDS rounds; server on cpu $SERVER_CPU, client on cpu $CLIENT_CPU, -c $CLIENTS, -r $KEYSPACE, -d $DATA_SIZE; $(redis-server --version | awk '{print $3}'))"
 rm -f "$results"
