@@ -6,13 +6,7 @@ use common::Server;
 use redis::{cmd, Connection, Value};
 
 fn err_text<T: std::fmt::Debug>(r: redis::RedisResult<T>) -> String {
-    let e = r.expect_err("expected an error reply");
-    // The crate splits "CODE rest"; put the code back for exact comparisons.
-    match (e.code(), e.detail()) {
-        (Some(code), Some(detail)) => format!("{code} {detail}"),
-        (Some(code), None) => code.to_string(),
-        _ => e.to_string(),
-    }
+    common::error_text(&r.expect_err("expected an error reply"))
 }
 
 fn strings_and_keys(c: &mut Connection) {

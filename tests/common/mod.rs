@@ -195,11 +195,16 @@ pub fn q<T: redis::FromRedisValue>(
 pub fn err_of(c: &mut redis::Connection, words: &[&str]) -> String {
     match q::<redis::Value>(c, words) {
         Ok(v) => panic!("{words:?} should fail, got {v:?}"),
-        Err(e) => match (e.code(), e.detail()) {
-            (Some(code), Some(detail)) => format!("{code} {detail}"),
-            (Some(code), None) => code.to_string(),
-            _ => e.to_string(),
-        },
+        Err(e) => error_text(&e),
+    }
+}
+
+/// The crate splits "CODE rest"; put the code back for exact comparisons.
+pub fn error_text(e: &redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_string(),
+        _ => e.to_string(),
     }
 }
 

@@ -32,6 +32,14 @@ const STOPPING_POLL: Duration = Duration::from_millis(10);
 /// Back-off after accept fails for a reason other than cancellation (e.g. EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The connection a completion's token names (index and generation).
+fn conn_of(token: Token) -> ConnId {
+    ConnId {
+        index: token.index,
+        generation: token.generation,
+    }
+}
+
 pub(crate) struct Shard<H: Handler> {
     ctx: Ctx<H>,
     handler: H,
@@ -358,10 +366,7 @@ impl<H: Handler> Shard<H> {
             }
             return;
         }
-        let id = ConnId {
-            index: idx,
-            generation: token.generation,
-        };
+        let id = conn_of(token);
         let more = cqe.more();
         if !more {
             self.ctx.conns[idx as usize].recv_armed = false;
@@ -495,10 +500,7 @@ impl<H: Handler> Shard<H> {
             return;
         };
         let idx = owner.index;
-        let id = ConnId {
-            index: idx,
-            generation: owner.generation,
-        };
+        let id = conn_of(owner);
         let Some(conn) = self.ctx.get_mut(id) else {
             return;
         };
@@ -525,10 +527,7 @@ impl<H: Handler> Shard<H> {
             SendDone::Failed { owner, buf, errno } => (owner, buf, Some(errno)),
         };
         let idx = owner.index;
-        let id = ConnId {
-            index: idx,
-            generation: owner.generation,
-        };
+        let id = conn_of(owner);
         let Some(conn) = self.ctx.get_mut(id) else {
             return;
         };
