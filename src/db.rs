@@ -1,17 +1,23 @@
-//! One shard's keyspace: the engine's TTL map plus the read counters INFO reports.
+//! One shard's keyspace: the engine's TTL map behind the one choke point every read and
+//! every mutation of a shard's data passes. Mutations (`write`, `remove`, `set_deadline`,
+//! `clear`) are where WATCH invalidation hooks in (and where journaling and memory
+//! accounting will); nothing outside this module touches the map directly.
 
 use bytes::Bytes;
-use coreshard_engine::ttl::{TtlMap, ValueRef};
+use coreshard_engine::ttl::{ExpireStep, TtlMap, ValueRef};
 
-/// A shard's keys and its hit/miss counters. Times are Unix milliseconds.
+use crate::watch::WatchTable;
+
+/// A shard's keys, its hit/miss counters and its watched keys. Times are Unix milliseconds.
 #[derive(Default)]
 pub struct Db {
-    /// The keys.
-    pub map: TtlMap,
+    map: TtlMap,
     /// Reads that found their key.
     pub hits: u64,
     /// Reads that did not.
     pub misses: u64,
+    /// Keys some connection WATCHes, with the version of their last modification.
+    pub watch: WatchTable,
 }
 
 impl Db {
@@ -31,9 +37,101 @@ impl Db {
         self.read(key, now).map(|v| v.to_bytes())
     }
 
+    /// A live key's value, without counting a hit or miss.
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<ValueRef<'_>> {
+        self.map.get(key, now)
+    }
+
+    /// A live key's value and deadline (0 = none), without counting.
+    pub fn get_with_deadline(&mut self, key: &[u8], now: u64) -> Option<(ValueRef<'_>, u64)> {
+        self.map.get_with_deadline(key, now)
+    }
+
+    /// Whether a live key exists.
+    pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
+        self.map.contains(key, now)
+    }
+
+    /// A live key's deadline: `None` if absent, `Some(0)` if it has none.
+    pub fn deadline(&mut self, key: &[u8], now: u64) -> Option<u64> {
+        self.map.deadline(key, now)
+    }
+
+    /// Live keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Keys with a deadline.
+    pub fn with_deadline(&self) -> usize {
+        self.map.with_deadline()
+    }
+
+    /// Keys removed by expiry so far.
+    pub fn expired_total(&self) -> u64 {
+        self.map.expired_total()
+    }
+
+    /// Bytes the keyspace structure holds.
+    pub fn structure_bytes(&self) -> usize {
+        self.map.structure_bytes()
+    }
+
+    /// Visit up to `count` slots from `cursor` (see [`TtlMap::scan`]).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now: u64,
+        f: impl FnMut(&[u8], ValueRef<'_>),
+    ) -> u64 {
+        self.map.scan(cursor, count, now, f)
+    }
+
+    /// A random live key.
+    pub fn random_key(&mut self, now: u64, rand: impl FnMut() -> u64) -> Option<Vec<u8>> {
+        self.map.random_key(now, rand)
+    }
+
     /// Store a value with a deadline (0 = none).
     pub fn write(&mut self, key: &[u8], value: &Value, deadline: u64, now: u64) {
+        self.watch.touch(key);
         self.map.insert(key, value.as_ref(), deadline, now);
+    }
+
+    /// Remove a live key, returning its value and deadline.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Bytes, u64)> {
+        let old = self.map.remove(key, now);
+        if old.is_some() {
+            self.watch.touch(key);
+        }
+        old
+    }
+
+    /// Change a live key's deadline (0 removes it). Returns whether the key exists.
+    pub fn set_deadline(&mut self, key: &[u8], deadline: u64, now: u64) -> bool {
+        let found = self.map.set_deadline(key, deadline, now);
+        if found {
+            self.watch.touch(key);
+        }
+        found
+    }
+
+    /// Remove every key.
+    pub fn clear(&mut self) {
+        self.watch.touch_all();
+        self.map.clear();
+    }
+
+    /// One bounded step of active expiry. Expired keys need no WATCH bump: a watcher
+    /// checks the deadline it saw (see [`crate::watch`]).
+    pub fn expire_step(&mut self, now: u64, budget: usize) -> ExpireStep {
+        self.map.expire_step(now, budget)
     }
 }
 

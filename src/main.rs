@@ -5,6 +5,7 @@ mod config;
 mod db;
 mod glob;
 mod routing;
+mod watch;
 mod server;
 
 use std::io::Write;

@@ -57,7 +57,7 @@ pub fn exists(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
 }
 
 pub fn type_(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    let t = if db.map.contains(a.arg(1), now) {
+    let t = if db.contains(a.arg(1), now) {
         "string"
     } else {
         "none"
@@ -102,7 +102,7 @@ fn expire_generic(
         Err(e) => return e,
     };
     let key = a.arg(1);
-    let Some(current) = db.map.deadline(key, now) else {
+    let Some(current) = db.deadline(key, now) else {
         return OpResult::Int(0);
     };
     let has = current != 0;
@@ -114,9 +114,9 @@ fn expire_generic(
         return OpResult::Int(0);
     }
     if when <= now as i64 {
-        db.map.remove(key, now);
+        db.remove(key, now);
     } else {
-        db.map.set_deadline(key, when as u64, now);
+        db.set_deadline(key, when as u64, now);
     }
     OpResult::Int(1)
 }
@@ -139,7 +139,7 @@ pub fn pexpireat(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 
 /// -2 when the key is missing, -1 without a deadline, else `f(deadline)`.
 fn ttl_generic(db: &mut Db, now: u64, a: &dyn ArgList, f: impl Fn(u64) -> i64) -> OpResult {
-    match db.map.deadline(a.arg(1), now) {
+    match db.deadline(a.arg(1), now) {
         None => OpResult::Int(-2),
         Some(0) => OpResult::Int(-1),
         Some(d) => OpResult::Int(f(d)),
@@ -163,9 +163,9 @@ pub fn pexpiretime(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 }
 
 pub fn persist(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    match db.map.deadline(a.arg(1), now) {
+    match db.deadline(a.arg(1), now) {
         Some(d) if d != 0 => {
-            db.map.set_deadline(a.arg(1), 0, now);
+            db.set_deadline(a.arg(1), 0, now);
             OpResult::Int(1)
         }
         _ => OpResult::Int(0),
@@ -241,9 +241,7 @@ pub fn randomkey(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Arg
 /// RENAME/RENAMENX with both keys on one shard.
 fn rename_local(db: &mut Db, now: u64, a: &dyn ArgList, nx: bool) -> OpResult {
     let (src, dst) = (a.arg(1), a.arg(2));
-    let Some((value, deadline)) = db
-        .map
-        .get_with_deadline(src, now)
+    let Some((value, deadline)) = db.get_with_deadline(src, now)
         .map(|(v, d)| (v.to_bytes(), d))
     else {
         return err("ERR no such key");
@@ -251,10 +249,10 @@ fn rename_local(db: &mut Db, now: u64, a: &dyn ArgList, nx: bool) -> OpResult {
     if src == dst {
         return if nx { OpResult::Int(0) } else { OpResult::Ok };
     }
-    if nx && db.map.contains(dst, now) {
+    if nx && db.contains(dst, now) {
         return OpResult::Int(0);
     }
-    db.map.remove(src, now);
+    db.remove(src, now);
     db.write(dst, &Value::Shared(value), deadline, now);
     if nx {
         OpResult::Int(1)
@@ -325,14 +323,12 @@ pub fn copy(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Ok(r) => r,
         Err(e) => return e,
     };
-    let Some((value, deadline)) = db
-        .map
-        .get_with_deadline(a.arg(1), now)
+    let Some((value, deadline)) = db.get_with_deadline(a.arg(1), now)
         .map(|(v, d)| (v.to_bytes(), d))
     else {
         return OpResult::Int(0);
     };
-    if !replace && db.map.contains(a.arg(2), now) {
+    if !replace && db.contains(a.arg(2), now) {
         return OpResult::Int(0);
     }
     db.write(a.arg(2), &Value::Shared(value), deadline, now);

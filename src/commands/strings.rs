@@ -138,7 +138,7 @@ fn parse_set(a: &dyn ArgList, now: u64) -> Result<SetOpts, OpResult> {
 /// Store `value` with `deadline` (<= now: the key is removed instead, as Redis does).
 fn store(db: &mut Db, key: &[u8], value: &Value<'_>, deadline: i64, now: u64) {
     if deadline != 0 && deadline <= now as i64 {
-        db.map.remove(key, now);
+        db.remove(key, now);
     } else {
         db.write(key, value, deadline.max(0) as u64, now);
     }
@@ -154,7 +154,7 @@ pub fn set(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Err(e) => return e,
     };
     let key = a.arg(1);
-    let current = db.map.get_with_deadline(key, now);
+    let current = db.get_with_deadline(key, now);
     let exists = current.is_some();
     let old_deadline = current.map_or(0, |(_, d)| d);
     let old = if o.get {
@@ -185,7 +185,7 @@ pub fn set(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 
 pub fn setnx(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let key = a.arg(1);
-    if db.map.contains(key, now) {
+    if db.contains(key, now) {
         return OpResult::Int(0);
     }
     store(db, key, &value_arg(a, 2, key.len()), 0, now);
@@ -237,13 +237,13 @@ pub fn getex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     };
     match change {
         Some(0) => {
-            db.map.set_deadline(key, 0, now);
+            db.set_deadline(key, 0, now);
         }
         Some(d) if d <= now as i64 => {
-            db.map.remove(key, now);
+            db.remove(key, now);
         }
         Some(d) => {
-            db.map.set_deadline(key, d as u64, now);
+            db.set_deadline(key, d as u64, now);
         }
         None => {}
     }
@@ -253,14 +253,14 @@ pub fn getex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 pub fn getdel(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let v = db.read_bytes(a.arg(1), now);
     if v.is_some() {
-        db.map.remove(a.arg(1), now);
+        db.remove(a.arg(1), now);
     }
     OpResult::Value(v)
 }
 
 pub fn getset(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let key = a.arg(1);
-    let old = db.map.get(key, now).map(|v| v.to_bytes());
+    let old = db.get(key, now).map(|v| v.to_bytes());
     store(db, key, &value_arg(a, 2, key.len()), 0, now);
     OpResult::Value(old)
 }
@@ -314,7 +314,7 @@ pub fn msetnx(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     }
     if (1..a.len())
         .step_by(2)
-        .any(|i| db.map.contains(a.arg(i), now))
+        .any(|i| db.contains(a.arg(i), now))
     {
         return OpResult::Int(0);
     }
@@ -343,7 +343,7 @@ pub fn msetnx_cross(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: A
 
 pub fn append(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let key = a.arg(1);
-    let (mut value, deadline) = match db.map.get_with_deadline(key, now) {
+    let (mut value, deadline) = match db.get_with_deadline(key, now) {
         Some((v, d)) => (v.as_slice().to_vec(), d),
         None => (Vec::new(), 0),
     };
@@ -400,9 +400,7 @@ pub fn setrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     }
     let key = a.arg(1);
     let patch = a.arg(3);
-    let current = db
-        .map
-        .get_with_deadline(key, now)
+    let current = db.get_with_deadline(key, now)
         .map(|(v, d)| (v.as_slice().to_vec(), d));
     if patch.is_empty() {
         return OpResult::Int(current.map_or(0, |(v, _)| v.len() as i64));
@@ -422,7 +420,7 @@ pub fn setrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 }
 
 fn incr_generic(db: &mut Db, now: u64, key: &[u8], by: i64) -> OpResult {
-    let (current, deadline) = match db.map.get_with_deadline(key, now) {
+    let (current, deadline) = match db.get_with_deadline(key, now) {
         Some((v, d)) => match parse_int(v.as_slice()) {
             Some(n) => (n, d),
             None => return err(NOT_INT),
@@ -494,7 +492,7 @@ pub fn incrbyfloat(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         return err("ERR value is not a valid float");
     };
     let key = a.arg(1);
-    let (current, deadline) = match db.map.get_with_deadline(key, now) {
+    let (current, deadline) = match db.get_with_deadline(key, now) {
         Some((v, d)) => match parse_float(v.as_slice()) {
             Some(x) => (x, d),
             None => return err("ERR value is not a valid float"),
@@ -675,12 +673,10 @@ pub fn lcs_cross(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args
 
 pub fn delifeq(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let key = a.arg(1);
-    let equal = db
-        .map
-        .get(key, now)
+    let equal = db.get(key, now)
         .is_some_and(|v| v.as_slice() == a.arg(2));
     if equal {
-        db.map.remove(key, now);
+        db.remove(key, now);
     }
     OpResult::Int(i64::from(equal))
 }

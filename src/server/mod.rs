@@ -364,7 +364,7 @@ impl Server {
 
     /// Active expiry: one bounded step; remembers whether due keys remain.
     fn expire_step(&mut self) {
-        let step = self.db.map.expire_step(unix_ms(), EXPIRE_BUDGET);
+        let step = self.db.expire_step(unix_ms(), EXPIRE_BUDGET);
         self.expire_backlog = step.more;
     }
 

@@ -206,12 +206,12 @@ impl Server {
             },
             Op::Del(ks) => OpResult::Int(
                 ks.iter()
-                    .filter(|k| db.map.remove(k.as_ref(), now).is_some())
+                    .filter(|k| db.remove(k.as_ref(), now).is_some())
                     .count() as i64,
             ),
             Op::Exists(ks) => OpResult::Int(
                 ks.iter()
-                    .filter(|k| db.map.contains(k.as_ref(), now))
+                    .filter(|k| db.contains(k.as_ref(), now))
                     .count() as i64,
             ),
             Op::MGet(ks) => {
@@ -224,16 +224,16 @@ impl Server {
                 }
                 OpResult::Ok
             }
-            Op::DbSize => OpResult::Int(db.map.len() as i64),
+            Op::DbSize => OpResult::Int(db.len() as i64),
             Op::Flush => {
-                db.map.clear();
+                db.clear();
                 OpResult::Ok
             }
             Op::Keys(pattern) => {
                 let mut keys = Vec::new();
                 let mut cursor = 0;
                 loop {
-                    cursor = db.map.scan(cursor, 4096, now, |k, _| {
+                    cursor = db.scan(cursor, 4096, now, |k, _| {
                         if glob_match(&pattern, k, false) {
                             keys.push(Bytes::copy_from_slice(k));
                         }
@@ -251,7 +251,7 @@ impl Server {
                 string_type_only,
             } => {
                 let mut keys = Vec::new();
-                let next = db.map.scan(cursor, count, now, |k, _| {
+                let next = db.scan(cursor, count, now, |k, _| {
                     let type_ok = string_type_only.unwrap_or(true);
                     let pat_ok = pattern.as_ref().is_none_or(|p| glob_match(p, k, false));
                     if type_ok && pat_ok {
@@ -261,16 +261,16 @@ impl Server {
                 OpResult::ScanPage { next, keys }
             }
             Op::RandomKey => {
-                let n = db.map.len() as u64;
-                let key = db.map.random_key(now, || self.rng.next());
+                let n = db.len() as u64;
+                let key = db.random_key(now, || self.rng.next());
                 OpResult::Random(key.map(|k| (Bytes::from(k), n)))
             }
             Op::Report => {
                 let s = ctx.stats();
                 OpResult::Report(ShardReport {
-                    keys: db.map.len() as u64,
-                    expires: db.map.with_deadline() as u64,
-                    expired: db.map.expired_total(),
+                    keys: db.len() as u64,
+                    expires: db.with_deadline() as u64,
+                    expired: db.expired_total(),
                     clients: ctx.local_connections() as u64,
                     commands: self.commands_processed,
                     accepted: s.accepted,
@@ -280,7 +280,7 @@ impl Server {
                     bytes_in: s.bytes_in,
                     bytes_out: s.bytes_out,
                     recv_buffer_exhausted: s.recv_buffer_exhausted,
-                    keyspace_bytes: db.map.structure_bytes() as u64,
+                    keyspace_bytes: db.structure_bytes() as u64,
                 })
             }
             Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),

@@ -188,9 +188,7 @@ impl Server {
         let entries = keys
             .iter()
             .map(|k| {
-                self.db
-                    .map
-                    .get_with_deadline(k, now)
+                self.db.get_with_deadline(k, now)
                     .map(|(v, d)| (v.to_bytes(), d))
             })
             .collect();
@@ -257,7 +255,7 @@ impl Server {
                     deadline,
                 } => self.db.write(&key, &Value::Shared(value), deadline, now),
                 Write::Del { key } => {
-                    self.db.map.remove(&key, now);
+                    self.db.remove(&key, now);
                 }
             }
         }
