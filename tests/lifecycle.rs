@@ -102,3 +102,39 @@ fn sigterm_shuts_down_cleanly_one_shard() {
 fn sigterm_shuts_down_cleanly_four_shards() {
     shutdown_is_clean("4");
 }
+
+#[test]
+fn a_second_server_on_a_port_in_use_fails_to_start() {
+    let first = Server::start(&["--shards", "2"]);
+    let port = first.addr.port().to_string();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_coreshard"))
+        .args(["--port", &port, "--shards", "2", "--log-level", "warn"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn coreshard");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > common::DEADLINE {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second coreshard kept running on port {port}, which is in use");
+        }
+        thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "exit status {status:?}");
+    assert!(
+        stderr.contains("Address already in use"),
+        "stderr: {stderr}"
+    );
+    // The first server is unaffected.
+    let mut raw = first.raw();
+    raw.cmd(&[b"PING"]);
+    assert_eq!(raw.reply_str(), "+PONG\r\n");
+}

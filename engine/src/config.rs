@@ -23,6 +23,10 @@ pub struct EngineConfig {
     pub idle_timeout: Option<Duration>,
     /// Most bytes a connection may have buffered as an incomplete request.
     pub max_input_buffer: usize,
+    /// Output backpressure: once a connection has this many bytes of output not yet taken
+    /// by the kernel, the engine stops reading from it (no data lost, no disconnect) until
+    /// the output drains below half of it.
+    pub output_pause_bytes: usize,
     /// Submission queue entries per shard ring.
     pub ring_entries: u32,
     /// Provided receive buffers per shard (a power of two).
@@ -47,6 +51,7 @@ impl Default for EngineConfig {
             max_connections: 10_000,
             idle_timeout: None,
             max_input_buffer: 1 << 30,
+            output_pause_bytes: 4 << 20,
             ring_entries: 1024,
             recv_buffers: 256,
             recv_buffer_size: 16 * 1024,

@@ -36,6 +36,7 @@ mod config;
 mod error;
 mod handler;
 mod mailbox;
+mod ratelimit;
 mod runtime;
 mod shard;
 mod signal;

@@ -12,6 +12,10 @@ use rtrb::{Consumer, Producer, RingBuffer};
 #[derive(Debug, Default)]
 pub(crate) struct Padded<T>(pub T);
 
+/// Failed wakes in a row to one shard after which we stop retrying (the target is then
+/// most likely gone, e.g. its thread exited during shutdown) rather than loop on it.
+const MAX_WAKE_RETRIES: u32 = 100;
+
 /// One shard's ends of all mailboxes.
 pub(crate) struct Mailboxes<M> {
     me: usize,
@@ -20,6 +24,11 @@ pub(crate) struct Mailboxes<M> {
     building: Vec<Vec<M>>,
     overflow: Vec<VecDeque<Vec<M>>>,
     local: Vec<M>,
+    /// Shards to wake again next turn: our wake failed after we had cleared their
+    /// `parked` flag, so nobody else will wake them although mail waits.
+    rewake: Vec<bool>,
+    /// Failed wakes in a row per shard (reset by a wake posted through `flush`).
+    wake_failures: Vec<u32>,
 }
 
 /// Build the N×N mesh; element `i` holds shard `i`'s ends.
@@ -32,6 +41,8 @@ pub(crate) fn mesh<M>(n: usize, capacity: usize) -> Vec<Mailboxes<M>> {
             building: (0..n).map(|_| Vec::new()).collect(),
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
             local: Vec::new(),
+            rewake: vec![false; n],
+            wake_failures: vec![0; n],
         })
         .collect();
     for from in 0..n {
@@ -57,8 +68,9 @@ impl<M> Mailboxes<M> {
     }
 
     /// Hand this turn's batches (and any overflow) to the rings. Calls `delivered(to)` for
-    /// each shard that received something, so the caller can wake it.
-    pub fn flush(&mut self, mut delivered: impl FnMut(usize)) {
+    /// each shard that received something, so the caller can wake it; `delivered` returns
+    /// whether it posted a wake.
+    pub fn flush(&mut self, mut delivered: impl FnMut(usize) -> bool) {
         for to in 0..self.outboxes.len() {
             let Some(producer) = self.outboxes[to].as_mut() else {
                 continue;
@@ -80,8 +92,36 @@ impl<M> Mailboxes<M> {
                     }
                 }
             }
-            if sent {
-                delivered(to);
+            if sent && delivered(to) {
+                self.wake_failures[to] = 0;
+            }
+        }
+    }
+
+    /// A wake posted to shard `to` failed: wake it again next turn (see
+    /// [`Mailboxes::take_rewakes`]), unless that already failed too often in a row.
+    pub fn wake_failed(&mut self, to: usize) {
+        let Some(failures) = self.wake_failures.get_mut(to) else {
+            return;
+        };
+        *failures = failures.saturating_add(1);
+        if *failures <= MAX_WAKE_RETRIES {
+            self.rewake[to] = true;
+        } else if *failures == MAX_WAKE_RETRIES + 1 {
+            tracing::warn!(
+                shard = self.me,
+                "waking shard {to} failed {MAX_WAKE_RETRIES} times in a row; giving up"
+            );
+        }
+    }
+
+    /// Calls `wake(to)` for every shard whose wake must be posted again, unconditionally:
+    /// its `parked` flag was already cleared by the wake that failed. A wake that arrives
+    /// after the shard woke up anyway costs it one empty loop turn.
+    pub fn take_rewakes(&mut self, mut wake: impl FnMut(usize)) {
+        for (to, pending) in self.rewake.iter_mut().enumerate() {
+            if std::mem::take(pending) {
+                wake(to);
             }
         }
     }
@@ -89,6 +129,11 @@ impl<M> Mailboxes<M> {
     /// Whether some batch is still waiting for room in a full mailbox.
     pub fn has_overflow(&self) -> bool {
         self.overflow.iter().any(|q| !q.is_empty())
+    }
+
+    /// Batches waiting in overflow queues, over all destinations.
+    pub fn overflow_len(&self) -> usize {
+        self.overflow.iter().map(|q| q.len()).sum()
     }
 
     /// Move waiting inbound messages to `out` as `(from, message)`, at most `max_batches`
@@ -157,16 +202,19 @@ mod tests {
         for turn in 0..5u32 {
             a.send(1, turn * 10);
             a.send(1, turn * 10 + 1);
-            a.flush(|to| woken.push(to));
+            a.flush(|to| {
+                woken.push(to);
+                true
+            });
         }
         // Capacity 2: three batches wait in overflow, none dropped.
         assert!(a.has_overflow());
         assert_eq!(woken, vec![1, 1]);
         let mut got = Vec::new();
         b.take_inbound(&mut got, 64);
-        a.flush(|_| {});
+        a.flush(|_| false);
         b.take_inbound(&mut got, 64);
-        a.flush(|_| {});
+        a.flush(|_| false);
         b.take_inbound(&mut got, 64);
         assert!(!a.has_overflow());
         let values: Vec<u32> = got
@@ -197,5 +245,38 @@ mod tests {
         p.park();
         assert!(p.needs_wake());
         assert!(!p.needs_wake());
+    }
+
+    #[test]
+    fn a_failed_wake_is_posted_again_once() {
+        let mut m = mesh::<u8>(3, 4);
+        let a = &mut m[0];
+        let mut again = Vec::new();
+        a.take_rewakes(|to| again.push(to));
+        assert!(again.is_empty());
+        a.wake_failed(2);
+        a.wake_failed(2);
+        a.take_rewakes(|to| again.push(to));
+        assert_eq!(again, vec![2]);
+        a.take_rewakes(|to| again.push(to));
+        assert_eq!(again, vec![2], "posted again once, not every turn");
+    }
+
+    #[test]
+    fn wakes_that_keep_failing_are_given_up_until_one_is_posted() {
+        let mut m = mesh::<u8>(2, 4);
+        let a = &mut m[0];
+        let mut again = 0;
+        for _ in 0..MAX_WAKE_RETRIES + 5 {
+            a.wake_failed(1);
+            a.take_rewakes(|_| again += 1);
+        }
+        assert_eq!(again, MAX_WAKE_RETRIES);
+        // A wake posted through `flush` starts the count again.
+        a.send(1, 1);
+        a.flush(|_| true);
+        a.wake_failed(1);
+        a.take_rewakes(|_| again += 1);
+        assert_eq!(again, MAX_WAKE_RETRIES + 1);
     }
 }

@@ -278,6 +278,29 @@ fn shard_thread<H: Handler>(
     result
 }
 
+/// Bind one listener per shard, all on the same port.
+///
+/// The shards share the port through SO_REUSEPORT, but SO_REUSEPORT would just as well let
+/// us join a port that another process (another coreshard, say) already listens on with
+/// SO_REUSEPORT under the same user, and split its connections with it. Redis refuses a
+/// port in use with "Address already in use", and so do we:
+///
+/// 1. The first listener binds and *listens* without SO_REUSEPORT (SO_REUSEADDR only, so
+///    a restart is not held up by TIME_WAIT connections). That fails with EADDRINUSE if
+///    anything listens on the port already, SO_REUSEPORT or not. Two engines racing for a
+///    free port cannot both get through either: the kernel checks for conflicts again at
+///    `listen` (under its lock), and two listening sockets without SO_REUSEPORT conflict,
+///    so the second `listen` fails. A separate probe socket closed before the real bind
+///    would leave a window for exactly that race.
+/// 2. Only then is SO_REUSEPORT switched on for the first listener, and the other shards'
+///    listeners (with SO_REUSEPORT) bind to its port, which also settles port 0. A
+///    reuseport group is formed when its members start listening, so the first listener
+///    joins the group as the second one starts listening, and connections are spread over
+///    all of them.
+///
+/// What remains possible is what SO_REUSEPORT always allows: a process of the same user
+/// that sets SO_REUSEPORT itself and joins *after* we started. Another coreshard does not,
+/// as it starts with step 1.
 fn bind_listeners(
     config: &EngineConfig,
     shards: usize,
@@ -286,19 +309,31 @@ fn bind_listeners(
         return Ok((None, None));
     };
     let mut out = Vec::with_capacity(shards);
-    for _ in 0..shards {
-        let err = |source| EngineError::Listen { addr, source };
-        let sock =
-            Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None).map_err(err)?;
-        sock.set_reuse_address(true).map_err(err)?;
-        sock.set_reuse_port(true).map_err(err)?;
-        sock.bind(&addr.into()).map_err(err)?;
-        sock.listen(config.backlog).map_err(err)?;
-        if addr.port() == 0 {
-            // Every other shard joins the port the first one was given.
-            addr = sock.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
-        }
-        out.push(OwnedFd::from(sock));
+    let first = listener(addr, false, config.backlog)?;
+    let err = move |source| EngineError::Listen { addr, source };
+    if addr.port() == 0 {
+        // Every other shard joins the port the first one was given.
+        addr = first.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
+    }
+    if shards > 1 {
+        first.set_reuse_port(true).map_err(err)?;
+    }
+    out.push(OwnedFd::from(first));
+    for _ in 1..shards {
+        out.push(OwnedFd::from(listener(addr, true, config.backlog)?));
     }
     Ok((Some(out), Some(addr)))
+}
+
+/// A listening socket on `addr` (SO_REUSEADDR; SO_REUSEPORT if `reuse_port`).
+fn listener(addr: SocketAddr, reuse_port: bool, backlog: i32) -> Result<Socket, EngineError> {
+    let err = |source| EngineError::Listen { addr, source };
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None).map_err(err)?;
+    sock.set_reuse_address(true).map_err(err)?;
+    if reuse_port {
+        sock.set_reuse_port(true).map_err(err)?;
+    }
+    sock.bind(&addr.into()).map_err(err)?;
+    sock.listen(backlog).map_err(err)?;
+    Ok(sock)
 }

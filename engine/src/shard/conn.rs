@@ -27,12 +27,21 @@ pub(crate) struct Conn<S> {
     pub expect: usize,
     pub recv_armed: bool,
     pub send_in_flight: bool,
+    /// Bytes of the send in flight (counted with `out` and `queued` for backpressure).
+    pub in_flight_len: usize,
+    /// The handler paused input ([`crate::Ctx::pause_input`]): bytes that still arrive are
+    /// kept in `inbuf`, undelivered, and no receive is re-armed.
+    pub paused: bool,
+    /// Output passed the engine's pause threshold: input stops until it drains.
+    pub output_paused: bool,
     /// An outgoing connect is in flight.
     pub connecting: bool,
     /// No more input is delivered; close once the output is flushed.
     pub closing: bool,
     /// The socket is being torn down: wait for in-flight operations, then free.
     pub tearing_down: bool,
+    /// Tear down at the end of the turn without sending pending output.
+    pub aborting: bool,
     pub dirty: bool,
     pub peer: Option<SocketAddr>,
     pub created: Instant,
@@ -52,9 +61,13 @@ impl<S> Conn<S> {
             expect: 0,
             recv_armed: false,
             send_in_flight: false,
+            in_flight_len: 0,
+            paused: false,
+            output_paused: false,
             connecting: false,
             closing: false,
             tearing_down: false,
+            aborting: false,
             dirty: false,
             peer,
             created: now,
@@ -70,6 +83,16 @@ impl<S> Conn<S> {
                 .iter()
                 .map(|c| c.as_slice().len())
                 .sum::<usize>()
+    }
+
+    /// Output not yet acknowledged by the kernel: queued plus in flight.
+    pub fn unsent_output(&self) -> usize {
+        self.pending_output() + self.in_flight_len
+    }
+
+    /// Whether input is held back (by the handler or by output backpressure).
+    pub fn input_blocked(&self) -> bool {
+        self.paused || self.output_paused
     }
 
     /// Nothing the kernel still holds refers to this connection.

@@ -66,6 +66,10 @@ pub struct Ctx<H: Handler> {
     pub(crate) timer_generation: u32,
     pub(crate) run_again: bool,
     pub(crate) next_generation: u32,
+    pub(crate) output_pause_bytes: usize,
+    /// Connections whose input was resumed this turn: their kept input is delivered and
+    /// their receive re-armed before the turn ends.
+    pub(crate) resumed: Vec<ConnId>,
 }
 
 impl<H: Handler> Ctx<H> {
@@ -190,6 +194,65 @@ impl<H: Handler> Ctx<H> {
         }
     }
 
+    /// Stop delivering input to `id` until [`Ctx::resume_input`]: bytes already received
+    /// and bytes still arriving are kept, in order, and the socket is not read further
+    /// once a little is buffered (the peer then feels TCP backpressure). Call it from
+    /// [`Handler::on_data`] and return only what was consumed so far; the rest is kept.
+    pub fn pause_input(&mut self, id: ConnId) {
+        if let Some(conn) = self.get_mut(id) {
+            conn.paused = true;
+        }
+    }
+
+    /// Deliver `id`'s input again: what was kept goes to [`Handler::on_data`] before this
+    /// turn ends, then reading resumes.
+    pub fn resume_input(&mut self, id: ConnId) {
+        if let Some(conn) = self.get_mut(id) {
+            if conn.paused {
+                conn.paused = false;
+                self.resumed.push(id);
+            }
+        }
+    }
+
+    /// Whether input to `id` is paused (by the handler or by output backpressure).
+    pub fn input_paused(&self, id: ConnId) -> bool {
+        self.get(id).is_some_and(|c| c.input_blocked())
+    }
+
+    /// Bytes of output `id` has that the kernel has not taken yet.
+    pub fn unsent_output(&self, id: ConnId) -> usize {
+        self.get(id).map_or(0, |c| c.unsent_output())
+    }
+
+    /// Whether `id`'s output passed the backpressure threshold: a handler parsing a
+    /// pipeline should stop there and return what it consumed; the engine pauses the
+    /// connection's input until the output drains and then delivers the rest.
+    pub fn output_full(&self, id: ConnId) -> bool {
+        self.get(id)
+            .is_some_and(|c| c.unsent_output() >= self.output_pause_bytes)
+    }
+
+    /// Batches waiting in overflow queues because a shard's mailbox was full (a measure
+    /// of cross-shard backlog; handlers pause producing connections when it grows).
+    pub fn mail_backlog(&self) -> usize {
+        self.mail.overflow_len()
+    }
+
+    /// Drop the connection at the end of this turn without sending what is pending (for
+    /// limits: a client over its output limit, a refused client).
+    pub fn abort(&mut self, id: ConnId) {
+        let idx = id.index;
+        if let Some(conn) = self.get_mut(id) {
+            conn.closing = true;
+            conn.aborting = true;
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+    }
+
     /// Tell the engine the incomplete request in progress on `id` will take `total` bytes,
     /// so its reassembly buffer is allocated once at that size (no regrowth copies, no
     /// slack). Call it from [`Handler::on_data`] when returning without consuming it all.
@@ -282,6 +345,6 @@ fn meta_of<S>(c: &Conn<S>) -> ConnMeta {
         created: c.created,
         last_active: c.last_active,
         input_buffered: c.inbuf.len(),
-        output_buffered: c.pending_output(),
+        output_buffered: c.unsent_output(),
     }
 }

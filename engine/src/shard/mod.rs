@@ -82,6 +82,8 @@ impl<H: Handler> Shard<H> {
                 timer_generation: 0,
                 run_again: false,
                 next_generation: 1,
+                output_pause_bytes: config.output_pause_bytes,
+                resumed: Vec::new(),
             },
             handler,
             bufring,
@@ -106,7 +108,9 @@ impl<H: Handler> Shard<H> {
             self.ctx.now = Instant::now();
             self.dispatch_completions();
             self.deliver_messages();
+            self.deliver_resumed();
             self.handler.on_turn_end(&mut self.ctx);
+            self.deliver_resumed();
             self.flush_mail();
             self.flush_connections();
             self.rearm_receives();
@@ -224,7 +228,15 @@ impl<H: Handler> Shard<H> {
                     self.on_tick();
                     self.arm_tick();
                 }
-                Kind::Wake | Kind::Ignore => {}
+                Kind::Wake => {
+                    // A wake from another shard needs no work: the turn it caused is the
+                    // point. One we posted that failed comes back here; its target may be
+                    // asleep with mail waiting, so it is woken again in `flush_mail`.
+                    if let Some(to) = sys::failed_wake(token, cqe.result) {
+                        self.ctx.mail.wake_failed(to);
+                    }
+                }
+                Kind::Ignore => {}
             }
         }
         self.cqes = cqes;
@@ -249,10 +261,15 @@ impl<H: Handler> Shard<H> {
             return;
         };
         mail.flush(|to| {
-            if shared.parking[to].needs_wake() {
-                ring.msg_ring(fds[to], Token::simple(Kind::Wake));
+            let wake = shared.parking[to].needs_wake();
+            if wake {
+                ring.wake(fds[to], to);
             }
+            wake
         });
+        // Wakes that failed last turn (reported in `dispatch_completions`): the targets'
+        // parked flags are already cleared, so they are woken regardless.
+        mail.take_rewakes(|to| ring.wake(fds[to], to));
     }
 
     fn arm_accept(&mut self) {
@@ -311,11 +328,31 @@ impl<H: Handler> Shard<H> {
             if errno == libc::EINVAL && self.ctx.ring.features().multishot_accept {
                 self.ctx.ring.features_mut().multishot_accept = false;
             } else if errno != libc::ECANCELED {
-                tracing::warn!(
-                    shard = self.ctx.shard,
-                    "accept failed: {}",
-                    std::io::Error::from_raw_os_error(errno)
-                );
+                // At most one warning per second (a failure like EMFILE recurs on every
+                // retry), with a count of those held back. One limiter per thread, i.e.
+                // per shard; it lives here rather than in `Shard` only to keep this change
+                // inside this function.
+                thread_local! {
+                    static ACCEPT_WARNINGS: std::cell::RefCell<crate::ratelimit::LogLimiter> =
+                        const {
+                            std::cell::RefCell::new(crate::ratelimit::LogLimiter::new(
+                                Duration::from_secs(1),
+                            ))
+                        };
+                }
+                let now = self.ctx.now;
+                if let Some(suppressed) = ACCEPT_WARNINGS.with_borrow_mut(|l| l.allow(now)) {
+                    let err = std::io::Error::from_raw_os_error(errno);
+                    if suppressed == 0 {
+                        tracing::warn!(shard = self.ctx.shard, "accept failed: {err}");
+                    } else {
+                        tracing::warn!(
+                            shard = self.ctx.shard,
+                            "accept failed: {err} ({suppressed} more accept failures since \
+                             the last warning were not logged)"
+                        );
+                    }
+                }
                 self.accept_retry_at = Some(self.ctx.now + ACCEPT_BACKOFF);
             }
             self.arm_accept();
@@ -386,6 +423,16 @@ impl<H: Handler> Shard<H> {
                 }
                 self.bufring.recycle(bid);
                 self.schedule_rearm(idx, more);
+                // The last completion of a connection being torn down may carry data:
+                // re-check it at the end of the turn so its slot and fd are freed.
+                if self
+                    .ctx
+                    .conns
+                    .get(idx as usize)
+                    .is_some_and(|c| c.tearing_down)
+                {
+                    self.mark_dirty(idx);
+                }
             }
             0 => {
                 if let Some(bid) = bid {
@@ -396,7 +443,11 @@ impl<H: Handler> Shard<H> {
             }
             err => {
                 let errno = -err;
-                if errno == libc::ENOBUFS {
+                let tearing_down = self.ctx.conns[idx as usize].tearing_down;
+                if errno == libc::ECANCELED && !tearing_down {
+                    // Cancelled because input was paused; re-armed when it resumes.
+                    self.schedule_rearm(idx, more);
+                } else if errno == libc::ENOBUFS {
                     self.ctx.stats.recv_buffer_exhausted += 1;
                     self.schedule_rearm(idx, more);
                 } else if errno == libc::EINVAL && self.ctx.ring.features().multishot_recv {
@@ -422,7 +473,7 @@ impl<H: Handler> Shard<H> {
         let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
             return;
         };
-        if conn.recv_armed || conn.closing || conn.connecting {
+        if conn.recv_armed || conn.closing || conn.connecting || conn.input_blocked() {
             return;
         }
         if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
@@ -444,6 +495,15 @@ impl<H: Handler> Shard<H> {
     fn deliver(&mut self, id: ConnId, bid: u16, len: usize) {
         let idx = id.index as usize;
         let data = self.bufring.data(bid, len);
+        if self.ctx.conns[idx].input_blocked() {
+            // Paused: keep the bytes in order, and stop reading once a little is held.
+            let conn = &mut self.ctx.conns[idx];
+            conn.inbuf.extend_from_slice(data);
+            let held = conn.inbuf.len();
+            self.stop_reading_if_held(id, held);
+            self.check_input_limit(id);
+            return;
+        }
         let mut inbuf = std::mem::take(&mut self.ctx.conns[idx].inbuf);
         let kept = if inbuf.is_empty() {
             let used = self
@@ -459,39 +519,108 @@ impl<H: Handler> Shard<H> {
             inbuf
         } else {
             inbuf.extend_from_slice(data);
-            let frozen = inbuf.freeze();
-            let used = self
-                .handler
-                .on_data(&mut self.ctx, id, Input::shared(&frozen))
-                .min(frozen.len());
-            let rest = frozen.slice(used..);
-            drop(frozen);
-            // Unique again unless the handler kept parts; then copy only the tail.
-            match rest.try_into_mut() {
-                Ok(m) => m,
-                Err(shared) => BytesMut::from(&shared[..]),
-            }
+            self.feed_kept(id, inbuf)
         };
-        let limit = self.config.max_input_buffer;
-        if let Some(conn) = self.ctx.get_mut(id) {
-            if kept.is_empty() {
-                conn.expect = 0;
-            } else if conn.expect > kept.len() {
-                let mut kept = kept;
-                kept.reserve(conn.expect - kept.len());
-                conn.inbuf = kept;
-                return;
-            }
-            let too_big = kept.len() > limit;
+        self.keep_input(id, kept);
+    }
+
+    /// Run the handler over kept input (appended bytes included) and return what it left.
+    fn feed_kept(&mut self, id: ConnId, inbuf: BytesMut) -> BytesMut {
+        let frozen = inbuf.freeze();
+        let used = self
+            .handler
+            .on_data(&mut self.ctx, id, Input::shared(&frozen))
+            .min(frozen.len());
+        let rest = frozen.slice(used..);
+        drop(frozen);
+        // Unique again unless the handler kept parts; then copy only the tail.
+        match rest.try_into_mut() {
+            Ok(m) => m,
+            Err(shared) => BytesMut::from(&shared[..]),
+        }
+    }
+
+    /// Store what the handler did not consume, sized for what it expects; enforce the
+    /// input limit and output backpressure.
+    fn keep_input(&mut self, id: ConnId, kept: BytesMut) {
+        let pause_at = self.config.output_pause_bytes;
+        let Some(conn) = self.ctx.get_mut(id) else {
+            return;
+        };
+        if kept.is_empty() {
+            conn.expect = 0;
             conn.inbuf = kept;
-            if too_big {
-                tracing::warn!(
-                    shard = self.ctx.shard,
-                    "closing connection over the input buffer limit ({limit} bytes)"
-                );
-                self.teardown(id.index);
+        } else if conn.expect > kept.len() {
+            let mut kept = kept;
+            kept.reserve(conn.expect - kept.len());
+            conn.inbuf = kept;
+        } else {
+            conn.inbuf = kept;
+        }
+        if !conn.output_paused && conn.unsent_output() >= pause_at && !conn.closing {
+            // Backpressure: stop reading until the peer takes its replies.
+            conn.output_paused = true;
+        }
+        if conn.input_blocked() {
+            let held = conn.inbuf.len();
+            self.stop_reading_if_held(id, held.max(1));
+        }
+        self.check_input_limit(id);
+    }
+
+    /// A paused connection keeps reading until a little is held, so short pauses (a
+    /// transaction in flight) cost nothing; past that its receive is cancelled and the
+    /// peer meets TCP backpressure.
+    fn stop_reading_if_held(&mut self, id: ConnId, held: usize) {
+        let limit = self.config.recv_buffer_size;
+        let Some(conn) = self.ctx.get_mut(id) else {
+            return;
+        };
+        if conn.recv_armed && (held >= limit || conn.output_paused) && !conn.tearing_down {
+            let token = Token::new(Kind::Recv, conn.generation, id.index);
+            self.ctx.ring.cancel(token);
+        }
+    }
+
+    fn check_input_limit(&mut self, id: ConnId) {
+        let limit = self.config.max_input_buffer;
+        let too_big = self.ctx.get_mut(id).is_some_and(|c| c.inbuf.len() > limit);
+        if too_big {
+            tracing::warn!(
+                shard = self.ctx.shard,
+                "closing connection over the input buffer limit ({limit} bytes)"
+            );
+            self.teardown(id.index);
+        }
+    }
+
+    /// Deliver the kept input of connections resumed this turn, then read again.
+    fn deliver_resumed(&mut self) {
+        let mut rounds = 0;
+        while !self.ctx.resumed.is_empty() && rounds < 4 {
+            rounds += 1;
+            for id in std::mem::take(&mut self.ctx.resumed) {
+                self.resume(id);
             }
         }
+        if !self.ctx.resumed.is_empty() {
+            self.ctx.run_again = true;
+        }
+    }
+
+    fn resume(&mut self, id: ConnId) {
+        let Some(conn) = self.ctx.get_mut(id) else {
+            return;
+        };
+        if conn.input_blocked() || conn.tearing_down {
+            return;
+        }
+        if !conn.closing && !conn.inbuf.is_empty() {
+            let inbuf = std::mem::take(&mut conn.inbuf);
+            let kept = self.feed_kept(id, inbuf);
+            self.keep_input(id, kept);
+        }
+        self.rearm.push(id.index);
     }
 
     /// An outgoing connection finished connecting (or failed to).
@@ -532,6 +661,19 @@ impl<H: Handler> Shard<H> {
             return;
         };
         conn.send_in_flight = false;
+        conn.in_flight_len = 0;
+        if conn.output_paused
+            && !conn.tearing_down
+            && conn.unsent_output() < self.config.output_pause_bytes / 2
+        {
+            conn.output_paused = false;
+            if !conn.paused {
+                self.ctx.resumed.push(id);
+            }
+        }
+        let Some(conn) = self.ctx.get_mut(id) else {
+            return;
+        };
         if conn.spare.capacity() < buf.capacity() {
             conn.spare = buf;
         }
@@ -560,6 +702,13 @@ impl<H: Handler> Shard<H> {
                 continue;
             };
             conn.dirty = false;
+            if conn.aborting && !conn.tearing_down {
+                self.teardown(idx);
+            }
+            let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
+                continue;
+            };
+            conn.dirty = false;
             let has_output = !conn.out.is_empty() || !conn.queued.is_empty();
             if !conn.tearing_down && !conn.connecting && !conn.send_in_flight && has_output {
                 if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
@@ -572,6 +721,7 @@ impl<H: Handler> Shard<H> {
                     }
                     conn.send_in_flight = true;
                     let len: usize = chunks.iter().map(|c| c.as_slice().len()).sum();
+                    conn.in_flight_len = len;
                     self.ctx.stats.bytes_out += len as u64;
                     let owner = Token::new(Kind::Send, conn.generation, idx);
                     self.ctx.ring.send(fd, owner, chunks);

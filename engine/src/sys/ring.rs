@@ -1,6 +1,7 @@
 //! One shard's io_uring: set-up with feature probing, typed submission helpers, and the
 //! ownership of every buffer the kernel may touch until its completion.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -52,6 +53,22 @@ impl Chunk {
 /// continuation, like a partial send.
 const IOV_MAX: usize = 1024;
 
+/// Most bytes one send operation asks for. A send SQE's length field is a `u32`, so a
+/// longer buffer would be truncated (4 GiB exactly would become 0: a send that never
+/// progresses); and the kernel refuses a plain send longer than `i32::MAX` with `EINVAL`
+/// (a completion's result is an `i32`), so that is the limit, for vectored sends too. The
+/// rest follows as a continuation, like a partial send. (The kernel may take less still,
+/// e.g. MAX_RW_COUNT, and reports what it took, which the continuation handles alike.)
+const MAX_SEND: usize = i32::MAX as usize;
+
+/// How often [`Ring::push`] tries to make room in a full submission queue (by submitting)
+/// before it holds the entry back for the next turn instead.
+const PUSH_ATTEMPTS: usize = 3;
+
+/// How long [`Ring::submit_and_wait`] sleeps at most while entries are held back, so they
+/// are retried soon even if nothing completes.
+const BACKLOG_RETRY: Duration = Duration::from_millis(1);
+
 /// A send the ring owns until the kernel is done with its bytes: the chunks, and for
 /// vectored sends the iovec array and msghdr that point into them.
 struct SendSlot {
@@ -84,8 +101,12 @@ struct ConnectSlot {
     addr: Box<socket2::SockAddr>,
 }
 
+/// A timer the ring owns until its completion.
 struct TimerSlot {
-    spec: types::Timespec,
+    /// Boxed so it never moves: the kernel reads it when the entry is submitted (at the next
+    /// `io_uring_enter`, later if the entry was held back), and inserting into the slab
+    /// meanwhile may reallocate the slab's storage.
+    spec: Box<types::Timespec>,
     cookie: u64,
 }
 
@@ -95,6 +116,9 @@ pub(crate) struct Ring {
     sends: Slab<SendSlot>,
     timers: Slab<TimerSlot>,
     connects: Slab<ConnectSlot>,
+    /// Entries that found the submission queue full while the kernel would not take the
+    /// queued ones; they go first at the next [`Ring::submit_and_wait`], in order.
+    backlog: VecDeque<squeue::Entry>,
     skip_success: squeue::Flags,
 }
 
@@ -151,6 +175,11 @@ impl Ring {
                 return Err(EngineError::IoUringUnavailable(e));
             }
         };
+        Ring::with_ring(ring, features)
+    }
+
+    /// Wrap a ring that was just set up: probe the opcodes the engine needs.
+    fn with_ring(ring: IoUring, mut features: Features) -> Result<Ring, EngineError> {
         let mut probe = Probe::new();
         ring.submitter()
             .register_probe(&mut probe)
@@ -175,6 +204,7 @@ impl Ring {
             sends: Slab::new(),
             timers: Slab::new(),
             connects: Slab::new(),
+            backlog: VecDeque::new(),
             skip_success,
         })
     }
@@ -197,19 +227,54 @@ impl Ring {
 
     /// Queue an entry, submitting first when the submission queue is full.
     ///
+    /// Never blocks or spins: if the queue stays full because submitting fails (the kernel
+    /// can refuse new work, e.g. `EBUSY` while completions are backed up, and reaping them
+    /// is the caller's next loop turn, not something to wait for here), the entry is held
+    /// back after a few attempts and submitted by the next [`Ring::submit_and_wait`].
+    /// Returning an error instead would push the problem to every caller for a condition
+    /// that the next turn clears on its own; entries are kept in order, so an entry never
+    /// overtakes an earlier one (e.g. a cancel the operation it cancels).
+    ///
     /// SAFETY contract (for the callers below): every pointer inside `entry` stays valid
-    /// until the operation completes. The helpers guarantee this by owning the memory
-    /// (`sends`, `timers`) or by passing no memory at all.
+    /// until the operation completes (which covers the time it may wait in the backlog).
+    /// The helpers guarantee this by owning the memory in boxes or heap blocks that do not
+    /// move (`sends`, `timers`, `connects`) or by passing no memory at all.
     fn push(&mut self, entry: squeue::Entry) {
-        loop {
-            // SAFETY: see the contract above; each caller documents how it holds it.
-            let pushed = unsafe { self.ring.submission().push(&entry) }.is_ok();
-            if pushed {
-                return;
+        if self.backlog.is_empty() {
+            for _ in 0..PUSH_ATTEMPTS {
+                // SAFETY: see the contract above; each caller documents how it holds it.
+                if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                    return;
+                }
+                // The queue is full: hand what we have to the kernel and try again.
+                if let Err(e) = self.ring.submit() {
+                    if e.raw_os_error() != Some(libc::EINTR) {
+                        tracing::warn!(
+                            "io_uring submit with a full queue failed ({e}); holding \
+                             entries back until the next loop turn"
+                        );
+                        break;
+                    }
+                }
             }
-            // The queue is full: hand what we have to the kernel and try again.
-            if let Err(e) = self.ring.submit() {
-                tracing::warn!("io_uring submit while the queue was full failed: {e}");
+        }
+        self.backlog.push_back(entry);
+    }
+
+    /// Move held-back entries into the submission queue, submitting to make room, until
+    /// none is left or the kernel takes no more.
+    fn flush_backlog(&mut self) {
+        while let Some(entry) = self.backlog.front() {
+            // SAFETY: held-back entries obey `push`'s contract: the memory they point to is
+            // owned here until their completion, which cannot come before submission.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                self.backlog.pop_front();
+                continue;
+            }
+            match self.ring.submit() {
+                Ok(n) if n > 0 => {}
+                // Nothing taken (or an error): try again next turn.
+                _ => return,
             }
         }
     }
@@ -274,28 +339,13 @@ impl Ring {
         // reallocates (their heap blocks do not move).
         let e = if s.chunks.len() == 1 {
             let rest = &s.chunks[0].as_slice()[s.sent..];
-            opcode::Send::new(types::Fd(s.fd), rest.as_ptr(), rest.len() as u32)
+            // At most MAX_SEND bytes; the rest is continued like a partial send.
+            let len = rest.len().min(MAX_SEND) as u32;
+            opcode::Send::new(types::Fd(s.fd), rest.as_ptr(), len)
                 .flags(libc::MSG_NOSIGNAL)
                 .build()
         } else {
-            s.iov.clear();
-            let mut skip = s.sent;
-            for c in &s.chunks {
-                let b = c.as_slice();
-                if skip >= b.len() {
-                    skip -= b.len();
-                    continue;
-                }
-                let part = &b[skip..];
-                skip = 0;
-                s.iov.push(libc::iovec {
-                    iov_base: part.as_ptr() as *mut libc::c_void,
-                    iov_len: part.len(),
-                });
-                if s.iov.len() == IOV_MAX {
-                    break;
-                }
-            }
+            fill_iov(&mut s.iov, &s.chunks, s.sent, MAX_SEND);
             s.msg.msg_iov = s.iov.as_mut_ptr();
             s.msg.msg_iovlen = s.iov.len() as _;
             opcode::SendMsg::new(types::Fd(s.fd), &*s.msg as *const libc::msghdr)
@@ -383,11 +433,17 @@ impl Ring {
         self.push(e);
     }
 
-    /// Post a completion with `token` into another ring (a cross-shard wake-up).
-    pub fn msg_ring(&mut self, target_ring: RawFd, token: Token) {
-        let e = opcode::MsgRingData::new(types::Fd(target_ring), 0, token.encode(), None)
+    /// Wake shard `target` (whose ring is `target_ring`): post a `Kind::Wake` completion
+    /// (generation 0) into its ring. Success is silent; if the kernel could not post it, a
+    /// completion comes back to *this* ring as `Kind::Wake` with generation
+    /// [`WAKE_FAILED`] and `target` as index (see [`failed_wake`]), so the caller can try
+    /// again instead of leaving the target asleep.
+    pub fn wake(&mut self, target_ring: RawFd, target: usize) {
+        let wake = Token::simple(Kind::Wake);
+        let reply = Token::new(Kind::Wake, WAKE_FAILED, target as u32);
+        let e = opcode::MsgRingData::new(types::Fd(target_ring), 0, wake.encode(), None)
             .build()
-            .user_data(Token::simple(Kind::Ignore).encode())
+            .user_data(reply.encode())
             .flags(self.skip_success);
         self.push(e);
     }
@@ -396,13 +452,16 @@ impl Ring {
     /// slot as index. The ring owns the timespec (and keeps `cookie`) until
     /// [`Ring::complete_timer`].
     pub fn timer(&mut self, after: Duration, kind: Kind, generation: u32, cookie: u64) -> u32 {
-        let spec = types::Timespec::new()
-            .sec(after.as_secs())
-            .nsec(after.subsec_nanos());
+        let spec = Box::new(
+            types::Timespec::new()
+                .sec(after.as_secs())
+                .nsec(after.subsec_nanos()),
+        );
         let slot = self.timers.insert(TimerSlot { spec, cookie });
-        let spec_ptr: *const types::Timespec = &self.timers[slot].spec;
-        // The timespec lives in the slab until the completion; the kernel copies it at
-        // submission in any case, so slab reallocation cannot invalidate it mid-flight.
+        // The kernel reads the timespec when the entry is submitted, which is later than
+        // this (the next io_uring_enter, or a later one if the entry is held back): it is
+        // boxed, so it stays put until the completion even if the slab reallocates.
+        let spec_ptr: *const types::Timespec = &*self.timers[slot].spec;
         let e = opcode::Timeout::new(spec_ptr)
             .build()
             .user_data(Token::new(kind, generation, slot as u32).encode());
@@ -425,8 +484,16 @@ impl Ring {
         self.push(e);
     }
 
-    /// Submit queued entries and wait for at least one completion or `timeout`.
+    /// Submit queued entries (held-back ones first) and wait for at least one completion
+    /// or `timeout`. While entries are still held back, the wait is kept short so they are
+    /// retried soon.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.flush_backlog();
+        let timeout = if self.backlog.is_empty() {
+            timeout
+        } else {
+            Some(timeout.map_or(BACKLOG_RETRY, |t| t.min(BACKLOG_RETRY)))
+        };
         let res = match timeout {
             None => self.ring.submit_and_wait(1),
             Some(t) => {
@@ -473,6 +540,44 @@ impl Drop for Ring {
     }
 }
 
+/// The generation that marks a `Kind::Wake` completion as the outcome of a wake this ring
+/// posted (see [`Ring::wake`]); wakes received from others carry generation 0.
+const WAKE_FAILED: u32 = 1;
+
+/// If this completion reports that a wake we posted with [`Ring::wake`] failed, the shard
+/// it was meant for.
+pub(crate) fn failed_wake(token: Token, result: i32) -> Option<usize> {
+    (token.kind == Kind::Wake && token.generation == WAKE_FAILED && result < 0)
+        .then_some(token.index as usize)
+}
+
+/// Fill `iov` with the unsent part of `chunks` (skipping the first `sent` bytes): at most
+/// IOV_MAX iovecs and `max` bytes, the last one shortened if need be. The rest follows as
+/// a continuation.
+fn fill_iov(iov: &mut Vec<libc::iovec>, chunks: &[Chunk], sent: usize, max: usize) {
+    iov.clear();
+    let mut skip = sent;
+    let mut room = max;
+    for c in chunks {
+        let b = c.as_slice();
+        if skip >= b.len() {
+            skip -= b.len();
+            continue;
+        }
+        let part = &b[skip..];
+        skip = 0;
+        let len = part.len().min(room);
+        iov.push(libc::iovec {
+            iov_base: part.as_ptr() as *mut libc::c_void,
+            iov_len: len,
+        });
+        room -= len;
+        if room == 0 || iov.len() == IOV_MAX {
+            break;
+        }
+    }
+}
+
 /// Post a wake-up completion carrying `token` into each ring in `targets`, from a thread
 /// that has no ring of its own (shutdown requests, signal handling).
 pub(crate) fn wake_rings(targets: &[RawFd], token: Token) -> io::Result<()> {
@@ -488,4 +593,197 @@ pub(crate) fn wake_rings(targets: &[RawFd], token: Token) -> io::Result<()> {
     }
     ring.submit_and_wait(targets.len())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    /// Submit and collect completions until `done` says so or `limit` passes.
+    fn run_until(ring: &mut Ring, limit: Duration, mut done: impl FnMut(&mut Ring, Cqe) -> bool) {
+        let deadline = Instant::now() + limit;
+        let mut cqes = Vec::new();
+        loop {
+            assert!(Instant::now() < deadline, "timed out after {limit:?}");
+            ring.submit_and_wait(Some(Duration::from_millis(100)))
+                .expect("io_uring_enter");
+            cqes.clear();
+            ring.drain(&mut cqes);
+            for &c in &cqes {
+                if done(ring, c) {
+                    return;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn timer_spec_survives_slab_growth_before_submission() {
+        for _ in 0..20 {
+            let mut ring = Ring::new(64).expect("ring");
+            let first = ring.timer(Duration::from_millis(1), Kind::Timer, 0, 7);
+            // An allocation behind the timer slab, so the slab cannot grow in place...
+            let fence = vec![0u8; 128];
+            // ...then more timers before anything is submitted: the slab moves while the
+            // first entry still waits in the submission queue...
+            for i in 0..4 {
+                ring.timer(Duration::from_secs(3600), Kind::Timer, 0, i);
+            }
+            // ...and the block it left is likely handed out again and overwritten (the
+            // allocator reuses a freed block of the same size first).
+            let junk = vec![0xffu8; 128];
+            run_until(&mut ring, Duration::from_secs(5), |ring, c| {
+                let Some(t) = Token::decode(c.user_data) else {
+                    return false;
+                };
+                if t.index != first {
+                    return false;
+                }
+                assert_eq!(
+                    c.result,
+                    -libc::ETIME,
+                    "first timer completed with {}",
+                    c.result
+                );
+                assert_eq!(ring.complete_timer(t.index), Some(7));
+                true
+            });
+            drop((fence, junk));
+        }
+    }
+
+    /// Send `chunks` on a loopback connection; returns how many bytes the peer read.
+    fn send_all(chunks: Vec<Chunk>) -> u64 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            loop {
+                match server.read(&mut buf) {
+                    Ok(0) => return total,
+                    Ok(n) => total += n as u64,
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+        });
+        let mut ring = Ring::new(8).expect("ring");
+        ring.send(client.as_raw_fd(), Token::simple(Kind::Send), chunks);
+        run_until(&mut ring, Duration::from_secs(60), |ring, c| {
+            let Some(t) = Token::decode(c.user_data) else {
+                return false;
+            };
+            if t.kind != Kind::Send {
+                return false;
+            }
+            match ring.complete_send(t.index, c.result) {
+                SendDone::Continuing => {
+                    assert!(c.result != 0, "a send made no progress");
+                    false
+                }
+                SendDone::Complete { .. } => true,
+                SendDone::Failed { errno, .. } => panic!("send failed: errno {errno}"),
+            }
+        });
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        reader.join().expect("reader")
+    }
+
+    #[test]
+    fn sends_longer_than_one_operation_takes_are_continued() {
+        // Zeroed allocations this large are mapped lazily: sending them reads the shared
+        // zero page, so the test costs time (GBs through loopback), not memory.
+        let big = MAX_SEND + 2;
+        assert_eq!(send_all(vec![Chunk::Owned(vec![0u8; big])]), big as u64);
+        let vectored = vec![
+            Chunk::Owned(vec![0u8; big]),
+            Chunk::Shared(bytes::Bytes::from_static(b"end")),
+        ];
+        assert_eq!(send_all(vectored), big as u64 + 3);
+    }
+
+    #[test]
+    fn push_gives_up_when_submission_keeps_failing() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // A disabled ring refuses every io_uring_enter (EBADFD) until it is enabled.
+            let mut b = IoUring::<squeue::Entry, cqueue::Entry>::builder();
+            b.setup_r_disabled();
+            let io = b.build(4).expect("ring");
+            let mut ring = Ring::with_ring(io, Features::default()).expect("ring");
+            for i in 0..10 {
+                ring.timer(Duration::from_millis(1), Kind::Timer, 0, i);
+            }
+            let _ = tx.send(());
+            ring.submitter().register_enable_rings().expect("enable");
+            let mut cookies = Vec::new();
+            run_until(&mut ring, Duration::from_secs(5), |ring, c| {
+                let t = Token::decode(c.user_data).expect("token");
+                assert_eq!(c.result, -libc::ETIME);
+                cookies.extend(ring.complete_timer(t.index));
+                cookies.len() == 10
+            });
+            cookies.sort_unstable();
+            assert_eq!(cookies, (0..10).collect::<Vec<u64>>());
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("pushing into a full queue that cannot be submitted returns");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("entries held back are submitted once the kernel takes them");
+    }
+
+    #[test]
+    fn iovecs_stop_at_the_byte_and_count_limits() {
+        let chunks: Vec<Chunk> = (0..3u8).map(|i| Chunk::Owned(vec![i; 10])).collect();
+        let lens = |sent, max| {
+            let mut iov = Vec::new();
+            fill_iov(&mut iov, &chunks, sent, max);
+            iov.iter().map(|v| v.iov_len).collect::<Vec<_>>()
+        };
+        assert_eq!(lens(0, MAX_SEND), vec![10, 10, 10]);
+        assert_eq!(lens(5, 12), vec![5, 7]);
+        assert_eq!(lens(17, 12), vec![3, 9]);
+        assert_eq!(lens(25, 12), vec![5]);
+        assert_eq!(lens(10, 10), vec![10]);
+        let mut iov = Vec::new();
+        fill_iov(&mut iov, &chunks, 13, 12);
+        assert_eq!(
+            iov[0].iov_base as *const u8,
+            chunks[1].as_slice()[3..].as_ptr()
+        );
+        let many: Vec<Chunk> = (0..IOV_MAX + 5).map(|_| Chunk::Owned(vec![0; 1])).collect();
+        fill_iov(&mut iov, &many, 0, MAX_SEND);
+        assert_eq!(iov.len(), IOV_MAX);
+    }
+
+    #[test]
+    fn a_failed_wake_comes_back_naming_its_target() {
+        let mut ring = Ring::new(8).expect("ring");
+        let mut other = Ring::new(8).expect("ring");
+        // Not an io_uring: the kernel cannot post into it.
+        let not_a_ring = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+        ring.wake(other.fd(), 2);
+        ring.wake(not_a_ring.as_raw_fd(), 3);
+        let mut failed = Vec::new();
+        run_until(&mut ring, Duration::from_secs(5), |_, c| {
+            let t = Token::decode(c.user_data).expect("token");
+            assert_eq!(t.kind, Kind::Wake);
+            failed.extend(failed_wake(t, c.result));
+            !failed.is_empty()
+        });
+        assert_eq!(failed, vec![3]);
+        // The wake that worked arrived as a plain wake, which is not a failure.
+        run_until(&mut other, Duration::from_secs(5), |_, c| {
+            let t = Token::decode(c.user_data).expect("token");
+            assert_eq!(t, Token::simple(Kind::Wake));
+            assert_eq!(failed_wake(t, c.result), None);
+            true
+        });
+    }
 }
