@@ -125,6 +125,12 @@ pub trait Handler: Sized + 'static {
     /// handed to other shards.
     fn on_turn_end(&mut self, _ctx: &mut Ctx<Self>) {}
 
+    /// Asked right before the shard sleeps: whether something published by another
+    /// thread (see [`crate::RemoteWaker`]) needs a turn now. Must be cheap (an atomic load).
+    fn needs_turn(&self) -> bool {
+        false
+    }
+
     /// Whether a connection still waits for work it started (e.g. replies from other
     /// shards). A graceful close waits until this is false.
     fn is_busy(&self, _state: &Self::Conn) -> bool {

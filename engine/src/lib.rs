@@ -47,7 +47,7 @@ pub use affinity::allowed_cores;
 pub use config::EngineConfig;
 pub use error::EngineError;
 pub use handler::{ConnId, Handler, Input, ShardId, ShardInfo};
-pub use runtime::{start, EngineHandle};
+pub use runtime::{start, EngineHandle, RemoteWaker};
 pub use shard::{ConnMeta, Ctx, ShardStats, TimerId};
 pub use signal::{block_shutdown_signals, wait_for_shutdown_signal};
 pub use sys::Features;

@@ -27,6 +27,40 @@ pub(crate) struct Shared {
     pub ring_fds: OnceLock<Vec<RawFd>>,
 }
 
+/// Wakes shards from a thread that is not a shard, through its own persistent io_uring
+/// (MSG_RING). Publish first (an atomic store), then call [`RemoteWaker::wake`]: a shard
+/// that is about to sleep either sees the published value in [`Handler::needs_turn`] or
+/// gets the wake-up (the same park/check handshake shards use among themselves), so no
+/// update is ever slept through; a shard that is busy is not woken at all.
+///
+/// [`Handler::needs_turn`]: crate::Handler::needs_turn
+pub struct RemoteWaker {
+    shared: Arc<Shared>,
+    ring: std::sync::Mutex<crate::sys::WakeRing>,
+}
+
+impl RemoteWaker {
+    /// Make sure shard `shard` runs a loop turn soon (a no-op if it is awake).
+    pub fn wake(&self, shard: usize) {
+        let Some(parking) = self.shared.parking.get(shard) else {
+            return;
+        };
+        if !parking.needs_wake() {
+            return;
+        }
+        let Some(fd) = self.shared.ring_fds.get().and_then(|fds| fds.get(shard).copied()) else {
+            return;
+        };
+        let mut ring = match self.ring.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Err(e) = ring.wake(fd, Token::simple(Kind::Wake)) {
+            tracing::warn!("could not wake shard {shard}: {e}");
+        }
+    }
+}
+
 /// A running engine.
 pub struct EngineHandle {
     local_addr: Option<SocketAddr>,
@@ -64,6 +98,16 @@ impl EngineHandle {
                 tracing::warn!("could not wake shards for shutdown: {e}");
             }
         }
+    }
+
+    /// A waker for threads outside the engine (a log writer, a timer thread) that publish
+    /// something shards read (e.g. an atomic) and must make sure a sleeping shard looks
+    /// at it: see [`RemoteWaker`].
+    pub fn remote_waker(&self) -> std::io::Result<RemoteWaker> {
+        Ok(RemoteWaker {
+            shared: Arc::clone(&self.shared),
+            ring: std::sync::Mutex::new(crate::sys::WakeRing::new()?),
+        })
     }
 
     /// Wait for every shard thread to finish.

@@ -195,7 +195,10 @@ impl<H: Handler> Shard<H> {
         }
         let parking = &self.ctx.shared.parking[self.ctx.shard];
         parking.park();
-        if self.ctx.mail.inbound_pending() || std::mem::take(&mut self.ctx.run_again) {
+        if self.ctx.mail.inbound_pending()
+            || std::mem::take(&mut self.ctx.run_again)
+            || self.handler.needs_turn()
+        {
             timeout = Some(Duration::ZERO);
         }
         let res = self.ctx.ring.submit_and_wait(timeout);

@@ -9,7 +9,7 @@ mod token;
 
 pub(crate) use bufring::BufRing;
 pub use probe::Features;
-pub(crate) use ring::{failed_wake, wake_rings, Chunk, Cqe, Ring, SendDone};
+pub(crate) use ring::{failed_wake, wake_rings, Chunk, Cqe, Ring, SendDone, WakeRing};
 pub(crate) use token::{Kind, Token};
 
 use std::os::fd::{FromRawFd, OwnedFd};

@@ -580,6 +580,39 @@ fn fill_iov(iov: &mut Vec<libc::iovec>, chunks: &[Chunk], sent: usize, max: usiz
 
 /// Post a wake-up completion carrying `token` into each ring in `targets`, from a thread
 /// that has no ring of its own (shutdown requests, signal handling).
+/// A small persistent ring for threads that are not shards (e.g. a log writer) to wake
+/// shard rings with MSG_RING, without making a ring per wake.
+pub(crate) struct WakeRing {
+    ring: IoUring,
+}
+
+impl WakeRing {
+    pub(crate) fn new() -> io::Result<Self> {
+        Ok(WakeRing {
+            ring: IoUring::new(4)?,
+        })
+    }
+
+    /// Post one wake-up completion carrying `token` to the ring `target` and wait until the
+    /// kernel delivered it.
+    pub(crate) fn wake(&mut self, target: RawFd, token: Token) -> io::Result<()> {
+        let e = opcode::MsgRingData::new(types::Fd(target), 0, token.encode(), None).build();
+        // SAFETY: a message-ring entry carries no pointers into our memory.
+        if unsafe { self.ring.submission().push(&e) }.is_err() {
+            return Err(io::Error::other("wake ring full"));
+        }
+        self.ring.submit_and_wait(1)?;
+        let mut result = 0;
+        for cqe in self.ring.completion() {
+            result = cqe.result();
+        }
+        if result < 0 {
+            return Err(io::Error::from_raw_os_error(-result));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn wake_rings(targets: &[RawFd], token: Token) -> io::Result<()> {
     let mut ring = IoUring::new((targets.len() as u32).next_power_of_two().max(2))?;
     for &fd in targets {
