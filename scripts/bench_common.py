@@ -125,3 +125,50 @@ def percentile(values, p):
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(len(s) * p / 100.0))]
+
+
+# --- Additions for scripts/bounded-work.py (generic; the helpers above are unchanged) ---
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(cmd, port, cpu=SERVER_CPU, timeout=10.0, name=None):
+    """Start `cmd` under `taskset -c cpu` and wait until it answers PING on `port`.
+    Raises RuntimeError (with the tail of its stderr) if it exits or does not answer in time."""
+    import tempfile
+    name = name or os.path.basename(cmd[0])
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen(["taskset", "-c", str(cpu)] + list(cmd), stdout=subprocess.DEVNULL, stderr=err)
+    proc.stderr_file = err
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=1.0)
+            try:
+                s.sendall(b"*1\r\n$4\r\nPING\r\n")
+                if s.recv(64).startswith(b"+PONG") and proc.poll() is None:
+                    return proc
+            finally:
+                s.close()
+        except OSError:
+            time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    err.seek(0)
+    tail = err.read()[-2000:].decode(errors="replace").strip()
+    raise RuntimeError(f"{name} did not start on port {port} (exit code {proc.returncode}): {tail or 'no stderr'}")
+
+
+def median(values):
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2

@@ -37,12 +37,85 @@ pub struct Args {
     /// Largest bulk argument in bytes.
     #[arg(long, default_value_t = 512 * 1024 * 1024)]
     pub proto_max_bulk_len: usize,
-    /// Most bytes buffered for one client's incomplete request.
-    #[arg(long, default_value_t = 1 << 30)]
+    /// Most bytes buffered for one client's incomplete request (bytes, or with a
+    /// k/kb/m/mb/g/gb suffix as in redis.conf).
+    #[arg(long, default_value = "1gb", value_parser = parse_memory)]
     pub client_query_buffer_limit: usize,
+    /// Refuse clients from other hosts when bound to a non-loopback address without a
+    /// password (yes/no).
+    #[arg(long, default_value = "yes", value_parser = parse_yes_no)]
+    pub protected_mode: bool,
+    /// Disconnect a client whose unsent output passes these limits, as in redis.conf:
+    /// `CLASS HARD SOFT SECONDS` (class `normal`; sizes with k/mb/gb suffixes; 0 = none).
+    /// May be given more than once.
+    #[arg(long, value_parser = parse_output_limit)]
+    pub client_output_buffer_limit: Vec<(String, OutputLimit)>,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
+}
+
+/// One class's output buffer limit (`client-output-buffer-limit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputLimit {
+    /// Disconnect at once past this many bytes (0: no limit).
+    pub hard: usize,
+    /// Disconnect when over this many bytes for `soft_seconds` (0: no limit).
+    pub soft: usize,
+    /// How long the soft limit may be exceeded.
+    pub soft_seconds: u64,
+}
+
+/// A memory size as redis.conf writes it: `1024`, `64k`, `64kb`, `10mb`, `1gb` (k = 1000,
+/// kb = 1024, and so on, as in Redis).
+pub fn parse_memory(s: &str) -> Result<usize, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("invalid memory size '{s}'"))?;
+    let mul: usize = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(format!("invalid memory size '{s}'")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("memory size '{s}' is too large"))
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("expected yes or no, got '{s}'")),
+    }
+}
+
+fn parse_output_limit(s: &str) -> Result<(String, OutputLimit), String> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let [class, hard, soft, secs] = words[..] else {
+        return Err("expected CLASS HARD SOFT SECONDS, e.g. 'normal 0 0 0'".into());
+    };
+    let class = class.to_ascii_lowercase();
+    if !matches!(class.as_str(), "normal" | "pubsub" | "replica" | "slave") {
+        return Err(format!("unknown client class '{class}'"));
+    }
+    let limit = OutputLimit {
+        hard: parse_memory(hard)?,
+        soft: parse_memory(soft)?,
+        soft_seconds: secs
+            .parse()
+            .map_err(|_| format!("invalid seconds '{secs}'"))?,
+    };
+    Ok((class, limit))
 }
 
 /// Settings shared read-only by every shard.
@@ -64,6 +137,10 @@ pub struct ServerConfig {
     pub query_buffer_limit: usize,
     /// When the server started (INFO uptime).
     pub started: Instant,
+    /// Refuse non-loopback clients (bound beyond loopback, no password).
+    pub protected: bool,
+    /// Output limit of normal clients.
+    pub output_limit_normal: OutputLimit,
 }
 
 impl ServerConfig {
@@ -81,11 +158,44 @@ impl ServerConfig {
             },
             query_buffer_limit: args.client_query_buffer_limit,
             started: Instant::now(),
+            protected: args.protected_mode
+                && args.requirepass.is_none()
+                && !args.bind.is_loopback(),
+            output_limit_normal: args
+                .client_output_buffer_limit
+                .iter()
+                .rev()
+                .find(|(c, _)| c == "normal")
+                .map(|(_, l)| *l)
+                .unwrap_or_default(),
         }
     }
 
     /// The idle timeout as a duration.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.timeout > 0).then(|| Duration::from_secs(self.timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_read_as_in_redis_conf() {
+        assert_eq!(parse_memory("1024"), Ok(1024));
+        assert_eq!(parse_memory("10mb"), Ok(10 << 20));
+        assert_eq!(parse_memory("10M"), Ok(10_000_000));
+        assert_eq!(parse_memory("1gb"), Ok(1 << 30));
+        assert!(parse_memory("ten").is_err());
+        assert!(parse_memory("5tb").is_err());
+    }
+
+    #[test]
+    fn output_limits_parse_like_redis() {
+        let (class, l) = parse_output_limit("pubsub 32mb 8mb 60").unwrap();
+        assert_eq!(class, "pubsub");
+        assert_eq!((l.hard, l.soft, l.soft_seconds), (32 << 20, 8 << 20, 60));
+        assert!(parse_output_limit("normal 0 0").is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! One shard's keyspace: the engine's TTL map behind the one choke point every read and
-//! every mutation of a shard's data passes. Mutations (`write`, `remove`, `set_deadline`,
-//! `clear`) are where WATCH invalidation hooks in (and where journaling and memory
-//! accounting will); nothing outside this module touches the map directly.
+//! every mutation of a shard's data passes. Mutations (`write`, `append`, `setrange`,
+//! `remove`, `set_deadline`, `clear`) are where WATCH invalidation hooks in (and where
+//! journaling and memory accounting will); nothing outside this module touches the map
+//! directly.
 
 use bytes::Bytes;
 use coreshard_engine::ttl::{ExpireStep, TtlMap, ValueRef};
@@ -62,11 +63,6 @@ impl Db {
         self.map.len()
     }
 
-    /// Whether no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// Keys with a deadline.
     pub fn with_deadline(&self) -> usize {
         self.map.with_deadline()
@@ -104,6 +100,22 @@ impl Db {
         self.map.insert(key, value.as_ref(), deadline, now);
     }
 
+    /// Append `data` to a key's value, creating the key (without a deadline) if absent; an
+    /// existing deadline is kept. Returns the new length. Grows the value in place with
+    /// spare capacity (see [`TtlMap::append`]); the caller enforces the length limit.
+    pub fn append(&mut self, key: &[u8], data: &[u8], now: u64) -> usize {
+        self.watch.touch(key);
+        self.map.append(key, data, now)
+    }
+
+    /// Overwrite a key's value from `offset` with `data`, zero-padding it as needed, or
+    /// create the key (without a deadline); an existing deadline is kept. Returns the new
+    /// length. Edits in place (see [`TtlMap::setrange`]); the caller enforces the limit.
+    pub fn setrange(&mut self, key: &[u8], offset: usize, data: &[u8], now: u64) -> usize {
+        self.watch.touch(key);
+        self.map.setrange(key, offset, data, now)
+    }
+
     /// Remove a live key, returning its value and deadline.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Bytes, u64)> {
         let old = self.map.remove(key, now);
@@ -122,9 +134,11 @@ impl Db {
         found
     }
 
-    /// Remove every key.
-    pub fn clear(&mut self) {
-        self.watch.touch_all();
+    /// Remove every key. Watched keys that existed count as modified (as in Redis, a
+    /// watched key that did not exist is not).
+    pub fn clear(&mut self, now: u64) {
+        let map = &mut self.map;
+        self.watch.touch_where(|k| map.contains(k, now));
         self.map.clear();
     }
 

@@ -5,8 +5,8 @@ mod config;
 mod db;
 mod glob;
 mod routing;
-mod watch;
 mod server;
+mod watch;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,6 +19,39 @@ use config::{Args, ServerConfig};
 use routing::SlotTable;
 use server::Server;
 
+/// Output a connection may have unsent before the engine stops reading from it.
+const OUTPUT_PAUSE_BYTES: usize = 4 << 20;
+/// File descriptors kept beyond clients (listeners, rings, logs), as Redis reserves 32.
+const RESERVED_FDS: u64 = 32;
+
+/// `maxclients` fitted to the open-file limit: raise the soft limit as far as allowed,
+/// then lower maxclients with a warning if it still does not fit (as Redis does).
+fn fit_maxclients(wanted: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let need = wanted as u64 + RESERVED_FDS;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted;
+    };
+    if soft >= need {
+        return wanted;
+    }
+    let target = need.min(hard);
+    let have = if setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_ok() {
+        target
+    } else {
+        soft
+    };
+    if have >= need {
+        return wanted;
+    }
+    let fitted = have.saturating_sub(RESERVED_FDS).max(1) as usize;
+    tracing::warn!(
+        "maxclients {wanted} needs {need} open files but the limit is {have}; \
+         maxclients has been reduced to {fitted} (raise `ulimit -n` to serve more)"
+    );
+    fitted
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let filter = args.log_level.parse().unwrap_or(tracing::Level::INFO);
@@ -30,14 +63,23 @@ fn main() -> ExitCode {
     block_shutdown_signals();
 
     let mut config = ServerConfig::from_args(&args);
+    config.maxclients = fit_maxclients(args.maxclients);
+    if config.protected {
+        tracing::warn!(
+            "protected mode: bound to {} without a password, so only loopback clients are \
+             accepted; set --requirepass or --protected-mode no to serve other hosts",
+            args.bind
+        );
+    }
     let engine_config = EngineConfig {
         listen: Some(config.listen),
         shards: args.shards,
         cores: args.cores.clone(),
         pin: !args.no_pin,
-        max_connections: args.maxclients,
+        max_connections: config.maxclients,
         idle_timeout: config.idle_timeout(),
         max_input_buffer: args.client_query_buffer_limit,
+        output_pause_bytes: OUTPUT_PAUSE_BYTES,
         ..EngineConfig::default()
     };
     let shards = if args.shards > 0 {

@@ -341,7 +341,7 @@ fn requirepass_gates_commands() {
     raw.cmd(&[b"GET", b"k"]);
     assert_eq!(raw.reply_str(), "-NOAUTH Authentication required.\r\n");
     raw.cmd(&[b"PING"]);
-    assert_eq!(raw.reply_str(), "+PONG\r\n");
+    assert_eq!(raw.reply_str(), "-NOAUTH Authentication required.\r\n");
     raw.cmd(&[b"AUTH", b"wrong"]);
     assert_eq!(
         raw.reply_str(),

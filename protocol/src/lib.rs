@@ -3,11 +3,13 @@
 //!
 //! The request parser never copies argument bytes: it returns slices of the caller's
 //! buffer. When a request is incomplete it returns `Ok(None)` and the caller keeps the
-//! unconsumed tail until more bytes arrive; parsing is restarted from the start of the
-//! request, which costs one header scan per argument (bulk payloads are skipped by length).
+//! unconsumed tail until more bytes arrive. [`parse_request`] then starts again from the
+//! first byte of the request; [`parse_request_resume`] continues where it stopped, using a
+//! per-connection [`ParseState`], so a request that arrives in many pieces costs time
+//! linear in its size (bulk payloads are skipped by length either way).
 //!
 //! ```
-//! use coreshard_protocol::{parse_request, Encoder, Limits, Protocol};
+//! use coreshard_protocol::{parse_request, parse_request_resume, Encoder, Limits, ParseState, Protocol};
 //!
 //! let wire = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n*1\r\n$4\r\nPI";
 //! let mut args = Vec::new();
@@ -16,6 +18,16 @@
 //! assert_eq!(args, [&b"GET"[..], &b"key"[..]]);
 //! // The second request is incomplete: nothing is consumed until the rest arrives.
 //! assert_eq!(parse_request(&wire[22..], &Limits::default(), &mut args).unwrap(), None);
+//!
+//! // The same, resumable: the state remembers how far the incomplete request got.
+//! let mut state = ParseState::default();
+//! let mut tail = wire[22..].to_vec();
+//! let mut args = Vec::new(); // arguments borrow the input: one vector per receive
+//! assert_eq!(parse_request_resume(&tail, &Limits::default(), &mut state, &mut args), Ok(None));
+//! tail.extend_from_slice(b"NG\r\n"); // more bytes of the same request arrive
+//! let mut args = Vec::new();
+//! assert_eq!(parse_request_resume(&tail, &Limits::default(), &mut state, &mut args), Ok(Some(14)));
+//! assert_eq!(args, [&b"PING"[..]]);
 //!
 //! let mut out = Vec::new();
 //! let mut enc = Encoder::new(&mut out, Protocol::Resp3);
@@ -34,5 +46,8 @@ mod value;
 
 pub use encode::{Encoder, Protocol};
 pub use error::ProtocolError;
-pub use request::{parse_i64_strict, parse_request, request_size_hint, split_inline_args, Limits};
+pub use request::{
+    parse_i64_strict, parse_request, parse_request_resume, request_size_hint, split_inline_args,
+    Limits, ParseState,
+};
 pub use value::{parse_value, Value};

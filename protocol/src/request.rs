@@ -31,23 +31,167 @@ impl Default for Limits {
 /// On success `args` holds the arguments (slices of `buf` except for inline arguments with
 /// escapes) and the return value is `Some(bytes consumed)`. An empty request (`*0`, a blank
 /// inline line) consumes its bytes and leaves `args` empty; callers skip it, like Redis.
-/// `Ok(None)` means more bytes are needed; nothing was consumed.
+/// `Ok(None)` means more bytes are needed; nothing was consumed and `args` is empty.
+///
+/// Every call starts from the first byte. A server that calls it again as more bytes of
+/// the same request arrive should use [`parse_request_resume`] instead, which does the
+/// same work once in total instead of once per call.
 pub fn parse_request<'a>(
     buf: &'a [u8],
     limits: &Limits,
     args: &mut Vec<Cow<'a, [u8]>>,
 ) -> Result<Option<usize>, ProtocolError> {
     args.clear();
-    match buf.first() {
+    let mut progress = Progress::default();
+    let result = match buf.first() {
         None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, limits, args),
-        Some(_) => parse_inline(buf, limits, args),
+        Some(b'*') => parse_multibulk(buf, limits, &mut progress, |start, end| {
+            args.push(Cow::Borrowed(&buf[start..end]));
+        }),
+        Some(_) => parse_inline(buf, limits, &mut progress, args),
+    };
+    if !matches!(result, Ok(Some(_))) {
+        args.clear();
     }
+    result
+}
+
+/// How far [`parse_request_resume`] got in an incomplete request: one per connection.
+///
+/// Offsets are relative to the start of the request, which stay valid because the caller
+/// passes the same request start (its unconsumed input) again with new bytes appended.
+/// Idle, it is a dozen words and owns no memory (`Default` does not allocate); while a
+/// request is pending it holds two offsets per complete argument.
+#[derive(Debug, Clone, Default)]
+pub struct ParseState {
+    progress: Progress,
+    /// `(start, end)` of each complete argument of the pending multibulk request.
+    offsets: Vec<(usize, usize)>,
+    /// Length of the input at the last call; a shorter input means the caller broke the
+    /// contract, and the state is dropped instead of trusting stale offsets.
+    seen: usize,
+}
+
+/// The resumable part of a parse, shared by [`parse_request`] (fresh each call) and
+/// [`parse_request_resume`] (kept in [`ParseState`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// Announced argument count; 0 until the `*<count>` line is parsed (a count of 0 or
+    /// less completes the request at once, so 0 never means "pending").
+    count: usize,
+    /// Arguments complete so far.
+    done: usize,
+    /// Start of the next element (its `$` line), once the count line is parsed.
+    pos: usize,
+    /// Where the search for the current line's end resumes: bytes before it were searched.
+    scan: usize,
+    /// Payload bounds of the current argument once its `$<len>` line is parsed.
+    bulk: Option<(usize, usize)>,
+    /// Bytes examined by line-end searches and number parsing (statistics; kept on reset).
+    examined: usize,
+}
+
+impl ParseState {
+    /// An idle state; the same as `ParseState::default()`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forget the pending request. [`parse_request_resume`] does this itself when a request
+    /// completes or fails; call it when the input is discarded some other way (for example
+    /// when the connection consumes everything because it is closing).
+    pub fn reset(&mut self) {
+        self.progress = Progress {
+            examined: self.progress.examined,
+            ..Progress::default()
+        };
+        self.seen = 0;
+        // Keep a small buffer for the next request; give a big one back.
+        if self.offsets.capacity() > 1024 {
+            self.offsets = Vec::new();
+        } else {
+            self.offsets.clear();
+        }
+    }
+
+    /// How many bytes the pending multibulk request takes at least, from the headers parsed
+    /// so far: the end of the argument whose payload is awaited, or else the bytes already
+    /// received. Lets a server size its buffer once for a large value. `None` when idle,
+    /// for inline requests and before the `*<count>` line is complete. After an `Ok(None)`
+    /// it equals [`request_size_hint`] on the same input, without rescanning it.
+    pub fn size_hint(&self) -> Option<usize> {
+        let p = &self.progress;
+        if p.count == 0 {
+            return None;
+        }
+        Some(match p.bulk {
+            Some((_, end)) => end.saturating_add(2),
+            None => self.seen,
+        })
+    }
+
+    /// Total bytes examined (searched for line ends, parsed as numbers) by every
+    /// [`parse_request_resume`] call with this state; not cleared by [`ParseState::reset`].
+    /// Bulk payloads are skipped by length and not counted. Resuming keeps this linear in
+    /// the input size however the input is split.
+    pub fn examined(&self) -> usize {
+        self.progress.examined
+    }
+}
+
+/// [`parse_request`] for input that arrives in pieces: the same results, errors and limits,
+/// but an incomplete request is resumed from `state` instead of parsed again from its first
+/// byte, so the total work is linear in the request's size however it is split.
+///
+/// Contract: `buf` always starts at the start of the request `state` describes (the
+/// unconsumed input), with any new bytes appended. After `Ok(Some(_))` or `Err(_)` the
+/// state is reset, ready for the next request. `args` is filled only on `Ok(Some(_))`.
+/// Input shorter than at the previous call breaks the contract and restarts the parse.
+pub fn parse_request_resume<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+    state: &mut ParseState,
+    args: &mut Vec<Cow<'a, [u8]>>,
+) -> Result<Option<usize>, ProtocolError> {
+    args.clear();
+    if buf.len() < state.seen {
+        state.reset();
+    }
+    let ParseState {
+        progress, offsets, ..
+    } = state;
+    let result = match buf.first() {
+        None => Ok(None),
+        Some(b'*') => parse_multibulk(buf, limits, progress, |start, end| {
+            offsets.push((start, end));
+        }),
+        Some(_) => parse_inline(buf, limits, progress, args),
+    };
+    match result {
+        Ok(None) => state.seen = buf.len(),
+        Ok(Some(_)) => {
+            args.extend(
+                state
+                    .offsets
+                    .iter()
+                    .map(|&(start, end)| Cow::Borrowed(&buf[start..end])),
+            );
+            state.reset();
+        }
+        Err(_) => {
+            args.clear();
+            state.reset();
+        }
+    }
+    result
 }
 
 /// How many bytes the (incomplete) multibulk request at the start of `buf` takes at least,
 /// from the headers received so far: lets a server size its buffer once for a large value
 /// instead of growing it chunk by chunk. `None` for inline or unparseable input.
+///
+/// This scans every header in `buf`; a caller that parses with [`parse_request_resume`]
+/// gets the same number from [`ParseState::size_hint`] without a scan.
 pub fn request_size_hint(buf: &[u8]) -> Option<usize> {
     if buf.first() != Some(&b'*') {
         return None;
@@ -117,67 +261,116 @@ pub fn parse_i64_strict(s: &[u8]) -> Option<i64> {
     }
 }
 
-fn parse_multibulk<'a>(
-    buf: &'a [u8],
+impl Progress {
+    /// [`find_crlf`] from `from`, resuming where the previous search of this line stopped.
+    fn line_end(&mut self, buf: &[u8], from: usize) -> Option<usize> {
+        let from = from.max(self.scan);
+        match find_crlf(buf, from) {
+            Some(cr) => {
+                self.examined += cr + 2 - from;
+                self.scan = 0;
+                Some(cr)
+            }
+            None => {
+                self.examined += buf.len() - from;
+                // No CRLF starts before the last byte, which may be a `\r`.
+                self.scan = from.max(buf.len().saturating_sub(1));
+                None
+            }
+        }
+    }
+
+    /// [`parse_i64_strict`], counted.
+    fn number(&mut self, digits: &[u8]) -> Option<i64> {
+        self.examined += digits.len();
+        parse_i64_strict(digits)
+    }
+}
+
+/// Parse (or continue) the multibulk request in `buf`, reporting each complete argument's
+/// payload bounds to `push` once, in order.
+fn parse_multibulk(
+    buf: &[u8],
     limits: &Limits,
-    args: &mut Vec<Cow<'a, [u8]>>,
+    p: &mut Progress,
+    mut push: impl FnMut(usize, usize),
 ) -> Result<Option<usize>, ProtocolError> {
-    let Some(cr) = find_crlf(buf, 1) else {
-        if buf.len() > limits.max_inline_len {
-            return Err(ProtocolError::MultibulkCountTooBig);
-        }
-        return Ok(None);
-    };
-    let count = parse_i64_strict(&buf[1..cr]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-    if count > limits.max_multibulk_len as i64 {
-        return Err(ProtocolError::InvalidMultibulkLength);
-    }
-    let mut pos = cr + 2;
-    if count <= 0 {
-        return Ok(Some(pos));
-    }
-    // Never trust the announced count for allocation: it may be a lie.
-    args.reserve((count as usize).min(1024));
-    for _ in 0..count {
-        let Some(&first) = buf.get(pos) else {
-            return Ok(None);
-        };
-        if first != b'$' {
-            return Err(ProtocolError::ExpectedBulk(first));
-        }
-        let Some(cr) = find_crlf(buf, pos + 1) else {
-            if buf.len() - pos > limits.max_inline_len {
-                return Err(ProtocolError::BulkCountTooBig);
+    if p.count == 0 {
+        let Some(cr) = p.line_end(buf, 1) else {
+            if buf.len() > limits.max_inline_len {
+                return Err(ProtocolError::MultibulkCountTooBig);
             }
             return Ok(None);
         };
-        let len = match parse_i64_strict(&buf[pos + 1..cr]) {
-            Some(n) if n >= 0 && n as u64 <= limits.max_bulk_len as u64 => n as usize,
-            _ => return Err(ProtocolError::InvalidBulkLength),
+        let count = p
+            .number(&buf[1..cr])
+            .ok_or(ProtocolError::InvalidMultibulkLength)?;
+        if count > limits.max_multibulk_len as i64 {
+            return Err(ProtocolError::InvalidMultibulkLength);
+        }
+        p.pos = cr + 2;
+        if count <= 0 {
+            return Ok(Some(p.pos));
+        }
+        // Never trust the announced count for allocation: it may be a lie. Nothing is
+        // reserved from it; storage grows with the arguments that actually arrive.
+        p.count = count as usize;
+    }
+    while p.done < p.count {
+        let (start, end) = match p.bulk {
+            Some(bounds) => bounds,
+            None => {
+                let Some(&first) = buf.get(p.pos) else {
+                    return Ok(None);
+                };
+                if first != b'$' {
+                    return Err(ProtocolError::ExpectedBulk(first));
+                }
+                let Some(cr) = p.line_end(buf, p.pos + 1) else {
+                    if buf.len() - p.pos > limits.max_inline_len {
+                        return Err(ProtocolError::BulkCountTooBig);
+                    }
+                    return Ok(None);
+                };
+                let len = match p.number(&buf[p.pos + 1..cr]) {
+                    Some(n) if n >= 0 && n as u64 <= limits.max_bulk_len as u64 => n as usize,
+                    _ => return Err(ProtocolError::InvalidBulkLength),
+                };
+                let start = cr + 2;
+                let bounds = (start, start.saturating_add(len));
+                p.bulk = Some(bounds);
+                bounds
+            }
         };
-        let start = cr + 2;
         // Like Redis, the two bytes after the payload are skipped, not checked.
-        let end = start + len;
-        if buf.len() < end + 2 {
+        if buf.len() < end.saturating_add(2) {
             return Ok(None);
         }
-        args.push(Cow::Borrowed(&buf[start..end]));
-        pos = end + 2;
+        push(start, end);
+        p.done += 1;
+        p.pos = end + 2;
+        p.bulk = None;
     }
-    Ok(Some(pos))
+    Ok(Some(p.pos))
 }
 
 fn parse_inline<'a>(
     buf: &'a [u8],
     limits: &Limits,
+    p: &mut Progress,
     args: &mut Vec<Cow<'a, [u8]>>,
 ) -> Result<Option<usize>, ProtocolError> {
-    let Some(nl) = memchr::memchr(b'\n', buf) else {
+    // Bytes before `p.scan` were searched for `\n` by an earlier call.
+    let from = p.scan.min(buf.len());
+    let Some(nl) = memchr::memchr(b'\n', &buf[from..]).map(|off| from + off) else {
+        p.examined += buf.len() - from;
+        p.scan = buf.len();
         if buf.len() > limits.max_inline_len {
             return Err(ProtocolError::InlineTooBig);
         }
         return Ok(None);
     };
+    p.examined += nl + 1 - from;
     if nl > limits.max_inline_len {
         return Err(ProtocolError::InlineTooBig);
     }
@@ -407,6 +600,44 @@ mod tests {
         assert_eq!(request_size_hint(&req), Some(header + 100_002));
         assert_eq!(request_size_hint(b"*2\r\n$3\r\nGET"), Some(13));
         assert_eq!(request_size_hint(b"PING\r\n"), None);
+    }
+
+    #[test]
+    fn resume_state_is_dropped_when_a_request_ends() {
+        let mut state = ParseState::new();
+        let mut wire = b"*3000\r\n".to_vec();
+        for _ in 0..2000 {
+            wire.extend_from_slice(b"$1\r\nx\r\n");
+        }
+        let r = parse_request_resume(&wire, &Limits::default(), &mut state, &mut Vec::new());
+        assert_eq!(r, Ok(None));
+        assert_eq!((state.progress.done, state.offsets.len()), (2000, 2000));
+        assert_eq!(state.size_hint(), Some(wire.len()));
+        // The request fails: nothing of it is kept, and a big offset buffer is given back.
+        wire.extend_from_slice(b"$-5\r\n");
+        let mut args = Vec::new();
+        let r = parse_request_resume(&wire, &Limits::default(), &mut state, &mut args);
+        assert_eq!(r, Err(ProtocolError::InvalidBulkLength));
+        assert!(args.is_empty());
+        assert_eq!(state.offsets.capacity(), 0);
+        assert_eq!(
+            (state.progress.count, state.progress.done, state.seen),
+            (0, 0, 0)
+        );
+        assert!(state.examined() >= 2000 * 4, "statistics survive a reset");
+        // A complete request leaves the state idle too.
+        let r = parse_request_resume(
+            b"*1\r\n$4\r\nPING\r\n",
+            &Limits::default(),
+            &mut state,
+            &mut args,
+        );
+        assert_eq!(r, Ok(Some(14)));
+        assert_eq!(
+            (state.progress.count, state.offsets.len(), state.seen),
+            (0, 0, 0)
+        );
+        assert_eq!(state.size_hint(), None);
     }
 
     #[test]

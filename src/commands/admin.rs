@@ -383,5 +383,10 @@ pub fn flush(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     if !ok {
         return s.error(ctx, conn, "ERR syntax error");
     }
-    s.broadcast(ctx, conn, || Op::Flush, Agg::AllOk);
+    if s.shards == 1 {
+        s.broadcast(ctx, conn, || Op::Flush, Agg::AllOk);
+    } else {
+        // Every shard at once, on the transaction locks: no transaction sees it half done.
+        s.begin_txn(ctx, conn, crate::server::txn::TxnKind::Flush);
+    }
 }

@@ -241,7 +241,8 @@ pub fn randomkey(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Arg
 /// RENAME/RENAMENX with both keys on one shard.
 fn rename_local(db: &mut Db, now: u64, a: &dyn ArgList, nx: bool) -> OpResult {
     let (src, dst) = (a.arg(1), a.arg(2));
-    let Some((value, deadline)) = db.get_with_deadline(src, now)
+    let Some((value, deadline)) = db
+        .get_with_deadline(src, now)
         .map(|(v, d)| (v.to_bytes(), d))
     else {
         return err("ERR no such key");
@@ -323,7 +324,8 @@ pub fn copy(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Ok(r) => r,
         Err(e) => return e,
     };
-    let Some((value, deadline)) = db.get_with_deadline(a.arg(1), now)
+    let Some((value, deadline)) = db
+        .get_with_deadline(a.arg(1), now)
         .map(|(v, d)| (v.to_bytes(), d))
     else {
         return OpResult::Int(0);

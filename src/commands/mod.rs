@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod connection;
 pub mod keyspace;
+pub mod multi;
 pub mod strings;
 
 use std::borrow::Cow;
@@ -129,6 +130,13 @@ impl Spec {
         }
     }
 
+    /// Whether `argc` arguments (the name included) fit the arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let n = argc as i64;
+        let a = i64::from(self.arity);
+        (a > 0 && n == a) || (a < 0 && n >= -a)
+    }
+
     /// Argument positions that are keys, for a request of `argc` arguments.
     pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
         let first = self.first_key.max(0) as usize;
@@ -152,6 +160,7 @@ const CONN: &str = "connection";
 const SRV: &str = "server";
 const STR: &str = "string";
 const GEN: &str = "generic";
+const TXN: &str = "transactions";
 const W: &[&str] = &["write", "denyoom"];
 const WF: &[&str] = &["write", "fast"];
 const WDF: &[&str] = &["write", "denyoom", "fast"];
@@ -165,7 +174,7 @@ const KPAIRS: (i32, i32, i32) = (1, -1, 2);
 
 /// Every command the server knows, in COMMAND order.
 pub static COMMANDS: &[Spec] = &[
-    Spec::new("ping", -1, &["fast", "stale"], NONE, (CONN, "1.0.0", "Returns the server's liveliness response."), connection::ping).no_auth(),
+    Spec::new("ping", -1, &["fast", "stale"], NONE, (CONN, "1.0.0", "Returns the server's liveliness response."), connection::ping),
     Spec::new("echo", 2, &["fast", "stale"], NONE, (CONN, "1.0.0", "Returns the given string."), connection::echo),
     Spec::new("quit", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NONE, (CONN, "1.0.0", "Closes the connection."), connection::quit).no_auth(),
     Spec::new("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NONE, (CONN, "6.0.0", "Handshakes with the server."), connection::hello).no_auth(),
@@ -220,6 +229,11 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("randomkey", 1, R, NONE, (GEN, "1.0.0", "Returns a random key name from the database."), keyspace::randomkey),
     Spec::keyed("rename", 3, &["write"], K12, (GEN, "1.0.0", "Renames a key and overwrites the destination."), keyspace::rename).cross(keyspace::rename_cross),
     Spec::keyed("renamenx", 3, WF, K12, (GEN, "1.0.0", "Renames a key only when the target key name doesn't exist."), keyspace::renamenx).cross(keyspace::renamenx_cross),
+    Spec::new("multi", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], NONE, (TXN, "1.2.0", "Starts a transaction."), multi::multi),
+    Spec::new("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"], NONE, (TXN, "1.2.0", "Executes all commands in a transaction."), multi::exec),
+    Spec::new("discard", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], NONE, (TXN, "2.0.0", "Discards a transaction."), multi::discard),
+    Spec::new("watch", -2, &["noscript", "loading", "stale", "fast", "allow_busy"], KALL, (TXN, "2.2.0", "Monitors changes to keys to determine the execution of a transaction."), multi::watch),
+    Spec::new("unwatch", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], NONE, (TXN, "2.2.0", "Forgets about watched keys of a transaction."), multi::unwatch),
     Spec::keyed("copy", -3, W, K12, (GEN, "6.2.0", "Copies the value of a key to a new key."), keyspace::copy).cross(keyspace::copy_cross),
 ];
 

@@ -312,10 +312,7 @@ pub fn msetnx(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     if a.len() % 2 == 0 {
         return err("ERR wrong number of arguments for 'msetnx' command");
     }
-    if (1..a.len())
-        .step_by(2)
-        .any(|i| db.contains(a.arg(i), now))
-    {
+    if (1..a.len()).step_by(2).any(|i| db.contains(a.arg(i), now)) {
         return OpResult::Int(0);
     }
     for i in (1..a.len()).step_by(2) {
@@ -342,18 +339,13 @@ pub fn msetnx_cross(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: A
 }
 
 pub fn append(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    let key = a.arg(1);
-    let (mut value, deadline) = match db.get_with_deadline(key, now) {
-        Some((v, d)) => (v.as_slice().to_vec(), d),
-        None => (Vec::new(), 0),
-    };
-    if value.len() + a.arg(2).len() > MAX_STRING {
+    let (key, data) = (a.arg(1), a.arg(2));
+    let current = db.get(key, now).map_or(0, |v| v.len());
+    if current.saturating_add(data.len()) > MAX_STRING {
         return err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
     }
-    value.extend_from_slice(a.arg(2));
-    let len = value.len();
-    db.write(key, &Value::Shared(Bytes::from(value)), deadline, now);
-    OpResult::Int(len as i64)
+    // Grows the stored value in place (amortised), keeping its deadline.
+    OpResult::Int(db.append(key, data, now) as i64)
 }
 
 pub fn strlen(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
@@ -400,23 +392,17 @@ pub fn setrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     }
     let key = a.arg(1);
     let patch = a.arg(3);
-    let current = db.get_with_deadline(key, now)
-        .map(|(v, d)| (v.as_slice().to_vec(), d));
     if patch.is_empty() {
-        return OpResult::Int(current.map_or(0, |(v, _)| v.len() as i64));
+        return OpResult::Int(db.get(key, now).map_or(0, |v| v.len() as i64));
     }
-    let offset = offset as usize;
+    let Ok(offset) = usize::try_from(offset) else {
+        return err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    };
     if offset.saturating_add(patch.len()) > MAX_STRING {
         return err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
     }
-    let (mut value, deadline) = current.unwrap_or_default();
-    if value.len() < offset + patch.len() {
-        value.resize(offset + patch.len(), 0);
-    }
-    value[offset..offset + patch.len()].copy_from_slice(patch);
-    let len = value.len();
-    db.write(key, &Value::Shared(Bytes::from(value)), deadline, now);
-    OpResult::Int(len as i64)
+    // Writes into the stored value in place (growing it amortised), keeping its deadline.
+    OpResult::Int(db.setrange(key, offset, patch, now) as i64)
 }
 
 fn incr_generic(db: &mut Db, now: u64, key: &[u8], by: i64) -> OpResult {
@@ -673,8 +659,7 @@ pub fn lcs_cross(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args
 
 pub fn delifeq(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let key = a.arg(1);
-    let equal = db.get(key, now)
-        .is_some_and(|v| v.as_slice() == a.arg(2));
+    let equal = db.get(key, now).is_some_and(|v| v.as_slice() == a.arg(2));
     if equal {
         db.remove(key, now);
     }

@@ -4,6 +4,8 @@ use bytes::Bytes;
 use coreshard_protocol::Protocol;
 
 use super::reply::ReplyQueue;
+use super::txn::WatchedKey;
+use crate::commands::multi::Queued;
 
 /// A client connection's protocol state.
 #[derive(Debug)]
@@ -26,4 +28,25 @@ pub struct ConnState {
     pub closing: bool,
     /// Replies owed, in request order.
     pub replies: ReplyQueue,
+    /// Input is paused until a transaction (or WATCH) in flight is decided.
+    pub held: bool,
+    /// Input is paused because too many replies are owed or the mailboxes are backed up.
+    pub backlogged: bool,
+    /// Inside MULTI: the queued commands, and whether one was refused (EXEC then aborts).
+    pub multi: Option<MultiState>,
+    /// Keys under WATCH.
+    pub watched: Vec<WatchedKey>,
+    /// How far the request being received has been parsed.
+    pub parse: coreshard_protocol::ParseState,
+    /// Since when the output has been over the soft output limit.
+    pub over_soft_since: Option<std::time::Instant>,
+}
+
+/// A MULTI block being queued.
+#[derive(Debug, Default)]
+pub struct MultiState {
+    /// Commands to run at EXEC.
+    pub queued: Vec<Queued>,
+    /// A command was refused while queueing: EXEC answers EXECABORT.
+    pub dirty: bool,
 }

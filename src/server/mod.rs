@@ -2,8 +2,9 @@
 //! command on the shard that owns its keys, and keep replies in request order.
 
 mod args;
-mod conn;
+pub mod conn;
 pub mod ops;
+mod preauth;
 pub mod reply;
 pub mod txn;
 
@@ -13,13 +14,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coreshard_engine::{ConnId, Ctx, Handler, Input, ShardId, ShardInfo};
-use coreshard_protocol::{parse_request, request_size_hint, Encoder, Protocol};
+use coreshard_protocol::{parse_request_resume, Encoder, ParseState, Protocol};
 
 pub use args::ArgList;
 pub use conn::ConnState;
 use ops::{unix_ms, Msg, Op, OpResult};
 use reply::{encode_result, Agg, ReplyQueue};
 use txn::{Locks, Txn};
+
+/// Redis's refusal of a non-loopback client in protected mode.
+const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Slots one KEYS step visits before yielding to I/O.
+const KEYS_STEP: usize = 4096;
+
+/// A KEYS walk over this shard's keys, answered when it reaches the end.
+struct KeysJob {
+    from: ShardId,
+    conn: ConnId,
+    seq: u64,
+    part: u32,
+    pattern: bytes::Bytes,
+    cursor: u64,
+    keys: Vec<bytes::Bytes>,
+}
+
+/// Replies a connection may owe before its input pauses (pipelines waiting on other
+/// shards); it resumes below half.
+const MAX_OWED_REPLIES: usize = 16 * 1024;
+/// Mailbox batches waiting in overflow queues before producing connections pause.
+const MAX_MAIL_BACKLOG: usize = 1024;
 
 use crate::commands::{self, Spec};
 use crate::config::ServerConfig;
@@ -82,6 +106,12 @@ pub struct Server {
     next_client: u64,
     /// The connection input being parsed, when shareable (large values keep slices of it).
     input: Option<bytes::Bytes>,
+    /// KEYS walks in progress, stepped between I/O.
+    keys_jobs: std::collections::VecDeque<KeysJob>,
+    /// Connections paused for owing too many replies or for mailbox backlog.
+    backlogged: Vec<ConnId>,
+    /// Clients from other hosts refused by protected mode, answered at the turn's end.
+    denied: Vec<ConnId>,
     expire_backlog: bool,
     expire_timer_armed: bool,
 }
@@ -103,6 +133,9 @@ impl Server {
             next_txn: 0,
             next_client: 0,
             input: None,
+            backlogged: Vec::new(),
+            keys_jobs: std::collections::VecDeque::new(),
+            denied: Vec::new(),
             expire_backlog: false,
             expire_timer_armed: false,
         }
@@ -128,6 +161,68 @@ impl Server {
         }
     }
 
+    /// Whether a command for this shard may run right now on the parsing path: no lock
+    /// or deferred work here, and nothing of this connection still in flight (which it
+    /// must not overtake).
+    fn local_ok(&self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
+        self.locks.is_clear() && ctx.state(conn).is_some_and(|s| s.replies.is_empty())
+    }
+
+    /// Pause `conn`'s input until a transaction (or WATCH) in flight is decided.
+    pub fn hold_until_answered(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) {
+        if let Some(state) = ctx.state(conn) {
+            state.held = true;
+            ctx.pause_input(conn);
+        }
+    }
+
+    /// The transaction (or WATCH) `conn` waited for is decided: read its input again.
+    pub fn release_hold(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) {
+        if let Some(state) = ctx.state(conn) {
+            if std::mem::take(&mut state.held) && !state.backlogged {
+                ctx.resume_input(conn);
+            }
+        }
+    }
+
+    /// Pause `conn` while it owes too many replies or the mailboxes are backed up.
+    fn check_backlog(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
+        let backlog = ctx.mail_backlog();
+        let Some(state) = ctx.state(conn) else {
+            return false;
+        };
+        if state.replies.len() >= MAX_OWED_REPLIES || backlog >= MAX_MAIL_BACKLOG {
+            if !state.backlogged {
+                state.backlogged = true;
+                self.backlogged.push(conn);
+            }
+            ctx.pause_input(conn);
+            return true;
+        }
+        false
+    }
+
+    /// Resume backlogged connections whose backlog shrank below half.
+    fn relieve_backlog(&mut self, ctx: &mut Ctx<Server>) {
+        if self.backlogged.is_empty() {
+            return;
+        }
+        let mail_ok = ctx.mail_backlog() < MAX_MAIL_BACKLOG / 2;
+        self.backlogged.retain(|&conn| {
+            let Some(state) = ctx.state(conn) else {
+                return false;
+            };
+            if !mail_ok || state.replies.len() >= MAX_OWED_REPLIES / 2 {
+                return true;
+            }
+            state.backlogged = false;
+            if !state.held {
+                ctx.resume_input(conn);
+            }
+            false
+        });
+    }
+
     /// Reply with an error (`msg` includes its code, e.g. `ERR ...`).
     pub fn error(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, msg: &str) {
         self.reply(ctx, conn, |e| e.error(msg));
@@ -147,9 +242,9 @@ impl Server {
         args: &[Cow<'_, [u8]>],
     ) {
         let key: &[u8] = &args[1];
-        if self.slots.shard_of(key) == self.shard && self.locks.is_clear() {
+        if self.slots.shard_of(key) == self.shard && self.local_ok(ctx, conn) {
             let now = unix_ms();
-            let in_order = ctx.state(conn).is_some_and(|s| s.replies.is_empty());
+            let in_order = true;
             match self.db.read(key, now) {
                 // A large value goes to the socket straight from the store, no copy.
                 Some(ValueRef::Shared(big)) if in_order && big.len() >= SHARED_REPLY_MIN => {
@@ -198,7 +293,7 @@ impl Server {
         let Some(keyed) = spec.keyed else {
             return self.error(ctx, conn, "ERR internal: command has no keyed form");
         };
-        if owner == self.shard && self.locks.is_clear() {
+        if owner == self.shard && self.local_ok(ctx, conn) {
             let local = args::Local {
                 args,
                 input: self.input.as_ref(),
@@ -228,14 +323,14 @@ impl Server {
         parts: Vec<(ShardId, Op<&[u8]>)>,
         agg: Agg,
     ) {
+        let local_ok = self.local_ok(ctx, conn);
         let Some(state) = ctx.state(conn) else { return };
         let proto = state.proto;
         let seq = state.replies.reserve(proto, parts.len() as u32, agg);
         for (part, (shard, op)) in parts.into_iter().enumerate() {
             let part = part as u32;
-            if shard == self.shard && self.locks.is_clear() {
-                let result = self.apply(ctx, op);
-                self.complete_part(ctx, conn, seq, part, result);
+            if shard == self.shard && local_ok {
+                self.run_part(ctx, self.shard, conn, seq, part, op);
             } else {
                 ctx.send(
                     shard,
@@ -287,6 +382,57 @@ impl Server {
         self.run_parts(ctx, conn, parts, agg);
     }
 
+    /// Run one part here and answer the shard whose connection asked for it. KEYS walks
+    /// the keyspace in bounded steps between I/O instead of all at once.
+    pub fn run_part<K: AsRef<[u8]>>(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        from: ShardId,
+        conn: ConnId,
+        seq: u64,
+        part: u32,
+        op: Op<K>,
+    ) {
+        if let Op::Keys(pattern) = op {
+            self.keys_jobs.push_back(KeysJob {
+                from,
+                conn,
+                seq,
+                part,
+                pattern,
+                cursor: 0,
+                keys: Vec::new(),
+            });
+            return self.step_keys(ctx);
+        }
+        let result = self.apply(ctx, op);
+        self.answer(ctx, from, conn, seq, part, result);
+    }
+
+    /// One bounded step of the oldest KEYS walk; keeps the shard turning while any remain.
+    fn step_keys(&mut self, ctx: &mut Ctx<Server>) {
+        let Some(job) = self.keys_jobs.front_mut() else {
+            return;
+        };
+        let now = unix_ms();
+        let pattern = job.pattern.clone();
+        let keys = &mut job.keys;
+        job.cursor = self.db.scan(job.cursor, KEYS_STEP, now, |k, _| {
+            if crate::glob::glob_match(&pattern, k, false) {
+                keys.push(bytes::Bytes::copy_from_slice(k));
+            }
+        });
+        if job.cursor == 0 {
+            if let Some(job) = self.keys_jobs.pop_front() {
+                let result = OpResult::Keys(job.keys);
+                self.answer(ctx, job.from, job.conn, job.seq, job.part, result);
+            }
+        }
+        if !self.keys_jobs.is_empty() {
+            ctx.run_again();
+        }
+    }
+
     /// Deliver a part's result to the shard whose connection asked for it.
     fn answer(
         &mut self,
@@ -321,8 +467,16 @@ impl Server {
         result: OpResult,
     ) {
         let Some(state) = ctx.state(conn) else { return };
+        let mut watched = false;
         if let Some((proto, agg)) = state.replies.complete_part(seq, part, result) {
-            let bytes = self.encode_agg(proto, agg);
+            let bytes = match agg {
+                Agg::Watch { got, .. } => {
+                    state.watched.extend(got);
+                    watched = true;
+                    b"+OK\r\n".to_vec()
+                }
+                agg => self.encode_agg(proto, agg),
+            };
             if let Some(state) = ctx.state(conn) {
                 state.replies.fill(seq, bytes);
             }
@@ -330,6 +484,40 @@ impl Server {
         if let Some((state, out)) = ctx.state_and_output(conn) {
             state.replies.drain_ready(out);
         }
+        if watched {
+            self.release_hold(ctx, conn);
+        }
+        self.over_output_limit(ctx, conn);
+    }
+
+    /// Enforce `client-output-buffer-limit` (normal class): past the hard limit, or over
+    /// the soft limit for its whole period, the client is dropped as Redis does.
+    fn over_output_limit(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
+        let limit = self.config.output_limit_normal;
+        if limit.hard == 0 && limit.soft == 0 {
+            return false;
+        }
+        let unsent = ctx.unsent_output(conn);
+        let now = ctx.now();
+        let Some(state) = ctx.state(conn) else {
+            return true;
+        };
+        let mut over = limit.hard > 0 && unsent >= limit.hard;
+        if limit.soft > 0 && unsent >= limit.soft {
+            let since = *state.over_soft_since.get_or_insert(now);
+            over |= now.saturating_duration_since(since).as_secs() >= limit.soft_seconds;
+        } else {
+            state.over_soft_since = None;
+        }
+        if over {
+            tracing::warn!(
+                "client id={} closed for overcoming of output buffer limits ({unsent} bytes)",
+                state.id
+            );
+            state.closing = true;
+            ctx.abort(conn);
+        }
+        over
     }
 
     fn encode_agg(&mut self, proto: Protocol, agg: Agg) -> Vec<u8> {
@@ -369,7 +557,11 @@ impl Server {
     }
 
     fn execute(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, args: &[Cow<'_, [u8]>]) {
-        let Some(spec) = commands::lookup(&args[0]) else {
+        let spec = commands::lookup(&args[0]);
+        if commands::multi::queue_if_in_multi(self, ctx, conn, spec, args) {
+            return;
+        }
+        let Some(spec) = spec else {
             let msg = commands::unknown_command_error(args);
             self.error(ctx, conn, &msg);
             return;
@@ -379,8 +571,7 @@ impl Server {
             self.error(ctx, conn, "NOAUTH Authentication required.");
             return;
         }
-        let n = args.len() as i32;
-        if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        if !spec.arity_ok(args.len()) {
             let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
             self.error(ctx, conn, &msg);
             return;
@@ -414,13 +605,17 @@ pub fn client_list_lines(ctx: &Ctx<Server>, only: Option<ConnId>) -> String {
             .map(|a| a.to_string())
             .unwrap_or_else(|| "?".into());
         text.push_str(&format!(
-            "id={} addr={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl={} cmd={} user=default resp={} lib-name={} lib-ver={}\n",
+            "id={} addr={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi={} watch={} qbuf={} obl={} oll=0 omem={} cmd={} user=default resp={} lib-name={} lib-ver={}\n",
             s.id,
             addr,
             show(&s.name),
             now.saturating_duration_since(meta.created).as_secs(),
             now.saturating_duration_since(meta.last_active).as_secs(),
+            if s.multi.is_some() { "x" } else { "N" },
+            s.multi.as_ref().map_or(-1, |m| m.queued.len() as i64),
+            s.watched.len(),
             meta.input_buffered,
+            meta.output_buffered,
             meta.output_buffered,
             s.last_cmd,
             if s.proto == Protocol::Resp3 { 3 } else { 2 },
@@ -447,6 +642,15 @@ impl Handler for Server {
     }
 
     fn on_turn_end(&mut self, ctx: &mut Ctx<Self>) {
+        for conn in std::mem::take(&mut self.denied) {
+            ctx.write(conn, PROTECTED_MODE_DENIED);
+            if let Some(s) = ctx.state(conn) {
+                s.closing = true;
+            }
+            ctx.close(conn);
+        }
+        self.relieve_backlog(ctx);
+        self.step_keys(ctx);
         // Mass expiry is reclaimed one bounded step per loop turn, between I/O, so it never
         // stalls the shard's connections; while due keys remain the shard keeps turning
         // instead of sleeping. A periodic tick looks for newly due keys.
@@ -465,9 +669,12 @@ impl Handler for Server {
     fn on_open(
         &mut self,
         _ctx: &mut Ctx<Self>,
-        _conn: ConnId,
-        _peer: Option<SocketAddr>,
+        conn: ConnId,
+        peer: Option<SocketAddr>,
     ) -> ConnState {
+        if self.config.protected && !peer.is_some_and(|p| p.ip().is_loopback()) {
+            self.denied.push(conn);
+        }
         self.next_client += 1;
         ConnState {
             id: (self.next_client - 1) * self.shards as u64 + self.shard as u64 + 1,
@@ -479,6 +686,12 @@ impl Handler for Server {
             last_cmd: "NULL",
             closing: false,
             replies: ReplyQueue::default(),
+            held: false,
+            backlogged: false,
+            multi: None,
+            watched: Vec::new(),
+            over_soft_since: None,
+            parse: ParseState::default(),
         }
     }
 
@@ -490,20 +703,58 @@ impl Handler for Server {
         let mut pos = 0;
         while pos < data.len() {
             if ctx.state(conn).is_none_or(|s| s.closing) {
+                if let Some(s) = ctx.state(conn) {
+                    s.parse.reset();
+                }
                 pos = data.len();
                 break;
             }
-            match parse_request(&data[pos..], &limits, &mut args) {
+            if !ctx.state(conn).is_some_and(|s| s.authed) {
+                if let Some(msg) = preauth::violation(&data[pos..]) {
+                    self.error(ctx, conn, msg);
+                    if let Some(s) = ctx.state(conn) {
+                        s.closing = true;
+                    }
+                    ctx.close(conn);
+                    pos = data.len();
+                    break;
+                }
+            }
+            // Resumes where the last call stopped: ingest is linear in bytes however the
+            // request is split (the engine keeps `data[pos..]` from the same first byte).
+            let Some(state) = ctx.state(conn) else { break };
+            let parsed = parse_request_resume(&data[pos..], &limits, &mut state.parse, &mut args);
+            let hint = state.parse.size_hint();
+            match parsed {
                 Ok(Some(n)) => {
                     pos += n;
                     if !args.is_empty() {
                         self.execute(ctx, conn, &args);
                     }
+                    // Stop at a transaction in flight (held), full output (the engine
+                    // pauses until it drains) or a backlog; the rest is kept, in order.
+                    if ctx.input_paused(conn)
+                        || self.over_output_limit(ctx, conn)
+                        || ctx.output_full(conn)
+                        || self.check_backlog(ctx, conn)
+                    {
+                        break;
+                    }
                 }
                 Ok(None) => {
                     // A large request arriving in pieces: have its buffer sized once.
-                    if let Some(total) = request_size_hint(&data[pos..]) {
-                        if total >= args::BIG_ARG {
+                    if let Some(total) = hint {
+                        if total > self.config.query_buffer_limit {
+                            // Announced past client-query-buffer-limit: Redis drops the
+                            // client rather than buffer it.
+                            tracing::warn!(
+                                "closing client that announced a {total} byte request, over \
+                                 client-query-buffer-limit ({} bytes)",
+                                self.config.query_buffer_limit
+                            );
+                            ctx.abort(conn);
+                            pos = data.len();
+                        } else if total >= args::BIG_ARG {
                             ctx.expect_input(conn, total);
                         }
                     }
@@ -534,8 +785,7 @@ impl Handler for Server {
                 op,
             } => {
                 if let Some(op) = self.defer_if_locked(from, conn, seq, part, op) {
-                    let result = self.apply(ctx, op);
-                    self.answer(ctx, from, conn, seq, part, result);
+                    self.run_part(ctx, from, conn, seq, part, op);
                 }
             }
             Msg::Reply {
@@ -544,10 +794,19 @@ impl Handler for Server {
                 part,
                 result,
             } => self.complete_part(ctx, conn, seq, part, result),
-            Msg::Lock { txn, keys } => self.on_lock(ctx, from, txn, keys),
+            Msg::Lock { txn, keys, all } => self.on_lock(ctx, from, txn, keys, all),
             Msg::Locked { txn, entries } => self.on_locked(ctx, txn, entries),
-            Msg::Commit { txn, writes } => self.on_commit(ctx, txn, writes),
+            Msg::Commit { txn, writes, flush } => self.on_commit(ctx, txn, writes, flush),
+            Msg::Unwatch { keys } => {
+                for k in keys {
+                    self.db.watch.unwatch(&k);
+                }
+            }
         }
+    }
+
+    fn on_close(&mut self, ctx: &mut Ctx<Self>, _conn: ConnId, state: ConnState) {
+        self.forget_watches(ctx, &state.watched);
     }
 
     fn is_busy(&self, state: &ConnState) -> bool {

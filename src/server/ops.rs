@@ -8,7 +8,7 @@ use bytes::Bytes;
 use coreshard_engine::{ConnId, Ctx};
 use coreshard_protocol::Value;
 
-use super::txn::{TxnId, Write};
+use super::txn::{LockedEntry, TxnId, Write};
 use super::Server;
 use crate::commands::Spec;
 use crate::db::Db;
@@ -51,6 +51,8 @@ pub enum Op<K> {
     RandomKey,
     /// A plain value read (LCS gathers its two inputs this way).
     Read(K),
+    /// WATCH part: register watchers of these keys; answers their versions and deadlines.
+    Watch(Vec<K>),
 }
 
 impl<K: AsRef<[u8]>> Op<K> {
@@ -66,6 +68,11 @@ impl<K: AsRef<[u8]>> Op<K> {
             Op::Read(k) => vec![k.as_ref()],
             _ => Vec::new(),
         }
+    }
+
+    /// Whether this part needs the whole shard (a flush), so it waits for every lock.
+    pub fn is_barrier(&self) -> bool {
+        matches!(self, Op::Flush)
     }
 }
 
@@ -97,6 +104,7 @@ impl Op<&[u8]> {
             },
             Op::RandomKey => Op::RandomKey,
             Op::Read(k) => Op::Read(own(k)),
+            Op::Watch(ks) => Op::Watch(ks.into_iter().map(own).collect()),
         }
     }
 }
@@ -157,6 +165,12 @@ pub enum OpResult {
     ScanPage { next: u64, keys: Vec<Bytes> },
     /// RANDOMKEY part: a key and how many keys the shard holds.
     Random(Option<(Bytes, u64)>),
+    /// Replies of several commands, as one array (EXEC).
+    Multi(Vec<OpResult>),
+    /// A null array (EXEC aborted by WATCH).
+    NullArray,
+    /// WATCH part: each key's version and deadline (0: none or absent).
+    Watched(Vec<(u64, u64)>),
 }
 
 /// Messages between shards.
@@ -176,15 +190,26 @@ pub enum Msg {
         part: u32,
         result: OpResult,
     },
-    /// Lock `keys` for a cross-shard transaction, then answer `Locked` with their entries.
-    Lock { txn: TxnId, keys: Vec<Bytes> },
-    /// The keys are locked; each one's value and deadline, if it exists.
+    /// Lock `keys` (with `all`: the whole shard) for a cross-shard transaction, then
+    /// answer `Locked` with their entries.
+    Lock {
+        txn: TxnId,
+        keys: Vec<Bytes>,
+        all: bool,
+    },
+    /// The keys are locked; what each one holds.
     Locked {
         txn: TxnId,
-        entries: Vec<Option<(Bytes, u64)>>,
+        entries: Vec<LockedEntry>,
     },
-    /// Apply `writes` and release the transaction's locks on this shard.
-    Commit { txn: TxnId, writes: Vec<Write> },
+    /// Flush first if `flush`, apply `writes` and release the transaction's locks here.
+    Commit {
+        txn: TxnId,
+        writes: Vec<Write>,
+        flush: bool,
+    },
+    /// A connection stopped watching these keys (no answer).
+    Unwatch { keys: Vec<Bytes> },
 }
 
 /// Unix time in milliseconds.
@@ -209,15 +234,21 @@ impl Server {
                     .filter(|k| db.remove(k.as_ref(), now).is_some())
                     .count() as i64,
             ),
-            Op::Exists(ks) => OpResult::Int(
-                ks.iter()
-                    .filter(|k| db.contains(k.as_ref(), now))
-                    .count() as i64,
-            ),
+            Op::Exists(ks) => {
+                OpResult::Int(ks.iter().filter(|k| db.contains(k.as_ref(), now)).count() as i64)
+            }
             Op::MGet(ks) => {
                 OpResult::Values(ks.iter().map(|k| db.read_bytes(k.as_ref(), now)).collect())
             }
             Op::Read(k) => OpResult::Value(db.read_bytes(k.as_ref(), now)),
+            Op::Watch(ks) => OpResult::Watched(
+                ks.iter()
+                    .map(|k| {
+                        let k = k.as_ref();
+                        (db.watch.watch(k), db.deadline(k, now).unwrap_or(0))
+                    })
+                    .collect(),
+            ),
             Op::MSet(kvs) => {
                 for (k, v) in kvs {
                     db.write(k.as_ref(), &crate::db::Value::Shared(v), 0, now);
@@ -226,24 +257,11 @@ impl Server {
             }
             Op::DbSize => OpResult::Int(db.len() as i64),
             Op::Flush => {
-                db.clear();
+                db.clear(now);
                 OpResult::Ok
             }
-            Op::Keys(pattern) => {
-                let mut keys = Vec::new();
-                let mut cursor = 0;
-                loop {
-                    cursor = db.scan(cursor, 4096, now, |k, _| {
-                        if glob_match(&pattern, k, false) {
-                            keys.push(Bytes::copy_from_slice(k));
-                        }
-                    });
-                    if cursor == 0 {
-                        break;
-                    }
-                }
-                OpResult::Keys(keys)
-            }
+            // KEYS walks in bounded steps through `Server::run_part`, never here.
+            Op::Keys(_) => OpResult::Error("ERR internal: KEYS runs in steps".into()),
             Op::Scan {
                 cursor,
                 count,

@@ -39,6 +39,11 @@ pub enum Agg {
     },
     /// RANDOMKEY: one candidate per shard with the shard's key count, for a weighted pick.
     Random(Vec<(Bytes, u64)>),
+    /// WATCH: part `p`'s keys are `keys[p]`; what each looked like is gathered in `got`.
+    Watch {
+        keys: Vec<Vec<(Bytes, usize)>>,
+        got: Vec<crate::server::txn::WatchedKey>,
+    },
     /// LCS across shards: both inputs gathered, then computed here.
     Lcs {
         opts: crate::commands::strings::LcsOpts,
@@ -67,6 +72,18 @@ impl Agg {
                 *page = Some((next, keys))
             }
             (Agg::Random(c), OpResult::Random(r)) => c.extend(r),
+            (Agg::Watch { keys, got }, OpResult::Watched(vs)) => {
+                if let Some(ks) = keys.get(part as usize) {
+                    for ((key, shard), (version, deadline)) in ks.iter().zip(vs) {
+                        got.push(crate::server::txn::WatchedKey {
+                            key: key.clone(),
+                            shard: *shard,
+                            version,
+                            deadline,
+                        });
+                    }
+                }
+            }
             (Agg::Lcs { inputs, .. }, OpResult::Value(v)) => {
                 if let Some(slot) = inputs.get_mut(part as usize) {
                     *slot = v;
@@ -113,6 +130,7 @@ impl Agg {
                 let b = b.unwrap_or_default();
                 crate::commands::strings::lcs_reply(&opts, &a, &b).encode(e);
             }
+            Agg::Watch { .. } => e.simple("OK"),
             Agg::Info { .. } | Agg::Random(_) => {
                 e.error("ERR internal: aggregate encoded out of place")
             }
@@ -135,7 +153,15 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
         OpResult::Text(t) => enc.verbatim(b"txt", t.as_bytes()),
         OpResult::Reply(v) => v.encode(enc),
         OpResult::Error(msg) => enc.error(msg),
+        OpResult::Multi(results) => {
+            enc.array(results.len());
+            for r in results {
+                encode_result(enc, r);
+            }
+        }
+        OpResult::NullArray => enc.null_array(),
         OpResult::Keys(_)
+        | OpResult::Watched(_)
         | OpResult::ScanPage { .. }
         | OpResult::Random(_)
         | OpResult::Report(_) => enc.error("ERR internal: unexpected part result"),
@@ -167,6 +193,11 @@ impl ReplyQueue {
     /// No reply is owed: new replies may go straight to the output.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// Replies owed (waiting or ready behind a waiting one).
+    pub fn len(&self) -> usize {
+        self.slots.len()
     }
 
     /// Whether some reply still waits for another shard.

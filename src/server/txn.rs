@@ -1,17 +1,22 @@
-//! Cross-shard all-or-nothing commands (MSETNX, RENAME, RENAMENX, COPY) and the key locks
-//! they take. This is the seed of MULTI/EXEC.
+//! Transactions across shards on ordered key locks: MULTI/EXEC, and the all-or-nothing
+//! commands MSETNX, RENAME, RENAMENX and COPY when their keys span shards.
 //!
-//! The coordinator (the shard that parsed the command) locks the involved keys on their
-//! owning shards one shard at a time, in ascending shard order, each `Lock` answered by
-//! `Locked` with the keys' current entries. Ordered acquisition means two transactions can
-//! never wait for each other in a cycle, so there is no deadlock and no global lock. With
-//! every key locked and read, the coordinator decides, sends each shard a `Commit` with its
-//! writes (possibly none), and replies to the client.
+//! The coordinator (the shard of the client's connection) locks the involved keys on
+//! their owning shards one shard at a time, in ascending shard order, each `Lock` answered
+//! by `Locked` with the keys' current entries and WATCH versions. Ordered acquisition
+//! means two transactions can never wait for each other in a cycle, so there is no
+//! deadlock and no global lock. With every key locked and read, the coordinator decides
+//! (for EXEC: runs the queued commands against a scratch copy of the locked keys), sends
+//! each shard a `Commit` with the final state of its keys (possibly nothing), and replies.
+//! A transaction that contains FLUSHALL/FLUSHDB takes an *all* lock on every shard.
 //!
-//! On a shard, an operation that touches a locked key waits in a FIFO of deferred work,
-//! and while that FIFO is non-empty every new keyed operation queues behind it, so each
-//! key still sees its operations in arrival order. A `Commit` applies its writes, releases
-//! its locks and runs the deferred work until it meets a key that is still locked.
+//! While its transaction is in flight the client's connection is held (its input paused),
+//! so the commands it pipelined after it always observe its effect, on any shard.
+//!
+//! On a shard, work that touches a locked key waits in a FIFO of deferred work. Only work
+//! on the same keys queues behind it (so each key still sees its operations in arrival
+//! order); work on other keys runs at once. A flush is a barrier: it waits until no lock is
+//! held and everything before it ran, and everything after it waits for it.
 
 use std::collections::VecDeque;
 
@@ -20,7 +25,8 @@ use coreshard_engine::{ConnId, Ctx, ShardId};
 
 use super::ops::{unix_ms, Msg, Op, OpResult};
 use super::Server;
-use crate::db::Value;
+use crate::commands::multi::{run_queued, Queued};
+use crate::db::{Db, Value};
 
 /// A transaction: the coordinating shard and its sequence number there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,7 +50,28 @@ pub enum Write {
     Del { key: Bytes },
 }
 
-/// Which all-or-nothing command a transaction runs.
+impl Write {
+    fn key(&self) -> &Bytes {
+        match self {
+            Write::Set { key, .. } | Write::Del { key } => key,
+        }
+    }
+}
+
+/// A key a connection WATCHes: where it lives and what it looked like then.
+#[derive(Debug, Clone)]
+pub struct WatchedKey {
+    /// The key.
+    pub key: Bytes,
+    /// Its owning shard.
+    pub shard: ShardId,
+    /// Its WATCH version then.
+    pub version: u64,
+    /// Its deadline then (0: none or absent); passing it means the key expired.
+    pub deadline: u64,
+}
+
+/// Which transaction runs.
 #[derive(Debug)]
 pub enum TxnKind {
     /// MSETNX: set every pair if none of the keys exists.
@@ -57,6 +84,24 @@ pub enum TxnKind {
         dst: Bytes,
         replace: bool,
     },
+    /// FLUSHALL / FLUSHDB on every shard at once, between transactions.
+    Flush,
+    /// EXEC: the queued commands, the connection's watched keys, and whether a flush is
+    /// among the commands (then every shard is locked whole).
+    Exec {
+        cmds: Vec<Queued>,
+        watched: Vec<WatchedKey>,
+        flush: bool,
+    },
+}
+
+/// What a shard read under lock for one key.
+#[derive(Debug)]
+pub struct LockedEntry {
+    /// Value and deadline, if the key exists.
+    pub entry: Option<(Bytes, u64)>,
+    /// Its WATCH version, if anybody watches it.
+    pub version: Option<u64>,
 }
 
 /// Coordinator-side state of a transaction.
@@ -67,10 +112,12 @@ pub struct Txn {
     kind: TxnKind,
     /// Involved shards in ascending order, each with the keys it owns.
     shards: Vec<(ShardId, Vec<Bytes>)>,
+    /// Lock whole shards (a flush is part of the transaction).
+    all: bool,
     /// How many shards granted their locks so far.
     granted: usize,
-    /// Entries read under lock, by key.
-    entries: Vec<(Bytes, Option<(Bytes, u64)>)>,
+    /// What was read under lock, by key.
+    entries: Vec<(Bytes, LockedEntry)>,
 }
 
 /// Work that waits for locks to be released, in arrival order.
@@ -89,6 +136,7 @@ pub enum Deferred {
         from: ShardId,
         txn: TxnId,
         keys: Vec<Bytes>,
+        all: bool,
     },
 }
 
@@ -99,58 +147,172 @@ impl Deferred {
             Deferred::Lock { keys, .. } => keys.iter().map(|k| &k[..]).collect(),
         }
     }
+
+    /// Whether this work needs the whole shard (a flush, an all lock).
+    fn is_barrier(&self) -> bool {
+        match self {
+            Deferred::Request { op, .. } => op.is_barrier(),
+            Deferred::Lock { all, .. } => *all,
+        }
+    }
 }
 
 /// A shard's lock table and deferred work.
 #[derive(Debug, Default)]
 pub struct Locks {
     held: hashbrown::HashMap<Bytes, TxnId>,
+    /// A transaction holding the whole shard.
+    all: Option<TxnId>,
     deferred: VecDeque<Deferred>,
 }
 
 impl Locks {
     /// Whether work may run directly (nothing locked, nothing waiting).
     pub fn is_clear(&self) -> bool {
-        self.held.is_empty() && self.deferred.is_empty()
+        self.held.is_empty() && self.all.is_none() && self.deferred.is_empty()
     }
 
-    fn blocks(&self, keys: &[&[u8]]) -> bool {
-        keys.iter().any(|k| self.held.contains_key(*k))
+    /// Whether work on `keys` (a barrier: on everything) may run now, ahead of nothing
+    /// it must follow.
+    pub fn may_run(&self, keys: &[&[u8]], barrier: bool) -> bool {
+        if self.is_clear() {
+            return true;
+        }
+        if self.all.is_some() {
+            return false;
+        }
+        if barrier {
+            return self.held.is_empty() && self.deferred.is_empty();
+        }
+        if keys.iter().any(|k| self.held.contains_key(*k)) {
+            return false;
+        }
+        // Keep per-key order: nothing may overtake deferred work on one of its keys, and
+        // nothing overtakes a deferred barrier.
+        !self.deferred.iter().any(|d| {
+            d.is_barrier() || {
+                let theirs = d.keys();
+                keys.iter().any(|k| theirs.contains(k))
+            }
+        })
     }
 }
 
-impl Server {
-    /// Start a cross-shard transaction for `conn`; its reply takes the next position.
-    pub fn begin_txn(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, kind: TxnKind) {
-        let keys: Vec<Bytes> = match &kind {
-            TxnKind::MSetNx(pairs) => pairs.iter().map(|(k, _)| k.clone()).collect(),
-            TxnKind::Rename { src, dst, .. } | TxnKind::Copy { src, dst, .. } => {
-                vec![src.clone(), dst.clone()]
-            }
-        };
-        let mut shards: Vec<(ShardId, Vec<Bytes>)> = Vec::new();
-        for k in keys {
-            let s = self.slots.shard_of(&k);
-            match shards.iter_mut().find(|(id, _)| *id == s) {
-                Some((_, ks)) => {
-                    if !ks.contains(&k) {
-                        ks.push(k);
-                    }
+/// The keys of `keys` grouped by owning shard, ascending, without duplicates.
+fn by_shard(s: &Server, keys: impl Iterator<Item = Bytes>) -> Vec<(ShardId, Vec<Bytes>)> {
+    let mut shards: Vec<(ShardId, Vec<Bytes>)> = Vec::new();
+    for k in keys {
+        let owner = s.slots.shard_of(&k);
+        match shards.iter_mut().find(|(id, _)| *id == owner) {
+            Some((_, ks)) => {
+                if !ks.contains(&k) {
+                    ks.push(k);
                 }
-                None => shards.push((s, vec![k])),
             }
+            None => shards.push((owner, vec![k])),
         }
-        shards.sort_by_key(|(s, _)| *s);
+    }
+    shards.sort_by_key(|(s, _)| *s);
+    shards
+}
+
+impl Server {
+    /// EXEC: run `cmds` atomically, unless a watched key changed. Directly when every key
+    /// is on this shard and nothing is locked or in flight here; otherwise on key locks.
+    pub fn exec_transaction(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        cmds: Vec<Queued>,
+        watched: Vec<WatchedKey>,
+    ) {
+        let flush = cmds.iter().any(|c| c.is_flush());
+        let here = self.shard;
+        let all_local = (!flush || self.shards == 1)
+            && watched.iter().all(|w| w.shard == here)
+            && cmds
+                .iter()
+                .all(|c| c.keys().all(|k| self.slots.shard_of(&k) == here));
+        if all_local && self.local_ok(ctx, conn) {
+            let now = unix_ms();
+            let result = if watched_changed(&watched, now, |w| self.db.watch.version(&w.key)) {
+                OpResult::NullArray
+            } else {
+                OpResult::Multi(
+                    cmds.iter()
+                        .map(|c| run_queued(&mut self.db, now, c))
+                        .collect(),
+                )
+            };
+            self.forget_watches(ctx, &watched);
+            self.reply_result(ctx, conn, &result);
+            return;
+        }
+        self.begin_txn(
+            ctx,
+            conn,
+            TxnKind::Exec {
+                cmds,
+                watched,
+                flush,
+            },
+        );
+    }
+
+    /// Start a cross-shard transaction for `conn`; its reply takes the next position and
+    /// the connection's later input waits until it is decided.
+    pub fn begin_txn(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, kind: TxnKind) {
+        let (keys, all): (Vec<Bytes>, bool) = match &kind {
+            TxnKind::MSetNx(pairs) => (pairs.iter().map(|(k, _)| k.clone()).collect(), false),
+            TxnKind::Rename { src, dst, .. } | TxnKind::Copy { src, dst, .. } => {
+                (vec![src.clone(), dst.clone()], false)
+            }
+            TxnKind::Exec {
+                cmds,
+                watched,
+                flush,
+            } => {
+                let mut keys: Vec<Bytes> = cmds.iter().flat_map(|c| c.keys()).collect();
+                keys.extend(watched.iter().map(|w| w.key.clone()));
+                (keys, *flush)
+            }
+            TxnKind::Flush => (Vec::new(), true),
+        };
+        let mut shards = by_shard(self, keys.into_iter());
+        if all {
+            for s in 0..self.shards {
+                if !shards.iter().any(|(id, _)| *id == s) {
+                    shards.push((s, Vec::new()));
+                }
+            }
+            shards.sort_by_key(|(s, _)| *s);
+        }
         let Some(state) = ctx.state(conn) else { return };
         let seq = state
             .replies
             .reserve(state.proto, 1, super::reply::Agg::Single(None));
+        self.hold_until_answered(ctx, conn);
         self.next_txn += 1;
         let id = TxnId {
             origin: self.shard,
             id: self.next_txn,
         };
-        let (first, first_keys) = (shards[0].0, shards[0].1.clone());
+        let Some((first, first_keys)) = shards.first().cloned() else {
+            // No keys at all (cannot happen for these kinds): decide at once.
+            self.txns.insert(
+                id.id,
+                Txn {
+                    conn,
+                    seq,
+                    kind,
+                    shards,
+                    all,
+                    granted: 0,
+                    entries: Vec::new(),
+                },
+            );
+            return self.on_locked(ctx, id, Vec::new());
+        };
         self.txns.insert(
             id.id,
             Txn {
@@ -158,6 +320,7 @@ impl Server {
                 seq,
                 kind,
                 shards,
+                all,
                 granted: 0,
                 entries: Vec::new(),
             },
@@ -167,31 +330,55 @@ impl Server {
             Msg::Lock {
                 txn: id,
                 keys: first_keys,
+                all,
             },
         );
     }
 
     /// A `Lock` arrived: grant it now or queue it behind conflicting work.
-    pub fn on_lock(&mut self, ctx: &mut Ctx<Server>, from: ShardId, txn: TxnId, keys: Vec<Bytes>) {
+    pub fn on_lock(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        from: ShardId,
+        txn: TxnId,
+        keys: Vec<Bytes>,
+        all: bool,
+    ) {
         let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-        if !self.locks.deferred.is_empty() || self.locks.blocks(&refs) {
-            self.locks
-                .deferred
-                .push_back(Deferred::Lock { from, txn, keys });
+        if !self.locks.may_run(&refs, all) {
+            self.locks.deferred.push_back(Deferred::Lock {
+                from,
+                txn,
+                keys,
+                all,
+            });
             return;
         }
-        self.grant(ctx, from, txn, keys);
+        self.grant(ctx, from, txn, keys, all);
     }
 
-    fn grant(&mut self, ctx: &mut Ctx<Server>, from: ShardId, txn: TxnId, keys: Vec<Bytes>) {
+    fn grant(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        from: ShardId,
+        txn: TxnId,
+        keys: Vec<Bytes>,
+        all: bool,
+    ) {
         let now = unix_ms();
         let entries = keys
             .iter()
-            .map(|k| {
-                self.db.get_with_deadline(k, now)
-                    .map(|(v, d)| (v.to_bytes(), d))
+            .map(|k| LockedEntry {
+                entry: self
+                    .db
+                    .get_with_deadline(k, now)
+                    .map(|(v, d)| (v.to_bytes(), d)),
+                version: self.db.watch.version(k),
             })
             .collect();
+        if all {
+            self.locks.all = Some(txn);
+        }
         for k in keys {
             self.locks.held.insert(k, txn);
         }
@@ -199,54 +386,64 @@ impl Server {
     }
 
     /// A shard granted its locks: lock the next shard, or decide and commit.
-    pub fn on_locked(
-        &mut self,
-        ctx: &mut Ctx<Server>,
-        txn: TxnId,
-        entries: Vec<Option<(Bytes, u64)>>,
-    ) {
+    pub fn on_locked(&mut self, ctx: &mut Ctx<Server>, txn: TxnId, entries: Vec<LockedEntry>) {
         let Some(t) = self.txns.get_mut(&txn.id) else {
             return;
         };
-        let keys = t.shards[t.granted].1.clone();
-        t.entries.extend(keys.into_iter().zip(entries));
-        t.granted += 1;
+        if let Some((_, keys)) = t.shards.get(t.granted) {
+            let keys = keys.clone();
+            t.entries.extend(keys.into_iter().zip(entries));
+            t.granted += 1;
+        }
         if t.granted < t.shards.len() {
             let (next, keys) = (t.shards[t.granted].0, t.shards[t.granted].1.clone());
-            ctx.send(next, Msg::Lock { txn, keys });
+            let all = t.all;
+            ctx.send(next, Msg::Lock { txn, keys, all });
             return;
         }
         let Some(t) = self.txns.remove(&txn.id) else {
             return;
         };
-        let (writes, result) = decide(&t);
+        let (mut writes, flush, result) = decide(&t);
         for (shard, keys) in &t.shards {
-            let mine: Vec<Write> = writes
-                .iter()
-                .filter(|w| match w {
-                    Write::Set { key, .. } | Write::Del { key } => keys.contains(key),
-                })
-                .map(|w| match w {
-                    Write::Set {
-                        key,
-                        value,
-                        deadline,
-                    } => Write::Set {
-                        key: key.clone(),
-                        value: value.clone(),
-                        deadline: *deadline,
-                    },
-                    Write::Del { key } => Write::Del { key: key.clone() },
-                })
-                .collect();
-            ctx.send(*shard, Msg::Commit { txn, writes: mine });
+            let mut mine = Vec::new();
+            let mut i = 0;
+            while i < writes.len() {
+                if keys.contains(writes[i].key()) {
+                    mine.push(writes.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            ctx.send(
+                *shard,
+                Msg::Commit {
+                    txn,
+                    writes: mine,
+                    flush,
+                },
+            );
+        }
+        if let TxnKind::Exec { watched, .. } = &t.kind {
+            // After the commits, so each shard still knew the versions when locked.
+            self.forget_watches(ctx, watched);
         }
         self.complete_part(ctx, t.conn, t.seq, 0, result);
+        self.release_hold(ctx, t.conn);
     }
 
     /// Apply a transaction's writes here, release its locks and run what waited.
-    pub fn on_commit(&mut self, ctx: &mut Ctx<Server>, txn: TxnId, writes: Vec<Write>) {
+    pub fn on_commit(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        txn: TxnId,
+        writes: Vec<Write>,
+        flush: bool,
+    ) {
         let now = unix_ms();
+        if flush {
+            self.db.clear(now);
+        }
         for w in writes {
             match w {
                 Write::Set {
@@ -260,6 +457,9 @@ impl Server {
             }
         }
         self.locks.held.retain(|_, owner| *owner != txn);
+        if self.locks.all == Some(txn) {
+            self.locks.all = None;
+        }
         self.run_deferred(ctx);
     }
 
@@ -272,10 +472,7 @@ impl Server {
         part: u32,
         op: Op<Bytes>,
     ) -> Option<Op<Bytes>> {
-        if self.locks.is_clear() {
-            return Some(op);
-        }
-        if self.locks.deferred.is_empty() && !self.locks.blocks(&op.keys()) {
+        if self.locks.is_clear() || self.locks.may_run(&op.keys(), op.is_barrier()) {
             return Some(op);
         }
         self.locks.deferred.push_back(Deferred::Request {
@@ -288,12 +485,34 @@ impl Server {
         None
     }
 
+    /// Run every deferred item that no lock and no earlier item on its keys holds back.
     fn run_deferred(&mut self, ctx: &mut Ctx<Server>) {
-        while let Some(front) = self.locks.deferred.front() {
-            if self.locks.blocks(&front.keys()) {
+        let mut i = 0;
+        while i < self.locks.deferred.len() {
+            if self.locks.all.is_some() {
                 return;
             }
-            let Some(work) = self.locks.deferred.pop_front() else {
+            let runnable = {
+                let d = &self.locks.deferred[i];
+                let keys = d.keys();
+                let ahead = self.locks.deferred.range(..i);
+                if d.is_barrier() {
+                    i == 0 && self.locks.held.is_empty()
+                } else {
+                    !keys.iter().any(|k| self.locks.held.contains_key(*k))
+                        && !ahead.into_iter().any(|e| {
+                            e.is_barrier() || {
+                                let theirs = e.keys();
+                                keys.iter().any(|k| theirs.contains(k))
+                            }
+                        })
+                }
+            };
+            if !runnable {
+                i += 1;
+                continue;
+            }
+            let Some(work) = self.locks.deferred.remove(i) else {
                 return;
             };
             match work {
@@ -304,27 +523,34 @@ impl Server {
                     part,
                     op,
                 } => {
-                    let result = self.apply(ctx, op);
-                    self.answer(ctx, from, conn, seq, part, result);
+                    self.run_part(ctx, from, conn, seq, part, op);
                 }
-                Deferred::Lock { from, txn, keys } => self.grant(ctx, from, txn, keys),
+                Deferred::Lock {
+                    from,
+                    txn,
+                    keys,
+                    all,
+                } => self.grant(ctx, from, txn, keys, all),
             }
+            // Granting may have locked keys that later items need: rescan from the start.
+            i = 0;
         }
     }
 }
 
-/// The outcome of a transaction from what it read under lock.
-fn decide(t: &Txn) -> (Vec<Write>, OpResult) {
+/// The outcome of a transaction from what it read under lock: the writes, whether every
+/// shard is flushed first, and the client's reply.
+fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
     let entry = |k: &Bytes| {
         t.entries
             .iter()
             .find(|(key, _)| key == k)
-            .and_then(|(_, e)| e.clone())
+            .and_then(|(_, e)| e.entry.clone())
     };
     match &t.kind {
         TxnKind::MSetNx(pairs) => {
             if pairs.iter().any(|(k, _)| entry(k).is_some()) {
-                return (Vec::new(), OpResult::Int(0));
+                return (Vec::new(), false, OpResult::Int(0));
             }
             let writes = pairs
                 .iter()
@@ -334,14 +560,14 @@ fn decide(t: &Txn) -> (Vec<Write>, OpResult) {
                     deadline: 0,
                 })
                 .collect();
-            (writes, OpResult::Int(1))
+            (writes, false, OpResult::Int(1))
         }
         TxnKind::Rename { src, dst, nx } => {
             let Some((value, deadline)) = entry(src) else {
-                return (Vec::new(), OpResult::Error("ERR no such key".into()));
+                return (Vec::new(), false, OpResult::Error("ERR no such key".into()));
             };
             if *nx && entry(dst).is_some() {
-                return (Vec::new(), OpResult::Int(0));
+                return (Vec::new(), false, OpResult::Int(0));
             }
             let writes = vec![
                 Write::Del { key: src.clone() },
@@ -351,14 +577,18 @@ fn decide(t: &Txn) -> (Vec<Write>, OpResult) {
                     deadline,
                 },
             ];
-            (writes, if *nx { OpResult::Int(1) } else { OpResult::Ok })
+            (
+                writes,
+                false,
+                if *nx { OpResult::Int(1) } else { OpResult::Ok },
+            )
         }
         TxnKind::Copy { src, dst, replace } => {
             let Some((value, deadline)) = entry(src) else {
-                return (Vec::new(), OpResult::Int(0));
+                return (Vec::new(), false, OpResult::Int(0));
             };
             if !*replace && entry(dst).is_some() {
-                return (Vec::new(), OpResult::Int(0));
+                return (Vec::new(), false, OpResult::Int(0));
             }
             (
                 vec![Write::Set {
@@ -366,24 +596,121 @@ fn decide(t: &Txn) -> (Vec<Write>, OpResult) {
                     value,
                     deadline,
                 }],
+                false,
                 OpResult::Int(1),
             )
+        }
+        TxnKind::Flush => (Vec::new(), true, OpResult::Ok),
+        TxnKind::Exec {
+            cmds,
+            watched,
+            flush,
+        } => {
+            let now = unix_ms();
+            let version = |k: &Bytes| {
+                t.entries
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .and_then(|(_, e)| e.version)
+            };
+            if watched_changed(watched, now, |w| version(&w.key)) {
+                return (Vec::new(), false, OpResult::NullArray);
+            }
+            exec_on_scratch(&t.entries, cmds, *flush, now)
         }
     }
 }
 
-/// Used by tests of the ordering rule.
+/// Whether any watched key changed (another version) or expired since WATCH.
+pub fn watched_changed(
+    watched: &[WatchedKey],
+    now: u64,
+    current: impl Fn(&WatchedKey) -> Option<u64>,
+) -> bool {
+    watched
+        .iter()
+        .any(|w| current(w) != Some(w.version) || (w.deadline != 0 && w.deadline <= now))
+}
+
+/// Run EXEC's commands against a scratch keyspace holding copies of the locked keys, and
+/// turn the keys' final states into writes (only keys that changed).
+fn exec_on_scratch(
+    entries: &[(Bytes, LockedEntry)],
+    cmds: &[Queued],
+    flush: bool,
+    now: u64,
+) -> (Vec<Write>, bool, OpResult) {
+    let mut scratch = Db::default();
+    for (key, e) in entries {
+        if let Some((value, deadline)) = &e.entry {
+            scratch.write(key, &Value::Shared(value.clone()), *deadline, now);
+        }
+    }
+    let before: Vec<u64> = entries
+        .iter()
+        .map(|(k, _)| scratch.watch.watch(k))
+        .collect();
+    let results = cmds
+        .iter()
+        .map(|c| run_queued(&mut scratch, now, c))
+        .collect();
+    let mut writes = Vec::new();
+    for ((key, _), v) in entries.iter().zip(before) {
+        if scratch.watch.version(key) == Some(v) {
+            continue;
+        }
+        match scratch.get_with_deadline(key, now) {
+            Some((value, deadline)) => writes.push(Write::Set {
+                key: key.clone(),
+                value: value.to_bytes(),
+                deadline,
+            }),
+            None => writes.push(Write::Del { key: key.clone() }),
+        }
+    }
+    (writes, flush, OpResult::Multi(results))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn txn(id: u64) -> TxnId {
+        TxnId { origin: 0, id }
+    }
+
     #[test]
-    fn locks_block_only_their_keys_until_work_is_deferred() {
+    fn only_work_on_locked_keys_waits() {
         let mut l = Locks::default();
         assert!(l.is_clear());
-        l.held
-            .insert(Bytes::from_static(b"a"), TxnId { origin: 0, id: 1 });
-        assert!(l.blocks(&[b"a"]));
-        assert!(!l.blocks(&[b"b"]));
+        l.held.insert(Bytes::from_static(b"a"), txn(1));
+        assert!(!l.may_run(&[b"a"], false));
+        assert!(l.may_run(&[b"b"], false));
+        assert!(!l.may_run(&[], true), "a flush waits for held locks");
+    }
+
+    #[test]
+    fn nothing_overtakes_deferred_work_on_its_keys() {
+        let mut l = Locks::default();
+        l.held.insert(Bytes::from_static(b"a"), txn(1));
+        l.deferred.push_back(Deferred::Lock {
+            from: 0,
+            txn: txn(2),
+            keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            all: false,
+        });
+        assert!(!l.may_run(&[b"b"], false), "b is wanted by earlier work");
+        assert!(l.may_run(&[b"c"], false));
+    }
+
+    #[test]
+    fn a_whole_shard_lock_blocks_everything() {
+        let mut l = Locks {
+            all: Some(txn(1)),
+            ..Locks::default()
+        };
+        assert!(!l.may_run(&[b"x"], false));
+        l.all = None;
+        assert!(l.may_run(&[b"x"], false));
     }
 }

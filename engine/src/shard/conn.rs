@@ -42,6 +42,9 @@ pub(crate) struct Conn<S> {
     pub tearing_down: bool,
     /// Tear down at the end of the turn without sending pending output.
     pub aborting: bool,
+    /// Output is held until the shard's released tag reaches this
+    /// ([`crate::Ctx::hold_output_until`]).
+    pub hold_until: u64,
     pub dirty: bool,
     pub peer: Option<SocketAddr>,
     pub created: Instant,
@@ -68,6 +71,7 @@ impl<S> Conn<S> {
             closing: false,
             tearing_down: false,
             aborting: false,
+            hold_until: 0,
             dirty: false,
             peer,
             created: now,

@@ -67,6 +67,10 @@ pub struct Ctx<H: Handler> {
     pub(crate) run_again: bool,
     pub(crate) next_generation: u32,
     pub(crate) output_pause_bytes: usize,
+    /// Output held until this tag is released ([`Ctx::release_output`]).
+    pub(crate) released: u64,
+    /// Connections whose output is held.
+    pub(crate) held: Vec<u32>,
     /// Connections whose input was resumed this turn: their kept input is delivered and
     /// their receive re-armed before the turn ends.
     pub(crate) resumed: Vec<ConnId>,
@@ -237,6 +241,44 @@ impl<H: Handler> Ctx<H> {
     /// of cross-shard backlog; handlers pause producing connections when it grows).
     pub fn mail_backlog(&self) -> usize {
         self.mail.overflow_len()
+    }
+
+    /// Hold everything `id` has to send (now and later) until [`Ctx::release_output`] is
+    /// called with `tag` or more. Tags are the handler's, increasing (e.g. a log sequence
+    /// number that must be durable before replies that observed it may leave).
+    pub fn hold_output_until(&mut self, id: ConnId, tag: u64) {
+        if tag <= self.released {
+            return;
+        }
+        let idx = id.index;
+        if let Some(conn) = self.get_mut(id) {
+            if conn.hold_until <= self.released {
+                self.held.push(idx);
+            }
+            let conn = &mut self.conns[idx as usize];
+            conn.hold_until = conn.hold_until.max(tag);
+        }
+    }
+
+    /// Let output held for tags up to `tag` leave (this turn).
+    pub fn release_output(&mut self, tag: u64) {
+        if tag <= self.released {
+            return;
+        }
+        self.released = tag;
+        let mut still = Vec::new();
+        for idx in std::mem::take(&mut self.held) {
+            let Some(conn) = self.conns.get_mut(idx as usize) else {
+                continue;
+            };
+            if conn.hold_until > tag {
+                still.push(idx);
+            } else if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+        self.held = still;
     }
 
     /// Drop the connection at the end of this turn without sending what is pending (for

@@ -83,6 +83,8 @@ impl<H: Handler> Shard<H> {
                 run_again: false,
                 next_generation: 1,
                 output_pause_bytes: config.output_pause_bytes,
+                released: 0,
+                held: Vec::new(),
                 resumed: Vec::new(),
             },
             handler,
@@ -712,7 +714,8 @@ impl<H: Handler> Shard<H> {
                 continue;
             };
             conn.dirty = false;
-            let has_output = !conn.out.is_empty() || !conn.queued.is_empty();
+            let has_output = (!conn.out.is_empty() || !conn.queued.is_empty())
+                && conn.hold_until <= self.ctx.released;
             if !conn.tearing_down && !conn.connecting && !conn.send_in_flight && has_output {
                 if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
                     let mut chunks = std::mem::take(&mut conn.queued);

@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use super::expiry::NO_POS;
+
 /// Bytes of key + value stored inside the entry.
 pub(super) const INLINE: usize = 48;
 
@@ -42,15 +44,51 @@ impl<'a> ValueRef<'a> {
     }
 }
 
+/// Values being grown by edits (APPEND, SETRANGE past the end) get spare capacity: doubled
+/// up to this size, so the bytes copied per appended byte stay bounded (amortised O(1)), and
+/// a quarter more beyond it, so a huge value does not carry up to 100% slack.
+const DOUBLING_LIMIT: usize = 64 << 20;
+
+/// The capacity to give a value growing from `len` to `needed` bytes.
+fn grown_capacity(len: usize, needed: usize) -> usize {
+    let geometric = if len < DOUBLING_LIMIT {
+        len.saturating_mul(2)
+    } else {
+        len.saturating_add(len / 4)
+    };
+    needed.max(geometric)
+}
+
+/// Write `data` into `v` at `at`, zero-filling a gap and extending `v` as needed (within
+/// its capacity when the caller reserved enough).
+fn write_into(v: &mut Vec<u8>, at: usize, data: &[u8]) {
+    if at >= v.len() {
+        v.resize(at, 0);
+        v.extend_from_slice(data);
+    } else {
+        let overlap = (v.len() - at).min(data.len());
+        v[at..at + overlap].copy_from_slice(&data[..overlap]);
+        v.extend_from_slice(&data[overlap..]);
+    }
+}
+
+// `bucket_pos` (the entry's position in its expiry bucket, see `expiry.rs`) lives in each
+// variant rather than in `Entry` so that it fills the variants' padding: the entry stays
+// 64 bytes.
 pub(super) enum Payload {
     Inline {
         klen: u8,
         vlen: u8,
+        bucket_pos: u32,
         buf: [u8; INLINE],
     },
     Heap {
         key: Box<[u8]>,
+        /// Refcounted, and possibly with spare capacity if it was grown by edits. A handle
+        /// given to a reader is never written to: an edit writes in place only while the
+        /// map holds the only handle, and copies otherwise.
         value: Bytes,
+        bucket_pos: u32,
     },
     /// A free arena slot: the next free slot, or `u32::MAX`.
     Free(u32),
@@ -71,6 +109,7 @@ impl Entry {
             Payload::Inline {
                 klen: key.len() as u8,
                 vlen: v.len() as u8,
+                bucket_pos: NO_POS,
                 buf,
             }
         } else {
@@ -81,6 +120,7 @@ impl Entry {
             Payload::Heap {
                 key: key.into(),
                 value,
+                bucket_pos: NO_POS,
             }
         };
         Entry { deadline, payload }
@@ -114,7 +154,9 @@ impl Entry {
 
     pub fn value(&self) -> ValueRef<'_> {
         match &self.payload {
-            Payload::Inline { klen, vlen, buf } => {
+            Payload::Inline {
+                klen, vlen, buf, ..
+            } => {
                 let k = usize::from(*klen);
                 ValueRef::Inline(&buf[k..k + usize::from(*vlen)])
             }
@@ -133,6 +175,91 @@ impl Entry {
 
     pub fn is_expired(&self, now: u64) -> bool {
         self.deadline != 0 && self.deadline <= now
+    }
+
+    /// The entry's position in its expiry bucket (`NO_POS` if it has no deadline).
+    pub fn bucket_pos(&self) -> u32 {
+        match self.payload {
+            Payload::Inline { bucket_pos, .. } | Payload::Heap { bucket_pos, .. } => bucket_pos,
+            Payload::Free(_) => NO_POS,
+        }
+    }
+
+    pub fn set_bucket_pos(&mut self, pos: u32) {
+        match &mut self.payload {
+            Payload::Inline { bucket_pos, .. } | Payload::Heap { bucket_pos, .. } => {
+                *bucket_pos = pos;
+            }
+            Payload::Free(_) => {}
+        }
+    }
+
+    /// Write `data` into the value at `offset` (`None` = at the end), zero-filling any gap
+    /// and growing the value as needed; returns the new length. The caller bounds
+    /// `offset + data.len()`.
+    ///
+    /// The value is edited in place when the map holds the only handle to it; a value a
+    /// reader still holds is copied first (copy-on-write). A value that grows gets spare
+    /// capacity (see [`grown_capacity`]), so a run of appends copies each byte a bounded
+    /// number of times instead of copying the whole value every time.
+    pub fn write_at(&mut self, offset: Option<usize>, data: &[u8]) -> usize {
+        let len = self.value().len();
+        let at = offset.unwrap_or(len);
+        let end = at.saturating_add(data.len());
+        let new_len = len.max(end);
+        let promoted = match &mut self.payload {
+            Payload::Inline {
+                klen, vlen, buf, ..
+            } if usize::from(*klen) + new_len <= INLINE => {
+                let k = usize::from(*klen);
+                buf[k + len..k + new_len].fill(0);
+                buf[k + at..k + end].copy_from_slice(data);
+                *vlen = new_len as u8;
+                return new_len;
+            }
+            Payload::Inline {
+                klen,
+                buf,
+                bucket_pos,
+                ..
+            } => {
+                // Outgrows the entry: move to the heap, with room to grow further.
+                let k = usize::from(*klen);
+                let mut v = Vec::with_capacity(grown_capacity(len, new_len));
+                v.extend_from_slice(&buf[k..k + len]);
+                write_into(&mut v, at, data);
+                Payload::Heap {
+                    key: buf[..k].into(),
+                    value: Bytes::from(v),
+                    bucket_pos: *bucket_pos,
+                }
+            }
+            Payload::Heap { value, .. } => {
+                let mut v = if value.is_unique() {
+                    // Nobody else holds it, so nobody can clone it either: take the buffer
+                    // back, with its spare capacity, without copying.
+                    Vec::from(std::mem::take(value))
+                } else {
+                    let cap = if new_len > len {
+                        grown_capacity(len, new_len)
+                    } else {
+                        len
+                    };
+                    let mut v = Vec::with_capacity(cap);
+                    v.extend_from_slice(value);
+                    v
+                };
+                if v.capacity() < new_len {
+                    v.reserve_exact(grown_capacity(len, new_len) - v.len());
+                }
+                write_into(&mut v, at, data);
+                *value = Bytes::from(v);
+                return new_len;
+            }
+            Payload::Free(_) => return 0,
+        };
+        self.payload = promoted;
+        new_len
     }
 }
 
@@ -160,5 +287,75 @@ mod tests {
             "no copy of large values"
         );
         assert_eq!(e.deadline(), 5);
+    }
+
+    #[test]
+    fn edits_stay_inline_then_move_to_the_heap() {
+        let mut e = Entry::new(b"key", ValueRef::Inline(b"ab"), 7);
+        e.set_bucket_pos(3);
+        assert_eq!(e.write_at(None, b"cd"), 4);
+        assert_eq!(e.write_at(Some(6), b"x"), 7);
+        assert_eq!(e.value().as_slice(), b"abcd\0\0x");
+        assert!(matches!(e.payload, Payload::Inline { .. }));
+        assert_eq!(e.write_at(None, &[b'y'; 60]), 67);
+        assert!(matches!(e.payload, Payload::Heap { .. }));
+        assert_eq!(e.key(), b"key");
+        assert_eq!(&e.value().as_slice()[..7], b"abcd\0\0x");
+        assert_eq!(&e.value().as_slice()[7..], &[b'y'; 60][..]);
+        assert_eq!(
+            (e.deadline(), e.bucket_pos()),
+            (7, 3),
+            "edits keep expiry state"
+        );
+    }
+
+    #[test]
+    fn appends_grow_in_place_with_amortised_doubling() {
+        let mut e = Entry::new(b"k", ValueRef::Inline(&[0u8; 100]), 0);
+        let mut moves = 0;
+        let mut last = e.value().as_slice().as_ptr();
+        for i in 0..10_000usize {
+            assert_eq!(e.write_at(None, &[i as u8; 100]), 200 + i * 100);
+            let p = e.value().as_slice().as_ptr();
+            if p != last {
+                moves += 1;
+                last = p;
+            }
+        }
+        // 1 MB in 100-byte appends: a move per doubling, not one per append.
+        assert!(moves <= 20, "value moved {moves} times");
+        assert_eq!(e.value().as_slice()[100 + 9_999 * 100], (9_999usize as u8));
+    }
+
+    #[test]
+    fn a_value_handed_out_never_changes() {
+        let mut e = Entry::new(b"k", ValueRef::Inline(&[1u8; 100]), 0);
+        e.write_at(None, &[2u8; 100]); // now with spare capacity
+        let held = e.value().to_bytes();
+        let before = held.to_vec();
+        e.write_at(None, &[3u8; 10]);
+        e.write_at(Some(0), &[4u8; 10]);
+        assert_eq!(
+            held.to_vec(),
+            before,
+            "a reader's handle is copied, not written"
+        );
+        assert_eq!(e.value().len(), 210);
+        assert_eq!(&e.value().as_slice()[..10], &[4u8; 10]);
+        assert_eq!(&e.value().as_slice()[200..], &[3u8; 10]);
+        drop(held);
+        // Once the reader let go, edits are in place again.
+        let p = e.value().as_slice().as_ptr();
+        e.write_at(Some(5), b"z");
+        assert_eq!(e.value().as_slice().as_ptr(), p);
+    }
+
+    #[test]
+    fn a_shared_value_stored_by_set_is_never_written() {
+        let stored = Bytes::from(vec![9u8; 1000]);
+        let mut e = Entry::new(b"k", ValueRef::Shared(&stored), 0);
+        e.write_at(Some(0), b"abc");
+        assert_eq!(stored, vec![9u8; 1000], "the caller's handle is untouched");
+        assert_eq!(&e.value().as_slice()[..4], b"abc\x09");
     }
 }

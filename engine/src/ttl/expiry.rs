@@ -1,37 +1,93 @@
 //! Expiry buckets: slot numbers grouped by 100 ms of deadline, drained oldest first.
-//! Entries go stale when a deadline changes or a key is deleted; the drainer checks the
-//! entry's real deadline, so stale ones cost one skipped check and no correctness.
+//!
+//! The buckets are exact: every key with a deadline is listed exactly once, in the bucket of
+//! its current deadline, and nothing else is listed. That keeps their memory proportional to
+//! the keys with a deadline, whatever the write rate (a key whose TTL slides forward on every
+//! request costs one listing, not one per request).
+//!
+//! To move or drop a listing in O(1) within its bucket, each entry remembers its position in
+//! its bucket's `Vec` (a `u32` that fits in the entry's padding, so it costs no memory).
+//! Removal is a `swap_remove`: the last slot of the bucket moves into the hole, and the
+//! caller updates that moved entry's position. Finding the bucket is one `BTreeMap` lookup,
+//! O(log buckets). A deadline change within the same bucket needs no work at all.
 
 use std::collections::BTreeMap;
 
-const BUCKET_MS: u64 = 100;
+/// Width of one bucket in milliseconds of deadline.
+pub(super) const BUCKET_MS: u64 = 100;
+
+/// Position of an entry that is in no bucket.
+pub(super) const NO_POS: u32 = u32::MAX;
+
+/// The bucket a deadline belongs to.
+pub(super) fn bucket_of(deadline: u64) -> u64 {
+    deadline / BUCKET_MS
+}
 
 #[derive(Default)]
 pub(super) struct Buckets {
     buckets: BTreeMap<u64, Vec<u32>>,
+    entries: usize,
 }
 
 impl Buckets {
-    pub fn push(&mut self, deadline: u64, slot: u32) {
-        self.buckets
-            .entry(deadline / BUCKET_MS)
-            .or_default()
-            .push(slot);
+    /// List `slot` under `deadline`; returns its position in the bucket.
+    pub fn insert(&mut self, deadline: u64, slot: u32) -> u32 {
+        let bucket = self.buckets.entry(bucket_of(deadline)).or_default();
+        let pos = bucket.len() as u32;
+        bucket.push(slot);
+        self.entries += 1;
+        pos
     }
 
-    /// A bucket is due once every deadline it can hold has passed, so an entry found in a
-    /// due bucket with a later deadline is stale (its new deadline has its own bucket).
+    /// Unlist `slot`, listed under `deadline` at `pos`. Returns the slot that moved into
+    /// `pos` to fill the hole (its entry's position must become `pos`), if any.
+    pub fn remove(&mut self, deadline: u64, slot: u32, pos: u32) -> Option<u32> {
+        let k = bucket_of(deadline);
+        let bucket = self.buckets.get_mut(&k)?;
+        let mut pos = pos as usize;
+        if bucket.get(pos) != Some(&slot) {
+            // Not where the entry says (an invariant violation): look for it rather than
+            // unlisting the wrong slot.
+            debug_assert!(false, "slot {slot} not at position {pos} of bucket {k}");
+            pos = bucket.iter().position(|&s| s == slot)?;
+        }
+        bucket.swap_remove(pos);
+        self.entries -= 1;
+        let moved = bucket.get(pos).copied();
+        if bucket.is_empty() {
+            self.buckets.remove(&k);
+        } else if bucket.capacity() > 16 && bucket.len() * 4 < bucket.capacity() {
+            // Give back memory of buckets that shrank (keys moved out or were deleted), so
+            // bucket memory follows the keys still listed.
+            bucket.shrink_to(bucket.len() * 2);
+        }
+        moved
+    }
+
+    /// A bucket is due once every deadline it can hold has passed, so every slot in a due
+    /// bucket has expired.
     fn due_key(&self, now: u64) -> Option<u64> {
         let (&k, _) = self.buckets.first_key_value()?;
-        ((k + 1) * BUCKET_MS <= now).then_some(k)
+        ((k + 1).saturating_mul(BUCKET_MS) <= now).then_some(k)
     }
 
+    /// A slot listed in a due bucket (its last one, so unlisting it is a plain pop).
+    pub fn peek_due(&self, now: u64) -> Option<u32> {
+        let k = self.due_key(now)?;
+        self.buckets.get(&k)?.last().copied()
+    }
+
+    /// Unlist and return one slot from a due bucket.
     pub fn pop_due(&mut self, now: u64) -> Option<u32> {
         let k = self.due_key(now)?;
         let bucket = self.buckets.get_mut(&k)?;
         let slot = bucket.pop();
         if bucket.is_empty() {
             self.buckets.remove(&k);
+        }
+        if slot.is_some() {
+            self.entries -= 1;
         }
         slot
     }
@@ -42,6 +98,22 @@ impl Buckets {
 
     pub fn next_due(&self) -> Option<u64> {
         self.buckets.first_key_value().map(|(&k, _)| k * BUCKET_MS)
+    }
+
+    /// Slots listed (one per key with a deadline).
+    #[cfg(test)]
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// Every listing as (bucket, position, slot), for invariant checks in tests.
+    #[cfg(test)]
+    pub fn listings(&self) -> impl Iterator<Item = (u64, u32, u32)> + '_ {
+        self.buckets.iter().flat_map(|(&k, b)| {
+            b.iter()
+                .enumerate()
+                .map(move |(pos, &slot)| (k, pos as u32, slot))
+        })
     }
 
     pub fn bytes(&self) -> usize {

@@ -7,8 +7,11 @@
 //!   allocation); larger ones as a boxed key and a refcounted `Bytes` value, so a reader
 //!   can send it without copying;
 //! - the deadline is an absolute Unix time in milliseconds inside the entry (0 = none);
-//! - keys with a deadline are also listed in 100 ms expiry buckets (4 bytes per key), which
-//!   active expiry drains in bounded steps.
+//! - keys with a deadline are also listed, exactly once, in 100 ms expiry buckets (4 bytes
+//!   per key), which active expiry drains in bounded steps; a deadline change moves the
+//!   listing in O(log buckets), so sliding TTLs cost no memory (see `expiry.rs`);
+//! - values grown by APPEND/SETRANGE get spare capacity and are then edited in place
+//!   unless a reader still holds them ([`TtlMap::append`], [`TtlMap::setrange`]).
 //!
 //! Stable slots also give SCAN its contract for free: a cursor is a slot number, a key
 //! present for the whole scan keeps its slot, so it is returned exactly once.
@@ -25,7 +28,7 @@ use hashbrown::HashTable;
 use arena::Arena;
 pub use entry::ValueRef;
 use entry::{Entry, INLINE};
-use expiry::Buckets;
+use expiry::{bucket_of, Buckets, NO_POS};
 
 /// What [`TtlMap::expire_step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,11 +118,9 @@ impl TtlMap {
         if let Ok(occ) = self.index.find_entry(h, |&s| s == slot) {
             occ.remove();
         }
-        let e = self.arena.remove(slot)?;
-        if e.deadline() != 0 {
-            self.with_deadline -= 1;
-        }
-        Some(e)
+        let old = self.arena.get(slot).map_or(0, |e| e.deadline());
+        self.note_deadline_change(slot, old, 0);
+        self.arena.remove(slot)
     }
 
     /// The value of a live key.
@@ -152,7 +153,12 @@ impl TtlMap {
         let entry = Entry::new(key, value, deadline);
         match existed {
             Some(slot) => {
-                let old_deadline = self.arena.get(slot).map_or(0, |e| e.deadline());
+                let (old_deadline, pos) = self
+                    .arena
+                    .get(slot)
+                    .map_or((0, NO_POS), |e| (e.deadline(), e.bucket_pos()));
+                let mut entry = entry;
+                entry.set_bucket_pos(pos);
                 self.arena.replace(slot, entry);
                 self.note_deadline_change(slot, old_deadline, deadline);
                 true
@@ -171,15 +177,39 @@ impl TtlMap {
         }
     }
 
+    /// Keep the expiry buckets exact after `slot`'s deadline changed from `old` to `new`
+    /// (0 = none); the entry's deadline is already `new` (or the entry is about to go).
+    ///
+    /// A change within the same 100 ms bucket costs nothing: the listing stays valid, since
+    /// a bucket is drained only once its whole window has passed. Otherwise the listing is
+    /// moved: `swap_remove` from the old bucket at the position the entry remembers (the
+    /// slot that filled the hole gets its position updated), push onto the new one. So each
+    /// key with a deadline is listed exactly once and a sliding TTL costs constant memory,
+    /// at O(log buckets) per change.
     fn note_deadline_change(&mut self, slot: u32, old: u64, new: u64) {
         match (old != 0, new != 0) {
             (false, true) => self.with_deadline += 1,
             (true, false) => self.with_deadline -= 1,
             _ => {}
         }
-        if new != 0 && new != old {
-            // The old bucket entry goes stale; it is skipped when drained.
-            self.buckets.push(new, slot);
+        if old != 0 && new != 0 && bucket_of(old) == bucket_of(new) {
+            return;
+        }
+        if old != 0 {
+            let pos = self.arena.get(slot).map_or(NO_POS, |e| e.bucket_pos());
+            if let Some(moved) = self.buckets.remove(old, slot, pos) {
+                if let Some(e) = self.arena.get_mut(moved) {
+                    e.set_bucket_pos(pos);
+                }
+            }
+        }
+        let pos = if new != 0 {
+            self.buckets.insert(new, slot)
+        } else {
+            NO_POS
+        };
+        if let Some(e) = self.arena.get_mut(slot) {
+            e.set_bucket_pos(pos);
         }
     }
 
@@ -194,6 +224,47 @@ impl TtlMap {
         }
         self.note_deadline_change(slot, old, deadline);
         true
+    }
+
+    /// Append `data` to a live key's value, or store it as a new key without a deadline.
+    /// Returns the new length. The value is grown in place with spare capacity, so a run of
+    /// appends costs amortised O(appended bytes), not O(value) each; a value a reader still
+    /// holds (from [`ValueRef::to_bytes`]) is copied rather than changed. The caller bounds
+    /// the resulting length.
+    pub fn append(&mut self, key: &[u8], data: &[u8], now: u64) -> usize {
+        self.write_at(key, None, data, now)
+    }
+
+    /// Overwrite a live key's value from `offset` with `data`, zero-padding and growing it
+    /// as needed, or create the key (without a deadline, zero-padded up to `offset`).
+    /// Returns the new length. Edits in place like [`TtlMap::append`]; the caller bounds
+    /// `offset + data.len()`.
+    pub fn setrange(&mut self, key: &[u8], offset: usize, data: &[u8], now: u64) -> usize {
+        self.write_at(key, Some(offset), data, now)
+    }
+
+    fn write_at(&mut self, key: &[u8], offset: Option<usize>, data: &[u8], now: u64) -> usize {
+        if let Some(slot) = self.find_live(key, now) {
+            return self
+                .arena
+                .get_mut(slot)
+                .map_or(0, |e| e.write_at(offset, data));
+        }
+        // A new key gets exactly its size, like a SET: no slack until it is edited again.
+        let at = offset.unwrap_or(0);
+        let len = at.saturating_add(data.len());
+        if key.len() + len <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[at..len].copy_from_slice(data);
+            self.insert(key, ValueRef::Inline(&buf[..len]), 0, now);
+        } else {
+            let mut v = Vec::with_capacity(len);
+            v.resize(at, 0);
+            v.extend_from_slice(data);
+            let v = Bytes::from(v);
+            self.insert(key, ValueRef::Shared(&v), 0, now);
+        }
+        len
     }
 
     /// Remove a live key, returning its value (as `Bytes`) and deadline.
@@ -212,26 +283,29 @@ impl TtlMap {
         };
     }
 
-    /// Remove keys whose deadline passed, at most `budget` of them (bucket entries that
-    /// went stale count against the budget too, so a step's work is bounded).
+    /// Remove keys whose deadline passed, at most `budget` of them.
     pub fn expire_step(&mut self, now: u64, budget: usize) -> ExpireStep {
         let mut expired = 0;
         let mut work = 0;
         while work < budget {
-            let Some(slot) = self.buckets.pop_due(now) else {
+            let Some(slot) = self.buckets.peek_due(now) else {
                 return ExpireStep {
                     expired,
                     more: false,
                 };
             };
             work += 1;
-            let Some(e) = self.arena.get(slot) else {
-                continue;
+            let h = match self.arena.get(slot) {
+                Some(e) if e.is_expired(now) => self.hash(e.key()),
+                _ => {
+                    // Cannot happen while the buckets are exact (every deadline in a due
+                    // bucket has passed); drop the listing rather than loop on it.
+                    debug_assert!(false, "slot {slot} listed under a wrong bucket");
+                    self.buckets.pop_due(now);
+                    continue;
+                }
             };
-            if e.deadline() == 0 || e.deadline() > now {
-                continue; // stale: the deadline changed, or the slot was reused
-            }
-            let h = self.hash(e.key());
+            // Unlists the key too (the listing is the bucket's last: a plain pop).
             if self.remove_slot(h, slot).is_some() {
                 expired += 1;
                 self.expired_total += 1;

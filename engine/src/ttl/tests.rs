@@ -1,5 +1,6 @@
 use bytes::Bytes;
 
+use super::expiry::bucket_of;
 use super::*;
 
 fn v(b: &[u8]) -> ValueRef<'_> {
@@ -156,4 +157,253 @@ fn compact_for_the_common_shape() {
         per_key < 90.0,
         "16-byte keys with 32-byte values inline: {per_key:.1} bytes/key"
     );
+}
+
+/// A small deterministic generator (an LCG's high bits).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    /// Uniform-ish in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// Every key with a deadline is listed exactly once, in its deadline's bucket, at the
+/// position its entry remembers.
+fn check_buckets(m: &TtlMap) {
+    assert_eq!(
+        m.buckets.entries(),
+        m.with_deadline(),
+        "one listing per key with a TTL"
+    );
+    let mut n = 0;
+    for (bucket, pos, slot) in m.buckets.listings() {
+        let e = m.arena.get(slot).expect("a listed slot holds a key");
+        assert_ne!(e.deadline(), 0, "a listed key has a deadline");
+        assert_eq!(
+            bucket_of(e.deadline()),
+            bucket,
+            "listed under its deadline's bucket"
+        );
+        assert_eq!(e.bucket_pos(), pos, "the entry knows its position");
+        n += 1;
+    }
+    assert_eq!(n, m.with_deadline());
+}
+
+fn bucket_bytes(m: &TtlMap) -> usize {
+    m.buckets.bytes()
+}
+
+#[test]
+fn a_sliding_ttl_costs_constant_memory() {
+    // One session key whose TTL is pushed forward on every request, by EXPIRE or by a SET
+    // with EX, while time passes and active expiry runs as the server runs it.
+    let mut m = TtlMap::new();
+    let mut rng = Rng(1);
+    let mut now = 1_000_000u64;
+    let mut deadline = now + 30_000;
+    m.insert(b"session", v(b"state"), deadline, now);
+    let baseline = m.structure_bytes();
+    for i in 0..1_000_000u32 {
+        let step = rng.range(1, 1000);
+        now += step;
+        deadline += step;
+        if i % 8 == 0 {
+            m.insert(b"session", v(b"state"), deadline, now);
+        } else {
+            assert!(m.set_deadline(b"session", deadline, now));
+        }
+        assert_eq!(m.expire_step(now, 256).expired, 0);
+        assert_eq!(m.structure_bytes(), baseline, "iteration {i}");
+        assert_eq!(m.buckets.entries(), 1, "iteration {i}");
+    }
+    check_buckets(&m);
+    assert_eq!(m.expire_step(deadline + 100, 256).expired, 1);
+    assert!(m.is_empty());
+    assert_eq!(bucket_bytes(&m), 0);
+}
+
+#[test]
+fn sliding_ttls_of_many_keys_cost_memory_per_key_not_per_write() {
+    const KEYS: u32 = 10_000;
+    let mut m = TtlMap::new();
+    let mut rng = Rng(2);
+    let mut now = 1_000_000u64;
+    let mut deadlines = vec![0u64; KEYS as usize];
+    for (i, d) in deadlines.iter_mut().enumerate() {
+        *d = now + 30_000 + rng.range(0, 1000);
+        m.insert(format!("s:{i}").as_bytes(), v(b"x"), *d, now);
+    }
+    // 1M slides in random key order, each 1 ms..1 s forward; time advances 1 ms per 100
+    // (10 s in all, so no key runs out of its 30 s).
+    let mut peak = 0;
+    for i in 0..1_000_000u32 {
+        let k = rng.range(0, u64::from(KEYS) - 1) as usize;
+        deadlines[k] = deadlines[k].max(now + 1) + rng.range(1, 1000);
+        assert!(m.set_deadline(format!("s:{k}").as_bytes(), deadlines[k], now));
+        if i % 100 == 0 {
+            now += 1;
+            m.expire_step(now, 256);
+        }
+        if i % 1000 == 0 {
+            peak = peak.max(bucket_bytes(&m));
+            assert_eq!(m.buckets.entries(), KEYS as usize);
+        }
+    }
+    check_buckets(&m);
+    assert_eq!(m.len(), KEYS as usize);
+    // 4 bytes per listing, plus per-bucket overhead and Vec slack: far below one listing
+    // per write (4 MB).
+    assert!(
+        peak < 400_000,
+        "bucket memory peaked at {peak} bytes for {KEYS} keys"
+    );
+    // Every key still expires, at its own deadline and not before.
+    let last = deadlines.iter().copied().max().unwrap();
+    let first = deadlines.iter().copied().min().unwrap();
+    while m.expire_step(first - 1, 1000).more {}
+    assert_eq!(m.len(), KEYS as usize, "nothing expires early");
+    while m.expire_step(last + 100, 1000).more {}
+    assert!(m.is_empty());
+    assert_eq!(m.with_deadline(), 0);
+    assert_eq!(bucket_bytes(&m), 0);
+}
+
+#[test]
+fn buckets_stay_exact_under_random_operations() {
+    let mut m = TtlMap::new();
+    let mut model: std::collections::HashMap<Vec<u8>, (Vec<u8>, u64)> = Default::default();
+    let mut rng = Rng(3);
+    let mut now = 10_000u64;
+    for _ in 0..200_000 {
+        let key = format!("k{}", rng.range(0, 300)).into_bytes();
+        let deadline = match rng.range(0, 3) {
+            0 => 0,
+            _ => now + rng.range(1, 2000),
+        };
+        // Lazy expiry, as the map applies it on access.
+        if model.get(&key).is_some_and(|(_, d)| *d != 0 && *d <= now) {
+            model.remove(&key);
+        }
+        match rng.range(0, 7) {
+            0 | 1 => {
+                let val = vec![b'a'; rng.range(0, 80) as usize];
+                m.insert(&key, v(&val), deadline, now);
+                model.insert(key, (val, deadline));
+            }
+            2 | 3 => {
+                let found = m.set_deadline(&key, deadline, now);
+                assert_eq!(found, model.contains_key(&key));
+                if let Some(e) = model.get_mut(&key) {
+                    e.1 = deadline;
+                }
+            }
+            4 => {
+                let got = m.remove(&key, now).map(|(b, d)| (b.to_vec(), d));
+                assert_eq!(got, model.remove(&key));
+            }
+            5 => {
+                let data = vec![b'z'; rng.range(0, 40) as usize];
+                let len = m.append(&key, &data, now);
+                let e = model.entry(key).or_insert((Vec::new(), 0));
+                e.0.extend_from_slice(&data);
+                assert_eq!(len, e.0.len());
+            }
+            6 => {
+                let at = rng.range(0, 60) as usize;
+                let data = vec![b'q'; rng.range(1, 30) as usize];
+                let len = m.setrange(&key, at, &data, now);
+                let e = model.entry(key).or_insert((Vec::new(), 0));
+                if e.0.len() < at + data.len() {
+                    e.0.resize(at + data.len(), 0);
+                }
+                e.0[at..at + data.len()].copy_from_slice(&data);
+                assert_eq!(len, e.0.len());
+            }
+            _ => {
+                now += rng.range(0, 300);
+                m.expire_step(now, 64);
+                // Keys past their deadline are gone (actively or at their next access);
+                // the others must all still be there, which later operations check.
+                model.retain(|_, (_, d)| *d == 0 || *d > now);
+                assert!(m.len() >= model.len(), "active expiry removed a live key");
+            }
+        }
+        check_buckets(&m);
+    }
+    for (key, (val, deadline)) in &model {
+        if *deadline != 0 && *deadline <= now {
+            continue;
+        }
+        let got = m
+            .get_with_deadline(key, now)
+            .map(|(v, d)| (v.as_slice().to_vec(), d));
+        assert_eq!(got, Some((val.clone(), *deadline)));
+    }
+}
+
+#[test]
+fn append_and_setrange_edit_in_place_and_keep_the_deadline() {
+    let mut m = TtlMap::new();
+    assert_eq!(m.append(b"a", b"hello", 1000), 5);
+    assert_eq!(m.deadline(b"a", 1000), Some(0), "a new key has no deadline");
+    m.set_deadline(b"a", 5000, 1000);
+    assert_eq!(m.append(b"a", b" world", 1000), 11);
+    assert_eq!(m.setrange(b"a", 6, b"W", 1000), 11);
+    assert_eq!(m.get(b"a", 1000).unwrap().as_slice(), b"hello World");
+    assert_eq!(m.deadline(b"a", 1000), Some(5000));
+    check_buckets(&m);
+    // SETRANGE on a missing key zero-pads; past the end it grows.
+    assert_eq!(m.setrange(b"p", 3, b"x", 1000), 4);
+    assert_eq!(m.get(b"p", 1000).unwrap().as_slice(), b"\0\0\0x");
+    assert_eq!(m.setrange(b"p", 100, b"y", 1000), 101);
+    let p = m.get(b"p", 1000).unwrap().to_bytes();
+    assert_eq!((p[3], p[50], p[100]), (b'x', 0, b'y'));
+    // An expired key is replaced, not appended to.
+    assert_eq!(m.append(b"a", b"!", 5000), 1);
+    assert_eq!(m.deadline(b"a", 5000), Some(0));
+    check_buckets(&m);
+}
+
+#[test]
+fn appends_are_amortised_and_never_change_a_value_handed_out() {
+    let mut m = TtlMap::new();
+    let chunk = [b'c'; 1024];
+    m.insert(b"log", v(b"start"), 9_000_000, 0);
+    let mut held = Vec::new();
+    let mut moves = 0;
+    let mut last = std::ptr::null();
+    for i in 0..20_000usize {
+        m.append(b"log", &chunk, 0);
+        let value = m.get(b"log", 0).unwrap();
+        if value.as_slice().as_ptr() != last {
+            moves += 1;
+            last = value.as_slice().as_ptr();
+        }
+        if i % 5000 == 0 {
+            // A reader (a GET reply) keeps a handle across later appends.
+            let b = value.to_bytes();
+            held.push((b.clone(), b.to_vec()));
+        }
+    }
+    // 20 MB in 1 KB appends: one move per doubling plus one copy per reader handle.
+    assert!(moves < 40, "the value moved {moves} times");
+    for (b, copy) in &held {
+        assert_eq!(&b[..], &copy[..], "a handed-out value changed");
+    }
+    let value = m.get(b"log", 0).unwrap().to_bytes();
+    assert_eq!(value.len(), 5 + 20_000 * 1024);
+    assert!(value[5..].iter().all(|&c| c == b'c'));
+    assert_eq!(m.deadline(b"log", 0), Some(9_000_000));
+    check_buckets(&m);
 }

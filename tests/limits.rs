@@ -1,0 +1,240 @@
+//! Bounded memory: output backpressure, output and query buffer limits, limits before
+//! AUTH, maxclients fitted to the open-file limit. Nothing acknowledged is lost and the
+//! server keeps serving everyone else.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{encode, q, Server};
+
+/// A field of the single `CLIENT LIST` line whose `name=` is `name`.
+fn client_field(c: &mut redis::Connection, name: &str, field: &str) -> Option<u64> {
+    let list: String = q(c, &["CLIENT", "LIST"]).ok()?;
+    let line = list
+        .lines()
+        .find(|l| l.contains(&format!(" name={name} ")))?;
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+        .and_then(|v| v.parse().ok())
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Issue item: a client pipelining 2 M GETs of 1 KB without reading grew the server by
+/// 2 GB. With backpressure the server stops reading that client while its output is
+/// full; once the client reads, every reply arrives, in order, none lost.
+#[test]
+fn a_client_that_does_not_read_is_paused_not_buffered() {
+    let server = Server::start(&["--shards", "1"]);
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "big", &"v".repeat(1024)]).unwrap();
+    let before = rss_kb(server.child.id());
+    let mut slow = server.raw();
+    slow.cmd(&[b"CLIENT", b"SETNAME", b"slow"]);
+    assert_eq!(slow.reply_str(), "+OK\r\n");
+    // 200k GETs (40 MB of replies) written from another thread: the writer blocks once
+    // the server stops reading, which is the point.
+    let mut writer = slow.stream.try_clone().unwrap();
+    let gets = 200_000;
+    let sender = std::thread::spawn(move || {
+        let one = encode(&[b"GET", b"big"]);
+        let batch: Vec<u8> = one.repeat(1000);
+        for _ in 0..gets / 1000 {
+            if writer.write_all(&batch).is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    // Wait until the server has paused the client (its output is past the threshold).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut omem = 0;
+    while Instant::now() < deadline {
+        omem = client_field(c, "slow", "omem").unwrap_or(0);
+        if omem >= 4 << 20 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(omem >= 4 << 20, "the client's output filled up ({omem})");
+    std::thread::sleep(Duration::from_millis(300));
+    let omem = client_field(c, "slow", "omem").unwrap_or(0);
+    assert!(
+        omem < 16 << 20,
+        "output stayed bounded while not read: {omem}"
+    );
+    let grown = rss_kb(server.child.id()).saturating_sub(before);
+    assert!(grown < 64 * 1024, "server grew by {grown} KB");
+    // Other clients are served meanwhile.
+    assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
+    // Now read everything: every reply arrives, complete and in order.
+    let reply = format!("$1024\r\n{}\r\n", "v".repeat(1024)).into_bytes();
+    let mut want = gets * reply.len();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut carry = Vec::new();
+    while want > 0 {
+        let n = slow.stream.read(&mut buf).expect("read replies");
+        assert!(
+            n > 0,
+            "connection closed with {want} bytes of replies missing"
+        );
+        carry.extend_from_slice(&buf[..n]);
+        let whole = carry.len() / reply.len() * reply.len();
+        for chunk in carry[..whole].chunks(reply.len()) {
+            assert_eq!(chunk, &reply[..], "replies intact and in order");
+        }
+        carry.drain(..whole);
+        want = want.saturating_sub(n);
+    }
+    assert!(sender.join().unwrap(), "every request was written");
+}
+
+/// `client-output-buffer-limit normal` drops a client past its hard limit; others stay.
+#[test]
+fn the_normal_output_limit_disconnects_like_redis() {
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--client-output-buffer-limit",
+        "normal 1mb 0 0",
+    ]);
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "big", &"v".repeat(3 << 20)]).unwrap();
+    let mut raw = server.raw();
+    raw.cmd(&[b"GET", b"big"]);
+    assert!(raw.closed(), "a 3 MB reply passes a 1 MB hard limit");
+    assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
+}
+
+/// Before AUTH: Redis's limits on arguments, and PING needs AUTH too.
+#[test]
+fn unauthenticated_clients_cannot_make_the_server_buffer() {
+    let server = Server::start(&["--requirepass", "pw"]);
+    let mut raw = server.raw();
+    raw.send(b"*2\r\n$3\r\nSET\r\n$400000000\r\n");
+    assert_eq!(
+        raw.reply_str(),
+        "-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    assert!(raw.closed());
+    let mut raw = server.raw();
+    raw.send(b"*11\r\n");
+    assert_eq!(
+        raw.reply_str(),
+        "-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    assert!(raw.closed());
+    let mut raw = server.raw();
+    raw.cmd(&[b"PING"]);
+    assert_eq!(raw.reply_str(), "-NOAUTH Authentication required.\r\n");
+    raw.cmd(&[b"AUTH", b"pw"]);
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    raw.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20000\r\n");
+    raw.send(&vec![b'x'; 20000]);
+    raw.send(b"\r\n");
+    assert_eq!(raw.reply_str(), "+OK\r\n", "after AUTH big values are fine");
+}
+
+/// Issue item: a 50 MB SET passed a 10 MB query buffer limit.
+#[test]
+fn the_query_buffer_limit_holds_for_large_values() {
+    let server = Server::start(&["--client-query-buffer-limit", "10mb"]);
+    let mut raw = server.raw();
+    raw.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$50000000\r\n");
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..50 {
+        if raw.stream.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    assert!(raw.closed(), "dropped instead of buffering 50 MB");
+    let c = &mut server.client();
+    assert_eq!(q::<Option<String>>(c, &["GET", "k"]).unwrap(), None);
+    // Under the limit works.
+    q::<()>(c, &["SET", "k", &"y".repeat(5 << 20)]).unwrap();
+    assert_eq!(q::<usize>(c, &["STRLEN", "k"]).unwrap(), 5 << 20);
+}
+
+/// maxclients above the open-file limit is lowered (with a warning) instead of failing
+/// accepts later.
+#[test]
+fn maxclients_is_fitted_to_the_open_file_limit() {
+    let server = Server::start(&["--maxclients", "100000000"]);
+    let c = &mut server.client();
+    let got: Vec<String> = q(c, &["CONFIG", "GET", "maxclients"]).unwrap();
+    let n: u64 = got[1].parse().unwrap();
+    assert!(n < 100_000_000, "lowered to fit RLIMIT_NOFILE: {n}");
+    assert!(n > 0);
+}
+
+/// KEYS over a big keyspace walks it in bounded steps: a client on the same shard keeps
+/// getting answers while it runs (before, the whole walk ran in one turn).
+#[test]
+fn keys_over_a_big_keyspace_does_not_stall_the_shard() {
+    let server = Server::start(&["--shards", "1"]);
+    let c = &mut server.client();
+    for batch in 0..300 {
+        let mut mset = redis::cmd("MSET");
+        for i in 0..1000 {
+            mset.arg(format!("key:{batch}:{i}")).arg("v");
+        }
+        let () = mset.query(c).unwrap();
+    }
+    let mut walker = server.raw();
+    walker.cmd(&[b"KEYS", b"nomatch*"]);
+    walker.stream.set_nonblocking(true).unwrap();
+    let mut answered_meanwhile = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut probe = [0u8; 1];
+    loop {
+        assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
+        match walker.stream.peek(&mut probe) {
+            Ok(_) => break, // KEYS answered
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => answered_meanwhile += 1,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline, "KEYS never answered");
+    }
+    walker.stream.set_nonblocking(false).unwrap();
+    assert_eq!(walker.reply_str(), "*0\r\n");
+    assert!(
+        answered_meanwhile >= 3,
+        "only {answered_meanwhile} PINGs answered while KEYS walked 300k keys"
+    );
+}
+
+/// Issue item: a 200,000-pair MSET (6.6 MB) arriving in 1,500-byte pieces took 3.8–6 s
+/// (quadratic re-parsing). Parsing now resumes, so it is linear in the bytes.
+#[test]
+fn a_huge_mset_in_small_pieces_is_parsed_once() {
+    let server = Server::start(&["--shards", "1"]);
+    let mut args: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
+    for i in 0..200_000 {
+        args.push(format!("k{i}").into_bytes());
+        args.push(b"v".to_vec());
+    }
+    let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+    let wire = encode(&refs);
+    let mut raw = server.raw();
+    let t = Instant::now();
+    for piece in wire.chunks(1500) {
+        raw.send(piece);
+    }
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    let took = t.elapsed();
+    let c = &mut server.client();
+    assert_eq!(q::<u64>(c, &["DBSIZE"]).unwrap(), 200_000);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
