@@ -48,7 +48,12 @@ impl RemoteWaker {
         if !parking.needs_wake() {
             return;
         }
-        let Some(fd) = self.shared.ring_fds.get().and_then(|fds| fds.get(shard).copied()) else {
+        let Some(fd) = self
+            .shared
+            .ring_fds
+            .get()
+            .and_then(|fds| fds.get(shard).copied())
+        else {
             return;
         };
         let mut ring = match self.ring.lock() {
