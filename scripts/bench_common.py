@@ -172,3 +172,109 @@ def median(values):
         return float("nan")
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+# --- Additions for scripts/wal-bench.py (generic; the helpers above are unchanged) ---
+
+def time_limit(seconds, what, exc=RuntimeError):
+    """Context manager: raise `exc` in the main thread if the block runs longer than
+    `seconds` (SIGALRM; main thread only; does not nest)."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def _cm():
+        def on_alarm(signum, frame):
+            raise exc(f"timed out after {seconds:g} s: {what}")
+        old = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    return _cm()
+
+
+def fdatasync_latencies(path, count=2000, size=4096, append=False):
+    """Latency (seconds) of `count` write+fdatasync pairs of `size` bytes on `path`.
+    append=False: the file is first filled with zeros (count*size bytes) and fsync'ed, then
+    each block is overwritten in place with os.pwrite (no size or allocation change);
+    append=True: the file starts empty and each os.write extends it (new blocks + new size)."""
+    block = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_APPEND if append else 0)
+    fd = os.open(path, flags, 0o644)
+    out = []
+    try:
+        if not append:
+            zeros = bytes(1 << 20)
+            left = count * size
+            while left > 0:
+                left -= os.write(fd, zeros[:min(left, len(zeros))])
+            os.fsync(fd)
+        for i in range(count):
+            t0 = time.perf_counter()
+            if append:
+                os.write(fd, block)
+            else:
+                os.pwrite(fd, block, i * size)
+            os.fdatasync(fd)
+            out.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+    return out
+
+
+def parse_redis_benchmark(text):
+    """Parse the default (non --csv, non -q) output of redis-benchmark 7 for one test:
+    {'requests', 'seconds', 'rps', 'avg', 'min', 'p50', 'p95', 'p99', 'max', 'p999'}
+    (latencies in ms; p999 is the first 'Latency by percentile distribution' step at or
+    above 99.9%). Raises ValueError if a part is missing."""
+    import re
+    text = text.replace("\r", "\n")
+    m = re.search(r"(\d+) requests completed in ([\d.]+) seconds", text)
+    if not m:
+        raise ValueError("no 'requests completed' line")
+    res = {"requests": int(m.group(1)), "seconds": float(m.group(2))}
+    m = re.search(r"throughput summary: ([\d.]+) requests per second", text)
+    if not m:
+        raise ValueError("no throughput summary")
+    res["rps"] = float(m.group(1))
+    m = re.search(r"avg\s+min\s+p50\s+p95\s+p99\s+max\s*\n\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", text)
+    if not m:
+        raise ValueError("no latency summary")
+    for k, v in zip(("avg", "min", "p50", "p95", "p99", "max"), m.groups()):
+        res[k] = float(v)
+    steps = [(float(p), float(v)) for p, v in
+             re.findall(r"^([\d.]+)% <= ([\d.]+) milliseconds", text.split("Cumulative distribution")[0], re.M)]
+    if not steps:
+        raise ValueError("no latency-by-percentile lines")
+    res["p999"] = next((v for p, v in steps if p >= 99.9), steps[-1][1])
+    return res
+
+
+def thread_affinities(pid):
+    """[(thread name, Cpus_allowed_list)] for every thread of `pid`."""
+    out = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                cpus = next((l.split(":", 1)[1].strip() for l in f if l.startswith("Cpus_allowed_list:")), "?")
+        except OSError:
+            continue
+        out.append((name, cpus))
+    return out
+
+
+def dir_bytes(path):
+    """Total size of the regular files under `path`."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total

@@ -28,6 +28,24 @@ pub struct Args {
     /// Most simultaneous clients.
     #[arg(long, default_value_t = 10_000)]
     pub maxclients: usize,
+    /// Memory limit for the keyspace, split evenly between the shards (bytes, or with a
+    /// k/kb/m/mb/g/gb suffix as in redis.conf; 0 = none).
+    #[arg(long, default_value = "0", value_parser = parse_memory)]
+    pub maxmemory: usize,
+    /// What a shard does at its share of the limit: noeviction (refuse writes with -OOM),
+    /// allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu,
+    /// volatile-random or volatile-ttl.
+    #[arg(long, default_value = "noeviction", value_parser = crate::evict::parse_policy)]
+    pub maxmemory_policy: crate::evict::Policy,
+    /// Keys sampled per eviction (more: closer to true LRU/LFU, more CPU).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX)))]
+    pub maxmemory_samples: u32,
+    /// How slowly the LFU counter grows: higher needs more hits per step.
+    #[arg(long, default_value_t = 10)]
+    pub lfu_log_factor: u32,
+    /// Minutes for an idle key's LFU counter to lose one (0: never).
+    #[arg(long, default_value_t = 1)]
+    pub lfu_decay_time: u32,
     /// Close connections idle this many seconds (0 = never).
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
@@ -43,13 +61,34 @@ pub struct Args {
     pub client_query_buffer_limit: usize,
     /// Refuse clients from other hosts when bound to a non-loopback address without a
     /// password (yes/no).
-    #[arg(long, default_value = "yes", value_parser = parse_yes_no)]
+    #[arg(long, default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub protected_mode: bool,
     /// Disconnect a client whose unsent output passes these limits, as in redis.conf:
     /// `CLASS HARD SOFT SECONDS` (class `normal`; sizes with k/mb/gb suffixes; 0 = none).
     /// May be given more than once.
     #[arg(long, value_parser = parse_output_limit)]
     pub client_output_buffer_limit: Vec<(String, OutputLimit)>,
+    /// Where the write-ahead log and snapshots live.
+    #[arg(long, default_value = "./data")]
+    pub dir: std::path::PathBuf,
+    /// Journal every write (yes/no). With `no`, nothing survives a restart.
+    #[arg(long, default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub appendonly: bool,
+    /// When the log is synced: `always` (a write's reply, and any reply that observed it,
+    /// waits until it is on disk), `everysec` (about a second may be lost on a crash) or
+    /// `no` (the OS decides).
+    #[arg(long, default_value = "always", value_parser = ["always", "everysec", "no"])]
+    pub appendfsync: String,
+    /// Core to pin the WAL thread to (default: a core no shard uses, else the last one).
+    #[arg(long)]
+    pub wal_core: Option<usize>,
+    /// A corrupt record in the middle of the log: refuse to start (`strict`) or cut the log
+    /// there (`truncate`, losing what follows).
+    #[arg(long, default_value = "strict", value_parser = ["strict", "truncate"])]
+    pub wal_recover: String,
+    /// Size of each log segment.
+    #[arg(long, default_value = "64mb", value_parser = parse_memory)]
+    pub wal_segment_size: usize,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -123,6 +162,8 @@ fn parse_output_limit(s: &str) -> Result<(String, OutputLimit), String> {
 pub struct ServerConfig {
     /// Where clients connect (the real port once bound).
     pub listen: SocketAddr,
+    /// maxmemory and eviction settings, shared by every shard (CONFIG SET changes them).
+    pub memory: std::sync::Arc<crate::evict::MemoryConfig>,
     /// How many shards run.
     pub shards: usize,
     /// Client limit.
@@ -141,6 +182,12 @@ pub struct ServerConfig {
     pub protected: bool,
     /// Output limit of normal clients.
     pub output_limit_normal: OutputLimit,
+    /// Persistence on, and where.
+    pub dir: Option<std::path::PathBuf>,
+    /// The fsync policy's name (always, everysec, no).
+    pub appendfsync: String,
+    /// Replies wait for the log (`appendfsync always`).
+    pub hold_replies: bool,
 }
 
 impl ServerConfig {
@@ -161,6 +208,16 @@ impl ServerConfig {
             protected: args.protected_mode
                 && args.requirepass.is_none()
                 && !args.bind.is_loopback(),
+            dir: args.appendonly.then(|| args.dir.clone()),
+            appendfsync: args.appendfsync.clone(),
+            hold_replies: args.appendonly && args.appendfsync == "always",
+            memory: std::sync::Arc::new(crate::evict::MemoryConfig::new(
+                args.maxmemory,
+                args.maxmemory_policy,
+                args.maxmemory_samples as usize,
+                args.lfu_log_factor,
+                args.lfu_decay_time,
+            )),
             output_limit_normal: args
                 .client_output_buffer_limit
                 .iter()

@@ -7,6 +7,8 @@
 use bytes::Bytes;
 use coreshard_engine::ttl::{ExpireStep, TtlMap, ValueRef};
 
+use crate::persist::effect::Effect;
+use crate::persist::Journal;
 use crate::watch::WatchTable;
 
 /// A shard's keys, its hit/miss counters and its watched keys. Times are Unix milliseconds.
@@ -19,6 +21,12 @@ pub struct Db {
     pub misses: u64,
     /// Keys some connection WATCHes, with the version of their last modification.
     pub watch: WatchTable,
+    /// The shard's log, when persistence is on: every mutation appends its effect.
+    pub journal: Option<Journal>,
+    /// LSN of the last record appended (replies that observe this state wait for it).
+    pub last_lsn: u64,
+    /// Eviction under `maxmemory` (see [`crate::evict`]).
+    pub evict: crate::evict::Evictor,
 }
 
 impl Db {
@@ -78,6 +86,17 @@ impl Db {
         self.map.structure_bytes()
     }
 
+    /// Read-only view of the map (memory estimate, sampling for eviction, OBJECT); every
+    /// change still goes through `Db`.
+    pub fn keyspace(&self) -> &TtlMap {
+        &self.map
+    }
+
+    /// How key accesses are recorded (LRU or LFU stamps, per the eviction policy).
+    pub fn set_access(&mut self, access: coreshard_engine::ttl::Access) {
+        self.map.set_access(access);
+    }
+
     /// Visit up to `count` slots from `cursor` (see [`TtlMap::scan`]).
     pub fn scan(
         &self,
@@ -97,7 +116,31 @@ impl Db {
     /// Store a value with a deadline (0 = none).
     pub fn write(&mut self, key: &[u8], value: &Value, deadline: u64, now: u64) {
         self.watch.touch(key);
+        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
+            self.last_lsn = j.set(key, value.as_ref().as_slice(), deadline);
+        }
         self.map.insert(key, value.as_ref(), deadline, now);
+    }
+
+    /// Journal an effect that is applied elsewhere or without the log (a cross-shard
+    /// transaction's outcome, a fence).
+    pub fn journal(&mut self, e: &Effect) {
+        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
+            self.last_lsn = j.effect(e);
+        }
+    }
+
+    /// Run `f` with journaling off (its effects are covered by another record).
+    pub fn unjournaled<T>(&mut self, f: impl FnOnce(&mut Db) -> T) -> T {
+        let was = self.journal.as_ref().is_some_and(|j| j.enabled);
+        if let Some(j) = self.journal.as_mut() {
+            j.enabled = false;
+        }
+        let out = f(self);
+        if let Some(j) = self.journal.as_mut() {
+            j.enabled = was;
+        }
+        out
     }
 
     /// Append `data` to a key's value, creating the key (without a deadline) if absent; an
@@ -105,6 +148,9 @@ impl Db {
     /// spare capacity (see [`TtlMap::append`]); the caller enforces the length limit.
     pub fn append(&mut self, key: &[u8], data: &[u8], now: u64) -> usize {
         self.watch.touch(key);
+        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
+            self.last_lsn = j.append_to(key, data);
+        }
         self.map.append(key, data, now)
     }
 
@@ -113,6 +159,9 @@ impl Db {
     /// length. Edits in place (see [`TtlMap::setrange`]); the caller enforces the limit.
     pub fn setrange(&mut self, key: &[u8], offset: usize, data: &[u8], now: u64) -> usize {
         self.watch.touch(key);
+        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
+            self.last_lsn = j.setrange(key, offset as u64, data);
+        }
         self.map.setrange(key, offset, data, now)
     }
 
@@ -121,6 +170,9 @@ impl Db {
         let old = self.map.remove(key, now);
         if old.is_some() {
             self.watch.touch(key);
+            if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
+                self.last_lsn = j.del(key);
+            }
         }
         old
     }
@@ -130,6 +182,9 @@ impl Db {
         let found = self.map.set_deadline(key, deadline, now);
         if found {
             self.watch.touch(key);
+            if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
+                self.last_lsn = j.deadline(key, deadline);
+            }
         }
         found
     }
@@ -139,13 +194,20 @@ impl Db {
     pub fn clear(&mut self, now: u64) {
         let map = &mut self.map;
         self.watch.touch_where(|k| map.contains(k, now));
+        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
+            self.last_lsn = j.effect(&Effect::Flush);
+        }
         self.map.clear();
     }
 
-    /// One bounded step of active expiry. Expired keys need no WATCH bump: a watcher
-    /// checks the deadline it saw (see [`crate::watch`]).
+    /// One bounded step of active expiry. Expired keys need no WATCH bump (a watcher
+    /// checks the deadline it saw, see [`crate::watch`]) and no log record (records carry
+    /// absolute deadlines, so replay drops them the same way).
     pub fn expire_step(&mut self, now: u64, budget: usize) -> ExpireStep {
-        self.map.expire_step(now, budget)
+        let mut step = self.map.expire_step(now, budget);
+        // Over maxmemory, evict in bounded steps between I/O too (through `remove`).
+        step.more |= crate::evict::background_step(self, now);
+        step
     }
 }
 

@@ -3,7 +3,9 @@
 mod commands;
 mod config;
 mod db;
+mod evict;
 mod glob;
+mod persist;
 mod routing;
 mod server;
 mod watch;
@@ -91,6 +93,34 @@ fn main() -> ExitCode {
     };
     config.shards = shards;
     let slots = Arc::new(SlotTable::even(shards));
+    let t0 = std::time::Instant::now();
+    let opened = match open_store(&args, &config, &slots, shards) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("coreshard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let recovered_in = t0.elapsed();
+    let Store {
+        dbs,
+        wal,
+        recovered,
+    } = opened;
+    let wal = wal.map(Arc::new);
+    let shard_wal = wal.clone();
+    let dbs = std::sync::Mutex::new(dbs.into_iter().map(Some).collect::<Vec<_>>());
+    // The WAL thread wakes a shard whose records became durable; the waker exists once
+    // the engine runs.
+    let waker = Arc::new(std::sync::OnceLock::<coreshard_engine::RemoteWaker>::new());
+    if let Some(wal) = &wal {
+        let w = Arc::clone(&waker);
+        wal.set_notify(Box::new(move |shard| {
+            if let Some(w) = w.get() {
+                w.wake(shard);
+            }
+        }));
+    }
     // The port is only known after binding; shards read it lazily through this cell.
     let shared_config = Arc::new(std::sync::OnceLock::<Arc<ServerConfig>>::new());
     let cfg_cell = Arc::clone(&shared_config);
@@ -100,7 +130,12 @@ fn main() -> ExitCode {
             .get()
             .cloned()
             .unwrap_or_else(|| Arc::new(base.clone()));
-        Server::new(info, cfg, Arc::clone(&slots))
+        let db = dbs
+            .lock()
+            .ok()
+            .and_then(|mut d| d.get_mut(info.shard).and_then(Option::take))
+            .unwrap_or_default();
+        Server::new(info, cfg, Arc::clone(&slots), db, shard_wal.clone())
     }) {
         Ok(e) => e,
         Err(e) => {
@@ -108,6 +143,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Ok(w) = engine.remote_waker() {
+        let _ = waker.set(w);
+    }
     config.listen = engine.local_addr().unwrap_or(config.listen);
     let listen = config.listen;
     let _ = shared_config.set(Arc::new(config));
@@ -117,7 +155,10 @@ fn main() -> ExitCode {
         .enumerate()
         .map(|(i, c)| format!("{i}->{}", c.map_or("any".to_string(), |c| c.to_string())))
         .collect();
-    println!(
+    let mut out = std::io::stdout();
+    // A closed stdout (a supervisor that stopped reading) must not stop the server.
+    let _ = writeln!(
+        out,
         "coreshard {} listening on {} shards={} cores=[{}] io_uring: {}",
         env!("CARGO_PKG_VERSION"),
         listen,
@@ -125,21 +166,138 @@ fn main() -> ExitCode {
         cores.join(","),
         engine.features()
     );
-    let _ = std::io::stdout().flush();
+    let _ = match &config_dir(&args) {
+        Some(dir) => writeln!(
+            out,
+            "persistence: dir={} appendfsync={} recovered {} keys from the snapshot and {} log \
+             records in {:.3}s{}",
+            dir,
+            args.appendfsync,
+            recovered.snapshot_keys,
+            recovered.records,
+            recovered_in.as_secs_f64(),
+            recovered
+                .truncated
+                .as_ref()
+                .map(|t| format!(" (cut a torn tail: {t})"))
+                .unwrap_or_default()
+        ),
+        None => writeln!(
+            out,
+            "persistence: off (--appendonly no); nothing survives a restart"
+        ),
+    };
+    let _ = out.flush();
 
     match wait_for_shutdown_signal() {
         Ok(sig) => tracing::info!("{sig} received, shutting down"),
         Err(e) => tracing::error!("{e}; shutting down"),
     }
     engine.shutdown();
-    match engine.join() {
-        Ok(()) => {
+    let joined = engine.join();
+    // Shards handed their last records at their last turn: sync them before exiting.
+    let synced = match wal.map(Arc::try_unwrap) {
+        None => Ok(()),
+        Some(Ok(w)) => w.shutdown().map_err(|e| e.to_string()),
+        Some(Err(_)) => Err("the log is still in use".to_string()),
+    };
+    match (joined, synced) {
+        (Ok(()), Ok(())) => {
             tracing::info!("bye");
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        (Err(e), _) => {
             eprintln!("coreshard: {e}");
             ExitCode::FAILURE
         }
+        (_, Err(e)) => {
+            eprintln!("coreshard: the log could not be synced at shutdown: {e}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// The data directory as shown at start-up, when persistence is on.
+fn config_dir(args: &Args) -> Option<String> {
+    args.appendonly.then(|| {
+        std::fs::canonicalize(&args.dir)
+            .unwrap_or_else(|_| args.dir.clone())
+            .display()
+            .to_string()
+    })
+}
+
+/// Each shard's keyspace, rebuilt from the log, and the log to keep writing.
+struct Store {
+    dbs: Vec<db::Db>,
+    wal: Option<coreshard_engine::wal::Wal>,
+    recovered: persist::replay::Recovered,
+}
+
+/// Open (or create) the log in `--dir`, replay it into one keyspace per shard, and give
+/// each shard its journal.
+fn open_store(
+    args: &Args,
+    config: &ServerConfig,
+    slots: &SlotTable,
+    shards: usize,
+) -> Result<Store, String> {
+    use coreshard_engine::wal::{self, FsyncPolicy, RecoverMode, WalConfig};
+    let mut dbs: Vec<db::Db> = (0..shards).map(|_| db::Db::default()).collect();
+    let Some(dir) = config.dir.clone() else {
+        return Ok(Store {
+            dbs,
+            wal: None,
+            recovered: persist::replay::Recovered::default(),
+        });
+    };
+    let fsync = match args.appendfsync.as_str() {
+        "everysec" => FsyncPolicy::EverySec,
+        "no" => FsyncPolicy::No,
+        _ => FsyncPolicy::Always,
+    };
+    let recover = if args.wal_recover == "truncate" {
+        RecoverMode::Truncate
+    } else {
+        RecoverMode::Strict
+    };
+    let core = args.wal_core.or_else(|| wal_core_default(args, shards));
+    let cfg = WalConfig {
+        dir: dir.clone(),
+        fsync,
+        segment_size: args.wal_segment_size as u64,
+        core,
+        recover,
+    };
+    let (wal, logs, mut recovery) = wal::open(cfg, shards)
+        .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))?;
+    let now = server::ops::unix_ms();
+    let recovered = persist::replay::replay(&mut recovery, &mut dbs, slots, now)
+        .map_err(|e| format!("cannot recover from {}: {e}", dir.display()))?;
+    for (db, log) in dbs.iter_mut().zip(logs) {
+        db.journal = Some(persist::Journal::new(log));
+    }
+    Ok(Store {
+        dbs,
+        wal: Some(wal),
+        recovered,
+    })
+}
+
+/// A core no shard is pinned to, where one exists, else the last allowed core.
+fn wal_core_default(args: &Args, shards: usize) -> Option<usize> {
+    if args.no_pin {
+        return None;
+    }
+    let allowed = coreshard_engine::allowed_cores();
+    let used: Vec<usize> = if args.cores.is_empty() {
+        allowed.iter().copied().take(shards).collect()
+    } else {
+        args.cores.clone()
+    };
+    allowed
+        .iter()
+        .copied()
+        .find(|c| !used.contains(c))
+        .or_else(|| allowed.last().copied())
 }

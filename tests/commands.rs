@@ -242,7 +242,7 @@ fn introspection(c: &mut Connection) {
         .unwrap();
     assert_eq!(cfg, vec!["maxclients", "10000", "save", ""]);
     let cfg: Vec<String> = cmd("CONFIG").arg("GET").arg("app*").query(c).unwrap();
-    assert_eq!(cfg, vec!["appendonly", "no"]);
+    assert_eq!(cfg, vec!["appendonly", "yes", "appendfsync", "always"]);
 
     let _: () = cmd("SET").arg("info-key").arg("1").query(c).unwrap();
     let _: Option<String> = cmd("GET").arg("info-key").query(c).unwrap();

@@ -288,7 +288,16 @@ impl Drop for Coreshard {
 
 fn coreshard() -> Coreshard {
     let mut child = Command::new(coreshard_binary())
-        .args(["--port", "0", "--shards", "2", "--log-level", "warn"])
+        .args([
+            "--port",
+            "0",
+            "--shards",
+            "2",
+            "--log-level",
+            "warn",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -42,6 +42,7 @@ mod shard;
 mod signal;
 mod sys;
 pub mod ttl;
+pub mod wal;
 
 pub use affinity::allowed_cores;
 pub use config::EngineConfig;

@@ -211,11 +211,24 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
         ("io-threads", s.shards.to_string()),
         ("tcp-backlog", "511".into()),
         ("save", String::new()),
-        ("appendonly", "no".into()),
-        ("maxmemory", "0".into()),
-        ("maxmemory-policy", "noeviction".into()),
+        (
+            "appendonly",
+            if c.dir.is_some() { "yes" } else { "no" }.into(),
+        ),
+        ("appendfsync", c.appendfsync.clone()),
+        (
+            "dir",
+            c.dir
+                .as_ref()
+                .and_then(|d| std::fs::canonicalize(d).ok())
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        ),
         ("cluster-enabled", "no".into()),
     ]
+    .into_iter()
+    .chain(crate::evict::config_params(&c.memory))
+    .collect()
 }
 
 pub fn config(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
@@ -245,12 +258,15 @@ pub fn config(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
             "ERR wrong number of arguments for 'config|get' command",
         ),
         b"set" if args.len() >= 4 => {
-            // Settings are fixed at start-up (command-line flags) for now.
-            let msg = format!(
-                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-                sanitize(&args[2], 128)
-            );
-            s.error(ctx, conn, &msg);
+            // Only the memory settings can change at run time; the rest are fixed at
+            // start-up (command-line flags).
+            match crate::evict::config_set(&s.config.memory, &args[2..]) {
+                Ok(()) => {
+                    crate::evict::sync_access(&mut s.db);
+                    s.reply(ctx, conn, |e| e.simple("OK"));
+                }
+                Err(msg) => s.error(ctx, conn, &msg),
+            }
         }
         b"set" => s.error(
             ctx,
@@ -264,7 +280,14 @@ pub fn config(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     }
 }
 
-const INFO_SECTIONS: [&str; 5] = ["server", "clients", "memory", "stats", "keyspace"];
+const INFO_SECTIONS: [&str; 6] = [
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "keyspace",
+];
 
 pub fn info(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     let mut sections: Vec<String> = Vec::new();
@@ -302,6 +325,40 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// INFO persistence: Redis's field names where they fit, plus the WAL's own figures.
+fn persistence_info(s: &Server) -> String {
+    use crate::persist::snapshot;
+    use std::sync::atomic::Ordering::Relaxed;
+    let in_progress = u8::from(snapshot::IN_PROGRESS.load(Relaxed));
+    let last_save = snapshot::LAST_SAVE.load(Relaxed);
+    let failed = snapshot::FAILED.load(Relaxed);
+    let mut out = format!(
+        "loading:0\r\nrdb_bgsave_in_progress:{in_progress}\r\nrdb_last_save_time:{last_save}\r\nrdb_saves:{}\r\nrdb_last_bgsave_status:{}\r\n",
+        snapshot::COMPLETED.load(Relaxed),
+        if failed > 0 { "err" } else { "ok" },
+    );
+    match &s.wal {
+        None => out.push_str("aof_enabled:0\r\n"),
+        Some(wal) => {
+            let st = wal.stats();
+            let status = if st.last_error.is_some() { "err" } else { "ok" };
+            out.push_str(&format!(
+                "aof_enabled:1\r\naof_rewrite_in_progress:{in_progress}\r\naof_last_write_status:{status}\r\naof_fsync:{}\r\nwal_batches:{}\r\nwal_records:{}\r\nwal_bytes:{}\r\nwal_fsyncs:{}\r\nwal_records_per_batch:{:.1}\r\nwal_fsync_p50_us:{}\r\nwal_fsync_p99_us:{}\r\nwal_last_error:{}\r\n",
+                s.config.appendfsync,
+                st.batches,
+                st.records,
+                st.bytes,
+                st.fsyncs,
+                st.records as f64 / st.batches.max(1) as f64,
+                st.fsync_p50_us,
+                st.fsync_p99_us,
+                st.last_error.unwrap_or_default().replace(['\r', '\n'], " "),
+            ));
+        }
+    }
+    out
+}
+
 /// INFO text from every shard's counters.
 pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> String {
     let sum = |f: fn(&ShardReport) -> u64| reports.iter().map(f).sum::<u64>();
@@ -331,23 +388,26 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 sum(|r| r.clients),
                 s.config.maxclients
             ),
-            "memory" => format!(
-                "used_memory_rss:{}\r\nused_memory_keyspace_structure:{}\r\n",
+            "memory" => crate::evict::info_memory(
+                &s.config.memory,
+                sum(|r| r.used_memory),
                 rss_bytes(),
-                sum(|r| r.keyspace_bytes)
+                sum(|r| r.keyspace_bytes),
             ),
             "stats" => format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nrecv_buffer_exhausted:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nrecv_buffer_exhausted:{}\r\n",
                 sum(|r| r.accepted),
                 sum(|r| r.commands),
                 sum(|r| r.bytes_in),
                 sum(|r| r.bytes_out),
                 sum(|r| r.rejected),
                 sum(|r| r.expired),
+                sum(|r| r.evicted),
                 sum(|r| r.hits),
                 sum(|r| r.misses),
                 sum(|r| r.recv_buffer_exhausted),
             ),
+            "persistence" => persistence_info(s),
             "keyspace" => {
                 let keys = sum(|r| r.keys);
                 if keys > 0 {

@@ -5,6 +5,8 @@ pub mod admin;
 pub mod connection;
 pub mod keyspace;
 pub mod multi;
+pub mod object;
+pub mod persistence;
 pub mod strings;
 
 use std::borrow::Cow;
@@ -130,6 +132,16 @@ impl Spec {
         }
     }
 
+    /// Whether the command reads or writes keys (its reply may show data that must be
+    /// durable first under `appendfsync always`).
+    pub fn observes_data(&self) -> bool {
+        self.first_key > 0
+            || matches!(
+                self.name,
+                "dbsize" | "keys" | "scan" | "randomkey" | "exec" | "flushall" | "flushdb"
+            )
+    }
+
     /// Whether `argc` arguments (the name included) fit the arity.
     pub fn arity_ok(&self, argc: usize) -> bool {
         let n = argc as i64;
@@ -169,6 +181,7 @@ const RF: &[&str] = &["readonly", "fast"];
 const NONE: (i32, i32, i32) = (0, 0, 0);
 const K1: (i32, i32, i32) = (1, 1, 1);
 const K12: (i32, i32, i32) = (1, 2, 1);
+const K2: (i32, i32, i32) = (2, 2, 1);
 const KALL: (i32, i32, i32) = (1, -1, 1);
 const KPAIRS: (i32, i32, i32) = (1, -1, 2);
 
@@ -229,12 +242,20 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("randomkey", 1, R, NONE, (GEN, "1.0.0", "Returns a random key name from the database."), keyspace::randomkey),
     Spec::keyed("rename", 3, &["write"], K12, (GEN, "1.0.0", "Renames a key and overwrites the destination."), keyspace::rename).cross(keyspace::rename_cross),
     Spec::keyed("renamenx", 3, WF, K12, (GEN, "1.0.0", "Renames a key only when the target key name doesn't exist."), keyspace::renamenx).cross(keyspace::renamenx_cross),
+    Spec::new("save", 1, &["admin", "noscript", "no_async_loading", "no_multi"], NONE, (SRV, "1.0.0", "Synchronously saves the database(s) to disk."), persistence::save),
+    Spec::new("bgsave", -1, &["admin", "noscript", "no_async_loading", "no_multi"], NONE, (SRV, "1.0.0", "Asynchronously saves the database(s) to disk."), persistence::bgsave),
+    Spec::new("bgrewriteaof", 1, &["admin", "noscript", "no_async_loading", "no_multi"], NONE, (SRV, "1.0.0", "Asynchronously rewrites the append-only file to disk."), persistence::bgrewriteaof),
+    Spec::new("shutdown", -1, &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], NONE, (SRV, "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."), persistence::shutdown),
+    Spec::new("lastsave", 1, &["loading", "stale", "fast"], NONE, (SRV, "1.0.0", "Returns the Unix timestamp of the last successful save to disk."), persistence::lastsave),
     Spec::new("multi", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], NONE, (TXN, "1.2.0", "Starts a transaction."), multi::multi),
     Spec::new("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"], NONE, (TXN, "1.2.0", "Executes all commands in a transaction."), multi::exec),
     Spec::new("discard", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], NONE, (TXN, "2.0.0", "Discards a transaction."), multi::discard),
     Spec::new("watch", -2, &["noscript", "loading", "stale", "fast", "allow_busy"], KALL, (TXN, "2.2.0", "Monitors changes to keys to determine the execution of a transaction."), multi::watch),
     Spec::new("unwatch", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], NONE, (TXN, "2.2.0", "Forgets about watched keys of a transaction."), multi::unwatch),
     Spec::keyed("copy", -3, W, K12, (GEN, "6.2.0", "Copies the value of a key to a new key."), keyspace::copy).cross(keyspace::copy_cross),
+    // Containers whose subcommands name a key at position 2, routed to its shard.
+    Spec::keyed("object", -2, R, K2, (GEN, "2.2.3", "A container for object introspection commands."), object::object),
+    Spec::keyed("memory", -2, R, K2, (SRV, "4.0.0", "A container for memory diagnostics commands."), object::memory),
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =

@@ -139,6 +139,10 @@ pub fn exec(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
             "EXECABORT Transaction discarded because of previous errors.",
         );
     }
+    if let Some(msg) = crate::evict::refuse_exec(s, &multi.queued) {
+        s.forget_watches(ctx, &watched);
+        return s.error(ctx, conn, &msg);
+    }
     s.exec_transaction(ctx, conn, multi.queued, watched);
 }
 
@@ -247,6 +251,7 @@ pub fn queue_if_in_multi(
     } else {
         refuse_in_multi(spec)
     };
+    let refusal = refusal.or_else(|| crate::evict::refuse_queued(s, spec, args));
     if let Some(msg) = refusal {
         multi.dirty = true;
         s.error(ctx, conn, &msg);

@@ -36,6 +36,9 @@ pub struct ConnState {
     pub multi: Option<MultiState>,
     /// Keys under WATCH.
     pub watched: Vec<WatchedKey>,
+    /// Ran a command that reads or writes data since its output was last gated for the
+    /// log (PING, INFO, CONFIG... show no data and never wait for the log).
+    pub observed: bool,
     /// How far the request being received has been parsed.
     pub parse: coreshard_protocol::ParseState,
     /// Since when the output has been over the soft output limit.

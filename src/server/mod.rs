@@ -3,6 +3,7 @@
 
 mod args;
 pub mod conn;
+pub mod durability;
 pub mod ops;
 mod preauth;
 pub mod reply;
@@ -106,6 +107,14 @@ pub struct Server {
     next_client: u64,
     /// The connection input being parsed, when shareable (large values keep slices of it).
     input: Option<bytes::Bytes>,
+    /// Replies and messages waiting for the log.
+    pub durability: durability::Durability,
+    /// The log, when persistence is on (snapshots, INFO).
+    pub wal: Option<Arc<coreshard_engine::wal::Wal>>,
+    /// This shard's part of a snapshot being written.
+    part_job: Option<crate::persist::snapshot::PartJob>,
+    /// The snapshot this shard coordinates.
+    snap_coord: Option<txn::SnapCoord>,
     /// KEYS walks in progress, stepped between I/O.
     keys_jobs: std::collections::VecDeque<KeysJob>,
     /// Connections paused for owing too many replies or for mailbox backlog.
@@ -118,14 +127,26 @@ pub struct Server {
 
 impl Server {
     /// A shard's server.
-    pub fn new(info: ShardInfo, config: Arc<ServerConfig>, slots: Arc<SlotTable>) -> Self {
+    pub fn new(
+        info: ShardInfo,
+        config: Arc<ServerConfig>,
+        slots: Arc<SlotTable>,
+        db: Db,
+        wal: Option<Arc<coreshard_engine::wal::Wal>>,
+    ) -> Self {
+        let hold = db.journal.is_some() && config.hold_replies;
+        let db = crate::evict::attach(db, &config.memory, info.shard, info.shards);
         let seed = unix_ms() ^ ((info.shard as u64 + 1) << 40) | 1;
         Server {
             shard: info.shard,
             shards: info.shards,
             config,
             slots,
-            db: Db::default(),
+            db,
+            durability: durability::Durability::new(hold),
+            wal,
+            part_job: None,
+            snap_coord: None,
             commands_processed: 0,
             rng: Rng(seed),
             locks: Locks::default(),
@@ -298,7 +319,7 @@ impl Server {
                 args,
                 input: self.input.as_ref(),
             };
-            let result = keyed(&mut self.db, unix_ms(), &local);
+            let result = crate::evict::run_keyed(&mut self.db, spec, keyed, unix_ms(), &local);
             self.reply_result(ctx, conn, &result);
         } else {
             let op = Op::Cmd {
@@ -405,8 +426,22 @@ impl Server {
             });
             return self.step_keys(ctx);
         }
+        // Counters and client lists show no data: they never wait for the log.
+        let shows_data = !matches!(op, Op::Report | Op::ClientList);
         let result = self.apply(ctx, op);
-        self.answer(ctx, from, conn, seq, part, result);
+        if shows_data || from == self.shard {
+            self.answer(ctx, from, conn, seq, part, result);
+        } else {
+            ctx.send(
+                from,
+                Msg::Reply {
+                    conn,
+                    seq,
+                    part,
+                    result,
+                },
+            );
+        }
     }
 
     /// One bounded step of the oldest KEYS walk; keeps the shard turning while any remain.
@@ -446,15 +481,13 @@ impl Server {
         if to == self.shard {
             self.complete_part(ctx, conn, seq, part, result);
         } else {
-            ctx.send(
-                to,
-                Msg::Reply {
-                    conn,
-                    seq,
-                    part,
-                    result,
-                },
-            );
+            let msg = Msg::Reply {
+                conn,
+                seq,
+                part,
+                result,
+            };
+            self.send_observed(ctx, to, msg);
         }
     }
 
@@ -487,6 +520,7 @@ impl Server {
         if watched {
             self.release_hold(ctx, conn);
         }
+        self.gate_output(ctx, conn);
         self.over_output_limit(ctx, conn);
     }
 
@@ -576,8 +610,16 @@ impl Server {
             self.error(ctx, conn, &msg);
             return;
         }
+        if spec.flags.contains(&"write") {
+            if let Some(err) = self.log_error() {
+                let msg = format!("MISCONF Errors writing to the AOF file: {err}");
+                self.error(ctx, conn, &msg);
+                return;
+            }
+        }
         if let Some(state) = ctx.state(conn) {
             state.last_cmd = spec.name;
+            state.observed |= spec.observes_data();
         }
         self.commands_processed += 1;
         match spec.exec {
@@ -664,6 +706,8 @@ impl Handler for Server {
             ctx.set_timer(EXPIRE_EVERY, EXPIRE_TICK);
             self.expire_timer_armed = true;
         }
+        self.step_snapshot(ctx);
+        self.durability_turn(ctx);
     }
 
     fn on_open(
@@ -692,6 +736,7 @@ impl Handler for Server {
             watched: Vec::new(),
             over_soft_since: None,
             parse: ParseState::default(),
+            observed: false,
         }
     }
 
@@ -773,6 +818,7 @@ impl Handler for Server {
             }
         }
         self.input = None;
+        self.gate_output(ctx, conn);
         pos
     }
 
@@ -796,7 +842,18 @@ impl Handler for Server {
             } => self.complete_part(ctx, conn, seq, part, result),
             Msg::Lock { txn, keys, all } => self.on_lock(ctx, from, txn, keys, all),
             Msg::Locked { txn, entries } => self.on_locked(ctx, txn, entries),
-            Msg::Commit { txn, writes, flush } => self.on_commit(ctx, txn, writes, flush),
+            Msg::Commit {
+                txn,
+                writes,
+                flush,
+                snapshot,
+            } => {
+                if let Some(id) = snapshot {
+                    self.copy_for_snapshot(ctx, from, id);
+                }
+                self.on_commit(ctx, txn, writes, flush)
+            }
+            Msg::SnapshotPart { id, error } => self.on_snapshot_part(ctx, id, error),
             Msg::Unwatch { keys } => {
                 for k in keys {
                     self.db.watch.unwatch(&k);
@@ -807,6 +864,14 @@ impl Handler for Server {
 
     fn on_close(&mut self, ctx: &mut Ctx<Self>, _conn: ConnId, state: ConnState) {
         self.forget_watches(ctx, &state.watched);
+    }
+
+    fn needs_turn(&self) -> bool {
+        self.durability_needs_turn()
+    }
+
+    fn on_stop(&mut self, ctx: &mut Ctx<Self>) {
+        self.durability_turn(ctx);
     }
 
     fn is_busy(&self, state: &ConnState) -> bool {

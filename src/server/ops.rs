@@ -138,6 +138,10 @@ pub struct ShardReport {
     pub recv_buffer_exhausted: u64,
     /// Bytes the shard's keyspace structure holds (entries, index, expiry buckets).
     pub keyspace_bytes: u64,
+    /// The shard's memory estimate, compared with its share of maxmemory.
+    pub used_memory: u64,
+    /// Keys evicted under maxmemory.
+    pub evicted: u64,
 }
 
 /// The answer of one part.
@@ -202,12 +206,16 @@ pub enum Msg {
         txn: TxnId,
         entries: Vec<LockedEntry>,
     },
-    /// Flush first if `flush`, apply `writes` and release the transaction's locks here.
+    /// Flush first if `flush`, apply `writes` and release the transaction's locks here;
+    /// with `snapshot`, first copy this shard's keys for that snapshot.
     Commit {
         txn: TxnId,
         writes: Vec<Write>,
         flush: bool,
+        snapshot: Option<u64>,
     },
+    /// A shard finished (or failed) writing its part of a snapshot.
+    SnapshotPart { id: u64, error: Option<String> },
     /// A connection stopped watching these keys (no answer).
     Unwatch { keys: Vec<Bytes> },
 }
@@ -226,7 +234,7 @@ impl Server {
         let db: &mut Db = &mut self.db;
         match op {
             Op::Cmd { spec, args } => match spec.keyed {
-                Some(f) => f(db, now, &args),
+                Some(f) => crate::evict::run_keyed(db, spec, f, now, &args),
                 None => OpResult::Error("ERR internal: command has no keyed form".into()),
             },
             Op::Del(ks) => OpResult::Int(
@@ -250,6 +258,9 @@ impl Server {
                     .collect(),
             ),
             Op::MSet(kvs) => {
+                if let Err(oom) = crate::evict::make_room(db, now) {
+                    return oom.into();
+                }
                 for (k, v) in kvs {
                     db.write(k.as_ref(), &crate::db::Value::Shared(v), 0, now);
                 }
@@ -299,6 +310,8 @@ impl Server {
                     bytes_out: s.bytes_out,
                     recv_buffer_exhausted: s.recv_buffer_exhausted,
                     keyspace_bytes: db.structure_bytes() as u64,
+                    used_memory: crate::evict::used(db) as u64,
+                    evicted: db.evict.evicted,
                 })
             }
             Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),

@@ -18,6 +18,9 @@ pub enum Agg {
     Sum(i64),
     /// `+OK` once every part answered (MSET, FLUSHALL).
     AllOk,
+    /// An `AllOk` command a part of which failed (an MSET part refused with -OOM by its
+    /// shard): the first error is the reply.
+    Failed(String),
     /// MGET: part `p`'s values go to `positions[p]`.
     MGet {
         values: Vec<Option<Bytes>>,
@@ -57,7 +60,8 @@ impl Agg {
         match (self, result) {
             (Agg::Single(slot), r) => *slot = Some(r),
             (Agg::Sum(total), OpResult::Int(n)) => *total += n,
-            (Agg::AllOk, _) => {}
+            (agg @ Agg::AllOk, OpResult::Error(e)) => *agg = Agg::Failed(e),
+            (Agg::AllOk | Agg::Failed(_), _) => {}
             (Agg::MGet { values, positions }, OpResult::Values(vs)) => {
                 if let Some(pos) = positions.get(part as usize) {
                     for (&at, v) in pos.iter().zip(vs) {
@@ -103,6 +107,7 @@ impl Agg {
             Agg::Single(None) => e.error("ERR internal: missing result"),
             Agg::Sum(n) => e.int(n),
             Agg::AllOk => e.simple("OK"),
+            Agg::Failed(msg) => e.error(&msg),
             Agg::MGet { values, .. } => {
                 e.array(values.len());
                 for v in &values {

@@ -27,6 +27,9 @@ use super::ops::{unix_ms, Msg, Op, OpResult};
 use super::Server;
 use crate::commands::multi::{run_queued, Queued};
 use crate::db::{Db, Value};
+use crate::persist::effect::Effect;
+use crate::persist::snapshot;
+use coreshard_engine::wal::LogPosition;
 
 /// A transaction: the coordinating shard and its sequence number there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +57,22 @@ impl Write {
     fn key(&self) -> &Bytes {
         match self {
             Write::Set { key, .. } | Write::Del { key } => key,
+        }
+    }
+
+    /// The journaled form.
+    fn effect(&self) -> Effect {
+        match self {
+            Write::Set {
+                key,
+                value,
+                deadline,
+            } => Effect::Set {
+                key: key.clone(),
+                value: value.clone(),
+                deadline: *deadline,
+            },
+            Write::Del { key } => Effect::Del { key: key.clone() },
         }
     }
 }
@@ -86,6 +105,9 @@ pub enum TxnKind {
     },
     /// FLUSHALL / FLUSHDB on every shard at once, between transactions.
     Flush,
+    /// A snapshot: every shard whole, so none holds half a transaction; `save` answers
+    /// only once it is written (SAVE), else at once (BGSAVE).
+    Snapshot { id: u64, save: bool },
     /// EXEC: the queued commands, the connection's watched keys, and whether a flush is
     /// among the commands (then every shard is locked whole).
     Exec {
@@ -276,7 +298,7 @@ impl Server {
                 keys.extend(watched.iter().map(|w| w.key.clone()));
                 (keys, *flush)
             }
-            TxnKind::Flush => (Vec::new(), true),
+            TxnKind::Flush | TxnKind::Snapshot { .. } => (Vec::new(), true),
         };
         let mut shards = by_shard(self, keys.into_iter());
         if all {
@@ -382,7 +404,7 @@ impl Server {
         for k in keys {
             self.locks.held.insert(k, txn);
         }
-        ctx.send(from, Msg::Locked { txn, entries });
+        self.send_observed(ctx, from, Msg::Locked { txn, entries });
     }
 
     /// A shard granted its locks: lock the next shard, or decide and commit.
@@ -404,7 +426,18 @@ impl Server {
         let Some(t) = self.txns.remove(&txn.id) else {
             return;
         };
+        if let TxnKind::Snapshot { id, save } = t.kind {
+            return self.start_snapshot(ctx, txn, &t, id, save);
+        }
         let (mut writes, flush, result) = decide(&t);
+        if flush || !writes.is_empty() {
+            // One record for the whole outcome: replay applies all of it or none. The
+            // shards that apply it append a fence behind it instead of their own records.
+            self.db.journal(&Effect::Txn {
+                flush,
+                writes: writes.iter().map(Write::effect).collect(),
+            });
+        }
         for (shard, keys) in &t.shards {
             let mut mine = Vec::new();
             let mut i = 0;
@@ -421,6 +454,7 @@ impl Server {
                     txn,
                     writes: mine,
                     flush,
+                    snapshot: None,
                 },
             );
         }
@@ -441,20 +475,26 @@ impl Server {
         flush: bool,
     ) {
         let now = unix_ms();
-        if flush {
-            self.db.clear(now);
-        }
-        for w in writes {
-            match w {
-                Write::Set {
-                    key,
-                    value,
-                    deadline,
-                } => self.db.write(&key, &Value::Shared(value), deadline, now),
-                Write::Del { key } => {
-                    self.db.remove(&key, now);
+        let changes = flush || !writes.is_empty();
+        self.db.unjournaled(|db| {
+            if flush {
+                db.clear(now);
+            }
+            for w in writes {
+                match w {
+                    Write::Set {
+                        key,
+                        value,
+                        deadline,
+                    } => db.write(&key, &Value::Shared(value), deadline, now),
+                    Write::Del { key } => {
+                        db.remove(&key, now);
+                    }
                 }
             }
+        });
+        if changes {
+            self.db.journal(&Effect::Fence);
         }
         self.locks.held.retain(|_, owner| *owner != txn);
         if self.locks.all == Some(txn) {
@@ -538,6 +578,150 @@ impl Server {
     }
 }
 
+/// The snapshot a shard coordinates.
+#[derive(Debug)]
+pub struct SnapCoord {
+    id: u64,
+    start: LogPosition,
+    pending: usize,
+    parts: usize,
+    /// SAVE's reply position, answered when the snapshot is published.
+    reply_to: Option<(ConnId, u64)>,
+    error: Option<String>,
+}
+
+impl Server {
+    /// Every shard is locked: note where replay will start, then have each shard copy
+    /// its keys (the `Commit` carries the snapshot id) and release.
+    fn start_snapshot(&mut self, ctx: &mut Ctx<Server>, txn: TxnId, t: &Txn, id: u64, save: bool) {
+        let Some(start) = self.wal.as_ref().map(|w| w.position()) else {
+            snapshot::end(false);
+            let off = OpResult::Error("ERR persistence is off".into());
+            self.complete_part(ctx, t.conn, t.seq, 0, off);
+            return self.release_hold(ctx, t.conn);
+        };
+        self.snap_coord = Some(SnapCoord {
+            id,
+            start,
+            pending: t.shards.len(),
+            parts: t.shards.len(),
+            reply_to: save.then_some((t.conn, t.seq)),
+            error: None,
+        });
+        for (shard, _) in &t.shards {
+            ctx.send(
+                *shard,
+                Msg::Commit {
+                    txn,
+                    writes: Vec::new(),
+                    flush: false,
+                    snapshot: Some(id),
+                },
+            );
+        }
+        if !save {
+            let started = OpResult::Reply(coreshard_protocol::Value::Simple(
+                "Background saving started".into(),
+            ));
+            self.complete_part(ctx, t.conn, t.seq, 0, started);
+            self.release_hold(ctx, t.conn);
+        }
+    }
+
+    /// Copy this shard's keys for snapshot `id` (still under the snapshot's lock, so the
+    /// copy is exactly the state at this shard's last LSN).
+    pub fn copy_for_snapshot(&mut self, ctx: &mut Ctx<Server>, coordinator: ShardId, id: u64) {
+        let fail = |e: String| Msg::SnapshotPart { id, error: Some(e) };
+        let Some(wal) = self.wal.as_ref() else {
+            return ctx.send(coordinator, fail("persistence is off".into()));
+        };
+        let writer = match wal.snapshot_writer(self.shard, id) {
+            Ok(w) => w,
+            Err(e) => return ctx.send(coordinator, fail(e.to_string())),
+        };
+        let now = unix_ms();
+        let mut pairs = Vec::with_capacity(self.db.len());
+        let mut cursor = 0;
+        loop {
+            cursor = self.db.scan(cursor, 1 << 16, now, |k, v| {
+                pairs.push((Bytes::copy_from_slice(k), v.to_bytes()));
+            });
+            if cursor == 0 {
+                break;
+            }
+        }
+        let entries = pairs
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let d = self.db.deadline(&k, now)?;
+                Some((k, v, d))
+            })
+            .collect();
+        let lsn = self.db.last_lsn;
+        match snapshot::PartJob::new(id, coordinator, self.shard, writer, lsn, entries) {
+            Ok(job) => self.part_job = Some(job),
+            Err(e) => ctx.send(coordinator, fail(e.to_string())),
+        }
+    }
+
+    /// One bounded step of writing this shard's snapshot part.
+    pub fn step_snapshot(&mut self, ctx: &mut Ctx<Server>) {
+        let Some(job) = self.part_job.as_mut() else {
+            return;
+        };
+        let done = job.step();
+        let (id, coordinator) = (job.id, job.coordinator);
+        match done {
+            Ok(false) => ctx.run_again(),
+            Ok(true) => {
+                self.part_job = None;
+                ctx.send(coordinator, Msg::SnapshotPart { id, error: None });
+            }
+            Err(e) => {
+                self.part_job = None;
+                let error = Some(e.to_string());
+                ctx.send(coordinator, Msg::SnapshotPart { id, error });
+            }
+        }
+    }
+
+    /// A part is written: once all are, publish the snapshot (old segments go).
+    pub fn on_snapshot_part(&mut self, ctx: &mut Ctx<Server>, id: u64, error: Option<String>) {
+        let Some(c) = self.snap_coord.as_mut().filter(|c| c.id == id) else {
+            return;
+        };
+        c.pending = c.pending.saturating_sub(1);
+        if error.is_some() {
+            c.error = error;
+        }
+        if c.pending > 0 {
+            return;
+        }
+        let Some(c) = self.snap_coord.take() else {
+            return;
+        };
+        let result = match (c.error, self.wal.as_ref()) {
+            (Some(e), _) => Err(e),
+            (None, None) => Err("persistence is off".into()),
+            (None, Some(wal)) => wal
+                .complete_snapshot(c.id, c.parts, c.start)
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = &result {
+            tracing::warn!("snapshot {} failed: {e}", c.id);
+        }
+        snapshot::end(result.is_ok());
+        if let Some((conn, seq)) = c.reply_to {
+            let reply = match result {
+                Ok(()) => OpResult::Ok,
+                Err(e) => OpResult::Error(format!("ERR snapshot failed: {e}")),
+            };
+            self.complete_part(ctx, conn, seq, 0, reply);
+            self.release_hold(ctx, conn);
+        }
+    }
+}
+
 /// The outcome of a transaction from what it read under lock: the writes, whether every
 /// shard is flushed first, and the client's reply.
 fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
@@ -601,6 +785,7 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
             )
         }
         TxnKind::Flush => (Vec::new(), true, OpResult::Ok),
+        TxnKind::Snapshot { .. } => (Vec::new(), false, OpResult::Ok),
         TxnKind::Exec {
             cmds,
             watched,

@@ -17,11 +17,55 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The data directory; removed when the server is dropped, unless `keep_dir`.
+    pub dir: Option<DataDir>,
+    /// Lines the server printed after its startup line (persistence report...).
+    pub stdout: mpsc::Receiver<String>,
+}
+
+/// A fresh data directory under the system temp dir, removed on drop.
+pub struct DataDir(pub std::path::PathBuf);
+
+impl DataDir {
+    pub fn new(tag: &str) -> DataDir {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("coreshard-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create data dir");
+        DataDir(dir)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Server {
-    /// Start with `--port 0` plus `args`; returns once the startup line names the port.
+    /// Start with `--port 0` plus `args`, with its data in a fresh temporary directory
+    /// (unless `args` choose one); returns once the startup line names the port.
     pub fn start(args: &[&str]) -> Server {
+        if args.contains(&"--dir") {
+            return Server::start_raw(args, None);
+        }
+        let dir = DataDir::new("srv");
+        let mut all = vec!["--dir", dir.path()];
+        all.extend_from_slice(args);
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        Server::start_raw(&refs, Some(dir))
+    }
+
+    /// Start with exactly these arguments (plus port and log level).
+    pub fn start_raw(args: &[&str], dir: Option<DataDir>) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_coreshard"))
             .args(["--port", "0", "--log-level", "warn"])
             .args(args)
@@ -46,7 +90,12 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in startup line: {line}"));
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            dir,
+            stdout: rx,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -6,11 +6,13 @@ mod bufring;
 mod probe;
 mod ring;
 mod token;
+mod wal_io;
 
 pub(crate) use bufring::BufRing;
 pub use probe::Features;
 pub(crate) use ring::{failed_wake, wake_rings, Chunk, Cqe, Ring, SendDone, WakeRing};
 pub(crate) use token::{Kind, Token};
+pub(crate) use wal_io::{try_lock_exclusive, WalRing};
 
 use std::os::fd::{FromRawFd, OwnedFd};
 

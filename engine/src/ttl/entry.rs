@@ -72,13 +72,16 @@ fn write_into(v: &mut Vec<u8>, at: usize, data: &[u8]) {
     }
 }
 
-// `bucket_pos` (the entry's position in its expiry bucket, see `expiry.rs`) lives in each
-// variant rather than in `Entry` so that it fills the variants' padding: the entry stays
-// 64 bytes.
+// `bucket_pos` (the entry's position in its expiry bucket, see `expiry.rs`) and the low
+// byte of the access stamp live in each variant rather than in `Entry` so that they fill
+// the variants' padding: the entry stays 64 bytes. The stamp's other 16 bits share the
+// first word with the deadline (see `Entry`).
 pub(super) enum Payload {
     Inline {
+        /// Key length, plus `EDITED` when the value was changed in place.
         klen: u8,
         vlen: u8,
+        stamp_lo: u8,
         bucket_pos: u32,
         buf: [u8; INLINE],
     },
@@ -89,13 +92,44 @@ pub(super) enum Payload {
         /// map holds the only handle, and copies otherwise.
         value: Bytes,
         bucket_pos: u32,
+        stamp_lo: u8,
+        edited: bool,
     },
     /// A free arena slot: the next free slot, or `u32::MAX`.
     Free(u32),
 }
 
+/// Flag in an inline entry's `klen`: the value was changed in place (APPEND, SETRANGE).
+const EDITED: u8 = 0x80;
+
+/// Bits of an entry's first word that hold its deadline; the 16 above hold the high bits
+/// of its access stamp.
+const DEADLINE_BITS: u32 = 48;
+
+/// Stored in place of a deadline at or beyond 2^48 - 1 ms (the year 10889); the map keeps
+/// such deadlines exactly in a side table (see `TtlMap::far`).
+pub(super) const FAR: u64 = (1 << DEADLINE_BITS) - 1;
+
+/// Bytes the system allocator (glibc malloc) holds for a request of `n` bytes: 8 bytes of
+/// header rounded up to 16, at least 32; from 128 KiB up, whole mmapped pages.
+pub fn alloc_size(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else if n >= 128 << 10 {
+        n.saturating_add(16 + 4095) & !4095
+    } else {
+        ((n + 8 + 15) & !15).max(32)
+    }
+}
+
+/// The block `bytes` allocates the first time a value is shared (a GET or the store
+/// itself clones it): its 24-byte refcount header, as malloc rounds it.
+const BYTES_SHARED_HEADER: usize = 32;
+
 pub(super) struct Entry {
-    deadline: u64,
+    /// The deadline in Unix ms (low 48 bits, 0 = none, `FAR` = see the map's side table)
+    /// and the high 16 bits of the access stamp.
+    word: u64,
     payload: Payload,
 }
 
@@ -109,6 +143,7 @@ impl Entry {
             Payload::Inline {
                 klen: key.len() as u8,
                 vlen: v.len() as u8,
+                stamp_lo: 0,
                 bucket_pos: NO_POS,
                 buf,
             }
@@ -121,14 +156,18 @@ impl Entry {
                 key: key.into(),
                 value,
                 bucket_pos: NO_POS,
+                stamp_lo: 0,
+                edited: false,
             }
         };
-        Entry { deadline, payload }
+        let mut e = Entry { word: 0, payload };
+        e.set_deadline(deadline);
+        e
     }
 
     pub fn free(next: u32) -> Entry {
         Entry {
-            deadline: 0,
+            word: 0,
             payload: Payload::Free(next),
         }
     }
@@ -146,7 +185,7 @@ impl Entry {
 
     pub fn key(&self) -> &[u8] {
         match &self.payload {
-            Payload::Inline { klen, buf, .. } => &buf[..usize::from(*klen)],
+            Payload::Inline { klen, buf, .. } => &buf[..usize::from(*klen & !EDITED)],
             Payload::Heap { key, .. } => key,
             Payload::Free(_) => &[],
         }
@@ -157,7 +196,7 @@ impl Entry {
             Payload::Inline {
                 klen, vlen, buf, ..
             } => {
-                let k = usize::from(*klen);
+                let k = usize::from(*klen & !EDITED);
                 ValueRef::Inline(&buf[k..k + usize::from(*vlen)])
             }
             Payload::Heap { value, .. } => ValueRef::Shared(value),
@@ -165,16 +204,69 @@ impl Entry {
         }
     }
 
+    /// The stored deadline: exact below `FAR`, `FAR` for any later one.
     pub fn deadline(&self) -> u64 {
-        self.deadline
+        self.word & FAR
     }
 
+    /// Store `deadline` (one at or beyond `FAR` is stored as `FAR`; the map keeps it).
     pub fn set_deadline(&mut self, deadline: u64) {
-        self.deadline = deadline;
+        self.word = (self.word & !FAR) | deadline.min(FAR);
     }
 
+    /// Whether a deadline below `FAR` has passed (the map checks `FAR` ones itself).
     pub fn is_expired(&self, now: u64) -> bool {
-        self.deadline != 0 && self.deadline <= now
+        let d = self.deadline();
+        d != 0 && d != FAR && d <= now
+    }
+
+    /// The 24-bit access stamp (see `access.rs`).
+    pub fn stamp(&self) -> u32 {
+        let lo = match self.payload {
+            Payload::Inline { stamp_lo, .. } | Payload::Heap { stamp_lo, .. } => stamp_lo,
+            Payload::Free(_) => 0,
+        };
+        (((self.word >> DEADLINE_BITS) as u32) << 8) | u32::from(lo)
+    }
+
+    pub fn set_stamp(&mut self, stamp: u32) {
+        self.word = (self.word & FAR) | (u64::from((stamp >> 8) & 0xFFFF) << DEADLINE_BITS);
+        match &mut self.payload {
+            Payload::Inline { stamp_lo, .. } | Payload::Heap { stamp_lo, .. } => {
+                *stamp_lo = stamp as u8;
+            }
+            Payload::Free(_) => {}
+        }
+    }
+
+    /// Whether the value was changed in place since it was stored (Redis then reports the
+    /// string as `raw`).
+    pub fn edited(&self) -> bool {
+        match self.payload {
+            Payload::Inline { klen, .. } => klen & EDITED != 0,
+            Payload::Heap { edited, .. } => edited,
+            Payload::Free(_) => false,
+        }
+    }
+
+    /// Mark the value as changed in place (see [`Entry::edited`]).
+    pub fn mark_edited(&mut self) {
+        match &mut self.payload {
+            Payload::Inline { klen, .. } => *klen |= EDITED,
+            Payload::Heap { edited, .. } => *edited = true,
+            Payload::Free(_) => {}
+        }
+    }
+
+    /// Heap bytes this entry owns beyond its 64 bytes (key and value blocks as malloc
+    /// rounds them, and the value's refcount header); 0 when stored inline.
+    pub fn heap_size(&self) -> usize {
+        match &self.payload {
+            Payload::Heap { key, value, .. } => {
+                alloc_size(key.len()) + alloc_size(value.len()) + BYTES_SHARED_HEADER
+            }
+            Payload::Inline { .. } | Payload::Free(_) => 0,
+        }
     }
 
     /// The entry's position in its expiry bucket (`NO_POS` if it has no deadline).
@@ -210,21 +302,23 @@ impl Entry {
         let promoted = match &mut self.payload {
             Payload::Inline {
                 klen, vlen, buf, ..
-            } if usize::from(*klen) + new_len <= INLINE => {
-                let k = usize::from(*klen);
+            } if usize::from(*klen & !EDITED) + new_len <= INLINE => {
+                let k = usize::from(*klen & !EDITED);
                 buf[k + len..k + new_len].fill(0);
                 buf[k + at..k + end].copy_from_slice(data);
                 *vlen = new_len as u8;
+                *klen |= EDITED;
                 return new_len;
             }
             Payload::Inline {
                 klen,
                 buf,
                 bucket_pos,
+                stamp_lo,
                 ..
             } => {
                 // Outgrows the entry: move to the heap, with room to grow further.
-                let k = usize::from(*klen);
+                let k = usize::from(*klen & !EDITED);
                 let mut v = Vec::with_capacity(grown_capacity(len, new_len));
                 v.extend_from_slice(&buf[k..k + len]);
                 write_into(&mut v, at, data);
@@ -232,9 +326,12 @@ impl Entry {
                     key: buf[..k].into(),
                     value: Bytes::from(v),
                     bucket_pos: *bucket_pos,
+                    stamp_lo: *stamp_lo,
+                    edited: true,
                 }
             }
-            Payload::Heap { value, .. } => {
+            Payload::Heap { value, edited, .. } => {
+                *edited = true;
                 let mut v = if value.is_unique() {
                     // Nobody else holds it, so nobody can clone it either: take the buffer
                     // back, with its spare capacity, without copying.
@@ -270,6 +367,51 @@ mod tests {
     #[test]
     fn entry_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Entry>(), 64);
+    }
+
+    #[test]
+    fn stamp_deadline_and_flags_share_the_entry_without_growing_it() {
+        for mut e in [
+            Entry::new(b"0123456789abcdef", ValueRef::Inline(&[7u8; 32]), 0),
+            Entry::new(b"k", ValueRef::Shared(&Bytes::from(vec![1u8; 100])), 0),
+        ] {
+            e.set_bucket_pos(77);
+            e.set_deadline(1_700_000_000_123);
+            e.set_stamp(0xABCDEF);
+            assert_eq!(e.stamp(), 0xABCDEF);
+            assert_eq!(e.deadline(), 1_700_000_000_123);
+            e.set_deadline(0);
+            assert_eq!((e.stamp(), e.deadline()), (0xABCDEF, 0));
+            e.set_stamp(0x000102);
+            e.set_deadline(i64::MAX as u64);
+            assert_eq!(e.deadline(), FAR, "far deadlines are kept by the map");
+            assert!(!e.is_expired(u64::MAX), "the map decides for far deadlines");
+            assert_eq!(e.stamp(), 0x000102);
+            assert_eq!(e.bucket_pos(), 77);
+            assert!(!e.edited());
+            let key = e.key().to_vec();
+            let len = e.value().len();
+            e.write_at(None, b"!");
+            assert!(e.edited(), "an in-place edit marks the value");
+            assert_eq!(e.key(), &key[..], "the flag does not disturb the key");
+            assert_eq!(e.value().len(), len + 1);
+            assert_eq!(e.stamp(), 0x000102, "edits keep the stamp");
+        }
+    }
+
+    #[test]
+    fn heap_size_follows_malloc_rounding() {
+        assert_eq!(alloc_size(0), 0);
+        assert_eq!(alloc_size(1), 32);
+        assert_eq!(alloc_size(24), 32);
+        assert_eq!(alloc_size(25), 48);
+        assert_eq!(alloc_size(100), 112);
+        assert_eq!(alloc_size(200_000), 200_704);
+        let inline = Entry::new(b"key", ValueRef::Inline(b"value"), 0);
+        assert_eq!(inline.heap_size(), 0);
+        let v = Bytes::from(vec![0u8; 100]);
+        let heap = Entry::new(&[b'k'; 16], ValueRef::Shared(&v), 0);
+        assert_eq!(heap.heap_size(), 32 + 112 + 32);
     }
 
     #[test]

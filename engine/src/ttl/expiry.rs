@@ -24,10 +24,22 @@ pub(super) fn bucket_of(deadline: u64) -> u64 {
     deadline / BUCKET_MS
 }
 
+/// Bytes a `BTreeMap` spends per bucket besides the bucket's `Vec` buffer (its share of a
+/// node: key, `Vec` header, edges), an estimate for memory reports.
+const PER_BUCKET: usize = 48;
+
 #[derive(Default)]
 pub(super) struct Buckets {
     buckets: BTreeMap<u64, Vec<u32>>,
     entries: usize,
+    /// Sum of the buckets' `Vec` capacities in bytes, kept as they change so that memory
+    /// reports cost O(1).
+    vec_bytes: usize,
+}
+
+/// Bytes of `cap` listings of a bucket's buffer.
+fn cap_bytes(cap: usize) -> usize {
+    cap * std::mem::size_of::<u32>()
 }
 
 impl Buckets {
@@ -35,7 +47,9 @@ impl Buckets {
     pub fn insert(&mut self, deadline: u64, slot: u32) -> u32 {
         let bucket = self.buckets.entry(bucket_of(deadline)).or_default();
         let pos = bucket.len() as u32;
+        let before = bucket.capacity();
         bucket.push(slot);
+        self.vec_bytes += cap_bytes(bucket.capacity() - before);
         self.entries += 1;
         pos
     }
@@ -56,11 +70,14 @@ impl Buckets {
         self.entries -= 1;
         let moved = bucket.get(pos).copied();
         if bucket.is_empty() {
+            self.vec_bytes -= cap_bytes(bucket.capacity());
             self.buckets.remove(&k);
         } else if bucket.capacity() > 16 && bucket.len() * 4 < bucket.capacity() {
             // Give back memory of buckets that shrank (keys moved out or were deleted), so
             // bucket memory follows the keys still listed.
+            let before = bucket.capacity();
             bucket.shrink_to(bucket.len() * 2);
+            self.vec_bytes -= cap_bytes(before - bucket.capacity());
         }
         moved
     }
@@ -84,6 +101,7 @@ impl Buckets {
         let bucket = self.buckets.get_mut(&k)?;
         let slot = bucket.pop();
         if bucket.is_empty() {
+            self.vec_bytes -= cap_bytes(bucket.capacity());
             self.buckets.remove(&k);
         }
         if slot.is_some() {
@@ -116,7 +134,27 @@ impl Buckets {
         })
     }
 
+    /// Up to `n` slots of the earliest bucket (the keys that expire soonest, or already
+    /// expired and not yet reclaimed), most recently listed first.
+    pub fn soonest(&self, n: usize) -> impl Iterator<Item = u32> + '_ {
+        self.buckets
+            .first_key_value()
+            .into_iter()
+            .flat_map(move |(_, b)| b.iter().rev().take(n).copied())
+    }
+
+    /// Memory held by the buckets (an estimate of the tree's nodes plus the exact bucket
+    /// buffers), in O(1).
     pub fn bytes(&self) -> usize {
-        self.buckets.values().map(|b| b.capacity() * 4 + 48).sum()
+        self.vec_bytes + self.buckets.len() * PER_BUCKET
+    }
+
+    /// [`Buckets::bytes`] recomputed from scratch, to check the running sum in tests.
+    #[cfg(test)]
+    pub fn bytes_recounted(&self) -> usize {
+        self.buckets
+            .values()
+            .map(|b| b.capacity() * std::mem::size_of::<u32>() + PER_BUCKET)
+            .sum()
     }
 }

@@ -11,11 +11,16 @@
 //!   per key), which active expiry drains in bounded steps; a deadline change moves the
 //!   listing in O(log buckets), so sliding TTLs cost no memory (see `expiry.rs`);
 //! - values grown by APPEND/SETRANGE get spare capacity and are then edited in place
-//!   unless a reader still holds them ([`TtlMap::append`], [`TtlMap::setrange`]).
+//!   unless a reader still holds them ([`TtlMap::append`], [`TtlMap::setrange`]);
+//! - each entry keeps a 24-bit access stamp for approximate LRU/LFU eviction (see
+//!   `access.rs`) in bits it had spare, and the map keeps a running estimate of the memory
+//!   it holds ([`TtlMap::used_bytes`]), so an owner can bound it by sampling entries
+//!   ([`TtlMap::sample`], [`TtlMap::soonest`]) and removing the least useful.
 //!
 //! Stable slots also give SCAN its contract for free: a cursor is a slot number, a key
 //! present for the whole scan keeps its slot, so it is returned exactly once.
 
+pub mod access;
 mod arena;
 mod entry;
 mod expiry;
@@ -25,9 +30,10 @@ use std::hash::BuildHasher;
 use bytes::Bytes;
 use hashbrown::HashTable;
 
+pub use access::Access;
 use arena::Arena;
-pub use entry::ValueRef;
-use entry::{Entry, INLINE};
+pub use entry::{alloc_size, ValueRef};
+use entry::{Entry, FAR, INLINE};
 use expiry::{bucket_of, Buckets, NO_POS};
 
 /// What [`TtlMap::expire_step`] did.
@@ -39,6 +45,38 @@ pub struct ExpireStep {
     pub more: bool,
 }
 
+/// A live entry picked by [`TtlMap::sample`] or [`TtlMap::soonest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampled<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Its access stamp (see [`access`]).
+    pub stamp: u32,
+    /// Its deadline (Unix ms, 0 = none).
+    pub deadline: u64,
+}
+
+/// What [`TtlMap::peek`] reports about a live key, without counting as an access.
+#[derive(Debug, Clone, Copy)]
+pub struct Peek<'a> {
+    /// The value.
+    pub value: ValueRef<'a>,
+    /// The access stamp (see [`access`]).
+    pub stamp: u32,
+    /// Whether the value was edited in place (APPEND, SETRANGE) since it was stored.
+    pub edited: bool,
+    /// Estimated bytes the key costs: its entry, its share of the index, its heap blocks
+    /// and its expiry listing.
+    pub bytes: usize,
+    /// Its deadline (Unix ms, 0 = none).
+    pub deadline: u64,
+}
+
+/// Random probes per wanted sample before [`TtlMap::sample`] falls back to a walk.
+const PROBES_PER_SAMPLE: usize = 8;
+/// Slots the fallback walk of [`TtlMap::sample`] visits at most.
+const SAMPLE_WALK: u32 = 4096;
+
 /// A byte-string key space with millisecond deadlines. All times are Unix milliseconds
 /// supplied by the caller, so the map itself never reads a clock.
 pub struct TtlMap {
@@ -48,6 +86,16 @@ pub struct TtlMap {
     buckets: Buckets,
     with_deadline: usize,
     expired_total: u64,
+    /// Exact deadlines of entries whose deadline is `FAR` or beyond (after the year 10889):
+    /// the entry keeps only 48 bits of deadline, so that its access stamp fits.
+    far: hashbrown::HashMap<u32, u64>,
+    /// Heap bytes the entries own (keys and values not stored inline), kept as entries
+    /// change.
+    heap_bytes: usize,
+    /// How accesses update the entries' stamps.
+    access: Access,
+    /// State of the generator behind LFU's probabilistic increments.
+    rng: u64,
 }
 
 impl Default for TtlMap {
@@ -66,6 +114,67 @@ impl TtlMap {
             buckets: Buckets::default(),
             with_deadline: 0,
             expired_total: 0,
+            far: hashbrown::HashMap::new(),
+            heap_bytes: 0,
+            access: Access::Lru,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// How accesses are recorded from now on. Stamps recorded in another mode are read in
+    /// the new one until keys are accessed again (as in Redis when the policy changes).
+    pub fn set_access(&mut self, access: Access) {
+        self.access = access;
+    }
+
+    /// How accesses are recorded.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*: plenty for a probabilistic counter.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Record an access to `slot` at `now` in its stamp.
+    fn touch(&mut self, slot: u32, now: u64) {
+        let access = self.access;
+        let rand = match access {
+            Access::Lfu { .. } => self.next_rand(),
+            Access::Lru => 0,
+        };
+        if let Some(e) = self.arena.get_mut(slot) {
+            e.set_stamp(access::touched(access, e.stamp(), now, rand));
+        }
+    }
+
+    /// The exact deadline of `slot`'s entry `e` (0 = none).
+    fn deadline_at(&self, slot: u32, e: &Entry) -> u64 {
+        match e.deadline() {
+            FAR => self.far.get(&slot).copied().unwrap_or(FAR),
+            d => d,
+        }
+    }
+
+    /// Whether `slot`'s entry `e` has expired at `now`.
+    fn expired(&self, slot: u32, e: &Entry, now: u64) -> bool {
+        match e.deadline() {
+            FAR => now >= FAR && self.deadline_at(slot, e) <= now,
+            _ => e.is_expired(now),
+        }
+    }
+
+    /// Keep the side table of far deadlines in step with `slot`'s new `deadline` (the
+    /// entry itself already stores it, clamped to `FAR`).
+    fn note_far(&mut self, slot: u32, deadline: u64) {
+        if deadline >= FAR {
+            self.far.insert(slot, deadline);
+        } else if !self.far.is_empty() {
+            self.far.remove(&slot);
         }
     }
 
@@ -104,7 +213,10 @@ impl TtlMap {
     /// Find a live key, removing it first if its deadline passed (lazy expiry).
     fn find_live(&mut self, key: &[u8], now: u64) -> Option<u32> {
         let slot = self.find(key)?;
-        let expired = self.arena.get(slot).is_some_and(|e| e.is_expired(now));
+        let expired = self
+            .arena
+            .get(slot)
+            .is_some_and(|e| self.expired(slot, e, now));
         if expired {
             let h = self.hash(key);
             self.remove_slot(h, slot);
@@ -118,21 +230,54 @@ impl TtlMap {
         if let Ok(occ) = self.index.find_entry(h, |&s| s == slot) {
             occ.remove();
         }
-        let old = self.arena.get(slot).map_or(0, |e| e.deadline());
+        let old = self
+            .arena
+            .get(slot)
+            .map_or(0, |e| self.deadline_at(slot, e));
         self.note_deadline_change(slot, old, 0);
-        self.arena.remove(slot)
+        self.note_far(slot, 0);
+        let e = self.arena.remove(slot)?;
+        self.heap_bytes = self.heap_bytes.saturating_sub(e.heap_size());
+        Some(e)
     }
 
-    /// The value of a live key.
+    /// The value of a live key (an access: updates its stamp).
     pub fn get(&mut self, key: &[u8], now: u64) -> Option<ValueRef<'_>> {
         let slot = self.find_live(key, now)?;
+        self.touch(slot, now);
         self.arena.get(slot).map(|e| e.value())
     }
 
-    /// The value and deadline (0 = none) of a live key.
+    /// The value and deadline (0 = none) of a live key (an access: updates its stamp).
     pub fn get_with_deadline(&mut self, key: &[u8], now: u64) -> Option<(ValueRef<'_>, u64)> {
         let slot = self.find_live(key, now)?;
-        self.arena.get(slot).map(|e| (e.value(), e.deadline()))
+        self.touch(slot, now);
+        let e = self.arena.get(slot)?;
+        Some((e.value(), self.deadline_at(slot, e)))
+    }
+
+    /// A live key's value, stamp, edit flag and memory, without lazy expiry and without
+    /// counting as an access (for OBJECT and MEMORY USAGE). An expired key is absent.
+    pub fn peek(&self, key: &[u8], now: u64) -> Option<Peek<'_>> {
+        let slot = self.find(key)?;
+        let e = self.arena.get(slot)?;
+        if self.expired(slot, e, now) {
+            return None;
+        }
+        let deadline = self.deadline_at(slot, e);
+        let index_share = (std::mem::size_of::<u32>() + 1) * 8 / 7 + 1;
+        let listing = if deadline != 0 {
+            std::mem::size_of::<u32>()
+        } else {
+            0
+        };
+        Some(Peek {
+            value: e.value(),
+            stamp: e.stamp(),
+            edited: e.edited(),
+            bytes: std::mem::size_of::<Entry>() + index_share + e.heap_size() + listing,
+            deadline,
+        })
     }
 
     /// Whether a live key exists.
@@ -143,27 +288,43 @@ impl TtlMap {
     /// The deadline of a live key: `None` if absent, `Some(0)` if it has none.
     pub fn deadline(&mut self, key: &[u8], now: u64) -> Option<u64> {
         let slot = self.find_live(key, now)?;
-        self.arena.get(slot).map(|e| e.deadline())
+        self.arena.get(slot).map(|e| self.deadline_at(slot, e))
     }
 
     /// Store `value` under `key` with `deadline` (Unix ms, 0 = none), replacing any
     /// previous value. Returns whether a live key was replaced.
+    ///
+    /// A new key gets a fresh stamp; a replaced one is stamped now in LRU mode and keeps
+    /// its counter in LFU mode (as Redis's overwrite keeps the object's frequency; the
+    /// caller's lookup of the old value is the access that counts).
     pub fn insert(&mut self, key: &[u8], value: ValueRef<'_>, deadline: u64, now: u64) -> bool {
         let existed = self.find_live(key, now);
-        let entry = Entry::new(key, value, deadline);
+        let mut entry = Entry::new(key, value, deadline);
+        self.heap_bytes += entry.heap_size();
         match existed {
             Some(slot) => {
-                let (old_deadline, pos) = self
-                    .arena
-                    .get(slot)
-                    .map_or((0, NO_POS), |e| (e.deadline(), e.bucket_pos()));
-                let mut entry = entry;
+                let (old_deadline, pos, stamp, old_heap) =
+                    self.arena.get(slot).map_or((0, NO_POS, 0, 0), |e| {
+                        (
+                            self.deadline_at(slot, e),
+                            e.bucket_pos(),
+                            e.stamp(),
+                            e.heap_size(),
+                        )
+                    });
+                self.heap_bytes = self.heap_bytes.saturating_sub(old_heap);
                 entry.set_bucket_pos(pos);
+                entry.set_stamp(match self.access {
+                    Access::Lru => access::lru_clock(now),
+                    Access::Lfu { .. } => stamp,
+                });
                 self.arena.replace(slot, entry);
+                self.note_far(slot, deadline);
                 self.note_deadline_change(slot, old_deadline, deadline);
                 true
             }
             None => {
+                entry.set_stamp(access::initial(self.access, now));
                 let slot = self.arena.insert(entry);
                 let h = self.hash(key);
                 let arena = &self.arena;
@@ -171,6 +332,7 @@ impl TtlMap {
                 self.index.insert_unique(h, slot, |&s| {
                     arena.get(s).map_or(0, |e| hasher.hash_one(e.key()))
                 });
+                self.note_far(slot, deadline);
                 self.note_deadline_change(slot, 0, deadline);
                 false
             }
@@ -218,10 +380,14 @@ impl TtlMap {
         let Some(slot) = self.find_live(key, now) else {
             return false;
         };
-        let old = self.arena.get(slot).map_or(0, |e| e.deadline());
+        let old = self
+            .arena
+            .get(slot)
+            .map_or(0, |e| self.deadline_at(slot, e));
         if let Some(e) = self.arena.get_mut(slot) {
             e.set_deadline(deadline);
         }
+        self.note_far(slot, deadline);
         self.note_deadline_change(slot, old, deadline);
         true
     }
@@ -245,10 +411,13 @@ impl TtlMap {
 
     fn write_at(&mut self, key: &[u8], offset: Option<usize>, data: &[u8], now: u64) -> usize {
         if let Some(slot) = self.find_live(key, now) {
-            return self
-                .arena
-                .get_mut(slot)
-                .map_or(0, |e| e.write_at(offset, data));
+            let Some(e) = self.arena.get_mut(slot) else {
+                return 0;
+            };
+            let before = e.heap_size();
+            let len = e.write_at(offset, data);
+            self.heap_bytes = self.heap_bytes.saturating_sub(before) + e.heap_size();
+            return len;
         }
         // A new key gets exactly its size, like a SET: no slack until it is edited again.
         let at = offset.unwrap_or(0);
@@ -264,6 +433,12 @@ impl TtlMap {
             let v = Bytes::from(v);
             self.insert(key, ValueRef::Shared(&v), 0, now);
         }
+        if offset.is_some() {
+            // A string SETRANGE creates is built in place: Redis reports it as raw.
+            if let Some(e) = self.find(key).and_then(|slot| self.arena.get_mut(slot)) {
+                e.mark_edited();
+            }
+        }
         len
     }
 
@@ -271,14 +446,20 @@ impl TtlMap {
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Bytes, u64)> {
         let slot = self.find_live(key, now)?;
         let h = self.hash(key);
+        let deadline = self
+            .arena
+            .get(slot)
+            .map_or(0, |e| self.deadline_at(slot, e));
         self.remove_slot(h, slot)
-            .map(|e| (e.value().to_bytes(), e.deadline()))
+            .map(|e| (e.value().to_bytes(), deadline))
     }
 
     /// Remove every key.
     pub fn clear(&mut self) {
         *self = TtlMap {
             expired_total: self.expired_total,
+            access: self.access,
+            rng: self.rng,
             ..TtlMap::new()
         };
     }
@@ -296,7 +477,7 @@ impl TtlMap {
             };
             work += 1;
             let h = match self.arena.get(slot) {
-                Some(e) if e.is_expired(now) => self.hash(e.key()),
+                Some(e) if self.expired(slot, e, now) => self.hash(e.key()),
                 _ => {
                     // Cannot happen while the buckets are exact (every deadline in a due
                     // bucket has passed); drop the listing rather than loop on it.
@@ -336,7 +517,7 @@ impl TtlMap {
         let mut visited = 0;
         while slot < end && visited < count.max(1) {
             if let Some(e) = self.arena.get(slot as u32) {
-                if !e.is_expired(now) {
+                if !self.expired(slot as u32, e, now) {
                     f(e.key(), e.value());
                 }
                 visited += 1;
@@ -361,7 +542,7 @@ impl TtlMap {
         for _ in 0..64 {
             let slot = (rand() % u64::from(slots)) as u32;
             if let Some(e) = self.arena.get(slot) {
-                if !e.is_expired(now) {
+                if !self.expired(slot, e, now) {
                     return Some(e.key().to_vec());
                 }
             }
@@ -370,17 +551,118 @@ impl TtlMap {
         (0..slots).map(|i| (start + i) % slots).find_map(|slot| {
             self.arena
                 .get(slot)
-                .filter(|e| !e.is_expired(now))
+                .filter(|e| !self.expired(slot, e, now))
                 .map(|e| e.key().to_vec())
         })
     }
 
+    /// The sample view of `slot`, if it holds a live entry (with a deadline, if
+    /// `volatile`).
+    fn sampled(&self, slot: u32, volatile: bool, now: u64) -> Option<Sampled<'_>> {
+        let e = self.arena.get(slot)?;
+        if (volatile && e.deadline() == 0) || self.expired(slot, e, now) {
+            return None;
+        }
+        Some(Sampled {
+            key: e.key(),
+            stamp: e.stamp(),
+            deadline: self.deadline_at(slot, e),
+        })
+    }
+
+    /// Pass up to `count` live entries picked at random to `f` (with `volatile`, only keys
+    /// with a deadline), for eviction by sampling; returns how many were passed. The same
+    /// entry may come twice. Bounded work: `count * 8` random slot probes, then, if none
+    /// was found (a sparse arena after mass deletion), a walk of at most 4096 slots from a
+    /// random point; for `volatile`, the soonest-expiring keys as a last resort. Nothing
+    /// found while keys exist is possible only in a very sparse arena; the caller may
+    /// simply try again.
+    pub fn sample(
+        &self,
+        count: usize,
+        volatile: bool,
+        now: u64,
+        mut rand: impl FnMut() -> u64,
+        mut f: impl FnMut(Sampled<'_>),
+    ) -> usize {
+        let slots = self.arena.slots();
+        let candidates = if volatile {
+            self.with_deadline
+        } else {
+            self.len()
+        };
+        if slots == 0 || candidates == 0 || count == 0 {
+            return 0;
+        }
+        let mut found = 0;
+        for _ in 0..count.saturating_mul(PROBES_PER_SAMPLE) {
+            let slot = (rand() % u64::from(slots)) as u32;
+            if let Some(s) = self.sampled(slot, volatile, now) {
+                f(s);
+                found += 1;
+                if found == count {
+                    return found;
+                }
+            }
+        }
+        if found > 0 {
+            return found;
+        }
+        let start = (rand() % u64::from(slots)) as u32;
+        for i in 0..slots.min(SAMPLE_WALK) {
+            if let Some(s) = self.sampled((start + i) % slots, volatile, now) {
+                f(s);
+                found += 1;
+                if found == count {
+                    return found;
+                }
+            }
+        }
+        if found == 0 && volatile {
+            found = self.soonest(count, |s| f(s));
+        }
+        found
+    }
+
+    /// Pass up to `count` of the keys that expire soonest (listed in the earliest expiry
+    /// bucket, which may also hold keys already expired but not yet reclaimed) to `f`;
+    /// returns how many. O(log buckets + count).
+    pub fn soonest(&self, count: usize, mut f: impl FnMut(Sampled<'_>)) -> usize {
+        let mut found = 0;
+        for slot in self.buckets.soonest(count) {
+            if let Some(e) = self.arena.get(slot) {
+                f(Sampled {
+                    key: e.key(),
+                    stamp: e.stamp(),
+                    deadline: self.deadline_at(slot, e),
+                });
+                found += 1;
+            }
+        }
+        found
+    }
+
     /// Bytes of memory this map holds for its structure and inline data (heap values and
-    /// long keys not included), for memory reports.
+    /// long keys not included), for memory reports. O(1).
     pub fn structure_bytes(&self) -> usize {
-        self.arena.bytes()
-            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
-            + self.buckets.bytes()
+        // hashbrown keeps capacity at 7/8 of its buckets; each bucket is a u32 slot and a
+        // control byte.
+        let index = self.index.capacity() * 8 / 7 * (std::mem::size_of::<u32>() + 1);
+        let far = self.far.capacity() * (std::mem::size_of::<(u32, u64)>() + 1);
+        self.arena.bytes() + index + self.buckets.bytes() + far
+    }
+
+    /// Heap bytes owned by entries: keys and values not stored inline, as the allocator
+    /// rounds them. O(1): kept up to date as entries change.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes
+    }
+
+    /// The map's estimate of the memory it holds: [`TtlMap::structure_bytes`] plus
+    /// [`TtlMap::heap_bytes`]. O(1). Values stored as slices of a larger shared buffer
+    /// (zero-copy big arguments) count only their own length.
+    pub fn used_bytes(&self) -> usize {
+        self.structure_bytes() + self.heap_bytes
     }
 }
 

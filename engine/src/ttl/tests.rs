@@ -188,9 +188,10 @@ fn check_buckets(m: &TtlMap) {
     let mut n = 0;
     for (bucket, pos, slot) in m.buckets.listings() {
         let e = m.arena.get(slot).expect("a listed slot holds a key");
-        assert_ne!(e.deadline(), 0, "a listed key has a deadline");
+        let deadline = m.deadline_at(slot, e);
+        assert_ne!(deadline, 0, "a listed key has a deadline");
         assert_eq!(
-            bucket_of(e.deadline()),
+            bucket_of(deadline),
             bucket,
             "listed under its deadline's bucket"
         );
@@ -198,6 +199,29 @@ fn check_buckets(m: &TtlMap) {
         n += 1;
     }
     assert_eq!(n, m.with_deadline());
+    check_accounting(m);
+}
+
+/// The running memory sums equal a recount, and far deadlines are listed exactly for the
+/// entries that have one.
+fn check_accounting(m: &TtlMap) {
+    let live = (0..m.arena.slots()).filter_map(|s| m.arena.get(s).map(|e| (s, e)));
+    let mut heap = 0;
+    let mut far = 0;
+    for (slot, e) in live {
+        heap += e.heap_size();
+        if e.deadline() == FAR {
+            far += 1;
+            assert!(m.far.get(&slot).is_some_and(|&d| d >= FAR));
+        }
+    }
+    assert_eq!(m.heap_bytes(), heap, "running heap sum");
+    assert_eq!(m.far.len(), far, "one far listing per far deadline");
+    assert_eq!(
+        m.buckets.bytes(),
+        m.buckets.bytes_recounted(),
+        "bucket bytes"
+    );
 }
 
 fn bucket_bytes(m: &TtlMap) -> usize {
@@ -287,8 +311,10 @@ fn buckets_stay_exact_under_random_operations() {
     let mut now = 10_000u64;
     for _ in 0..200_000 {
         let key = format!("k{}", rng.range(0, 300)).into_bytes();
-        let deadline = match rng.range(0, 3) {
-            0 => 0,
+        let deadline = match rng.range(0, 7) {
+            0 | 1 => 0,
+            // Past the 48 bits an entry holds: kept exactly in the side table.
+            2 => FAR + rng.range(0, 3),
             _ => now + rng.range(1, 2000),
         };
         // Lazy expiry, as the map applies it on access.
@@ -406,4 +432,163 @@ fn appends_are_amortised_and_never_change_a_value_handed_out() {
     assert!(value[5..].iter().all(|&c| c == b'c'));
     assert_eq!(m.deadline(b"log", 0), Some(9_000_000));
     check_buckets(&m);
+}
+
+#[test]
+fn far_deadlines_are_exact_and_leave_no_trace() {
+    let mut m = TtlMap::new();
+    m.insert(b"a", v(b"1"), i64::MAX as u64, 1000);
+    m.insert(b"b", v(b"2"), FAR, 1000);
+    assert_eq!(m.deadline(b"a", 1000), Some(i64::MAX as u64));
+    assert_eq!(m.get_with_deadline(b"b", 1000).map(|(_, d)| d), Some(FAR));
+    check_buckets(&m);
+    // Far deadlines pass only at (astronomically distant) times beyond them.
+    assert!(m.contains(b"a", FAR + 5));
+    assert!(!m.contains(b"b", FAR), "expires at its exact deadline");
+    m.set_deadline(b"a", 5000, 1000);
+    assert_eq!(m.deadline(b"a", 1000), Some(5000));
+    assert!(m.far.is_empty());
+    m.set_deadline(b"a", u64::MAX >> 1, 1000);
+    assert_eq!(m.remove(b"a", 1000).map(|(_, d)| d), Some(u64::MAX >> 1));
+    assert!(m.far.is_empty());
+    check_buckets(&m);
+}
+
+#[test]
+fn reads_stamp_the_entry_and_inspection_does_not() {
+    let t = 1_700_000_000_000u64;
+    let mut m = TtlMap::new();
+    m.insert(b"k", v(b"v"), 0, t);
+    let stamp = |m: &TtlMap, now| m.peek(b"k", now).map(|p| p.stamp);
+    assert_eq!(stamp(&m, t), Some(access::lru_clock(t)));
+    // Existence and TTL checks and peeks are not accesses (Redis's LOOKUP_NOTOUCH).
+    assert!(m.contains(b"k", t + 10_000));
+    assert_eq!(m.deadline(b"k", t + 10_000), Some(0));
+    assert_eq!(stamp(&m, t + 10_000), Some(access::lru_clock(t)));
+    m.get(b"k", t + 10_000);
+    assert_eq!(stamp(&m, t), Some(access::lru_clock(t + 10_000)));
+    m.insert(b"k", v(b"w"), 0, t + 20_000);
+    assert_eq!(stamp(&m, t), Some(access::lru_clock(t + 20_000)));
+
+    let lfu = Access::Lfu {
+        log_factor: 10,
+        decay_minutes: 1,
+    };
+    m.set_access(lfu);
+    m.insert(b"n", v(b"v"), 0, t);
+    let freq = |m: &TtlMap, key: &[u8]| access::lfu_counter(m.peek(key, t).unwrap().stamp, t, 1);
+    assert_eq!(freq(&m, b"n"), access::LFU_INIT);
+    m.get(b"n", t);
+    assert_eq!(
+        freq(&m, b"n"),
+        access::LFU_INIT + 1,
+        "the first hits always count"
+    );
+    m.insert(b"n", v(b"w"), 0, t);
+    assert_eq!(
+        freq(&m, b"n"),
+        access::LFU_INIT + 1,
+        "an overwrite keeps the counter"
+    );
+    for _ in 0..10_000 {
+        m.get(b"n", t);
+    }
+    assert!(freq(&m, b"n") > 20);
+    m.clear();
+    assert_eq!(m.access(), lfu, "the mode survives FLUSHALL");
+}
+
+#[test]
+fn memory_estimate_follows_keys_in_and_out() {
+    let mut m = TtlMap::new();
+    let empty = m.used_bytes();
+    let big = Bytes::from(vec![1u8; 1000]);
+    for i in 0..10_000u32 {
+        let key = format!("key:{i:012}");
+        if i % 2 == 0 {
+            m.insert(key.as_bytes(), ValueRef::Shared(&big), 0, 0);
+        } else {
+            m.insert(key.as_bytes(), v(b"small"), u64::from(i) + 10_000, 0);
+        }
+    }
+    // Half the keys own a 16-byte key block (32), a 1000-byte value block (1008) and a
+    // refcount header (32).
+    assert_eq!(m.heap_bytes(), 5_000 * (32 + 1008 + 32));
+    assert!(m.used_bytes() > empty + 5_000 * 1072 + 10_000 * 64);
+    m.append(b"key:000000000001", &[b'x'; 100], 0);
+    check_buckets(&m);
+    for i in 0..10_000u32 {
+        m.remove(format!("key:{i:012}").as_bytes(), 0);
+    }
+    assert_eq!(m.heap_bytes(), 0);
+    check_buckets(&m);
+    let p = {
+        m.insert(b"t", v(b"v"), 5000, 0);
+        m.peek(b"t", 0).unwrap()
+    };
+    assert_eq!(p.deadline, 5000);
+    assert!(p.bytes >= 64 + 4);
+    assert!(m.peek(b"t", 5000).is_none(), "an expired key is absent");
+}
+
+#[test]
+fn sampling_finds_live_keys_with_bounded_work() {
+    let mut m = TtlMap::new();
+    let mut rng = Rng(7);
+    for i in 0..10_000u32 {
+        let deadline = if i % 10 == 0 {
+            100_000 + u64::from(i)
+        } else {
+            0
+        };
+        m.insert(format!("k{i}").as_bytes(), v(b"v"), deadline, 0);
+    }
+    let mut got = Vec::new();
+    assert_eq!(
+        m.sample(5, false, 0, || rng.next(), |s| got.push(s.key.to_vec())),
+        5
+    );
+    let mut vol = Vec::new();
+    m.sample(5, true, 0, || rng.next(), |s| vol.push(s.deadline));
+    assert_eq!(vol.len(), 5);
+    assert!(
+        vol.iter().all(|&d| d != 0),
+        "volatile samples have a deadline"
+    );
+    let mut soon = Vec::new();
+    m.soonest(3, |s| soon.push(s.deadline));
+    assert!(!soon.is_empty() && soon.iter().all(|&d| d < 100_100));
+    // Leave one key with a deadline and one without in a now sparse arena: sampling still
+    // finds them (walk, then the expiry buckets), never anything removed.
+    for i in 1..9_999u32 {
+        m.remove(format!("k{i}").as_bytes(), 0);
+    }
+    for _ in 0..50 {
+        let mut keys = Vec::new();
+        m.sample(5, false, 0, || rng.next(), |s| keys.push(s.key.to_vec()));
+        assert!(keys.iter().all(|k| k == b"k0" || k == b"k9999"));
+        let mut keys = Vec::new();
+        assert!(m.sample(5, true, 0, || rng.next(), |s| keys.push(s.key.to_vec())) >= 1);
+        assert!(keys.iter().all(|k| k == b"k0"), "{keys:?}");
+    }
+    // Expired keys are not sampled at random; only the soonest-expiring fallback offers
+    // them (removing one frees memory as well).
+    let mut keys = Vec::new();
+    m.sample(
+        5,
+        false,
+        200_000,
+        || rng.next(),
+        |s| keys.push(s.key.to_vec()),
+    );
+    assert!(keys.iter().all(|k| k == b"k9999"), "{keys:?}");
+    let mut keys = Vec::new();
+    m.sample(
+        5,
+        true,
+        200_000,
+        || rng.next(),
+        |s| keys.push(s.key.to_vec()),
+    );
+    assert_eq!(keys, vec![b"k0".to_vec()]);
 }

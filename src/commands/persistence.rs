@@ -1,0 +1,75 @@
+//! SAVE, BGSAVE, BGREWRITEAOF, LASTSAVE: snapshots of every shard without fork
+//! (`persist::snapshot`), which also compact the log (the segments they replace go).
+
+use coreshard_engine::{ConnId, Ctx};
+
+use super::Args;
+use crate::persist::snapshot;
+use crate::server::txn::TxnKind;
+use crate::server::Server;
+
+fn start(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, save: bool, busy: &str) {
+    if s.wal.is_none() {
+        return s.error(ctx, conn, "ERR persistence is off (--appendonly no)");
+    }
+    if !snapshot::begin() {
+        return s.error(ctx, conn, busy);
+    }
+    let id = crate::server::ops::unix_ms();
+    s.begin_txn(ctx, conn, TxnKind::Snapshot { id, save });
+}
+
+pub fn save(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
+    start(
+        s,
+        ctx,
+        conn,
+        true,
+        "ERR Background save already in progress",
+    );
+}
+
+pub fn bgsave(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
+    start(
+        s,
+        ctx,
+        conn,
+        false,
+        "ERR Background save already in progress",
+    );
+}
+
+/// Compaction is a snapshot: the log before it is deleted.
+pub fn bgrewriteaof(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
+    start(
+        s,
+        ctx,
+        conn,
+        false,
+        "ERR Background append only file rewriting already in progress",
+    );
+}
+
+pub fn lastsave(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
+    let t = snapshot::LAST_SAVE.load(std::sync::atomic::Ordering::Relaxed);
+    s.reply(ctx, conn, |e| e.int(t as i64));
+}
+
+/// SHUTDOWN [NOSAVE|SAVE|NOW|FORCE|ABORT]: stop the server as SIGTERM does (the log is
+/// synced on the way out, so nothing acknowledged is lost either way). No reply: the
+/// connection closes, as with Redis.
+pub fn shutdown(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    for a in &args[1..] {
+        let ok = [&b"NOSAVE"[..], b"SAVE", b"NOW", b"FORCE"]
+            .iter()
+            .any(|w| a.eq_ignore_ascii_case(w));
+        if !ok {
+            return s.error(ctx, conn, "ERR syntax error");
+        }
+    }
+    tracing::info!("SHUTDOWN requested by a client");
+    if let Err(e) = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM)
+    {
+        s.error(ctx, conn, &format!("ERR could not shut down: {e}"));
+    }
+}

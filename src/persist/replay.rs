@@ -1,0 +1,137 @@
+//! Start-up: rebuild every shard's keyspace from the newest snapshot and the log records
+//! after it, routing each key by slot, so the shard count may change between runs.
+
+use bytes::Bytes;
+use coreshard_engine::wal::Recovery;
+
+use super::effect::{kind, Effect};
+use super::snapshot;
+use crate::db::{Db, Value};
+use crate::routing::SlotTable;
+
+/// What recovery found.
+#[derive(Debug, Default, Clone)]
+pub struct Recovered {
+    /// Keys loaded from the snapshot.
+    pub snapshot_keys: u64,
+    /// Log records replayed.
+    pub records: u64,
+    /// A torn tail that was cut off, if any.
+    pub truncated: Option<String>,
+}
+
+/// Why start-up cannot recover.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The log or a snapshot could not be read.
+    #[error("{0}")]
+    Wal(#[from] coreshard_engine::wal::WalError),
+    /// A record's payload does not decode.
+    #[error("{0}")]
+    Payload(#[from] super::effect::BadPayload),
+    /// A snapshot entry does not decode.
+    #[error("undecodable snapshot entry")]
+    Snapshot,
+}
+
+/// Apply `recovery` to `dbs` (one per shard, journals off), at Unix time `now`.
+pub fn replay(
+    recovery: &mut Recovery,
+    dbs: &mut [Db],
+    slots: &SlotTable,
+    now: u64,
+) -> Result<Recovered, ReplayError> {
+    let mut out = Recovered {
+        truncated: recovery.truncated.clone(),
+        ..Recovered::default()
+    };
+    // Per shard of the run that took the snapshot: its LSN at the copy. Its records up to
+    // that LSN are in the snapshot already (the log may still hold some after the
+    // snapshot's start position); LSNs of later runs are always higher.
+    let mut covered: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for entry in recovery.snapshot() {
+        let entry = entry?;
+        match snapshot::decode(&entry.payload) {
+            Some(snapshot::Entry::Meta { shard }) => {
+                covered.insert(shard, entry.lsn);
+            }
+            Some(snapshot::Entry::Key(payload)) => {
+                let e = Effect::decode(kind::SET, &payload)?;
+                apply(&e, dbs, slots, now);
+                out.snapshot_keys += 1;
+            }
+            None => return Err(ReplayError::Snapshot),
+        }
+    }
+    for record in recovery.records() {
+        let record = record?;
+        if covered
+            .get(&u64::from(record.shard))
+            .is_some_and(|&upto| record.lsn <= upto)
+        {
+            continue;
+        }
+        let e = Effect::decode(record.kind, &record.payload)?;
+        apply(&e, dbs, slots, now);
+        out.records += 1;
+    }
+    Ok(out)
+}
+
+fn owner<'a>(dbs: &'a mut [Db], slots: &SlotTable, key: &Bytes) -> Option<&'a mut Db> {
+    let shard = slots.shard_of(key);
+    dbs.get_mut(shard)
+}
+
+/// Apply one effect (keys already expired at `now` are dropped).
+pub fn apply(e: &Effect, dbs: &mut [Db], slots: &SlotTable, now: u64) {
+    match e {
+        Effect::Set {
+            key,
+            value,
+            deadline,
+        } => {
+            if let Some(db) = owner(dbs, slots, key) {
+                if *deadline != 0 && *deadline <= now {
+                    db.remove(key, now);
+                } else {
+                    db.write(key, &Value::Shared(value.clone()), *deadline, now);
+                }
+            }
+        }
+        Effect::Del { key } => {
+            if let Some(db) = owner(dbs, slots, key) {
+                db.remove(key, now);
+            }
+        }
+        Effect::Deadline { key, deadline } => {
+            if let Some(db) = owner(dbs, slots, key) {
+                if *deadline != 0 && *deadline <= now {
+                    db.remove(key, now);
+                } else {
+                    db.set_deadline(key, *deadline, now);
+                }
+            }
+        }
+        Effect::Append { key, data } => {
+            if let Some(db) = owner(dbs, slots, key) {
+                db.append(key, data, now);
+            }
+        }
+        Effect::SetRange { key, offset, data } => {
+            if let (Some(db), Ok(offset)) = (owner(dbs, slots, key), usize::try_from(*offset)) {
+                db.setrange(key, offset, data, now);
+            }
+        }
+        Effect::Flush => dbs.iter_mut().for_each(|db| db.clear(now)),
+        Effect::Fence => {}
+        Effect::Txn { flush, writes } => {
+            if *flush {
+                dbs.iter_mut().for_each(|db| db.clear(now));
+            }
+            for w in writes {
+                apply(w, dbs, slots, now);
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Snapshots without fork. A snapshot is a transaction that locks every shard whole (so
+//! no cross-shard transaction is half applied anywhere), notes the log position replay
+//! will start from, then has each shard copy its keyspace at once (values are refcounted,
+//! so the copy is mostly pointers) and write it in bounded steps between I/O. When every
+//! part is written the manifest is published and the segments it replaces are deleted.
+//!
+//! Each part starts with a *meta* entry naming the shard and its LSN at the copy: replay
+//! skips that shard's records up to that LSN (they are in the copy), and applies the rest.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use coreshard_engine::wal::{SnapshotWriter, WalError};
+
+use super::effect;
+
+/// A snapshot is being taken (one at a time, server-wide).
+pub static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
+/// Unix time (s) of the last completed snapshot (0: none this run).
+pub static LAST_SAVE: AtomicU64 = AtomicU64::new(0);
+/// Snapshots completed, and failed, this run.
+pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
+/// Snapshots that failed this run.
+pub static FAILED: AtomicU64 = AtomicU64::new(0);
+
+const META: u8 = 0;
+const KEY: u8 = 1;
+
+/// Payload of a part's first entry: which shard, as of which of its LSNs.
+pub fn meta_payload(shard: usize) -> Vec<u8> {
+    let mut out = vec![META];
+    out.extend_from_slice(&(shard as u64).to_le_bytes());
+    out
+}
+
+/// Payload of a key entry.
+pub fn key_payload(key: &[u8], value: &[u8], deadline: u64) -> Vec<u8> {
+    let mut out = vec![KEY];
+    effect::set_payload(&mut out, key, value, deadline);
+    out
+}
+
+/// A decoded snapshot entry.
+pub enum Entry {
+    /// The part of shard `shard` holds everything it journaled up to the entry's LSN.
+    Meta { shard: u64 },
+    /// A key (its payload decodes as a SET effect).
+    Key(Bytes),
+}
+
+/// Decode an entry payload.
+pub fn decode(payload: &Bytes) -> Option<Entry> {
+    match payload.first()? {
+        &META => {
+            let b: [u8; 8] = payload.get(1..9)?.try_into().ok()?;
+            Some(Entry::Meta {
+                shard: u64::from_le_bytes(b),
+            })
+        }
+        &KEY => Some(Entry::Key(payload.slice(1..))),
+        _ => None,
+    }
+}
+
+/// Try to start a snapshot; false if one is running.
+pub fn begin() -> bool {
+    !IN_PROGRESS.swap(true, Ordering::AcqRel)
+}
+
+/// A snapshot ended (published or failed).
+pub fn end(ok: bool) {
+    if ok {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        LAST_SAVE.store(now, Ordering::Relaxed);
+        COMPLETED.fetch_add(1, Ordering::Relaxed);
+    } else {
+        FAILED.fetch_add(1, Ordering::Relaxed);
+    }
+    IN_PROGRESS.store(false, Ordering::Release);
+}
+
+/// One shard's part being written: a copy of its keys, written a step at a time.
+pub struct PartJob {
+    /// Snapshot id.
+    pub id: u64,
+    /// The shard that coordinates the snapshot.
+    pub coordinator: usize,
+    writer: Option<SnapshotWriter>,
+    lsn: u64,
+    entries: Vec<(Bytes, Bytes, u64)>,
+    next: usize,
+}
+
+/// Entries one step writes before yielding to I/O.
+const STEP: usize = 4096;
+
+impl PartJob {
+    /// A part for `shard` at `lsn`, holding `entries` (key, value, deadline).
+    pub fn new(
+        id: u64,
+        coordinator: usize,
+        shard: usize,
+        mut writer: SnapshotWriter,
+        lsn: u64,
+        entries: Vec<(Bytes, Bytes, u64)>,
+    ) -> Result<PartJob, WalError> {
+        writer.write(lsn, &meta_payload(shard))?;
+        Ok(PartJob {
+            id,
+            coordinator,
+            writer: Some(writer),
+            lsn,
+            entries,
+            next: 0,
+        })
+    }
+
+    /// Write the next step; `Ok(true)` once the part is finished and synced.
+    pub fn step(&mut self) -> Result<bool, WalError> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(true);
+        };
+        let end = (self.next + STEP).min(self.entries.len());
+        for (k, v, d) in &self.entries[self.next..end] {
+            writer.write(self.lsn, &key_payload(k, v, *d))?;
+        }
+        self.next = end;
+        if self.next < self.entries.len() {
+            return Ok(false);
+        }
+        if let Some(w) = self.writer.take() {
+            w.finish()?;
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,104 @@
+//! Replies wait for durability (`appendfsync always`): a reply, or a message carrying
+//! data to another shard, that was produced after this shard journaled a record leaves
+//! only once that record is on disk. Each connection's output is held until the shard's
+//! LSN at reply time is durable (`Ctx::hold_output_until`); replies that saw nothing new
+//! (the shard's last record already durable) pass at once. Messages that carry
+//! observations (`Reply`, `Locked`) wait in an outbox, in order. The WAL thread's progress
+//! wakes the shard (`RemoteWaker`), whose turn end releases what became durable.
+
+use std::collections::VecDeque;
+
+use coreshard_engine::{ConnId, Ctx, ShardId};
+
+use super::ops::Msg;
+use super::Server;
+
+/// A shard's view of durability.
+#[derive(Default)]
+pub struct Durability {
+    /// Replies wait for the log (`appendfsync always`).
+    pub hold_replies: bool,
+    /// The durable LSN already acted on.
+    released: u64,
+    /// Messages waiting for their LSN to be durable, in send order.
+    outbox: VecDeque<(u64, ShardId, Msg)>,
+}
+
+impl Durability {
+    /// Holding replies for the log (policy `always`) or not.
+    pub fn new(hold_replies: bool) -> Self {
+        Durability {
+            hold_replies,
+            ..Durability::default()
+        }
+    }
+}
+
+impl Server {
+    /// The shard's durable LSN (everything, when nothing is journaled).
+    fn durable(&self) -> u64 {
+        self.db.journal.as_ref().map_or(u64::MAX, |j| j.durable())
+    }
+
+    /// Hold `conn`'s output until what this shard journaled so far is durable.
+    pub fn gate_output(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) {
+        if !self.durability.hold_replies || self.db.last_lsn <= self.durable() {
+            return;
+        }
+        // Only replies that may show data wait; PING or INFO alone pass (later output
+        // still queues behind anything already held).
+        let observed = ctx
+            .state(conn)
+            .is_some_and(|s| std::mem::take(&mut s.observed));
+        if observed {
+            ctx.hold_output_until(conn, self.db.last_lsn);
+        }
+    }
+
+    /// Send a message that carries data this shard's state produced: it waits until that
+    /// state is durable (and behind earlier waiting messages).
+    pub fn send_observed(&mut self, ctx: &mut Ctx<Server>, to: ShardId, msg: Msg) {
+        let d = &mut self.durability;
+        if d.hold_replies && (!d.outbox.is_empty() || self.db.last_lsn > self.durable()) {
+            let lsn = self.db.last_lsn;
+            self.durability.outbox.push_back((lsn, to, msg));
+        } else {
+            ctx.send(to, msg);
+        }
+    }
+
+    /// Hand this turn's records to the WAL thread and release what became durable.
+    pub fn durability_turn(&mut self, ctx: &mut Ctx<Server>) {
+        let Some(j) = self.db.journal.as_mut() else {
+            return;
+        };
+        j.flush();
+        let durable = j.durable();
+        if durable <= self.durability.released {
+            return;
+        }
+        self.durability.released = durable;
+        ctx.release_output(durable);
+        while let Some((lsn, _, _)) = self.durability.outbox.front() {
+            if *lsn > durable {
+                break;
+            }
+            if let Some((_, to, msg)) = self.durability.outbox.pop_front() {
+                ctx.send(to, msg);
+            }
+        }
+    }
+
+    /// Whether the log advanced since the last turn (asked before the shard sleeps).
+    pub fn durability_needs_turn(&self) -> bool {
+        self.db
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.durable() > self.durability.released)
+    }
+
+    /// Why writes are refused (`MISCONF`), if the log cannot write.
+    pub fn log_error(&self) -> Option<String> {
+        self.db.journal.as_ref().and_then(|j| j.error())
+    }
+}

@@ -1,0 +1,253 @@
+//! Everything written survives a restart (graceful or kill -9), also when the shard
+//! count changes between runs; expired keys stay gone; `--appendonly no` keeps nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{keys_on, q, DataDir, Server};
+
+fn start(dir: &DataDir, shards: usize, extra: &[&str]) -> Server {
+    let shards = shards.to_string();
+    let mut args = vec!["--dir", dir.path(), "--shards", &shards];
+    args.extend_from_slice(extra);
+    Server::start_raw(&args, None)
+}
+
+/// The state every test run writes: one of each kind of write, across shards.
+fn write_everything(c: &mut redis::Connection) {
+    let a = keys_on("pa", 0, 4, 1)[0].clone();
+    let b = keys_on("pb", 3, 4, 1)[0].clone();
+    q::<()>(c, &["SET", "plain", "v1"]).unwrap();
+    q::<()>(c, &["SET", "overwritten", "old"]).unwrap();
+    q::<()>(c, &["SET", "overwritten", "new"]).unwrap();
+    q::<()>(c, &["SET", "ttl", "t", "EX", "1000"]).unwrap();
+    q::<()>(c, &["SET", "persisted", "p", "EX", "1000"]).unwrap();
+    q::<i64>(c, &["PERSIST", "persisted"]).unwrap();
+    q::<i64>(c, &["APPEND", "appended", "hello"]).unwrap();
+    q::<i64>(c, &["APPEND", "appended", " world"]).unwrap();
+    q::<i64>(c, &["SETRANGE", "ranged", "3", "xyz"]).unwrap();
+    q::<i64>(c, &["INCRBY", "counter", "41"]).unwrap();
+    q::<i64>(c, &["INCR", "counter"]).unwrap();
+    q::<String>(c, &["INCRBYFLOAT", "float", "1.5"]).unwrap();
+    q::<()>(c, &["SET", "deleted", "x"]).unwrap();
+    q::<i64>(c, &["DEL", "deleted"]).unwrap();
+    q::<()>(c, &["SET", "gone", "x"]).unwrap();
+    q::<Option<String>>(c, &["GETDEL", "gone"]).unwrap();
+    q::<i64>(c, &["EXPIRE", "plain", "1000"]).unwrap();
+    // Cross-shard transactions.
+    q::<()>(c, &["SET", &a, "moved"]).unwrap();
+    q::<()>(c, &["RENAME", &a, &b]).unwrap();
+    q::<i64>(c, &["MSETNX", "{m}1", "1", "m2", "2"]).unwrap();
+    let (x, y): (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("INCRBY")
+        .arg("tx1")
+        .arg(10)
+        .cmd("INCRBY")
+        .arg("tx2")
+        .arg(20)
+        .query(c)
+        .unwrap();
+    assert_eq!((x, y), (10, 20));
+    q::<i64>(c, &["COPY", &b, "copied"]).unwrap();
+}
+
+fn check_everything(c: &mut redis::Connection, when: &str) {
+    let a = keys_on("pa", 0, 4, 1)[0].clone();
+    let b = keys_on("pb", 3, 4, 1)[0].clone();
+    let get = |c: &mut redis::Connection, k: &str| q::<Option<String>>(c, &["GET", k]).unwrap();
+    assert_eq!(get(c, "plain").as_deref(), Some("v1"), "{when}");
+    assert_eq!(get(c, "overwritten").as_deref(), Some("new"), "{when}");
+    let ttl: i64 = q(c, &["TTL", "ttl"]).unwrap();
+    assert!((990..=1000).contains(&ttl), "{when}: ttl {ttl}");
+    let ttl: i64 = q(c, &["TTL", "plain"]).unwrap();
+    assert!(
+        (990..=1000).contains(&ttl),
+        "{when}: EXPIRE kept, ttl {ttl}"
+    );
+    assert_eq!(q::<i64>(c, &["TTL", "persisted"]).unwrap(), -1, "{when}");
+    assert_eq!(get(c, "appended").as_deref(), Some("hello world"), "{when}");
+    assert_eq!(get(c, "ranged").as_deref(), Some("\0\0\0xyz"), "{when}");
+    assert_eq!(get(c, "counter").as_deref(), Some("42"), "{when}");
+    assert_eq!(get(c, "float").as_deref(), Some("1.5"), "{when}");
+    assert_eq!(get(c, "deleted"), None, "{when}");
+    assert_eq!(get(c, "gone"), None, "{when}");
+    assert_eq!(get(c, &a), None, "{when}: renamed away");
+    assert_eq!(get(c, &b).as_deref(), Some("moved"), "{when}");
+    assert_eq!(get(c, "{m}1").as_deref(), Some("1"), "{when}");
+    assert_eq!(get(c, "m2").as_deref(), Some("2"), "{when}");
+    assert_eq!(get(c, "tx1").as_deref(), Some("10"), "{when}");
+    assert_eq!(get(c, "tx2").as_deref(), Some("20"), "{when}");
+    assert_eq!(get(c, "copied").as_deref(), Some("moved"), "{when}");
+}
+
+#[test]
+fn every_write_survives_restarts_with_any_shard_count() {
+    let dir = DataDir::new("restart");
+    {
+        let mut s = start(&dir, 4, &[]);
+        write_everything(&mut s.client());
+        check_everything(&mut s.client(), "before restart");
+        assert!(s.terminate().success());
+    }
+    for (shards, how) in [(1, "term"), (4, "kill"), (2, "term"), (3, "kill")] {
+        let mut s = start(&dir, shards, &[]);
+        let report = s
+            .stdout
+            .recv_timeout(common::DEADLINE)
+            .expect("persistence line");
+        assert!(report.contains("persistence: dir="), "{report}");
+        check_everything(
+            &mut s.client(),
+            &format!("after restart on {shards} shards"),
+        );
+        // Writes of this run survive the next one too.
+        q::<i64>(&mut s.client(), &["INCR", "restarts"]).unwrap();
+        if how == "kill" {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        } else {
+            assert!(s.terminate().success());
+        }
+    }
+    let s = start(&dir, 2, &[]);
+    assert_eq!(q::<i64>(&mut s.client(), &["GET", "restarts"]).unwrap(), 4);
+}
+
+#[test]
+fn flushall_and_expiry_are_replayed() {
+    let dir = DataDir::new("flush");
+    {
+        let mut s = start(&dir, 2, &[]);
+        let c = &mut s.client();
+        q::<()>(c, &["SET", "before", "1"]).unwrap();
+        q::<()>(c, &["FLUSHALL"]).unwrap();
+        q::<()>(c, &["SET", "after", "1"]).unwrap();
+        q::<()>(c, &["SET", "short", "1", "PX", "150"]).unwrap();
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+    }
+    std::thread::sleep(Duration::from_millis(250));
+    let s = start(&dir, 1, &[]);
+    let c = &mut s.client();
+    assert_eq!(q::<Option<String>>(c, &["GET", "before"]).unwrap(), None);
+    assert_eq!(
+        q::<Option<String>>(c, &["GET", "after"])
+            .unwrap()
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        q::<Option<String>>(c, &["GET", "short"]).unwrap(),
+        None,
+        "expired while down"
+    );
+    assert_eq!(q::<i64>(c, &["DBSIZE"]).unwrap(), 1);
+}
+
+#[test]
+fn appendonly_no_keeps_nothing_and_config_says_so() {
+    let dir = DataDir::new("off");
+    {
+        let mut s = start(&dir, 1, &["--appendonly", "no"]);
+        let c = &mut s.client();
+        q::<()>(c, &["SET", "k", "v"]).unwrap();
+        let cfg: Vec<String> = q(c, &["CONFIG", "GET", "appendonly"]).unwrap();
+        assert_eq!(cfg, vec!["appendonly", "no"]);
+        assert!(s.terminate().success());
+    }
+    let s = start(&dir, 1, &["--appendfsync", "everysec"]);
+    let c = &mut s.client();
+    assert_eq!(q::<Option<String>>(c, &["GET", "k"]).unwrap(), None);
+    let cfg: Vec<String> = q(c, &["CONFIG", "GET", "append*"]).unwrap();
+    assert!(cfg.contains(&"everysec".to_string()), "{cfg:?}");
+    assert!(cfg.contains(&"yes".to_string()), "{cfg:?}");
+}
+
+/// Snapshots taken while clients write (appends are not idempotent, so a record applied
+/// twice or missed would show), then kill -9 and restarts on other shard counts: every
+/// acknowledged write is there exactly once. LASTSAVE moves; SAVE answers when written.
+#[test]
+fn snapshots_under_writes_then_crash_lose_and_duplicate_nothing() {
+    let dir = DataDir::new("snap");
+    let (appends, counters) = {
+        let mut s = start(&dir, 3, &["--wal-segment-size", "256kb"]);
+        let c = &mut s.client();
+        assert_eq!(q::<i64>(c, &["LASTSAVE"]).unwrap(), 0);
+        for i in 0..3000 {
+            q::<()>(c, &["SET", &format!("k{i}"), &format!("v{i}")]).unwrap();
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (url, stop) = (s.url(), stop.clone());
+            std::thread::spawn(move || {
+                let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+                let mut n = 0u64;
+                while n < 500 || !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("ap{}", n % 50);
+                    let _: i64 = redis::cmd("APPEND")
+                        .arg(&key)
+                        .arg("x")
+                        .query(&mut c)
+                        .unwrap();
+                    let _: i64 = redis::cmd("INCR")
+                        .arg(format!("ctr{}", n % 7))
+                        .query(&mut c)
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        for _ in 0..3 {
+            let r: String = q(c, &["BGSAVE"]).unwrap();
+            assert_eq!(r, "Background saving started");
+            // SAVE is refused while the BGSAVE runs, then takes a snapshot of its own.
+            common::eventually("BGSAVE completes", || q::<()>(c, &["SAVE"]).is_ok());
+            assert!(q::<i64>(c, &["LASTSAVE"]).unwrap() > 0);
+        }
+        q::<()>(c, &["SAVE"]).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let n = writer.join().unwrap();
+        assert!(n > 100, "the writer made progress ({n})");
+        // Expected final state, from the server itself before the crash.
+        let lens: Vec<i64> = (0..50)
+            .map(|i| q::<i64>(c, &["STRLEN", &format!("ap{i}")]).unwrap())
+            .collect();
+        let ctrs: Vec<i64> = (0..7)
+            .map(|i| q::<i64>(c, &["GET", &format!("ctr{i}")]).unwrap())
+            .collect();
+        assert_eq!(lens.iter().sum::<i64>() as u64, n);
+        assert_eq!(ctrs.iter().sum::<i64>() as u64, n);
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+        (lens, ctrs)
+    };
+    let segments = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+                .unwrap_or(false)
+        })
+        .count();
+    assert!(segments <= 4, "old segments were deleted ({segments} left)");
+    for shards in [1, 4] {
+        let mut s = start(&dir, shards, &["--wal-segment-size", "256kb"]);
+        let c = &mut s.client();
+        for (i, want) in appends.iter().enumerate() {
+            let got: i64 = q(c, &["STRLEN", &format!("ap{i}")]).unwrap();
+            assert_eq!(got, *want, "{shards} shards: ap{i}");
+        }
+        for (i, want) in counters.iter().enumerate() {
+            let got: i64 = q(c, &["GET", &format!("ctr{i}")]).unwrap();
+            assert_eq!(got, *want, "{shards} shards: ctr{i}");
+        }
+        for i in (0..3000).step_by(97) {
+            let got: Option<String> = q(c, &["GET", &format!("k{i}")]).unwrap();
+            assert_eq!(got, Some(format!("v{i}")));
+        }
+        assert!(s.terminate().success());
+    }
+}

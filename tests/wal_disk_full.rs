@@ -1,0 +1,149 @@
+//! A full disk: the log cannot grow, so writes get `-MISCONF` while reads keep working;
+//! nothing acknowledged is lost, a write whose record could not be written is not
+//! acknowledged, and writes resume by themselves once space comes back. Needs root (it
+//! mounts a small tmpfs); without it the test says so and passes vacuously.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{encode, q, DataDir, Server};
+
+/// A small tmpfs mounted on a fresh directory, unmounted on drop.
+struct SmallDisk {
+    dir: DataDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = DataDir::new("full");
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                dir.path(),
+            ])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then_some(SmallDisk { dir })
+    }
+
+    /// Fill the disk: a file grown until ENOSPC.
+    fn fill(&self) -> std::path::PathBuf {
+        let path = self.dir.0.join("filler");
+        let mut f = std::fs::File::create(&path).expect("create filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn send(stream: &mut TcpStream, args: &[&[u8]]) {
+    stream.write_all(&encode(args)).expect("write");
+}
+
+/// The next reply line, or None if nothing arrives within `wait`.
+fn reply_within(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+    stream.set_read_timeout(Some(wait)).ok()?;
+    let mut buf = [0u8; 512];
+    match stream.read(&mut buf) {
+        Ok(n) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing_acknowledged() {
+    let Some(disk) = SmallDisk::mount("3m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let dir = disk.dir.path().to_string();
+    let args = [
+        "--dir",
+        &dir,
+        "--shards",
+        "2",
+        "--wal-segment-size",
+        "256kb",
+    ];
+    let mut server = Server::start_raw(&args, None);
+    let c = &mut server.client();
+    for i in 0..20 {
+        q::<()>(c, &["SET", &format!("before{i}"), "v"]).unwrap();
+    }
+    let filler = disk.fill();
+    // Write until the log cannot take more: the write that hits the wall is held (not
+    // acknowledged), and from then on writes are refused with MISCONF.
+    let value = vec![b'x'; 32 * 1024];
+    let mut acked = Vec::new();
+    let mut held_key = None;
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    for i in 0..200 {
+        let key = format!("fill{i}");
+        send(&mut stream, &[b"SET", key.as_bytes(), &value]);
+        match reply_within(&mut stream, Duration::from_secs(2)) {
+            Some(r) if r.starts_with("+OK") => acked.push(key),
+            Some(r) if r.starts_with("-MISCONF") => break,
+            Some(r) => panic!("unexpected reply {r:?}"),
+            None => {
+                held_key = Some(key);
+                break;
+            }
+        }
+    }
+    let held_key = held_key.expect("a write was held once the disk was full");
+    let mut other = server.raw();
+    other.cmd(&[b"SET", b"refused", b"v"]);
+    let r = other.reply_str();
+    assert!(r.starts_with("-MISCONF"), "writes are refused: {r}");
+    // Commands that show no data keep answering on every connection. (Reads of data on
+    // the shard whose write is stuck wait for it: durability is tracked per shard.)
+    for _ in 0..4 {
+        let mut fresh = server.raw();
+        fresh.cmd(&[b"PING"]);
+        assert_eq!(fresh.reply_str(), "+PONG\r\n");
+        fresh.cmd(&[b"INFO", b"persistence"]);
+        assert!(fresh.reply_str().contains("aof_last_write_status:err"));
+    }
+    // Space comes back: the log catches up by itself and the held write is acknowledged.
+    std::fs::remove_file(filler).unwrap();
+    let r = reply_within(&mut stream, Duration::from_secs(10)).expect("held write answered");
+    assert!(r.starts_with("+OK"), "{r}");
+    acked.push(held_key);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        other.cmd(&[b"SET", b"after", b"v"]);
+        if other.reply_str().starts_with("+OK") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes never resumed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let server = Server::start_raw(&args, None);
+    let c = &mut server.client();
+    for k in acked
+        .iter()
+        .chain([&"after".to_string(), &"before7".to_string()])
+    {
+        let v: Option<Vec<u8>> = q(c, &["GET", k]).unwrap();
+        assert!(v.is_some(), "acknowledged {k} survived");
+    }
+    assert_eq!(q::<Option<String>>(c, &["GET", "refused"]).unwrap(), None);
+}
