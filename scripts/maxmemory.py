@@ -11,7 +11,7 @@ For every maxmemory-policy, each server is started fresh on a free port with the
 --maxmemory (coreshard: `--shards N --appendonly no`, its shards pinned to the cores
 `taskset` allows; redis-server: `--save '' --appendonly no`), all under
 `taskset -c SERVER_CPUS` (default 0,1). Then `factor` times the limit of 100-byte values
-(`key:N`, 12-byte-ish keys) is written with pipelined SETs, 10,000 per batch, each with
+(`key:N`, 12-byte-ish keys) is written with pipelined SETs, --batch (1,000) per write, each with
 `EX 86400` for the volatile-* policies (so they have keys to evict) and without a TTL
 otherwise. Afterwards (1 s to let background eviction settle) it reports:
 
@@ -46,7 +46,7 @@ from bench_common import free_port, launch, median, rss_bytes, stop  # noqa: E40
 POLICIES = ("noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
             "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl")
 VALUE = b"x" * 100
-BATCH = 10_000
+BATCH = 1_000
 
 
 def parse_size(s):
@@ -144,11 +144,14 @@ def main():
     ap.add_argument("--maxmemory", default="64mb")
     ap.add_argument("--factor", type=int, default=4, help="write this many times the limit")
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=BATCH, help="SETs per pipelined write")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--server-cpus", default=os.environ.get("SERVER_CPUS", "0,1"))
     ap.add_argument("--out", help="also write the report here")
     args = ap.parse_args()
     args.maxmemory_bytes = parse_size(args.maxmemory)
+    global BATCH
+    BATCH = args.batch
     if not os.access(args.binary, os.X_OK):
         sys.exit(f"no coreshard binary at {args.binary}: build it first")
     if shutil.which("redis-server") is None:
@@ -168,7 +171,7 @@ def main():
     out(f"# command: {' '.join(sys.argv)}")
     out(f"# maxmemory {args.maxmemory} ({args.maxmemory_bytes} bytes); wrote {args.factor}x the limit "
         f"in 100-byte values ({args.factor * args.maxmemory_bytes // len(VALUE)} SETs, EX 86400 for volatile-*); "
-        f"servers under taskset -c {args.server_cpus}; reps={args.reps} (medians)")
+        f"pipelines of {BATCH}; servers under taskset -c {args.server_cpus}; reps={args.reps} (medians)")
     out()
     hdr = (f"{'policy':<16} {'server':<13} {'stored':>9} {'evicted':>9} {'refused':>9} "
            f"{'used/max':>8} {'rss/max':>8} {'grow/max':>8} {'est/rss':>7} {'secs':>6}")

@@ -41,6 +41,11 @@ the per-run lines show aof_rewrites).
     (c) redis-server AOF replay (`--aof-use-rdb-preamble no --auto-aof-rewrite-percentage 0`
     so the file is 1M SET commands, not an RDB). The page cache is warm (files just written).
 
+Before every run of 2 and 3 the disk is probed (median of 50 4 KiB overwrite+fdatasync) and
+the per-run line shows it with the load average and CPU pressure: the disk and the CPUs are
+shared with other tenants, and a run whose probe is far above the others measured a
+different disk.
+
 Exits non-zero with a message if a server does not start or dies, a benchmark tool fails
 or its output cannot be parsed, a reply or count is wrong, or a step passes its time limit.
 Open-loop runs that fail are reported as FAILED in the report, which is still written, and
@@ -240,6 +245,19 @@ def ratio(a, b):
     return a / b if (a is not None and b) else None
 
 
+def pressure():
+    """'load=L cpu_psi=P%': 1-minute load average and /proc/pressure/cpu 'some' avg10 (share of
+    the last 10 s in which a runnable task waited for a CPU): other processes on this shared
+    machine, shown next to each run. (IO pressure is not shown: io_uring waits count as
+    iowait, so it reads ~99% whenever any io_uring server is idle.)"""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            psi = f"{float(f.readline().split('avg10=')[1].split()[0]):.0f}%"
+    except (OSError, IndexError, ValueError):
+        psi = "?"
+    return f"load={os.getloadavg()[0]:.1f} cpu_psi={psi}"
+
+
 # ---------------------------------------------------------------- 1. disk
 
 def disk_test(tmp, count):
@@ -253,6 +271,14 @@ def disk_test(tmp, count):
                      "p999_us": percentile(us, 99.9), "max_us": max(us), "samples": us}
     shutil.rmtree(d, ignore_errors=True)
     return res
+
+
+def disk_probe(tmp, n=50):
+    """Median of n 4 KiB overwrite+fdatasync (ms), taken just before a run: the disk's state then."""
+    path = os.path.join(tmp, "probe")
+    lat = fdatasync_latencies(path, count=n)
+    os.remove(path)
+    return median(lat) * 1000
 
 
 # ---------------------------------------------------------------- 2. redis-benchmark
@@ -295,8 +321,10 @@ def closed_loop_run(name, pipeline, opts, nsets):
             aff = dict(thread_affinities(srv.proc.pid))
             if aff.get("wal") != want or aff.get("shard-0") != SERVER_CPU:
                 raise Fail(f"{name}: thread affinities are {aff}, expected wal={want} shard-0={SERVER_CPU}")
+        pre = info_persistence(srv)
         warm = redis_benchmark(srv.port, WARMUP_N[pipeline], pipeline, timeout=120)
         srv.alive("during the warm-up")
+        post = info_persistence(srv)
         if nsets.get((name, pipeline)) is None:
             n = int(round(warm["rps"] * opts.seconds, -4))
             nsets[(name, pipeline)] = max(20_000, min(n, 20_000_000))
@@ -321,10 +349,10 @@ def closed_loop_run(name, pipeline, opts, nsets):
             out["fsync_p50_us"] = int(after["wal_fsync_p50_us"])
             out["fsync_p99_us"] = int(after["wal_fsync_p99_us"])
         elif kind == "redis":
-            rew = int(after["aof_rewrites"]) - int(before["aof_rewrites"])
-            out["aof_rewrites"] = rew
-            if rew == 0 and not int(after.get("aof_rewrite_in_progress", 0)):
-                out["bytes_per_set"] = (int(after["aof_current_size"]) - int(before["aof_current_size"])) / n
+            out["aof_rewrites"] = int(after["aof_rewrites"]) - int(before["aof_rewrites"])
+            # From the warm-up (10k or 100k SETs, < 64 MB: no AOF rewrite can have run in it).
+            if int(post["aof_rewrites"]) == int(pre["aof_rewrites"]) == 0:
+                out["bytes_per_set"] = (int(post["aof_current_size"]) - int(pre["aof_current_size"])) / WARMUP_N[pipeline]
         srv.stop()
         return out
     finally:
@@ -361,6 +389,9 @@ def open_loop_run(name, rate, opts):
         if status != "ok":
             return {"status": "FAILED", "why": f"JSON status {status!r}"}
         cmds = run.get("commands") or []
+        if not cmds:
+            return {"status": "FAILED", "why": "no SET completed in the measured window (the harness exited 0 "
+                                                "with an empty result table)"}
         if len(cmds) != 1 or cmds[0].get("command") != "SET":
             return {"status": "FAILED", "why": f"unexpected commands in JSON: {[c.get('command') for c in cmds]}"}
         c = cmds[0]
@@ -563,7 +594,7 @@ def main(opts, out):
         disk_runs.append(d)
         for mode in ("overwrite", "append"):
             x = d[mode]
-            out(f"  {when:5} {mode:9} p50={x['p50_us']:.0f} p99={x['p99_us']:.0f} p99.9={x['p999_us']:.0f} max={x['max_us']:.0f}")
+            out(f"  {when:5} {mode:9} p50={x['p50_us']:.0f} p99={x['p99_us']:.0f} p99.9={x['p999_us']:.0f} max={x['max_us']:.0f} {pressure()}")
     out()
 
     # 2. closed loop
@@ -573,14 +604,16 @@ def main(opts, out):
         order = ORDER if r % 2 == 0 else ORDER[::-1]
         for p in PIPELINES:
             for name in order:
+                probe = disk_probe(opts.tmp)
                 res = closed_loop_run(name, p, opts, nsets)
+                res["disk_probe_ms"] = probe
                 closed.setdefault((name, p), []).append(res)
                 extra = " ".join(f"{k}={fmt(res[k])}" for k in ("rec_per_fsync", "rec_per_batch", "bytes_per_set",
                                                                    "fsyncs", "fsync_p50_us", "fsync_p99_us",
                                                                    "aof_rewrites") if k in res)
                 out(f"  r{r + 1} -P {p:<2} {CONFIGS[name][2]:22} n={res['n']:<8} {res['secs']:5.2f}s "
                     f"rps={res['rps']:<9.0f} p50={fmt(res['p50'])} p99={fmt(res['p99'])} p99.9={fmt(res['p999'])} "
-                    f"max={fmt(res['max'])} {extra}")
+                    f"max={fmt(res['max'])} {extra} disk_probe_p50={probe:.2f}ms {pressure()}")
                 if mono() - t_start > opts.budget:
                     raise Fail(f"over the time budget ({opts.budget} s) in section 2")
     out()
@@ -595,13 +628,14 @@ def main(opts, out):
     opened, failures = {}, []
     for r in range(opts.rounds):
         for name in (ol_names if r % 2 == 0 else ol_names[::-1]):
+            probe = disk_probe(opts.tmp)
             res = open_loop_run(name, rate, opts)
             opened.setdefault(name, []).append(res)
             nums = (f"achieved={res['achieved']:.0f} p50={fmt(res['p50'])} p99={fmt(res['p99'])} "
                     f"p99.9={fmt(res['p999'])} max={fmt(res['max'])} service_p99={fmt(res['svc_p99'])}"
                     if "achieved" in res else "")
             out(f"  r{r + 1} {CONFIGS[name][2]:22} {res['status']}{': ' + res['why'] if res['status'] != 'ok' else ''} "
-                f"{'(' + nums + ')' if res['status'] != 'ok' and nums else nums}")
+                f"{'(' + nums + ')' if res['status'] != 'ok' and nums else nums} disk_probe_p50={probe:.2f}ms {pressure()}")
             if res["status"] == "FAILED":
                 failures.append(f"open loop {name} round {r + 1}: {res['why']}")
     out()
@@ -617,7 +651,7 @@ def main(opts, out):
     out(f"1b. Disk again at the end ({opts.disk_n} each, us)")
     for mode in ("overwrite", "append"):
         x = d[mode]
-        out(f"  end   {mode:9} p50={x['p50_us']:.0f} p99={x['p99_us']:.0f} p99.9={x['p999_us']:.0f} max={x['max_us']:.0f}")
+        out(f"  end   {mode:9} p50={x['p50_us']:.0f} p99={x['p99_us']:.0f} p99.9={x['p999_us']:.0f} max={x['max_us']:.0f} {pressure()}")
     out()
 
     # ------------------------------------------------------------ summary
@@ -631,7 +665,7 @@ def main(opts, out):
         f"append p50 {disk['append']['p50']:.3f} ms p99 {disk['append']['p99']:.3f} ms")
     out()
     hdr = (f"{'config':22} {'-P':>3} {'N':>9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9ms':>7} "
-           f"{'rec/fsync':>9} {'rec/batch':>9} {'B/SET':>6} {'p99/disk':>8}")
+           f"{'rec/fsync':>9} {'rec/batch':>9} {'B/SET':>6} {'p99/disk':>8} {'wal fsync p50/p99 us':>20}")
     out(hdr)
     out("-" * len(hdr))
     for p in PIPELINES:
@@ -644,10 +678,15 @@ def main(opts, out):
             out(f"{CONFIGS[name][2]:22} {p:>3} {nsets[(name, p)]:>9} {med(runs, 'rps'):>9.0f} {fmt(med(runs, 'p50')):>7} "
                 f"{fmt(p99):>7} {fmt(med(runs, 'p999')):>7} "
                 f"{fmt(med(runs, 'rec_per_fsync')) if 'always' in name else '-':>9} {fmt(med(runs, 'rec_per_batch')):>9} "
-                f"{fmt(med(runs, 'bytes_per_set')):>6} {fmt(ratio(p99, dp99)) if persist else '-':>8}")
+                f"{fmt(med(runs, 'bytes_per_set')):>6} {fmt(ratio(p99, dp99)) if persist else '-':>8} "
+                f"{(fmt(med(runs, 'fsync_p50_us')) + '/' + fmt(med(runs, 'fsync_p99_us'))) if 'always' in name and kind == 'coreshard' else '-':>20}")
+    probes = [r["disk_probe_ms"] for runs in closed.values() for r in runs]
+    out(f"(disk probe before each run, 50 x 4 KiB overwrite+fdatasync, p50: median {median(probes):.2f} ms, "
+        f"min {min(probes):.2f}, max {max(probes):.2f}: a max far above the median means the disk changed during the run)")
     out("(p99/disk: p99 / disk fdatasync p99, overwrite for coreshard (preallocated segments), append for redis;"
-        " redis rec/fsync not measured; redis B/SET from AOF growth in runs without a rewrite;"
-        " rec/fsync shown for always only: everysec syncs on a timer)")
+        " redis rec/fsync not measured; redis B/SET = AOF growth over the warm-up run (no rewrite in it);"
+        " rec/fsync shown for always only: everysec syncs on a timer; wal fsync p50/p99 = INFO"
+        " wal_fsync_p50_us/p99_us at the end of the run, i.e. the WAL's own write+fdatasync of whole batches)")
     out()
     out("ratios (req/s)                                  -P 1     -P 16   goal")
     for label, a, b, goal in (

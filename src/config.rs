@@ -89,6 +89,10 @@ pub struct Args {
     /// Size of each log segment.
     #[arg(long, default_value = "64mb", value_parser = parse_memory)]
     pub wal_segment_size: usize,
+    /// Keyspace notifications to publish, as Redis's flag letters (e.g. `KEA`, `Ex`);
+    /// empty: none. CONFIG SET changes it at run time.
+    #[arg(long, default_value = "")]
+    pub notify_keyspace_events: String,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -182,6 +186,8 @@ pub struct ServerConfig {
     pub protected: bool,
     /// Output limit of normal clients.
     pub output_limit_normal: OutputLimit,
+    /// Output limit of subscribed clients (Redis's default: 32mb hard, 8mb for 60 s).
+    pub output_limit_pubsub: OutputLimit,
     /// Persistence on, and where.
     pub dir: Option<std::path::PathBuf>,
     /// The fsync policy's name (always, everysec, no).
@@ -218,6 +224,17 @@ impl ServerConfig {
                 args.lfu_log_factor,
                 args.lfu_decay_time,
             )),
+            output_limit_pubsub: args
+                .client_output_buffer_limit
+                .iter()
+                .rev()
+                .find(|(c, _)| c == "pubsub")
+                .map(|(_, l)| *l)
+                .unwrap_or(OutputLimit {
+                    hard: 32 << 20,
+                    soft: 8 << 20,
+                    soft_seconds: 60,
+                }),
             output_limit_normal: args
                 .client_output_buffer_limit
                 .iter()

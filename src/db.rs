@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use coreshard_engine::ttl::{ExpireStep, TtlMap, ValueRef};
 
+use crate::notify::{Events, Mutation};
 use crate::persist::effect::Effect;
 use crate::persist::Journal;
 use crate::watch::WatchTable;
@@ -25,11 +26,22 @@ pub struct Db {
     pub journal: Option<Journal>,
     /// LSN of the last record appended (replies that observe this state wait for it).
     pub last_lsn: u64,
+    /// Keyspace notifications collected for the shard to publish.
+    pub events: Events,
     /// Eviction under `maxmemory` (see [`crate::evict`]).
     pub evict: crate::evict::Evictor,
 }
 
 impl Db {
+    /// Collect a keyspace notification, when they are on.
+    #[inline]
+    fn note(&mut self, what: Mutation, key: &[u8]) {
+        let flags = crate::notify::flags();
+        if flags != 0 {
+            self.events.note(flags, what, key);
+        }
+    }
+
     /// Read a value, counting a hit or a miss.
     pub fn read(&mut self, key: &[u8], now: u64) -> Option<ValueRef<'_>> {
         let v = self.map.get(key, now);
@@ -116,6 +128,10 @@ impl Db {
     /// Store a value with a deadline (0 = none).
     pub fn write(&mut self, key: &[u8], value: &Value, deadline: u64, now: u64) {
         self.watch.touch(key);
+        self.note(Mutation::Write, key);
+        if deadline != 0 {
+            self.note(Mutation::Expire, key);
+        }
         if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
             self.last_lsn = j.set(key, value.as_ref().as_slice(), deadline);
         }
@@ -148,6 +164,7 @@ impl Db {
     /// spare capacity (see [`TtlMap::append`]); the caller enforces the length limit.
     pub fn append(&mut self, key: &[u8], data: &[u8], now: u64) -> usize {
         self.watch.touch(key);
+        self.note(Mutation::Append, key);
         if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
             self.last_lsn = j.append_to(key, data);
         }
@@ -159,6 +176,7 @@ impl Db {
     /// length. Edits in place (see [`TtlMap::setrange`]); the caller enforces the limit.
     pub fn setrange(&mut self, key: &[u8], offset: usize, data: &[u8], now: u64) -> usize {
         self.watch.touch(key);
+        self.note(Mutation::SetRange, key);
         if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
             self.last_lsn = j.setrange(key, offset as u64, data);
         }
@@ -170,6 +188,7 @@ impl Db {
         let old = self.map.remove(key, now);
         if old.is_some() {
             self.watch.touch(key);
+            self.note(Mutation::Remove, key);
             if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
                 self.last_lsn = j.del(key);
             }
@@ -182,6 +201,12 @@ impl Db {
         let found = self.map.set_deadline(key, deadline, now);
         if found {
             self.watch.touch(key);
+            let what = if deadline == 0 {
+                Mutation::Persist
+            } else {
+                Mutation::Expire
+            };
+            self.note(what, key);
             if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
                 self.last_lsn = j.deadline(key, deadline);
             }
@@ -198,6 +223,16 @@ impl Db {
             self.last_lsn = j.effect(&Effect::Flush);
         }
         self.map.clear();
+    }
+
+    /// Whether keys removed by expiry are collected for `expired` notifications.
+    pub fn collect_expired(&mut self, on: bool) {
+        self.map.log_expired(on);
+    }
+
+    /// Keys expiry removed since the last call (when collecting).
+    pub fn take_expired(&mut self) -> Vec<Bytes> {
+        self.map.take_expired()
     }
 
     /// One bounded step of active expiry. Expired keys need no WATCH bump (a watcher

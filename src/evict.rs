@@ -635,7 +635,7 @@ pub fn config_set(memory: &MemoryConfig, args: &[impl AsRef<[u8]>]) -> Result<()
         }
         names.push(name);
     }
-    let mut apply: Vec<Box<dyn Fn(&MemoryConfig)>> = Vec::new();
+    let mut apply: Vec<Setting> = Vec::new();
     for (name, pair) in names.iter().zip(args.chunks(2)) {
         let value = String::from_utf8_lossy(pair[1].as_ref()).into_owned();
         let int = |lo: i64| -> Result<u32, String> {
@@ -655,7 +655,7 @@ pub fn config_set(memory: &MemoryConfig, args: &[impl AsRef<[u8]>]) -> Result<()
             "maxmemory" => {
                 let bytes = crate::config::parse_memory(&value)
                     .map_err(|_| failed(name, "argument must be a memory value"))?;
-                apply.push(Box::new(move |m| m.set_maxmemory(bytes)));
+                apply.push(Setting::Maxmemory(bytes));
             }
             "maxmemory-policy" => {
                 let policy = Policy::parse(&value).ok_or_else(|| {
@@ -668,26 +668,38 @@ pub fn config_set(memory: &MemoryConfig, args: &[impl AsRef<[u8]>]) -> Result<()
                         ),
                     )
                 })?;
-                apply.push(Box::new(move |m| m.set_policy(policy)));
+                apply.push(Setting::Policy(policy));
             }
             "maxmemory-samples" => {
-                let n = int(1)?;
-                apply.push(Box::new(move |m| m.set_samples(n as usize)));
+                apply.push(Setting::Samples(int(1)? as usize));
             }
             "lfu-log-factor" => {
-                let n = int(0)?;
-                apply.push(Box::new(move |m| m.set_lfu_log_factor(n)));
+                apply.push(Setting::LfuLogFactor(int(0)?));
             }
             _ => {
-                let n = int(0)?;
-                apply.push(Box::new(move |m| m.set_lfu_decay_time(n)));
+                apply.push(Setting::LfuDecayTime(int(0)?));
             }
         }
     }
-    for f in apply {
-        f(memory);
+    for setting in apply {
+        match setting {
+            Setting::Maxmemory(bytes) => memory.set_maxmemory(bytes),
+            Setting::Policy(p) => memory.set_policy(p),
+            Setting::Samples(n) => memory.set_samples(n),
+            Setting::LfuLogFactor(f) => memory.set_lfu_log_factor(f),
+            Setting::LfuDecayTime(m) => memory.set_lfu_decay_time(m),
+        }
     }
     Ok(())
+}
+
+/// A checked CONFIG SET value, applied once every pair passed.
+enum Setting {
+    Maxmemory(usize),
+    Policy(Policy),
+    Samples(usize),
+    LfuLogFactor(u32),
+    LfuDecayTime(u32),
 }
 
 /// Settings CONFIG SET may change here.

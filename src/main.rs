@@ -5,7 +5,9 @@ mod config;
 mod db;
 mod evict;
 mod glob;
+mod notify;
 mod persist;
+mod pubsub;
 mod routing;
 mod server;
 mod watch;
@@ -65,6 +67,16 @@ fn main() -> ExitCode {
     block_shutdown_signals();
 
     let mut config = ServerConfig::from_args(&args);
+    match notify::parse(&args.notify_keyspace_events) {
+        Some(f) => notify::FLAGS.store(f, std::sync::atomic::Ordering::Relaxed),
+        None => {
+            eprintln!(
+                "coreshard: invalid --notify-keyspace-events '{}' (use 'Ag$lshzxeKEtmd')",
+                args.notify_keyspace_events
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     config.maxclients = fit_maxclients(args.maxclients);
     if config.protected {
         tracing::warn!(

@@ -164,17 +164,29 @@ fn allkeys_policies_keep_the_keyspace_bounded_while_writing_ten_times_the_limit(
             "{policy}: {keys} keys after writing {written}"
         );
         let evicted = info_u64(c, "stats", "evicted_keys");
-        assert_eq!(evicted + keys, written as u64, "{policy}: every key stored or evicted");
+        assert_eq!(
+            evicted + keys,
+            written as u64,
+            "{policy}: every key stored or evicted"
+        );
         // Within the limit (give or take the last write before a background step).
         let used = info_u64(c, "memory", "used_memory");
-        assert!(used <= (2 << 20) + (16 << 10), "{policy}: used_memory {used}");
+        assert!(
+            used <= (2 << 20) + (16 << 10),
+            "{policy}: used_memory {used}"
+        );
         assert_eq!(info(c, "memory")["maxmemory_policy"], policy);
     }
 }
 
 #[test]
 fn volatile_policies_evict_only_keys_with_a_ttl_then_refuse() {
-    for policy in ["volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"] {
+    for policy in [
+        "volatile-lru",
+        "volatile-lfu",
+        "volatile-random",
+        "volatile-ttl",
+    ] {
         let server = start(policy, "2mb", 2);
         let raw = &mut server.raw();
         let c = &mut server.client();
@@ -183,7 +195,11 @@ fn volatile_policies_evict_only_keys_with_a_ttl_then_refuse() {
         assert!(set_all(raw, &keep, None).iter().all(|r| r == "+OK\r\n"));
         let written = write_all_ok(&server, "vol", 20 << 20, Some(3600));
         assert!(info_u64(c, "stats", "evicted_keys") >= (written as u64) / 2);
-        assert_eq!(exist(c, &keep), keep.len(), "{policy}: a key without TTL went");
+        assert_eq!(
+            exist(c, &keep),
+            keep.len(),
+            "{policy}: a key without TTL went"
+        );
         // Keys without a TTL now: once a shard has no key with a TTL left, it refuses.
         for shard in 0..2 {
             let mut refused = false;
@@ -206,7 +222,11 @@ fn volatile_policies_evict_only_keys_with_a_ttl_then_refuse() {
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
         assert_eq!(expires, 0, "{policy}: keys with a TTL remain");
-        assert_eq!(exist(c, &keep), keep.len(), "{policy}: a key without TTL went");
+        assert_eq!(
+            exist(c, &keep),
+            keep.len(),
+            "{policy}: a key without TTL went"
+        );
         raw.cmd(&[b"SET", b"fill0:0", b"x"]);
         let r = raw.reply_str();
         assert!(r == OOM || r == "+OK\r\n", "{r}");
@@ -232,7 +252,10 @@ fn allkeys_lru_keeps_a_hot_set_over_cold_keys() {
         write_all_ok(&server, &format!("cold{round}"), 800_000, None);
     }
     let hot_left = exist(c, &hot);
-    let cold_sample: Vec<String> = (0..first_cold).step_by(10).map(|i| format!("cold0:{i}")).collect();
+    let cold_sample: Vec<String> = (0..first_cold)
+        .step_by(10)
+        .map(|i| format!("cold0:{i}"))
+        .collect();
     let cold_left = exist(c, &cold_sample);
     eprintln!(
         "allkeys-lru: {hot_left}/500 hot kept, {cold_left}/{} early cold kept",
@@ -294,7 +317,13 @@ fn volatile_ttl_evicts_the_soonest_expiring_first() {
         for &i in chunk {
             let key = format!("ttl:{i}");
             let ex = (10_000 + i).to_string();
-            out.extend_from_slice(&encode(&[b"SET", key.as_bytes(), &VALUE, b"EX", ex.as_bytes()]));
+            out.extend_from_slice(&encode(&[
+                b"SET",
+                key.as_bytes(),
+                &VALUE,
+                b"EX",
+                ex.as_bytes(),
+            ]));
         }
         raw.send(&out);
         for _ in chunk {
@@ -312,7 +341,10 @@ fn volatile_ttl_evicts_the_soonest_expiring_first() {
     // The survivors are the keys that expire last: (almost) exactly the top indices.
     let cutoff = n - alive.len();
     let early = alive.iter().filter(|&&i| i < cutoff).count();
-    eprintln!("volatile-ttl: {} kept, {early} of them not among the latest", alive.len());
+    eprintln!(
+        "volatile-ttl: {} kept, {early} of them not among the latest",
+        alive.len()
+    );
     assert!(
         early * 100 <= alive.len(),
         "{early} of {} survivors expire before the latest {} keys",
@@ -338,7 +370,18 @@ fn object_memory_and_config_follow_the_policy() {
         common::err_of(c, &["OBJECT", "FREQ", "k"]),
         "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust."
     );
-    q::<String>(c, &["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu", "maxmemory", "1gb"]).unwrap();
+    q::<String>(
+        c,
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory-policy",
+            "allkeys-lfu",
+            "maxmemory",
+            "1gb",
+        ],
+    )
+    .unwrap();
     let cfg: Vec<String> = q(c, &["CONFIG", "GET", "maxmemory-policy"]).unwrap();
     assert_eq!(cfg, vec!["maxmemory-policy", "allkeys-lfu"]);
     q::<String>(c, &["SET", "n", "v"]).unwrap();
@@ -349,7 +392,9 @@ fn object_memory_and_config_follow_the_policy() {
     assert_eq!(mem["maxmemory_policy"], "allkeys-lfu");
     // Lowering the limit below the data evicts in the background, without any command.
     let raw = &mut server.raw();
-    assert!(set_all(raw, &names("x", 0..20_000), None).iter().all(|r| r == "+OK\r\n"));
+    assert!(set_all(raw, &names("x", 0..20_000), None)
+        .iter()
+        .all(|r| r == "+OK\r\n"));
     q::<String>(c, &["CONFIG", "SET", "maxmemory", "2mb"]).unwrap();
     common::eventually("background eviction to the new limit", || {
         info_u64(c, "memory", "used_memory") <= 2 << 20

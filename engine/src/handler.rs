@@ -61,6 +61,15 @@ impl ConnId {
     pub fn as_u64(self) -> u64 {
         u64::from(self.generation) << 32 | u64::from(self.index)
     }
+
+    /// The id whose [`ConnId::as_u64`] is `v` (for tables keyed by number, and tests). It
+    /// names a live connection only if one with that number exists.
+    pub fn from_u64(v: u64) -> ConnId {
+        ConnId {
+            index: v as u32,
+            generation: (v >> 32) as u32,
+        }
+    }
 }
 
 /// Index of a shard, `0..shard_count`.

@@ -217,6 +217,10 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
         ),
         ("appendfsync", c.appendfsync.clone()),
         (
+            "notify-keyspace-events",
+            crate::notify::format(crate::notify::flags()),
+        ),
+        (
             "dir",
             c.dir
                 .as_ref()
@@ -257,6 +261,19 @@ pub fn config(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
             conn,
             "ERR wrong number of arguments for 'config|get' command",
         ),
+        b"set" if args.len() == 4 && args[2].eq_ignore_ascii_case(b"notify-keyspace-events") => {
+            match std::str::from_utf8(&args[3]).ok().and_then(crate::notify::parse) {
+                Some(f) => {
+                    crate::notify::FLAGS.store(f, std::sync::atomic::Ordering::Relaxed);
+                    s.reply(ctx, conn, |e| e.simple("OK"));
+                }
+                None => s.error(
+                    ctx,
+                    conn,
+                    "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmd'.",
+                ),
+            }
+        }
         b"set" if args.len() >= 4 => {
             // Only the memory settings can change at run time; the rest are fixed at
             // start-up (command-line flags).

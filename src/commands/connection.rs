@@ -10,6 +10,18 @@ use crate::server::Server;
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
 pub fn ping(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let subscribed = ctx
+        .state(conn)
+        .is_some_and(|st| st.subs.is_some() && st.proto == coreshard_protocol::Protocol::Resp2);
+    if subscribed && args.len() <= 2 {
+        // RESP2 subscribed mode answers PING as Redis does: ["pong", message or ""].
+        let msg: &[u8] = args.get(1).map_or(b"", |a| &a[..]);
+        return s.reply(ctx, conn, |e| {
+            e.array(2);
+            e.bulk(b"pong");
+            e.bulk(msg);
+        });
+    }
     match args.len() {
         1 => s.reply(ctx, conn, |e| e.simple("PONG")),
         2 => s.reply(ctx, conn, |e| e.bulk(&args[1])),

@@ -7,6 +7,7 @@ pub mod keyspace;
 pub mod multi;
 pub mod object;
 pub mod persistence;
+pub mod pubsub;
 pub mod strings;
 
 use std::borrow::Cow;
@@ -173,6 +174,7 @@ const SRV: &str = "server";
 const STR: &str = "string";
 const GEN: &str = "generic";
 const TXN: &str = "transactions";
+const PS: &str = "pubsub";
 const W: &[&str] = &["write", "denyoom"];
 const WF: &[&str] = &["write", "fast"];
 const WDF: &[&str] = &["write", "denyoom", "fast"];
@@ -247,6 +249,16 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("bgrewriteaof", 1, &["admin", "noscript", "no_async_loading", "no_multi"], NONE, (SRV, "1.0.0", "Asynchronously rewrites the append-only file to disk."), persistence::bgrewriteaof),
     Spec::new("shutdown", -1, &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], NONE, (SRV, "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."), persistence::shutdown),
     Spec::new("lastsave", 1, &["loading", "stale", "fast"], NONE, (SRV, "1.0.0", "Returns the Unix timestamp of the last successful save to disk."), persistence::lastsave),
+    Spec::new("subscribe", -2, &["pubsub", "noscript", "loading", "stale"], NONE, (PS, "2.0.0", "Listens for messages published to channels."), pubsub::subscribe),
+    Spec::new("unsubscribe", -1, &["pubsub", "noscript", "loading", "stale"], NONE, (PS, "2.0.0", "Stops listening to messages posted to channels."), pubsub::unsubscribe),
+    Spec::new("psubscribe", -2, &["pubsub", "noscript", "loading", "stale"], NONE, (PS, "2.0.0", "Listens for messages published to channels that match one or more patterns."), pubsub::psubscribe),
+    Spec::new("punsubscribe", -1, &["pubsub", "noscript", "loading", "stale"], NONE, (PS, "2.0.0", "Stops listening to messages published to channels that match one or more patterns."), pubsub::punsubscribe),
+    Spec::new("ssubscribe", -2, &["pubsub", "noscript", "loading", "stale"], NONE, (PS, "7.0.0", "Listens for messages published to shard channels."), pubsub::ssubscribe),
+    Spec::new("sunsubscribe", -1, &["pubsub", "noscript", "loading", "stale"], NONE, (PS, "7.0.0", "Stops listening to messages posted to shard channels."), pubsub::sunsubscribe),
+    Spec::new("publish", 3, &["pubsub", "loading", "stale", "fast"], NONE, (PS, "2.0.0", "Posts a message to a channel."), pubsub::publish),
+    Spec::new("spublish", 3, &["pubsub", "loading", "stale", "fast"], NONE, (PS, "7.0.0", "Post a message to a shard channel"), pubsub::spublish),
+    Spec::new("pubsub", -2, &[], NONE, (PS, "2.8.0", "A container for Pub/Sub commands."), pubsub::pubsub),
+    Spec::new("reset", 1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NONE, (CONN, "6.2.0", "Resets the connection."), pubsub::reset).no_auth(),
     Spec::new("multi", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], NONE, (TXN, "1.2.0", "Starts a transaction."), multi::multi),
     Spec::new("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"], NONE, (TXN, "1.2.0", "Executes all commands in a transaction."), multi::exec),
     Spec::new("discard", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], NONE, (TXN, "2.0.0", "Discards a transaction."), multi::discard),

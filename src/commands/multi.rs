@@ -61,6 +61,7 @@ pub fn refuse_in_multi(spec: &Spec) -> Option<String> {
 /// Run one queued command against `db` (a shard's keyspace, or EXEC's scratch copy of
 /// the locked keys).
 pub fn run_queued(db: &mut Db, now: u64, q: &Queued) -> OpResult {
+    db.events.cmd = q.spec.name;
     if let Some(keyed) = q.spec.keyed {
         return keyed(db, now, &q.args);
     }

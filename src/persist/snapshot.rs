@@ -50,14 +50,14 @@ pub enum Entry {
 
 /// Decode an entry payload.
 pub fn decode(payload: &Bytes) -> Option<Entry> {
-    match payload.first()? {
-        &META => {
+    match *payload.first()? {
+        META => {
             let b: [u8; 8] = payload.get(1..9)?.try_into().ok()?;
             Some(Entry::Meta {
                 shard: u64::from_le_bytes(b),
             })
         }
-        &KEY => Some(Entry::Key(payload.slice(1..))),
+        KEY => Some(Entry::Key(payload.slice(1..))),
         _ => None,
     }
 }

@@ -36,6 +36,8 @@ pub struct ConnState {
     pub multi: Option<MultiState>,
     /// Keys under WATCH.
     pub watched: Vec<WatchedKey>,
+    /// Pub/sub subscriptions (none for most connections).
+    pub subs: Option<Box<crate::pubsub::Subs>>,
     /// Ran a command that reads or writes data since its output was last gated for the
     /// log (PING, INFO, CONFIG... show no data and never wait for the log).
     pub observed: bool,

@@ -109,6 +109,8 @@ pub struct Server {
     input: Option<bytes::Bytes>,
     /// Replies and messages waiting for the log.
     pub durability: durability::Durability,
+    /// Pub/sub: local subscribers and the interest replica.
+    pub pubsub: crate::pubsub::PubSub,
     /// The log, when persistence is on (snapshots, INFO).
     pub wal: Option<Arc<coreshard_engine::wal::Wal>>,
     /// This shard's part of a snapshot being written.
@@ -144,6 +146,7 @@ impl Server {
             slots,
             db,
             durability: durability::Durability::new(hold),
+            pubsub: crate::pubsub::PubSub::default(),
             wal,
             part_job: None,
             snap_coord: None,
@@ -319,6 +322,7 @@ impl Server {
                 args,
                 input: self.input.as_ref(),
             };
+            self.db.events.cmd = spec.name;
             let result = crate::evict::run_keyed(&mut self.db, spec, keyed, unix_ms(), &local);
             self.reply_result(ctx, conn, &result);
         } else {
@@ -426,8 +430,32 @@ impl Server {
             });
             return self.step_keys(ctx);
         }
-        // Counters and client lists show no data: they never wait for the log.
-        let shows_data = !matches!(op, Op::Report | Op::ClientList);
+        if let Op::Publish {
+            ns,
+            channel,
+            message,
+        } = &op
+        {
+            let n = self.deliver(ctx, *ns, channel, message);
+            let result = OpResult::Int(n);
+            return if from == self.shard {
+                self.complete_part(ctx, conn, seq, part, result)
+            } else {
+                let msg = Msg::Reply {
+                    conn,
+                    seq,
+                    part,
+                    result,
+                };
+                ctx.send(from, msg)
+            };
+        }
+        // Counters, client lists and pub/sub tables show no data: they never wait for
+        // the log.
+        let shows_data = !matches!(
+            op,
+            Op::Report | Op::ClientList | Op::PubsubNames { .. } | Op::PubsubCounts { .. }
+        );
         let result = self.apply(ctx, op);
         if shows_data || from == self.shard {
             self.answer(ctx, from, conn, seq, part, result);
@@ -491,7 +519,8 @@ impl Server {
         }
     }
 
-    fn complete_part(
+    /// Account one part's result for `conn`'s reply at `seq`, and flush what is ready.
+    pub fn complete_part(
         &mut self,
         ctx: &mut Ctx<Server>,
         conn: ConnId,
@@ -524,10 +553,22 @@ impl Server {
         self.over_output_limit(ctx, conn);
     }
 
-    /// Enforce `client-output-buffer-limit` (normal class): past the hard limit, or over
-    /// the soft limit for its whole period, the client is dropped as Redis does.
+    /// The pubsub class's output limit, for a subscribed connection: true if it was
+    /// dropped.
+    pub fn over_pubsub_limit(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
+        self.over_output_limit(ctx, conn)
+    }
+
+    /// Enforce `client-output-buffer-limit` (normal or pubsub class, by whether the client
+    /// has subscriptions): past the hard limit, or over the soft limit for its whole
+    /// period, the client is dropped as Redis does.
     fn over_output_limit(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
-        let limit = self.config.output_limit_normal;
+        let subscribed = ctx.state(conn).is_some_and(|s| s.subs.is_some());
+        let limit = if subscribed {
+            self.config.output_limit_pubsub
+        } else {
+            self.config.output_limit_normal
+        };
         if limit.hard == 0 && limit.soft == 0 {
             return false;
         }
@@ -592,6 +633,18 @@ impl Server {
 
     fn execute(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, args: &[Cow<'_, [u8]>]) {
         let spec = commands::lookup(&args[0]);
+        if let Some(sp) = spec {
+            let subscribed = ctx
+                .state(conn)
+                .is_some_and(|s| s.subs.is_some() && s.proto == Protocol::Resp2);
+            if subscribed && !commands::pubsub::allowed_while_subscribed(sp.name) {
+                let msg = format!(
+                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                    sp.name
+                );
+                return self.error(ctx, conn, &msg);
+            }
+        }
         if commands::multi::queue_if_in_multi(self, ctx, conn, spec, args) {
             return;
         }
@@ -707,6 +760,7 @@ impl Handler for Server {
             self.expire_timer_armed = true;
         }
         self.step_snapshot(ctx);
+        self.publish_events(ctx);
         self.durability_turn(ctx);
     }
 
@@ -734,6 +788,7 @@ impl Handler for Server {
             backlogged: false,
             multi: None,
             watched: Vec::new(),
+            subs: None,
             over_soft_since: None,
             parse: ParseState::default(),
             observed: false,
@@ -847,13 +902,24 @@ impl Handler for Server {
                 writes,
                 flush,
                 snapshot,
+                event,
             } => {
                 if let Some(id) = snapshot {
                     self.copy_for_snapshot(ctx, from, id);
                 }
-                self.on_commit(ctx, txn, writes, flush)
+                self.on_commit(ctx, txn, writes, flush, event)
             }
             Msg::SnapshotPart { id, error } => self.on_snapshot_part(ctx, id, error),
+            Msg::Interest {
+                ns,
+                name,
+                on,
+                announce,
+            } => self.on_interest(ctx, from, ns, name, on, announce),
+            Msg::InterestAck { id } => self.on_interest_ack(ctx, id),
+            Msg::Notify { channel, message } => {
+                self.deliver(ctx, crate::pubsub::Ns::Channel, &channel, &message);
+            }
             Msg::Unwatch { keys } => {
                 for k in keys {
                     self.db.watch.unwatch(&k);
@@ -862,8 +928,11 @@ impl Handler for Server {
         }
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<Self>, _conn: ConnId, state: ConnState) {
+    fn on_close(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, state: ConnState) {
         self.forget_watches(ctx, &state.watched);
+        if let Some(subs) = &state.subs {
+            self.forget_subs(ctx, conn, subs);
+        }
     }
 
     fn needs_turn(&self) -> bool {

@@ -53,6 +53,22 @@ pub enum Op<K> {
     Read(K),
     /// WATCH part: register watchers of these keys; answers their versions and deadlines.
     Watch(Vec<K>),
+    /// PUBLISH part: deliver to this shard's subscribers; answers how many got it.
+    Publish {
+        ns: crate::pubsub::Ns,
+        channel: Bytes,
+        message: Bytes,
+    },
+    /// PUBSUB CHANNELS / SHARDCHANNELS / NUMPAT part: this shard's names.
+    PubsubNames {
+        ns: crate::pubsub::Ns,
+        pattern: Option<Bytes>,
+    },
+    /// PUBSUB NUMSUB / SHARDNUMSUB part: this shard's subscriber counts.
+    PubsubCounts {
+        ns: crate::pubsub::Ns,
+        names: Vec<Bytes>,
+    },
 }
 
 impl<K: AsRef<[u8]>> Op<K> {
@@ -105,6 +121,17 @@ impl Op<&[u8]> {
             Op::RandomKey => Op::RandomKey,
             Op::Read(k) => Op::Read(own(k)),
             Op::Watch(ks) => Op::Watch(ks.into_iter().map(own).collect()),
+            Op::Publish {
+                ns,
+                channel,
+                message,
+            } => Op::Publish {
+                ns,
+                channel,
+                message,
+            },
+            Op::PubsubNames { ns, pattern } => Op::PubsubNames { ns, pattern },
+            Op::PubsubCounts { ns, names } => Op::PubsubCounts { ns, names },
         }
     }
 }
@@ -175,6 +202,8 @@ pub enum OpResult {
     NullArray,
     /// WATCH part: each key's version and deadline (0: none or absent).
     Watched(Vec<(u64, u64)>),
+    /// Counts by position (PUBSUB NUMSUB).
+    Counts(Vec<i64>),
 }
 
 /// Messages between shards.
@@ -213,11 +242,25 @@ pub enum Msg {
         writes: Vec<Write>,
         flush: bool,
         snapshot: Option<u64>,
+        /// The command its writes are notified as.
+        event: &'static str,
     },
     /// A shard finished (or failed) writing its part of a snapshot.
     SnapshotPart { id: u64, error: Option<String> },
     /// A connection stopped watching these keys (no answer).
     Unwatch { keys: Vec<Bytes> },
+    /// The sending shard gained (`on`) or lost interest in a channel or pattern; with
+    /// `announce`, answer `InterestAck` once applied.
+    Interest {
+        ns: crate::pubsub::Ns,
+        name: Bytes,
+        on: bool,
+        announce: Option<u64>,
+    },
+    /// A shard applied announcement `id`.
+    InterestAck { id: u64 },
+    /// A keyspace notification for this shard's subscribers (no answer).
+    Notify { channel: Bytes, message: Bytes },
 }
 
 /// Unix time in milliseconds.
@@ -234,14 +277,20 @@ impl Server {
         let db: &mut Db = &mut self.db;
         match op {
             Op::Cmd { spec, args } => match spec.keyed {
-                Some(f) => crate::evict::run_keyed(db, spec, f, now, &args),
+                Some(f) => {
+                    db.events.cmd = spec.name;
+                    crate::evict::run_keyed(db, spec, f, now, &args)
+                }
                 None => OpResult::Error("ERR internal: command has no keyed form".into()),
             },
-            Op::Del(ks) => OpResult::Int(
-                ks.iter()
-                    .filter(|k| db.remove(k.as_ref(), now).is_some())
-                    .count() as i64,
-            ),
+            Op::Del(ks) => {
+                db.events.cmd = "del";
+                OpResult::Int(
+                    ks.iter()
+                        .filter(|k| db.remove(k.as_ref(), now).is_some())
+                        .count() as i64,
+                )
+            }
             Op::Exists(ks) => {
                 OpResult::Int(ks.iter().filter(|k| db.contains(k.as_ref(), now)).count() as i64)
             }
@@ -249,6 +298,16 @@ impl Server {
                 OpResult::Values(ks.iter().map(|k| db.read_bytes(k.as_ref(), now)).collect())
             }
             Op::Read(k) => OpResult::Value(db.read_bytes(k.as_ref(), now)),
+            Op::Publish { .. } => OpResult::Error("ERR internal: PUBLISH runs in run_part".into()),
+            Op::PubsubNames { ns, pattern } => {
+                OpResult::Keys(self.pubsub.names(ns, pattern.as_deref()))
+            }
+            Op::PubsubCounts { ns, names } => OpResult::Counts(
+                names
+                    .iter()
+                    .map(|n| self.pubsub.count(ns, n) as i64)
+                    .collect(),
+            ),
             Op::Watch(ks) => OpResult::Watched(
                 ks.iter()
                     .map(|k| {
@@ -258,6 +317,7 @@ impl Server {
                     .collect(),
             ),
             Op::MSet(kvs) => {
+                db.events.cmd = "mset";
                 if let Err(oom) = crate::evict::make_room(db, now) {
                     return oom.into();
                 }

@@ -42,6 +42,14 @@ pub enum Agg {
     },
     /// RANDOMKEY: one candidate per shard with the shard's key count, for a weighted pick.
     Random(Vec<(Bytes, u64)>),
+    /// Bytes already encoded, released when every part answered (SUBSCRIBE confirmations
+    /// waiting for their announcements).
+    Raw(Vec<u8>),
+    /// Names from every shard, without duplicates (PUBSUB CHANNELS), or their number
+    /// (NUMPAT).
+    Unique { names: Vec<Bytes>, count_only: bool },
+    /// PUBSUB NUMSUB: counts summed by position.
+    NumSub { names: Vec<Bytes>, counts: Vec<i64> },
     /// WATCH: part `p`'s keys are `keys[p]`; what each looked like is gathered in `got`.
     Watch {
         keys: Vec<Vec<(Bytes, usize)>>,
@@ -76,6 +84,19 @@ impl Agg {
                 *page = Some((next, keys))
             }
             (Agg::Random(c), OpResult::Random(r)) => c.extend(r),
+            (Agg::Raw(_), _) => {}
+            (Agg::Unique { names, .. }, OpResult::Keys(ks)) => {
+                for k in ks {
+                    if !names.contains(&k) {
+                        names.push(k);
+                    }
+                }
+            }
+            (Agg::NumSub { counts, .. }, OpResult::Counts(cs)) => {
+                for (total, c) in counts.iter_mut().zip(cs) {
+                    *total += c;
+                }
+            }
             (Agg::Watch { keys, got }, OpResult::Watched(vs)) => {
                 if let Some(ks) = keys.get(part as usize) {
                     for ((key, shard), (version, deadline)) in ks.iter().zip(vs) {
@@ -136,6 +157,22 @@ impl Agg {
                 crate::commands::strings::lcs_reply(&opts, &a, &b).encode(e);
             }
             Agg::Watch { .. } => e.simple("OK"),
+            Agg::Raw(bytes) => e.raw(&bytes),
+            Agg::Unique { names, count_only } => {
+                if count_only {
+                    e.int(names.len() as i64);
+                } else {
+                    e.array(names.len());
+                    names.iter().for_each(|n| e.bulk(n));
+                }
+            }
+            Agg::NumSub { names, counts } => {
+                e.array(names.len() * 2);
+                for (n, c) in names.iter().zip(counts) {
+                    e.bulk(n);
+                    e.int(c);
+                }
+            }
             Agg::Info { .. } | Agg::Random(_) => {
                 e.error("ERR internal: aggregate encoded out of place")
             }
@@ -167,6 +204,7 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
         OpResult::NullArray => enc.null_array(),
         OpResult::Keys(_)
         | OpResult::Watched(_)
+        | OpResult::Counts(_)
         | OpResult::ScanPage { .. }
         | OpResult::Random(_)
         | OpResult::Report(_) => enc.error("ERR internal: unexpected part result"),

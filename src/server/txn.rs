@@ -117,6 +117,20 @@ pub enum TxnKind {
     },
 }
 
+impl TxnKind {
+    /// The command whose keyspace notifications its writes raise.
+    fn event(&self) -> &'static str {
+        match self {
+            TxnKind::MSetNx(_) => "msetnx",
+            TxnKind::Rename { nx: false, .. } => "rename",
+            TxnKind::Rename { nx: true, .. } => "renamenx",
+            TxnKind::Copy { .. } => "copy",
+            TxnKind::Exec { .. } => "exec",
+            TxnKind::Flush | TxnKind::Snapshot { .. } => "",
+        }
+    }
+}
+
 /// What a shard read under lock for one key.
 #[derive(Debug)]
 pub struct LockedEntry {
@@ -455,6 +469,7 @@ impl Server {
                     writes: mine,
                     flush,
                     snapshot: None,
+                    event: t.kind.event(),
                 },
             );
         }
@@ -473,9 +488,11 @@ impl Server {
         txn: TxnId,
         writes: Vec<Write>,
         flush: bool,
+        event: &'static str,
     ) {
         let now = unix_ms();
         let changes = flush || !writes.is_empty();
+        self.db.events.cmd = event;
         self.db.unjournaled(|db| {
             if flush {
                 db.clear(now);
@@ -616,6 +633,7 @@ impl Server {
                     writes: Vec::new(),
                     flush: false,
                     snapshot: Some(id),
+                    event: "",
                 },
             );
         }

@@ -23,9 +23,10 @@ pub const STAMP_MAX: u32 = (1 << 24) - 1;
 pub const LFU_INIT: u8 = 5;
 
 /// How entries record accesses in their stamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Access {
     /// Least recently used: the stamp is the 24-bit seconds clock of the last access.
+    #[default]
     Lru,
     /// Least frequently used: minutes of the last decay (16 bits) and a logarithmic
     /// counter (8 bits).
@@ -35,12 +36,6 @@ pub enum Access {
         /// Minutes for the counter to lose one (0: never decays; Redis `lfu-decay-time`).
         decay_minutes: u32,
     },
-}
-
-impl Default for Access {
-    fn default() -> Self {
-        Access::Lru
-    }
 }
 
 /// The LRU clock at `now_ms`: seconds, wrapping at 24 bits.

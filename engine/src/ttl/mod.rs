@@ -96,6 +96,9 @@ pub struct TtlMap {
     access: Access,
     /// State of the generator behind LFU's probabilistic increments.
     rng: u64,
+    /// Keys removed by expiry since the last [`TtlMap::take_expired`], when asked for
+    /// (keyspace notifications).
+    expired_log: Option<Vec<Bytes>>,
 }
 
 impl Default for TtlMap {
@@ -118,7 +121,25 @@ impl TtlMap {
             heap_bytes: 0,
             access: Access::Lru,
             rng: 0x9E37_79B9_7F4A_7C15,
+            expired_log: None,
         }
+    }
+
+    /// Record the keys expiry removes (lazily or actively) for [`TtlMap::take_expired`].
+    pub fn log_expired(&mut self, on: bool) {
+        match (on, self.expired_log.is_some()) {
+            (true, false) => self.expired_log = Some(Vec::new()),
+            (false, true) => self.expired_log = None,
+            _ => {}
+        }
+    }
+
+    /// The keys expiry removed since the last call (empty unless logging is on).
+    pub fn take_expired(&mut self) -> Vec<Bytes> {
+        self.expired_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// How accesses are recorded from now on. Stamps recorded in another mode are read in
@@ -221,6 +242,9 @@ impl TtlMap {
             let h = self.hash(key);
             self.remove_slot(h, slot);
             self.expired_total += 1;
+            if let Some(log) = self.expired_log.as_mut() {
+                log.push(Bytes::copy_from_slice(key));
+            }
             return None;
         }
         Some(slot)
@@ -477,7 +501,12 @@ impl TtlMap {
             };
             work += 1;
             let h = match self.arena.get(slot) {
-                Some(e) if self.expired(slot, e, now) => self.hash(e.key()),
+                Some(e) if self.expired(slot, e, now) => {
+                    if let Some(log) = self.expired_log.as_mut() {
+                        log.push(Bytes::copy_from_slice(e.key()));
+                    }
+                    self.hash(e.key())
+                }
                 _ => {
                     // Cannot happen while the buckets are exact (every deadline in a due
                     // bucket has passed); drop the listing rather than loop on it.
@@ -619,7 +648,7 @@ impl TtlMap {
             }
         }
         if found == 0 && volatile {
-            found = self.soonest(count, |s| f(s));
+            found = self.soonest(count, f);
         }
         found
     }

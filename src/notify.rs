@@ -1,0 +1,197 @@
+//! Keyspace notifications (`notify-keyspace-events`): the flag letters as Redis spells
+//! them, and the events a shard's `Db` collects at its mutation choke point for the shard
+//! to publish (`__keyspace@0__:<key>` carrying the event, `__keyevent@0__:<event>` carrying
+//! the key) at the end of its loop turn.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bytes::Bytes;
+
+/// `K`: publish on `__keyspace@0__:<key>`.
+pub const KEYSPACE: u32 = 1 << 0;
+/// `E`: publish on `__keyevent@0__:<event>`.
+pub const KEYEVENT: u32 = 1 << 1;
+/// `g`: generic commands (DEL, EXPIRE, RENAME, ...).
+pub const GENERIC: u32 = 1 << 2;
+/// `$`: string commands.
+pub const STRING: u32 = 1 << 3;
+/// `l`: list commands.
+pub const LIST: u32 = 1 << 4;
+/// `s`: set commands.
+pub const SET: u32 = 1 << 5;
+/// `h`: hash commands.
+pub const HASH: u32 = 1 << 6;
+/// `z`: sorted set commands.
+pub const ZSET: u32 = 1 << 7;
+/// `x`: expired events.
+pub const EXPIRED: u32 = 1 << 8;
+/// `e`: evicted events.
+pub const EVICTED: u32 = 1 << 9;
+/// `t`: stream commands.
+pub const STREAM: u32 = 1 << 10;
+/// `m`: key misses (not part of `A`).
+pub const KEY_MISS: u32 = 1 << 11;
+/// `d`: module key types.
+pub const MODULE: u32 = 1 << 12;
+/// `n`: new keys (not part of `A`).
+pub const NEW: u32 = 1 << 13;
+/// `A`: alias for `g$lshzxetd`.
+pub const ALL: u32 =
+    GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
+
+/// The configured flags, server-wide (`CONFIG SET` changes them at once for every shard).
+pub static FLAGS: AtomicU32 = AtomicU32::new(0);
+
+/// The current flags.
+pub fn flags() -> u32 {
+    FLAGS.load(Ordering::Relaxed)
+}
+
+/// Parse Redis's flag letters; `None` for an unknown letter.
+pub fn parse(s: &str) -> Option<u32> {
+    let mut f = 0;
+    for c in s.chars() {
+        f |= match c {
+            'A' => ALL,
+            'g' => GENERIC,
+            '$' => STRING,
+            'l' => LIST,
+            's' => SET,
+            'h' => HASH,
+            'z' => ZSET,
+            'x' => EXPIRED,
+            'e' => EVICTED,
+            'K' => KEYSPACE,
+            'E' => KEYEVENT,
+            't' => STREAM,
+            'm' => KEY_MISS,
+            'd' => MODULE,
+            'n' => NEW,
+            _ => return None,
+        };
+    }
+    Some(f)
+}
+
+/// The flags as Redis prints them back (CONFIG GET).
+pub fn format(f: u32) -> String {
+    let mut s = String::new();
+    if f & ALL == ALL {
+        s.push('A');
+    } else {
+        for (bit, c) in [
+            (GENERIC, 'g'),
+            (STRING, '$'),
+            (LIST, 'l'),
+            (SET, 's'),
+            (HASH, 'h'),
+            (ZSET, 'z'),
+            (EXPIRED, 'x'),
+            (EVICTED, 'e'),
+            (STREAM, 't'),
+            (MODULE, 'd'),
+        ] {
+            if f & bit != 0 {
+                s.push(c);
+            }
+        }
+    }
+    for (bit, c) in [
+        (NEW, 'n'),
+        (KEYSPACE, 'K'),
+        (KEYEVENT, 'E'),
+        (KEY_MISS, 'm'),
+    ] {
+        if f & bit != 0 {
+            s.push(c);
+        }
+    }
+    s
+}
+
+/// Events collected on one shard, published at the end of its turn.
+#[derive(Debug, Default)]
+pub struct Events {
+    /// The command whose mutations are being collected (names its events).
+    pub cmd: &'static str,
+    /// Collected (event, key) pairs.
+    pub pending: Vec<(&'static str, Bytes)>,
+}
+
+/// What a mutation kind is called for the running command, with its class.
+pub fn name_for(cmd: &str, what: Mutation) -> (&'static str, u32) {
+    match (what, cmd) {
+        (Mutation::Write, "incr" | "decr" | "incrby" | "decrby") => ("incrby", STRING),
+        (Mutation::Write, "incrbyfloat") => ("incrbyfloat", STRING),
+        (Mutation::Write, "rename" | "renamenx") => ("rename_to", GENERIC),
+        (Mutation::Write, "copy") => ("copy_to", GENERIC),
+        (Mutation::Write, _) => ("set", STRING),
+        (Mutation::Remove, "rename" | "renamenx") => ("rename_from", GENERIC),
+        (Mutation::Remove, "expired") => ("expired", EXPIRED),
+        (Mutation::Remove, "evicted") => ("evicted", EVICTED),
+        (Mutation::Remove, _) => ("del", GENERIC),
+        (Mutation::Expire, _) => ("expire", GENERIC),
+        (Mutation::Persist, _) => ("persist", GENERIC),
+        (Mutation::Append, _) => ("append", STRING),
+        (Mutation::SetRange, _) => ("setrange", STRING),
+    }
+}
+
+/// Kinds of mutation `Db` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutation {
+    /// A value stored.
+    Write,
+    /// A key removed.
+    Remove,
+    /// A deadline set.
+    Expire,
+    /// A deadline removed.
+    Persist,
+    /// APPEND.
+    Append,
+    /// SETRANGE.
+    SetRange,
+}
+
+impl Events {
+    /// Note a mutation of `key` if the flags want its class.
+    pub fn note(&mut self, flags: u32, what: Mutation, key: &[u8]) {
+        if flags & (KEYSPACE | KEYEVENT) == 0 {
+            return;
+        }
+        let (event, class) = name_for(self.cmd, what);
+        if flags & class != 0 {
+            self.pending.push((event, Bytes::copy_from_slice(key)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_read_and_print_as_in_redis() {
+        assert_eq!(parse("KEA"), Some(KEYSPACE | KEYEVENT | ALL));
+        assert_eq!(format(parse("AKE").unwrap()), "AKE");
+        assert_eq!(format(parse("Egx").unwrap()), "gxE");
+        assert_eq!(parse("Q"), None);
+        assert_eq!(format(0), "");
+    }
+
+    #[test]
+    fn events_are_named_by_the_command() {
+        assert_eq!(name_for("incrby", Mutation::Write).0, "incrby");
+        assert_eq!(name_for("rename", Mutation::Remove).0, "rename_from");
+        assert_eq!(name_for("set", Mutation::Write).0, "set");
+        let mut e = Events {
+            cmd: "del",
+            ..Events::default()
+        };
+        e.note(KEYEVENT | STRING, Mutation::Remove, b"k");
+        assert!(e.pending.is_empty(), "del is generic, not asked for");
+        e.note(KEYEVENT | GENERIC, Mutation::Remove, b"k");
+        assert_eq!(e.pending.len(), 1);
+    }
+}

@@ -1,0 +1,294 @@
+//! Pub/sub routing on one shard: its local subscribers, and its replica of which shards
+//! have interest in which channel or pattern.
+//!
+//! A shard that gains its first local subscriber of a name *announces* it to every other
+//! shard and confirms the SUBSCRIBE only once all of them acknowledged; so a PUBLISH that
+//! starts after a client saw its confirmation, on any shard, finds the subscriber's shard
+//! in its replica. A PUBLISH goes only to the shards with interest (patterns are matched
+//! against the replica's patterns on the publishing shard). No locks: replicas change only
+//! through messages, and mailboxes between two shards are FIFO, which also keeps every
+//! publisher's messages in order.
+
+use bytes::Bytes;
+use coreshard_engine::{ConnId, ShardId};
+use hashbrown::{HashMap, HashSet};
+
+/// Which kind of subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ns {
+    /// SUBSCRIBE / PUBLISH.
+    Channel,
+    /// PSUBSCRIBE (the name is a glob pattern).
+    Pattern,
+    /// SSUBSCRIBE / SPUBLISH.
+    Shard,
+}
+
+/// Shards as a bit set (up to 64 shards; more fall back to "every shard").
+pub type ShardMask = u64;
+
+fn bit(shard: ShardId) -> ShardMask {
+    if shard < 64 {
+        1 << shard
+    } else {
+        ShardMask::MAX
+    }
+}
+
+/// An announcement of new interest waiting for every other shard's acknowledgement.
+#[derive(Debug, Default)]
+pub struct Announcement {
+    /// Acknowledgements still missing.
+    pub remaining: usize,
+    /// Replies to release when it completes: (connection, reply position).
+    pub waiters: Vec<(ConnId, u64)>,
+}
+
+/// One shard's pub/sub state.
+#[derive(Debug, Default)]
+pub struct PubSub {
+    /// Local subscribers per (kind, name).
+    local: HashMap<(Ns, Bytes), HashSet<ConnId>>,
+    /// Which shards have interest in each channel / shard channel.
+    interest: HashMap<(Ns, Bytes), ShardMask>,
+    /// Which shards have interest in each pattern.
+    patterns: HashMap<Bytes, ShardMask>,
+    /// Announcements in flight, by id, and which name each announces.
+    pub announcing: HashMap<u64, Announcement>,
+    pending_name: HashMap<(Ns, Bytes), u64>,
+    next_id: u64,
+    /// Slow subscribers dropped for their output buffer limit.
+    pub disconnections: u64,
+}
+
+/// What adding a local subscriber requires.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// Already subscribed, or other shards already know: confirm at once.
+    Ready,
+    /// Wait for announcement `id` (new, or already in flight).
+    Wait { id: u64, new: bool },
+}
+
+impl PubSub {
+    /// Add `conn` as a local subscriber of `name`. `others` is the number of other shards.
+    pub fn join(
+        &mut self,
+        me: ShardId,
+        ns: Ns,
+        name: &Bytes,
+        conn: ConnId,
+        others: usize,
+    ) -> Joined {
+        let key = (ns, name.clone());
+        let set = self.local.entry(key.clone()).or_default();
+        let first = set.is_empty();
+        set.insert(conn);
+        if first {
+            self.set_interest(ns, name, me, true);
+        }
+        if let Some(&id) = self.pending_name.get(&key) {
+            return Joined::Wait { id, new: false };
+        }
+        if !first || others == 0 {
+            return Joined::Ready;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        self.announcing.insert(
+            id,
+            Announcement {
+                remaining: others,
+                waiters: Vec::new(),
+            },
+        );
+        self.pending_name.insert(key, id);
+        Joined::Wait { id, new: true }
+    }
+
+    /// Remove `conn` from `name`'s local subscribers; true when it was the last one (the
+    /// other shards are then told this shard lost interest).
+    pub fn leave(&mut self, me: ShardId, ns: Ns, name: &Bytes, conn: ConnId) -> bool {
+        let key = (ns, name.clone());
+        let Some(set) = self.local.get_mut(&key) else {
+            return false;
+        };
+        if !set.remove(&conn) || !set.is_empty() {
+            return false;
+        }
+        self.local.remove(&key);
+        self.set_interest(ns, name, me, false);
+        true
+    }
+
+    /// An acknowledgement of announcement `id` arrived; the waiters to release once all
+    /// did.
+    pub fn acked(&mut self, id: u64) -> Option<Vec<(ConnId, u64)>> {
+        let a = self.announcing.get_mut(&id)?;
+        a.remaining = a.remaining.saturating_sub(1);
+        if a.remaining > 0 {
+            return None;
+        }
+        let a = self.announcing.remove(&id)?;
+        self.pending_name.retain(|_, v| *v != id);
+        Some(a.waiters)
+    }
+
+    /// Record that shard `shard` gained or lost interest in `name`.
+    pub fn set_interest(&mut self, ns: Ns, name: &Bytes, shard: ShardId, on: bool) {
+        let mask = match ns {
+            Ns::Pattern => self.patterns.entry(name.clone()).or_insert(0),
+            _ => self.interest.entry((ns, name.clone())).or_insert(0),
+        };
+        if on {
+            *mask |= bit(shard);
+        } else if shard < 64 {
+            *mask &= !bit(shard);
+        }
+        if *mask == 0 {
+            match ns {
+                Ns::Pattern => {
+                    self.patterns.remove(name);
+                }
+                _ => {
+                    self.interest.remove(&(ns, name.clone()));
+                }
+            }
+        }
+    }
+
+    /// The shards a message to `channel` must reach.
+    pub fn targets(&self, ns: Ns, channel: &[u8]) -> ShardMask {
+        let mut mask = self
+            .interest
+            .get(&(ns, Bytes::copy_from_slice(channel)))
+            .copied()
+            .unwrap_or(0);
+        if ns == Ns::Channel {
+            for (pattern, m) in &self.patterns {
+                if mask | m != mask && crate::glob::glob_match(pattern, channel, false) {
+                    mask |= m;
+                }
+            }
+        }
+        mask
+    }
+
+    /// Local subscribers of a channel.
+    pub fn subscribers(&self, ns: Ns, name: &[u8]) -> impl Iterator<Item = ConnId> + '_ {
+        self.local
+            .get(&(ns, Bytes::copy_from_slice(name)))
+            .into_iter()
+            .flat_map(|s| s.iter().copied())
+    }
+
+    /// Local patterns matching `channel`, with their subscribers.
+    pub fn matching_patterns<'a>(
+        &'a self,
+        channel: &'a [u8],
+    ) -> impl Iterator<Item = (&'a Bytes, &'a HashSet<ConnId>)> + 'a {
+        self.local.iter().filter_map(move |((ns, p), subs)| {
+            (*ns == Ns::Pattern && crate::glob::glob_match(p, channel, false)).then_some((p, subs))
+        })
+    }
+
+    /// Local names of kind `ns` (PUBSUB CHANNELS / SHARDCHANNELS), matching `pattern`.
+    pub fn names(&self, ns: Ns, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        self.local
+            .keys()
+            .filter(|(n, name)| {
+                *n == ns && pattern.is_none_or(|p| crate::glob::glob_match(p, name, false))
+            })
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// Local subscribers of `name`.
+    pub fn count(&self, ns: Ns, name: &[u8]) -> usize {
+        self.local
+            .get(&(ns, Bytes::copy_from_slice(name)))
+            .map_or(0, |s| s.len())
+    }
+}
+
+/// A connection's subscriptions (kept only while it has any).
+#[derive(Debug, Default)]
+pub struct Subs {
+    /// Channels.
+    pub channels: HashSet<Bytes>,
+    /// Patterns.
+    pub patterns: HashSet<Bytes>,
+    /// Shard channels.
+    pub shard: HashSet<Bytes>,
+}
+
+impl Subs {
+    /// The set for `ns`.
+    pub fn of(&mut self, ns: Ns) -> &mut HashSet<Bytes> {
+        match ns {
+            Ns::Channel => &mut self.channels,
+            Ns::Pattern => &mut self.patterns,
+            Ns::Shard => &mut self.shard,
+        }
+    }
+
+    /// The count Redis reports in (un)subscribe replies: channels + patterns, or shard
+    /// channels for the S* commands.
+    pub fn count(&self, ns: Ns) -> usize {
+        match ns {
+            Ns::Shard => self.shard.len(),
+            _ => self.channels.len() + self.patterns.len(),
+        }
+    }
+
+    /// Whether nothing is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(i: u32) -> ConnId {
+        ConnId::from_u64(u64::from(i))
+    }
+
+    #[test]
+    fn the_first_local_subscriber_announces_and_later_ones_wait_for_it() {
+        let mut p = PubSub::default();
+        let ch = Bytes::from_static(b"news");
+        let first = p.join(0, Ns::Channel, &ch, conn(1), 3);
+        let Joined::Wait { id, new: true } = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(
+            p.join(0, Ns::Channel, &ch, conn(2), 3),
+            Joined::Wait { id, new: false }
+        );
+        assert!(p.acked(id).is_none());
+        assert!(p.acked(id).is_none());
+        assert!(p.acked(id).is_some(), "all three other shards acknowledged");
+        assert_eq!(p.join(0, Ns::Channel, &ch, conn(3), 3), Joined::Ready);
+        assert_eq!(p.targets(Ns::Channel, b"news"), 1);
+    }
+
+    #[test]
+    fn targets_include_pattern_interest_and_leaving_drops_interest() {
+        let mut p = PubSub::default();
+        p.set_interest(Ns::Pattern, &Bytes::from_static(b"n*"), 2, true);
+        p.set_interest(Ns::Channel, &Bytes::from_static(b"news"), 1, true);
+        assert_eq!(p.targets(Ns::Channel, b"news"), 0b110);
+        assert_eq!(p.targets(Ns::Channel, b"other"), 0);
+        assert_eq!(
+            p.targets(Ns::Shard, b"news"),
+            0,
+            "shard channels are separate"
+        );
+        let ch = Bytes::from_static(b"x");
+        p.join(0, Ns::Channel, &ch, conn(1), 0);
+        assert!(p.leave(0, Ns::Channel, &ch, conn(1)));
+        assert_eq!(p.targets(Ns::Channel, b"x"), 0);
+    }
+}

@@ -1,0 +1,286 @@
+//! Pub/sub on `--shards 4`: confirmation guarantee, patterns, per-publisher order, counts,
+//! RESP3 pushes, slow-subscriber disconnect, subscriptions dropped on close and RESET.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{q, Raw, Server};
+
+fn start() -> Server {
+    Server::start(&["--shards", "4", "--appendonly", "no"])
+}
+
+/// A reply as text with `\n` line ends and none at the end.
+fn next(raw: &mut Raw) -> String {
+    raw.reply_str().trim_end().replace("\r\n", "\n")
+}
+
+fn message(channel: &str, payload: &str) -> String {
+    format!(
+        "*3\n$7\nmessage\n${}\n{channel}\n${}\n{payload}",
+        channel.len(),
+        payload.len()
+    )
+}
+
+/// Once SUBSCRIBE is confirmed, a PUBLISH from a connection on any shard reaches the
+/// subscriber — even for a channel nobody had subscribed to a moment before.
+#[test]
+fn a_confirmed_subscription_gets_every_later_publish_from_any_shard() {
+    let server = start();
+    let mut publishers: Vec<Raw> = (0..8).map(|_| server.raw()).collect();
+    for round in 0..40 {
+        let mut sub = server.raw();
+        let ch = format!("fresh:{round}");
+        sub.cmd(&[b"SUBSCRIBE", ch.as_bytes()]);
+        assert_eq!(
+            next(&mut sub),
+            format!("*3\n$9\nsubscribe\n${}\n{ch}\n:1", ch.len())
+        );
+        for (i, p) in publishers.iter_mut().enumerate() {
+            let payload = format!("m{i}");
+            p.cmd(&[b"PUBLISH", ch.as_bytes(), payload.as_bytes()]);
+            assert_eq!(next(p), ":1", "round {round}, publisher {i}");
+        }
+        for i in 0..publishers.len() {
+            assert_eq!(next(&mut sub), message(&ch, &format!("m{i}")));
+        }
+    }
+}
+
+#[test]
+fn patterns_shard_channels_and_counts_across_shards() {
+    let server = start();
+    let mut a = server.raw();
+    let mut b = server.raw();
+    a.cmd(&[b"PSUBSCRIBE", b"news.*"]);
+    assert_eq!(next(&mut a), "*3\n$10\npsubscribe\n$6\nnews.*\n:1");
+    b.cmd(&[b"SUBSCRIBE", b"news.tech", b"other"]);
+    assert_eq!(next(&mut b), "*3\n$9\nsubscribe\n$9\nnews.tech\n:1");
+    assert_eq!(next(&mut b), "*3\n$9\nsubscribe\n$5\nother\n:2");
+    let mut c = server.raw();
+    c.cmd(&[b"SSUBSCRIBE", b"orders"]);
+    assert_eq!(next(&mut c), "*3\n$10\nssubscribe\n$6\norders\n:1");
+    let p = &mut server.client();
+    assert_eq!(q::<i64>(p, &["PUBLISH", "news.tech", "hi"]).unwrap(), 2);
+    assert_eq!(
+        next(&mut a),
+        "*4\n$8\npmessage\n$6\nnews.*\n$9\nnews.tech\n$2\nhi"
+    );
+    assert_eq!(next(&mut b), message("news.tech", "hi"));
+    assert_eq!(q::<i64>(p, &["PUBLISH", "orders", "x"]).unwrap(), 0);
+    assert_eq!(q::<i64>(p, &["SPUBLISH", "orders", "x"]).unwrap(), 1);
+    assert_eq!(next(&mut c), "*3\n$8\nsmessage\n$6\norders\n$1\nx");
+    let numsub: Vec<redis::Value> =
+        q(p, &["PUBSUB", "NUMSUB", "news.tech", "other", "none"]).unwrap();
+    assert_eq!(numsub.len(), 6);
+    assert_eq!(q::<i64>(p, &["PUBSUB", "NUMPAT"]).unwrap(), 1);
+    let mut chans: Vec<String> = q(p, &["PUBSUB", "CHANNELS"]).unwrap();
+    chans.sort();
+    assert_eq!(chans, vec!["news.tech", "other"]);
+    let shard: Vec<String> = q(p, &["PUBSUB", "SHARDCHANNELS"]).unwrap();
+    assert_eq!(shard, vec!["orders"]);
+    // RESP2 subscribed mode refuses other commands with Redis's text.
+    b.cmd(&[b"GET", b"k"]);
+    assert!(next(&mut b).starts_with(
+        "-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET"
+    ));
+    // Close and RESET drop subscriptions everywhere.
+    drop(a);
+    b.cmd(&[b"RESET"]);
+    assert_eq!(next(&mut b), "+RESET");
+    common::eventually("subscriptions dropped", || {
+        q::<i64>(p, &["PUBSUB", "NUMPAT"]).unwrap() == 0
+            && q::<Vec<String>>(p, &["PUBSUB", "CHANNELS"])
+                .unwrap()
+                .is_empty()
+    });
+    assert_eq!(q::<i64>(p, &["PUBLISH", "news.tech", "x"]).unwrap(), 0);
+}
+
+/// Two publishers on different connections, three subscribers: every subscriber gets every
+/// message, and each publisher's messages in the order published.
+#[test]
+fn each_publishers_messages_arrive_in_order_at_every_subscriber() {
+    let server = start();
+    let mut subs: Vec<Raw> = (0..3).map(|_| server.raw()).collect();
+    for s in subs.iter_mut() {
+        s.cmd(&[b"SUBSCRIBE", b"feed"]);
+        assert!(next(s).starts_with("*3\n$9\nsubscribe"));
+    }
+    let n = 2000;
+    let handles: Vec<_> = (0..2)
+        .map(|p| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut raw = Raw::connect(addr);
+                let mut batch = Vec::new();
+                for i in 0..n {
+                    let payload = format!("{p}:{i}");
+                    batch.extend(common::encode(&[b"PUBLISH", b"feed", payload.as_bytes()]));
+                }
+                raw.send(&batch);
+                for _ in 0..n {
+                    assert_eq!(next(&mut raw), ":3");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for s in subs.iter_mut() {
+        let mut last = [-1i64, -1];
+        for _ in 0..2 * n {
+            let m = next(s);
+            let payload = m.rsplit('\n').next().unwrap();
+            let (p, i) = payload.split_once(':').unwrap();
+            let (p, i): (usize, i64) = (p.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, last[p] + 1, "publisher {p} out of order");
+            last[p] = i;
+        }
+    }
+}
+
+/// RESP3 subscribers get `>` pushes and may run other commands meanwhile.
+#[test]
+fn resp3_clients_get_pushes_and_keep_running_commands() {
+    let server = start();
+    let mut s = server.raw();
+    s.cmd(&[b"HELLO", b"3"]);
+    let _ = s.reply();
+    s.cmd(&[b"SUBSCRIBE", b"r3"]);
+    assert_eq!(next(&mut s), ">3\n$9\nsubscribe\n$2\nr3\n:1");
+    s.cmd(&[b"SET", b"k", b"v"]);
+    assert_eq!(next(&mut s), "+OK");
+    let p = &mut server.client();
+    assert_eq!(q::<i64>(p, &["PUBLISH", "r3", "hey"]).unwrap(), 1);
+    assert_eq!(next(&mut s), ">3\n$7\nmessage\n$2\nr3\n$3\nhey");
+    s.cmd(&[b"PING"]);
+    assert_eq!(next(&mut s), "+PONG");
+}
+
+/// A subscriber that does not read is dropped at the pubsub output limit; others go on.
+#[test]
+fn a_slow_subscriber_is_disconnected_at_its_output_limit() {
+    let server = Server::start(&[
+        "--shards",
+        "4",
+        "--appendonly",
+        "no",
+        "--client-output-buffer-limit",
+        "pubsub 1mb 256kb 60",
+    ]);
+    let mut slow = server.raw();
+    slow.cmd(&[b"SUBSCRIBE", b"firehose"]);
+    let _ = slow.reply();
+    let p = &mut server.client();
+    let payload = "x".repeat(64 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = q(p, &["PUBLISH", "firehose", &payload]).unwrap();
+        if n == 0 {
+            break; // the subscriber is gone
+        }
+        assert!(Instant::now() < deadline, "slow subscriber never dropped");
+    }
+    assert!(slow.closed(), "the slow subscriber's connection was closed");
+    assert_eq!(q::<String>(p, &["PING"]).unwrap(), "PONG");
+}
+
+/// Keyspace notifications: what lease and TTL users subscribe to.
+#[test]
+fn keyspace_notifications_for_set_del_expire_and_rename() {
+    let server = Server::start(&[
+        "--shards",
+        "4",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KEA",
+    ]);
+    let mut ev = server.raw();
+    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
+    let _ = ev.reply();
+    let mut ks = server.raw();
+    ks.cmd(&[b"SUBSCRIBE", b"__keyspace@0__:lease"]);
+    let _ = ks.reply();
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "lease", "me", "EX", "30"]).unwrap();
+    q::<i64>(c, &["PERSIST", "lease"]).unwrap();
+    q::<i64>(c, &["INCRBY", "n", "2"]).unwrap();
+    q::<()>(c, &["RENAME", "n", "m"]).unwrap();
+    q::<i64>(c, &["DEL", "lease"]).unwrap();
+    let event = |raw: &mut Raw| {
+        let m = next(raw);
+        let parts: Vec<&str> = m.split('\n').collect();
+        (parts[6].to_string(), parts[8].to_string())
+    };
+    let mut got = Vec::new();
+    for _ in 0..7 {
+        got.push(event(&mut ev));
+    }
+    let want = [
+        ("__keyevent@0__:set", "lease"),
+        ("__keyevent@0__:expire", "lease"),
+        ("__keyevent@0__:persist", "lease"),
+        ("__keyevent@0__:incrby", "n"),
+        ("__keyevent@0__:rename_from", "n"),
+        ("__keyevent@0__:rename_to", "m"),
+        ("__keyevent@0__:del", "lease"),
+    ];
+    for w in want {
+        assert!(
+            got.contains(&(w.0.to_string(), w.1.to_string())),
+            "{w:?} missing from {got:?}"
+        );
+    }
+    for e in ["set", "expire", "persist", "del"] {
+        assert_eq!(next(&mut ks), message("__keyspace@0__:lease", e));
+    }
+    let cfg: Vec<String> = q(c, &["CONFIG", "GET", "notify-keyspace-events"]).unwrap();
+    assert_eq!(cfg[1], "AKE");
+    q::<()>(c, &["CONFIG", "SET", "notify-keyspace-events", ""]).unwrap();
+    q::<()>(c, &["SET", "lease", "x"]).unwrap();
+    q::<String>(c, &["PING"]).unwrap();
+    ks.stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        std::io::Read::read(&mut ks.stream, &mut buf).is_err(),
+        "no events once turned off"
+    );
+}
+
+/// `expired` events come from active expiry (nobody touches the key) and lazy expiry.
+#[test]
+fn expired_events_from_active_and_lazy_expiry() {
+    let server = Server::start(&[
+        "--shards",
+        "2",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "Ex",
+    ]);
+    let mut ev = server.raw();
+    ev.cmd(&[b"SUBSCRIBE", b"__keyevent@0__:expired"]);
+    let _ = ev.reply();
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "lease:a", "1", "PX", "50"]).unwrap();
+    q::<()>(c, &["SET", "lease:b", "1", "PX", "50"]).unwrap();
+    std::thread::sleep(Duration::from_millis(80));
+    // lease:b expires lazily on this read (if active expiry did not get it first).
+    assert_eq!(q::<Option<String>>(c, &["GET", "lease:b"]).unwrap(), None);
+    let mut got = vec![next(&mut ev), next(&mut ev)];
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            message("__keyevent@0__:expired", "lease:a"),
+            message("__keyevent@0__:expired", "lease:b")
+        ]
+    );
+}
