@@ -93,6 +93,10 @@ pub struct Args {
     /// empty: none. CONFIG SET changes it at run time.
     #[arg(long, default_value = "")]
     pub notify_keyspace_events: String,
+    /// Snapshot schedule as in redis.conf: pairs of `SECONDS CHANGES` (a snapshot, which
+    /// also compacts the log, once any pair is met); empty: only SAVE/BGSAVE.
+    #[arg(long, default_value = "3600 1 300 100 60 10000", value_parser = crate::persist::snapshot::parse_schedule)]
+    pub save: crate::persist::snapshot::Schedule,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -190,6 +194,8 @@ pub struct ServerConfig {
     pub output_limit_pubsub: OutputLimit,
     /// Persistence on, and where.
     pub dir: Option<std::path::PathBuf>,
+    /// The `--save` schedule.
+    pub save: crate::persist::snapshot::Schedule,
     /// The fsync policy's name (always, everysec, no).
     pub appendfsync: String,
     /// Replies wait for the log (`appendfsync always`).
@@ -215,6 +221,7 @@ impl ServerConfig {
                 && args.requirepass.is_none()
                 && !args.bind.is_loopback(),
             dir: args.appendonly.then(|| args.dir.clone()),
+            save: args.save.clone(),
             appendfsync: args.appendfsync.clone(),
             hold_replies: args.appendonly && args.appendfsync == "always",
             memory: std::sync::Arc::new(crate::evict::MemoryConfig::new(

@@ -402,14 +402,15 @@ pub fn make_room(db: &mut Db, now: u64) -> Result<(), Oom> {
 }
 
 /// One bounded background step while the shard is over its share (run between I/O with
-/// active expiry). Returns whether to step again soon.
+/// active expiry, at least every 50 ms). Returns whether to step again soon.
 pub fn background_step(db: &mut Db, now: u64) -> bool {
+    // Also how a shard without keyed traffic picks up a policy change.
+    sync_access(db);
     let limit = db.evict.limit();
     if limit == 0 || used(db) <= limit {
         db.evict.note_oom(false);
         return false;
     }
-    sync_access(db);
     let outcome = evict(db, now, limit, EVICT_PER_STEP);
     db.evict.note_oom(outcome == Outcome::Failed);
     outcome == Outcome::Running

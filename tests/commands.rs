@@ -240,7 +240,10 @@ fn introspection(c: &mut Connection) {
         .arg("save")
         .query(c)
         .unwrap();
-    assert_eq!(cfg, vec!["maxclients", "10000", "save", ""]);
+    assert_eq!(
+        cfg,
+        vec!["maxclients", "10000", "save", "3600 1 300 100 60 10000"]
+    );
     let cfg: Vec<String> = cmd("CONFIG").arg("GET").arg("app*").query(c).unwrap();
     assert_eq!(cfg, vec!["appendonly", "yes", "appendfsync", "always"]);
 

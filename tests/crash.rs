@@ -131,3 +131,48 @@ fn nothing_acknowledged_or_observed_is_lost_across_kill_9() {
     let total: u64 = floor.lock().unwrap().iter().sum();
     assert!(total > 100, "the load made progress ({total} increments)");
 }
+
+/// `everysec` may lose what was acknowledged in about the last second before a crash, no
+/// more: the loss is printed, and bounded by two seconds' worth of writes.
+#[test]
+fn everysec_loses_at_most_about_a_second() {
+    let dir = DataDir::new("everysec");
+    let server = Server::start_raw(
+        &[
+            "--dir",
+            dir.path(),
+            "--shards",
+            "2",
+            "--appendfsync",
+            "everysec",
+        ],
+        None,
+    );
+    let mut c = server.client();
+    let started = Instant::now();
+    let mut acked = 0u64;
+    while started.elapsed() < Duration::from_millis(2500) {
+        acked = redis::cmd("INCR").arg("everysec").query(&mut c).unwrap();
+    }
+    let rate = acked as f64 / started.elapsed().as_secs_f64();
+    let mut server = server;
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let server = Server::start_raw(&["--dir", dir.path(), "--shards", "2"], None);
+    let mut c = server.client();
+    let kept: u64 = redis::cmd("GET")
+        .arg("everysec")
+        .query::<Option<u64>>(&mut c)
+        .unwrap()
+        .unwrap_or(0);
+    let lost = acked - kept.min(acked);
+    eprintln!(
+        "everysec: {acked} acknowledged at {rate:.0}/s, {kept} recovered, {lost} lost ({:.2} s of writes)",
+        lost as f64 / rate.max(1.0)
+    );
+    assert!(kept <= acked);
+    assert!(
+        (lost as f64) <= rate * 2.0,
+        "lost {lost} writes, more than two seconds' worth at {rate:.0}/s"
+    );
+}

@@ -251,3 +251,27 @@ fn snapshots_under_writes_then_crash_lose_and_duplicate_nothing() {
         assert!(s.terminate().success());
     }
 }
+
+/// The `--save` schedule takes snapshots by itself (here: after 1 s with 1 change).
+#[test]
+fn the_save_schedule_snapshots_by_itself() {
+    let dir = DataDir::new("sched");
+    let s = start(&dir, 2, &["--save", "1 1"]);
+    let c = &mut s.client();
+    assert_eq!(q::<i64>(c, &["LASTSAVE"]).unwrap(), 0);
+    q::<()>(c, &["SET", "k", "v"]).unwrap();
+    common::eventually("a scheduled snapshot", || {
+        q::<i64>(c, &["LASTSAVE"]).unwrap() > 0
+    });
+    let cfg: Vec<String> = q(c, &["CONFIG", "GET", "save"]).unwrap();
+    assert_eq!(cfg, vec!["save", "1 1"]);
+    let manifests = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.file_name().to_string_lossy().ends_with(".manifest"))
+                .unwrap_or(false)
+        })
+        .count();
+    assert!(manifests >= 1);
+}

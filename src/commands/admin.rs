@@ -210,7 +210,14 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
         ("databases", "1".into()),
         ("io-threads", s.shards.to_string()),
         ("tcp-backlog", "511".into()),
-        ("save", String::new()),
+        (
+            "save",
+            if c.dir.is_some() {
+                c.save.to_string()
+            } else {
+                String::new()
+            },
+        ),
         (
             "appendonly",
             if c.dir.is_some() { "yes" } else { "no" }.into(),

@@ -50,6 +50,36 @@ pub fn bgrewriteaof(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: 
     );
 }
 
+impl Server {
+    /// Shard 0, once a second: start a snapshot when the `--save` schedule says so.
+    pub fn save_tick(&mut self, ctx: &mut Ctx<Server>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = snapshot::LAST_SAVE.load(Relaxed);
+        let since = if last == 0 {
+            self.config.started.elapsed().as_secs()
+        } else {
+            (crate::server::ops::unix_ms() / 1000).saturating_sub(last)
+        };
+        if snapshot::due(&self.config.save.0, since) && snapshot::begin() {
+            let id = crate::server::ops::unix_ms();
+            // No client waits for this one: the transaction has no reply position.
+            let nobody = ConnId::from_u64(u64::MAX);
+            self.begin_txn(ctx, nobody, TxnKind::Snapshot { id, save: false });
+        }
+    }
+
+    /// Add this turn's journaled records to the server-wide change count.
+    pub fn count_changes(&mut self) {
+        if let Some(j) = self.db.journal.as_ref() {
+            let delta = j.appended - self.changes_counted;
+            if delta > 0 {
+                self.changes_counted = j.appended;
+                snapshot::CHANGES.fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 pub fn lastsave(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
     let t = snapshot::LAST_SAVE.load(std::sync::atomic::Ordering::Relaxed);
     s.reply(ctx, conn, |e| e.int(t as i64));

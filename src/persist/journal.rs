@@ -11,6 +11,8 @@ pub struct Journal {
     scratch: Vec<u8>,
     /// Off while replaying or applying what another record already covers.
     pub enabled: bool,
+    /// Records appended (the `--save` schedule counts changes with it).
+    pub appended: u64,
 }
 
 impl Journal {
@@ -20,10 +22,12 @@ impl Journal {
             log,
             scratch: Vec::with_capacity(256),
             enabled: true,
+            appended: 0,
         }
     }
 
     fn append(&mut self, kind: u8) -> u64 {
+        self.appended += 1;
         let lsn = self.log.append(kind, &self.scratch);
         self.scratch.clear();
         lsn
@@ -62,6 +66,7 @@ impl Journal {
     /// Any other effect (FLUSH, TXN).
     pub fn effect(&mut self, e: &Effect) -> u64 {
         let (k, payload) = e.encode();
+        self.appended += 1;
         self.log.append(k, &payload)
     }
 

@@ -22,6 +22,56 @@ pub static LAST_SAVE: AtomicU64 = AtomicU64::new(0);
 pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
 /// Snapshots that failed this run.
 pub static FAILED: AtomicU64 = AtomicU64::new(0);
+/// Records journaled by all shards this run (each shard adds its own once per turn).
+pub static CHANGES: AtomicU64 = AtomicU64::new(0);
+/// `CHANGES` when the last snapshot started.
+static CHANGES_AT_SAVE: AtomicU64 = AtomicU64::new(0);
+
+/// A `--save` schedule: snapshot after `secs` seconds if at least `changes` writes happened
+/// (any rule, as in Redis).
+pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    if words.len() % 2 != 0 {
+        return Err(format!(
+            "--save needs pairs of seconds and changes, got '{s}'"
+        ));
+    }
+    words
+        .chunks(2)
+        .map(|p| match (p[0].parse(), p[1].parse()) {
+            (Ok(secs), Ok(changes)) => Ok((secs, changes)),
+            _ => Err(format!("invalid --save pair '{} {}'", p[0], p[1])),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Schedule)
+}
+
+/// `--save` pairs of (seconds, changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedule(pub Vec<(u64, u64)>);
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words: Vec<String> = self.0.iter().map(|(s, c)| format!("{s} {c}")).collect();
+        f.write_str(&words.join(" "))
+    }
+}
+
+/// Whether the schedule asks for a snapshot now (`since`: seconds since the last one or
+/// since start).
+pub fn due(schedule: &[(u64, u64)], since: u64) -> bool {
+    let changes = CHANGES
+        .load(Ordering::Relaxed)
+        .saturating_sub(CHANGES_AT_SAVE.load(Ordering::Relaxed));
+    schedule
+        .iter()
+        .any(|&(secs, min)| changes >= min.max(1) && since >= secs)
+}
+
+/// Note the change count a snapshot starts from.
+pub fn mark_start() {
+    CHANGES_AT_SAVE.store(CHANGES.load(Ordering::Relaxed), Ordering::Relaxed);
+}
 
 const META: u8 = 0;
 const KEY: u8 = 1;
@@ -64,7 +114,11 @@ pub fn decode(payload: &Bytes) -> Option<Entry> {
 
 /// Try to start a snapshot; false if one is running.
 pub fn begin() -> bool {
-    !IN_PROGRESS.swap(true, Ordering::AcqRel)
+    let started = !IN_PROGRESS.swap(true, Ordering::AcqRel);
+    if started {
+        mark_start();
+    }
+    started
 }
 
 /// A snapshot ended (published or failed).

@@ -57,6 +57,8 @@ const SHARED_REPLY_MIN: usize = 16 * 1024;
 
 /// Timer cookie of the active-expiry tick.
 const EXPIRE_TICK: u64 = 1;
+/// Timer cookie of the `--save` schedule check (shard 0).
+const SAVE_TICK: u64 = 2;
 /// How often an idle shard looks for expired keys.
 const EXPIRE_EVERY: Duration = Duration::from_millis(50);
 /// Keys (or stale bucket entries) one active-expiry step may touch before yielding to I/O.
@@ -117,6 +119,8 @@ pub struct Server {
     part_job: Option<crate::persist::snapshot::PartJob>,
     /// The snapshot this shard coordinates.
     snap_coord: Option<txn::SnapCoord>,
+    /// Journaled records already added to the server-wide change count.
+    pub changes_counted: u64,
     /// KEYS walks in progress, stepped between I/O.
     keys_jobs: std::collections::VecDeque<KeysJob>,
     /// Connections paused for owing too many replies or for mailbox backlog.
@@ -150,6 +154,7 @@ impl Server {
             wal,
             part_job: None,
             snap_coord: None,
+            changes_counted: 0,
             commands_processed: 0,
             rng: Rng(seed),
             locks: Locks::default(),
@@ -726,10 +731,17 @@ impl Handler for Server {
     type Msg = Msg;
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+        if self.shard == 0 && self.wal.is_some() && !self.config.save.0.is_empty() {
+            ctx.set_timer(Duration::from_secs(1), SAVE_TICK);
+        }
         self.on_turn_end(ctx);
     }
 
-    fn on_timer(&mut self, _ctx: &mut Ctx<Self>, cookie: u64) {
+    fn on_timer(&mut self, ctx: &mut Ctx<Self>, cookie: u64) {
+        if cookie == SAVE_TICK {
+            self.save_tick(ctx);
+            ctx.set_timer(Duration::from_secs(1), SAVE_TICK);
+        }
         if cookie == EXPIRE_TICK {
             self.expire_timer_armed = false;
             self.expire_step();
@@ -760,6 +772,7 @@ impl Handler for Server {
             self.expire_timer_armed = true;
         }
         self.step_snapshot(ctx);
+        self.count_changes();
         self.publish_events(ctx);
         self.durability_turn(ctx);
     }

@@ -323,11 +323,18 @@ impl Server {
             }
             shards.sort_by_key(|(s, _)| *s);
         }
-        let Some(state) = ctx.state(conn) else { return };
-        let seq = state
-            .replies
-            .reserve(state.proto, 1, super::reply::Agg::Single(None));
-        self.hold_until_answered(ctx, conn);
+        let seq = match ctx.state(conn) {
+            Some(state) => {
+                let seq = state
+                    .replies
+                    .reserve(state.proto, 1, super::reply::Agg::Single(None));
+                self.hold_until_answered(ctx, conn);
+                seq
+            }
+            // A snapshot the `--save` schedule started: nobody waits for a reply.
+            None if matches!(kind, TxnKind::Snapshot { .. }) => 0,
+            None => return,
+        };
         self.next_txn += 1;
         let id = TxnId {
             origin: self.shard,
