@@ -26,7 +26,7 @@ def build():
 def start(kind, port, shards=1):
     if kind == "coreshard":
         cmd = [os.path.join(ROOT, "target/release/coreshard"), "--port", str(port), "--shards", str(shards),
-               "--cores", SERVER_CPU, "--log-level", "warn"]
+               "--cores", SERVER_CPU, "--log-level", "warn", "--appendonly", "no"]
     else:
         cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--loglevel", "warning"]
     proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + cmd, stdout=subprocess.DEVNULL)

@@ -138,6 +138,7 @@ def run(kind, shards, policy, args):
 
 
 def main():
+    global BATCH
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                     "target/release/coreshard"))
@@ -150,7 +151,6 @@ def main():
     ap.add_argument("--out", help="also write the report here")
     args = ap.parse_args()
     args.maxmemory_bytes = parse_size(args.maxmemory)
-    global BATCH
     BATCH = args.batch
     if not os.access(args.binary, os.X_OK):
         sys.exit(f"no coreshard binary at {args.binary}: build it first")

@@ -273,6 +273,53 @@ def disk_test(tmp, count):
     return res
 
 
+class CpuMeter:
+    """CPU use over a window, as % of one core: the client (children of this process that
+    were waited for: redis-benchmark / coreshard-bench), the whole server process, its
+    shard thread, and its WAL side (wal + wal-prepare + io_uring workers alive at the end;
+    a worker that exited in between counts only in the process total)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.hz = os.sysconf("SC_CLK_TCK")
+        self.t0, self.c0, self.p0 = mono(), self._children(), self._proc()
+
+    @staticmethod
+    def _children():
+        import resource
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    def _proc(self):
+        def ticks(path):
+            with open(path) as f:
+                parts = f.read().rsplit(")", 1)[1].split()
+            return int(parts[11]) + int(parts[12])
+        out = {"total": ticks(f"/proc/{self.pid}/stat")}
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/comm") as f:
+                    comm = f.read().strip()
+                key = "shard" if comm.startswith("shard") else \
+                    "walside" if comm.startswith(("wal", "iou-wrk")) else "other"
+                out[key] = out.get(key, 0) + ticks(f"/proc/{self.pid}/task/{tid}/stat")
+            except (OSError, IndexError):
+                pass
+        return out
+
+    def stop(self):
+        dt = mono() - self.t0
+        c1, p1 = self._children(), self._proc()
+        pct = lambda k: 100.0 * (p1.get(k, 0) - self.p0.get(k, 0)) / self.hz / dt
+        return {"client_cpu": 100.0 * (c1 - self.c0) / dt, "server_cpu": pct("total"),
+                "shard_cpu": pct("shard"), "walside_cpu": pct("walside")}
+
+
+def cpu_str(c):
+    return (f"cpu% client={c['client_cpu']:.0f} server={c['server_cpu']:.0f} "
+            f"(shard={c['shard_cpu']:.0f} wal+iou-wrk={c['walside_cpu']:.0f})")
+
+
 def disk_probe(tmp, n=50):
     """Median of n 4 KiB overwrite+fdatasync (ms), taken just before a run: the disk's state then."""
     path = os.path.join(tmp, "probe")
@@ -330,14 +377,16 @@ def closed_loop_run(name, pipeline, opts, nsets):
             nsets[(name, pipeline)] = max(20_000, min(n, 20_000_000))
         n = nsets[(name, pipeline)]
         before = info_persistence(srv)
+        meter = CpuMeter(srv.proc.pid)
         res = redis_benchmark(srv.port, n, pipeline, timeout=max(120, 12 * opts.seconds))
+        cpu = meter.stop()
         srv.alive("during the run")
         after = info_persistence(srv)
         val = srv.client().get("key:__rand_int__")
         if val is None or len(val) != 100:
             raise Fail(f"{name}: after the run GET key:__rand_int__ gave {val!r:.60}, want a 100-byte value")
         out = {"n": n, "secs": res["seconds"], "rps": res["rps"], "p50": res["p50"], "p99": res["p99"],
-               "p999": res["p999"], "max": res["max"]}
+               "p999": res["p999"], "max": res["max"], **cpu}
         if kind == "coreshard" and "wal_records" in after and int(after.get("aof_enabled", 0)):
             d = {k: int(after[k]) - int(before[k]) for k in ("wal_records", "wal_bytes", "wal_fsyncs", "wal_batches")}
             if d["wal_records"] < n:
@@ -372,7 +421,9 @@ def open_loop_run(name, rate, opts):
            "--json", jpath, "--no-progress"]
     try:
         try:
+            meter = CpuMeter(srv.proc.pid)
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=opts.ol_seconds + 60)
+            cpu = meter.stop()
         except subprocess.TimeoutExpired:
             return {"status": "FAILED", "why": "coreshard-bench timed out"}
         srv.alive("during the open-loop run")
@@ -391,13 +442,13 @@ def open_loop_run(name, rate, opts):
         cmds = run.get("commands") or []
         if not cmds:
             return {"status": "FAILED", "why": "no SET completed in the measured window (the harness exited 0 "
-                                                "with an empty result table)"}
+                                                "with an empty result table)", "cpu": cpu}
         if len(cmds) != 1 or cmds[0].get("command") != "SET":
             return {"status": "FAILED", "why": f"unexpected commands in JSON: {[c.get('command') for c in cmds]}"}
         c = cmds[0]
         svc = (run.get("service_time") or [{}])[0]
         out = {"achieved": c["ops_per_sec"], "p50": c["p50"], "p99": c["p99"], "p999": c["p999"],
-               "max": c["max"], "svc_p99": svc.get("p99"), "count": c["count"]}
+               "max": c["max"], "svc_p99": svc.get("p99"), "count": c["count"], "cpu": cpu}
         problems = []
         if c.get("errors"):
             problems.append(f"{c['errors']} errors ({run.get('error_samples', [])[:2]})")
@@ -613,7 +664,7 @@ def main(opts, out):
                                                                    "aof_rewrites") if k in res)
                 out(f"  r{r + 1} -P {p:<2} {CONFIGS[name][2]:22} n={res['n']:<8} {res['secs']:5.2f}s "
                     f"rps={res['rps']:<9.0f} p50={fmt(res['p50'])} p99={fmt(res['p99'])} p99.9={fmt(res['p999'])} "
-                    f"max={fmt(res['max'])} {extra} disk_probe_p50={probe:.2f}ms {pressure()}")
+                    f"max={fmt(res['max'])} {extra} {cpu_str(res)} disk_probe_p50={probe:.2f}ms {pressure()}")
                 if mono() - t_start > opts.budget:
                     raise Fail(f"over the time budget ({opts.budget} s) in section 2")
     out()
@@ -635,7 +686,8 @@ def main(opts, out):
                     f"p99.9={fmt(res['p999'])} max={fmt(res['max'])} service_p99={fmt(res['svc_p99'])}"
                     if "achieved" in res else "")
             out(f"  r{r + 1} {CONFIGS[name][2]:22} {res['status']}{': ' + res['why'] if res['status'] != 'ok' else ''} "
-                f"{'(' + nums + ')' if res['status'] != 'ok' and nums else nums} disk_probe_p50={probe:.2f}ms {pressure()}")
+                f"{'(' + nums + ')' if res['status'] != 'ok' and nums else nums} "
+                f"{cpu_str(res['cpu']) if 'cpu' in res else ''} disk_probe_p50={probe:.2f}ms {pressure()}")
             if res["status"] == "FAILED":
                 failures.append(f"open loop {name} round {r + 1}: {res['why']}")
     out()
@@ -665,7 +717,8 @@ def main(opts, out):
         f"append p50 {disk['append']['p50']:.3f} ms p99 {disk['append']['p99']:.3f} ms")
     out()
     hdr = (f"{'config':22} {'-P':>3} {'N':>9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9ms':>7} "
-           f"{'rec/fsync':>9} {'rec/batch':>9} {'B/SET':>6} {'p99/disk':>8} {'wal fsync p50/p99 us':>20}")
+           f"{'rec/fsync':>9} {'rec/batch':>9} {'B/SET':>6} {'p99/disk':>8} {'wal fsync p50/p99 us':>20} "
+           f"{'cpu% cli/shard/wal':>18}")
     out(hdr)
     out("-" * len(hdr))
     for p in PIPELINES:
@@ -679,14 +732,17 @@ def main(opts, out):
                 f"{fmt(p99):>7} {fmt(med(runs, 'p999')):>7} "
                 f"{fmt(med(runs, 'rec_per_fsync')) if 'always' in name else '-':>9} {fmt(med(runs, 'rec_per_batch')):>9} "
                 f"{fmt(med(runs, 'bytes_per_set')):>6} {fmt(ratio(p99, dp99)) if persist else '-':>8} "
-                f"{(fmt(med(runs, 'fsync_p50_us')) + '/' + fmt(med(runs, 'fsync_p99_us'))) if 'always' in name and kind == 'coreshard' else '-':>20}")
+                f"{(fmt(med(runs, 'fsync_p50_us')) + '/' + fmt(med(runs, 'fsync_p99_us'))) if 'always' in name and kind == 'coreshard' else '-':>20} "
+                f"{fmt(med(runs, 'client_cpu')) + '/' + fmt(med(runs, 'shard_cpu' if kind == 'coreshard' else 'server_cpu')) + '/' + (fmt(med(runs, 'walside_cpu')) if kind == 'coreshard' else '-'):>18}")
     probes = [r["disk_probe_ms"] for runs in closed.values() for r in runs]
     out(f"(disk probe before each run, 50 x 4 KiB overwrite+fdatasync, p50: median {median(probes):.2f} ms, "
         f"min {min(probes):.2f}, max {max(probes):.2f}: a max far above the median means the disk changed during the run)")
     out("(p99/disk: p99 / disk fdatasync p99, overwrite for coreshard (preallocated segments), append for redis;"
         " redis rec/fsync not measured; redis B/SET = AOF growth over the warm-up run (no rewrite in it);"
         " rec/fsync shown for always only: everysec syncs on a timer; wal fsync p50/p99 = INFO"
-        " wal_fsync_p50_us/p99_us at the end of the run, i.e. the WAL's own write+fdatasync of whole batches)")
+        " wal_fsync_p50_us/p99_us at the end of the run, i.e. the WAL's own write+fdatasync of whole batches;"
+        " cpu% = % of one core over the measured run: redis-benchmark, the server's shard thread (redis: its"
+        " main thread + bio threads, i.e. the whole process), coreshard's wal + wal-prepare + io_uring worker threads)")
     out()
     out("ratios (req/s)                                  -P 1     -P 16   goal")
     for label, a, b, goal in (

@@ -138,6 +138,17 @@ impl Db {
         self.map.insert(key, value.as_ref(), deadline, now);
     }
 
+    /// Before an edit that builds on the current value (APPEND, SETRANGE): if the key does
+    /// not exist now (absent, or expired a moment ago), journal a DEL first, so replay,
+    /// which applies records without judging expiry, starts the edit from nothing too.
+    fn journal_fresh_start(&mut self, key: &[u8], now: u64) {
+        if self.journal.as_ref().is_some_and(|j| j.enabled) && !self.map.contains(key, now) {
+            if let Some(j) = self.journal.as_mut() {
+                self.last_lsn = j.del(key);
+            }
+        }
+    }
+
     /// Journal an effect that is applied elsewhere or without the log (a cross-shard
     /// transaction's outcome, a fence).
     pub fn journal(&mut self, e: &Effect) {
@@ -163,6 +174,7 @@ impl Db {
     /// existing deadline is kept. Returns the new length. Grows the value in place with
     /// spare capacity (see [`TtlMap::append`]); the caller enforces the length limit.
     pub fn append(&mut self, key: &[u8], data: &[u8], now: u64) -> usize {
+        self.journal_fresh_start(key, now);
         self.watch.touch(key);
         self.note(Mutation::Append, key);
         if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
@@ -175,6 +187,7 @@ impl Db {
     /// create the key (without a deadline); an existing deadline is kept. Returns the new
     /// length. Edits in place (see [`TtlMap::setrange`]); the caller enforces the limit.
     pub fn setrange(&mut self, key: &[u8], offset: usize, data: &[u8], now: u64) -> usize {
+        self.journal_fresh_start(key, now);
         self.watch.touch(key);
         self.note(Mutation::SetRange, key);
         if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {

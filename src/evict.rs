@@ -298,9 +298,13 @@ pub struct Evictor {
     pub evicted: u64,
 }
 
+/// The settings of a `Db` that no server configured (EXEC's scratch keyspace, tests): no
+/// limit. Shared, so such a `Db` costs no allocation for it.
+static UNLIMITED: std::sync::LazyLock<Arc<MemoryConfig>> = std::sync::LazyLock::new(Arc::default);
+
 impl Default for Evictor {
     fn default() -> Self {
-        Evictor::new(Arc::default(), 0, 1)
+        Evictor::new(Arc::clone(&UNLIMITED), 0, 1)
     }
 }
 
@@ -312,7 +316,7 @@ impl Evictor {
             shard,
             oom: false,
             shards: shards.max(1),
-            pool: Vec::with_capacity(POOL_SIZE),
+            pool: Vec::new(),
             pool_policy: Policy::NoEviction,
             rng: 0x2545_F491_4F6C_DD1D ^ (shard as u64 + 1).wrapping_mul(0x9E37_79B9),
             evicted: 0,

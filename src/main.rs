@@ -287,6 +287,8 @@ fn open_store(
     let recovered = persist::replay::replay(&mut recovery, &mut dbs, slots, now)
         .map_err(|e| format!("cannot recover from {}: {e}", dir.display()))?;
     for (db, log) in dbs.iter_mut().zip(logs) {
+        // Replay is not news: no keyspace notifications for it.
+        db.events.pending.clear();
         db.journal = Some(persist::Journal::new(log));
     }
     Ok(Store {

@@ -176,3 +176,105 @@ fn everysec_loses_at_most_about_a_second() {
         "lost {lost} writes, more than two seconds' worth at {rate:.0}/s"
     );
 }
+
+/// A raw connection that landed on `shard` (CLIENT ID tells: ids go round the shards).
+fn conn_on(server: &Server, shard: u64, shards: u64) -> common::Raw {
+    loop {
+        let mut raw = server.raw();
+        raw.cmd(&[b"CLIENT", b"ID"]);
+        let id: u64 = raw
+            .reply_str()
+            .trim_start_matches(':')
+            .trim()
+            .parse()
+            .unwrap();
+        if (id - 1) % shards == shard {
+            return raw;
+        }
+    }
+}
+
+/// Transactions coordinated on one shard that write only another shard's keys, while
+/// snapshots run back to back: after kill -9, every acknowledged transaction is there
+/// (a snapshot must never copy the coordinator between its record and its writes).
+#[test]
+fn transactions_racing_snapshots_survive_kill_9() {
+    let dir = DataDir::new("txnsnap");
+    let args = [
+        "--dir",
+        dir.path(),
+        "--shards",
+        "3",
+        "--appendfsync",
+        "always",
+    ];
+    let mut server = Server::start_raw(&args, None);
+    let keys: Vec<String> = common::keys_on("uk", 0, 3, 4000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for w in 0..3 {
+        let mut raw = conn_on(&server, 1, 3);
+        let (keys, stop, acked) = (keys.clone(), stop.clone(), acked.clone());
+        workers.push(thread::spawn(move || {
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) && i < keys.len() {
+                let k = &keys[i];
+                let mut batch = common::encode(&[b"MULTI"]);
+                batch.extend(common::encode(&[b"SET", k.as_bytes(), b"1"]));
+                batch.extend(common::encode(&[b"SET", format!("{k}:b").as_bytes(), b"1"]));
+                batch.extend(common::encode(&[b"EXEC"]));
+                raw.send(&batch);
+                for _ in 0..3 {
+                    let _ = raw.reply();
+                }
+                let exec = raw.reply_str();
+                assert!(exec.starts_with("*2"), "{exec}");
+                acked.lock().unwrap().push(k.clone());
+                i += 3;
+            }
+        }));
+    }
+    let mut snap = conn_on(&server, 2, 3);
+    let t = Instant::now();
+    let mut snapshots = 0;
+    while t.elapsed() < Duration::from_millis(2500) {
+        snap.cmd(&[b"BGSAVE"]);
+        if snap.reply_str().starts_with("+Background") {
+            snapshots += 1;
+        }
+    }
+    // Let the last snapshot finish, then crash.
+    common::eventually("snapshot done", || {
+        snap.cmd(&[b"INFO", b"persistence"]);
+        snap.reply_str().contains("rdb_bgsave_in_progress:0")
+    });
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    assert!(snapshots > 3, "snapshots ran ({snapshots})");
+    let server = Server::start_raw(&args, None);
+    let mut c = server.client();
+    let acked = acked.lock().unwrap();
+    assert!(acked.len() > 20, "transactions ran ({})", acked.len());
+    for k in acked.iter() {
+        let v: Option<String> = redis::cmd("GET").arg(k).query(&mut c).unwrap();
+        assert_eq!(
+            v.as_deref(),
+            Some("1"),
+            "acknowledged transaction on {k} lost"
+        );
+        let v: Option<String> = redis::cmd("GET")
+            .arg(format!("{k}:b"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(
+            v.as_deref(),
+            Some("1"),
+            "half of the transaction on {k} lost"
+        );
+    }
+}

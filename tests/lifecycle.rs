@@ -108,7 +108,16 @@ fn a_second_server_on_a_port_in_use_fails_to_start() {
     let first = Server::start(&["--shards", "2"]);
     let port = first.addr.port().to_string();
     let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_coreshard"))
-        .args(["--port", &port, "--shards", "2", "--log-level", "warn"])
+        .args([
+            "--port",
+            &port,
+            "--shards",
+            "2",
+            "--log-level",
+            "warn",
+            "--appendonly",
+            "no",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

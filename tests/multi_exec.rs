@@ -368,3 +368,66 @@ fn a_contended_key_does_not_stall_its_shard() {
     let far_n: i64 = q(c, &["GET", &far]).unwrap();
     assert_eq!(hot_n, far_n, "each transaction applied both increments");
 }
+
+/// A WATCH that answers through the shard's own mailbox (a reply was still owed) holds the
+/// pipeline too: the EXEC behind it sees the watch, and the pipeline reads its own writes.
+#[test]
+fn a_watch_behind_an_owed_reply_is_held_like_a_remote_one() {
+    let server = Server::start(&["--shards", "2"]);
+    // A connection on shard 0 (client ids go round the shards).
+    let mut raw = loop {
+        let mut r = server.raw();
+        r.cmd(&[b"CLIENT", b"ID"]);
+        let id: u64 = next(&mut r).trim_start_matches(':').parse().unwrap();
+        if (id - 1) % 2 == 0 {
+            break r;
+        }
+    };
+    let remote = keys_on("r", 1, 2, 2);
+    let local = keys_on("l", 0, 2, 2);
+    raw.send(&pipeline(&[
+        &["GET", &remote[0]],
+        &["WATCH", &local[0]],
+        &["MULTI"],
+        &["SET", &remote[1], "new"],
+        &["SET", &local[1], "new"],
+        &["EXEC"],
+        &["GET", &remote[1]],
+        &["CLIENT", "INFO"],
+    ]));
+    assert_eq!(next(&mut raw), "$-1");
+    assert_eq!(next(&mut raw), "+OK");
+    assert_eq!(next(&mut raw), "+OK");
+    assert_eq!(next(&mut raw), "+QUEUED");
+    assert_eq!(next(&mut raw), "+QUEUED");
+    assert_eq!(next(&mut raw), "*2\n+OK\n+OK");
+    assert_eq!(
+        next(&mut raw),
+        "$3\nnew",
+        "the pipeline reads its own write"
+    );
+    let info = next(&mut raw);
+    assert!(info.contains(" watch=0 "), "no stale watch: {info}");
+}
+
+/// Commands pipelined behind a transaction still run when the client half-closes right
+/// after sending them (`cat cmds | nc -N`).
+#[test]
+fn commands_behind_a_transaction_run_after_the_client_half_closes() {
+    let server = Server::start(&["--shards", "4"]);
+    let (a, b) = two_shards();
+    let mut raw = server.raw();
+    raw.send(&pipeline(&[
+        &["MULTI"],
+        &["SET", &a, "1"],
+        &["SET", &b, "1"],
+        &["EXEC"],
+        &["SET", "after1", "x"],
+        &["INCR", "after2"],
+    ]));
+    raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    for want in ["+OK", "+QUEUED", "+QUEUED", "*2\n+OK\n+OK", "+OK", ":1"] {
+        assert_eq!(next(&mut raw), want);
+    }
+    assert!(raw.closed());
+}

@@ -275,3 +275,43 @@ fn the_save_schedule_snapshots_by_itself() {
         .count();
     assert!(manifests >= 1);
 }
+
+/// Records are replayed as they were valid when written: a PERSIST or a longer TTL given
+/// before a short TTL ran out survives a restart after that moment, and an APPEND to a key
+/// that had expired starts from nothing after the restart too.
+#[test]
+fn ttl_changes_replay_as_they_happened() {
+    let dir = DataDir::new("ttlreplay");
+    {
+        let mut s = start(&dir, 2, &[]);
+        let c = &mut s.client();
+        q::<()>(c, &["SET", "persisted", "v", "PX", "300"]).unwrap();
+        q::<i64>(c, &["PERSIST", "persisted"]).unwrap();
+        q::<()>(c, &["SET", "extended", "v", "PX", "300"]).unwrap();
+        q::<i64>(c, &["PEXPIRE", "extended", "600000"]).unwrap();
+        q::<()>(c, &["SET", "reborn", "old", "PX", "100"]).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        q::<i64>(c, &["APPEND", "reborn", "new"]).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+    }
+    let s = start(&dir, 3, &[]);
+    let c = &mut s.client();
+    assert_eq!(
+        q::<Option<String>>(c, &["GET", "persisted"])
+            .unwrap()
+            .as_deref(),
+        Some("v")
+    );
+    assert_eq!(q::<i64>(c, &["TTL", "persisted"]).unwrap(), -1);
+    let ttl: i64 = q(c, &["TTL", "extended"]).unwrap();
+    assert!(ttl > 500, "extended TTL kept: {ttl}");
+    assert_eq!(
+        q::<Option<String>>(c, &["GET", "reborn"])
+            .unwrap()
+            .as_deref(),
+        Some("new")
+    );
+    assert_eq!(q::<i64>(c, &["TTL", "reborn"]).unwrap(), -1);
+}

@@ -184,6 +184,11 @@ impl Client {
         }
     }
 
+    /// Whether `t` falls inside the measured window (so far).
+    fn in_window(&self, t: Instant) -> bool {
+        t >= self.measure_from && self.measured_until.is_none_or(|u| t <= u)
+    }
+
     fn end_time(&self) -> Option<Instant> {
         self.plan.duration.map(|d| self.measure_from + d)
     }
@@ -328,6 +333,15 @@ impl Client {
             if out_of_time || out_of_quota {
                 self.stop_at = Some(now);
                 self.measured_until = Some(now);
+                // Requests that fell due in the window but never left (the connection
+                // was still busy): an open loop that could not keep up.
+                let from = self.measure_from;
+                for &id in &self.ids {
+                    if let Some(c) = ctx.state(id) {
+                        self.stats.unsent +=
+                            c.backlog.iter().filter(|&&t| t >= from && t <= now).count() as u64;
+                    }
+                }
             }
         }
         if let Some(stopped) = self.stop_at {
@@ -350,8 +364,13 @@ impl Client {
             next_wake = next_wake.min(e.max(now));
         }
         if now.duration_since(self.window_start) >= LIVE_WINDOW {
-            self.shared.live_p99_ns[self.shard]
-                .store(self.window.value_at_quantile(0.99), Ordering::Relaxed);
+            // 0 means "no replies in the last window" (a recorded latency is >= 1 µs).
+            let p99 = if self.window.is_empty() {
+                0
+            } else {
+                self.window.value_at_quantile(0.99)
+            };
+            self.shared.live_p99_ns[self.shard].store(p99, Ordering::Relaxed);
             self.window.reset();
             self.window_start = now;
         }
@@ -379,7 +398,12 @@ impl Client {
         for id in std::mem::take(&mut self.ids) {
             if let Some(c) = ctx.state(id) {
                 // Unanswered at the end of the drain: lost, and counted.
-                self.stats.lost_in_flight += c.inflight.len() as u64;
+                let lost = c
+                    .inflight
+                    .iter()
+                    .filter(|r| r.0 >= self.measure_from)
+                    .count();
+                self.stats.lost_in_flight += lost as u64;
             }
             ctx.close(id);
         }
@@ -411,14 +435,24 @@ impl Client {
         };
         let closed_loop = matches!(self.plan.mode, Mode::Closed { .. });
         self.completed_local += 1;
-        if intended >= self.measure_from && self.measured_until.is_none_or(|u| intended <= u) {
-            let corrected = now.saturating_duration_since(intended).as_nanos() as u64;
+        let corrected = now.saturating_duration_since(intended).as_nanos() as u64;
+        if self.in_window(intended) {
             let service = now.saturating_duration_since(sent).as_nanos() as u64;
             if let Some(k) = self.stats.kinds.get_mut(kind.min(self.kinds - 1)) {
                 k.record(corrected, service, error);
             }
-            let _ = self.window.record(corrected.clamp(1_000, 100_000_000_000));
         }
+        if self.in_window(now) {
+            // The achieved rate counts replies that arrived inside the window, whenever
+            // their requests were meant to leave.
+            self.stats.received_in_window += 1;
+            if let Some(k) = self.stats.kinds.get_mut(kind.min(self.kinds - 1)) {
+                k.received += 1;
+            }
+        }
+        // The live p99 covers every reply (warm-up included), so the progress line shows
+        // what the server is doing now.
+        let _ = self.window.record(corrected.clamp(1_000, 100_000_000_000));
         if error {
             self.shared.errors.fetch_add(1, Ordering::Relaxed);
             let text = String::from_utf8_lossy(frame).trim_end().to_string();
@@ -480,14 +514,19 @@ impl Client {
             let sent = self.plan.start + Duration::from_nanos(sent);
             self.stats.delivered += 1;
             self.completed_local += 1;
+            if self.in_window(now) {
+                if let Some(k) = self.stats.kinds.get_mut(1) {
+                    k.received += 1;
+                }
+            }
+            let corrected = now.saturating_duration_since(intended).as_nanos() as u64;
             if intended >= self.measure_from {
-                let corrected = now.saturating_duration_since(intended).as_nanos() as u64;
                 let service = now.saturating_duration_since(sent).as_nanos() as u64;
                 if let Some(k) = self.stats.kinds.get_mut(1) {
                     k.record(corrected, service, false);
                 }
-                let _ = self.window.record(corrected.clamp(1_000, 100_000_000_000));
             }
+            let _ = self.window.record(corrected.clamp(1_000, 100_000_000_000));
         }
     }
 }
@@ -584,12 +623,15 @@ impl Handler for Client {
         }
         // A connection lost mid-run: its outstanding requests are errors, and it is
         // reopened so the offered load stays what was asked for.
-        let lost = state.inflight.len() as u64;
+        let lost = state
+            .inflight
+            .iter()
+            .filter(|r| self.in_window(r.0))
+            .count() as u64;
         self.stats.lost_in_flight += lost;
-        self.shared.errors.fetch_add(lost, Ordering::Relaxed);
-        if let Some(k) = self.stats.kinds.first_mut() {
-            k.errors += lost;
-        }
+        self.shared
+            .errors
+            .fetch_add(state.inflight.len() as u64, Ordering::Relaxed);
         if state.connected {
             self.stats.reconnects += 1;
             if state.role == Role::Subscriber {

@@ -1,6 +1,7 @@
 //! `coreshard-bench`: an open-loop, coordinated-omission-corrected latency harness for any
 //! RESP server, driven by io_uring client threads on the coreshard engine.
 
+mod check;
 mod client;
 mod dist;
 mod plot;
@@ -8,10 +9,12 @@ mod reply;
 mod report;
 mod schedule;
 mod stats;
+mod verdict;
 mod workload;
 
+use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use serde_json::json;
 use client::{Client, Mode, Plan, PubSub, Shared};
 use dist::KeyDist;
 use stats::RunStats;
+use verdict::{judge, per_sec, Thresholds, Verdict};
 use workload::Workload;
 
 /// Latency benchmark for RESP servers (coreshard, Redis, Valkey, ...).
@@ -35,7 +39,14 @@ use workload::Workload;
 #[command(
     version,
     about,
-    after_help = "Arbitrary commands: coreshard-bench -- INCR counter:__rand_int__"
+    after_help = "Arbitrary commands: coreshard-bench -- INCR counter:__rand_int__\n\n\
+Before any load, every target must accept a connection, answer PING and one request of each \
+workload command (pub/sub: confirm a SUBSCRIBE and deliver a PUBLISH), and every input and \
+output file must be usable.\n\n\
+Exit status: 0 the run measured what was asked; 1 nothing was measured (bad option, \
+unreachable or refusing server, missing file); 2 command-line syntax; 3 a run happened but \
+failed its checks (no replies, errors above --max-error-rate, open loop below \
+--min-achieved of the offered rate): the table, JSON and plot are still written and say why."
 )]
 struct Args {
     /// Server host.
@@ -92,6 +103,17 @@ struct Args {
     /// Seconds of unrecorded load before measuring.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Fail the run (exit 3) when more than this percentage of measured requests got an
+    /// error reply or no reply (pub/sub: also lost deliveries).
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.1)]
+    max_error_rate: f64,
+    /// Open loop: fail the run (exit 3) when the replies received in the measured window
+    /// fall below this percentage of the offered rate.
+    #[arg(long, value_name = "PERCENT", default_value_t = 95.0)]
+    min_achieved: f64,
+    /// Seconds each pre-flight check (connect, PING, one request per command) may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    check_timeout: f64,
     /// Write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -99,9 +121,12 @@ struct Args {
     /// FILE-service.hgrm).
     #[arg(long)]
     hdr: Option<PathBuf>,
-    /// Draw latency by percentile as SVG.
+    /// Draw latency by percentile as SVG (log latency axis).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// A linear latency axis from 0 instead of the log axis.
+    #[arg(long)]
+    plot_linear: bool,
     /// Overlay an earlier run on the plot: LABEL=FILE.hgrm (repeatable).
     #[arg(long = "plot-add")]
     plot_add: Vec<String>,
@@ -184,6 +209,196 @@ fn workload(args: &Args) -> Result<Workload, String> {
     ))
 }
 
+fn prefill_workload(args: &Args) -> Result<Workload, String> {
+    let sizes = parse_size(&args.data_size)?;
+    Ok(Workload::template(
+        vec!["SET".into(), "key:__rand_int__".into(), "__data__".into()],
+        args.keyspace,
+        KeyDist::Sequential,
+        (sizes.1, sizes.1),
+    ))
+}
+
+/// Everything validated before any connection is made.
+struct Setup {
+    workload: Workload,
+    /// (name, address); in single mode the name is the address.
+    targets: Vec<(String, SocketAddr)>,
+    /// `--plot-add` overlays, read up front.
+    overlays: Vec<plot::Series>,
+    thresholds: Thresholds,
+    /// Open loop (and pub/sub): the offered rate.
+    offered: Option<f64>,
+    check_timeout: Duration,
+}
+
+fn percent(option: &str, v: f64) -> Result<f64, String> {
+    if (0.0..=100.0).contains(&v) {
+        Ok(v / 100.0)
+    } else {
+        Err(format!("{option} is a percentage (0 to 100), got {v}"))
+    }
+}
+
+/// Check every option and file before anything connects.
+fn prepare(args: &Args) -> Result<Setup, String> {
+    let workload = workload(args)?;
+    parse_size(&args.data_size)?;
+    let offered = match (args.rate, args.pubsub) {
+        (Some(r), _) if !(r > 0.0 && r.is_finite()) => {
+            return Err(format!("--rate must be positive, got {r}"))
+        }
+        (Some(r), _) => Some(r),
+        (None, true) => Some(1000.0),
+        (None, false) => None,
+    };
+    if let Some(d) = args.duration {
+        if !(d > 0.0 && d.is_finite()) {
+            return Err(format!("--duration must be positive, got {d}"));
+        }
+    }
+    if args.requests == Some(0) {
+        return Err("--requests must be positive".into());
+    }
+    if !(args.warmup >= 0.0 && args.warmup.is_finite()) {
+        return Err(format!("--warmup must be 0 or more, got {}", args.warmup));
+    }
+    if !(args.check_timeout > 0.0 && args.check_timeout.is_finite()) {
+        return Err(format!(
+            "--check-timeout must be positive, got {}",
+            args.check_timeout
+        ));
+    }
+    if args.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    let thresholds = Thresholds {
+        max_error_rate: percent("--max-error-rate", args.max_error_rate)?,
+        min_achieved: percent("--min-achieved", args.min_achieved)?,
+    };
+    if args.pubsub && args.requests.is_some() {
+        return Err("--pubsub measures for --duration, not --requests".into());
+    }
+    // Outputs: fail now rather than after the whole run.
+    if let Some(p) = &args.json {
+        check::output("--json", p)?;
+    }
+    if let Some(p) = &args.hdr {
+        check::output("--hdr", p)?;
+        check::output("--hdr", &service_hgrm(p))?;
+    }
+    if let Some(p) = &args.plot {
+        check::output("--plot", p)?;
+    }
+    if !args.plot_add.is_empty() && args.plot.is_none() {
+        return Err("--plot-add overlays a plot: give --plot FILE.svg too".into());
+    }
+    let mut overlays = Vec::new();
+    for add in &args.plot_add {
+        let (name, file) = add
+            .split_once('=')
+            .ok_or_else(|| format!("--plot-add wants LABEL=FILE, got {add:?}"))?;
+        let points =
+            report::read_hgrm(Path::new(file)).map_err(|e| format!("--plot-add {file}: {e}"))?;
+        overlays.push(plot::Series {
+            dashed: true,
+            ..plot::Series::new(name, points)
+        });
+    }
+    let targets = if args.targets.is_empty() {
+        let addr = resolve(&format!("{}:{}", args.host, args.port))?;
+        vec![(addr.to_string(), addr)]
+    } else {
+        args.targets
+            .iter()
+            .map(|t| {
+                let (name, addr) = t
+                    .split_once('=')
+                    .filter(|(n, a)| !n.is_empty() && !a.is_empty())
+                    .ok_or_else(|| format!("--target wants NAME=HOST:PORT, got {t:?}"))?;
+                Ok((name.to_string(), resolve(addr)?))
+            })
+            .collect::<Result<_, String>>()?
+    };
+    Ok(Setup {
+        workload,
+        targets,
+        overlays,
+        thresholds,
+        offered,
+        check_timeout: Duration::from_secs_f64(args.check_timeout),
+    })
+}
+
+/// Every target answers before any load starts.
+fn preflight(args: &Args, setup: &Setup) -> Result<(), String> {
+    for (name, addr) in &setup.targets {
+        let t = setup.check_timeout;
+        if args.pubsub {
+            check::pubsub(name, *addr, &args.channel, t)?;
+        } else {
+            check::requests(name, *addr, &setup.workload, t)?;
+            if args.prefill && !setup.workload.commands.iter().any(|c| c.0 == "SET") {
+                check::requests(name, *addr, &prefill_workload(args)?, t)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the live line shows, computed by [`progress_line`].
+struct Progress {
+    /// Since sending started.
+    elapsed: Duration,
+    warmup: Duration,
+    /// Warm-up plus measured duration, when the run is timed.
+    total: Option<Duration>,
+    /// Replies per second over the last interval.
+    rate: f64,
+    offered: Option<f64>,
+    /// The worst thread's p99 over its last window; `None` until there are replies.
+    p99_ns: Option<u64>,
+    done: u64,
+    errors: u64,
+}
+
+/// The live progress line.
+fn progress_line(p: &Progress) -> String {
+    let e = p.elapsed.as_secs_f64();
+    let mut line = match p.total {
+        Some(t) => format!("{e:>5.1}/{:.1} s", t.as_secs_f64()),
+        None => format!("{e:>5.1} s"),
+    };
+    if p.elapsed < p.warmup {
+        line.push_str(" (warm-up)");
+    }
+    match p.offered {
+        Some(o) => {
+            let _ = write!(
+                line,
+                "   achieved {} of {} offered ({:.0}%)",
+                per_sec(p.rate),
+                per_sec(o),
+                100.0 * p.rate / o
+            );
+        }
+        None => {
+            let _ = write!(line, "   {}", per_sec(p.rate));
+        }
+    }
+    match p.p99_ns {
+        Some(ns) if ns > 0 => {
+            let _ = write!(line, "   p99 {}", plot::latency_label(ns as f64 / 1e6));
+        }
+        _ => line.push_str("   p99 -"),
+    }
+    let _ = write!(line, "   {} replies   {} errors", p.done, p.errors);
+    line
+}
+
+/// A requests-bounded run with no reply for this long is stuck.
+const STALL: Duration = Duration::from_secs(30);
+
 /// Run `plan` on a fresh engine and gather every thread's results.
 fn execute(plan: Plan, cpus: &[usize], progress: bool) -> Result<RunStats, String> {
     let shards = plan.shards;
@@ -211,16 +426,31 @@ fn execute(plan: Plan, cpus: &[usize], progress: bool) -> Result<RunStats, Strin
         + plan.duration.unwrap_or(Duration::from_secs(3600))
         + plan.drain
         + Duration::from_secs(30);
+    let offered = match plan.mode {
+        Mode::Open { rate, .. } => Some(rate),
+        Mode::Closed { .. } => None,
+    };
     let started = Instant::now();
     let mut last = (Instant::now(), 0u64);
-    let mut finished = true;
+    let mut last_reply = Instant::now();
+    let mut failure = None;
     while shared.done.load(Ordering::Acquire) < shards {
         if started.elapsed() > limit {
-            finished = false;
+            failure = Some("the run did not finish in time (server stuck?)".to_string());
+            break;
+        }
+        if plan.duration.is_none() && last_reply.elapsed() > STALL {
+            failure = Some(format!(
+                "no reply for {} s: the server stopped answering",
+                STALL.as_secs()
+            ));
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
         let done = shared.completed.load(Ordering::Relaxed);
+        if done != last.1 {
+            last_reply = Instant::now();
+        }
         let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64();
         last = (Instant::now(), done);
         let p99 = shared
@@ -228,19 +458,24 @@ fn execute(plan: Plan, cpus: &[usize], progress: bool) -> Result<RunStats, Strin
             .iter()
             .map(|a| a.load(Ordering::Relaxed))
             .max()
-            .unwrap_or(0) as f64
-            / 1e6;
-        let errors = shared.errors.load(Ordering::Relaxed);
-        bar.set_message(format!(
-            "{rate:>10.0} ops/s   p99 {p99:.3} ms   {done} done   {errors} errors"
-        ));
+            .filter(|&v| v > 0);
+        bar.set_message(progress_line(&Progress {
+            elapsed: Instant::now().saturating_duration_since(plan.start),
+            warmup: plan.warmup,
+            total: plan.duration.map(|d| d + plan.warmup),
+            rate,
+            offered,
+            p99_ns: p99,
+            done,
+            errors: shared.errors.load(Ordering::Relaxed),
+        }));
         bar.tick();
     }
     bar.finish_and_clear();
     engine.shutdown();
     engine.join().map_err(|e| e.to_string())?;
-    if !finished {
-        return Err("the run did not finish in time (server unreachable or stuck?)".into());
+    if let Some(f) = failure {
+        return Err(f);
     }
     let mut total = RunStats::default();
     for r in shared
@@ -259,19 +494,12 @@ fn execute(plan: Plan, cpus: &[usize], progress: bool) -> Result<RunStats, Strin
 }
 
 fn prefill(args: &Args, target: SocketAddr) -> Result<(), String> {
-    let sizes = parse_size(&args.data_size)?;
-    let w = Workload::template(
-        vec!["SET".into(), "key:__rand_int__".into(), "__data__".into()],
-        args.keyspace,
-        KeyDist::Sequential,
-        (sizes.1, sizes.1),
-    );
     let plan = Plan {
         target,
         connections: 1,
         shards: 1,
         mode: Mode::Closed { pipeline: 64 },
-        workload: w,
+        workload: prefill_workload(args)?,
         start: Instant::now(),
         warmup: Duration::ZERO,
         duration: None,
@@ -280,28 +508,23 @@ fn prefill(args: &Args, target: SocketAddr) -> Result<(), String> {
         drain: Duration::from_secs(10),
     };
     let stats = execute(plan, &args.cpus, false)?;
-    let errors: u64 = stats.kinds.iter().map(|k| k.errors).sum();
+    let errors: u64 = stats.kinds.iter().map(|k| k.errors).sum::<u64>() + stats.lost_in_flight;
     if errors > 0 {
         return Err(format!(
-            "prefill got {errors} errors: {:?}",
-            stats.error_samples
+            "prefill: {errors} of {} SETs failed: {:?}",
+            args.keyspace, stats.error_samples
         ));
     }
     Ok(())
 }
 
-fn run_once(args: &Args, target: SocketAddr) -> Result<RunStats, String> {
+fn run_once(args: &Args, setup: &Setup, target: SocketAddr) -> Result<RunStats, String> {
     if args.prefill {
         prefill(args, target)?;
     }
-    let mode = match args.rate {
-        Some(r) if r > 0.0 => Mode::Open {
-            rate: r,
-            pipeline: args.pipeline.max(1),
-        },
-        Some(_) => return Err("--rate must be positive".into()),
-        None if args.pubsub => Mode::Open {
-            rate: 1000.0,
+    let mode = match setup.offered {
+        Some(rate) => Mode::Open {
+            rate,
             pipeline: args.pipeline.max(1),
         },
         None => Mode::Closed {
@@ -324,7 +547,7 @@ fn run_once(args: &Args, target: SocketAddr) -> Result<RunStats, String> {
         connections: args.connections.max(1),
         shards: args.threads.max(1),
         mode,
-        workload: workload(args)?,
+        workload: setup.workload.clone(),
         start: Instant::now() + Duration::from_millis(200),
         warmup: Duration::from_secs_f64(args.warmup),
         duration,
@@ -354,64 +577,61 @@ fn describe(args: &Args) -> String {
     }
 }
 
-fn run_json(stats: &RunStats) -> serde_json::Value {
+fn run_json(stats: &RunStats, v: &Verdict) -> serde_json::Value {
     let (corrected, service) = report::rows(stats);
     json!({
+        "status": v.status.as_str(),
+        "problems": v.problems,
+        "offered_rate": v.offered_rate,
+        "achieved_rate": v.achieved_rate,
+        "error_rate": v.error_rate,
         "seconds": stats.seconds,
+        "received_in_window": stats.received_in_window,
         "commands": corrected,
         "service_time": service,
         "reconnects": stats.reconnects,
         "lost_in_flight": stats.lost_in_flight,
+        "unsent": stats.unsent,
         "error_samples": stats.error_samples,
         "pubsub": { "delivered": stats.delivered, "lost": stats.lost, "subscriber_disconnects": stats.subscriber_disconnects },
     })
 }
 
-fn plot_series(
-    label: &str,
-    stats: &RunStats,
-    with_service: bool,
-    extra: &[String],
-) -> Result<Vec<plot::Series>, String> {
-    let total = stats.total();
-    let mut series = vec![plot::Series {
-        label: label.to_string(),
-        points: report::points(&total.corrected),
-    }];
-    if with_service {
-        series.push(plot::Series {
-            label: format!("{label} (service time, uncorrected)"),
-            points: report::points(&total.service),
-        });
-    }
-    for add in extra {
-        let (name, file) = add
-            .split_once('=')
-            .ok_or_else(|| format!("--plot-add wants LABEL=FILE, got {add:?}"))?;
-        let points =
-            report::read_hgrm(std::path::Path::new(file)).map_err(|e| format!("{file}: {e}"))?;
-        series.push(plot::Series {
-            label: name.to_string(),
-            points,
-        });
-    }
-    Ok(series)
+fn thresholds_json(t: &Thresholds) -> serde_json::Value {
+    json!({ "max_error_rate_percent": 100.0 * t.max_error_rate, "min_achieved_percent": 100.0 * t.min_achieved })
 }
 
-fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
+fn service_hgrm(path: &Path) -> PathBuf {
+    PathBuf::from(format!(
+        "{}-service.hgrm",
+        path.with_extension("").display()
+    ))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn single(args: &Args) -> Result<(), String> {
-    let target = resolve(&format!("{}:{}", args.host, args.port))?;
-    let stats = run_once(args, target)?;
+/// How a run ended.
+enum Outcome {
+    /// Every run passed its checks.
+    Passed,
+    /// A run happened but failed: the reasons.
+    Failed(Vec<String>),
+}
+
+fn single(args: &Args, setup: &Setup) -> Result<Outcome, String> {
+    let target = setup.targets[0].1;
+    let stats = run_once(args, setup, target)?;
+    let v = judge(&stats, setup.offered, args.pubsub, setup.thresholds);
     println!(
-        "{target}: {}, {:.1} s measured",
+        "{target}: {}, {:.1} s measured, {}",
         describe(args),
-        stats.seconds
+        stats.seconds,
+        v.rate_text()
     );
     let (corrected, service) = report::rows(&stats);
-    let open = args.rate.is_some() || args.pubsub;
+    let open = setup.offered.is_some();
     let title = if open {
         "latency from intended send time (coordinated omission corrected):"
     } else {
@@ -431,14 +651,24 @@ fn single(args: &Args) -> Result<(), String> {
         );
     }
     println!(
-        "reconnects {}   requests lost with a connection {}",
-        stats.reconnects, stats.lost_in_flight
+        "reconnects {}   requests lost unanswered {}   due requests never sent {}",
+        stats.reconnects, stats.lost_in_flight, stats.unsent
     );
     for e in &stats.error_samples {
         println!("error reply: {e}");
     }
+    println!("{}", v.line());
     if let Some(path) = &args.json {
-        let doc = json!({ "target": target.to_string(), "workload": describe(args), "run": run_json(&stats) });
+        let doc = json!({
+            "target": target.to_string(),
+            "workload": describe(args),
+            "status": if v.ok() { "ok" } else { "failed" },
+            "problems": v.problems,
+            "offered_rate": v.offered_rate,
+            "achieved_rate": v.achieved_rate,
+            "thresholds": thresholds_json(&setup.thresholds),
+            "run": run_json(&stats, &v),
+        });
         write(
             path,
             &serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
@@ -447,122 +677,261 @@ fn single(args: &Args) -> Result<(), String> {
     if let Some(path) = &args.hdr {
         let total = stats.total();
         write(path, &report::hgrm(&total.corrected))?;
-        let stem = path.with_extension("");
-        write(
-            &PathBuf::from(format!("{}-service.hgrm", stem.display())),
-            &report::hgrm(&total.service),
-        )?;
+        write(&service_hgrm(path), &report::hgrm(&total.service))?;
     }
     if let Some(path) = &args.plot {
-        let series = plot_series(&target.to_string(), &stats, open, &args.plot_add)?;
-        write(path, &plot::svg(&describe(args), &series))?;
+        let total = stats.total();
+        let failed = (!v.ok()).then(|| v.status.as_str().replace('_', " "));
+        let mut series = vec![plot::Series {
+            failed,
+            ..plot::Series::new(
+                if open {
+                    format!("{target} corrected, {}", v.rate_text())
+                } else {
+                    format!("{target}, {}", v.rate_text())
+                },
+                report::points(&total.corrected),
+            )
+        }];
+        if open {
+            series.push(plot::Series {
+                dashed: true,
+                ..plot::Series::new(
+                    format!("{target} service time (uncorrected)"),
+                    report::points(&total.service),
+                )
+            });
+        }
+        series.extend(clone_series(&setup.overlays));
+        let opts = plot::Options {
+            title: describe(args),
+            subtitle: format!(
+                "{target}: {}, {:.1} s measured",
+                v.rate_text(),
+                stats.seconds
+            ),
+            banner: (!v.ok()).then(|| format!("FAILED: {}", v.problems.join("; "))),
+            linear: args.plot_linear,
+        };
+        write(path, &plot::svg(&opts, &series))?;
     }
-    Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
+    Ok(if v.ok() {
+        Outcome::Passed
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+        Outcome::Failed(v.problems)
+    })
 }
 
-fn compare(args: &Args) -> Result<(), String> {
-    let targets: Vec<(String, SocketAddr)> = args
-        .targets
-        .iter()
-        .map(|t| {
-            let (name, addr) = t
-                .split_once('=')
-                .ok_or_else(|| format!("--target wants NAME=HOST:PORT, got {t:?}"))?;
-            Ok((name.to_string(), resolve(addr)?))
+fn clone_series(s: &[plot::Series]) -> Vec<plot::Series> {
+    s.iter()
+        .map(|o| plot::Series {
+            label: o.label.clone(),
+            points: o.points.clone(),
+            dashed: o.dashed,
+            failed: o.failed.clone(),
         })
-        .collect::<Result<_, String>>()?;
-    let mut runs: Vec<Vec<RunStats>> = vec![Vec::new(); targets.len()];
-    for round in 0..args.rounds.max(1) {
-        for (i, (name, addr)) in targets.iter().enumerate() {
-            let stats = run_once(args, *addr)?;
-            let all = stats.total();
-            let s = stats::summarize(name, &all.corrected, all.errors, stats.seconds);
-            eprintln!(
-                "round {}: {name}: {:.0} ops/s p50 {:.3} p99 {:.3} p99.9 {:.3} ms, {} errors",
-                round + 1,
-                s.ops_per_sec,
-                s.p50,
-                s.p99,
-                s.p999,
-                s.errors
-            );
-            runs[i].push(stats);
+        .collect()
+}
+
+/// What compare mode ranks rounds by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MedianBy {
+    /// Open loop: the rate is fixed, so the corrected p99 tells rounds apart.
+    P99,
+    /// Closed loop: the achieved rate.
+    Throughput,
+}
+
+impl MedianBy {
+    fn name(self) -> &'static str {
+        match self {
+            MedianBy::P99 => "p99",
+            MedianBy::Throughput => "throughput",
         }
     }
-    println!(
-        "{} — medians of {} rounds",
-        describe(args),
-        args.rounds.max(1)
-    );
-    println!(
-        "{:<12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10}",
+}
+
+/// One round of one target, summarised.
+#[derive(Debug, Clone)]
+struct Round {
+    round: usize,
+    achieved: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    errors: u64,
+    ok: bool,
+}
+
+/// The index of the median round by `by` (the lower middle one for an even count).
+fn median_round(rounds: &[Round], by: MedianBy) -> usize {
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    let key = |i: &usize| match by {
+        MedianBy::P99 => rounds[*i].p99,
+        MedianBy::Throughput => rounds[*i].achieved,
+    };
+    order.sort_by(|a, b| key(a).total_cmp(&key(b)).then(a.cmp(b)));
+    order[(order.len().saturating_sub(1)) / 2]
+}
+
+/// The compare table: one row per target, each the whole row of its median round.
+fn compare_table(rows: &[(String, Round)]) -> String {
+    let w = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .chain(std::iter::once(6))
+        .max()
+        .unwrap_or(6);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<w$} {:>5} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>10} {:>10}",
         "target",
+        "round",
         "ops/s",
         "p50 ms",
         "p99 ms",
         "p99.9 ms",
         "max ms",
         "errors",
+        "status",
         "ops ratio",
         "p99 ratio"
     );
-    let mut rows = Vec::new();
-    for (i, (name, _)) in targets.iter().enumerate() {
-        let sums: Vec<stats::Summary> = runs[i]
-            .iter()
-            .map(|r| {
-                let t = r.total();
-                stats::summarize(name, &t.corrected, t.errors, r.seconds)
-            })
-            .collect();
-        let pick = |f: fn(&stats::Summary) -> f64| median(sums.iter().map(f).collect());
-        let row = (
-            pick(|s| s.ops_per_sec),
-            pick(|s| s.p50),
-            pick(|s| s.p99),
-            pick(|s| s.p999),
-            pick(|s| s.max),
-            sums.iter().map(|s| s.errors).sum::<u64>(),
-        );
-        rows.push((name.clone(), row, sums));
-    }
-    let base = rows.first().map(|r| r.1).unwrap_or_default();
-    for (name, r, _) in &rows {
-        println!(
-            "{name:<12} {:>12.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8} {:>9.2}x {:>9.2}x",
-            r.0,
-            r.1,
-            r.2,
-            r.3,
-            r.4,
-            r.5,
-            r.0 / base.0,
-            r.2 / base.2
+    let base = rows.first().map(|r| r.1.clone());
+    for (name, r) in rows {
+        let (ops_ratio, p99_ratio) = base.as_ref().map_or((f64::NAN, f64::NAN), |b| {
+            (r.achieved / b.achieved, r.p99 / b.p99)
+        });
+        let _ = writeln!(
+            out,
+            "{name:<w$} {:>5} {:>12.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8} {:>6} {:>9.2}x {:>9.2}x",
+            r.round,
+            r.achieved,
+            r.p50,
+            r.p99,
+            r.p999,
+            r.max,
+            r.errors,
+            if r.ok { "ok" } else { "FAILED" },
+            ops_ratio,
+            p99_ratio
         );
     }
+    out
+}
+
+fn compare(args: &Args, setup: &Setup) -> Result<Outcome, String> {
+    let targets = &setup.targets;
+    let rounds = args.rounds;
+    let by = if setup.offered.is_some() {
+        MedianBy::P99
+    } else {
+        MedianBy::Throughput
+    };
+    let mut runs: Vec<Vec<(RunStats, Verdict, Round)>> = vec![Vec::new(); targets.len()];
+    let mut problems = Vec::new();
+    for round in 1..=rounds {
+        for (i, (name, addr)) in targets.iter().enumerate() {
+            let stats = run_once(args, setup, *addr)?;
+            let v = judge(&stats, setup.offered, args.pubsub, setup.thresholds);
+            let all = stats.total();
+            let s = stats::summarize(name, &all.corrected, all.errors, stats.seconds);
+            let r = Round {
+                round,
+                achieved: v.achieved_rate,
+                p50: s.p50,
+                p99: s.p99,
+                p999: s.p999,
+                max: s.max,
+                errors: all.errors + stats.lost_in_flight,
+                ok: v.ok(),
+            };
+            eprintln!(
+                "round {round}/{rounds}: {name}: {}, p50 {:.3} p99 {:.3} p99.9 {:.3} ms, {} errors, {}",
+                v.rate_text(),
+                r.p50,
+                r.p99,
+                r.p999,
+                r.errors,
+                if v.ok() { "ok" } else { "FAILED" }
+            );
+            for p in &v.problems {
+                problems.push(format!("{name} round {round}: {p}"));
+            }
+            runs[i].push((stats, v, r));
+        }
+    }
+    let medians: Vec<usize> = runs
+        .iter()
+        .map(|r| {
+            let rs: Vec<Round> = r.iter().map(|x| x.2.clone()).collect();
+            median_round(&rs, by)
+        })
+        .collect();
+    println!(
+        "{} — per target, the median of {rounds} rounds by {}{}",
+        describe(args),
+        by.name(),
+        if rounds % 2 == 0 {
+            " (lower middle of an even count)"
+        } else {
+            ""
+        }
+    );
+    let rows: Vec<(String, Round)> = targets
+        .iter()
+        .zip(&medians)
+        .enumerate()
+        .map(|(i, ((name, _), &m))| (name.clone(), runs[i][m].2.clone()))
+        .collect();
+    print!("{}", compare_table(&rows));
+    let ok = problems.is_empty();
+    println!(
+        "status: {}",
+        if ok {
+            "ok".to_string()
+        } else {
+            format!("FAILED: {}", problems.join("; "))
+        }
+    );
     if let Some(path) = &args.json {
+        let base = rows.first().map(|r| r.1.clone());
         let doc = json!({
             "workload": describe(args),
-            "rounds": args.rounds,
-            "targets": rows.iter().enumerate().map(|(i, (name, r, _))| json!({
-                "name": name, "addr": targets[i].1.to_string(),
-                "median": { "ops_per_sec": r.0, "p50": r.1, "p99": r.2, "p999": r.3, "max": r.4 },
-                "ratio_to_first": { "ops_per_sec": r.0 / base.0, "p99": r.2 / base.2 },
-                "errors": r.5,
-                "runs": runs[i].iter().map(run_json).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
+            "status": if ok { "ok" } else { "failed" },
+            "problems": problems,
+            "offered_rate": setup.offered,
+            "thresholds": thresholds_json(&setup.thresholds),
+            "rounds": rounds,
+            "median_by": by.name(),
+            "targets": targets.iter().enumerate().map(|(i, (name, addr))| {
+                let m = &runs[i][medians[i]];
+                let r = &m.2;
+                let all_ok = runs[i].iter().all(|x| x.1.ok());
+                json!({
+                    "name": name,
+                    "addr": addr.to_string(),
+                    "status": if all_ok { "ok" } else { "failed" },
+                    "median_round": r.round,
+                    "offered_rate": setup.offered,
+                    "achieved_rate": r.achieved,
+                    "median": {
+                        "round": r.round, "status": m.1.status.as_str(),
+                        "ops_per_sec": r.achieved, "p50": r.p50, "p99": r.p99,
+                        "p999": r.p999, "max": r.max, "errors": r.errors,
+                    },
+                    "ratio_to_first": base.as_ref().map(|b| json!({
+                        "ops_per_sec": r.achieved / b.achieved, "p99": r.p99 / b.p99,
+                    })),
+                    "runs": runs[i].iter().map(|(s, v, x)| {
+                        let mut j = run_json(s, v);
+                        j["round"] = json!(x.round);
+                        j
+                    }).collect::<Vec<_>>(),
+                })
+            }).collect::<Vec<_>>(),
         });
         write(
             path,
@@ -572,32 +941,202 @@ fn compare(args: &Args) -> Result<(), String> {
     if let Some(path) = &args.plot {
         let mut series = Vec::new();
         for (i, (name, _)) in targets.iter().enumerate() {
-            let mut merged = RunStats::default();
-            runs[i].iter().for_each(|r| merged.merge(r));
-            series.extend(plot_series(name, &merged, false, &[])?);
+            let (stats, v, r) = &runs[i][medians[i]];
+            let failed: Vec<String> = runs[i]
+                .iter()
+                .filter(|x| !x.1.ok())
+                .map(|x| {
+                    format!(
+                        "round {} {}",
+                        x.2.round,
+                        x.1.status.as_str().replace('_', " ")
+                    )
+                })
+                .collect();
+            series.push(plot::Series {
+                failed: (!failed.is_empty()).then(|| failed.join(", ")),
+                ..plot::Series::new(
+                    format!(
+                        "{name} (median round {} of {rounds}), {}",
+                        r.round,
+                        v.rate_text()
+                    ),
+                    report::points(&stats.total().corrected),
+                )
+            });
         }
-        series.extend(
-            plot_series("", &RunStats::default(), false, &args.plot_add)?
-                .into_iter()
-                .skip(1),
-        );
-        write(path, &plot::svg(&describe(args), &series))?;
+        series.extend(clone_series(&setup.overlays));
+        let opts = plot::Options {
+            title: describe(args),
+            subtitle: format!(
+                "corrected latency of each target's median round by {} of {rounds}",
+                by.name()
+            ),
+            banner: (!ok).then(|| format!("FAILED: {}", problems.join("; "))),
+            linear: args.plot_linear,
+        };
+        write(path, &plot::svg(&opts, &series))?;
     }
-    Ok(())
+    Ok(if ok {
+        Outcome::Passed
+    } else {
+        Outcome::Failed(problems)
+    })
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = if args.targets.is_empty() {
-        single(&args)
-    } else {
-        compare(&args)
-    };
+    let result = prepare(&args).and_then(|setup| {
+        preflight(&args, &setup)?;
+        if args.targets.is_empty() {
+            single(&args, &setup)
+        } else {
+            compare(&args, &setup)
+        }
+    });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Passed) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed(problems)) => {
+            for p in problems {
+                eprintln!("coreshard-bench: FAILED: {p}");
+            }
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("coreshard-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(round: usize, achieved: f64, p99: f64) -> Round {
+        Round {
+            round,
+            achieved,
+            p50: p99 / 2.0,
+            p99,
+            p999: p99 * 2.0,
+            max: p99 * 3.0,
+            errors: 0,
+            ok: true,
+        }
+    }
+
+    #[test]
+    fn the_median_round_is_one_whole_round() {
+        let rounds = [
+            round(1, 100.0, 9.0),
+            round(2, 300.0, 1.0),
+            round(3, 200.0, 5.0),
+        ];
+        assert_eq!(median_round(&rounds, MedianBy::P99), 2);
+        assert_eq!(median_round(&rounds, MedianBy::Throughput), 2);
+        let rounds = [
+            round(1, 100.0, 1.0),
+            round(2, 300.0, 5.0),
+            round(3, 200.0, 9.0),
+        ];
+        assert_eq!(median_round(&rounds, MedianBy::P99), 1);
+        assert_eq!(median_round(&rounds, MedianBy::Throughput), 2);
+        // Even count: the lower middle.
+        let rounds = [
+            round(1, 4.0, 4.0),
+            round(2, 1.0, 1.0),
+            round(3, 3.0, 3.0),
+            round(4, 2.0, 2.0),
+        ];
+        assert_eq!(median_round(&rounds, MedianBy::P99), 3);
+        assert_eq!(median_round(&[round(1, 1.0, 1.0)], MedianBy::P99), 0);
+    }
+
+    #[test]
+    fn compare_table_stays_aligned_with_long_names() {
+        let rows = vec![
+            ("coreshard".to_string(), round(2, 40_000.0, 0.05)),
+            (
+                "redis-7.2.4-on-the-other-machine".to_string(),
+                Round {
+                    ok: false,
+                    ..round(1, 20_000.0, 0.1)
+                },
+            ),
+        ];
+        let t = compare_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        // Every column ends at the same offset on every line.
+        let ends = |l: &str| -> Vec<usize> {
+            let mut v = Vec::new();
+            let b = l.as_bytes();
+            for i in 0..b.len() {
+                if b[i] != b' ' && (i + 1 == b.len() || b[i + 1] == b' ') {
+                    v.push(i);
+                }
+            }
+            v
+        };
+        let header = ends(lines[0]);
+        // "p50 ms" etc. are two words: compare the last few columns by end offset.
+        for l in &lines[1..] {
+            assert_eq!(l.len(), lines[0].len(), "{t}");
+            assert_eq!(ends(l).last(), header.last(), "{t}");
+        }
+        assert!(
+            lines[2].contains("FAILED") && lines[2].contains("0.50x"),
+            "{t}"
+        );
+        assert!(lines[2].contains("2.00x"), "{t}");
+    }
+
+    #[test]
+    fn the_progress_line_says_where_the_run_is() {
+        let mut p = Progress {
+            elapsed: Duration::from_millis(400),
+            warmup: Duration::from_secs(1),
+            total: Some(Duration::from_secs(11)),
+            rate: 38_512.0,
+            offered: Some(50_000.0),
+            p99_ns: None,
+            done: 1234,
+            errors: 0,
+        };
+        let l = progress_line(&p);
+        assert!(l.contains("0.4/11.0 s (warm-up)"), "{l}");
+        assert!(
+            l.contains("achieved 38.5k/s of 50.0k/s offered (77%)"),
+            "{l}"
+        );
+        assert!(l.contains("p99 -") && !l.contains("0.000"), "{l}");
+        p.elapsed = Duration::from_secs(3);
+        p.p99_ns = Some(2_700_000_000);
+        p.offered = None;
+        let l = progress_line(&p);
+        assert!(!l.contains("warm-up") && l.contains("3.0/11.0 s"), "{l}");
+        assert!(l.contains("38.5k/s") && !l.contains("offered"), "{l}");
+        assert!(l.contains("p99 2.7 s"), "{l}");
+    }
+
+    #[test]
+    fn bad_inputs_are_refused_before_any_connection() {
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["coreshard-bench", "-p", "1"];
+            v.extend_from_slice(extra);
+            prepare(&Args::parse_from(v)).err().unwrap_or_default()
+        };
+        assert!(parse(&["--rate", "0"]).contains("--rate must be positive"));
+        assert!(parse(&["--max-error-rate", "101"]).contains("percentage"));
+        assert!(parse(&["--min-achieved=-1"]).contains("percentage"));
+        assert!(parse(&["--rounds", "0"]).contains("--rounds"));
+        assert!(parse(&["--duration", "0"]).contains("--duration"));
+        assert!(parse(&["--plot-add", "a=b.hgrm"]).contains("--plot"));
+        assert!(parse(&["--plot", "x.svg", "--plot-add", "nolabel"]).contains("LABEL=FILE"));
+        assert!(parse(&["--json", "/nonexistent-dir/x.json"]).contains("does not exist"));
+        assert!(parse(&["--target", "=127.0.0.1:1"]).contains("NAME=HOST:PORT"));
+        assert!(parse(&["--pubsub", "-n", "10"]).contains("--duration"));
+        assert_eq!(parse(&[]), "");
     }
 }

@@ -6,7 +6,20 @@ use std::path::Path;
 
 use hdrhistogram::Histogram;
 
-use crate::stats::{summarize, RunStats, Summary};
+use crate::stats::{summarize, KindStats, RunStats, Summary};
+
+/// A kind's summary, with ops/s from the replies received in the window: under an
+/// overloaded open loop, fewer of the requests due in the window are answered than
+/// replies arrive (the rest answer an older backlog).
+fn row(k: &KindStats, h: &Histogram<u64>, seconds: f64) -> Summary {
+    let mut s = summarize(&k.name, h, k.errors, seconds);
+    s.ops_per_sec = if seconds > 0.0 {
+        k.received as f64 / seconds
+    } else {
+        0.0
+    };
+    s
+}
 
 /// Summary rows for a run: per command (corrected), all commands, and service time.
 pub fn rows(stats: &RunStats) -> (Vec<Summary>, Vec<Summary>) {
@@ -14,13 +27,13 @@ pub fn rows(stats: &RunStats) -> (Vec<Summary>, Vec<Summary>) {
         .kinds
         .iter()
         .filter(|k| !k.corrected.is_empty())
-        .map(|k| summarize(&k.name, &k.corrected, k.errors, stats.seconds))
+        .map(|k| row(k, &k.corrected, stats.seconds))
         .collect();
     let mut service: Vec<Summary> = stats
         .kinds
         .iter()
         .filter(|k| !k.service.is_empty())
-        .map(|k| summarize(&k.name, &k.service, k.errors, stats.seconds))
+        .map(|k| row(k, &k.service, stats.seconds))
         .collect();
     if stats
         .kinds
@@ -30,8 +43,8 @@ pub fn rows(stats: &RunStats) -> (Vec<Summary>, Vec<Summary>) {
         > 1
     {
         let t = stats.total();
-        corrected.push(summarize("ALL", &t.corrected, t.errors, stats.seconds));
-        service.push(summarize("ALL", &t.service, t.errors, stats.seconds));
+        corrected.push(row(&t, &t.corrected, stats.seconds));
+        service.push(row(&t, &t.service, stats.seconds));
     }
     (corrected, service)
 }

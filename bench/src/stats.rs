@@ -23,6 +23,8 @@ pub struct KindStats {
     pub ok: u64,
     /// Error replies.
     pub errors: u64,
+    /// Replies received inside the measured window (whenever their requests were due).
+    pub received: u64,
 }
 
 impl KindStats {
@@ -34,6 +36,7 @@ impl KindStats {
             service: new_histogram(),
             ok: 0,
             errors: 0,
+            received: 0,
         }
     }
 
@@ -58,6 +61,7 @@ impl KindStats {
         let _ = self.service.add(&other.service);
         self.ok += other.ok;
         self.errors += other.errors;
+        self.received += other.received;
     }
 }
 
@@ -70,8 +74,15 @@ pub struct RunStats {
     pub seconds: f64,
     /// Connections that closed during the run and were reopened.
     pub reconnects: u64,
-    /// Requests lost with a closed connection (counted as errors too).
+    /// Measured requests that never got a reply: lost with a closed connection, or still
+    /// unanswered at the end of the drain. The verdict counts them as errors.
     pub lost_in_flight: u64,
+    /// Replies (error replies included) that arrived inside the measured window, whenever
+    /// their requests were due: the achieved rate is this over `seconds`.
+    pub received_in_window: u64,
+    /// Open loop: requests due in the window that were never sent because their
+    /// connection was still waiting on earlier ones.
+    pub unsent: u64,
     /// The first few distinct error replies, so errors are never hidden.
     pub error_samples: Vec<String>,
     /// Pub/sub: messages delivered to subscribers.
@@ -95,6 +106,8 @@ impl RunStats {
         self.seconds = self.seconds.max(other.seconds);
         self.reconnects += other.reconnects;
         self.lost_in_flight += other.lost_in_flight;
+        self.received_in_window += other.received_in_window;
+        self.unsent += other.unsent;
         for e in &other.error_samples {
             if self.error_samples.len() < 5 && !self.error_samples.contains(e) {
                 self.error_samples.push(e.clone());
@@ -120,9 +133,9 @@ impl RunStats {
 pub struct Summary {
     /// Command name.
     pub command: String,
-    /// Replies per second over the measured window.
+    /// Replies received in the measured window, per second of it.
     pub ops_per_sec: f64,
-    /// Replies.
+    /// Replies to requests due in the measured window (the histogram's count).
     pub count: u64,
     /// Error replies.
     pub errors: u64,

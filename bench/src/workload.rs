@@ -116,6 +116,12 @@ impl Generator {
             }
             pick -= c.2;
         }
+        self.encode(w, kind, out);
+        kind
+    }
+
+    /// Append one request of command `kind` to `out` (keys and values drawn as usual).
+    pub fn encode(&mut self, w: &Workload, kind: Kind, out: &mut Vec<u8>) {
         let key = self.keys.next(&mut self.rng);
         let (lo, hi) = w.value_size;
         let size = if hi > lo {
@@ -138,7 +144,6 @@ impl Generator {
             out.extend_from_slice(&scratch);
             out.extend_from_slice(b"\r\n");
         }
-        kind
     }
 }
 

@@ -163,7 +163,6 @@ pub fn watch(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
         );
         parts.push((g.shard, Op::Watch(g.keys)));
     }
-    let remote = parts.iter().any(|(shard, _)| *shard != s.shard);
     s.run_parts(
         ctx,
         conn,
@@ -173,8 +172,9 @@ pub fn watch(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
             got: Vec::new(),
         },
     );
-    if remote {
-        // EXEC must not run before the versions are back: hold later input until then.
+    // EXEC must not run before the versions are back: unless every part answered at
+    // once (all local, nothing in flight), hold later input until they are.
+    if ctx.state(conn).is_some_and(|st| !st.replies.is_empty()) {
         s.hold_until_answered(ctx, conn);
     }
 }

@@ -34,7 +34,12 @@ pub enum ReplayError {
     Snapshot,
 }
 
-/// Apply `recovery` to `dbs` (one per shard, journals off), at Unix time `now`.
+/// Apply `recovery` to `dbs` (one per shard, journals off), then drop the keys whose
+/// deadline passed before `now`.
+///
+/// Records are applied with expiry *off* (time 0): each record was valid when it was
+/// written, and judging it by today's clock would be wrong (a PERSIST after a SET with a
+/// short TTL would find the key gone). Keys that expired meanwhile go at the end.
 pub fn replay(
     recovery: &mut Recovery,
     dbs: &mut [Db],
@@ -57,12 +62,14 @@ pub fn replay(
             }
             Some(snapshot::Entry::Key(payload)) => {
                 let e = Effect::decode(kind::SET, &payload)?;
-                apply(&e, dbs, slots, now);
+                apply(&e, dbs, slots, 0);
                 out.snapshot_keys += 1;
             }
             None => return Err(ReplayError::Snapshot),
         }
     }
+    let now_for_records = 0;
+    let _ = now;
     for record in recovery.records() {
         let record = record?;
         if covered
@@ -72,8 +79,11 @@ pub fn replay(
             continue;
         }
         let e = Effect::decode(record.kind, &record.payload)?;
-        apply(&e, dbs, slots, now);
+        apply(&e, dbs, slots, now_for_records);
         out.records += 1;
+    }
+    for db in dbs.iter_mut() {
+        while db.expire_step(now, 1 << 16).more {}
     }
     Ok(out)
 }
@@ -83,7 +93,7 @@ fn owner<'a>(dbs: &'a mut [Db], slots: &SlotTable, key: &Bytes) -> Option<&'a mu
     dbs.get_mut(shard)
 }
 
-/// Apply one effect (keys already expired at `now` are dropped).
+/// Apply one effect as of time `now` (0: nothing counts as expired).
 pub fn apply(e: &Effect, dbs: &mut [Db], slots: &SlotTable, now: u64) {
     match e {
         Effect::Set {
@@ -92,11 +102,7 @@ pub fn apply(e: &Effect, dbs: &mut [Db], slots: &SlotTable, now: u64) {
             deadline,
         } => {
             if let Some(db) = owner(dbs, slots, key) {
-                if *deadline != 0 && *deadline <= now {
-                    db.remove(key, now);
-                } else {
-                    db.write(key, &Value::Shared(value.clone()), *deadline, now);
-                }
+                db.write(key, &Value::Shared(value.clone()), *deadline, now);
             }
         }
         Effect::Del { key } => {
@@ -106,11 +112,7 @@ pub fn apply(e: &Effect, dbs: &mut [Db], slots: &SlotTable, now: u64) {
         }
         Effect::Deadline { key, deadline } => {
             if let Some(db) = owner(dbs, slots, key) {
-                if *deadline != 0 && *deadline <= now {
-                    db.remove(key, now);
-                } else {
-                    db.set_deadline(key, *deadline, now);
-                }
+                db.set_deadline(key, *deadline, now);
             }
         }
         Effect::Append { key, data } => {

@@ -47,9 +47,15 @@ impl Server {
         }
         // Only replies that may show data wait; PING or INFO alone pass (later output
         // still queues behind anything already held).
-        let observed = ctx
-            .state(conn)
-            .is_some_and(|s| std::mem::take(&mut s.observed));
+        // The flag stays set while replies of this connection are still in flight (an
+        // EXEC waiting for its locks): they are produced later and must be held then too.
+        let observed = ctx.state(conn).is_some_and(|s| {
+            let observed = s.observed;
+            if s.replies.is_empty() {
+                s.observed = false;
+            }
+            observed
+        });
         if observed {
             ctx.hold_output_until(conn, self.db.last_lsn);
         }

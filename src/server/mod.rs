@@ -943,6 +943,18 @@ impl Handler for Server {
 
     fn on_close(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, state: ConnState) {
         self.forget_watches(ctx, &state.watched);
+        // A WATCH still in flight registers watchers its reply will never report: undo
+        // them through the same FIFO mailboxes (this shard's too), behind the WATCH.
+        let mut by_shard: Vec<(ShardId, Vec<bytes::Bytes>)> = Vec::new();
+        for (key, shard) in state.replies.pending_watch_keys() {
+            match by_shard.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, keys)) => keys.push(key),
+                None => by_shard.push((shard, vec![key])),
+            }
+        }
+        for (shard, keys) in by_shard {
+            ctx.send(shard, Msg::Unwatch { keys });
+        }
         if let Some(subs) = &state.subs {
             self.forget_subs(ctx, conn, subs);
         }

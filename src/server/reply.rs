@@ -243,6 +243,22 @@ impl ReplyQueue {
         self.slots.len()
     }
 
+    /// Keys of WATCH replies still in flight (their shards registered watchers that a
+    /// closing connection must release).
+    pub fn pending_watch_keys(&self) -> Vec<(Bytes, usize)> {
+        let mut out = Vec::new();
+        for slot in &self.slots {
+            if let Slot::Waiting {
+                agg: Agg::Watch { keys, .. },
+                ..
+            } = slot
+            {
+                out.extend(keys.iter().flatten().cloned());
+            }
+        }
+        out
+    }
+
     /// Whether some reply still waits for another shard.
     pub fn waiting(&self) -> bool {
         self.slots.iter().any(|s| matches!(s, Slot::Waiting { .. }))

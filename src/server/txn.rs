@@ -199,13 +199,19 @@ pub struct Locks {
     held: hashbrown::HashMap<Bytes, TxnId>,
     /// A transaction holding the whole shard.
     all: Option<TxnId>,
+    /// Transactions coordinated here that hold this shard without keys (so a snapshot's
+    /// whole-shard lock waits until they committed, see `begin_txn`).
+    tokens: hashbrown::HashSet<TxnId>,
     deferred: VecDeque<Deferred>,
 }
 
 impl Locks {
     /// Whether work may run directly (nothing locked, nothing waiting).
     pub fn is_clear(&self) -> bool {
-        self.held.is_empty() && self.all.is_none() && self.deferred.is_empty()
+        self.held.is_empty()
+            && self.all.is_none()
+            && self.tokens.is_empty()
+            && self.deferred.is_empty()
     }
 
     /// Whether work on `keys` (a barrier: on everything) may run now, ahead of nothing
@@ -218,7 +224,7 @@ impl Locks {
             return false;
         }
         if barrier {
-            return self.held.is_empty() && self.deferred.is_empty();
+            return self.held.is_empty() && self.tokens.is_empty() && self.deferred.is_empty();
         }
         if keys.iter().any(|k| self.held.contains_key(*k)) {
             return false;
@@ -315,6 +321,14 @@ impl Server {
             TxnKind::Flush | TxnKind::Snapshot { .. } => (Vec::new(), true),
         };
         let mut shards = by_shard(self, keys.into_iter());
+        if self.wal.is_some() && !all && !shards.iter().any(|(s, _)| *s == self.shard) {
+            // The transaction's record goes to this shard's log: hold this shard too (in
+            // shard order, without keys), so a snapshot cannot copy this shard between
+            // the moment the record is written and the moment its writes are applied
+            // elsewhere (its replay would skip the record, its copy miss the writes).
+            shards.push((self.shard, Vec::new()));
+            shards.sort_by_key(|(s, _)| *s);
+        }
         if all {
             for s in 0..self.shards {
                 if !shards.iter().any(|(id, _)| *id == s) {
@@ -421,6 +435,8 @@ impl Server {
             .collect();
         if all {
             self.locks.all = Some(txn);
+        } else if keys.is_empty() {
+            self.locks.tokens.insert(txn);
         }
         for k in keys {
             self.locks.held.insert(k, txn);
@@ -521,6 +537,7 @@ impl Server {
             self.db.journal(&Effect::Fence);
         }
         self.locks.held.retain(|_, owner| *owner != txn);
+        self.locks.tokens.remove(&txn);
         if self.locks.all == Some(txn) {
             self.locks.all = None;
         }
@@ -561,7 +578,7 @@ impl Server {
                 let keys = d.keys();
                 let ahead = self.locks.deferred.range(..i);
                 if d.is_barrier() {
-                    i == 0 && self.locks.held.is_empty()
+                    i == 0 && self.locks.held.is_empty() && self.locks.tokens.is_empty()
                 } else {
                     !keys.iter().any(|k| self.locks.held.contains_key(*k))
                         && !ahead.into_iter().any(|e| {

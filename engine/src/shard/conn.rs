@@ -42,6 +42,9 @@ pub(crate) struct Conn<S> {
     pub tearing_down: bool,
     /// Tear down at the end of the turn without sending pending output.
     pub aborting: bool,
+    /// The peer closed its side while input was paused with bytes kept: those are still
+    /// delivered when input resumes, then the connection closes.
+    pub peer_closed: bool,
     /// Output is held until the shard's released tag reaches this
     /// ([`crate::Ctx::hold_output_until`]).
     pub hold_until: u64,
@@ -71,6 +74,7 @@ impl<S> Conn<S> {
             closing: false,
             tearing_down: false,
             aborting: false,
+            peer_closed: false,
             hold_until: 0,
             dirty: false,
             peer,

@@ -443,8 +443,14 @@ impl<H: Handler> Shard<H> {
                 if let Some(bid) = bid {
                     self.bufring.recycle(bid);
                 }
-                // Peer closed its side: send what is already owed, then close.
-                self.ctx.close(id);
+                // Peer closed its side: send what is already owed, then close; but requests
+                // it sent before closing and that wait behind a pause are served first.
+                let conn = &mut self.ctx.conns[idx as usize];
+                if conn.input_blocked() && !conn.inbuf.is_empty() && !conn.closing {
+                    conn.peer_closed = true;
+                } else {
+                    self.ctx.close(id);
+                }
             }
             err => {
                 let errno = -err;
@@ -478,7 +484,12 @@ impl<H: Handler> Shard<H> {
         let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
             return;
         };
-        if conn.recv_armed || conn.closing || conn.connecting || conn.input_blocked() {
+        if conn.recv_armed
+            || conn.closing
+            || conn.connecting
+            || conn.input_blocked()
+            || conn.peer_closed
+        {
             return;
         }
         if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
@@ -624,6 +635,13 @@ impl<H: Handler> Shard<H> {
             let inbuf = std::mem::take(&mut conn.inbuf);
             let kept = self.feed_kept(id, inbuf);
             self.keep_input(id, kept);
+        }
+        if let Some(conn) = self.ctx.get_mut(id) {
+            if conn.peer_closed && !conn.input_blocked() {
+                // Everything the peer sent before closing has been served.
+                self.ctx.close(id);
+                return;
+            }
         }
         self.rearm.push(id.index);
     }

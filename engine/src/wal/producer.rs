@@ -40,9 +40,6 @@ pub struct ShardLog {
     next_lsn: u64,
     buf: Vec<u8>,
     buf_records: u32,
-    /// This shard's records that could not be handed over yet (the ring was full); they
-    /// go first, without a ticket until they do.
-    held: Option<Chunk>,
     producer: Producer<Chunk>,
     shared: Arc<Shared>,
     wal_thread: Thread,
@@ -64,7 +61,6 @@ impl ShardLog {
             next_lsn: first_lsn,
             buf: Vec::new(),
             buf_records: 0,
-            held: None,
             producer,
             shared,
             wal_thread,
@@ -103,42 +99,27 @@ impl ShardLog {
     /// [`ShardLog::flush`], running `between` after the ticket was taken and before the
     /// push (tests use it to hold a ticket open).
     pub(crate) fn hand_over(&mut self, between: impl FnOnce()) {
-        if !self.buf.is_empty() {
-            let data = std::mem::take(&mut self.buf);
-            let last_lsn = self.next_lsn - 1;
-            match &mut self.held {
-                Some(held) => {
-                    held.data.extend_from_slice(&data);
-                    held.records += self.buf_records;
-                    held.last_lsn = last_lsn;
-                }
-                None => {
-                    self.held = Some(Chunk {
-                        ticket: 0,
-                        shard: self.index,
-                        data,
-                        records: self.buf_records,
-                        last_lsn,
-                    });
-                }
-            }
-            self.buf_records = 0;
-        }
-        if self.held.is_none() || self.producer.slots() == 0 {
+        if self.buf.is_empty() {
             return;
         }
-        let Some(mut chunk) = self.held.take() else {
-            return;
+        let data = std::mem::take(&mut self.buf);
+        // The ticket is taken now, at hand-over: everything this shard does after this
+        // turn (the messages it sends) must come later in the log. A taken ticket must
+        // arrive (the WAL thread waits for it), so if the ring is full, which means the
+        // WAL thread is thousands of chunks behind, the shard waits for room: that is the
+        // log's backpressure, and the only place a shard ever blocks on it.
+        let mut chunk = Chunk {
+            ticket: self.shared.tickets.0.fetch_add(1, Ordering::SeqCst),
+            shard: self.index,
+            data,
+            records: self.buf_records,
+            last_lsn: self.next_lsn - 1,
         };
-        // We are the ring's only producer and it has a free slot, so the push below
-        // succeeds: no ticket is ever taken by a chunk the WAL thread will not receive
-        // (it would wait for that ticket forever).
-        chunk.ticket = self.shared.tickets.0.fetch_add(1, Ordering::SeqCst);
+        self.buf_records = 0;
         between();
         while let Err(rtrb::PushError::Full(back)) = self.producer.push(chunk) {
-            // Unreachable (free slots only grow while we do not push); if it ever
-            // happened, the ticket is taken and must arrive, so wait for room.
             chunk = back;
+            self.wal_thread.unpark();
             std::thread::yield_now();
         }
         if self.shared.needs_wake() {
