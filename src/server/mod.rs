@@ -26,6 +26,18 @@ use txn::{Locks, Txn};
 /// Redis's refusal of a non-loopback client in protected mode.
 const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
+/// Protected mode (bound beyond loopback without a password) refuses clients that are
+/// not on the loopback interface.
+fn protected_mode_refuses(config: &ServerConfig, peer: Option<SocketAddr>) -> bool {
+    let loopback = peer.is_some_and(|p| match p.ip() {
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        ip => ip.is_loopback(),
+    });
+    config.protected && !loopback
+}
+
 /// Slots one KEYS step visits before yielding to I/O.
 const KEYS_STEP: usize = 4096;
 
@@ -783,7 +795,7 @@ impl Handler for Server {
         conn: ConnId,
         peer: Option<SocketAddr>,
     ) -> ConnState {
-        if self.config.protected && !peer.is_some_and(|p| p.ip().is_loopback()) {
+        if protected_mode_refuses(&self.config, peer) {
             self.denied.push(conn);
         }
         self.next_client += 1;
@@ -974,5 +986,36 @@ impl Handler for Server {
 
     fn rejection(&self) -> &[u8] {
         b"-ERR max number of clients reached\r\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> ServerConfig {
+        let mut all = vec!["coreshard"];
+        all.extend_from_slice(args);
+        ServerConfig::from_args(&crate::config::Args::parse_from(all))
+    }
+
+    #[test]
+    fn protected_mode_refuses_only_other_hosts_and_only_when_exposed_without_password() {
+        let remote: SocketAddr = "203.0.113.7:5000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+        let exposed = config(&["--bind", "0.0.0.0"]);
+        assert!(protected_mode_refuses(&exposed, Some(remote)));
+        assert!(protected_mode_refuses(&exposed, None));
+        assert!(!protected_mode_refuses(&exposed, Some(local)));
+        assert!(!protected_mode_refuses(&exposed, Some(mapped)));
+        let with_password = config(&["--bind", "0.0.0.0", "--requirepass", "x"]);
+        assert!(!protected_mode_refuses(&with_password, Some(remote)));
+        let off = config(&["--bind", "0.0.0.0", "--protected-mode", "no"]);
+        assert!(!protected_mode_refuses(&off, Some(remote)));
+        let loopback_only = config(&[]);
+        assert!(!protected_mode_refuses(&loopback_only, Some(remote)));
+        assert!(PROTECTED_MODE_DENIED.starts_with(b"-DENIED Redis is running in protected mode"));
     }
 }
