@@ -60,7 +60,16 @@ impl RemoteWaker {
             Ok(r) => r,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Err(e) = ring.wake(fd, Token::simple(Kind::Wake)) {
+        // The parked flag is already cleared: a lost wake-up would leave the shard asleep
+        // with news waiting, so try again before giving up.
+        let mut last = None;
+        for _ in 0..3 {
+            match ring.wake(fd, Token::simple(Kind::Wake)) {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
             tracing::warn!("could not wake shard {shard}: {e}");
         }
     }
