@@ -203,6 +203,10 @@ pub struct Locks {
     /// whole-shard lock waits until they committed, see `begin_txn`).
     tokens: hashbrown::HashSet<TxnId>,
     deferred: VecDeque<Deferred>,
+    /// How many deferred items want each key (so a check is a lookup, not a scan).
+    wanted: hashbrown::HashMap<Bytes, u32>,
+    /// Deferred barriers (flushes, whole-shard locks).
+    barriers: u32,
 }
 
 impl Locks {
@@ -231,12 +235,23 @@ impl Locks {
         }
         // Keep per-key order: nothing may overtake deferred work on one of its keys, and
         // nothing overtakes a deferred barrier.
-        !self.deferred.iter().any(|d| {
-            d.is_barrier() || {
-                let theirs = d.keys();
-                keys.iter().any(|k| theirs.contains(k))
+        self.barriers == 0 && !keys.iter().any(|k| self.wanted.contains_key(*k))
+    }
+
+    /// Queue work behind what already waits.
+    fn defer(&mut self, work: Deferred) {
+        if work.is_barrier() {
+            self.barriers += 1;
+        }
+        for k in work.keys() {
+            match self.wanted.get_mut(k) {
+                Some(n) => *n += 1,
+                None => {
+                    self.wanted.insert(Bytes::copy_from_slice(k), 1);
+                }
             }
-        })
+        }
+        self.deferred.push_back(work);
     }
 }
 
@@ -403,7 +418,7 @@ impl Server {
     ) {
         let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
         if !self.locks.may_run(&refs, all) {
-            self.locks.deferred.push_back(Deferred::Lock {
+            self.locks.defer(Deferred::Lock {
                 from,
                 txn,
                 keys,
@@ -556,7 +571,7 @@ impl Server {
         if self.locks.is_clear() || self.locks.may_run(&op.keys(), op.is_barrier()) {
             return Some(op);
         }
-        self.locks.deferred.push_back(Deferred::Request {
+        self.locks.defer(Deferred::Request {
             from,
             conn,
             seq,
@@ -567,35 +582,31 @@ impl Server {
     }
 
     /// Run every deferred item that no lock and no earlier item on its keys holds back.
+    /// One pass in arrival order: each item runs unless a lock holds one of its keys or an
+    /// item that stays ahead of it wants one (a barrier that stays stops everything after
+    /// it). Linear in the deferred keys, whatever the queue length.
     fn run_deferred(&mut self, ctx: &mut Ctx<Server>) {
-        let mut i = 0;
-        while i < self.locks.deferred.len() {
-            if self.locks.all.is_some() {
-                return;
-            }
-            let runnable = {
-                let d = &self.locks.deferred[i];
-                let keys = d.keys();
-                let ahead = self.locks.deferred.range(..i);
-                if d.is_barrier() {
-                    i == 0 && self.locks.held.is_empty() && self.locks.tokens.is_empty()
+        let items = std::mem::take(&mut self.locks.deferred);
+        self.locks.wanted.clear();
+        self.locks.barriers = 0;
+        let mut ahead: hashbrown::HashSet<Bytes> = hashbrown::HashSet::new();
+        for work in items {
+            let runnable = self.locks.all.is_none()
+                && self.locks.barriers == 0
+                && if work.is_barrier() {
+                    self.locks.deferred.is_empty()
+                        && self.locks.held.is_empty()
+                        && self.locks.tokens.is_empty()
                 } else {
-                    !keys.iter().any(|k| self.locks.held.contains_key(*k))
-                        && !ahead.into_iter().any(|e| {
-                            e.is_barrier() || {
-                                let theirs = e.keys();
-                                keys.iter().any(|k| theirs.contains(k))
-                            }
-                        })
-                }
-            };
+                    work.keys()
+                        .iter()
+                        .all(|k| !self.locks.held.contains_key(*k) && !ahead.contains(*k))
+                };
             if !runnable {
-                i += 1;
+                ahead.extend(work.keys().into_iter().map(Bytes::copy_from_slice));
+                self.locks.defer(work);
                 continue;
             }
-            let Some(work) = self.locks.deferred.remove(i) else {
-                return;
-            };
             match work {
                 Deferred::Request {
                     from,
@@ -613,8 +624,6 @@ impl Server {
                     all,
                 } => self.grant(ctx, from, txn, keys, all),
             }
-            // Granting may have locked keys that later items need: rescan from the start.
-            i = 0;
         }
     }
 }
@@ -920,7 +929,7 @@ mod tests {
     fn nothing_overtakes_deferred_work_on_its_keys() {
         let mut l = Locks::default();
         l.held.insert(Bytes::from_static(b"a"), txn(1));
-        l.deferred.push_back(Deferred::Lock {
+        l.defer(Deferred::Lock {
             from: 0,
             txn: txn(2),
             keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
