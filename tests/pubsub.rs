@@ -186,6 +186,11 @@ fn a_slow_subscriber_is_disconnected_at_its_output_limit() {
         assert!(Instant::now() < deadline, "slow subscriber never dropped");
     }
     assert!(slow.closed(), "the slow subscriber's connection was closed");
+    let info: String = q(p, &["INFO", "stats"]).unwrap();
+    assert!(
+        info.contains("client_output_buffer_limit_disconnections:1"),
+        "{info}"
+    );
     assert_eq!(q::<String>(p, &["PING"]).unwrap(), "PONG");
 }
 

@@ -450,9 +450,7 @@ impl Server {
         } else {
             state.replies.push_ready(bytes.clone());
         }
-        if self.over_pubsub_limit(ctx, conn) {
-            self.pubsub.disconnections += 1;
-        }
+        self.over_pubsub_limit(ctx, conn);
         true
     }
 }

@@ -602,11 +602,13 @@ impl Server {
             state.over_soft_since = None;
         }
         if over {
-            tracing::warn!(
-                "client id={} closed for overcoming of output buffer limits ({unsent} bytes)",
-                state.id
-            );
-            state.closing = true;
+            if !std::mem::replace(&mut state.closing, true) {
+                tracing::warn!(
+                    "client id={} closed for overcoming of output buffer limits ({unsent} bytes)",
+                    state.id
+                );
+                self.pubsub.disconnections += 1;
+            }
             ctx.abort(conn);
         }
         over

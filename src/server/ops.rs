@@ -169,6 +169,13 @@ pub struct ShardReport {
     pub used_memory: u64,
     /// Keys evicted under maxmemory.
     pub evicted: u64,
+    /// Channels with a subscriber on this shard (summed over shards: a channel with
+    /// subscribers on two shards counts twice).
+    pub pubsub_channels: u64,
+    /// Patterns with a subscriber on this shard.
+    pub pubsub_patterns: u64,
+    /// Clients dropped for their output buffer limit.
+    pub output_limit_disconnections: u64,
 }
 
 /// The answer of one part.
@@ -372,6 +379,11 @@ impl Server {
                     keyspace_bytes: db.structure_bytes() as u64,
                     used_memory: crate::evict::used(db) as u64,
                     evicted: db.evict.evicted,
+                    pubsub_channels: self.pubsub.names(crate::pubsub::Ns::Channel, None).len()
+                        as u64,
+                    pubsub_patterns: self.pubsub.names(crate::pubsub::Ns::Pattern, None).len()
+                        as u64,
+                    output_limit_disconnections: self.pubsub.disconnections,
                 })
             }
             Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),
