@@ -194,7 +194,7 @@ pub enum OpResult {
     /// An error reply (text includes the code).
     Error(String),
     /// INFO counters.
-    Report(ShardReport),
+    Report(Box<ShardReport>),
     /// Text lines (CLIENT LIST).
     Text(String),
     /// KEYS part.
@@ -363,7 +363,7 @@ impl Server {
             }
             Op::Report => {
                 let s = ctx.stats();
-                OpResult::Report(ShardReport {
+                OpResult::Report(Box::new(ShardReport {
                     keys: db.len() as u64,
                     expires: db.with_deadline() as u64,
                     expired: db.expired_total(),
@@ -384,7 +384,7 @@ impl Server {
                     pubsub_patterns: self.pubsub.names(crate::pubsub::Ns::Pattern, None).len()
                         as u64,
                     output_limit_disconnections: self.pubsub.disconnections,
-                })
+                }))
             }
             Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),
         }

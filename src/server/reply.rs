@@ -77,7 +77,7 @@ impl Agg {
                     }
                 }
             }
-            (Agg::Info { reports, .. }, OpResult::Report(r)) => reports.push(r),
+            (Agg::Info { reports, .. }, OpResult::Report(r)) => reports.push(*r),
             (Agg::ClientList(text), OpResult::Text(t)) => text.push_str(&t),
             (Agg::Keys(all), OpResult::Keys(ks)) => all.extend(ks),
             (Agg::Scan { page, .. }, OpResult::ScanPage { next, keys }) => {
