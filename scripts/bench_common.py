@@ -278,3 +278,62 @@ def dir_bytes(path):
             except OSError:
                 pass
     return total
+
+
+# --- Additions for scripts/pubsub-bench.py (generic; the helpers above are unchanged) ---
+
+def proc_cpu_seconds(pid):
+    """utime + stime of process `pid` (all its threads), in seconds, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    """User + system CPU seconds of this process' waited-for children so far."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_busy_seconds():
+    """{cpu index: busy seconds since boot} from /proc/stat (everything but idle and iowait)."""
+    out = {}
+    tck = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *vals = line.split()
+                v = [int(x) for x in vals]
+                out[int(name[3:])] = (sum(v[:8]) - v[3] - v[4]) / tck
+    return out
+
+
+def load_note():
+    """'load=L cpu_psi=P%': the 1-minute load average and /proc/pressure/cpu 'some' avg10."""
+    try:
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[0]
+    except OSError:
+        load = "?"
+    psi = "?"
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some"):
+                    psi = line.split()[1].split("=")[1] + "%"
+    except OSError:
+        pass
+    return f"load={load} cpu_psi={psi}"
+
+
+def raise_fd_limit(want):
+    """Raise this process' soft RLIMIT_NOFILE towards `want` (at most the hard limit);
+    children started afterwards inherit it. Returns the new soft limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = max(soft, want if hard == resource.RLIM_INFINITY else min(want, hard))
+    if new != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return new
