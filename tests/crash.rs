@@ -177,23 +177,6 @@ fn everysec_loses_at_most_about_a_second() {
     );
 }
 
-/// A raw connection that landed on `shard` (CLIENT ID tells: ids go round the shards).
-fn conn_on(server: &Server, shard: u64, shards: u64) -> common::Raw {
-    loop {
-        let mut raw = server.raw();
-        raw.cmd(&[b"CLIENT", b"ID"]);
-        let id: u64 = raw
-            .reply_str()
-            .trim_start_matches(':')
-            .trim()
-            .parse()
-            .unwrap();
-        if (id - 1) % shards == shard {
-            return raw;
-        }
-    }
-}
-
 /// Transactions coordinated on one shard that write only another shard's keys, while
 /// snapshots run back to back: after kill -9, every acknowledged transaction is there
 /// (a snapshot must never copy the coordinator between its record and its writes).
@@ -214,7 +197,7 @@ fn transactions_racing_snapshots_survive_kill_9() {
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut workers = Vec::new();
     for w in 0..3 {
-        let mut raw = conn_on(&server, 1, 3);
+        let mut raw = server.raw_on_shard(1, 3);
         let (keys, stop, acked) = (keys.clone(), stop.clone(), acked.clone());
         workers.push(thread::spawn(move || {
             let mut i = w;
@@ -235,7 +218,7 @@ fn transactions_racing_snapshots_survive_kill_9() {
             }
         }));
     }
-    let mut snap = conn_on(&server, 2, 3);
+    let mut snap = server.raw_on_shard(2, 3);
     let t = Instant::now();
     let mut snapshots = 0;
     while t.elapsed() < Duration::from_millis(2500) {

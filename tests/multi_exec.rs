@@ -375,14 +375,7 @@ fn a_contended_key_does_not_stall_its_shard() {
 fn a_watch_behind_an_owed_reply_is_held_like_a_remote_one() {
     let server = Server::start(&["--shards", "2"]);
     // A connection on shard 0 (client ids go round the shards).
-    let mut raw = loop {
-        let mut r = server.raw();
-        r.cmd(&[b"CLIENT", b"ID"]);
-        let id: u64 = next(&mut r).trim_start_matches(':').parse().unwrap();
-        if (id - 1) % 2 == 0 {
-            break r;
-        }
-    };
+    let mut raw = server.raw_on_shard(0, 2);
     let remote = keys_on("r", 1, 2, 2);
     let local = keys_on("l", 0, 2, 2);
     raw.send(&pipeline(&[

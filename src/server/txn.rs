@@ -369,22 +369,7 @@ impl Server {
             origin: self.shard,
             id: self.next_txn,
         };
-        let Some((first, first_keys)) = shards.first().cloned() else {
-            // No keys at all (cannot happen for these kinds): decide at once.
-            self.txns.insert(
-                id.id,
-                Txn {
-                    conn,
-                    seq,
-                    kind,
-                    shards,
-                    all,
-                    granted: 0,
-                    entries: Vec::new(),
-                },
-            );
-            return self.on_locked(ctx, id, Vec::new());
-        };
+        let first = shards.first().cloned();
         self.txns.insert(
             id.id,
             Txn {
@@ -397,6 +382,10 @@ impl Server {
                 entries: Vec::new(),
             },
         );
+        let Some((first, first_keys)) = first else {
+            // No keys at all (cannot happen for these kinds): decide at once.
+            return self.on_locked(ctx, id, Vec::new());
+        };
         ctx.send(
             first,
             Msg::Lock {

@@ -118,6 +118,24 @@ impl Server {
         Raw::connect(self.addr)
     }
 
+    /// A raw connection that landed on `shard` of `shards` (CLIENT ID tells: ids go round
+    /// the shards).
+    pub fn raw_on_shard(&self, shard: u64, shards: u64) -> Raw {
+        loop {
+            let mut raw = self.raw();
+            raw.cmd(&[b"CLIENT", b"ID"]);
+            let id: u64 = raw
+                .reply_str()
+                .trim_start_matches(':')
+                .trim()
+                .parse()
+                .expect("CLIENT ID is an integer");
+            if (id - 1) % shards == shard {
+                return raw;
+            }
+        }
+    }
+
     /// Send SIGTERM and wait for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
