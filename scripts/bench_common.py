@@ -337,3 +337,29 @@ def raise_fd_limit(want):
     if new != soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     return new
+
+
+def fmt(v):
+    """A number for a report table: about three significant digits; None as "-"."""
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return str(v)
+    if v != v:
+        return "nan"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.3f}"
+
+
+def sh(cmd):
+    """The first line a command prints (run from the repository root), or "?"."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
+        return out.splitlines()[0] if out else ""
+    except Exception:  # noqa: BLE001
+        return "?"

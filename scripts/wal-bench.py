@@ -75,7 +75,7 @@ import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import (ROOT, SERVER_CPU, dir_bytes, fdatasync_latencies, free_port, launch,  # noqa: E402
-                          median, parse_redis_benchmark, percentile, thread_affinities, time_limit)
+                          median, parse_redis_benchmark, percentile, thread_affinities, time_limit, fmt, sh)
 
 CLIENT_CPU = os.environ.get("CLIENT_CPU", "0")
 mono = time.monotonic
@@ -217,28 +217,6 @@ class Report:
         self.lines.append(line)
 
 
-def fmt(v):
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, int):
-        return str(v)
-    if v != v:
-        return "nan"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.3f}"
-
-
-def sh(cmd):
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
-        return out.splitlines()[0] if out else ""
-    except Exception:  # noqa: BLE001
-        return "?"
 
 
 def med(runs, key):
