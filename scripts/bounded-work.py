@@ -7,7 +7,7 @@ Build the server first (this script does not build it):
     scripts/bounded-work.py [--binary target/release/coreshard] [--out docs/evidence/bounded-work.txt]
 
 Each server is started fresh for every (measurement, repetition) on a free port, pinned
-with `taskset -c SERVER_CPU` (default 1): coreshard as `--shards 1 --port P`, redis-server
+with `taskset -c SERVER_CPU` (default 1): coreshard as `--shards 1 --port P --appendonly no`, redis-server
 as `--port P --save '' --appendonly no`. The clients (this process, its threads and the
 PING process) are pinned to CLIENT_CPU (default 0). Each measurement runs --reps times
 (default 3), alternating which server goes first, and the table at the end gives medians
@@ -43,9 +43,7 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -53,7 +51,8 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import (ROOT, SERVER_CPU, Conn, encode, free_port, launch, median,  # noqa: E402
-                          percentile, rss_bytes, stop)
+                          percentile, rss_bytes, stop, fmt, sh)
+from bench_common import time_limit as _time_limit  # noqa: E402
 
 CLIENT_CPU = int(os.environ.get("CLIENT_CPU", "0"))
 KINDS = ("coreshard", "redis")
@@ -68,18 +67,9 @@ class Fail(Exception):
 
 # ---------------------------------------------------------------- plumbing
 
-@contextlib.contextmanager
 def time_limit(seconds, what):
     """Raise Fail in the main thread if the block runs longer than `seconds`."""
-    def on_alarm(signum, frame):
-        raise Fail(f"timed out after {seconds:g} s: {what}")
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    return _time_limit(seconds, what, Fail)
 
 
 class Client(Conn):
@@ -138,7 +128,7 @@ PINGERS = []    # running PING processes
 def start_server(kind, binary):
     port = free_port()
     if kind == "coreshard":
-        cmd = [binary, "--shards", "1", "--port", str(port), "--log-level", "warn"]
+        cmd = [binary, "--shards", "1", "--port", str(port), "--log-level", "warn", "--appendonly", "no"]
     else:
         cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
                "--loglevel", "warning"]
@@ -533,26 +523,6 @@ class Report:
         self.lines.append(line)
 
 
-def fmt(v):
-    if isinstance(v, str):
-        return v
-    if isinstance(v, int):
-        return str(v)
-    if v != v:
-        return "nan"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.3f}"
-
-
-def sh(cmd):
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
-        return out.splitlines()[0] if out else ""
-    except Exception:  # noqa: BLE001
-        return "?"
 
 
 def main():

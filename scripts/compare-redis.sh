@@ -33,7 +33,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_server() { # name -> prints pid
   case $1 in
     coreshard)
-      taskset -c "$SERVER_CPU" ./target/release/coreshard --port "$CS_PORT" --shards 1 --cores "$SERVER_CPU" --log-level warn >/dev/null &
+      taskset -c "$SERVER_CPU" ./target/release/coreshard --port "$CS_PORT" --shards 1 --cores "$SERVER_CPU" --log-level warn --appendonly no >/dev/null &
       echo $! ;;
     redis)
       taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --save "" --appendonly no --daemonize no --loglevel warning >/dev/null &

@@ -10,7 +10,7 @@ PORT=${PORT:-16381}
 command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace >/dev/null; }
 command -v redis-benchmark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null; }
 cargo build --release -q
-./target/release/coreshard --port "$PORT" --shards 1 --log-level warn >/dev/null &
+./target/release/coreshard --port "$PORT" --shards 1 --log-level warn --appendonly no >/dev/null &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 200); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
