@@ -1,21 +1,87 @@
 //! One shard's keyspace: the engine's TTL map behind the one choke point every read and
-//! every mutation of a shard's data passes. Mutations (`write`, `append`, `setrange`,
-//! `remove`, `set_deadline`, `clear`) are where WATCH invalidation hooks in (and where
-//! journaling and memory accounting will); nothing outside this module touches the map
-//! directly.
+//! every mutation of a shard's data passes. Mutations (`write`, `write_owned`, `append`,
+//! `setrange`, `remove`, `set_deadline`, `clear`, and `edit_hash` / `edit_list` /
+//! `edit_set` for collections) are where WATCH invalidation, keyspace notifications and
+//! journaling hook in; memory is accounted by the map. Nothing outside this module touches
+//! the map directly.
+//!
+//! Values are typed: a key holds a string (bytes in the map entry) or an [`Obj`] (a hash,
+//! list or set, boxed in the entry). Reads of the wrong type answer [`WrongType`].
 
 use bytes::Bytes;
-use coreshard_engine::ttl::{ExpireStep, TtlMap, ValueRef};
+use coreshard_engine::ttl::{ExpireStep, Owned, Stored, TtlMap, ValueRef};
 
 use crate::notify::{Events, Mutation};
 use crate::persist::effect::Effect;
 use crate::persist::Journal;
+use crate::server::args::ArgList;
+use crate::server::ops::OpResult;
+use crate::types::{List, Obj, Set, Table};
 use crate::watch::WatchTable;
+
+/// What a key holds, borrowed.
+pub type Found<'a> = Stored<'a, Obj>;
+/// A value of any type, owned (it moves between keys and shards, and to disk).
+pub type OwnedValue = Owned<Obj>;
+
+/// Redis's error for an operation on a key of another type.
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+/// The key holds another type than the command works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongType;
+
+impl From<WrongType> for OpResult {
+    fn from(_: WrongType) -> OpResult {
+        OpResult::Error(WRONGTYPE.into())
+    }
+}
+
+/// What a collection command did, returned from the closure given to `Db::edit_*`.
+pub struct Edit<R> {
+    /// The command's answer.
+    pub reply: R,
+    /// The keyspace event, if the value changed (nothing is journaled or notified
+    /// otherwise).
+    pub event: Option<&'static str>,
+    /// The record to journal instead of the command's own arguments (a deterministic
+    /// rewrite, e.g. SPOP as SREM of what it popped).
+    pub log: Option<Vec<Bytes>>,
+}
+
+impl<R> Edit<R> {
+    /// Nothing changed.
+    pub fn unchanged(reply: R) -> Edit<R> {
+        Edit {
+            reply,
+            event: None,
+            log: None,
+        }
+    }
+
+    /// Changed; replay repeats the command as it was given.
+    pub fn changed(reply: R, event: &'static str) -> Edit<R> {
+        Edit {
+            reply,
+            event: Some(event),
+            log: None,
+        }
+    }
+
+    /// Changed; replay runs `log` (a command, name first) instead.
+    pub fn logged(reply: R, event: &'static str, log: Vec<Bytes>) -> Edit<R> {
+        Edit {
+            reply,
+            event: Some(event),
+            log: Some(log),
+        }
+    }
+}
 
 /// A shard's keys, its hit/miss counters and its watched keys. Times are Unix milliseconds.
 #[derive(Default)]
 pub struct Db {
-    map: TtlMap,
+    map: TtlMap<Obj>,
     /// Reads that found their key.
     pub hits: u64,
     /// Reads that did not.
@@ -30,6 +96,8 @@ pub struct Db {
     pub events: Events,
     /// Eviction under `maxmemory` (see [`crate::evict`]).
     pub evict: crate::evict::Evictor,
+    /// While running [`Db::atomically`]: the effects to journal as one record.
+    group: Option<Vec<Effect>>,
 }
 
 impl Db {
@@ -42,8 +110,8 @@ impl Db {
         }
     }
 
-    /// Read a value, counting a hit or a miss.
-    pub fn read(&mut self, key: &[u8], now: u64) -> Option<ValueRef<'_>> {
+    /// Read a value of any type, counting a hit or a miss.
+    pub fn read(&mut self, key: &[u8], now: u64) -> Option<Found<'_>> {
         let v = self.map.get(key, now);
         if v.is_some() {
             self.hits += 1;
@@ -53,19 +121,107 @@ impl Db {
         v
     }
 
-    /// Read a value as owned `Bytes` (free for large values), counting a hit or a miss.
-    pub fn read_bytes(&mut self, key: &[u8], now: u64) -> Option<Bytes> {
-        self.read(key, now).map(|v| v.to_bytes())
+    /// Read a string, counting a hit or a miss.
+    pub fn read_str(&mut self, key: &[u8], now: u64) -> Result<Option<ValueRef<'_>>, WrongType> {
+        match self.read(key, now) {
+            None => Ok(None),
+            Some(Stored::Bytes(v)) => Ok(Some(v)),
+            Some(Stored::Object(_)) => Err(WrongType),
+        }
+    }
+
+    /// Read a string as owned `Bytes` (free for large values), counting a hit or a miss.
+    pub fn read_bytes(&mut self, key: &[u8], now: u64) -> Result<Option<Bytes>, WrongType> {
+        Ok(self.read_str(key, now)?.map(|v| v.to_bytes()))
+    }
+
+    /// A string for MGET: a key of another type reads as nil, as in Redis.
+    pub fn read_bytes_or_nil(&mut self, key: &[u8], now: u64) -> Option<Bytes> {
+        self.read_bytes(key, now).ok().flatten()
     }
 
     /// A live key's value, without counting a hit or miss.
-    pub fn get(&mut self, key: &[u8], now: u64) -> Option<ValueRef<'_>> {
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<Found<'_>> {
         self.map.get(key, now)
     }
 
+    /// A live string, without counting.
+    pub fn get_str(&mut self, key: &[u8], now: u64) -> Result<Option<ValueRef<'_>>, WrongType> {
+        match self.map.get(key, now) {
+            None => Ok(None),
+            Some(Stored::Bytes(v)) => Ok(Some(v)),
+            Some(Stored::Object(_)) => Err(WrongType),
+        }
+    }
+
     /// A live key's value and deadline (0 = none), without counting.
-    pub fn get_with_deadline(&mut self, key: &[u8], now: u64) -> Option<(ValueRef<'_>, u64)> {
+    pub fn get_with_deadline(&mut self, key: &[u8], now: u64) -> Option<(Found<'_>, u64)> {
         self.map.get_with_deadline(key, now)
+    }
+
+    /// A live string and its deadline, without counting.
+    pub fn get_str_with_deadline(
+        &mut self,
+        key: &[u8],
+        now: u64,
+    ) -> Result<Option<(ValueRef<'_>, u64)>, WrongType> {
+        match self.map.get_with_deadline(key, now) {
+            None => Ok(None),
+            Some((Stored::Bytes(v), d)) => Ok(Some((v, d))),
+            Some((Stored::Object(_), _)) => Err(WrongType),
+        }
+    }
+
+    /// An owned copy of a live key's value (of any type) and its deadline.
+    pub fn get_owned(&mut self, key: &[u8], now: u64) -> Option<(OwnedValue, u64)> {
+        let (v, d) = self.map.get_with_deadline(key, now)?;
+        Some((to_owned(v), d))
+    }
+
+    /// The type name TYPE answers for a live key (`none` if absent).
+    pub fn type_of(&mut self, key: &[u8], now: u64) -> &'static str {
+        match self.map.get(key, now) {
+            None => "none",
+            Some(Stored::Bytes(_)) => "string",
+            Some(Stored::Object(o)) => o.type_name(),
+        }
+    }
+
+    fn read_obj<T>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        pick: impl FnOnce(&Obj) -> Option<&T>,
+    ) -> Result<Option<&T>, WrongType> {
+        match self.read(key, now) {
+            None => Ok(None),
+            Some(Stored::Bytes(_)) => Err(WrongType),
+            Some(Stored::Object(o)) => pick(o).map(Some).ok_or(WrongType),
+        }
+    }
+
+    /// Read a hash, counting a hit or a miss.
+    pub fn read_hash(&mut self, key: &[u8], now: u64) -> Result<Option<&Table>, WrongType> {
+        self.read_obj(key, now, |o| match o {
+            Obj::Hash(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// Read a list, counting a hit or a miss.
+    pub fn read_list(&mut self, key: &[u8], now: u64) -> Result<Option<&List>, WrongType> {
+        self.read_obj(key, now, |o| match o {
+            Obj::List(l) => Some(l),
+            _ => None,
+        })
+    }
+
+    /// Read a set, counting a hit or a miss.
+    pub fn read_set(&mut self, key: &[u8], now: u64) -> Result<Option<&Set>, WrongType> {
+        self.read_obj(key, now, |o| match o {
+            Obj::Set(s) => Some(s),
+            _ => None,
+        })
     }
 
     /// Whether a live key exists.
@@ -100,7 +256,7 @@ impl Db {
 
     /// Read-only view of the map (memory estimate, sampling for eviction, OBJECT); every
     /// change still goes through `Db`.
-    pub fn keyspace(&self) -> &TtlMap {
+    pub fn keyspace(&self) -> &TtlMap<Obj> {
         &self.map
     }
 
@@ -115,7 +271,7 @@ impl Db {
         cursor: u64,
         count: usize,
         now: u64,
-        f: impl FnMut(&[u8], ValueRef<'_>),
+        f: impl FnMut(&[u8], Found<'_>),
     ) -> u64 {
         self.map.scan(cursor, count, now, f)
     }
@@ -125,36 +281,233 @@ impl Db {
         self.map.random_key(now, rand)
     }
 
-    /// Store a value with a deadline (0 = none).
+    /// Whether mutations are journaled now.
+    fn journaling(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| j.enabled)
+    }
+
+    /// Store a string with a deadline (0 = none).
     pub fn write(&mut self, key: &[u8], value: &Value, deadline: u64, now: u64) {
         self.watch.touch(key);
         self.note(Mutation::Write, key);
         if deadline != 0 {
             self.note(Mutation::Expire, key);
         }
-        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
-            self.last_lsn = j.set(key, value.as_ref().as_slice(), deadline);
-        }
+        let v = value.as_ref().as_slice();
+        self.log_with(
+            |j| j.set(key, v, deadline),
+            || Effect::Set {
+                key: Bytes::copy_from_slice(key),
+                value: Bytes::copy_from_slice(v),
+                deadline,
+            },
+        );
         self.map.insert(key, value.as_ref(), deadline, now);
+    }
+
+    /// Store a value of any type with a deadline (0 = none): RENAME, COPY, a transaction's
+    /// commit, replay. Notified as a write of the current command.
+    pub fn write_owned(&mut self, key: &[u8], value: OwnedValue, deadline: u64, now: u64) {
+        match value {
+            Owned::Bytes(b) => self.write(key, &Value::Shared(b), deadline, now),
+            Owned::Object(o) => {
+                self.watch.touch(key);
+                self.note(Mutation::Write, key);
+                if deadline != 0 {
+                    self.note(Mutation::Expire, key);
+                }
+                if self.journaling() {
+                    let (ty, data) = o.encode();
+                    self.log(Effect::Obj {
+                        key: Bytes::copy_from_slice(key),
+                        ty,
+                        data: Bytes::from(data),
+                        deadline,
+                    });
+                }
+                if o.is_empty() {
+                    self.map.remove(key, now);
+                } else {
+                    self.map.insert_object(key, o, deadline, now);
+                }
+            }
+        }
+    }
+
+    /// Journal a mutation: straight from borrowed bytes with `direct`, or, inside
+    /// [`Db::atomically`], as the owned effect `grouped` builds.
+    fn log_with(
+        &mut self,
+        direct: impl FnOnce(&mut Journal) -> u64,
+        grouped: impl FnOnce() -> Effect,
+    ) {
+        if !self.journaling() {
+            return;
+        }
+        match self.group.as_mut() {
+            Some(g) => g.push(grouped()),
+            None => {
+                if let Some(j) = self.journal.as_mut() {
+                    self.last_lsn = direct(j);
+                }
+            }
+        }
+    }
+
+    /// Journal `e` (into the open group inside [`Db::atomically`]).
+    fn log(&mut self, e: Effect) {
+        if !self.journaling() {
+            return;
+        }
+        match self.group.as_mut() {
+            Some(g) => g.push(e),
+            None => {
+                if let Some(j) = self.journal.as_mut() {
+                    self.last_lsn = j.effect(&e);
+                }
+            }
+        }
+    }
+
+    /// Run `f`, journaling every mutation it makes as one all-or-nothing record (a
+    /// command that changes several keys, e.g. SMOVE or LMOVE, so a crash or a replay
+    /// with another shard count never sees half of it).
+    pub fn atomically<T>(&mut self, f: impl FnOnce(&mut Db) -> T) -> T {
+        if self.group.is_some() || !self.journaling() {
+            return f(self);
+        }
+        self.group = Some(Vec::new());
+        let out = f(self);
+        if let Some(writes) = self.group.take() {
+            match writes.len() {
+                0 => {}
+                1 => writes.into_iter().for_each(|e| self.log(e)),
+                _ => self.log(Effect::Txn {
+                    flush: false,
+                    writes,
+                }),
+            }
+        }
+        out
+    }
+
+    fn edit_obj<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        create: Option<fn() -> Obj>,
+        class: u32,
+        args: &dyn ArgList,
+        f: impl FnOnce(&mut Obj) -> Result<Edit<R>, WrongType>,
+    ) -> Result<Option<R>, WrongType> {
+        let mut created = false;
+        match self.map.get(key, now) {
+            Some(Stored::Bytes(_)) => return Err(WrongType),
+            Some(Stored::Object(_)) => {}
+            None => match create {
+                None => return Ok(None),
+                Some(new) => {
+                    self.map.insert_object(key, Box::new(new()), 0, now);
+                    created = true;
+                }
+            },
+        }
+        let Some(res) = self.map.edit_object(key, now, |o| {
+            let r = f(o);
+            (r, o.is_empty())
+        }) else {
+            return Ok(None);
+        };
+        let (edit, empty) = match res {
+            (Ok(e), empty) => (e, empty),
+            (Err(w), _) => return Err(w),
+        };
+        if let Some(event) = edit.event {
+            self.watch.touch(key);
+            self.note(Mutation::Typed { event, class }, key);
+            if self.journaling() {
+                let args = match edit.log {
+                    Some(log) => log,
+                    None => (0..args.len()).map(|i| args.arg_bytes(i)).collect(),
+                };
+                self.log(Effect::Cmd { args });
+            }
+        }
+        if empty {
+            self.map.remove(key, now);
+            if edit.event.is_some() && !created {
+                self.note(Mutation::Remove, key);
+            }
+        }
+        Ok(Some(edit.reply))
+    }
+
+    /// Change the hash at `key` with `f` (creating an empty one first if `create`).
+    /// `Ok(None)`: absent and not created. The one place hash writes pass: WATCH,
+    /// notifications (class `h`) and the journal hook in here; a hash left empty is
+    /// removed. `args` are the command's, journaled as they are unless `f` rewrites them.
+    pub fn edit_hash<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        create: bool,
+        args: &dyn ArgList,
+        f: impl FnOnce(&mut Table) -> Edit<R>,
+    ) -> Result<Option<R>, WrongType> {
+        let create = create.then_some(Obj::new_hash as fn() -> Obj);
+        self.edit_obj(key, now, create, crate::notify::HASH, args, |o| match o {
+            Obj::Hash(t) => Ok(f(t)),
+            _ => Err(WrongType),
+        })
+    }
+
+    /// Change the list at `key` (see [`Db::edit_hash`]; class `l`).
+    pub fn edit_list<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        create: bool,
+        args: &dyn ArgList,
+        f: impl FnOnce(&mut List) -> Edit<R>,
+    ) -> Result<Option<R>, WrongType> {
+        let create = create.then_some(Obj::new_list as fn() -> Obj);
+        self.edit_obj(key, now, create, crate::notify::LIST, args, |o| match o {
+            Obj::List(l) => Ok(f(l)),
+            _ => Err(WrongType),
+        })
+    }
+
+    /// Change the set at `key` (see [`Db::edit_hash`]; class `s`).
+    pub fn edit_set<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        create: bool,
+        args: &dyn ArgList,
+        f: impl FnOnce(&mut Set) -> Edit<R>,
+    ) -> Result<Option<R>, WrongType> {
+        let create = create.then_some(Obj::new_set as fn() -> Obj);
+        self.edit_obj(key, now, create, crate::notify::SET, args, |o| match o {
+            Obj::Set(s) => Ok(f(s)),
+            _ => Err(WrongType),
+        })
     }
 
     /// Before an edit that builds on the current value (APPEND, SETRANGE): if the key does
     /// not exist now (absent, or expired a moment ago), journal a DEL first, so replay,
     /// which applies records without judging expiry, starts the edit from nothing too.
     fn journal_fresh_start(&mut self, key: &[u8], now: u64) {
-        if self.journal.as_ref().is_some_and(|j| j.enabled) && !self.map.contains(key, now) {
-            if let Some(j) = self.journal.as_mut() {
-                self.last_lsn = j.del(key);
-            }
+        if self.journaling() && !self.map.contains(key, now) {
+            self.log(Effect::Del {
+                key: Bytes::copy_from_slice(key),
+            });
         }
     }
 
     /// Journal an effect that is applied elsewhere or without the log (a cross-shard
     /// transaction's outcome, a fence).
     pub fn journal(&mut self, e: &Effect) {
-        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
-            self.last_lsn = j.effect(e);
-        }
+        self.log(e.clone());
     }
 
     /// Run `f` with journaling off (its effects are covered by another record).
@@ -177,9 +530,13 @@ impl Db {
         self.journal_fresh_start(key, now);
         self.watch.touch(key);
         self.note(Mutation::Append, key);
-        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
-            self.last_lsn = j.append_to(key, data);
-        }
+        self.log_with(
+            |j| j.append_to(key, data),
+            || Effect::Append {
+                key: Bytes::copy_from_slice(key),
+                data: Bytes::copy_from_slice(data),
+            },
+        );
         self.map.append(key, data, now)
     }
 
@@ -190,21 +547,29 @@ impl Db {
         self.journal_fresh_start(key, now);
         self.watch.touch(key);
         self.note(Mutation::SetRange, key);
-        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
-            self.last_lsn = j.setrange(key, offset as u64, data);
-        }
+        self.log_with(
+            |j| j.setrange(key, offset as u64, data),
+            || Effect::SetRange {
+                key: Bytes::copy_from_slice(key),
+                offset: offset as u64,
+                data: Bytes::copy_from_slice(data),
+            },
+        );
         self.map.setrange(key, offset, data, now)
     }
 
     /// Remove a live key, returning its value and deadline.
-    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Bytes, u64)> {
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(OwnedValue, u64)> {
         let old = self.map.remove(key, now);
         if old.is_some() {
             self.watch.touch(key);
             self.note(Mutation::Remove, key);
-            if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
-                self.last_lsn = j.del(key);
-            }
+            self.log_with(
+                |j| j.del(key),
+                || Effect::Del {
+                    key: Bytes::copy_from_slice(key),
+                },
+            );
         }
         old
     }
@@ -220,9 +585,13 @@ impl Db {
                 Mutation::Expire
             };
             self.note(what, key);
-            if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
-                self.last_lsn = j.deadline(key, deadline);
-            }
+            self.log_with(
+                |j| j.deadline(key, deadline),
+                || Effect::Deadline {
+                    key: Bytes::copy_from_slice(key),
+                    deadline,
+                },
+            );
         }
         found
     }
@@ -232,9 +601,7 @@ impl Db {
     pub fn clear(&mut self, now: u64) {
         let map = &mut self.map;
         self.watch.touch_where(|k| map.contains(k, now));
-        if let Some(j) = self.journal.as_mut().filter(|j| j.enabled) {
-            self.last_lsn = j.effect(&Effect::Flush);
-        }
+        self.log(Effect::Flush);
         self.map.clear();
     }
 
@@ -275,5 +642,13 @@ impl Value<'_> {
             Value::Slice(s) => ValueRef::Inline(s),
             Value::Shared(b) => ValueRef::Shared(b),
         }
+    }
+}
+
+/// An owned copy of what a key holds (a clone of an object).
+pub fn to_owned(v: Found<'_>) -> OwnedValue {
+    match v {
+        Stored::Bytes(b) => Owned::Bytes(b.to_bytes()),
+        Stored::Object(o) => Owned::Object(Box::new(o.clone())),
     }
 }

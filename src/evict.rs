@@ -563,7 +563,7 @@ fn offer(pool: &mut Vec<Candidate>, score: u64, key: &[u8]) {
 /// Take the best candidate that still exists (and still has a TTL, for `volatile`).
 fn best_in_pool(
     pool: &mut Vec<Candidate>,
-    map: &TtlMap,
+    map: &TtlMap<crate::types::Obj>,
     volatile: bool,
     now: u64,
 ) -> Option<Vec<u8>> {

@@ -10,6 +10,7 @@ mod persist;
 mod pubsub;
 mod routing;
 mod server;
+mod types;
 mod watch;
 
 use std::io::Write;

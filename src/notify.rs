@@ -134,6 +134,7 @@ pub fn name_for(cmd: &str, what: Mutation) -> (&'static str, u32) {
         (Mutation::Persist, _) => ("persist", GENERIC),
         (Mutation::Append, _) => ("append", STRING),
         (Mutation::SetRange, _) => ("setrange", STRING),
+        (Mutation::Typed { event, class }, _) => (event, class),
     }
 }
 
@@ -152,6 +153,8 @@ pub enum Mutation {
     Append,
     /// SETRANGE.
     SetRange,
+    /// A collection command's change: its event name and class (hash, list, set...).
+    Typed { event: &'static str, class: u32 },
 }
 
 impl Events {

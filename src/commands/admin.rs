@@ -4,7 +4,7 @@ use bytes::Bytes;
 use coreshard_engine::{ConnId, Ctx};
 use coreshard_protocol::Encoder;
 
-use super::{sanitize, unknown_subcommand_error, Args, Spec, COMMANDS};
+use super::{all_commands, sanitize, unknown_subcommand_error, Args, Spec};
 use crate::glob::glob_match;
 use crate::server::ops::{Op, ShardReport};
 use crate::server::reply::Agg;
@@ -141,20 +141,20 @@ fn encode_command_docs(e: &mut Encoder<'_>, spec: &Spec) {
 pub fn command(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     if args.len() == 1 {
         return s.reply(ctx, conn, |e| {
-            e.array(COMMANDS.len());
-            COMMANDS.iter().for_each(|c| encode_command_info(e, c));
+            e.array(all_commands().count());
+            all_commands().for_each(|c| encode_command_info(e, c));
         });
     }
     let sub = args[1].to_ascii_lowercase();
     match sub.as_slice() {
-        b"count" if args.len() == 2 => s.reply(ctx, conn, |e| e.int(COMMANDS.len() as i64)),
+        b"count" if args.len() == 2 => s.reply(ctx, conn, |e| e.int(all_commands().count() as i64)),
         b"list" if args.len() == 2 => s.reply(ctx, conn, |e| {
-            e.array(COMMANDS.len());
-            COMMANDS.iter().for_each(|c| e.bulk(c.name.as_bytes()));
+            e.array(all_commands().count());
+            all_commands().for_each(|c| e.bulk(c.name.as_bytes()));
         }),
         b"info" => {
             let wanted: Vec<Option<&Spec>> = if args.len() == 2 {
-                COMMANDS.iter().map(Some).collect()
+                all_commands().map(Some).collect()
             } else {
                 args[2..].iter().map(|n| super::lookup(n)).collect()
             };
@@ -170,7 +170,7 @@ pub fn command(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) 
         }
         b"docs" => {
             let wanted: Vec<&Spec> = if args.len() == 2 {
-                COMMANDS.iter().collect()
+                all_commands().collect()
             } else {
                 args[2..].iter().filter_map(|n| super::lookup(n)).collect()
             };

@@ -6,7 +6,7 @@ use coreshard_engine::{ConnId, Ctx};
 
 use super::strings::{err, to_deadline, NOT_INT, SYNTAX};
 use super::{parse_int, Args};
-use crate::db::{Db, Value};
+use crate::db::Db;
 use crate::server::ops::{Op, OpResult};
 use crate::server::reply::Agg;
 use crate::server::txn::TxnKind;
@@ -57,11 +57,7 @@ pub fn exists(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
 }
 
 pub fn type_(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    let t = if db.contains(a.arg(1), now) {
-        "string"
-    } else {
-        "none"
-    };
+    let t = db.type_of(a.arg(1), now);
     OpResult::Reply(coreshard_protocol::Value::Simple(t.into()))
 }
 
@@ -191,7 +187,7 @@ pub fn scan(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     };
     let mut count = 10usize;
     let mut pattern = None;
-    let mut string_type_only = None;
+    let mut type_name = None;
     let mut i = 2;
     while i < args.len() {
         let more = i + 1 < args.len();
@@ -204,8 +200,7 @@ pub fn scan(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
         } else if args[i].eq_ignore_ascii_case(b"MATCH") && more {
             pattern = Some(Bytes::copy_from_slice(&args[i + 1]));
         } else if args[i].eq_ignore_ascii_case(b"TYPE") && more {
-            // Strings are the only type so far: any other type matches nothing.
-            string_type_only = Some(args[i + 1].eq_ignore_ascii_case(b"string"));
+            type_name = Some(Bytes::from(args[i + 1].to_ascii_lowercase()));
         } else {
             return s.error(ctx, conn, SYNTAX);
         }
@@ -224,7 +219,7 @@ pub fn scan(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
         cursor: slot,
         count,
         pattern,
-        string_type_only,
+        type_name,
     };
     s.run_parts(
         ctx,
@@ -241,20 +236,21 @@ pub fn randomkey(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Arg
 /// RENAME/RENAMENX with both keys on one shard.
 fn rename_local(db: &mut Db, now: u64, a: &dyn ArgList, nx: bool) -> OpResult {
     let (src, dst) = (a.arg(1), a.arg(2));
-    let Some((value, deadline)) = db
-        .get_with_deadline(src, now)
-        .map(|(v, d)| (v.to_bytes(), d))
-    else {
+    if !db.contains(src, now) {
         return err("ERR no such key");
-    };
+    }
     if src == dst {
         return if nx { OpResult::Int(0) } else { OpResult::Ok };
     }
     if nx && db.contains(dst, now) {
         return OpResult::Int(0);
     }
-    db.remove(src, now);
-    db.write(dst, &Value::Shared(value), deadline, now);
+    // Moved, not copied; journaled as one record (DEL src, then dst's whole value).
+    db.atomically(|db| {
+        if let Some((value, deadline)) = db.remove(src, now) {
+            db.write_owned(dst, value, deadline, now);
+        }
+    });
     if nx {
         OpResult::Int(1)
     } else {
@@ -324,16 +320,13 @@ pub fn copy(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Ok(r) => r,
         Err(e) => return e,
     };
-    let Some((value, deadline)) = db
-        .get_with_deadline(a.arg(1), now)
-        .map(|(v, d)| (v.to_bytes(), d))
-    else {
-        return OpResult::Int(0);
-    };
-    if !replace && db.contains(a.arg(2), now) {
+    if !db.contains(a.arg(1), now) || (!replace && db.contains(a.arg(2), now)) {
         return OpResult::Int(0);
     }
-    db.write(a.arg(2), &Value::Shared(value), deadline, now);
+    let Some((value, deadline)) = db.get_owned(a.arg(1), now) else {
+        return OpResult::Int(0);
+    };
+    db.write_owned(a.arg(2), value, deadline, now);
     OpResult::Int(1)
 }
 

@@ -3,11 +3,14 @@
 
 pub mod admin;
 pub mod connection;
+pub mod hash;
 pub mod keyspace;
+pub mod list;
 pub mod multi;
 pub mod object;
 pub mod persistence;
 pub mod pubsub;
+pub mod set;
 pub mod strings;
 
 use std::borrow::Cow;
@@ -71,7 +74,7 @@ impl std::fmt::Debug for Spec {
 }
 
 impl Spec {
-    const fn new(
+    pub(crate) const fn new(
         name: &'static str,
         arity: i32,
         flags: &'static [&'static str],
@@ -97,7 +100,7 @@ impl Spec {
     }
 
     /// A command that runs on the shard owning its keys.
-    const fn keyed(
+    pub(crate) const fn keyed(
         name: &'static str,
         arity: i32,
         flags: &'static [&'static str],
@@ -112,21 +115,21 @@ impl Spec {
         }
     }
 
-    const fn cross(self, cross: Exec) -> Spec {
+    pub(crate) const fn cross(self, cross: Exec) -> Spec {
         Spec {
             cross: Some(cross),
             ..self
         }
     }
 
-    const fn no_auth(self) -> Spec {
+    pub(crate) const fn no_auth(self) -> Spec {
         Spec {
             no_auth: true,
             ..self
         }
     }
 
-    const fn exec(self, exec: Exec) -> Spec {
+    pub(crate) const fn exec(self, exec: Exec) -> Spec {
         Spec {
             exec: Some(exec),
             ..self
@@ -169,23 +172,23 @@ fn run_get(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args<'_, '
 }
 
 const GET: usize = 13;
-const CONN: &str = "connection";
-const SRV: &str = "server";
-const STR: &str = "string";
-const GEN: &str = "generic";
-const TXN: &str = "transactions";
-const PS: &str = "pubsub";
-const W: &[&str] = &["write", "denyoom"];
-const WF: &[&str] = &["write", "fast"];
-const WDF: &[&str] = &["write", "denyoom", "fast"];
-const R: &[&str] = &["readonly"];
-const RF: &[&str] = &["readonly", "fast"];
-const NONE: (i32, i32, i32) = (0, 0, 0);
-const K1: (i32, i32, i32) = (1, 1, 1);
-const K12: (i32, i32, i32) = (1, 2, 1);
-const K2: (i32, i32, i32) = (2, 2, 1);
-const KALL: (i32, i32, i32) = (1, -1, 1);
-const KPAIRS: (i32, i32, i32) = (1, -1, 2);
+pub(crate) const CONN: &str = "connection";
+pub(crate) const SRV: &str = "server";
+pub(crate) const STR: &str = "string";
+pub(crate) const GEN: &str = "generic";
+pub(crate) const TXN: &str = "transactions";
+pub(crate) const PS: &str = "pubsub";
+pub(crate) const W: &[&str] = &["write", "denyoom"];
+pub(crate) const WF: &[&str] = &["write", "fast"];
+pub(crate) const WDF: &[&str] = &["write", "denyoom", "fast"];
+pub(crate) const R: &[&str] = &["readonly"];
+pub(crate) const RF: &[&str] = &["readonly", "fast"];
+pub(crate) const NONE: (i32, i32, i32) = (0, 0, 0);
+pub(crate) const K1: (i32, i32, i32) = (1, 1, 1);
+pub(crate) const K12: (i32, i32, i32) = (1, 2, 1);
+pub(crate) const K2: (i32, i32, i32) = (2, 2, 1);
+pub(crate) const KALL: (i32, i32, i32) = (1, -1, 1);
+pub(crate) const KPAIRS: (i32, i32, i32) = (1, -1, 2);
 
 /// Every command the server knows, in COMMAND order.
 pub static COMMANDS: &[Spec] = &[
@@ -270,8 +273,17 @@ pub static COMMANDS: &[Spec] = &[
     Spec::keyed("memory", -2, R, K2, (SRV, "4.0.0", "A container for memory diagnostics commands."), object::memory),
 ];
 
+/// Every command: the core table, then each type family's own table.
+pub fn all_commands() -> impl Iterator<Item = &'static Spec> {
+    COMMANDS
+        .iter()
+        .chain(hash::COMMANDS)
+        .chain(list::COMMANDS)
+        .chain(set::COMMANDS)
+}
+
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
-    LazyLock::new(|| COMMANDS.iter().map(|s| (s.name, s)).collect());
+    LazyLock::new(|| all_commands().map(|s| (s.name, s)).collect());
 
 /// Find a command by name, ignoring case.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {

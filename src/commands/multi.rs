@@ -76,7 +76,12 @@ pub fn run_queued(db: &mut Db, now: u64, q: &Queued) -> OpResult {
         "exists" | "touch" => {
             OpResult::Int(a[1..].iter().filter(|k| db.contains(k, now)).count() as i64)
         }
-        "mget" => OpResult::Values(a[1..].iter().map(|k| db.read_bytes(k, now)).collect()),
+        "mget" => OpResult::Values(
+            a[1..]
+                .iter()
+                .map(|k| db.read_bytes_or_nil(k, now))
+                .collect(),
+        ),
         "mset" => {
             if a.len() % 2 == 0 {
                 return OpResult::Error("ERR wrong number of arguments for 'mset' command".into());

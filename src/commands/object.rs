@@ -2,7 +2,7 @@
 //! its memory, with Redis 7's replies and error texts. Both run on the shard that owns
 //! the key and inspect it without counting as an access (Redis's `LOOKUP_NOTOUCH`).
 
-use coreshard_engine::ttl::{access, Peek};
+use coreshard_engine::ttl::{access, Peek, Stored};
 use coreshard_protocol::Value as Resp;
 
 use super::parse_int;
@@ -10,6 +10,7 @@ use super::strings::{err, SYNTAX};
 use crate::db::Db;
 use crate::server::ops::OpResult;
 use crate::server::ArgList;
+use crate::types::Obj;
 
 /// Longest string Redis stores as `embstr` (`OBJ_ENCODING_EMBSTR_SIZE_LIMIT`).
 const EMBSTR_MAX: usize = 44;
@@ -67,8 +68,11 @@ fn arity_error(command: &str, sub: &str) -> OpResult {
 /// How Redis would say a string value is stored: `int` for an integer of at most 20
 /// characters, `embstr` up to 44 bytes, else `raw`; a value edited in place (APPEND,
 /// SETRANGE) is `raw` whatever its size, as Redis unshares it.
-pub fn encoding(p: &Peek<'_>) -> &'static str {
-    let v = p.value.as_slice();
+pub fn encoding(p: &Peek<'_, Obj>) -> &'static str {
+    let v = match p.value {
+        Stored::Bytes(v) => v.as_slice(),
+        Stored::Object(o) => return o.encoding(),
+    };
     if p.edited {
         "raw"
     } else if v.len() <= 20 && parse_int(v).is_some() {
@@ -117,7 +121,10 @@ pub fn object(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         "idletime" => OpResult::Int((access::idle_ms(p.stamp, now) / 1000) as i64),
         _ => {
             let small_int = encoding(&p) == "int"
-                && parse_int(p.value.as_slice()).is_some_and(|n| (0..SHARED_INTEGERS).contains(&n));
+                && p.value
+                    .bytes()
+                    .and_then(|v| parse_int(v.as_slice()))
+                    .is_some_and(|n| (0..SHARED_INTEGERS).contains(&n));
             OpResult::Int(if small_int && shared_ok {
                 i64::from(i32::MAX)
             } else {

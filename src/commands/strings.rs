@@ -2,12 +2,12 @@
 //! Redis 7's option rules, reply shapes and error texts.
 
 use bytes::Bytes;
-use coreshard_engine::ttl::INLINE_CAPACITY;
+use coreshard_engine::ttl::{Stored, ValueRef, INLINE_CAPACITY};
 use coreshard_engine::{ConnId, Ctx};
 use coreshard_protocol::Value as Resp;
 
 use super::{parse_int, Args};
-use crate::db::{Db, Value};
+use crate::db::{Db, Value, WrongType};
 use crate::server::ops::{Op, OpResult};
 use crate::server::reply::Agg;
 use crate::server::txn::TxnKind;
@@ -145,7 +145,10 @@ fn store(db: &mut Db, key: &[u8], value: &Value<'_>, deadline: i64, now: u64) {
 }
 
 pub fn get(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    OpResult::Value(db.read_bytes(a.arg(1), now))
+    match db.read_bytes(a.arg(1), now) {
+        Ok(v) => OpResult::Value(v),
+        Err(w) => w.into(),
+    }
 }
 
 pub fn set(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
@@ -155,6 +158,10 @@ pub fn set(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     };
     let key = a.arg(1);
     let current = db.get_with_deadline(key, now);
+    if (o.get || o.ifeq.is_some()) && matches!(current, Some((Stored::Object(_), _))) {
+        return WrongType.into();
+    }
+    let current = current.map(|(v, d)| (v.bytes().unwrap_or(ValueRef::Inline(&[])), d));
     let exists = current.is_some();
     let old_deadline = current.map_or(0, |(_, d)| d);
     let old = if o.get {
@@ -232,8 +239,10 @@ pub fn getex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         i += 1;
     }
     let key = a.arg(1);
-    let Some(value) = db.read_bytes(key, now) else {
-        return OpResult::Value(None);
+    let value = match db.read_bytes(key, now) {
+        Ok(Some(v)) => v,
+        Ok(None) => return OpResult::Value(None),
+        Err(w) => return w.into(),
     };
     match change {
         Some(0) => {
@@ -251,7 +260,10 @@ pub fn getex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 }
 
 pub fn getdel(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    let v = db.read_bytes(a.arg(1), now);
+    let v = match db.read_bytes(a.arg(1), now) {
+        Ok(v) => v,
+        Err(w) => return w.into(),
+    };
     if v.is_some() {
         db.remove(a.arg(1), now);
     }
@@ -260,7 +272,10 @@ pub fn getdel(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 
 pub fn getset(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let key = a.arg(1);
-    let old = db.get(key, now).map(|v| v.to_bytes());
+    let old = match db.get_str(key, now) {
+        Ok(v) => v.map(|v| v.to_bytes()),
+        Err(w) => return w.into(),
+    };
     store(db, key, &value_arg(a, 2, key.len()), 0, now);
     OpResult::Value(old)
 }
@@ -340,7 +355,10 @@ pub fn msetnx_cross(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: A
 
 pub fn append(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let (key, data) = (a.arg(1), a.arg(2));
-    let current = db.get(key, now).map_or(0, |v| v.len());
+    let current = match db.get_str(key, now) {
+        Ok(v) => v.map_or(0, |v| v.len()),
+        Err(w) => return w.into(),
+    };
     if current.saturating_add(data.len()) > MAX_STRING {
         return err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
     }
@@ -349,15 +367,20 @@ pub fn append(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 }
 
 pub fn strlen(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    OpResult::Int(db.read(a.arg(1), now).map_or(0, |v| v.len() as i64))
+    match db.read_str(a.arg(1), now) {
+        Ok(v) => OpResult::Int(v.map_or(0, |v| v.len() as i64)),
+        Err(w) => w.into(),
+    }
 }
 
 pub fn getrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let (Some(mut start), Some(mut end)) = (parse_int(a.arg(2)), parse_int(a.arg(3))) else {
         return err(NOT_INT);
     };
-    let Some(v) = db.read(a.arg(1), now) else {
-        return OpResult::Value(Some(Bytes::new()));
+    let v = match db.read_str(a.arg(1), now) {
+        Ok(Some(v)) => v,
+        Ok(None) => return OpResult::Value(Some(Bytes::new())),
+        Err(w) => return w.into(),
     };
     let s = v.as_slice();
     let len = s.len() as i64;
@@ -392,8 +415,12 @@ pub fn setrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     }
     let key = a.arg(1);
     let patch = a.arg(3);
+    let current = match db.get_str(key, now) {
+        Ok(v) => v.map_or(0, |v| v.len() as i64),
+        Err(w) => return w.into(),
+    };
     if patch.is_empty() {
-        return OpResult::Int(db.get(key, now).map_or(0, |v| v.len() as i64));
+        return OpResult::Int(current);
     }
     let Ok(offset) = usize::try_from(offset) else {
         return err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
@@ -406,12 +433,13 @@ pub fn setrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 }
 
 fn incr_generic(db: &mut Db, now: u64, key: &[u8], by: i64) -> OpResult {
-    let (current, deadline) = match db.get_with_deadline(key, now) {
-        Some((v, d)) => match parse_int(v.as_slice()) {
+    let (current, deadline) = match db.get_str_with_deadline(key, now) {
+        Ok(Some((v, d))) => match parse_int(v.as_slice()) {
             Some(n) => (n, d),
             None => return err(NOT_INT),
         },
-        None => (0, 0),
+        Ok(None) => (0, 0),
+        Err(w) => return w.into(),
     };
     let Some(next) = current.checked_add(by) else {
         return err("ERR increment or decrement would overflow");
@@ -478,12 +506,13 @@ pub fn incrbyfloat(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         return err("ERR value is not a valid float");
     };
     let key = a.arg(1);
-    let (current, deadline) = match db.get_with_deadline(key, now) {
-        Some((v, d)) => match parse_float(v.as_slice()) {
+    let (current, deadline) = match db.get_str_with_deadline(key, now) {
+        Err(w) => return w.into(),
+        Ok(None) => (0.0, 0),
+        Ok(Some((v, d))) => match parse_float(v.as_slice()) {
             Some(x) => (x, d),
             None => return err("ERR value is not a valid float"),
         },
-        None => (0.0, 0),
     };
     let next = current + by;
     if !next.is_finite() {
@@ -627,8 +656,14 @@ pub fn lcs(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Ok(o) => o,
         Err(e) => return e,
     };
-    let x = db.read_bytes(a.arg(1), now).unwrap_or_default();
-    let y = db.read_bytes(a.arg(2), now).unwrap_or_default();
+    let x = match db.read_bytes(a.arg(1), now) {
+        Ok(v) => v.unwrap_or_default(),
+        Err(w) => return w.into(),
+    };
+    let y = match db.read_bytes(a.arg(2), now) {
+        Ok(v) => v.unwrap_or_default(),
+        Err(w) => return w.into(),
+    };
     OpResult::Reply(lcs_reply(&o, &x, &y))
 }
 
@@ -659,7 +694,10 @@ pub fn lcs_cross(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args
 
 pub fn delifeq(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let key = a.arg(1);
-    let equal = db.get(key, now).is_some_and(|v| v.as_slice() == a.arg(2));
+    let equal = match db.get_str(key, now) {
+        Ok(v) => v.is_some_and(|v| v.as_slice() == a.arg(2)),
+        Err(w) => return w.into(),
+    };
     if equal {
         db.remove(key, now);
     }

@@ -16,6 +16,8 @@ pub mod kind {
     pub const FLUSH: u8 = 6;
     pub const TXN: u8 = 7;
     pub const FENCE: u8 = 8;
+    pub const OBJ: u8 = 9;
+    pub const CMD: u8 = 10;
 }
 
 /// One mutation of one shard's keyspace.
@@ -41,9 +43,20 @@ pub enum Effect {
     },
     /// Remove every key (of every shard: replay applies it to all).
     Flush,
-    /// A cross-shard transaction's outcome, all or nothing: a flush first if `flush`, then
-    /// each write (only `Set` and `Del` appear here).
+    /// A transaction's outcome, all or nothing: a flush first if `flush`, then each write
+    /// (any effect but `Flush`, `Txn` and `Fence`).
     Txn { flush: bool, writes: Vec<Effect> },
+    /// Store a collection (`ty`: [`crate::types::tag`], `data`: its serialized form) under
+    /// `key` with `deadline`.
+    Obj {
+        key: Bytes,
+        ty: u8,
+        data: Bytes,
+        deadline: u64,
+    },
+    /// A deterministic collection command (name first, key second), replayed through the
+    /// command table on the key's shard: HSET, LPUSH, SREM...
+    Cmd { args: Vec<Bytes> },
     /// Changes nothing: a shard that applied another shard's transaction record appends
     /// one, so its later replies wait until that record (earlier in the log) is durable.
     Fence,
@@ -92,6 +105,25 @@ impl Effect {
             }
             Effect::Flush => kind::FLUSH,
             Effect::Fence => kind::FENCE,
+            Effect::Obj {
+                key,
+                ty,
+                data,
+                deadline,
+            } => {
+                put_bytes(out, key);
+                put_u64(out, *deadline);
+                out.push(*ty);
+                put_bytes(out, data);
+                kind::OBJ
+            }
+            Effect::Cmd { args } => {
+                put_u64(out, args.len() as u64);
+                for a in args {
+                    put_bytes(out, a);
+                }
+                kind::CMD
+            }
             Effect::Txn { flush, writes } => {
                 out.push(u8::from(*flush));
                 put_u64(out, writes.len() as u64);
@@ -142,6 +174,23 @@ impl Effect {
             },
             kind::FLUSH => Effect::Flush,
             kind::FENCE => Effect::Fence,
+            kind::OBJ => Effect::Obj {
+                key: r.bytes().ok_or(bad("OBJ"))?,
+                deadline: r.u64().ok_or(bad("OBJ"))?,
+                ty: r.byte().ok_or(bad("OBJ"))?,
+                data: r.bytes().ok_or(bad("OBJ"))?,
+            },
+            kind::CMD => {
+                let n = r.u64().ok_or(bad("CMD"))?;
+                if n < 2 || n > (payload.len() as u64) {
+                    return Err(bad("CMD"));
+                }
+                let mut args = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    args.push(r.bytes().ok_or(bad("CMD"))?);
+                }
+                Effect::Cmd { args }
+            }
             kind::TXN => {
                 let flush = r.byte().ok_or(bad("TXN"))? != 0;
                 let n = r.u64().ok_or(bad("TXN"))?;
@@ -150,7 +199,7 @@ impl Effect {
                     let k = r.byte().ok_or(bad("TXN"))?;
                     let inner = r.bytes().ok_or(bad("TXN"))?;
                     let w = Effect::decode(k, &inner)?;
-                    if !matches!(w, Effect::Set { .. } | Effect::Del { .. }) {
+                    if matches!(w, Effect::Flush | Effect::Txn { .. } | Effect::Fence) {
                         return Err(bad("TXN"));
                     }
                     writes.push(w);
@@ -284,6 +333,15 @@ mod tests {
             },
             Effect::Flush,
             Effect::Fence,
+            Effect::Obj {
+                key: b("h"),
+                ty: 1,
+                data: b("\x01\x02"),
+                deadline: 7,
+            },
+            Effect::Cmd {
+                args: vec![b("HSET"), b("h"), b("f"), b("")],
+            },
             Effect::Txn {
                 flush: true,
                 writes: vec![
@@ -292,6 +350,9 @@ mod tests {
                         key: b("b"),
                         value: b("1"),
                         deadline: 0,
+                    },
+                    Effect::Cmd {
+                        args: vec![b("SREM"), b("s"), b("m")],
                     },
                 ],
             },
@@ -313,7 +374,7 @@ mod tests {
                 x ^= x << 17;
                 buf.push(x as u8);
             }
-            let _ = Effect::decode((x % 9) as u8, &Bytes::from(buf));
+            let _ = Effect::decode((x % 11) as u8, &Bytes::from(buf));
         }
     }
 }

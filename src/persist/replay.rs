@@ -4,10 +4,12 @@
 use bytes::Bytes;
 use coreshard_engine::wal::Recovery;
 
-use super::effect::{kind, Effect};
+use super::effect::Effect;
 use super::snapshot;
 use crate::db::{Db, Value};
 use crate::routing::SlotTable;
+use crate::types::Obj;
+use coreshard_engine::ttl::Owned;
 
 /// What recovery found.
 #[derive(Debug, Default, Clone)]
@@ -32,6 +34,12 @@ pub enum ReplayError {
     /// A snapshot entry does not decode.
     #[error("undecodable snapshot entry")]
     Snapshot,
+    /// A collection in a record or snapshot does not decode.
+    #[error("undecodable {0} value for key {1:?}")]
+    Object(&'static str, String),
+    /// A command record names a command this build cannot replay.
+    #[error("log record names a command this server cannot replay: {0}")]
+    Command(String),
 }
 
 /// Apply `recovery` to `dbs` (one per shard, journals off), then drop the keys whose
@@ -60,9 +68,9 @@ pub fn replay(
             Some(snapshot::Entry::Meta { shard }) => {
                 covered.insert(shard, entry.lsn);
             }
-            Some(snapshot::Entry::Key(payload)) => {
-                let e = Effect::decode(kind::SET, &payload)?;
-                apply(&e, dbs, slots, 0);
+            Some(snapshot::Entry::Key(kind, payload)) => {
+                let e = Effect::decode(kind, &payload)?;
+                apply(&e, dbs, slots, 0)?;
                 out.snapshot_keys += 1;
             }
             None => return Err(ReplayError::Snapshot),
@@ -79,7 +87,7 @@ pub fn replay(
             continue;
         }
         let e = Effect::decode(record.kind, &record.payload)?;
-        apply(&e, dbs, slots, now_for_records);
+        apply(&e, dbs, slots, now_for_records)?;
         out.records += 1;
     }
     for db in dbs.iter_mut() {
@@ -94,8 +102,35 @@ fn owner<'a>(dbs: &'a mut [Db], slots: &SlotTable, key: &Bytes) -> Option<&'a mu
 }
 
 /// Apply one effect as of time `now` (0: nothing counts as expired).
-pub fn apply(e: &Effect, dbs: &mut [Db], slots: &SlotTable, now: u64) {
+pub fn apply(e: &Effect, dbs: &mut [Db], slots: &SlotTable, now: u64) -> Result<(), ReplayError> {
     match e {
+        Effect::Obj {
+            key,
+            ty,
+            data,
+            deadline,
+        } => {
+            let obj = Obj::decode(*ty, data).ok_or_else(|| {
+                ReplayError::Object("collection", String::from_utf8_lossy(key).into_owned())
+            })?;
+            if let Some(db) = owner(dbs, slots, key) {
+                db.write_owned(key, Owned::Object(Box::new(obj)), *deadline, now);
+            }
+        }
+        Effect::Cmd { args } => {
+            let name = String::from_utf8_lossy(&args[0]).into_owned();
+            let keyed = crate::commands::lookup(&args[0]).and_then(|s| s.keyed);
+            let (Some(f), Some(key)) = (keyed, args.get(1)) else {
+                return Err(ReplayError::Command(name));
+            };
+            if let Some(db) = owner(dbs, slots, key) {
+                if let crate::server::ops::OpResult::Error(e) = f(db, now, args) {
+                    // Records are journaled only for commands that changed something; a
+                    // replay that fails means the log and this build disagree.
+                    return Err(ReplayError::Command(format!("{name}: {e}")));
+                }
+            }
+        }
         Effect::Set {
             key,
             value,
@@ -132,8 +167,9 @@ pub fn apply(e: &Effect, dbs: &mut [Db], slots: &SlotTable, now: u64) {
                 dbs.iter_mut().for_each(|db| db.clear(now));
             }
             for w in writes {
-                apply(w, dbs, slots, now);
+                apply(w, dbs, slots, now)?;
             }
         }
     }
+    Ok(())
 }

@@ -75,6 +75,17 @@ pub fn mark_start() {
 
 const META: u8 = 0;
 const KEY: u8 = 1;
+const OBJ: u8 = 2;
+
+/// A key's value as a snapshot part holds it: strings shared, collections serialized at
+/// the copy (so later edits do not reach the snapshot).
+#[derive(Debug)]
+pub enum SnapValue {
+    /// A string.
+    Str(Bytes),
+    /// A collection's type tag and serialized form.
+    Obj(u8, Bytes),
+}
 
 /// Payload of a part's first entry: which shard, as of which of its LSNs.
 pub fn meta_payload(shard: usize) -> Vec<u8> {
@@ -84,18 +95,35 @@ pub fn meta_payload(shard: usize) -> Vec<u8> {
 }
 
 /// Payload of a key entry.
-pub fn key_payload(key: &[u8], value: &[u8], deadline: u64) -> Vec<u8> {
-    let mut out = vec![KEY];
-    effect::set_payload(&mut out, key, value, deadline);
-    out
+pub fn key_payload(key: &[u8], value: &SnapValue, deadline: u64) -> Vec<u8> {
+    match value {
+        SnapValue::Str(v) => {
+            let mut out = vec![KEY];
+            effect::set_payload(&mut out, key, v, deadline);
+            out
+        }
+        SnapValue::Obj(ty, data) => {
+            let e = effect::Effect::Obj {
+                key: Bytes::copy_from_slice(key),
+                ty: *ty,
+                data: data.clone(),
+                deadline,
+            };
+            let (_, payload) = e.encode();
+            let mut out = Vec::with_capacity(payload.len() + 1);
+            out.push(OBJ);
+            out.extend_from_slice(&payload);
+            out
+        }
+    }
 }
 
 /// A decoded snapshot entry.
 pub enum Entry {
     /// The part of shard `shard` holds everything it journaled up to the entry's LSN.
     Meta { shard: u64 },
-    /// A key (its payload decodes as a SET effect).
-    Key(Bytes),
+    /// A key (its payload decodes as an effect of this kind: SET or OBJ).
+    Key(u8, Bytes),
 }
 
 /// Decode an entry payload.
@@ -107,7 +135,8 @@ pub fn decode(payload: &Bytes) -> Option<Entry> {
                 shard: u64::from_le_bytes(b),
             })
         }
-        KEY => Some(Entry::Key(payload.slice(1..))),
+        KEY => Some(Entry::Key(effect::kind::SET, payload.slice(1..))),
+        OBJ => Some(Entry::Key(effect::kind::OBJ, payload.slice(1..))),
         _ => None,
     }
 }
@@ -143,7 +172,7 @@ pub struct PartJob {
     pub coordinator: usize,
     writer: Option<SnapshotWriter>,
     lsn: u64,
-    entries: Vec<(Bytes, Bytes, u64)>,
+    entries: Vec<(Bytes, SnapValue, u64)>,
     next: usize,
 }
 
@@ -158,7 +187,7 @@ impl PartJob {
         shard: usize,
         mut writer: SnapshotWriter,
         lsn: u64,
-        entries: Vec<(Bytes, Bytes, u64)>,
+        entries: Vec<(Bytes, SnapValue, u64)>,
     ) -> Result<PartJob, WalError> {
         writer.write(lsn, &meta_payload(shard))?;
         Ok(PartJob {

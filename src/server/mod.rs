@@ -1,7 +1,7 @@
 //! The Redis-protocol handler that runs on every shard: parse requests in place, run each
 //! command on the shard that owns its keys, and keep replies in request order.
 
-mod args;
+pub mod args;
 pub mod conn;
 pub mod durability;
 pub mod ops;
@@ -286,9 +286,9 @@ impl Server {
         if self.slots.shard_of(key) == self.shard && self.local_ok(ctx, conn) {
             let now = unix_ms();
             let in_order = true;
-            match self.db.read(key, now) {
+            match self.db.read_str(key, now) {
                 // A large value goes to the socket straight from the store, no copy.
-                Some(ValueRef::Shared(big)) if in_order && big.len() >= SHARED_REPLY_MIN => {
+                Ok(Some(ValueRef::Shared(big))) if in_order && big.len() >= SHARED_REPLY_MIN => {
                     let big = big.clone();
                     if let Some((state, out)) = ctx.state_and_output(conn) {
                         Encoder::new(out, state.proto).bulk_header(big.len());
@@ -296,7 +296,10 @@ impl Server {
                     ctx.write_shared(conn, big);
                     ctx.write(conn, b"\r\n");
                 }
-                value => Self::reply_to(ctx, conn, |e| e.opt_bulk(value.map(|v| v.as_slice()))),
+                Ok(value) => {
+                    Self::reply_to(ctx, conn, |e| e.opt_bulk(value.map(|v| v.as_slice())));
+                }
+                Err(_) => Self::reply_to(ctx, conn, |e| e.error(crate::db::WRONGTYPE)),
             }
             return;
         }

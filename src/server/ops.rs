@@ -45,7 +45,8 @@ pub enum Op<K> {
         cursor: u64,
         count: usize,
         pattern: Option<Bytes>,
-        string_type_only: Option<bool>,
+        /// SCAN TYPE: only keys of this type (lower case).
+        type_name: Option<Bytes>,
     },
     /// RANDOMKEY part: a random key of this shard and how many keys it has.
     RandomKey,
@@ -111,12 +112,12 @@ impl Op<&[u8]> {
                 cursor,
                 count,
                 pattern,
-                string_type_only,
+                type_name,
             } => Op::Scan {
                 cursor,
                 count,
                 pattern,
-                string_type_only,
+                type_name,
             },
             Op::RandomKey => Op::RandomKey,
             Op::Read(k) => Op::Read(own(k)),
@@ -301,10 +302,15 @@ impl Server {
             Op::Exists(ks) => {
                 OpResult::Int(ks.iter().filter(|k| db.contains(k.as_ref(), now)).count() as i64)
             }
-            Op::MGet(ks) => {
-                OpResult::Values(ks.iter().map(|k| db.read_bytes(k.as_ref(), now)).collect())
-            }
-            Op::Read(k) => OpResult::Value(db.read_bytes(k.as_ref(), now)),
+            Op::MGet(ks) => OpResult::Values(
+                ks.iter()
+                    .map(|k| db.read_bytes_or_nil(k.as_ref(), now))
+                    .collect(),
+            ),
+            Op::Read(k) => match db.read_bytes(k.as_ref(), now) {
+                Ok(v) => OpResult::Value(v),
+                Err(w) => w.into(),
+            },
             Op::Publish { .. } => OpResult::Error("ERR internal: PUBLISH runs in run_part".into()),
             Op::PubsubNames { ns, pattern } => {
                 OpResult::Keys(self.pubsub.names(ns, pattern.as_deref()))
@@ -344,11 +350,17 @@ impl Server {
                 cursor,
                 count,
                 pattern,
-                string_type_only,
+                type_name,
             } => {
                 let mut keys = Vec::new();
-                let next = db.scan(cursor, count, now, |k, _| {
-                    let type_ok = string_type_only.unwrap_or(true);
+                let next = db.scan(cursor, count, now, |k, v| {
+                    let type_ok = type_name.as_ref().is_none_or(|t| {
+                        let actual = match v {
+                            coreshard_engine::ttl::Stored::Bytes(_) => "string",
+                            coreshard_engine::ttl::Stored::Object(o) => o.type_name(),
+                        };
+                        t[..] == *actual.as_bytes()
+                    });
                     let pat_ok = pattern.as_ref().is_none_or(|p| glob_match(p, k, false));
                     if type_ok && pat_ok {
                         keys.push(Bytes::copy_from_slice(k));

@@ -26,9 +26,10 @@ use coreshard_engine::{ConnId, Ctx, ShardId};
 use super::ops::{unix_ms, Msg, Op, OpResult};
 use super::Server;
 use crate::commands::multi::{run_queued, Queued};
-use crate::db::{Db, Value};
+use crate::db::{Db, OwnedValue};
 use crate::persist::effect::Effect;
 use crate::persist::snapshot;
+use coreshard_engine::ttl::{Owned, Stored};
 use coreshard_engine::wal::LogPosition;
 
 /// A transaction: the coordinating shard and its sequence number there.
@@ -46,7 +47,7 @@ pub enum Write {
     /// Store a value with a deadline (Unix ms, 0 = none).
     Set {
         key: Bytes,
-        value: Bytes,
+        value: OwnedValue,
         deadline: u64,
     },
     /// Remove a key.
@@ -65,13 +66,26 @@ impl Write {
         match self {
             Write::Set {
                 key,
-                value,
+                value: Owned::Bytes(value),
                 deadline,
             } => Effect::Set {
                 key: key.clone(),
                 value: value.clone(),
                 deadline: *deadline,
             },
+            Write::Set {
+                key,
+                value: Owned::Object(o),
+                deadline,
+            } => {
+                let (ty, data) = o.encode();
+                Effect::Obj {
+                    key: key.clone(),
+                    ty,
+                    data: Bytes::from(data),
+                    deadline: *deadline,
+                }
+            }
             Write::Del { key } => Effect::Del { key: key.clone() },
         }
     }
@@ -103,6 +117,9 @@ pub enum TxnKind {
         dst: Bytes,
         replace: bool,
     },
+    /// One multi-key command whose keys span shards (SMOVE, LMOVE, SINTERSTORE...): run
+    /// like an EXEC of that one command, all or nothing, answered with its own reply.
+    One(Queued),
     /// FLUSHALL / FLUSHDB on every shard at once, between transactions.
     Flush,
     /// A snapshot: every shard whole, so none holds half a transaction; `save` answers
@@ -126,6 +143,7 @@ impl TxnKind {
             TxnKind::Rename { nx: true, .. } => "renamenx",
             TxnKind::Copy { .. } => "copy",
             TxnKind::Exec { .. } => "exec",
+            TxnKind::One(q) => q.spec.name,
             TxnKind::Flush | TxnKind::Snapshot { .. } => "",
         }
     }
@@ -135,7 +153,7 @@ impl TxnKind {
 #[derive(Debug)]
 pub struct LockedEntry {
     /// Value and deadline, if the key exists.
-    pub entry: Option<(Bytes, u64)>,
+    pub entry: Option<(OwnedValue, u64)>,
     /// Its WATCH version, if anybody watches it.
     pub version: Option<u64>,
 }
@@ -273,6 +291,21 @@ fn by_shard(s: &Server, keys: impl Iterator<Item = Bytes>) -> Vec<(ShardId, Vec<
     shards
 }
 
+/// The `cross` form of a multi-key command whose keys span shards: it runs as a
+/// one-command transaction on key locks (see [`TxnKind::One`]).
+pub fn run_across_shards(
+    s: &mut Server,
+    ctx: &mut Ctx<Server>,
+    conn: ConnId,
+    args: crate::commands::Args<'_, '_>,
+) {
+    let Some(spec) = crate::commands::lookup(&args[0]) else {
+        return;
+    };
+    let args = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+    s.begin_txn(ctx, conn, TxnKind::One(Queued { spec, args }));
+}
+
 impl Server {
     /// EXEC: run `cmds` atomically, unless a watched key changed. Directly when every key
     /// is on this shard and nothing is locked or in flight here; otherwise on key locks.
@@ -333,6 +366,7 @@ impl Server {
                 keys.extend(watched.iter().map(|w| w.key.clone()));
                 (keys, *flush)
             }
+            TxnKind::One(q) => (q.keys().collect(), false),
             TxnKind::Flush | TxnKind::Snapshot { .. } => (Vec::new(), true),
         };
         let mut shards = by_shard(self, keys.into_iter());
@@ -430,10 +464,7 @@ impl Server {
         let entries = keys
             .iter()
             .map(|k| LockedEntry {
-                entry: self
-                    .db
-                    .get_with_deadline(k, now)
-                    .map(|(v, d)| (v.to_bytes(), d)),
+                entry: self.db.get_owned(k, now),
                 version: self.db.watch.version(k),
             })
             .collect();
@@ -530,7 +561,7 @@ impl Server {
                         key,
                         value,
                         deadline,
-                    } => db.write(&key, &Value::Shared(value), deadline, now),
+                    } => db.write_owned(&key, value, deadline, now),
                     Write::Del { key } => {
                         db.remove(&key, now);
                     }
@@ -684,7 +715,14 @@ impl Server {
         let mut cursor = 0;
         loop {
             cursor = self.db.scan(cursor, 1 << 16, now, |k, v| {
-                pairs.push((Bytes::copy_from_slice(k), v.to_bytes()));
+                let v = match v {
+                    Stored::Bytes(b) => snapshot::SnapValue::Str(b.to_bytes()),
+                    Stored::Object(o) => {
+                        let (ty, data) = o.encode();
+                        snapshot::SnapValue::Obj(ty, Bytes::from(data))
+                    }
+                };
+                pairs.push((Bytes::copy_from_slice(k), v));
             });
             if cursor == 0 {
                 break;
@@ -769,7 +807,7 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
         t.entries
             .iter()
             .find(|(key, _)| key == k)
-            .and_then(|(_, e)| e.entry.clone())
+            .and_then(|(_, e)| e.entry.as_ref())
     };
     match &t.kind {
         TxnKind::MSetNx(pairs) => {
@@ -780,14 +818,14 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
                 .iter()
                 .map(|(k, v)| Write::Set {
                     key: k.clone(),
-                    value: v.clone(),
+                    value: Owned::Bytes(v.clone()),
                     deadline: 0,
                 })
                 .collect();
             (writes, false, OpResult::Int(1))
         }
         TxnKind::Rename { src, dst, nx } => {
-            let Some((value, deadline)) = entry(src) else {
+            let Some((value, deadline)) = entry(src).cloned() else {
                 return (Vec::new(), false, OpResult::Error("ERR no such key".into()));
             };
             if *nx && entry(dst).is_some() {
@@ -808,7 +846,7 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
             )
         }
         TxnKind::Copy { src, dst, replace } => {
-            let Some((value, deadline)) = entry(src) else {
+            let Some((value, deadline)) = entry(src).cloned() else {
                 return (Vec::new(), false, OpResult::Int(0));
             };
             if !*replace && entry(dst).is_some() {
@@ -826,6 +864,15 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
         }
         TxnKind::Flush => (Vec::new(), true, OpResult::Ok),
         TxnKind::Snapshot { .. } => (Vec::new(), false, OpResult::Ok),
+        TxnKind::One(q) => {
+            let (writes, flush, result) =
+                exec_on_scratch(&t.entries, std::slice::from_ref(q), false, unix_ms());
+            let result = match result {
+                OpResult::Multi(mut rs) if rs.len() == 1 => rs.remove(0),
+                other => other,
+            };
+            (writes, flush, result)
+        }
         TxnKind::Exec {
             cmds,
             watched,
@@ -868,7 +915,7 @@ fn exec_on_scratch(
     let mut scratch = Db::default();
     for (key, e) in entries {
         if let Some((value, deadline)) = &e.entry {
-            scratch.write(key, &Value::Shared(value.clone()), *deadline, now);
+            scratch.write_owned(key, value.clone(), *deadline, now);
         }
     }
     let before: Vec<u64> = entries
@@ -884,10 +931,10 @@ fn exec_on_scratch(
         if scratch.watch.version(key) == Some(v) {
             continue;
         }
-        match scratch.get_with_deadline(key, now) {
+        match scratch.get_owned(key, now) {
             Some((value, deadline)) => writes.push(Write::Set {
                 key: key.clone(),
-                value: value.to_bytes(),
+                value,
                 deadline,
             }),
             None => writes.push(Write::Del { key: key.clone() }),

@@ -2,17 +2,18 @@
 //! chunk; nothing is copied and no capacity is wasted beyond the last chunk.
 
 use super::entry::Entry;
+use super::Object;
 
 const CHUNK: usize = 4096;
 const NONE: u32 = u32::MAX;
 
-pub(super) struct Arena {
-    chunks: Vec<Vec<Entry>>,
+pub(super) struct Arena<O> {
+    chunks: Vec<Vec<Entry<O>>>,
     free_head: u32,
     live: u32,
 }
 
-impl Default for Arena {
+impl<O: Object> Default for Arena<O> {
     fn default() -> Self {
         Arena {
             chunks: Vec::new(),
@@ -22,7 +23,7 @@ impl Default for Arena {
     }
 }
 
-impl Arena {
+impl<O: Object> Arena<O> {
     /// Slots ever handed out (live or free); slot numbers are below this.
     pub fn slots(&self) -> u32 {
         match self.chunks.last() {
@@ -31,25 +32,25 @@ impl Arena {
         }
     }
 
-    fn at(&self, slot: u32) -> Option<&Entry> {
+    fn at(&self, slot: u32) -> Option<&Entry<O>> {
         let s = slot as usize;
         self.chunks.get(s / CHUNK)?.get(s % CHUNK)
     }
 
-    fn at_mut(&mut self, slot: u32) -> Option<&mut Entry> {
+    fn at_mut(&mut self, slot: u32) -> Option<&mut Entry<O>> {
         let s = slot as usize;
         self.chunks.get_mut(s / CHUNK)?.get_mut(s % CHUNK)
     }
 
-    pub fn get(&self, slot: u32) -> Option<&Entry> {
+    pub fn get(&self, slot: u32) -> Option<&Entry<O>> {
         self.at(slot).filter(|e| !e.is_free())
     }
 
-    pub fn get_mut(&mut self, slot: u32) -> Option<&mut Entry> {
+    pub fn get_mut(&mut self, slot: u32) -> Option<&mut Entry<O>> {
         self.at_mut(slot).filter(|e| !e.is_free())
     }
 
-    pub fn insert(&mut self, entry: Entry) -> u32 {
+    pub fn insert(&mut self, entry: Entry<O>) -> u32 {
         self.live += 1;
         if self.free_head != NONE {
             let slot = self.free_head;
@@ -70,13 +71,13 @@ impl Arena {
         slot
     }
 
-    pub fn replace(&mut self, slot: u32, entry: Entry) {
+    pub fn replace(&mut self, slot: u32, entry: Entry<O>) {
         if let Some(e) = self.get_mut(slot) {
             *e = entry;
         }
     }
 
-    pub fn remove(&mut self, slot: u32) -> Option<Entry> {
+    pub fn remove(&mut self, slot: u32) -> Option<Entry<O>> {
         let head = self.free_head;
         let e = self.get_mut(slot)?;
         let old = std::mem::replace(e, Entry::free(head));
@@ -86,6 +87,6 @@ impl Arena {
     }
 
     pub fn bytes(&self) -> usize {
-        self.chunks.len() * CHUNK * std::mem::size_of::<Entry>()
+        self.chunks.len() * CHUNK * std::mem::size_of::<Entry<O>>()
     }
 }

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::expiry::NO_POS;
+use super::Object;
 
 /// Bytes of key + value stored inside the entry.
 pub(super) const INLINE: usize = 48;
@@ -44,6 +45,42 @@ impl<'a> ValueRef<'a> {
     }
 }
 
+/// What a key holds, borrowed from the map: bytes, or an object of the owner's type.
+#[derive(Debug)]
+pub enum Stored<'a, O> {
+    /// A byte-string value.
+    Bytes(ValueRef<'a>),
+    /// An object stored by [`super::TtlMap::insert_object`].
+    Object(&'a O),
+}
+
+impl<O> Clone for Stored<'_, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<O> Copy for Stored<'_, O> {}
+
+impl<'a, O> Stored<'a, O> {
+    /// The byte-string value, if that is what the key holds.
+    pub fn bytes(self) -> Option<ValueRef<'a>> {
+        match self {
+            Stored::Bytes(v) => Some(v),
+            Stored::Object(_) => None,
+        }
+    }
+}
+
+/// A value taken out of the map.
+#[derive(Debug, Clone)]
+pub enum Owned<O> {
+    /// A byte-string value.
+    Bytes(Bytes),
+    /// An object.
+    Object(Box<O>),
+}
+
 /// Values being grown by edits (APPEND, SETRANGE past the end) get spare capacity: doubled
 /// up to this size, so the bytes copied per appended byte stay bounded (amortised O(1)), and
 /// a quarter more beyond it, so a huge value does not carry up to 100% slack.
@@ -76,7 +113,7 @@ fn write_into(v: &mut Vec<u8>, at: usize, data: &[u8]) {
 // byte of the access stamp live in each variant rather than in `Entry` so that they fill
 // the variants' padding: the entry stays 64 bytes. The stamp's other 16 bits share the
 // first word with the deadline (see `Entry`).
-pub(super) enum Payload {
+pub(super) enum Payload<O> {
     Inline {
         /// Key length, plus `EDITED` when the value was changed in place.
         klen: u8,
@@ -94,6 +131,13 @@ pub(super) enum Payload {
         bucket_pos: u32,
         stamp_lo: u8,
         edited: bool,
+    },
+    /// An object of the owner's type (its size is the owner's to report, see [`Object`]).
+    Object {
+        key: Box<[u8]>,
+        obj: Box<O>,
+        bucket_pos: u32,
+        stamp_lo: u8,
     },
     /// A free arena slot: the next free slot, or `u32::MAX`.
     Free(u32),
@@ -126,15 +170,15 @@ pub fn alloc_size(n: usize) -> usize {
 /// itself clones it): its 24-byte refcount header, as malloc rounds it.
 const BYTES_SHARED_HEADER: usize = 32;
 
-pub(super) struct Entry {
+pub(super) struct Entry<O> {
     /// The deadline in Unix ms (low 48 bits, 0 = none, `FAR` = see the map's side table)
     /// and the high 16 bits of the access stamp.
     word: u64,
-    payload: Payload,
+    payload: Payload<O>,
 }
 
-impl Entry {
-    pub fn new(key: &[u8], value: ValueRef<'_>, deadline: u64) -> Entry {
+impl<O: Object> Entry<O> {
+    pub fn new(key: &[u8], value: ValueRef<'_>, deadline: u64) -> Entry<O> {
         let v = value.as_slice();
         let payload = if key.len() + v.len() <= INLINE {
             let mut buf = [0u8; INLINE];
@@ -165,7 +209,21 @@ impl Entry {
         e
     }
 
-    pub fn free(next: u32) -> Entry {
+    pub fn new_object(key: &[u8], obj: Box<O>, deadline: u64) -> Entry<O> {
+        let mut e = Entry {
+            word: 0,
+            payload: Payload::Object {
+                key: key.into(),
+                obj,
+                bucket_pos: NO_POS,
+                stamp_lo: 0,
+            },
+        };
+        e.set_deadline(deadline);
+        e
+    }
+
+    pub fn free(next: u32) -> Entry<O> {
         Entry {
             word: 0,
             payload: Payload::Free(next),
@@ -186,21 +244,42 @@ impl Entry {
     pub fn key(&self) -> &[u8] {
         match &self.payload {
             Payload::Inline { klen, buf, .. } => &buf[..usize::from(*klen & !EDITED)],
-            Payload::Heap { key, .. } => key,
+            Payload::Heap { key, .. } | Payload::Object { key, .. } => key,
             Payload::Free(_) => &[],
         }
     }
 
-    pub fn value(&self) -> ValueRef<'_> {
+    pub fn value(&self) -> Stored<'_, O> {
         match &self.payload {
             Payload::Inline {
                 klen, vlen, buf, ..
             } => {
                 let k = usize::from(*klen & !EDITED);
-                ValueRef::Inline(&buf[k..k + usize::from(*vlen)])
+                Stored::Bytes(ValueRef::Inline(&buf[k..k + usize::from(*vlen)]))
             }
-            Payload::Heap { value, .. } => ValueRef::Shared(value),
-            Payload::Free(_) => ValueRef::Inline(&[]),
+            Payload::Heap { value, .. } => Stored::Bytes(ValueRef::Shared(value)),
+            Payload::Object { obj, .. } => Stored::Object(obj),
+            Payload::Free(_) => Stored::Bytes(ValueRef::Inline(&[])),
+        }
+    }
+
+    /// The object, if the entry holds one.
+    pub fn object_mut(&mut self) -> Option<&mut O> {
+        match &mut self.payload {
+            Payload::Object { obj, .. } => Some(obj),
+            _ => None,
+        }
+    }
+
+    /// The entry's value, taken out.
+    pub fn into_owned(self) -> Owned<O> {
+        match self.payload {
+            Payload::Object { obj, .. } => Owned::Object(obj),
+            Payload::Heap { value, .. } => Owned::Bytes(value),
+            Payload::Inline { .. } | Payload::Free(_) => match self.value() {
+                Stored::Bytes(v) => Owned::Bytes(v.to_bytes()),
+                Stored::Object(_) => Owned::Bytes(Bytes::new()),
+            },
         }
     }
 
@@ -223,7 +302,9 @@ impl Entry {
     /// The 24-bit access stamp (see `access.rs`).
     pub fn stamp(&self) -> u32 {
         let lo = match self.payload {
-            Payload::Inline { stamp_lo, .. } | Payload::Heap { stamp_lo, .. } => stamp_lo,
+            Payload::Inline { stamp_lo, .. }
+            | Payload::Heap { stamp_lo, .. }
+            | Payload::Object { stamp_lo, .. } => stamp_lo,
             Payload::Free(_) => 0,
         };
         (((self.word >> DEADLINE_BITS) as u32) << 8) | u32::from(lo)
@@ -232,7 +313,9 @@ impl Entry {
     pub fn set_stamp(&mut self, stamp: u32) {
         self.word = (self.word & FAR) | (u64::from((stamp >> 8) & 0xFFFF) << DEADLINE_BITS);
         match &mut self.payload {
-            Payload::Inline { stamp_lo, .. } | Payload::Heap { stamp_lo, .. } => {
+            Payload::Inline { stamp_lo, .. }
+            | Payload::Heap { stamp_lo, .. }
+            | Payload::Object { stamp_lo, .. } => {
                 *stamp_lo = stamp as u8;
             }
             Payload::Free(_) => {}
@@ -245,7 +328,7 @@ impl Entry {
         match self.payload {
             Payload::Inline { klen, .. } => klen & EDITED != 0,
             Payload::Heap { edited, .. } => edited,
-            Payload::Free(_) => false,
+            Payload::Object { .. } | Payload::Free(_) => false,
         }
     }
 
@@ -254,7 +337,7 @@ impl Entry {
         match &mut self.payload {
             Payload::Inline { klen, .. } => *klen |= EDITED,
             Payload::Heap { edited, .. } => *edited = true,
-            Payload::Free(_) => {}
+            Payload::Object { .. } | Payload::Free(_) => {}
         }
     }
 
@@ -265,6 +348,9 @@ impl Entry {
             Payload::Heap { key, value, .. } => {
                 alloc_size(key.len()) + alloc_size(value.len()) + BYTES_SHARED_HEADER
             }
+            Payload::Object { key, obj, .. } => {
+                alloc_size(key.len()) + alloc_size(std::mem::size_of::<O>()) + obj.heap_bytes()
+            }
             Payload::Inline { .. } | Payload::Free(_) => 0,
         }
     }
@@ -272,14 +358,18 @@ impl Entry {
     /// The entry's position in its expiry bucket (`NO_POS` if it has no deadline).
     pub fn bucket_pos(&self) -> u32 {
         match self.payload {
-            Payload::Inline { bucket_pos, .. } | Payload::Heap { bucket_pos, .. } => bucket_pos,
+            Payload::Inline { bucket_pos, .. }
+            | Payload::Heap { bucket_pos, .. }
+            | Payload::Object { bucket_pos, .. } => bucket_pos,
             Payload::Free(_) => NO_POS,
         }
     }
 
     pub fn set_bucket_pos(&mut self, pos: u32) {
         match &mut self.payload {
-            Payload::Inline { bucket_pos, .. } | Payload::Heap { bucket_pos, .. } => {
+            Payload::Inline { bucket_pos, .. }
+            | Payload::Heap { bucket_pos, .. }
+            | Payload::Object { bucket_pos, .. } => {
                 *bucket_pos = pos;
             }
             Payload::Free(_) => {}
@@ -295,7 +385,11 @@ impl Entry {
     /// capacity (see [`grown_capacity`]), so a run of appends copies each byte a bounded
     /// number of times instead of copying the whole value every time.
     pub fn write_at(&mut self, offset: Option<usize>, data: &[u8]) -> usize {
-        let len = self.value().len();
+        let len = match self.value() {
+            Stored::Bytes(v) => v.len(),
+            // The owner checks the type before editing bytes; an object is left alone.
+            Stored::Object(_) => return 0,
+        };
         let at = offset.unwrap_or(len);
         let end = at.saturating_add(data.len());
         let new_len = len.max(end);
@@ -353,7 +447,7 @@ impl Entry {
                 *value = Bytes::from(v);
                 return new_len;
             }
-            Payload::Free(_) => return 0,
+            Payload::Object { .. } | Payload::Free(_) => return 0,
         };
         self.payload = promoted;
         new_len
@@ -362,18 +456,34 @@ impl Entry {
 
 #[cfg(test)]
 mod tests {
+    use super::super::NoObject;
     use super::*;
+
+    type E = Entry<NoObject>;
+
+    impl E {
+        fn bytes(&self) -> ValueRef<'_> {
+            self.value().bytes().unwrap_or(ValueRef::Inline(&[]))
+        }
+    }
 
     #[test]
     fn entry_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<Entry>(), 64);
+        assert_eq!(std::mem::size_of::<E>(), 64);
+        struct Big(#[allow(dead_code)] [u8; 100]);
+        impl Object for Big {
+            fn heap_bytes(&self) -> usize {
+                0
+            }
+        }
+        assert_eq!(std::mem::size_of::<Entry<Big>>(), 64, "objects are boxed");
     }
 
     #[test]
     fn stamp_deadline_and_flags_share_the_entry_without_growing_it() {
         for mut e in [
-            Entry::new(b"0123456789abcdef", ValueRef::Inline(&[7u8; 32]), 0),
-            Entry::new(b"k", ValueRef::Shared(&Bytes::from(vec![1u8; 100])), 0),
+            E::new(b"0123456789abcdef", ValueRef::Inline(&[7u8; 32]), 0),
+            E::new(b"k", ValueRef::Shared(&Bytes::from(vec![1u8; 100])), 0),
         ] {
             e.set_bucket_pos(77);
             e.set_deadline(1_700_000_000_123);
@@ -390,11 +500,11 @@ mod tests {
             assert_eq!(e.bucket_pos(), 77);
             assert!(!e.edited());
             let key = e.key().to_vec();
-            let len = e.value().len();
+            let len = e.bytes().len();
             e.write_at(None, b"!");
             assert!(e.edited(), "an in-place edit marks the value");
             assert_eq!(e.key(), &key[..], "the flag does not disturb the key");
-            assert_eq!(e.value().len(), len + 1);
+            assert_eq!(e.bytes().len(), len + 1);
             assert_eq!(e.stamp(), 0x000102, "edits keep the stamp");
         }
     }
@@ -407,24 +517,24 @@ mod tests {
         assert_eq!(alloc_size(25), 48);
         assert_eq!(alloc_size(100), 112);
         assert_eq!(alloc_size(200_000), 200_704);
-        let inline = Entry::new(b"key", ValueRef::Inline(b"value"), 0);
+        let inline = E::new(b"key", ValueRef::Inline(b"value"), 0);
         assert_eq!(inline.heap_size(), 0);
         let v = Bytes::from(vec![0u8; 100]);
-        let heap = Entry::new(&[b'k'; 16], ValueRef::Shared(&v), 0);
+        let heap = E::new(&[b'k'; 16], ValueRef::Shared(&v), 0);
         assert_eq!(heap.heap_size(), 32 + 112 + 32);
     }
 
     #[test]
     fn small_pairs_inline_large_on_heap() {
-        let e = Entry::new(b"0123456789abcdef", ValueRef::Inline(&[7u8; 32]), 0);
+        let e = E::new(b"0123456789abcdef", ValueRef::Inline(&[7u8; 32]), 0);
         assert!(matches!(e.payload, Payload::Inline { .. }));
         assert_eq!(e.key(), b"0123456789abcdef");
-        assert_eq!(e.value().as_slice(), &[7u8; 32]);
+        assert_eq!(e.bytes().as_slice(), &[7u8; 32]);
         let big = Bytes::from(vec![1u8; 1000]);
-        let e = Entry::new(b"k", ValueRef::Shared(&big), 5);
+        let e = E::new(b"k", ValueRef::Shared(&big), 5);
         assert!(matches!(e.payload, Payload::Heap { .. }));
         assert_eq!(
-            e.value().to_bytes().as_ptr(),
+            e.bytes().to_bytes().as_ptr(),
             big.as_ptr(),
             "no copy of large values"
         );
@@ -433,17 +543,17 @@ mod tests {
 
     #[test]
     fn edits_stay_inline_then_move_to_the_heap() {
-        let mut e = Entry::new(b"key", ValueRef::Inline(b"ab"), 7);
+        let mut e = E::new(b"key", ValueRef::Inline(b"ab"), 7);
         e.set_bucket_pos(3);
         assert_eq!(e.write_at(None, b"cd"), 4);
         assert_eq!(e.write_at(Some(6), b"x"), 7);
-        assert_eq!(e.value().as_slice(), b"abcd\0\0x");
+        assert_eq!(e.bytes().as_slice(), b"abcd\0\0x");
         assert!(matches!(e.payload, Payload::Inline { .. }));
         assert_eq!(e.write_at(None, &[b'y'; 60]), 67);
         assert!(matches!(e.payload, Payload::Heap { .. }));
         assert_eq!(e.key(), b"key");
-        assert_eq!(&e.value().as_slice()[..7], b"abcd\0\0x");
-        assert_eq!(&e.value().as_slice()[7..], &[b'y'; 60][..]);
+        assert_eq!(&e.bytes().as_slice()[..7], b"abcd\0\0x");
+        assert_eq!(&e.bytes().as_slice()[7..], &[b'y'; 60][..]);
         assert_eq!(
             (e.deadline(), e.bucket_pos()),
             (7, 3),
@@ -453,12 +563,12 @@ mod tests {
 
     #[test]
     fn appends_grow_in_place_with_amortised_doubling() {
-        let mut e = Entry::new(b"k", ValueRef::Inline(&[0u8; 100]), 0);
+        let mut e = E::new(b"k", ValueRef::Inline(&[0u8; 100]), 0);
         let mut moves = 0;
-        let mut last = e.value().as_slice().as_ptr();
+        let mut last = e.bytes().as_slice().as_ptr();
         for i in 0..10_000usize {
             assert_eq!(e.write_at(None, &[i as u8; 100]), 200 + i * 100);
-            let p = e.value().as_slice().as_ptr();
+            let p = e.bytes().as_slice().as_ptr();
             if p != last {
                 moves += 1;
                 last = p;
@@ -466,14 +576,14 @@ mod tests {
         }
         // 1 MB in 100-byte appends: a move per doubling, not one per append.
         assert!(moves <= 20, "value moved {moves} times");
-        assert_eq!(e.value().as_slice()[100 + 9_999 * 100], (9_999usize as u8));
+        assert_eq!(e.bytes().as_slice()[100 + 9_999 * 100], (9_999usize as u8));
     }
 
     #[test]
     fn a_value_handed_out_never_changes() {
-        let mut e = Entry::new(b"k", ValueRef::Inline(&[1u8; 100]), 0);
+        let mut e = E::new(b"k", ValueRef::Inline(&[1u8; 100]), 0);
         e.write_at(None, &[2u8; 100]); // now with spare capacity
-        let held = e.value().to_bytes();
+        let held = e.bytes().to_bytes();
         let before = held.to_vec();
         e.write_at(None, &[3u8; 10]);
         e.write_at(Some(0), &[4u8; 10]);
@@ -482,22 +592,22 @@ mod tests {
             before,
             "a reader's handle is copied, not written"
         );
-        assert_eq!(e.value().len(), 210);
-        assert_eq!(&e.value().as_slice()[..10], &[4u8; 10]);
-        assert_eq!(&e.value().as_slice()[200..], &[3u8; 10]);
+        assert_eq!(e.bytes().len(), 210);
+        assert_eq!(&e.bytes().as_slice()[..10], &[4u8; 10]);
+        assert_eq!(&e.bytes().as_slice()[200..], &[3u8; 10]);
         drop(held);
         // Once the reader let go, edits are in place again.
-        let p = e.value().as_slice().as_ptr();
+        let p = e.bytes().as_slice().as_ptr();
         e.write_at(Some(5), b"z");
-        assert_eq!(e.value().as_slice().as_ptr(), p);
+        assert_eq!(e.bytes().as_slice().as_ptr(), p);
     }
 
     #[test]
     fn a_shared_value_stored_by_set_is_never_written() {
         let stored = Bytes::from(vec![9u8; 1000]);
-        let mut e = Entry::new(b"k", ValueRef::Shared(&stored), 0);
+        let mut e = E::new(b"k", ValueRef::Shared(&stored), 0);
         e.write_at(Some(0), b"abc");
         assert_eq!(stored, vec![9u8; 1000], "the caller's handle is untouched");
-        assert_eq!(&e.value().as_slice()[..4], b"abc\x09");
+        assert_eq!(&e.bytes().as_slice()[..4], b"abc\x09");
     }
 }

@@ -32,9 +32,27 @@ use hashbrown::HashTable;
 
 pub use access::Access;
 use arena::Arena;
-pub use entry::{alloc_size, ValueRef};
+pub use entry::{alloc_size, Owned, Stored, ValueRef};
 use entry::{Entry, FAR, INLINE};
 use expiry::{bucket_of, Buckets, NO_POS};
+
+/// A value type an owner stores in the map besides byte strings (a hash, a list...): the
+/// map knows nothing about it except how much heap memory it holds.
+pub trait Object {
+    /// Heap bytes the object holds beyond its own size, as the allocator sees them. Called
+    /// before and after every edit, so it must be cheap (O(1)).
+    fn heap_bytes(&self) -> usize;
+}
+
+/// The object type of a map that stores byte strings only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoObject {}
+
+impl Object for NoObject {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
 
 /// What [`TtlMap::expire_step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,9 +76,9 @@ pub struct Sampled<'a> {
 
 /// What [`TtlMap::peek`] reports about a live key, without counting as an access.
 #[derive(Debug, Clone, Copy)]
-pub struct Peek<'a> {
+pub struct Peek<'a, O> {
     /// The value.
-    pub value: ValueRef<'a>,
+    pub value: Stored<'a, O>,
     /// The access stamp (see [`access`]).
     pub stamp: u32,
     /// Whether the value was edited in place (APPEND, SETRANGE) since it was stored.
@@ -79,9 +97,9 @@ const SAMPLE_WALK: u32 = 4096;
 
 /// A byte-string key space with millisecond deadlines. All times are Unix milliseconds
 /// supplied by the caller, so the map itself never reads a clock.
-pub struct TtlMap {
+pub struct TtlMap<O = NoObject> {
     index: HashTable<u32>,
-    arena: Arena,
+    arena: Arena<O>,
     hasher: hashbrown::DefaultHashBuilder,
     buckets: Buckets,
     with_deadline: usize,
@@ -101,15 +119,22 @@ pub struct TtlMap {
     expired_log: Option<Vec<Bytes>>,
 }
 
-impl Default for TtlMap {
+impl<O: Object> Default for TtlMap<O> {
     fn default() -> Self {
-        Self::new()
+        Self::with_objects()
     }
 }
 
-impl TtlMap {
-    /// An empty map.
+impl TtlMap<NoObject> {
+    /// An empty map of byte strings.
     pub fn new() -> Self {
+        Self::with_objects()
+    }
+}
+
+impl<O: Object> TtlMap<O> {
+    /// An empty map that may also hold objects of type `O`.
+    pub fn with_objects() -> Self {
         TtlMap {
             index: HashTable::new(),
             arena: Arena::default(),
@@ -174,7 +199,7 @@ impl TtlMap {
     }
 
     /// The exact deadline of `slot`'s entry `e` (0 = none).
-    fn deadline_at(&self, slot: u32, e: &Entry) -> u64 {
+    fn deadline_at(&self, slot: u32, e: &Entry<O>) -> u64 {
         match e.deadline() {
             FAR => self.far.get(&slot).copied().unwrap_or(FAR),
             d => d,
@@ -182,7 +207,7 @@ impl TtlMap {
     }
 
     /// Whether `slot`'s entry `e` has expired at `now`.
-    fn expired(&self, slot: u32, e: &Entry, now: u64) -> bool {
+    fn expired(&self, slot: u32, e: &Entry<O>, now: u64) -> bool {
         match e.deadline() {
             FAR => now >= FAR && self.deadline_at(slot, e) <= now,
             _ => e.is_expired(now),
@@ -250,7 +275,7 @@ impl TtlMap {
         Some(slot)
     }
 
-    fn remove_slot(&mut self, h: u64, slot: u32) -> Option<Entry> {
+    fn remove_slot(&mut self, h: u64, slot: u32) -> Option<Entry<O>> {
         if let Ok(occ) = self.index.find_entry(h, |&s| s == slot) {
             occ.remove();
         }
@@ -266,14 +291,14 @@ impl TtlMap {
     }
 
     /// The value of a live key (an access: updates its stamp).
-    pub fn get(&mut self, key: &[u8], now: u64) -> Option<ValueRef<'_>> {
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<Stored<'_, O>> {
         let slot = self.find_live(key, now)?;
         self.touch(slot, now);
         self.arena.get(slot).map(|e| e.value())
     }
 
     /// The value and deadline (0 = none) of a live key (an access: updates its stamp).
-    pub fn get_with_deadline(&mut self, key: &[u8], now: u64) -> Option<(ValueRef<'_>, u64)> {
+    pub fn get_with_deadline(&mut self, key: &[u8], now: u64) -> Option<(Stored<'_, O>, u64)> {
         let slot = self.find_live(key, now)?;
         self.touch(slot, now);
         let e = self.arena.get(slot)?;
@@ -282,7 +307,7 @@ impl TtlMap {
 
     /// A live key's value, stamp, edit flag and memory, without lazy expiry and without
     /// counting as an access (for OBJECT and MEMORY USAGE). An expired key is absent.
-    pub fn peek(&self, key: &[u8], now: u64) -> Option<Peek<'_>> {
+    pub fn peek(&self, key: &[u8], now: u64) -> Option<Peek<'_, O>> {
         let slot = self.find(key)?;
         let e = self.arena.get(slot)?;
         if self.expired(slot, e, now) {
@@ -299,7 +324,7 @@ impl TtlMap {
             value: e.value(),
             stamp: e.stamp(),
             edited: e.edited(),
-            bytes: std::mem::size_of::<Entry>() + index_share + e.heap_size() + listing,
+            bytes: std::mem::size_of::<Entry<O>>() + index_share + e.heap_size() + listing,
             deadline,
         })
     }
@@ -322,8 +347,36 @@ impl TtlMap {
     /// its counter in LFU mode (as Redis's overwrite keeps the object's frequency; the
     /// caller's lookup of the old value is the access that counts).
     pub fn insert(&mut self, key: &[u8], value: ValueRef<'_>, deadline: u64, now: u64) -> bool {
+        self.insert_entry(key, Entry::new(key, value, deadline), deadline, now)
+    }
+
+    /// Store an object under `key` with `deadline`, replacing any previous value (see
+    /// [`TtlMap::insert`]). Returns whether a live key was replaced.
+    pub fn insert_object(&mut self, key: &[u8], obj: Box<O>, deadline: u64, now: u64) -> bool {
+        self.insert_entry(key, Entry::new_object(key, obj, deadline), deadline, now)
+    }
+
+    /// Run `f` on the object a live key holds (an access: updates its stamp), keeping the
+    /// memory estimate in step with what `f` changed. `None` if the key is absent or holds
+    /// bytes.
+    pub fn edit_object<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        f: impl FnOnce(&mut O) -> R,
+    ) -> Option<R> {
+        let slot = self.find_live(key, now)?;
+        self.touch(slot, now);
+        let e = self.arena.get_mut(slot)?;
+        let before = e.heap_size();
+        let out = f(e.object_mut()?);
+        let after = e.heap_size();
+        self.heap_bytes = self.heap_bytes.saturating_sub(before) + after;
+        Some(out)
+    }
+
+    fn insert_entry(&mut self, key: &[u8], mut entry: Entry<O>, deadline: u64, now: u64) -> bool {
         let existed = self.find_live(key, now);
-        let mut entry = Entry::new(key, value, deadline);
         self.heap_bytes += entry.heap_size();
         match existed {
             Some(slot) => {
@@ -467,7 +520,7 @@ impl TtlMap {
     }
 
     /// Remove a live key, returning its value (as `Bytes`) and deadline.
-    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Bytes, u64)> {
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Owned<O>, u64)> {
         let slot = self.find_live(key, now)?;
         let h = self.hash(key);
         let deadline = self
@@ -475,7 +528,7 @@ impl TtlMap {
             .get(slot)
             .map_or(0, |e| self.deadline_at(slot, e));
         self.remove_slot(h, slot)
-            .map(|e| (e.value().to_bytes(), deadline))
+            .map(|e| (e.into_owned(), deadline))
     }
 
     /// Remove every key.
@@ -484,7 +537,7 @@ impl TtlMap {
             expired_total: self.expired_total,
             access: self.access,
             rng: self.rng,
-            ..TtlMap::new()
+            ..TtlMap::with_objects()
         };
     }
 
@@ -539,7 +592,7 @@ impl TtlMap {
         cursor: u64,
         count: usize,
         now: u64,
-        mut f: impl FnMut(&[u8], ValueRef<'_>),
+        mut f: impl FnMut(&[u8], Stored<'_, O>),
     ) -> u64 {
         let end = u64::from(self.arena.slots());
         let mut slot = cursor;

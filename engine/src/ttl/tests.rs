@@ -3,6 +3,44 @@ use bytes::Bytes;
 use super::expiry::bucket_of;
 use super::*;
 
+/// Test views of what the map hands out (these maps hold bytes only).
+trait AsBytes {
+    fn as_slice(&self) -> &[u8];
+    fn to_bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(self.as_slice())
+    }
+    fn to_vec(&self) -> Vec<u8> {
+        self.as_slice().to_vec()
+    }
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+}
+
+impl AsBytes for Stored<'_, NoObject> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Stored::Bytes(v) => v.as_slice(),
+            Stored::Object(o) => match **o {},
+        }
+    }
+    fn to_bytes(&self) -> Bytes {
+        match self {
+            Stored::Bytes(v) => v.to_bytes(),
+            Stored::Object(o) => match **o {},
+        }
+    }
+}
+
+impl AsBytes for Owned<NoObject> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Owned::Bytes(b) => b,
+            Owned::Object(o) => match **o {},
+        }
+    }
+}
+
 fn v(b: &[u8]) -> ValueRef<'_> {
     ValueRef::Inline(b)
 }
@@ -19,7 +57,7 @@ fn insert_get_replace_remove() {
     assert_eq!(got.as_ptr(), big.as_ptr());
     assert_eq!(m.len(), 2);
     assert_eq!(
-        m.remove(b"a", 1000).map(|(b, _)| b),
+        m.remove(b"a", 1000).map(|(b, _)| b.to_bytes()),
         Some(Bytes::from_static(b"2"))
     );
     assert!(m.get(b"a", 1000).is_none());
@@ -591,4 +629,53 @@ fn sampling_finds_live_keys_with_bounded_work() {
         |s| keys.push(s.key.to_vec()),
     );
     assert_eq!(keys, vec![b"k0".to_vec()]);
+}
+
+/// An owner's object for the tests: a growable list of numbers.
+#[derive(Debug, PartialEq)]
+struct Nums(Vec<u64>);
+
+impl Object for Nums {
+    fn heap_bytes(&self) -> usize {
+        self.0.capacity() * 8
+    }
+}
+
+#[test]
+fn objects_live_beside_bytes_with_expiry_and_accounting() {
+    let mut m: TtlMap<Nums> = TtlMap::with_objects();
+    m.insert(b"s", v(b"text"), 0, 1000);
+    assert!(!m.insert_object(b"o", Box::new(Nums(vec![1])), 5000, 1000));
+    assert!(matches!(m.get(b"o", 1000), Some(Stored::Object(Nums(n))) if n == &[1]));
+    assert!(matches!(m.get(b"s", 1000), Some(Stored::Bytes(_))));
+    assert_eq!(
+        m.edit_object(b"s", 1000, |_| ()),
+        None,
+        "bytes are not objects"
+    );
+    let before = m.heap_bytes();
+    m.edit_object(b"o", 1000, |o| o.0.extend(0..1000));
+    assert!(
+        m.heap_bytes() >= before + 999 * 8,
+        "edits are accounted: {before} -> {}",
+        m.heap_bytes()
+    );
+    assert_eq!(
+        m.append(b"o", b"x", 1000),
+        0,
+        "byte edits leave objects alone"
+    );
+    assert_eq!(m.deadline(b"o", 1000), Some(5000));
+    match m.remove(b"o", 1000) {
+        Some((Owned::Object(o), 5000)) => assert_eq!(o.0.len(), 1001),
+        other => panic!("{other:?}"),
+    }
+    assert!(m.heap_bytes() < before, "removal gives the memory back");
+    m.insert_object(b"t", Box::new(Nums(vec![7])), 2000, 1000);
+    assert_eq!(
+        m.expire_step(3000, 10).expired,
+        1,
+        "objects expire like bytes"
+    );
+    assert!(m.get(b"t", 3000).is_none());
 }

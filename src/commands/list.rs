@@ -1,0 +1,6 @@
+//! The list family (placeholder until its commands land).
+
+use super::Spec;
+
+/// The family's commands.
+pub static COMMANDS: &[Spec] = &[];

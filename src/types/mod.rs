@@ -1,0 +1,129 @@
+//! The value types besides strings, as the engine's TTL map stores them: one [`Obj`] per
+//! key, boxed in the map entry. Each representation lives in its own file; the command
+//! families that use them are in `crate::commands::{hash,list,set}`.
+
+pub mod list;
+pub mod set;
+pub mod table;
+
+use coreshard_engine::ttl::Object;
+
+pub use list::List;
+pub use set::Set;
+pub use table::Table;
+
+/// Redis's `hash-max-listpack-entries`: a hash stays compact up to this many fields.
+pub const HASH_MAX_LISTPACK_ENTRIES: usize = 128;
+/// Redis's `hash-max-listpack-value`: and while no field or value is longer.
+pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
+
+/// A collection value.
+#[derive(Debug, Clone)]
+pub enum Obj {
+    /// A hash: field → value.
+    Hash(Table),
+    /// A list.
+    List(List),
+    /// A set.
+    Set(Set),
+}
+
+/// Type tags in snapshots and log records.
+pub mod tag {
+    pub const HASH: u8 = 1;
+    pub const LIST: u8 = 2;
+    pub const SET: u8 = 3;
+}
+
+impl Obj {
+    /// An empty hash with Redis's compact-encoding limits.
+    pub fn new_hash() -> Obj {
+        Obj::Hash(Table::new(
+            HASH_MAX_LISTPACK_ENTRIES,
+            HASH_MAX_LISTPACK_VALUE,
+        ))
+    }
+
+    /// An empty list.
+    pub fn new_list() -> Obj {
+        Obj::List(List::new())
+    }
+
+    /// An empty set.
+    pub fn new_set() -> Obj {
+        Obj::Set(Set::new())
+    }
+
+    /// What TYPE answers.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Obj::Hash(_) => "hash",
+            Obj::List(_) => "list",
+            Obj::Set(_) => "set",
+        }
+    }
+
+    /// What OBJECT ENCODING answers: Redis 7.0's name for the equivalent representation.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Obj::Hash(t) if t.is_compact() => "listpack",
+            Obj::Hash(_) => "hashtable",
+            Obj::List(_) => "quicklist",
+            Obj::Set(s) => s.encoding(),
+        }
+    }
+
+    /// Elements held (a collection with none is removed by the store).
+    pub fn len(&self) -> usize {
+        match self {
+            Obj::Hash(t) => t.len(),
+            Obj::List(l) => l.len(),
+            Obj::Set(s) => s.len(),
+        }
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The type tag and serialized form (snapshots, log records).
+    pub fn encode(&self) -> (u8, Vec<u8>) {
+        let mut out = Vec::new();
+        let tag = match self {
+            Obj::Hash(t) => {
+                t.encode(&mut out);
+                tag::HASH
+            }
+            Obj::List(l) => {
+                l.encode(&mut out);
+                tag::LIST
+            }
+            Obj::Set(s) => {
+                s.encode(&mut out);
+                tag::SET
+            }
+        };
+        (tag, out)
+    }
+
+    /// Rebuild from [`Obj::encode`]'s output; `None` if it does not decode.
+    pub fn decode(tag: u8, buf: &[u8]) -> Option<Obj> {
+        match tag {
+            tag::HASH => Table::decode(buf).map(Obj::Hash),
+            tag::LIST => List::decode(buf).map(Obj::List),
+            tag::SET => Set::decode(buf).map(Obj::Set),
+            _ => None,
+        }
+    }
+}
+
+impl Object for Obj {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Obj::Hash(t) => t.heap_bytes(),
+            Obj::List(l) => l.heap_bytes(),
+            Obj::Set(s) => s.heap_bytes(),
+        }
+    }
+}
