@@ -98,6 +98,10 @@ pub struct Db {
     pub evict: crate::evict::Evictor,
     /// While running [`Db::atomically`]: the effects to journal as one record.
     group: Option<Vec<Effect>>,
+    /// Keys some client waits on with a blocking pop.
+    pub block_keys: hashbrown::HashSet<Bytes>,
+    /// Of those, keys that were written since the shard last served its waiters.
+    pub ready: Vec<Bytes>,
 }
 
 impl Db {
@@ -329,6 +333,7 @@ impl Db {
                     self.map.remove(key, now);
                 } else {
                     self.map.insert_object(key, o, deadline, now);
+                    self.note_ready(key);
                 }
             }
         }
@@ -351,6 +356,13 @@ impl Db {
                     self.last_lsn = direct(j);
                 }
             }
+        }
+    }
+
+    /// A key changed: if clients wait on it, it is due to be served.
+    fn note_ready(&mut self, key: &[u8]) {
+        if !self.block_keys.is_empty() && self.block_keys.contains(key) {
+            self.ready.push(Bytes::copy_from_slice(key));
         }
     }
 
@@ -438,6 +450,8 @@ impl Db {
             if edit.event.is_some() && !created {
                 self.note(Mutation::Remove, key);
             }
+        } else if edit.event.is_some() {
+            self.note_ready(key);
         }
         Ok(Some(edit.reply))
     }

@@ -603,7 +603,7 @@ pub fn refuse_queued(s: &mut Server, spec: &Spec, args: Args<'_, '_>) -> Option<
     if s.db.evict.limit() == 0 {
         return None;
     }
-    let keys = spec.key_positions(args.len()).map(|i| &args[i][..]);
+    let keys = spec.key_positions(args).map(|i| &args[i][..]);
     out_of_memory(s, keys).then(|| OOM.to_string())
 }
 

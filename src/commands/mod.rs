@@ -2,6 +2,7 @@
 //! COMMAND, a summary for COMMAND DOCS, and the function that runs it.
 
 pub mod admin;
+pub mod blocking;
 pub mod connection;
 pub mod hash;
 pub mod keyspace;
@@ -65,6 +66,9 @@ pub struct Spec {
     pub keyed: Option<KeyedFn>,
     /// For keyed commands whose keys may span shards: how to run it then.
     pub cross: Option<Exec>,
+    /// Keys counted by an argument (`numkeys` at this position, keys right after it)
+    /// instead of by first/last/step; 0: not so.
+    pub numkeys_at: usize,
 }
 
 impl std::fmt::Debug for Spec {
@@ -96,6 +100,7 @@ impl Spec {
             exec: Some(exec),
             keyed: None,
             cross: None,
+            numkeys_at: 0,
         }
     }
 
@@ -118,6 +123,15 @@ impl Spec {
     pub(crate) const fn cross(self, cross: Exec) -> Spec {
         Spec {
             cross: Some(cross),
+            ..self
+        }
+    }
+
+    /// Keys given as `numkeys key [key ...]` with `numkeys` at argument `at` (SINTERCARD,
+    /// LMPOP, BLMPOP...).
+    pub(crate) const fn numkeys(self, at: usize) -> Spec {
+        Spec {
+            numkeys_at: at,
             ..self
         }
     }
@@ -153,8 +167,28 @@ impl Spec {
         (a > 0 && n == a) || (a < 0 && n >= -a)
     }
 
-    /// Argument positions that are keys, for a request of `argc` arguments.
-    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+    /// Argument positions that are keys in the request `args` (the name included).
+    pub fn key_positions<A: AsRef<[u8]>>(&self, args: &[A]) -> impl Iterator<Item = usize> {
+        let argc = args.len();
+        let (first, last, step, active) = if self.numkeys_at > 0 {
+            let at = self.numkeys_at;
+            let n = args
+                .get(at)
+                .and_then(|a| parse_int(a.as_ref()))
+                .filter(|n| *n > 0)
+                .map_or(0, |n| n as usize);
+            let first = at + 1;
+            let end = first.saturating_add(n).min(argc);
+            let active = n > 0 && first < end;
+            (first, if active { end - 1 } else { first }, 1, active)
+        } else {
+            self.fixed_keys(argc)
+        };
+        (first..=last).step_by(step).filter(move |_| active)
+    }
+
+    /// First, last, step and whether any, for a fixed key spec.
+    fn fixed_keys(&self, argc: usize) -> (usize, usize, usize, bool) {
         let first = self.first_key.max(0) as usize;
         let last = if self.last_key < 0 {
             (argc as i64 + i64::from(self.last_key)).max(0) as usize
@@ -163,7 +197,7 @@ impl Spec {
         };
         let step = self.step.max(1) as usize;
         let active = first > 0 && first < argc;
-        (first..=last).step_by(step).filter(move |_| active)
+        (first, last, step, active)
     }
 }
 
@@ -280,6 +314,7 @@ pub fn all_commands() -> impl Iterator<Item = &'static Spec> {
         .chain(hash::COMMANDS)
         .chain(list::COMMANDS)
         .chain(set::COMMANDS)
+        .chain(blocking::COMMANDS)
 }
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
@@ -363,11 +398,28 @@ mod tests {
     #[test]
     fn key_positions_follow_first_last_step() {
         let mset = lookup(b"mset").unwrap();
-        assert_eq!(mset.key_positions(5).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            mset.key_positions(&["mset", "a", "1", "b", "2"])
+                .collect::<Vec<_>>(),
+            vec![1, 3]
+        );
         let lcs = lookup(b"lcs").unwrap();
-        assert_eq!(lcs.key_positions(4).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            lcs.key_positions(&["lcs", "a", "b", "LEN"])
+                .collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         let ping = lookup(b"ping").unwrap();
-        assert_eq!(ping.key_positions(2).count(), 0);
+        assert_eq!(ping.key_positions(&["ping", "x"]).count(), 0);
+        let blmpop = lookup(b"blmpop").unwrap();
+        let args = ["blmpop", "0", "2", "a", "b", "LEFT"];
+        assert_eq!(blmpop.key_positions(&args).collect::<Vec<_>>(), vec![3, 4]);
+        let bad = ["blmpop", "0", "9", "a"];
+        assert_eq!(
+            blmpop.key_positions(&bad).collect::<Vec<_>>(),
+            vec![3],
+            "clamped to the request"
+        );
     }
 
     #[test]

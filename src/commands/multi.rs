@@ -31,7 +31,7 @@ impl Queued {
     /// The keys it touches.
     pub fn keys(&self) -> impl Iterator<Item = Bytes> + '_ {
         self.spec
-            .key_positions(self.args.len())
+            .key_positions(&self.args)
             .map(|i| self.args[i].clone())
     }
 

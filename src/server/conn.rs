@@ -43,6 +43,8 @@ pub struct ConnState {
     pub observed: bool,
     /// How far the request being received has been parsed.
     pub parse: coreshard_protocol::ParseState,
+    /// Blocked in a blocking pop: its wait's id here (input is kept, not parsed).
+    pub blocked: Option<u64>,
     /// Since when the output has been over the soft output limit.
     pub over_soft_since: Option<std::time::Instant>,
 }

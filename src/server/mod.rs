@@ -2,6 +2,7 @@
 //! command on the shard that owns its keys, and keep replies in request order.
 
 pub mod args;
+pub mod blocking;
 pub mod conn;
 pub mod durability;
 pub mod ops;
@@ -141,6 +142,8 @@ pub struct Server {
     denied: Vec<ConnId>,
     expire_backlog: bool,
     expire_timer_armed: bool,
+    /// Blocked clients of this shard and waiters on its keys.
+    pub blocking: blocking::Blocking,
 }
 
 impl Server {
@@ -179,6 +182,7 @@ impl Server {
             denied: Vec::new(),
             expire_backlog: false,
             expire_timer_armed: false,
+            blocking: blocking::Blocking::default(),
         }
     }
 
@@ -207,6 +211,11 @@ impl Server {
     /// must not overtake).
     fn local_ok(&self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
         self.locks.is_clear() && ctx.state(conn).is_some_and(|s| s.replies.is_empty())
+    }
+
+    /// Whether a command for this shard may run right now for `conn` (see `local_ok`).
+    pub fn local_ok_for(&self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
+        self.local_ok(ctx, conn)
     }
 
     /// Pause `conn`'s input until a transaction (or WATCH) in flight is decided.
@@ -316,7 +325,7 @@ impl Server {
         args: &[Cow<'_, [u8]>],
     ) {
         let mut owner = None;
-        for i in spec.key_positions(args.len()) {
+        for i in spec.key_positions(args) {
             let s = self.slots.shard_of(&args[i]);
             match owner {
                 None => owner = Some(s),
@@ -477,6 +486,7 @@ impl Server {
             Op::Report | Op::ClientList | Op::PubsubNames { .. } | Op::PubsubCounts { .. }
         );
         let result = self.apply(ctx, op);
+        self.serve_ready(ctx);
         if shows_data || from == self.shard {
             self.answer(ctx, from, conn, seq, part, result);
         } else {
@@ -701,6 +711,9 @@ impl Server {
             Some(exec) => exec(self, ctx, conn, args),
             None => self.run_cmd(ctx, conn, spec, args),
         }
+        // Lists that gained elements go to clients blocked on them before the next
+        // command runs (as in Redis).
+        self.serve_ready(ctx);
     }
 }
 
@@ -759,6 +772,9 @@ impl Handler for Server {
             self.save_tick(ctx);
             ctx.set_timer(Duration::from_secs(1), SAVE_TICK);
         }
+        if cookie >= blocking::TIMER_BASE {
+            return self.on_block_timeout(ctx, cookie - blocking::TIMER_BASE);
+        }
         if cookie == EXPIRE_TICK {
             self.expire_timer_armed = false;
             self.expire_step();
@@ -774,6 +790,7 @@ impl Handler for Server {
             ctx.close(conn);
         }
         self.relieve_backlog(ctx);
+        self.serve_ready(ctx);
         self.step_keys(ctx);
         // Mass expiry is reclaimed one bounded step per loop turn, between I/O, so it never
         // stalls the shard's connections; while due keys remain the shard keeps turning
@@ -822,6 +839,7 @@ impl Handler for Server {
             over_soft_since: None,
             parse: ParseState::default(),
             observed: false,
+            blocked: None,
         }
     }
 
@@ -832,6 +850,11 @@ impl Handler for Server {
         let mut args = Vec::new();
         let mut pos = 0;
         while pos < data.len() {
+            if ctx.state(conn).is_some_and(|s| s.blocked.is_some()) {
+                // A blocked client's further requests wait (kept by the engine) until
+                // its pop is answered; reading goes on, so a disconnect is seen.
+                break;
+            }
             if ctx.state(conn).is_none_or(|s| s.closing) {
                 if let Some(s) = ctx.state(conn) {
                     s.parse.reset();
@@ -950,6 +973,7 @@ impl Handler for Server {
             Msg::Notify { channel, message } => {
                 self.deliver(ctx, crate::pubsub::Ns::Channel, &channel, &message);
             }
+            Msg::Block(m) => self.on_block_msg(ctx, from, m),
             Msg::Unwatch { keys } => {
                 for k in keys {
                     self.db.watch.unwatch(&k);
@@ -959,6 +983,9 @@ impl Handler for Server {
     }
 
     fn on_close(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, state: ConnState) {
+        if let Some(id) = state.blocked {
+            self.blocked_client_gone(ctx, id);
+        }
         self.forget_watches(ctx, &state.watched);
         // A WATCH still in flight registers watchers its reply will never report: undo
         // them through the same FIFO mailboxes (this shard's too), behind the WATCH.

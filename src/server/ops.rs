@@ -76,10 +76,7 @@ impl<K: AsRef<[u8]>> Op<K> {
     /// The keys this part touches (for lock checks).
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
-            Op::Cmd { spec, args } => spec
-                .key_positions(args.len())
-                .map(|i| &args[i][..])
-                .collect(),
+            Op::Cmd { spec, args } => spec.key_positions(args).map(|i| &args[i][..]).collect(),
             Op::Del(ks) | Op::Exists(ks) | Op::MGet(ks) => ks.iter().map(|k| k.as_ref()).collect(),
             Op::MSet(kvs) => kvs.iter().map(|(k, _)| k.as_ref()).collect(),
             Op::Read(k) => vec![k.as_ref()],
@@ -267,6 +264,8 @@ pub enum Msg {
     },
     /// A shard applied announcement `id`.
     InterestAck { id: u64 },
+    /// Blocking pops (see [`super::blocking`]).
+    Block(super::blocking::BlockMsg),
     /// A keyspace notification for this shard's subscribers (no answer).
     Notify { channel: Bytes, message: Bytes },
 }

@@ -571,6 +571,7 @@ impl Server {
         if changes {
             self.db.journal(&Effect::Fence);
         }
+        self.serve_ready(ctx);
         self.locks.held.retain(|_, owner| *owner != txn);
         self.locks.tokens.remove(&txn);
         if self.locks.all == Some(txn) {

@@ -1,18 +1,1678 @@
-//! TEMPORARY stub (replaced by the real list).
-#[derive(Debug, Clone, Default)]
-pub struct List(Vec<Vec<u8>>);
+//! Compact Redis list: a deque of byte chunks, in the spirit of Redis 7's quicklist of listpacks.
+//!
+//! # Layout
+//!
+//! A [`List`] is a `VecDeque` of chunks. A chunk is one `Vec<u8>` holding up to
+//! `CHUNK_LIMIT` (8 KiB, like `list-max-listpack-size -2`) bytes of records, plus its
+//! element count and a `head` offset: the live bytes are `buf[head..]`. Bytes before `head`
+//! are slack for O(1) `push_front`, spare capacity after `len` is slack for `push_back`,
+//! so popping from the front never memmoves the chunk. An element that does not fit in a
+//! chunk gets a chunk of its own.
+//!
+//! Inside a chunk, records `r0 .. r(n-1)` are separated by *boundaries* `B0..Bn` (n + 1 of them):
+//!
+//! ```text
+//! B0 r0 B1 r1 ... B(n-1) r(n-1) Bn        Bk = [P-ext(r(k-1))] [x_k] [N-ext(rk)]
+//! ```
+//!
+//! Each element length `L` has a one-byte *code* `c(L)`: `L` itself for `L <= 251`, or
+//! 252/253/254/255 meaning "the length is in a 1/2/4/8-byte extension" (`P-ext`/`N-ext`,
+//! present only for such long elements, stored on both sides of the record). The boundary
+//! byte is `x_k = c(L(k-1)) XOR c(Lk)` (with `c = 0` for the missing neighbour at either
+//! end). A reader walking forwards already knows `c(L(k-1))`, so it recovers `c(Lk)`; a reader
+//! walking backwards knows `c(Lk)` and recovers `c(L(k-1))` — the XOR-linked-list trick. So an
+//! element of up to 251 bytes costs its bytes **plus one byte** (Redis's listpack: plus two,
+//! an encoding byte and a back-length byte), and the chunk itself costs one extra byte.
+//!
+//! # Costs
+//!
+//! * push/pop at either end: O(element) amortized. Chunks grow geometrically (capacity
+//!   doubling up to `CHUNK_LIMIT`); the slack made by a regrow goes to the side being pushed
+//!   (split half/half when the chunk is the only one, so mixed LPUSH/RPUSH stays amortized
+//!   O(1)); a chunk whose live bytes drop below a quarter of its capacity is shrunk to twice
+//!   its live size, so memory follows the contents.
+//! * `get`/`set`/`range`: skip whole chunks by their counts (from whichever end is closer),
+//!   then walk inside one chunk (forwards or backwards, whichever is shorter).
+//! * `set` with a different length, `insert_at_pivot`, `remove_matching`: rebuild only the
+//!   affected chunks (splitting evenly if they overflow), then merge runs of neighbours whose
+//!   combined size fits in one chunk, so chunks do not degenerate after removals.
+//! * `retain_range`: drops whole chunks, then cuts the two edge chunks in place (moving
+//!   `head` / truncating and fixing one boundary byte).
+//! * `heap_bytes`: O(1), a running total of chunk capacities plus the deque's capacity.
+//!
+//! The snapshot format of [`List::encode`] is independent of the in-memory layout:
+//! `varint(count)` then `varint(len) bytes` per element (LEB128 varints).
+
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Maximum bytes (records + boundaries) in one chunk holding more than one element.
+const CHUNK_LIMIT: usize = 8 * 1024;
+/// Smallest chunk buffer capacity worth allocating.
+const MIN_CAP: usize = 16;
+/// Largest length stored directly in a code byte.
+const DIRECT_MAX: usize = 251;
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes copied by internal re-layouts (not counting the element bytes a push or pop
+    /// itself must copy); lets tests assert on work instead of time.
+    static MOVED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[inline]
+fn note_moved(_bytes: usize) {
+    #[cfg(test)]
+    MOVED.with(|m| m.set(m.get() + _bytes));
+}
+
+/// Length code and its extension bytes for one element length.
+#[derive(Clone, Copy)]
+struct Hdr {
+    code: u8,
+    width: usize,
+    ext: [u8; 8],
+}
+
+impl Hdr {
+    fn new(len: usize) -> Hdr {
+        let mut ext = [0u8; 8];
+        let (code, width) = if len <= DIRECT_MAX {
+            (len as u8, 0)
+        } else if len <= DIRECT_MAX + 256 {
+            ext[0] = (len - DIRECT_MAX - 1) as u8;
+            (252, 1)
+        } else if let Ok(x) = u16::try_from(len) {
+            ext[..2].copy_from_slice(&x.to_le_bytes());
+            (253, 2)
+        } else if let Ok(x) = u32::try_from(len) {
+            ext[..4].copy_from_slice(&x.to_le_bytes());
+            (254, 4)
+        } else {
+            ext = (len as u64).to_le_bytes();
+            (255, 8)
+        };
+        Hdr { code, width, ext }
+    }
+
+    fn ext(&self) -> &[u8] {
+        &self.ext[..self.width]
+    }
+}
+
+#[inline]
+fn ext_width(code: u8) -> usize {
+    match code {
+        252 => 1,
+        253 => 2,
+        254 => 4,
+        255 => 8,
+        _ => 0,
+    }
+}
+
+/// Decodes a length from its code and its `ext_width(code)` extension bytes.
+#[inline]
+fn read_len(code: u8, ext: &[u8]) -> usize {
+    match code {
+        252 => DIRECT_MAX + 1 + usize::from(ext[0]),
+        253 => usize::from(u16::from_le_bytes([ext[0], ext[1]])),
+        254 => u32::from_le_bytes([ext[0], ext[1], ext[2], ext[3]]) as usize,
+        255 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&ext[..8]);
+            usize::try_from(u64::from_le_bytes(a)).unwrap_or(usize::MAX)
+        }
+        c => usize::from(c),
+    }
+}
+
+/// Bytes one more element of `len` adds to a chunk: boundary byte, both extensions, data.
+#[inline]
+fn rec_size(len: usize, width: usize) -> usize {
+    1 + 2 * width + len
+}
+
+/// Appends a record (its leading boundary byte `prev ^ code`, extensions and data).
+fn put_record(buf: &mut Vec<u8>, prev: u8, h: &Hdr, v: &[u8]) {
+    buf.push(prev ^ h.code);
+    buf.extend_from_slice(h.ext());
+    buf.extend_from_slice(v);
+    buf.extend_from_slice(h.ext());
+}
+
+/// Record whose boundary byte is at `pos`, given the previous record's code.
+/// Returns (code, data start, data length).
+#[inline]
+fn rec_at(d: &[u8], pos: usize, prev: u8) -> (u8, usize, usize) {
+    let c = d[pos] ^ prev;
+    let w = ext_width(c);
+    let len = read_len(c, &d[pos + 1..pos + 1 + w]);
+    (c, pos + 1 + w, len)
+}
+
+struct Chunk {
+    /// Live bytes are `buf[head..]`; never empty while the chunk is in a list.
+    buf: Vec<u8>,
+    head: usize,
+    count: usize,
+}
+
+/// Forward iterator over one chunk's records.
+struct ChunkIter<'a> {
+    d: &'a [u8],
+    /// Position of the next record's boundary byte.
+    pos: usize,
+    /// Code of the record before `pos` (0 at the start).
+    prev: u8,
+    left: usize,
+}
+
+impl<'a> Iterator for ChunkIter<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        let (c, s, len) = rec_at(self.d, self.pos, self.prev);
+        self.left -= 1;
+        self.pos = s + len + ext_width(c);
+        self.prev = c;
+        Some(&self.d[s..s + len])
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+/// Backward iterator over one chunk's records.
+struct ChunkRevIter<'a> {
+    d: &'a [u8],
+    /// Position of the boundary byte after the next record to yield.
+    pos: usize,
+    /// Code of the record after `pos` (0 at the end).
+    next: u8,
+    left: usize,
+}
+
+impl<'a> Iterator for ChunkRevIter<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        let c = self.d[self.pos] ^ self.next;
+        let w = ext_width(c);
+        let len = read_len(c, &self.d[self.pos - w..self.pos]);
+        let e = self.pos - w;
+        let s = e - len;
+        self.left -= 1;
+        // Record 0 starts at 1 + w, so this is at least 0.
+        self.pos = s - w - 1;
+        self.next = c;
+        Some(&self.d[s..e])
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl Chunk {
+    /// A new chunk holding just `v`; its slack goes where pushes are expected.
+    fn single(v: &[u8], front: bool, alone: bool) -> Chunk {
+        let h = Hdr::new(v.len());
+        let size = rec_size(v.len(), h.width) + 1;
+        let (cap, head) = if size > CHUNK_LIMIT {
+            (size, 0)
+        } else {
+            let cap = (2 * size).clamp(MIN_CAP, CHUNK_LIMIT);
+            let free = cap - size;
+            let head = if alone {
+                free / 2
+            } else if front {
+                free
+            } else {
+                0
+            };
+            (cap, head)
+        };
+        let mut buf = Vec::with_capacity(cap);
+        buf.resize(head, 0);
+        put_record(&mut buf, 0, &h, v);
+        buf.push(h.code);
+        Chunk {
+            buf,
+            head,
+            count: 1,
+        }
+    }
+
+    /// A tight chunk of `items` whose encoded size is `size`.
+    fn from_items(items: &[&[u8]], size: usize) -> Chunk {
+        let mut buf = Vec::with_capacity(size);
+        let mut prev = 0;
+        for v in items {
+            let h = Hdr::new(v.len());
+            put_record(&mut buf, prev, &h, v);
+            prev = h.code;
+        }
+        buf.push(prev);
+        note_moved(buf.len());
+        Chunk {
+            buf,
+            head: 0,
+            count: items.len(),
+        }
+    }
+
+    #[inline]
+    fn data(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+
+    #[inline]
+    fn live(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    #[inline]
+    fn cap(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    fn iter(&self) -> ChunkIter<'_> {
+        ChunkIter {
+            d: self.data(),
+            pos: 0,
+            prev: 0,
+            left: self.count,
+        }
+    }
+
+    fn iter_rev(&self) -> ChunkRevIter<'_> {
+        let d = self.data();
+        ChunkRevIter {
+            d,
+            pos: d.len() - 1,
+            next: 0,
+            left: self.count,
+        }
+    }
+
+    /// Boundary before record `k` (`k <= count`): position of its byte (relative to `head`)
+    /// and the code of record `k - 1` (0 if `k == 0`). Walks from the nearer end.
+    fn boundary(&self, k: usize) -> (usize, u8) {
+        if k <= self.count / 2 {
+            let mut it = self.iter();
+            for _ in 0..k {
+                it.next();
+            }
+            (it.pos, it.prev)
+        } else {
+            let mut it = self.iter_rev();
+            for _ in k..self.count {
+                it.next();
+            }
+            (it.pos, it.d[it.pos] ^ it.next)
+        }
+    }
+
+    /// Forward iterator starting at record `k`.
+    fn iter_from(&self, k: usize) -> ChunkIter<'_> {
+        let (pos, prev) = self.boundary(k);
+        ChunkIter {
+            d: self.data(),
+            pos,
+            prev,
+            left: self.count - k,
+        }
+    }
+
+    fn get(&self, k: usize) -> Option<&[u8]> {
+        if k >= self.count {
+            None
+        } else if k <= self.count / 2 {
+            self.iter().nth(k)
+        } else {
+            self.iter_rev().nth(self.count - 1 - k)
+        }
+    }
+
+    /// Moves the live bytes into a fresh buffer of capacity `cap` starting at `head_room`.
+    fn relayout(&mut self, cap: usize, head_room: usize) {
+        let mut buf = Vec::with_capacity(cap.max(head_room + self.live()));
+        buf.resize(head_room, 0);
+        buf.extend_from_slice(self.data());
+        note_moved(self.live());
+        self.buf = buf;
+        self.head = head_room;
+    }
+
+    /// Ensures `need` free bytes on the given side, growing or re-centring the buffer.
+    /// Returns false if the element should go to a new chunk instead.
+    fn make_room(&mut self, front: bool, need: usize, alone: bool) -> bool {
+        let live = self.live();
+        let total = live + need;
+        if total > CHUNK_LIMIT {
+            return false;
+        }
+        let avail = if front {
+            self.head
+        } else {
+            self.buf.capacity() - self.buf.len()
+        };
+        if avail >= need {
+            return true;
+        }
+        let cap = self.buf.capacity();
+        let grown = (2 * total).clamp(MIN_CAP, CHUNK_LIMIT);
+        let new_cap = if grown > cap {
+            grown
+        } else {
+            // Full-size chunk with the slack on the wrong side: moving the data is only
+            // worth it if it frees a good share of the chunk.
+            if cap >= CHUNK_LIMIT && cap - total < CHUNK_LIMIT / 8 {
+                return false;
+            }
+            cap
+        };
+        let free = new_cap - total;
+        let slack_front = if alone {
+            free / 2
+        } else if front {
+            free
+        } else {
+            0
+        };
+        let head_room = if front {
+            slack_front + need
+        } else {
+            slack_front
+        };
+        self.relayout(new_cap, head_room);
+        true
+    }
+
+    /// Appends `v`; the caller made room.
+    fn put_back(&mut self, h: &Hdr, v: &[u8]) {
+        let last = self.buf.len() - 1;
+        self.buf[last] ^= h.code;
+        self.buf.extend_from_slice(h.ext());
+        self.buf.extend_from_slice(v);
+        self.buf.extend_from_slice(h.ext());
+        self.buf.push(h.code);
+        self.count += 1;
+    }
+
+    /// Prepends `v` (`need` bytes) into the head slack; the caller made room.
+    fn put_front(&mut self, h: &Hdr, v: &[u8], need: usize) {
+        let old = self.head;
+        let new = old - need;
+        let w = h.width;
+        self.buf[new] = h.code;
+        self.buf[new + 1..new + 1 + w].copy_from_slice(h.ext());
+        let s = new + 1 + w;
+        self.buf[s..s + v.len()].copy_from_slice(v);
+        self.buf[s + v.len()..old].copy_from_slice(h.ext());
+        self.buf[old] ^= h.code;
+        self.head = new;
+        self.count += 1;
+    }
+
+    fn take_front(&mut self) -> Vec<u8> {
+        let d = self.data();
+        let (c, s, len) = rec_at(d, 0, 0);
+        let out = d[s..s + len].to_vec();
+        let next = s + len + ext_width(c);
+        self.count -= 1;
+        if self.count > 0 {
+            let p = self.head + next;
+            self.buf[p] ^= c;
+            self.head = p;
+        }
+        out
+    }
+
+    fn take_back(&mut self) -> Vec<u8> {
+        let d = self.data();
+        let last = d.len() - 1;
+        let c = d[last];
+        let w = ext_width(c);
+        let len = read_len(c, &d[last - w..last]);
+        let e = last - w;
+        let s = e - len;
+        let out = d[s..e].to_vec();
+        self.count -= 1;
+        if self.count > 0 {
+            let p = self.head + s - w - 1;
+            self.buf[p] ^= c;
+            self.buf.truncate(p + 1);
+        }
+        out
+    }
+
+    /// Drops the first `k < count` records in place.
+    fn trim_front(&mut self, k: usize) {
+        let (pos, prev) = self.boundary(k);
+        let p = self.head + pos;
+        self.buf[p] ^= prev;
+        self.head = p;
+        self.count -= k;
+    }
+
+    /// Drops the last `k < count` records in place.
+    fn trim_back(&mut self, k: usize) {
+        let keep = self.count - k;
+        let (pos, prev) = self.boundary(keep);
+        let p = self.head + pos;
+        self.buf[p] = prev;
+        self.buf.truncate(p + 1);
+        self.count = keep;
+    }
+
+    /// Shrinks a mostly empty buffer to twice its live size.
+    fn maybe_shrink(&mut self, front: bool, alone: bool) {
+        let cap = self.cap();
+        let live = self.live();
+        if cap > MIN_CAP && live * 4 < cap {
+            let new_cap = (2 * live).max(MIN_CAP);
+            let free = new_cap - live;
+            let slack_front = if alone {
+                free / 2
+            } else if front {
+                free
+            } else {
+                0
+            };
+            self.relayout(new_cap, slack_front);
+        }
+    }
+}
+
+/// Packs `items` into tight chunks of at most `CHUNK_LIMIT` bytes (an oversized item alone),
+/// splitting evenly rather than leaving a tiny remainder.
+fn pack(items: &[&[u8]]) -> Vec<Chunk> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let sizes: Vec<usize> = items
+        .iter()
+        .map(|v| rec_size(v.len(), Hdr::new(v.len()).width))
+        .collect();
+    let total = sizes.iter().sum::<usize>() + 1;
+    let groups = total.div_ceil(CHUNK_LIMIT);
+    let target = total.div_ceil(groups).min(CHUNK_LIMIT);
+    let mut out = Vec::with_capacity(groups + 1);
+    let mut start = 0;
+    let mut size = 1;
+    for (j, &s) in sizes.iter().enumerate() {
+        if j > start && size + s > target {
+            out.push(Chunk::from_items(&items[start..j], size));
+            start = j;
+            size = 1;
+        }
+        size += s;
+    }
+    out.push(Chunk::from_items(&items[start..], size));
+    out
+}
+
+/// A Redis list value; see the module documentation for the layout.
+pub struct List {
+    chunks: VecDeque<Chunk>,
+    len: usize,
+    /// Sum of the chunk buffers' capacities.
+    buf_bytes: usize,
+}
+
 impl List {
     pub fn new() -> List {
-        List::default()
+        List {
+            chunks: VecDeque::new(),
+            len: 0,
+            buf_bytes: 0,
+        }
     }
+
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
-    pub fn heap_bytes(&self) -> usize {
-        0
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
-    pub fn encode(&self, _: &mut Vec<u8>) {}
-    pub fn decode(_: &[u8]) -> Option<List> {
+
+    /// Removes every element and frees all memory.
+    pub fn clear(&mut self) {
+        *self = List::new();
+    }
+
+    pub fn push_front(&mut self, v: &[u8]) {
+        self.push(v, true);
+    }
+
+    pub fn push_back(&mut self, v: &[u8]) {
+        self.push(v, false);
+    }
+
+    fn push(&mut self, v: &[u8], front: bool) {
+        let h = Hdr::new(v.len());
+        let need = rec_size(v.len(), h.width);
+        let alone = self.chunks.len() == 1;
+        let end = if front {
+            self.chunks.front_mut()
+        } else {
+            self.chunks.back_mut()
+        };
+        if let Some(ch) = end {
+            let before = ch.cap();
+            if ch.make_room(front, need, alone) {
+                if front {
+                    ch.put_front(&h, v, need);
+                } else {
+                    ch.put_back(&h, v);
+                }
+                self.buf_bytes = self.buf_bytes - before + ch.cap();
+                self.len += 1;
+                return;
+            }
+        }
+        let ch = Chunk::single(v, front, self.chunks.is_empty());
+        self.buf_bytes += ch.cap();
+        if self.chunks.capacity() == 0 {
+            self.chunks.reserve_exact(1);
+        }
+        if front {
+            self.chunks.push_front(ch);
+        } else {
+            self.chunks.push_back(ch);
+        }
+        self.len += 1;
+    }
+
+    pub fn pop_front(&mut self) -> Option<Vec<u8>> {
+        self.pop(true)
+    }
+
+    pub fn pop_back(&mut self) -> Option<Vec<u8>> {
+        self.pop(false)
+    }
+
+    fn pop(&mut self, front: bool) -> Option<Vec<u8>> {
+        let alone = self.chunks.len() == 1;
+        let ch = if front {
+            self.chunks.front_mut()
+        } else {
+            self.chunks.back_mut()
+        }?;
+        let before = ch.cap();
+        let out = if front {
+            ch.take_front()
+        } else {
+            ch.take_back()
+        };
+        self.len -= 1;
+        if ch.count == 0 {
+            self.buf_bytes -= before;
+            if front {
+                self.chunks.pop_front();
+            } else {
+                self.chunks.pop_back();
+            }
+            self.chunks_removed();
+        } else {
+            ch.maybe_shrink(front, alone);
+            self.buf_bytes = self.buf_bytes - before + ch.cap();
+        }
+        Some(out)
+    }
+
+    pub fn front(&self) -> Option<&[u8]> {
+        self.chunks.front().and_then(|c| c.iter().next())
+    }
+
+    pub fn back(&self) -> Option<&[u8]> {
+        self.chunks.back().and_then(|c| c.iter_rev().next())
+    }
+
+    /// (chunk index, index inside the chunk) of element `index`, counting chunks from the
+    /// nearer end.
+    fn locate(&self, index: usize) -> Option<(usize, usize)> {
+        if index >= self.len {
+            return None;
+        }
+        if index < self.len / 2 {
+            let mut rem = index;
+            for (i, c) in self.chunks.iter().enumerate() {
+                if rem < c.count {
+                    return Some((i, rem));
+                }
+                rem -= c.count;
+            }
+        } else {
+            let mut rem = self.len - 1 - index;
+            for (i, c) in self.chunks.iter().enumerate().rev() {
+                if rem < c.count {
+                    return Some((i, c.count - 1 - rem));
+                }
+                rem -= c.count;
+            }
+        }
         None
+    }
+
+    /// Element at `index` (0-based from the front); skips whole chunks by their counts.
+    pub fn get(&self, index: usize) -> Option<&[u8]> {
+        let (i, k) = self.locate(index)?;
+        self.chunks[i].get(k)
+    }
+
+    /// LSET: replace element `index`; false if out of range.
+    pub fn set(&mut self, index: usize, v: &[u8]) -> bool {
+        let Some((i, k)) = self.locate(index) else {
+            return false;
+        };
+        let ch = &mut self.chunks[i];
+        let (pos, prev) = ch.boundary(k);
+        let (_, s, len) = rec_at(ch.data(), pos, prev);
+        if len == v.len() {
+            let a = ch.head + s;
+            ch.buf[a..a + len].copy_from_slice(v);
+            return true;
+        }
+        let new = {
+            let ch = &self.chunks[i];
+            let items: Vec<&[u8]> = ch
+                .iter()
+                .enumerate()
+                .map(|(j, e)| if j == k { v } else { e })
+                .collect();
+            pack(&items)
+        };
+        let n = self.replace_chunk(i, new);
+        self.merge_range(i.saturating_sub(1), i + n);
+        true
+    }
+
+    /// LINSERT: insert `v` before (or after) the first element equal to `pivot`, scanning from
+    /// the front; returns false if the pivot is absent.
+    pub fn insert_at_pivot(&mut self, pivot: &[u8], before: bool, v: &[u8]) -> bool {
+        let mut found = None;
+        for (i, ch) in self.chunks.iter().enumerate() {
+            if let Some(k) = ch.iter().position(|e| e == pivot) {
+                found = Some((i, k));
+                break;
+            }
+        }
+        let Some((i, k)) = found else {
+            return false;
+        };
+        let at = if before { k } else { k + 1 };
+        let new = {
+            let ch = &self.chunks[i];
+            let mut items: Vec<&[u8]> = Vec::with_capacity(ch.count + 1);
+            for (j, e) in ch.iter().enumerate() {
+                if j == at {
+                    items.push(v);
+                }
+                items.push(e);
+            }
+            if at == ch.count {
+                items.push(v);
+            }
+            pack(&items)
+        };
+        let n = self.replace_chunk(i, new);
+        self.len += 1;
+        self.merge_range(i.saturating_sub(1), i + n);
+        true
+    }
+
+    /// LREM semantics: count > 0 removes the first `count` matches from the front, count < 0 the
+    /// first |count| from the back, 0 all; returns how many were removed.
+    pub fn remove_matching(&mut self, count: i64, v: &[u8]) -> usize {
+        let limit = if count == 0 {
+            usize::MAX
+        } else {
+            usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX)
+        };
+        let mut removed = 0;
+        // Touched span: first index, and distance of its end from the back of the deque.
+        let mut span: Option<(usize, usize)> = None;
+        if count >= 0 {
+            let mut i = 0;
+            while i < self.chunks.len() && removed < limit {
+                if !self.chunks[i].iter().any(|e| e == v) {
+                    i += 1;
+                    continue;
+                }
+                let (new, hit) = {
+                    let mut hit = 0;
+                    let items: Vec<&[u8]> = self.chunks[i]
+                        .iter()
+                        .filter(|e| {
+                            if removed + hit < limit && *e == v {
+                                hit += 1;
+                                false
+                            } else {
+                                true
+                            }
+                        })
+                        .collect();
+                    (pack(&items), hit)
+                };
+                removed += hit;
+                let n = self.replace_chunk(i, new);
+                let lo = span.map_or(i, |(lo, _)| lo);
+                i += n;
+                span = Some((lo, self.chunks.len() - i));
+            }
+        } else {
+            let mut i = self.chunks.len();
+            while i > 0 && removed < limit {
+                i -= 1;
+                if !self.chunks[i].iter().any(|e| e == v) {
+                    continue;
+                }
+                let (new, hit) = {
+                    let elems: Vec<&[u8]> = self.chunks[i].iter().collect();
+                    let mut keep = vec![true; elems.len()];
+                    let mut hit = 0;
+                    for k in (0..elems.len()).rev() {
+                        if removed + hit < limit && elems[k] == v {
+                            keep[k] = false;
+                            hit += 1;
+                        }
+                    }
+                    let items: Vec<&[u8]> = elems
+                        .iter()
+                        .zip(&keep)
+                        .filter(|(_, &k)| k)
+                        .map(|(e, _)| *e)
+                        .collect();
+                    (pack(&items), hit)
+                };
+                removed += hit;
+                let n = self.replace_chunk(i, new);
+                let tail = span.map_or(self.chunks.len() - (i + n), |(_, t)| t);
+                span = Some((i, tail));
+            }
+        }
+        self.len -= removed;
+        if let Some((lo, tail)) = span {
+            let hi = self.chunks.len() - tail; // neighbour after the touched span
+            self.merge_range(lo.saturating_sub(1), hi);
+        }
+        self.chunks_removed();
+        removed
+    }
+
+    /// LTRIM: keep only positions start..=end (already normalized by the caller:
+    /// start <= end < len); pass start > end or start >= len to empty the list.
+    /// O(removed chunks + one chunk).
+    pub fn retain_range(&mut self, start: usize, end: usize) {
+        if start > end || start >= self.len {
+            self.clear();
+            return;
+        }
+        let end = end.min(self.len - 1);
+        let mut drop_front = start;
+        let mut drop_back = self.len - 1 - end;
+        while let Some(f) = self.chunks.front() {
+            if f.count > drop_front {
+                break;
+            }
+            drop_front -= f.count;
+            self.len -= f.count;
+            self.buf_bytes -= f.cap();
+            self.chunks.pop_front();
+        }
+        while let Some(b) = self.chunks.back() {
+            if b.count > drop_back {
+                break;
+            }
+            drop_back -= b.count;
+            self.len -= b.count;
+            self.buf_bytes -= b.cap();
+            self.chunks.pop_back();
+        }
+        let alone = self.chunks.len() == 1;
+        if drop_front > 0 {
+            if let Some(ch) = self.chunks.front_mut() {
+                let before = ch.cap();
+                ch.trim_front(drop_front);
+                ch.maybe_shrink(true, alone);
+                self.buf_bytes = self.buf_bytes - before + ch.cap();
+                self.len -= drop_front;
+            }
+        }
+        if drop_back > 0 {
+            if let Some(ch) = self.chunks.back_mut() {
+                let before = ch.cap();
+                ch.trim_back(drop_back);
+                ch.maybe_shrink(false, alone);
+                self.buf_bytes = self.buf_bytes - before + ch.cap();
+                self.len -= drop_back;
+            }
+        }
+        self.chunks_removed();
+    }
+
+    /// Elements start..=end (normalized, end < len) in order, without visiting earlier chunks
+    /// element by element.
+    pub fn range(&self, start: usize, end: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let empty = ChunkIter {
+            d: &[],
+            pos: 0,
+            prev: 0,
+            left: 0,
+        };
+        let (first, it, n) = match self.locate(start) {
+            Some((i, k)) if start <= end => {
+                let end = end.min(self.len - 1);
+                (i + 1, self.chunks[i].iter_from(k), end - start + 1)
+            }
+            _ => (self.chunks.len(), empty, 0),
+        };
+        std::iter::once(it)
+            .chain(self.chunks.range(first..).map(Chunk::iter))
+            .flatten()
+            .take(n)
+    }
+
+    /// Front to back.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.chunks.iter().flat_map(Chunk::iter)
+    }
+
+    /// Back to front.
+    pub fn iter_rev(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.chunks.iter().rev().flat_map(Chunk::iter_rev)
+    }
+
+    /// Heap memory owned by the list (buffer capacities), in O(1).
+    pub fn heap_bytes(&self) -> usize {
+        self.buf_bytes + self.chunks.capacity() * std::mem::size_of::<Chunk>()
+    }
+
+    /// Appends the snapshot encoding: `varint(count)`, then `varint(len) bytes` per element.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.chunks.iter().map(Chunk::live).sum::<usize>() + 10);
+        put_varint(out, self.len as u64);
+        for e in self.iter() {
+            put_varint(out, e.len() as u64);
+            out.extend_from_slice(e);
+        }
+    }
+
+    /// Decodes what [`List::encode`] wrote (the whole of `buf`); `None` on malformed input.
+    pub fn decode(buf: &[u8]) -> Option<List> {
+        let mut p = 0;
+        let n = get_varint(buf, &mut p)?;
+        if n > buf.len() as u64 {
+            return None;
+        }
+        let mut b = Builder::new();
+        for _ in 0..n {
+            let len = usize::try_from(get_varint(buf, &mut p)?).ok()?;
+            let end = p.checked_add(len)?;
+            b.push(buf.get(p..end)?);
+            p = end;
+        }
+        if p != buf.len() {
+            return None;
+        }
+        Some(b.finish())
+    }
+
+    /// Replaces chunk `i` by `new` (possibly none); returns how many were inserted.
+    fn replace_chunk(&mut self, i: usize, new: Vec<Chunk>) -> usize {
+        let n = new.len();
+        let mut it = new.into_iter();
+        match it.next() {
+            Some(first) => {
+                self.buf_bytes += first.cap();
+                let old = std::mem::replace(&mut self.chunks[i], first);
+                self.buf_bytes -= old.cap();
+                for (j, c) in it.enumerate() {
+                    self.buf_bytes += c.cap();
+                    self.chunks.insert(i + 1 + j, c);
+                }
+            }
+            None => {
+                if let Some(old) = self.chunks.remove(i) {
+                    self.buf_bytes -= old.cap();
+                }
+            }
+        }
+        n
+    }
+
+    /// Merges runs of neighbouring chunks among `lo..=hi` whose combined size fits a chunk.
+    fn merge_range(&mut self, lo: usize, hi: usize) {
+        let Some(last) = self.chunks.len().checked_sub(1) else {
+            return;
+        };
+        let mut hi = hi.min(last);
+        let mut i = lo;
+        while i < hi {
+            let mut total = self.chunks[i].live();
+            let mut j = i;
+            while j < hi && total + self.chunks[j + 1].live() - 1 <= CHUNK_LIMIT {
+                total += self.chunks[j + 1].live() - 1;
+                j += 1;
+            }
+            if j > i {
+                let mut buf: Vec<u8> = Vec::with_capacity(total);
+                let mut count = 0;
+                for ch in self.chunks.range(i..=j) {
+                    let d = ch.data();
+                    match buf.last_mut() {
+                        Some(b) => {
+                            *b ^= d[0];
+                            buf.extend_from_slice(&d[1..]);
+                        }
+                        None => buf.extend_from_slice(d),
+                    }
+                    count += ch.count;
+                }
+                note_moved(buf.len());
+                let merged = Chunk {
+                    buf,
+                    head: 0,
+                    count,
+                };
+                self.buf_bytes += merged.cap();
+                let old = std::mem::replace(&mut self.chunks[i], merged);
+                self.buf_bytes -= old.cap();
+                for old in self.chunks.drain(i + 1..=j) {
+                    self.buf_bytes -= old.cap();
+                }
+                hi -= j - i;
+            }
+            i += 1;
+        }
+    }
+
+    /// Releases deque capacity after chunks were removed.
+    fn chunks_removed(&mut self) {
+        if self.chunks.is_empty() {
+            self.chunks = VecDeque::new();
+        } else {
+            let cap = self.chunks.capacity();
+            if cap > 2 && self.chunks.len() * 4 < cap {
+                self.chunks.shrink_to(self.chunks.len() * 2);
+            }
+        }
+    }
+
+    /// Checks every internal invariant; panics on violation.
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        let mut len = 0;
+        let mut bytes = 0;
+        for ch in &self.chunks {
+            assert!(ch.count >= 1, "empty chunk");
+            assert!(ch.head < ch.buf.len());
+            assert!(ch.live() <= CHUNK_LIMIT || ch.count == 1, "oversized chunk");
+            let fwd: Vec<&[u8]> = ch.iter().collect();
+            let mut rev: Vec<&[u8]> = ch.iter_rev().collect();
+            rev.reverse();
+            assert_eq!(fwd, rev);
+            assert_eq!(fwd.len(), ch.count);
+            let mut it = ch.iter();
+            for _ in 0..ch.count {
+                it.next();
+            }
+            assert_eq!(it.pos, ch.live() - 1, "trailing bytes in chunk");
+            assert_eq!(ch.data()[it.pos], it.prev);
+            len += ch.count;
+            bytes += ch.cap();
+        }
+        assert_eq!(len, self.len);
+        assert_eq!(bytes, self.buf_bytes);
+    }
+}
+
+/// Appends elements to fresh, full chunks (used by `decode` and `FromIterator`).
+struct Builder {
+    list: List,
+    cur: Vec<u8>,
+    count: usize,
+    prev: u8,
+}
+
+impl Builder {
+    fn new() -> Builder {
+        Builder {
+            list: List::new(),
+            cur: Vec::new(),
+            count: 0,
+            prev: 0,
+        }
+    }
+
+    fn push(&mut self, v: &[u8]) {
+        let h = Hdr::new(v.len());
+        let need = rec_size(v.len(), h.width);
+        if self.count > 0 && self.cur.len() + need + 1 > CHUNK_LIMIT {
+            self.flush();
+        }
+        if self.count == 0 {
+            let size = need + 1;
+            self.cur = Vec::with_capacity(if size > CHUNK_LIMIT {
+                size
+            } else {
+                CHUNK_LIMIT
+            });
+            self.prev = 0;
+        }
+        put_record(&mut self.cur, self.prev, &h, v);
+        self.prev = h.code;
+        self.count += 1;
+    }
+
+    fn flush(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.cur);
+        buf.push(self.prev);
+        let ch = Chunk {
+            buf,
+            head: 0,
+            count: self.count,
+        };
+        self.list.len += self.count;
+        self.list.buf_bytes += ch.cap();
+        self.list.chunks.push_back(ch);
+        self.count = 0;
+    }
+
+    fn finish(mut self) -> List {
+        let tail = self.count > 0;
+        self.flush();
+        if tail {
+            if let Some(ch) = self.list.chunks.back_mut() {
+                let before = ch.cap();
+                ch.buf.shrink_to_fit();
+                self.list.buf_bytes = self.list.buf_bytes - before + ch.cap();
+            }
+        }
+        self.list.chunks.shrink_to_fit();
+        self.list
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        out.push((x as u8) | 0x80);
+        x >>= 7;
+    }
+    out.push(x as u8);
+}
+
+fn get_varint(buf: &[u8], p: &mut usize) -> Option<u64> {
+    let mut x = 0u64;
+    let mut shift = 0u32;
+    loop {
+        let b = *buf.get(*p)?;
+        *p += 1;
+        if shift == 63 && b > 1 {
+            return None;
+        }
+        x |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(x);
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+}
+
+impl Default for List {
+    fn default() -> List {
+        List::new()
+    }
+}
+
+impl Clone for List {
+    /// Clones into tight buffers (no slack).
+    fn clone(&self) -> List {
+        let mut chunks = VecDeque::with_capacity(self.chunks.len());
+        let mut buf_bytes = 0;
+        for c in &self.chunks {
+            let buf = c.data().to_vec();
+            buf_bytes += buf.capacity();
+            chunks.push_back(Chunk {
+                buf,
+                head: 0,
+                count: c.count,
+            });
+        }
+        List {
+            chunks,
+            len: self.len,
+            buf_bytes,
+        }
+    }
+}
+
+impl fmt::Debug for List {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("List")
+            .field("len", &self.len)
+            .field("chunks", &self.chunks.len())
+            .field("heap_bytes", &self.heap_bytes())
+            .finish()
+    }
+}
+
+impl<'a> FromIterator<&'a [u8]> for List {
+    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(iter: I) -> List {
+        let mut b = Builder::new();
+        for v in iter {
+            b.push(v);
+        }
+        b.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved() -> usize {
+        MOVED.with(|m| m.get())
+    }
+
+    fn reset_moved() {
+        MOVED.with(|m| m.set(0));
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn contents(l: &List) -> Vec<Vec<u8>> {
+        l.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    fn model_vec(m: &VecDeque<Vec<u8>>) -> Vec<Vec<u8>> {
+        m.iter().cloned().collect()
+    }
+
+    fn model_remove(m: &mut VecDeque<Vec<u8>>, count: i64, v: &[u8]) -> usize {
+        let limit = if count == 0 {
+            usize::MAX
+        } else {
+            count.unsigned_abs() as usize
+        };
+        let mut removed = 0;
+        let mut out = VecDeque::new();
+        if count >= 0 {
+            for e in m.drain(..) {
+                if removed < limit && e == v {
+                    removed += 1;
+                } else {
+                    out.push_back(e);
+                }
+            }
+        } else {
+            for e in m.drain(..).rev() {
+                if removed < limit && e == v {
+                    removed += 1;
+                } else {
+                    out.push_front(e);
+                }
+            }
+        }
+        *m = out;
+        removed
+    }
+
+    fn gen_val(r: &mut Rng, pool: &[Vec<u8>]) -> Vec<u8> {
+        let p = r.below(1000);
+        if p < 4 {
+            vec![r.below(256) as u8; 10 * 1024]
+        } else if p < 5 {
+            vec![b'L'; 100 * 1024]
+        } else if p < 20 {
+            (0..240 + r.below(300))
+                .map(|_| r.below(256) as u8)
+                .collect()
+        } else if p < 600 {
+            pool[r.below(pool.len())].clone()
+        } else {
+            (0..r.below(21)).map(|_| b'a' + r.below(3) as u8).collect()
+        }
+    }
+
+    #[test]
+    fn randomized_model() {
+        let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+        let pool: Vec<Vec<u8>> = (0..12)
+            .map(|i| (0..i * 2).map(|j| b'p' + ((i + j) % 5) as u8).collect())
+            .collect();
+        let mut l = List::new();
+        let mut m: VecDeque<Vec<u8>> = VecDeque::new();
+        for step in 0..200_000 {
+            let mut op = r.below(100);
+            if m.len() > 3000 && op < 36 {
+                op += 36; // turn pushes into pops/other ops to bound the size
+            }
+            match op {
+                0..=17 => {
+                    let v = gen_val(&mut r, &pool);
+                    l.push_back(&v);
+                    m.push_back(v);
+                }
+                18..=35 => {
+                    let v = gen_val(&mut r, &pool);
+                    l.push_front(&v);
+                    m.push_front(v);
+                }
+                36..=45 => assert_eq!(l.pop_front(), m.pop_front()),
+                46..=55 => assert_eq!(l.pop_back(), m.pop_back()),
+                56..=58 => {
+                    assert_eq!(l.front(), m.front().map(Vec::as_slice));
+                    assert_eq!(l.back(), m.back().map(Vec::as_slice));
+                }
+                59..=64 => {
+                    let i = r.below(m.len() + 2);
+                    assert_eq!(l.get(i), m.get(i).map(Vec::as_slice));
+                }
+                65..=69 => {
+                    let i = r.below(m.len() + 1);
+                    let v = gen_val(&mut r, &pool);
+                    let ok = l.set(i, &v);
+                    assert_eq!(ok, i < m.len());
+                    if ok {
+                        m[i] = v;
+                    }
+                }
+                70..=74 => {
+                    let pivot = if !m.is_empty() && r.below(2) == 0 {
+                        m[r.below(m.len())].clone()
+                    } else {
+                        pool[r.below(pool.len())].clone()
+                    };
+                    let before = r.below(2) == 0;
+                    let v = gen_val(&mut r, &pool);
+                    let ok = l.insert_at_pivot(&pivot, before, &v);
+                    let pos = m.iter().position(|e| *e == pivot);
+                    assert_eq!(ok, pos.is_some());
+                    if let Some(p) = pos {
+                        m.insert(if before { p } else { p + 1 }, v);
+                    }
+                }
+                75..=78 => {
+                    let v = if !m.is_empty() && r.below(3) == 0 {
+                        m[r.below(m.len())].clone()
+                    } else {
+                        pool[r.below(pool.len())].clone()
+                    };
+                    let count = r.below(7) as i64 - 3;
+                    assert_eq!(
+                        l.remove_matching(count, &v),
+                        model_remove(&mut m, count, &v)
+                    );
+                }
+                79 => {
+                    let n = m.len();
+                    let (s, e) = if r.below(20) == 0 {
+                        (n + 1, 0)
+                    } else {
+                        let s = r.below(n / 8 + 1);
+                        let e = n.saturating_sub(1 + r.below(n / 8 + 1));
+                        (s, e)
+                    };
+                    l.retain_range(s, e);
+                    if s > e || s >= n {
+                        m.clear();
+                    } else {
+                        m.truncate(e + 1);
+                        m.drain(..s);
+                    }
+                }
+                80..=84 => {
+                    if !m.is_empty() {
+                        let a = r.below(m.len());
+                        let b = a + r.below(m.len() - a);
+                        let got: Vec<&[u8]> = l.range(a, b).collect();
+                        let want: Vec<&[u8]> = m.range(a..=b).map(Vec::as_slice).collect();
+                        assert_eq!(got, want);
+                    }
+                }
+                85..=86 => {
+                    let got: Vec<&[u8]> = l.iter_rev().collect();
+                    let want: Vec<&[u8]> = m.iter().rev().map(Vec::as_slice).collect();
+                    assert_eq!(got, want);
+                }
+                87 => {
+                    let mut buf = Vec::new();
+                    l.encode(&mut buf);
+                    let d = List::decode(&buf).expect("decode");
+                    d.check_invariants();
+                    assert_eq!(contents(&d), model_vec(&m));
+                }
+                88 => {
+                    let c = l.clone();
+                    c.check_invariants();
+                    assert_eq!(contents(&c), model_vec(&m));
+                }
+                _ => {
+                    assert_eq!(l.len(), m.len());
+                    assert_eq!(l.is_empty(), m.is_empty());
+                    let data: usize = m.iter().map(Vec::len).sum();
+                    assert!(l.heap_bytes() >= data);
+                }
+            }
+            assert_eq!(l.len(), m.len());
+            if step % 1000 == 0 {
+                l.check_invariants();
+                assert_eq!(contents(&l), model_vec(&m));
+            }
+        }
+        l.check_invariants();
+        assert_eq!(contents(&l), model_vec(&m));
+        println!("model test: final len {}, {:?}", m.len(), l);
+    }
+
+    #[test]
+    fn push_pop_million_is_linear() {
+        const N: usize = 1_000_000;
+        let bytes = N * 4; // one boundary byte + 3 data bytes per element
+        reset_moved();
+        let mut l = List::new();
+        for _ in 0..N {
+            l.push_back(b"xxx");
+        }
+        for _ in 0..N {
+            assert_eq!(l.pop_front().as_deref(), Some(&b"xxx"[..]));
+        }
+        assert!(l.is_empty());
+        assert_eq!(l.heap_bytes(), 0);
+        let m = moved();
+        println!("push_back+pop_front: moved {m} bytes for {bytes} record bytes");
+        assert!(m <= 3 * bytes, "moved {m} bytes for {bytes}");
+
+        reset_moved();
+        for _ in 0..N {
+            l.push_front(b"xxx");
+        }
+        for _ in 0..N {
+            assert_eq!(l.pop_back().as_deref(), Some(&b"xxx"[..]));
+        }
+        let m = moved();
+        assert!(m <= 3 * bytes, "moved {m} bytes for {bytes}");
+
+        // Mixed pushes/pops at both ends on a list of bounded size (one or two chunks).
+        reset_moved();
+        let mut r = Rng(7);
+        let mut model = VecDeque::new();
+        for i in 0..N {
+            let v = (i as u32).to_le_bytes();
+            match r.below(4) {
+                0 => {
+                    l.push_front(&v);
+                    model.push_front(v.to_vec());
+                }
+                1 => {
+                    l.push_back(&v);
+                    model.push_back(v.to_vec());
+                }
+                2 => assert_eq!(l.pop_front(), model.pop_front()),
+                _ => assert_eq!(l.pop_back(), model.pop_back()),
+            }
+        }
+        let m = moved();
+        println!("mixed ends: moved {m} bytes for {N} ops");
+        assert!(m <= 8 * N * 5, "moved {m} bytes for {} pushed", N * 5 / 2);
+        l.check_invariants();
+        assert_eq!(contents(&l), model_vec(&model));
+    }
+
+    #[test]
+    fn drifting_queue_on_full_chunk_is_linear() {
+        // Lists of one or two chunks near the limit whose contents drift one way, then the
+        // other, then alternate ends: push at one end, pop at the other keeps the size.
+        for size in [10usize, 1000, 1500, 1800, 1900, 2040, 2100, 4000] {
+            let mut l = List::new();
+            for _ in 0..size {
+                l.push_back(b"abc");
+            }
+            reset_moved();
+            for _ in 0..100_000 {
+                l.push_front(b"abc");
+                l.pop_back();
+            }
+            for _ in 0..100_000 {
+                l.push_back(b"abc");
+                l.pop_front();
+            }
+            for i in 0..100_000 {
+                if i % 2 == 0 {
+                    l.push_front(b"abc");
+                    l.pop_back();
+                } else {
+                    l.push_back(b"abc");
+                    l.pop_front();
+                }
+            }
+            let m = moved();
+            let pushed = 300_000 * 4;
+            println!("drift size {size}: moved {m} bytes for {pushed} pushed");
+            assert!(m <= 8 * pushed, "size {size}: moved {m}");
+            assert_eq!(l.len(), size);
+            l.check_invariants();
+        }
+    }
+
+    #[test]
+    fn heap_shrinks_after_pops() {
+        let mut l = List::new();
+        for i in 0..1_000_000u32 {
+            l.push_back(&i.to_le_bytes());
+        }
+        let full = l.heap_bytes();
+        for _ in 0..999_000 {
+            l.pop_front();
+        }
+        let after = l.heap_bytes();
+        assert!(after * 100 < full, "{after} vs {full}");
+        for _ in 0..990 {
+            l.pop_back();
+        }
+        // 10 live records take 51 bytes; a buffer is shrunk once it is 4x its contents.
+        assert!(
+            l.heap_bytes() <= 4 * 51 + 2 * std::mem::size_of::<Chunk>(),
+            "{l:?}"
+        );
+        l.check_invariants();
+        let want: Vec<Vec<u8>> = (999_000..999_010u32)
+            .map(|i| i.to_le_bytes().to_vec())
+            .collect();
+        assert_eq!(contents(&l), want);
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let mut l = List::new();
+        let mut buf = Vec::new();
+        l.encode(&mut buf);
+        let d = List::decode(&buf).expect("empty");
+        assert!(d.is_empty());
+
+        let sizes = [
+            0usize, 1, 3, 251, 252, 253, 507, 508, 509, 4000, 8190, 9000, 65535, 65536, 70000,
+        ];
+        for (i, &s) in sizes.iter().enumerate() {
+            let v: Vec<u8> = (0..s).map(|j| (i * 31 + j) as u8).collect();
+            if i % 2 == 0 {
+                l.push_back(&v);
+            } else {
+                l.push_front(&v);
+            }
+        }
+        for i in 0..5000u32 {
+            l.push_back(&i.to_be_bytes()[..(i % 5) as usize]);
+        }
+        l.check_invariants();
+        buf.clear();
+        l.encode(&mut buf);
+        let d = List::decode(&buf).expect("decode");
+        d.check_invariants();
+        assert_eq!(contents(&d), contents(&l));
+        assert_eq!(d.len(), l.len());
+
+        // Malformed inputs.
+        assert!(List::decode(&[]).is_none());
+        assert!(List::decode(&buf[..buf.len() - 1]).is_none());
+        let mut extra = buf.clone();
+        extra.push(0);
+        assert!(List::decode(&extra).is_none());
+        assert!(List::decode(&[5, 1, b'a']).is_none());
+        assert!(List::decode(&[0xff; 11]).is_none());
+        assert!(
+            List::decode(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])
+                .is_none()
+        );
+        let ok = List::decode(&[2, 0, 2, b'h', b'i']).expect("valid");
+        assert_eq!(contents(&ok), vec![Vec::new(), b"hi".to_vec()]);
+    }
+
+    #[test]
+    fn edge_cases() {
+        let mut l = List::new();
+        assert_eq!(l.pop_front(), None);
+        assert_eq!(l.pop_back(), None);
+        assert_eq!(l.front(), None);
+        assert_eq!(l.get(0), None);
+        assert!(!l.set(0, b"x"));
+        assert!(!l.insert_at_pivot(b"x", true, b"y"));
+        assert_eq!(l.remove_matching(0, b"x"), 0);
+        assert_eq!(l.range(0, 0).count(), 0);
+        l.retain_range(0, 0);
+
+        // Zero-length elements.
+        l.push_back(b"");
+        l.push_front(b"");
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.get(1), Some(&b""[..]));
+        assert_eq!(l.pop_back(), Some(Vec::new()));
+        assert_eq!(l.pop_front(), Some(Vec::new()));
+        assert!(l.is_empty());
+
+        // Giant element in the middle, set across size classes, pivots around it.
+        let big = vec![7u8; 1 << 20];
+        for i in 0..3000u32 {
+            l.push_back(&i.to_le_bytes());
+        }
+        assert!(l.insert_at_pivot(&1500u32.to_le_bytes(), false, &big));
+        assert_eq!(l.get(1501), Some(&big[..]));
+        assert!(l.set(1501, b"small"));
+        assert!(l.set(1501, &big));
+        assert!(l.set(0, &big));
+        assert!(l.set(2999, &vec![1u8; 300]));
+        l.check_invariants();
+        assert_eq!(l.remove_matching(0, &big), 2);
+        l.check_invariants();
+        assert_eq!(l.len(), 2999);
+        assert_eq!(l.get(0), Some(&1u32.to_le_bytes()[..]));
+        l.push_front(&big);
+        l.push_back(&big);
+        assert_eq!(l.pop_front().as_deref(), Some(&big[..]));
+        assert_eq!(l.back(), Some(&big[..]));
+        l.retain_range(10, 20);
+        l.check_invariants();
+        let want: Vec<Vec<u8>> = (11..22u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        assert_eq!(contents(&l), want);
+        assert_eq!(
+            l.range(3, 5).collect::<Vec<_>>(),
+            vec![
+                &14u32.to_le_bytes()[..],
+                &15u32.to_le_bytes()[..],
+                &16u32.to_le_bytes()[..]
+            ]
+        );
+        l.retain_range(5, 2);
+        assert!(l.is_empty());
+        assert_eq!(l.heap_bytes(), 0);
+        let f: List = [&b"a"[..], b"", b"bc"].into_iter().collect();
+        assert_eq!(
+            contents(&f),
+            vec![b"a".to_vec(), Vec::new(), b"bc".to_vec()]
+        );
+        assert!(format!("{f:?}").contains("len: 3"));
+    }
+
+    #[test]
+    fn removals_merge_chunks() {
+        let mut l = List::new();
+        for i in 0..100_000u32 {
+            l.push_back(if i % 10 == 0 { b"keep" } else { b"drop" });
+        }
+        let chunks_before = l.chunks.len();
+        assert_eq!(l.remove_matching(0, b"drop"), 90_000);
+        l.check_invariants();
+        assert!(
+            l.chunks.len() * 5 < chunks_before,
+            "{} vs {}",
+            l.chunks.len(),
+            chunks_before
+        );
+        assert!(l.iter().all(|e| e == b"keep"));
+        assert_eq!(l.remove_matching(-5, b"keep"), 5);
+        assert_eq!(l.remove_matching(3, b"keep"), 3);
+        assert_eq!(l.len(), 9992);
+    }
+
+    #[test]
+    fn bytes_per_element() {
+        for v in [&b"xxx"[..], b"0123456789"] {
+            for front in [true, false] {
+                let mut l = List::new();
+                for _ in 0..1_000_000 {
+                    if front {
+                        l.push_front(v);
+                    } else {
+                        l.push_back(v);
+                    }
+                }
+                let bpe = l.heap_bytes() as f64 / l.len() as f64;
+                println!(
+                    "{} x {}-byte elements via {}: {:.3} heap bytes/element ({} chunks)",
+                    l.len(),
+                    v.len(),
+                    if front { "push_front" } else { "push_back" },
+                    bpe,
+                    l.chunks.len()
+                );
+                assert!(bpe < v.len() as f64 + 1.1, "{bpe}");
+                l.check_invariants();
+            }
+        }
     }
 }

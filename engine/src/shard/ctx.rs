@@ -219,6 +219,15 @@ impl<H: Handler> Ctx<H> {
         }
     }
 
+    /// Deliver `id`'s kept input to [`Handler::on_data`] again before this turn ends (a
+    /// handler that stopped consuming without pausing, e.g. for a blocked command, is
+    /// ready for the rest).
+    pub fn redeliver(&mut self, id: ConnId) {
+        if self.get(id).is_some() {
+            self.resumed.push(id);
+        }
+    }
+
     /// Whether input to `id` is paused (by the handler or by output backpressure).
     pub fn input_paused(&self, id: ConnId) -> bool {
         self.get(id).is_some_and(|c| c.input_blocked())

@@ -1,0 +1,224 @@
+//! Blocking list commands: BLPOP, BRPOP, BLMPOP, BLMOVE, BRPOPLPUSH. Each has a keyed
+//! form that never blocks (what Redis does inside MULTI) and an `exec` form that blocks
+//! through `crate::server::blocking` when no list has an element.
+
+use bytes::Bytes;
+use coreshard_engine::{ConnId, Ctx};
+
+use super::{parse_int, Args, Spec};
+use crate::db::Db;
+use crate::server::blocking::{parse_timeout, pop_now, BlockOp};
+use crate::server::ops::{unix_ms, OpResult};
+use crate::server::{ArgList, Server};
+
+const LIST: &str = "list";
+const BW: &[&str] = &["write", "blocking"];
+const BWD: &[&str] = &["write", "denyoom", "blocking"];
+/// BLPOP/BRPOP keys: every argument but the last (the timeout).
+const KEYS_BUT_LAST: (i32, i32, i32) = (1, -2, 1);
+
+/// The family's commands.
+pub static COMMANDS: &[Spec] = &[
+    Spec::keyed("blpop", -3, BW, KEYS_BUT_LAST, (LIST, "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped."), blpop_now).exec(blpop),
+    Spec::keyed("brpop", -3, BW, KEYS_BUT_LAST, (LIST, "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped."), brpop_now).exec(brpop),
+    Spec::keyed("blmove", 6, BWD, (1, 2, 1), (LIST, "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved."), blmove_now).exec(blmove),
+    Spec::keyed("brpoplpush", 4, BWD, (1, 2, 1), (LIST, "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped."), brpoplpush_now).exec(brpoplpush),
+    // Keys are counted by `numkeys`; COMMAND reports them through key specs in Redis.
+    Spec::keyed("blmpop", -5, BW, (0, 0, 0), (LIST, "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped."), blmpop_now).numkeys(2).exec(blmpop),
+];
+
+/// A parsed blocking command: keys in order, what to do, timeout in ms (0 = forever).
+struct Parsed {
+    keys: Vec<Bytes>,
+    op: BlockOp,
+    timeout: u64,
+}
+
+fn side(a: &dyn ArgList, i: usize) -> Result<bool, OpResult> {
+    if a.is(i, "LEFT") {
+        Ok(true)
+    } else if a.is(i, "RIGHT") {
+        Ok(false)
+    } else {
+        Err(OpResult::Error("ERR syntax error".into()))
+    }
+}
+
+fn parse_pop(a: &dyn ArgList, left: bool) -> Result<Parsed, OpResult> {
+    let timeout = parse_timeout(a.arg(a.len() - 1))?;
+    let keys = (1..a.len() - 1).map(|i| a.arg_bytes(i)).collect();
+    Ok(Parsed {
+        keys,
+        op: BlockOp::Pop { left, count: None },
+        timeout,
+    })
+}
+
+fn parse_move(
+    a: &dyn ArgList,
+    from_left: bool,
+    to_left: bool,
+    t: usize,
+) -> Result<Parsed, OpResult> {
+    let timeout = parse_timeout(a.arg(t))?;
+    Ok(Parsed {
+        keys: vec![a.arg_bytes(1)],
+        op: BlockOp::Move {
+            dst: a.arg_bytes(2),
+            from_left,
+            to_left,
+        },
+        timeout,
+    })
+}
+
+fn parse_blmove(a: &dyn ArgList) -> Result<Parsed, OpResult> {
+    let from_left = side(a, 3)?;
+    let to_left = side(a, 4)?;
+    parse_move(a, from_left, to_left, 5)
+}
+
+/// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count].
+fn parse_blmpop(a: &dyn ArgList) -> Result<Parsed, OpResult> {
+    let timeout = parse_timeout(a.arg(1))?;
+    let numkeys = match parse_int(a.arg(2)) {
+        Some(n) if n > 0 => n as usize,
+        _ => {
+            return Err(OpResult::Error(
+                "ERR numkeys should be greater than 0".into(),
+            ))
+        }
+    };
+    let where_at = 3 + numkeys;
+    if where_at >= a.len() {
+        return Err(OpResult::Error("ERR syntax error".into()));
+    }
+    let keys = (3..where_at).map(|i| a.arg_bytes(i)).collect();
+    let left = side(a, where_at)?;
+    let mut count = 1u64;
+    let mut i = where_at + 1;
+    let mut seen_count = false;
+    while i < a.len() {
+        if a.is(i, "COUNT") && i + 1 < a.len() && !seen_count {
+            count = match parse_int(a.arg(i + 1)) {
+                Some(n) if n > 0 => n as u64,
+                _ => return Err(OpResult::Error("ERR count should be greater than 0".into())),
+            };
+            seen_count = true;
+            i += 2;
+        } else {
+            return Err(OpResult::Error("ERR syntax error".into()));
+        }
+    }
+    Ok(Parsed {
+        keys,
+        op: BlockOp::Pop {
+            left,
+            count: Some(count),
+        },
+        timeout,
+    })
+}
+
+/// Run without blocking (inside MULTI, or on the shard owning every key).
+fn run_now(db: &mut Db, now: u64, p: Result<Parsed, OpResult>) -> OpResult {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let keys: Vec<(u32, Bytes)> = p
+        .keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (i as u32, k))
+        .collect();
+    match pop_now(db, now, &keys, &p.op) {
+        Ok(Some(popped)) => popped.into_reply(),
+        Ok(None) => match p.op {
+            BlockOp::Pop { .. } => OpResult::NullArray,
+            BlockOp::Move { .. } => OpResult::Value(None),
+        },
+        Err(w) => w.into(),
+    }
+}
+
+pub fn blpop_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_now(db, now, parse_pop(a, true))
+}
+
+pub fn brpop_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_now(db, now, parse_pop(a, false))
+}
+
+pub fn blmove_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_now(db, now, parse_blmove(a))
+}
+
+pub fn brpoplpush_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_now(db, now, parse_move(a, false, true, 3))
+}
+
+pub fn blmpop_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_now(db, now, parse_blmpop(a))
+}
+
+/// Pop at once if this shard owns every key and has an element; otherwise block.
+fn block_or_pop(
+    s: &mut Server,
+    ctx: &mut Ctx<Server>,
+    conn: ConnId,
+    args: Args,
+    parse: fn(&dyn ArgList) -> Result<Parsed, OpResult>,
+) {
+    let a: &[std::borrow::Cow<'_, [u8]>] = args;
+    let p = match parse(&a) {
+        Ok(p) => p,
+        Err(OpResult::Error(e)) => return s.error(ctx, conn, &e),
+        Err(_) => return,
+    };
+    let mut all_here = p.keys.iter().all(|k| s.slots.shard_of(k) == s.shard);
+    if let BlockOp::Move { dst, .. } = &p.op {
+        all_here &= s.slots.shard_of(dst) == s.shard;
+    }
+    if all_here && s.local_ok_for(ctx, conn) {
+        let now = unix_ms();
+        let keys: Vec<(u32, Bytes)> = p
+            .keys
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, k)| (i as u32, k))
+            .collect();
+        s.db.events.cmd = match &p.op {
+            BlockOp::Pop { left: true, .. } => "lpop",
+            BlockOp::Pop { left: false, .. } => "rpop",
+            BlockOp::Move { .. } => "lmove",
+        };
+        match pop_now(&mut s.db, now, &keys, &p.op) {
+            Ok(Some(popped)) => return s.reply_result(ctx, conn, &popped.into_reply()),
+            Ok(None) => {}
+            Err(w) => return s.reply_result(ctx, conn, &w.into()),
+        }
+    }
+    s.block(ctx, conn, p.keys, p.op, p.timeout);
+}
+
+pub fn blpop(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    block_or_pop(s, ctx, conn, args, |a| parse_pop(a, true));
+}
+
+pub fn brpop(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    block_or_pop(s, ctx, conn, args, |a| parse_pop(a, false));
+}
+
+pub fn blmove(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    block_or_pop(s, ctx, conn, args, parse_blmove);
+}
+
+pub fn brpoplpush(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    block_or_pop(s, ctx, conn, args, |a| parse_move(a, false, true, 3));
+}
+
+pub fn blmpop(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    block_or_pop(s, ctx, conn, args, parse_blmpop);
+}

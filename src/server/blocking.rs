@@ -1,0 +1,739 @@
+//! Blocking list pops (BLPOP, BRPOP, BLMPOP, BLMOVE, BRPOPLPUSH) across shards.
+//!
+//! The client's shard *coordinates*; the shards owning its keys keep *waiters* queued per
+//! key in arrival order. No element moves until the coordinator claims it, so a client
+//! blocked on keys of several shards is served exactly once:
+//!
+//! 1. `BlockOn` registers the waiter on each key's shard; each answers whether it could
+//!    serve now (`Offer { initial }`). Once all answered, the coordinator claims the offer
+//!    of the earliest key (Redis's order when several keys have data).
+//! 2. Later, a write that gives a watched key elements makes its shard offer them to the
+//!    key's waiters in order, at most one waiter per element (`Offer`).
+//! 3. The coordinator claims one offer at a time (`Take`); the shard pops (a journaled
+//!    write like any LPOP) and answers `Served` with the reply, or `Served(None)` if the
+//!    element is gone meanwhile (the waiter stays queued). Other offers wait their turn.
+//! 4. Served, timed out, unblocked (CLIENT UNBLOCK) or disconnected: `Unblock` removes the
+//!    waiter everywhere, and its shards offer what it was offered to the next waiters. A
+//!    reply served to a client that disconnected while the claim was in flight is pushed
+//!    back where it came from, so no element is lost.
+//!
+//! A blocked connection stops parsing input (what it sends meanwhile is kept, bounded by
+//! the engine's input limit) but keeps reading, so a disconnect is seen at once.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use coreshard_engine::{ConnId, Ctx, ShardId};
+use coreshard_protocol::Value as Resp;
+
+use super::ops::{unix_ms, Msg, OpResult};
+use super::Server;
+use crate::db::{Db, Edit, WrongType};
+
+/// A waiter: its coordinating shard and its number there.
+pub type WaiterId = (ShardId, u64);
+
+/// Timer cookies at and above this name a blocked client's timeout.
+pub const TIMER_BASE: u64 = 1 << 40;
+
+/// What a waiter does once served.
+#[derive(Debug, Clone)]
+pub enum BlockOp {
+    /// BLPOP / BRPOP (`count: None`, reply `[key, element]`) or BLMPOP (`count: Some`,
+    /// reply `[key, [elements]]`).
+    Pop { left: bool, count: Option<u64> },
+    /// BLMOVE / BRPOPLPUSH: pop from the source, push onto `dst`; reply the element.
+    Move {
+        dst: Bytes,
+        from_left: bool,
+        to_left: bool,
+    },
+}
+
+impl BlockOp {
+    /// The reply when nothing came in time.
+    fn timeout_reply(&self) -> OpResult {
+        match self {
+            BlockOp::Pop { .. } => OpResult::NullArray,
+            BlockOp::Move { .. } => OpResult::Value(None),
+        }
+    }
+}
+
+/// Coordinator side of one blocked client.
+#[derive(Debug)]
+struct Blocked {
+    conn: ConnId,
+    op: BlockOp,
+    /// Shards holding the waiter.
+    shards: Vec<ShardId>,
+    /// Shards that have not answered the registration yet.
+    pending_initial: usize,
+    /// Offers received while registering (key position, shard), or queued behind a claim.
+    offers: VecDeque<(u32, ShardId)>,
+    /// The shard asked to serve, while its answer is in flight.
+    claim: Option<ShardId>,
+    /// The timeout passed (or CLIENT UNBLOCK) while a claim was in flight.
+    expired: Option<OpResult>,
+    /// The client is gone: a served reply is pushed back.
+    dead: bool,
+    /// The timeout, cancelled when the wait ends sooner.
+    timer: Option<coreshard_engine::TimerId>,
+}
+
+/// Shard side of one waiter.
+#[derive(Debug)]
+struct Waiter {
+    /// This shard's keys of the waiter, with their position in the command.
+    keys: Vec<(u32, Bytes)>,
+    op: BlockOp,
+    /// Offered an element and not answered yet.
+    offered: bool,
+}
+
+/// A shard's blocking state, both roles.
+#[derive(Debug, Default)]
+pub struct Blocking {
+    next_id: u64,
+    coord: hashbrown::HashMap<u64, Blocked>,
+    queues: hashbrown::HashMap<Bytes, VecDeque<WaiterId>>,
+    waiters: hashbrown::HashMap<WaiterId, Waiter>,
+}
+
+/// A pop's result, as the shard answers it: the reply and what to push back if the
+/// client is gone (`key`, elements in pop order, popped from the left).
+#[derive(Debug)]
+pub struct Popped {
+    reply: OpResult,
+    restore: Option<(Bytes, Vec<Bytes>, bool)>,
+    /// For a move whose destination is on another shard: the source key that has an
+    /// element (nothing was popped; the coordinator moves it on key locks).
+    move_from: Option<Bytes>,
+}
+
+impl Popped {
+    /// The client's reply.
+    pub fn into_reply(self) -> OpResult {
+        self.reply
+    }
+}
+
+/// Messages of the blocking protocol.
+#[derive(Debug)]
+pub enum BlockMsg {
+    /// Register a waiter on these keys (position, key) of the receiving shard.
+    BlockOn {
+        waiter: WaiterId,
+        keys: Vec<(u32, Bytes)>,
+        op: BlockOp,
+    },
+    /// The shard can serve the waiter from the key at `pos` (`None`: not now).
+    Offer {
+        waiter: WaiterId,
+        pos: Option<u32>,
+        initial: bool,
+    },
+    /// Serve the waiter now.
+    Take { waiter: WaiterId },
+    /// The waiter's pop (`None`: nothing left; it stays queued).
+    Served {
+        waiter: WaiterId,
+        popped: Option<Popped>,
+    },
+    /// Forget the waiter.
+    Unblock { waiter: WaiterId },
+}
+
+/// Parse a blocking timeout (seconds, fractional allowed) into milliseconds (0 = forever).
+pub fn parse_timeout(arg: &[u8]) -> Result<u64, OpResult> {
+    let bad = || OpResult::Error("ERR timeout is not a float or out of range".into());
+    let text = std::str::from_utf8(arg).map_err(|_| bad())?;
+    let secs: f64 = text.trim().parse().map_err(|_| bad())?;
+    if !secs.is_finite() || text.trim() != text || text.is_empty() {
+        return Err(bad());
+    }
+    if secs < 0.0 {
+        return Err(OpResult::Error("ERR timeout is negative".into()));
+    }
+    let ms = secs * 1000.0;
+    if ms > (i64::MAX / 2) as f64 {
+        return Err(OpResult::Error("ERR timeout is out of range".into()));
+    }
+    Ok(ms.ceil() as u64)
+}
+
+/// Pop for a waiter (or a blocking command run without blocking) from the first of `keys`
+/// holding a non-empty list. `Ok(None)`: every list is empty. Journaled like the
+/// equivalent non-blocking command.
+pub fn pop_now(
+    db: &mut Db,
+    now: u64,
+    keys: &[(u32, Bytes)],
+    op: &BlockOp,
+) -> Result<Option<Popped>, WrongType> {
+    for (_, key) in keys {
+        let has = db.read_list(key, now)?.is_some_and(|l| !l.is_empty());
+        if !has {
+            continue;
+        }
+        return match op {
+            BlockOp::Pop { left, count } => {
+                let n = count.unwrap_or(1).max(1) as usize;
+                let name: &'static [u8] = if *left { b"LPOP" } else { b"RPOP" };
+                let args: Vec<Bytes> = vec![
+                    Bytes::from_static(name),
+                    key.clone(),
+                    Bytes::from(n.to_string()),
+                ];
+                let event = if *left { "lpop" } else { "rpop" };
+                let got = db.edit_list(key, now, false, &args, |l| {
+                    let mut out = Vec::new();
+                    while out.len() < n {
+                        let v = if *left { l.pop_front() } else { l.pop_back() };
+                        match v {
+                            Some(v) => out.push(Bytes::from(v)),
+                            None => break,
+                        }
+                    }
+                    Edit::logged(out, event, args.clone())
+                })?;
+                let elems = got.unwrap_or_default();
+                let reply = match count {
+                    None => Resp::Array(vec![
+                        Resp::Bulk(key.clone()),
+                        elems.first().cloned().map_or(Resp::Null, Resp::Bulk),
+                    ]),
+                    Some(_) => Resp::Array(vec![
+                        Resp::Bulk(key.clone()),
+                        Resp::Array(elems.iter().cloned().map(Resp::Bulk).collect()),
+                    ]),
+                };
+                Ok(Some(Popped {
+                    reply: OpResult::Reply(reply),
+                    restore: Some((key.clone(), elems, *left)),
+                    move_from: None,
+                }))
+            }
+            BlockOp::Move {
+                dst,
+                from_left,
+                to_left,
+            } => {
+                if db.read_list(dst, now).is_err() {
+                    return Err(WrongType);
+                }
+                let moved = db.atomically(|db| {
+                    let pop: Vec<Bytes> = vec![
+                        Bytes::from_static(if *from_left { b"LPOP" } else { b"RPOP" }),
+                        key.clone(),
+                    ];
+                    let event = if *from_left { "lpop" } else { "rpop" };
+                    let v = db
+                        .edit_list(key, now, false, &pop, |l| {
+                            let v = if *from_left {
+                                l.pop_front()
+                            } else {
+                                l.pop_back()
+                            };
+                            match v {
+                                Some(v) => Edit::logged(Some(v), event, pop.clone()),
+                                None => Edit::unchanged(None),
+                            }
+                        })
+                        .ok()
+                        .flatten()
+                        .flatten()?;
+                    let push: Vec<Bytes> = vec![
+                        Bytes::from_static(if *to_left { b"LPUSH" } else { b"RPUSH" }),
+                        dst.clone(),
+                        Bytes::copy_from_slice(&v),
+                    ];
+                    let event = if *to_left { "lpush" } else { "rpush" };
+                    let _ = db.edit_list(dst, now, true, &push, |l| {
+                        if *to_left {
+                            l.push_front(&v);
+                        } else {
+                            l.push_back(&v);
+                        }
+                        Edit::logged((), event, push.clone())
+                    });
+                    Some(Bytes::from(v))
+                });
+                Ok(Some(Popped {
+                    reply: OpResult::Value(moved),
+                    restore: None,
+                    move_from: None,
+                }))
+            }
+        };
+    }
+    Ok(None)
+}
+
+impl Server {
+    /// Start blocking `conn` on `keys` (in command order) until `op` can run or `timeout_ms`
+    /// passes (0 = forever). The caller already tried without blocking where it could.
+    pub fn block(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        keys: Vec<Bytes>,
+        op: BlockOp,
+        timeout_ms: u64,
+    ) {
+        let b = &mut self.blocking;
+        b.next_id += 1;
+        let id = b.next_id;
+        let waiter = (self.shard, id);
+        let mut by_shard: Vec<(ShardId, Vec<(u32, Bytes)>)> = Vec::new();
+        for (pos, key) in keys.into_iter().enumerate() {
+            let shard = self.slots.shard_of(&key);
+            match by_shard.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, ks)) => ks.push((pos as u32, key)),
+                None => by_shard.push((shard, vec![(pos as u32, key)])),
+            }
+        }
+        let shards: Vec<ShardId> = by_shard.iter().map(|(s, _)| *s).collect();
+        self.blocking.coord.insert(
+            id,
+            Blocked {
+                conn,
+                op: op.clone(),
+                shards: shards.clone(),
+                pending_initial: shards.len(),
+                offers: VecDeque::new(),
+                claim: None,
+                expired: None,
+                dead: false,
+                timer: None,
+            },
+        );
+        if let Some(state) = ctx.state(conn) {
+            state.blocked = Some(id);
+        }
+        for (shard, keys) in by_shard {
+            ctx.send(
+                shard,
+                Msg::Block(BlockMsg::BlockOn {
+                    waiter,
+                    keys,
+                    op: op.clone(),
+                }),
+            );
+        }
+        if timeout_ms > 0 {
+            let t = ctx.set_timer(
+                std::time::Duration::from_millis(timeout_ms),
+                TIMER_BASE + id,
+            );
+            if let Some(b) = self.blocking.coord.get_mut(&id) {
+                b.timer = Some(t);
+            }
+        }
+    }
+
+    /// A blocking-protocol message.
+    pub fn on_block_msg(&mut self, ctx: &mut Ctx<Server>, from: ShardId, msg: BlockMsg) {
+        match msg {
+            BlockMsg::BlockOn { waiter, keys, op } => self.register(ctx, waiter, keys, op),
+            BlockMsg::Offer {
+                waiter,
+                pos,
+                initial,
+            } => self.on_offer(ctx, from, waiter.1, pos, initial),
+            BlockMsg::Take { waiter } => self.on_take(ctx, from, waiter),
+            BlockMsg::Served { waiter, popped } => self.on_served(ctx, from, waiter.1, popped),
+            BlockMsg::Unblock { waiter } => self.forget_waiter(ctx, waiter),
+        }
+    }
+
+    /// Queue a waiter behind this shard's earlier ones, and say whether it could be
+    /// served now.
+    fn register(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        waiter: WaiterId,
+        keys: Vec<(u32, Bytes)>,
+        op: BlockOp,
+    ) {
+        let now = unix_ms();
+        for (_, k) in &keys {
+            self.blocking
+                .queues
+                .entry(k.clone())
+                .or_default()
+                .push_back(waiter);
+            self.db.block_keys.insert(k.clone());
+        }
+        // Servable now only if no earlier waiter is queued on that key (first come).
+        let mut pos = None;
+        for (p, k) in &keys {
+            let first = self
+                .blocking
+                .queues
+                .get(k)
+                .and_then(|q| q.front())
+                .is_some_and(|w| *w == waiter);
+            let has = matches!(self.db.read_list(k, now), Ok(Some(l)) if !l.is_empty());
+            if first && has {
+                pos = Some(*p);
+                break;
+            }
+        }
+        self.blocking.waiters.insert(
+            waiter,
+            Waiter {
+                keys,
+                op,
+                offered: pos.is_some(),
+            },
+        );
+        let msg = BlockMsg::Offer {
+            waiter,
+            pos,
+            initial: true,
+        };
+        ctx.send(waiter.0, Msg::Block(msg));
+    }
+
+    /// Offer the elements of keys that gained some to their waiters, first come first.
+    pub fn serve_ready(&mut self, ctx: &mut Ctx<Server>) {
+        if self.db.ready.is_empty() {
+            return;
+        }
+        let ready = std::mem::take(&mut self.db.ready);
+        for key in ready {
+            self.offer_key(ctx, &key);
+        }
+    }
+
+    fn offer_key(&mut self, ctx: &mut Ctx<Server>, key: &Bytes) {
+        let now = unix_ms();
+        let len = match self.db.read_list(key, now) {
+            Ok(Some(l)) => l.len(),
+            _ => 0,
+        };
+        let Some(queue) = self.blocking.queues.get(key) else {
+            return;
+        };
+        let mut budget = len;
+        let mut offers = Vec::new();
+        for w in queue {
+            if budget == 0 {
+                break;
+            }
+            let Some(waiter) = self.blocking.waiters.get_mut(w) else {
+                continue;
+            };
+            budget -= 1;
+            if waiter.offered {
+                continue;
+            }
+            waiter.offered = true;
+            let pos = waiter
+                .keys
+                .iter()
+                .find(|(_, k)| k == key)
+                .map_or(0, |(p, _)| *p);
+            offers.push((*w, pos));
+        }
+        for (w, pos) in offers {
+            let msg = BlockMsg::Offer {
+                waiter: w,
+                pos: Some(pos),
+                initial: false,
+            };
+            ctx.send(w.0, Msg::Block(msg));
+        }
+    }
+
+    fn on_offer(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        from: ShardId,
+        id: u64,
+        pos: Option<u32>,
+        initial: bool,
+    ) {
+        let Some(b) = self.blocking.coord.get_mut(&id) else {
+            // Already served or gone: the shard must forget it.
+            let msg = BlockMsg::Unblock {
+                waiter: (self.shard, id),
+            };
+            return ctx.send(from, Msg::Block(msg));
+        };
+        if initial {
+            b.pending_initial = b.pending_initial.saturating_sub(1);
+        }
+        if let Some(p) = pos {
+            b.offers.push_back((p, from));
+        }
+        if b.pending_initial == 0 {
+            // The earliest key first (Redis's order when several have data).
+            b.offers.make_contiguous().sort_by_key(|(p, _)| *p);
+        }
+        self.try_claim(ctx, id);
+    }
+
+    fn try_claim(&mut self, ctx: &mut Ctx<Server>, id: u64) {
+        let Some(b) = self.blocking.coord.get_mut(&id) else {
+            return;
+        };
+        if b.claim.is_some() || b.pending_initial > 0 {
+            return;
+        }
+        if let Some((_, shard)) = b.offers.pop_front() {
+            b.claim = Some(shard);
+            let msg = BlockMsg::Take {
+                waiter: (self.shard, id),
+            };
+            ctx.send(shard, Msg::Block(msg));
+        } else if let Some(reply) = b.expired.take() {
+            self.finish(ctx, id, reply);
+        }
+    }
+
+    fn on_take(&mut self, ctx: &mut Ctx<Server>, from: ShardId, waiter: WaiterId) {
+        let now = unix_ms();
+        let Some(w) = self.blocking.waiters.get_mut(&waiter) else {
+            let msg = BlockMsg::Served {
+                waiter,
+                popped: None,
+            };
+            return ctx.send(from, Msg::Block(msg));
+        };
+        w.offered = false;
+        let keys = w.keys.clone();
+        let op = w.op.clone();
+        // A move whose destination lives elsewhere runs as a transaction from the
+        // coordinator; this shard only says the source has an element.
+        if let BlockOp::Move { dst, .. } = &op {
+            if self.slots.shard_of(dst) != self.shard {
+                let source = keys
+                    .iter()
+                    .find(
+                        |(_, k)| matches!(self.db.read_list(k, now), Ok(Some(l)) if !l.is_empty()),
+                    )
+                    .map(|(_, k)| k.clone());
+                let has = source.is_some();
+                let popped = source.map(|k| Popped {
+                    reply: OpResult::Ok,
+                    restore: None,
+                    move_from: Some(k),
+                });
+                if has {
+                    self.forget_waiter(ctx, waiter);
+                }
+                let msg = BlockMsg::Served { waiter, popped };
+                return self.send_observed(ctx, from, Msg::Block(msg));
+            }
+        }
+        self.db.events.cmd = match &op {
+            BlockOp::Pop { left: true, .. } => "lpop",
+            BlockOp::Pop { left: false, .. } => "rpop",
+            BlockOp::Move { .. } => "lmove",
+        };
+        let popped = match pop_now(&mut self.db, now, &keys, &op) {
+            Ok(p) => p,
+            Err(WrongType) => Some(Popped {
+                reply: WrongType.into(),
+                restore: None,
+                move_from: None,
+            }),
+        };
+        if popped.is_some() {
+            self.forget_waiter(ctx, waiter);
+        }
+        let msg = BlockMsg::Served { waiter, popped };
+        self.send_observed(ctx, from, Msg::Block(msg));
+        self.serve_ready(ctx);
+    }
+
+    fn on_served(&mut self, ctx: &mut Ctx<Server>, from: ShardId, id: u64, popped: Option<Popped>) {
+        let Some(b) = self.blocking.coord.get_mut(&id) else {
+            return;
+        };
+        b.claim = None;
+        let Some(popped) = popped else {
+            return self.try_claim(ctx, id);
+        };
+        let (conn, dead, op) = (b.conn, b.dead, b.op.clone());
+        if dead {
+            if let Some((key, elems, left)) = popped.restore {
+                self.restore(ctx, key, elems, left);
+            }
+            return self.finish(ctx, id, OpResult::Ok);
+        }
+        if let (
+            BlockOp::Move {
+                dst,
+                from_left,
+                to_left,
+            },
+            Some(source),
+        ) = (&op, popped.move_from)
+        {
+            // The source (on `from`) has an element and the destination is elsewhere: move
+            // it atomically on key locks, as LMOVE across shards does.
+            let _ = from;
+            self.unblock_everywhere(ctx, id);
+            if let Some(t) = self.blocking.coord.remove(&id).and_then(|b| b.timer) {
+                ctx.cancel_timer(t);
+            }
+            if let Some(state) = ctx.state(conn) {
+                state.blocked = None;
+            }
+            let side = |l: bool| Bytes::from_static(if l { b"LEFT" } else { b"RIGHT" });
+            let Some(spec) = crate::commands::lookup(b"lmove") else {
+                return;
+            };
+            let args = vec![
+                Bytes::from_static(b"LMOVE"),
+                source,
+                dst.clone(),
+                side(*from_left),
+                side(*to_left),
+            ];
+            self.begin_txn(
+                ctx,
+                conn,
+                super::txn::TxnKind::One(crate::commands::multi::Queued { spec, args }),
+            );
+            ctx.redeliver(conn);
+            return;
+        }
+        self.finish(ctx, id, popped.reply);
+    }
+
+    /// Push popped elements back where they were popped from (their client vanished).
+    fn restore(&mut self, ctx: &mut Ctx<Server>, key: Bytes, elems: Vec<Bytes>, left: bool) {
+        if elems.is_empty() {
+            return;
+        }
+        let name: &'static [u8] = if left { b"LPUSH" } else { b"RPUSH" };
+        let mut args = vec![Bytes::from_static(name), key.clone()];
+        // Popped in order from one end: pushing them back in reverse restores the list.
+        args.extend(elems.into_iter().rev());
+        let Some(spec) = crate::commands::lookup(name) else {
+            return;
+        };
+        let shard = self.slots.shard_of(&key);
+        if shard == self.shard {
+            if let Some(f) = spec.keyed {
+                self.db.events.cmd = spec.name;
+                f(&mut self.db, unix_ms(), &args);
+                self.serve_ready(ctx);
+            }
+        } else {
+            let op = super::ops::Op::Cmd { spec, args };
+            // Nobody waits for the answer: a connection id no shard uses.
+            let nobody = ConnId::from_u64(u64::MAX);
+            ctx.send(
+                shard,
+                Msg::Request {
+                    conn: nobody,
+                    seq: 0,
+                    part: 0,
+                    op,
+                },
+            );
+        }
+    }
+
+    /// Reply to a blocked client (unless gone), forget it everywhere, read its input again.
+    fn finish(&mut self, ctx: &mut Ctx<Server>, id: u64, reply: OpResult) {
+        self.unblock_everywhere(ctx, id);
+        let Some(b) = self.blocking.coord.remove(&id) else {
+            return;
+        };
+        if let Some(t) = b.timer {
+            ctx.cancel_timer(t);
+        }
+        if b.dead {
+            return;
+        }
+        if let Some(state) = ctx.state(b.conn) {
+            state.blocked = None;
+        }
+        self.reply_result(ctx, b.conn, &reply);
+        self.gate_output(ctx, b.conn);
+        ctx.redeliver(b.conn);
+    }
+
+    fn unblock_everywhere(&mut self, ctx: &mut Ctx<Server>, id: u64) {
+        let Some(b) = self.blocking.coord.get(&id) else {
+            return;
+        };
+        let waiter = (self.shard, id);
+        for &shard in &b.shards {
+            ctx.send(shard, Msg::Block(BlockMsg::Unblock { waiter }));
+        }
+    }
+
+    /// Remove a waiter from this shard's queues; what it was offered goes to the next.
+    fn forget_waiter(&mut self, ctx: &mut Ctx<Server>, waiter: WaiterId) {
+        let Some(w) = self.blocking.waiters.remove(&waiter) else {
+            return;
+        };
+        for (_, k) in &w.keys {
+            if let Some(q) = self.blocking.queues.get_mut(k) {
+                q.retain(|x| *x != waiter);
+                if q.is_empty() {
+                    self.blocking.queues.remove(k);
+                    self.db.block_keys.remove(k);
+                }
+            }
+        }
+        if w.offered {
+            for (_, k) in &w.keys {
+                self.offer_key(ctx, k);
+            }
+        }
+    }
+
+    /// A blocked client's timeout fired.
+    pub fn on_block_timeout(&mut self, ctx: &mut Ctx<Server>, id: u64) {
+        let Some(b) = self.blocking.coord.get_mut(&id) else {
+            return;
+        };
+        let reply = b.op.timeout_reply();
+        self.expire_blocked(ctx, id, reply);
+    }
+
+    /// End a blocked client's wait with `reply` (timeout, CLIENT UNBLOCK), unless a claim
+    /// in flight serves it first.
+    pub fn expire_blocked(&mut self, ctx: &mut Ctx<Server>, id: u64, reply: OpResult) {
+        let Some(b) = self.blocking.coord.get_mut(&id) else {
+            return;
+        };
+        if b.claim.is_some() || b.pending_initial > 0 {
+            b.expired = Some(reply);
+            b.offers.clear();
+            return;
+        }
+        self.finish(ctx, id, reply);
+    }
+
+    /// The client of blocked wait `id` disconnected.
+    pub fn blocked_client_gone(&mut self, ctx: &mut Ctx<Server>, id: u64) {
+        let Some(b) = self.blocking.coord.get_mut(&id) else {
+            return;
+        };
+        b.dead = true;
+        b.offers.clear();
+        if b.claim.is_none() && b.pending_initial == 0 {
+            self.finish(ctx, id, OpResult::Ok);
+        } else {
+            b.expired = Some(OpResult::Ok);
+        }
+    }
+
+    /// The blocked wait of the connection with CLIENT ID `client_id` on this shard, if any.
+    pub fn blocked_wait_of(&self, ctx: &mut Ctx<Server>, client_id: u64) -> Option<u64> {
+        self.blocking.coord.iter().find_map(|(id, b)| {
+            ctx.state(b.conn)
+                .is_some_and(|s| s.id == client_id)
+                .then_some(*id)
+        })
+    }
+}
