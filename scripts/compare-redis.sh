@@ -7,10 +7,12 @@
 #   scripts/compare-redis.sh                 # defaults below
 #   ROUNDS=5 SERVER_CPU=1 CLIENT_CPU=0 scripts/compare-redis.sh
 #   DATA_SIZE=262144 KEYSPACE=1000 N_P1=20000 N_P16=20000 CLIENTS=20 scripts/compare-redis.sh
+#   TESTS="lpush rpush lpop rpop sadd hset spop lrange_100" scripts/compare-redis.sh   # types
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
+TESTS=${TESTS:-set get}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 CLIENTS=${CLIENTS:-50}
@@ -60,7 +62,7 @@ done
 
 results=$(mktemp)
 for round in $(seq 1 "$ROUNDS"); do
-  for test in set get; do
+  for test in $TESTS; do
     for p in 1 16; do
       n=$([ "$p" = 1 ] && echo "$N_P1" || echo "$N_P16")
       for s in coreshard redis; do
@@ -80,15 +82,15 @@ done
 
 median() { sort -n | awk '{a[NR]=$1} END { if (NR % 2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2] + a[NR/2+1]) / 2 }'; }
 echo
-printf "%-5s %-4s %22s %22s %8s %16s %16s\n" test P "coreshard req/CPU-s" "redis req/CPU-s" ratio "coreshard req/s" "redis req/s"
-for test in set get; do
+printf "%-10s %-4s %22s %22s %8s %16s %16s\n" test P "coreshard req/CPU-s" "redis req/CPU-s" ratio "coreshard req/s" "redis req/s"
+for test in $TESTS; do
   for p in 1 16; do
     cs=$(awk -v t=$test -v p=$p '$2==t && $3==p && $4=="coreshard" {print $7}' "$results" | median)
     rd=$(awk -v t=$test -v p=$p '$2==t && $3==p && $4=="redis" {print $7}' "$results" | median)
     csr=$(awk -v t=$test -v p=$p '$2==t && $3==p && $4=="coreshard" {print $5}' "$results" | median)
     rdr=$(awk -v t=$test -v p=$p '$2==t && $3==p && $4=="redis" {print $5}' "$results" | median)
     ratio=$(awk -v a="$cs" -v b="$rd" 'BEGIN { printf "%.2fx", a / b }')
-    printf "%-5s %-4s %22s %22s %8s %16s %16s\n" "${test^^}" "$p" "$cs" "$rd" "$ratio" "$csr" "$rdr"
+    printf "%-10s %-4s %22s %22s %8s %16s %16s\n" "${test^^}" "$p" "$cs" "$rd" "$ratio" "$csr" "$rdr"
   done
 done
 echo "(medians of $ROUNDS rounds; server on cpu $SERVER_CPU, client on cpu $CLIENT_CPU, -c $CLIENTS, -r $KEYSPACE, -d $DATA_SIZE; $(redis-server --version | awk '{print $3}'))"

@@ -76,6 +76,33 @@ pub fn client(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
             let line = client_list_lines(ctx, Some(conn));
             s.reply(ctx, conn, |e| e.verbatim(b"txt", line.as_bytes()));
         }
+        (b"unblock", 3 | 4) => {
+            let Some(id) = super::parse_int(&args[2]) else {
+                return s.error(ctx, conn, "ERR value is not an integer or out of range");
+            };
+            let error = match args.get(3).map(|a| a.to_ascii_uppercase()) {
+                None => false,
+                Some(m) if m == b"TIMEOUT" => false,
+                Some(m) if m == b"ERROR" => true,
+                Some(_) => {
+                    return s.error(
+                        ctx,
+                        conn,
+                        "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+                    )
+                }
+            };
+            // A client's id names its shard (see `on_open`).
+            if id <= 0 {
+                return s.reply(ctx, conn, |e| e.int(0));
+            }
+            let shard = ((id as u64 - 1) % s.shards as u64) as usize;
+            let op = Op::ClientUnblock {
+                id: id as u64,
+                error,
+            };
+            s.run_parts(ctx, conn, vec![(shard, op)], Agg::Single(None));
+        }
         (b"list", 2) => s.broadcast(ctx, conn, || Op::ClientList, Agg::ClientList(String::new())),
         (b"list", _) => s.error(ctx, conn, "ERR syntax error"),
         (b"help", 2) => {
@@ -93,6 +120,8 @@ pub fn client(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
                 "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
                 "SETNAME <name>",
                 "    Assign the name <name> to the current connection.",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+                "    Unblock the specified blocked client.",
             ];
             s.reply(ctx, conn, |e| {
                 e.array(lines.len());
@@ -101,7 +130,9 @@ pub fn client(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
                 }
             });
         }
-        (b"id" | b"getname" | b"setname" | b"setinfo" | b"info" | b"help", _) => arity_err(s, ctx),
+        (b"id" | b"getname" | b"setname" | b"setinfo" | b"info" | b"help" | b"unblock", _) => {
+            arity_err(s, ctx)
+        }
         _ => {
             let msg = unknown_subcommand_error(&args[1], "client");
             s.error(ctx, conn, &msg);
@@ -408,9 +439,10 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 s.shards,
             ),
             "clients" => format!(
-                "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+                "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
                 sum(|r| r.clients),
-                s.config.maxclients
+                s.config.maxclients,
+                sum(|r| r.blocked_clients),
             ),
             "memory" => crate::evict::info_memory(
                 &s.config.memory,

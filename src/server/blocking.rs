@@ -87,8 +87,8 @@ struct Waiter {
     /// This shard's keys of the waiter, with their position in the command.
     keys: Vec<(u32, Bytes)>,
     op: BlockOp,
-    /// Offered an element and not answered yet.
-    offered: bool,
+    /// Offered an element of this key and not answered yet.
+    offered: Option<Bytes>,
 }
 
 /// A shard's blocking state, both roles.
@@ -98,6 +98,9 @@ pub struct Blocking {
     coord: hashbrown::HashMap<u64, Blocked>,
     queues: hashbrown::HashMap<Bytes, VecDeque<WaiterId>>,
     waiters: hashbrown::HashMap<WaiterId, Waiter>,
+    /// Keys whose waiters were refused under a transaction's lock: offered again once
+    /// locks are released.
+    retry: Vec<Bytes>,
 }
 
 /// A pop's result, as the shard answers it: the reply and what to push back if the
@@ -348,7 +351,7 @@ impl Server {
     }
 
     /// Queue a waiter behind this shard's earlier ones, and say whether it could be
-    /// served now.
+    /// served now (a key of another type counts: serving it answers WRONGTYPE).
     fn register(
         &mut self,
         ctx: &mut Ctx<Server>,
@@ -365,35 +368,46 @@ impl Server {
                 .push_back(waiter);
             self.db.block_keys.insert(k.clone());
         }
-        // Servable now only if no earlier waiter is queued on that key (first come).
-        let mut pos = None;
-        for (p, k) in &keys {
-            let first = self
-                .blocking
-                .queues
-                .get(k)
-                .and_then(|q| q.front())
-                .is_some_and(|w| *w == waiter);
-            let has = matches!(self.db.read_list(k, now), Ok(Some(l)) if !l.is_empty());
-            if first && has {
-                pos = Some(*p);
-                break;
-            }
-        }
+        let wrong_type = keys
+            .iter()
+            .find(|(_, k)| self.db.read_list(k, now).is_err())
+            .map(|(p, k)| (*p, k.clone()));
+        let ordered: Vec<Bytes> = keys.iter().map(|(_, k)| k.clone()).collect();
         self.blocking.waiters.insert(
             waiter,
             Waiter {
                 keys,
                 op,
-                offered: pos.is_some(),
+                offered: None,
             },
         );
+        // Its keys' elements go to their waiters in arrival order; this one may get some.
+        let mut initial = None;
+        let mut others = Vec::new();
+        for k in &ordered {
+            for (w, pos) in self.offers_for_key(k) {
+                if w == waiter {
+                    initial = Some(pos);
+                } else {
+                    others.push((w, pos));
+                }
+            }
+        }
+        if initial.is_none() {
+            if let Some((pos, key)) = wrong_type {
+                initial = Some(pos);
+                if let Some(w) = self.blocking.waiters.get_mut(&waiter) {
+                    w.offered = Some(key);
+                }
+            }
+        }
         let msg = BlockMsg::Offer {
             waiter,
-            pos,
+            pos: initial,
             initial: true,
         };
         ctx.send(waiter.0, Msg::Block(msg));
+        self.send_offers(ctx, others);
     }
 
     /// Offer the elements of keys that gained some to their waiters, first come first.
@@ -408,35 +422,11 @@ impl Server {
     }
 
     fn offer_key(&mut self, ctx: &mut Ctx<Server>, key: &Bytes) {
-        let now = unix_ms();
-        let len = match self.db.read_list(key, now) {
-            Ok(Some(l)) => l.len(),
-            _ => 0,
-        };
-        let Some(queue) = self.blocking.queues.get(key) else {
-            return;
-        };
-        let mut budget = len;
-        let mut offers = Vec::new();
-        for w in queue {
-            if budget == 0 {
-                break;
-            }
-            let Some(waiter) = self.blocking.waiters.get_mut(w) else {
-                continue;
-            };
-            budget -= 1;
-            if waiter.offered {
-                continue;
-            }
-            waiter.offered = true;
-            let pos = waiter
-                .keys
-                .iter()
-                .find(|(_, k)| k == key)
-                .map_or(0, |(p, _)| *p);
-            offers.push((*w, pos));
-        }
+        let offers = self.offers_for_key(key);
+        self.send_offers(ctx, offers);
+    }
+
+    fn send_offers(&mut self, ctx: &mut Ctx<Server>, offers: Vec<(WaiterId, u32)>) {
         for (w, pos) in offers {
             let msg = BlockMsg::Offer {
                 waiter: w,
@@ -445,6 +435,45 @@ impl Server {
             };
             ctx.send(w.0, Msg::Block(msg));
         }
+    }
+
+    /// The waiters of `key` to offer its elements to now: in queue order, one element
+    /// each, counting those already offered one of this key's elements; waiters with an
+    /// offer on another key pending are passed over for now. Marks them offered.
+    fn offers_for_key(&mut self, key: &Bytes) -> Vec<(WaiterId, u32)> {
+        let now = unix_ms();
+        let len = match self.db.read_list(key, now) {
+            Ok(Some(l)) => l.len(),
+            _ => 0,
+        };
+        let mut offers = Vec::new();
+        let Some(queue) = self.blocking.queues.get(key) else {
+            return offers;
+        };
+        let mut budget = len;
+        for w in queue {
+            if budget == 0 {
+                break;
+            }
+            let Some(waiter) = self.blocking.waiters.get_mut(w) else {
+                continue;
+            };
+            match &waiter.offered {
+                Some(k) if k == key => budget -= 1,
+                Some(_) => {}
+                None => {
+                    budget -= 1;
+                    waiter.offered = Some(key.clone());
+                    let pos = waiter
+                        .keys
+                        .iter()
+                        .find(|(_, k)| k == key)
+                        .map_or(0, |(p, _)| *p);
+                    offers.push((*w, pos));
+                }
+            }
+        }
+        offers
     }
 
     fn on_offer(
@@ -464,6 +493,16 @@ impl Server {
         };
         if initial {
             b.pending_initial = b.pending_initial.saturating_sub(1);
+        }
+        if b.dead {
+            // Nobody to serve: let the shard pass the element on.
+            b.offers.clear();
+            let waiter = (self.shard, id);
+            ctx.send(from, Msg::Block(BlockMsg::Unblock { waiter }));
+            if b.pending_initial == 0 && b.claim.is_none() {
+                self.finish(ctx, id, OpResult::Ok);
+            }
+            return;
         }
         if let Some(p) = pos {
             b.offers.push_back((p, from));
@@ -502,9 +541,22 @@ impl Server {
             };
             return ctx.send(from, Msg::Block(msg));
         };
-        w.offered = false;
+        w.offered = None;
         let keys = w.keys.clone();
         let op = w.op.clone();
+        // Keys a cross-shard transaction holds are not popped under it: the waiter stays
+        // queued and is offered again when the transaction commits.
+        let refs: Vec<&[u8]> = keys.iter().map(|(_, k)| &k[..]).collect();
+        if !self.locks.may_run(&refs, false) {
+            self.blocking
+                .retry
+                .extend(keys.iter().map(|(_, k)| k.clone()));
+            let msg = BlockMsg::Served {
+                waiter,
+                popped: None,
+            };
+            return ctx.send(from, Msg::Block(msg));
+        }
         // A move whose destination lives elsewhere runs as a transaction from the
         // coordinator; this shard only says the source has an element.
         if let BlockOp::Move { dst, .. } = &op {
@@ -684,10 +736,9 @@ impl Server {
                 }
             }
         }
-        if w.offered {
-            for (_, k) in &w.keys {
-                self.offer_key(ctx, k);
-            }
+        // What it had, or could have had, goes to the next waiters.
+        for (_, k) in &w.keys {
+            self.offer_key(ctx, k);
         }
     }
 
@@ -728,12 +779,37 @@ impl Server {
         }
     }
 
-    /// The blocked wait of the connection with CLIENT ID `client_id` on this shard, if any.
-    pub fn blocked_wait_of(&self, ctx: &mut Ctx<Server>, client_id: u64) -> Option<u64> {
-        self.blocking.coord.iter().find_map(|(id, b)| {
-            ctx.state(b.conn)
-                .is_some_and(|s| s.id == client_id)
-                .then_some(*id)
-        })
+    /// Locks were released: offer again what waited for them.
+    pub fn retry_blocked(&mut self, ctx: &mut Ctx<Server>) {
+        if self.blocking.retry.is_empty() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.blocking.retry);
+        for k in keys {
+            self.offer_key(ctx, &k);
+        }
+    }
+
+    /// Clients of this shard blocked now.
+    pub fn blocked_clients(&self) -> usize {
+        self.blocking.coord.values().filter(|b| !b.dead).count()
+    }
+
+    /// CLIENT UNBLOCK of a connection of this shard: whether it was blocked.
+    pub fn unblock_client(&mut self, ctx: &mut Ctx<Server>, client_id: u64, error: bool) -> bool {
+        let found = self.blocking.coord.iter().find_map(|(id, b)| {
+            (!b.dead && ctx.state(b.conn).is_some_and(|s| s.id == client_id))
+                .then(|| (*id, b.op.timeout_reply()))
+        });
+        let Some((id, timeout_reply)) = found else {
+            return false;
+        };
+        let reply = if error {
+            OpResult::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
+        } else {
+            timeout_reply
+        };
+        self.expire_blocked(ctx, id, reply);
+        true
     }
 }

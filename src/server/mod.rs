@@ -479,6 +479,10 @@ impl Server {
                 ctx.send(from, msg)
             };
         }
+        if let Op::ClientUnblock { id, error } = op {
+            let result = OpResult::Int(i64::from(self.unblock_client(ctx, id, error)));
+            return self.answer(ctx, from, conn, seq, part, result);
+        }
         // Counters, client lists and pub/sub tables show no data: they never wait for
         // the log.
         let shows_data = !matches!(

@@ -50,6 +50,9 @@ pub enum Op<K> {
     },
     /// RANDOMKEY part: a random key of this shard and how many keys it has.
     RandomKey,
+    /// CLIENT UNBLOCK on the client's shard: end its blocking wait with a timeout reply
+    /// (or an error); answers 1 if it was blocked.
+    ClientUnblock { id: u64, error: bool },
     /// A plain value read (LCS gathers its two inputs this way).
     Read(K),
     /// WATCH part: register watchers of these keys; answers their versions and deadlines.
@@ -117,6 +120,7 @@ impl Op<&[u8]> {
                 type_name,
             },
             Op::RandomKey => Op::RandomKey,
+            Op::ClientUnblock { id, error } => Op::ClientUnblock { id, error },
             Op::Read(k) => Op::Read(own(k)),
             Op::Watch(ks) => Op::Watch(ks.into_iter().map(own).collect()),
             Op::Publish {
@@ -174,6 +178,8 @@ pub struct ShardReport {
     pub pubsub_patterns: u64,
     /// Clients dropped for their output buffer limit.
     pub output_limit_disconnections: u64,
+    /// Clients of this shard blocked in a blocking pop.
+    pub blocked_clients: u64,
 }
 
 /// The answer of one part.
@@ -395,9 +401,13 @@ impl Server {
                     pubsub_patterns: self.pubsub.names(crate::pubsub::Ns::Pattern, None).len()
                         as u64,
                     output_limit_disconnections: self.pubsub.disconnections,
+                    blocked_clients: self.blocked_clients() as u64,
                 }))
             }
             Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),
+            Op::ClientUnblock { .. } => {
+                OpResult::Error("ERR internal: CLIENT UNBLOCK runs in run_part".into())
+            }
         }
     }
 }

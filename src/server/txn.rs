@@ -571,13 +571,14 @@ impl Server {
         if changes {
             self.db.journal(&Effect::Fence);
         }
-        self.serve_ready(ctx);
         self.locks.held.retain(|_, owner| *owner != txn);
         self.locks.tokens.remove(&txn);
         if self.locks.all == Some(txn) {
             self.locks.all = None;
         }
         self.run_deferred(ctx);
+        self.serve_ready(ctx);
+        self.retry_blocked(ctx);
     }
 
     /// Queue a request if locks say so; returns it back when it may run now.
