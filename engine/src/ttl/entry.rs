@@ -134,7 +134,7 @@ pub(super) enum Payload<O> {
     },
     /// An object of the owner's type (its size is the owner's to report, see [`Object`]).
     Object {
-        key: Box<[u8]>,
+        key: ObjKey,
         obj: Box<O>,
         bucket_pos: u32,
         stamp_lo: u8,
@@ -169,6 +169,45 @@ pub fn alloc_size(n: usize) -> usize {
 /// The block `bytes` allocates the first time a value is shared (a GET or the store
 /// itself clones it): its 24-byte refcount header, as malloc rounds it.
 const BYTES_SHARED_HEADER: usize = 32;
+
+/// Longest key an object entry keeps inline (no heap block for the key).
+const OBJ_KEY_INLINE: usize = 38;
+
+/// An object entry's key: inline when short (most keys), else boxed.
+pub(super) enum ObjKey {
+    Inline { len: u8, buf: [u8; OBJ_KEY_INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl ObjKey {
+    fn new(key: &[u8]) -> ObjKey {
+        if key.len() <= OBJ_KEY_INLINE {
+            let mut buf = [0u8; OBJ_KEY_INLINE];
+            buf[..key.len()].copy_from_slice(key);
+            ObjKey::Inline {
+                len: key.len() as u8,
+                buf,
+            }
+        } else {
+            ObjKey::Heap(key.into())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            ObjKey::Inline { len, buf } => &buf[..usize::from(*len)],
+            ObjKey::Heap(b) => b,
+        }
+    }
+
+    /// Heap bytes the key holds.
+    fn heap_size(&self) -> usize {
+        match self {
+            ObjKey::Inline { .. } => 0,
+            ObjKey::Heap(b) => alloc_size(b.len()),
+        }
+    }
+}
 
 pub(super) struct Entry<O> {
     /// The deadline in Unix ms (low 48 bits, 0 = none, `FAR` = see the map's side table)
@@ -213,7 +252,7 @@ impl<O: Object> Entry<O> {
         let mut e = Entry {
             word: 0,
             payload: Payload::Object {
-                key: key.into(),
+                key: ObjKey::new(key),
                 obj,
                 bucket_pos: NO_POS,
                 stamp_lo: 0,
@@ -244,7 +283,8 @@ impl<O: Object> Entry<O> {
     pub fn key(&self) -> &[u8] {
         match &self.payload {
             Payload::Inline { klen, buf, .. } => &buf[..usize::from(*klen & !EDITED)],
-            Payload::Heap { key, .. } | Payload::Object { key, .. } => key,
+            Payload::Heap { key, .. } => key,
+            Payload::Object { key, .. } => key.bytes(),
             Payload::Free(_) => &[],
         }
     }
@@ -349,7 +389,7 @@ impl<O: Object> Entry<O> {
                 alloc_size(key.len()) + alloc_size(value.len()) + BYTES_SHARED_HEADER
             }
             Payload::Object { key, obj, .. } => {
-                alloc_size(key.len()) + alloc_size(std::mem::size_of::<O>()) + obj.heap_bytes()
+                key.heap_size() + alloc_size(std::mem::size_of::<O>()) + obj.heap_bytes()
             }
             Payload::Inline { .. } | Payload::Free(_) => 0,
         }

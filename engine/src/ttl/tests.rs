@@ -678,4 +678,17 @@ fn objects_live_beside_bytes_with_expiry_and_accounting() {
         "objects expire like bytes"
     );
     assert!(m.get(b"t", 3000).is_none());
+    // Keys of any length, inline or boxed.
+    for len in [0usize, 1, 38, 39, 200] {
+        let key = vec![b'k'; len];
+        m.insert_object(&key, Box::new(Nums(vec![len as u64])), 0, 1000);
+        assert!(
+            matches!(m.get(&key, 1000), Some(Stored::Object(Nums(n))) if n == &[len as u64]),
+            "key of {len} bytes"
+        );
+        let mut seen = Vec::new();
+        m.scan(0, 1000, 1000, |k, _| seen.push(k.to_vec()));
+        assert!(seen.contains(&key), "scan returns the key of {len} bytes");
+        assert!(m.remove(&key, 1000).is_some());
+    }
 }
