@@ -215,7 +215,7 @@ impl Db {
     /// Read a list, counting a hit or a miss.
     pub fn read_list(&mut self, key: &[u8], now: u64) -> Result<Option<&List>, WrongType> {
         self.read_obj(key, now, |o| match o {
-            Obj::List(l) => Some(l),
+            Obj::List(l) => Some(&**l),
             _ => None,
         })
     }

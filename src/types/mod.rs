@@ -22,8 +22,9 @@ pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
 pub enum Obj {
     /// A hash: field → value.
     Hash(Table),
-    /// A list.
-    List(List),
+    /// A list (boxed: its chunk deque is bigger than the other variants, and a list is
+    /// rarely small).
+    List(Box<List>),
     /// A set.
     Set(Set),
 }
@@ -46,7 +47,7 @@ impl Obj {
 
     /// An empty list.
     pub fn new_list() -> Obj {
-        Obj::List(List::new())
+        Obj::List(Box::default())
     }
 
     /// An empty set.
@@ -111,7 +112,7 @@ impl Obj {
     pub fn decode(tag: u8, buf: &[u8]) -> Option<Obj> {
         match tag {
             tag::HASH => Table::decode(buf).map(Obj::Hash),
-            tag::LIST => List::decode(buf).map(Obj::List),
+            tag::LIST => List::decode(buf).map(|l| Obj::List(Box::new(l))),
             tag::SET => Set::decode(buf).map(Obj::Set),
             _ => None,
         }
@@ -122,8 +123,28 @@ impl Object for Obj {
     fn heap_bytes(&self) -> usize {
         match self {
             Obj::Hash(t) => t.heap_bytes(),
-            Obj::List(l) => l.heap_bytes(),
+            Obj::List(l) => {
+                coreshard_engine::ttl::alloc_size(std::mem::size_of::<List>()) + l.heap_bytes()
+            }
             Obj::Set(s) => s.heap_bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_collection_value_is_small() {
+        // Every collection key pays one block of this size besides its elements.
+        assert!(
+            std::mem::size_of::<Obj>() <= 32,
+            "Obj is {} bytes (Table {}, Set {}, List {})",
+            std::mem::size_of::<Obj>(),
+            std::mem::size_of::<Table>(),
+            std::mem::size_of::<Set>(),
+            std::mem::size_of::<List>()
+        );
     }
 }
