@@ -223,7 +223,7 @@ impl Db {
     /// Read a set, counting a hit or a miss.
     pub fn read_set(&mut self, key: &[u8], now: u64) -> Result<Option<&Set>, WrongType> {
         self.read_obj(key, now, |o| match o {
-            Obj::Set(s) => Some(s),
+            Obj::Set(s) => Some(&**s),
             _ => None,
         })
     }

@@ -2,14 +2,14 @@
 //!
 //! * `Ints` ("intset"): while every member is a canonical integer string (exactly what
 //!   Redis's `string2ll` accepts) and there are at most `set-max-intset-entries` (512)
-//!   members, they are kept as a sorted `Vec<i64>`, so iteration is in ascending numeric
-//!   order like Redis's intset.
+//!   members, they are kept sorted in an [`IntSet`] (one exactly sized block, 2, 4 or 8
+//!   bytes per member like Redis's intset), so iteration is in ascending numeric order.
 //! * `Table` ("hashtable"): an indexed [`Table`] whose values are always empty.
 //!
 //! Conversion from `Ints` to `Table` happens on the first non-integer member or when the
 //! 513th member is added, and is one way.
 
-use super::table::{put_varint, read_varint_checked, Table, TooLarge};
+use super::table::{alloc_size, put_varint, read_varint_checked, Table, TooLarge};
 use std::borrow::Cow;
 
 /// Redis's default `set-max-intset-entries`.
@@ -18,11 +18,163 @@ pub const MAX_INTSET_ENTRIES: usize = 512;
 const TAG_INTS: u8 = 0;
 const TAG_TABLE: u8 = 1;
 
+/// Sorted, distinct integers stored like Redis's intset: one exactly sized block
+/// `[width][member]*`, every member little-endian in `width` bytes (2, 4 or 8: the
+/// smallest that has fitted every member so far; it only grows). Empty: no block.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct IntSet {
+    buf: Box<[u8]>,
+}
+
+/// Bytes needed to store `n`.
+fn width_of(n: i64) -> usize {
+    if i16::try_from(n).is_ok() {
+        2
+    } else if i32::try_from(n).is_ok() {
+        4
+    } else {
+        8
+    }
+}
+
+fn put_int(out: &mut Vec<u8>, n: i64, width: usize) {
+    match width {
+        2 => out.extend_from_slice(&(n as i16).to_le_bytes()),
+        4 => out.extend_from_slice(&(n as i32).to_le_bytes()),
+        _ => out.extend_from_slice(&n.to_le_bytes()),
+    }
+}
+
+impl std::fmt::Debug for IntSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl IntSet {
+    /// Bytes per member.
+    #[inline]
+    fn width(&self) -> usize {
+        self.buf.first().map_or(2, |&w| usize::from(w))
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len().saturating_sub(1) / self.width()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Member `i`, which must exist.
+    #[inline]
+    fn at(&self, i: usize) -> i64 {
+        let w = self.width();
+        let b = &self.buf[1 + i * w..1 + (i + 1) * w];
+        match w {
+            2 => i64::from(i16::from_le_bytes([b[0], b[1]])),
+            4 => i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            _ => {
+                let mut a = [0; 8];
+                a.copy_from_slice(b);
+                i64::from_le_bytes(a)
+            }
+        }
+    }
+
+    /// The `i`-th smallest member.
+    pub fn get(&self, i: usize) -> Option<i64> {
+        (i < self.len()).then(|| self.at(i))
+    }
+
+    /// Members in ascending order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = i64> + ExactSizeIterator + '_ {
+        (0..self.len()).map(move |i| self.at(i))
+    }
+
+    /// Like `slice::binary_search`.
+    fn search(&self, n: i64) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.at(mid).cmp(&n) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    pub fn contains(&self, n: i64) -> bool {
+        self.search(n).is_ok()
+    }
+
+    /// Inserts `n` at position `pos` (keeping the order is the caller's job).
+    fn insert_at(&mut self, pos: usize, n: i64) {
+        let old = self.width();
+        let w = old.max(width_of(n));
+        let len = self.len();
+        let mut out = Vec::with_capacity(1 + (len + 1) * w);
+        out.push(w as u8);
+        if w == old && len > 0 {
+            out.extend_from_slice(&self.buf[1..1 + pos * w]);
+            put_int(&mut out, n, w);
+            out.extend_from_slice(&self.buf[1 + pos * w..]);
+        } else {
+            for i in 0..pos {
+                put_int(&mut out, self.at(i), w);
+            }
+            put_int(&mut out, n, w);
+            for i in pos..len {
+                put_int(&mut out, self.at(i), w);
+            }
+        }
+        self.buf = out.into_boxed_slice();
+    }
+
+    /// Removes and returns member `pos`, which must exist.
+    fn remove_at(&mut self, pos: usize) -> i64 {
+        let n = self.at(pos);
+        if self.len() == 1 {
+            self.buf = Box::default();
+        } else {
+            let w = self.width();
+            let mut out = Vec::with_capacity(self.buf.len() - w);
+            out.extend_from_slice(&self.buf[..1 + pos * w]);
+            out.extend_from_slice(&self.buf[1 + (pos + 1) * w..]);
+            self.buf = out.into_boxed_slice();
+        }
+        n
+    }
+
+    /// From members in ascending order.
+    fn from_sorted(v: &[i64]) -> IntSet {
+        let (Some(&lo), Some(&hi)) = (v.first(), v.last()) else {
+            return IntSet::default();
+        };
+        let w = width_of(lo).max(width_of(hi));
+        let mut out = Vec::with_capacity(1 + v.len() * w);
+        out.push(w as u8);
+        for &n in v {
+            put_int(&mut out, n, w);
+        }
+        IntSet {
+            buf: out.into_boxed_slice(),
+        }
+    }
+
+    /// Heap bytes held (one malloc block), O(1).
+    pub fn heap_bytes(&self) -> usize {
+        alloc_size(self.buf.len())
+    }
+}
+
 /// A Redis set.
 #[derive(Clone)]
 pub enum Set {
     /// Sorted, distinct integers ("intset").
-    Ints(Vec<i64>),
+    Ints(IntSet),
     /// Members as fields of an indexed table with empty values ("hashtable").
     Table(Table),
 }
@@ -103,12 +255,7 @@ fn int_bytes(n: i64) -> Vec<u8> {
 impl Set {
     /// An empty set in intset form.
     pub fn new() -> Set {
-        Set::Ints(Vec::new())
-    }
-
-    /// An empty set already in hashtable form.
-    pub fn new_table() -> Set {
-        Set::Table(Table::new_indexed())
+        Set::Ints(IntSet::default())
     }
 
     pub fn len(&self) -> usize {
@@ -119,12 +266,15 @@ impl Set {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            Set::Ints(v) => v.is_empty(),
+            Set::Table(t) => t.is_empty(),
+        }
     }
 
     pub fn contains(&self, m: &[u8]) -> bool {
         match self {
-            Set::Ints(v) => parse_int(m).is_some_and(|n| v.binary_search(&n).is_ok()),
+            Set::Ints(v) => parse_int(m).is_some_and(|n| v.contains(n)),
             Set::Table(t) => t.contains(m),
         }
     }
@@ -142,10 +292,10 @@ impl Set {
     ) -> Result<bool, TooLarge> {
         if let Set::Ints(v) = self {
             if let Some(n) = parse_int(m) {
-                match v.binary_search(&n) {
+                match v.search(n) {
                     Ok(_) => return Ok(false),
                     Err(pos) if v.len() < max_intset_entries => {
-                        v.insert(pos, n);
+                        v.insert_at(pos, n);
                         return Ok(true);
                     }
                     Err(_) => {}
@@ -165,7 +315,7 @@ impl Set {
             let mut t = Table::new_indexed();
             t.reserve(v.len() + 1);
             let mut buf = [0; 20];
-            for &n in v.iter() {
+            for n in v.iter() {
                 t.insert_new(fmt_int(n, &mut buf), b"")?;
             }
             *self = Set::Table(t);
@@ -176,12 +326,9 @@ impl Set {
     /// Removes `m`; true if it was a member.
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match self {
-            Set::Ints(v) => match parse_int(m).map(|n| v.binary_search(&n)) {
+            Set::Ints(v) => match parse_int(m).map(|n| v.search(n)) {
                 Some(Ok(pos)) => {
-                    v.remove(pos);
-                    if v.capacity() > 16 && v.len() < v.capacity() / 4 {
-                        v.shrink_to(v.len() * 2);
-                    }
+                    v.remove_at(pos);
                     true
                 }
                 _ => false,
@@ -194,7 +341,7 @@ impl Set {
     /// in decimal.
     pub fn get_index(&self, i: usize) -> Option<Cow<'_, [u8]>> {
         match self {
-            Set::Ints(v) => v.get(i).map(|&n| Cow::Owned(int_bytes(n))),
+            Set::Ints(v) => v.get(i).map(|n| Cow::Owned(int_bytes(n))),
             Set::Table(t) => t.get_index(i).map(|(k, _)| Cow::Borrowed(k)),
         }
     }
@@ -202,7 +349,7 @@ impl Set {
     /// Removes the member at position `i`.
     pub fn remove_index(&mut self, i: usize) -> Option<Vec<u8>> {
         match self {
-            Set::Ints(v) => (i < v.len()).then(|| int_bytes(v.remove(i))),
+            Set::Ints(v) => (i < v.len()).then(|| int_bytes(v.remove_at(i))),
             Set::Table(t) => t.remove_index(i).map(|(k, _)| k),
         }
     }
@@ -215,7 +362,7 @@ impl Set {
         };
         ints.into_iter()
             .flatten()
-            .map(|&n| Cow::Owned(int_bytes(n)))
+            .map(|n| Cow::Owned(int_bytes(n)))
             .chain(table.into_iter().flatten().map(|(k, _)| Cow::Borrowed(k)))
     }
 
@@ -224,7 +371,7 @@ impl Set {
         match self {
             Set::Ints(v) => {
                 let mut buf = [0; 20];
-                for &n in v {
+                for n in v.iter() {
                     f(fmt_int(n, &mut buf));
                 }
                 0
@@ -244,7 +391,7 @@ impl Set {
     /// Heap bytes held, O(1).
     pub fn heap_bytes(&self) -> usize {
         match self {
-            Set::Ints(v) => v.capacity() * std::mem::size_of::<i64>(),
+            Set::Ints(v) => v.heap_bytes(),
             Set::Table(t) => t.heap_bytes(),
         }
     }
@@ -256,7 +403,7 @@ impl Set {
                 out.reserve(v.len() * 3 + 6);
                 out.push(TAG_INTS);
                 put_varint(out, v.len() as u64);
-                for &n in v {
+                for n in v.iter() {
                     put_varint(out, ((n << 1) ^ (n >> 63)) as u64);
                 }
             }
@@ -286,7 +433,7 @@ impl Set {
                     }
                     v.push(n);
                 }
-                (pos == rest.len()).then_some(Set::Ints(v))
+                (pos == rest.len()).then(|| Set::Ints(IntSet::from_sorted(&v)))
             }
             TAG_TABLE => {
                 let mut t = Table::decode(rest)?;
@@ -329,6 +476,7 @@ mod tests {
         assert_eq!(s.len(), model.len());
         let got = members(s);
         if let Set::Ints(v) = s {
+            let v: Vec<i64> = v.iter().collect();
             assert!(v.windows(2).all(|w| w[0] < w[1]));
             assert!(v.len() <= MAX_INTSET_ENTRIES);
             let want: Vec<Vec<u8>> = v.iter().map(|n| n.to_string().into_bytes()).collect();
@@ -401,6 +549,53 @@ mod tests {
         }
         check(&s, &model);
         assert!(conversions >= 10, "{conversions}");
+    }
+
+    #[test]
+    fn sizes_and_widths() {
+        let size = std::mem::size_of::<Set>();
+        println!("size_of::<Set>() = {size}");
+        assert!(size <= 24, "{size}");
+        let mut s = Set::new();
+        assert_eq!(s.heap_bytes(), 0);
+        let mut want: BTreeSet<i64> = BTreeSet::new();
+        let steps: [(i64, usize); 7] = [
+            (5, 2),
+            (-300, 2),
+            (i64::from(i16::MAX), 2),
+            (70_000, 4),
+            (i64::from(i32::MIN), 4),
+            (1 << 40, 8),
+            (i64::MIN, 8),
+        ];
+        for (n, w) in steps {
+            assert!(s.insert(n.to_string().as_bytes()).unwrap());
+            want.insert(n);
+            let Set::Ints(v) = &s else {
+                panic!("not an intset")
+            };
+            assert_eq!(v.width(), w);
+            assert_eq!(
+                v.iter().collect::<Vec<_>>(),
+                want.iter().copied().collect::<Vec<_>>()
+            );
+            assert_eq!(s.heap_bytes(), alloc_size(1 + want.len() * w));
+        }
+        // The width never shrinks; emptying frees the block.
+        assert!(s.remove(b"-9223372036854775808"));
+        assert!(s.contains(b"1099511627776"));
+        assert!(!s.contains(b"1099511627777"));
+        while s.remove_index(0).is_some() {}
+        assert_eq!(s.encoding(), "intset");
+        assert_eq!(s.heap_bytes(), 0);
+        // 512 small ints: 2 bytes each.
+        let mut s = Set::new();
+        for i in 0..512 {
+            s.insert((i * 3 - 700).to_string().as_bytes()).unwrap();
+        }
+        assert_eq!(s.heap_bytes(), alloc_size(1 + 512 * 2));
+        assert_eq!(s.get_index(0).as_deref(), Some(&b"-700"[..]));
+        assert_eq!(s.get_index(511).as_deref(), Some(&b"833"[..]));
     }
 
     #[test]
@@ -530,7 +725,7 @@ mod tests {
         for i in (0..1000).step_by(7) {
             table.remove(format!("member:{i}").as_bytes());
         }
-        for s in [Set::new(), Set::new_table(), ints, table] {
+        for s in [Set::new(), Set::Table(Table::new_indexed()), ints, table] {
             let mut buf = Vec::new();
             s.encode(&mut buf);
             let d = Set::decode(&buf).unwrap();

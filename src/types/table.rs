@@ -2,10 +2,28 @@
 //!
 //! Used for Redis hashes (and, with empty values, for sets in "hashtable" encoding).
 //!
-//! # Layout
+//! # Records
 //!
-//! * `arena: Vec<u8>` holds every record back to back as
-//!   `[varint flen][field][varint vlen][value]` (LEB128 varints, 1 byte below 128).
+//! Every entry is stored as the record `[varint flen][field][varint vlen][value]` (LEB128
+//! varints, 1 byte below 128), records back to back.
+//!
+//! # Compact mode (Redis "listpack")
+//!
+//! A table made by [`Table::new`] starts compact: it is nothing but its records, in one
+//! exactly sized heap block (`Box<[u8]>`), plus the entry count and the two limits packed
+//! into the 24-byte `Table` itself (limits above `u16::MAX` fall back to a boxed header).
+//! Lookups scan at most `max_entries` records linearly, every change rebuilds the block at
+//! its exact new size (O(n), n ≤ `max_entries`), iteration is in insertion order and
+//! removal shifts, so replies match Redis's listpack order exactly. The first insert that
+//! would exceed `max_entries` entries, or whose field or value is longer than `max_len`,
+//! converts the table to the indexed form for good (like Redis, never back). The dense
+//! order is kept on conversion; after that, removals reorder entries.
+//!
+//! # Indexed mode
+//!
+//! Boxed (`Box<Indexed>`), so it costs the `Table` nothing while compact:
+//!
+//! * `arena: Vec<u8>` holds the records.
 //! * `offsets: Vec<u32>` is the dense array of record offsets (dense position `0..len`).
 //! * `index: HashTable<u32>` maps a field to its dense position (4 bytes + 1 control byte
 //!   per bucket). Hashes are never stored: they are recomputed from the arena when the
@@ -14,29 +32,25 @@
 //!
 //! For a 10-byte field and a 10-byte value this costs 22 bytes of record, 4 bytes of offset
 //! and 5/load-factor bytes of index (≈ 6–11), i.e. ≈ 32–40 bytes per entry instead of the
-//! ≈ 70–90 of Redis's dict. The arena and offsets grow by 1.5x while small and 1.25x once
-//! above 1 MiB to keep capacity slack low.
-//!
-//! # Updates and removal
+//! ≈ 70–90 of Redis's dict. The arena and offsets grow by 1.5x while small and 1.125x once
+//! above 1 MiB to keep capacity slack low (such blocks are mmap'd, and glibc resizes them
+//! with mremap, without copying).
 //!
 //! * Replacing a value overwrites it in place when the new `[vlen][value]` fits into the old
 //!   one (the leftover bytes become garbage); otherwise a new record is appended and the old
 //!   one becomes garbage. A record at the very end of the arena is truncated instead.
-//! * Indexed removal swaps the last dense slot into the hole (fixing the moved entry in the
+//! * Removal swaps the last dense slot into the hole (fixing the moved entry in the
 //!   index). Dead records stay in the arena as garbage; when garbage exceeds the live bytes
 //!   (and a small minimum), the arena is rebuilt in dense order. Dense positions do not change
 //!   during compaction, so the index stays valid. Offsets and index shrink when 3/4 empty.
-//! * Offsets are `u32`: an insertion that would grow the arena past `u32::MAX` bytes (even
-//!   after compaction) fails with [`TooLarge`] and leaves the table unchanged.
+//! * Offsets are `u32`: an insertion that would grow the records past `u32::MAX` bytes (even
+//!   after compaction) fails with [`TooLarge`] and leaves the table unchanged. Compact
+//!   tables obey the same limit.
 //!
-//! # Compact mode (Redis "listpack")
+//! # Memory accounting
 //!
-//! A table made by [`Table::new`] starts compact: there is no index (lookups scan at most
-//! `max_entries` records linearly), iteration is in insertion order and removal shifts
-//! instead of swapping, so replies match Redis's listpack order exactly. The first insert
-//! that would exceed `max_entries` entries, or whose field or value is longer than
-//! `max_len`, converts the table to the indexed form for good (like Redis, never back).
-//! The dense order is kept on conversion; after that, removals reorder entries.
+//! [`Table::heap_bytes`] is O(1) and counts every heap block as glibc malloc does
+//! ([`alloc_size`]).
 //!
 //! # SCAN
 //!
@@ -50,7 +64,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use std::fmt;
 use std::hash::BuildHasher;
 
-/// The arena may not grow beyond this many bytes (offsets are `u32`).
+/// The records may not grow beyond this many bytes (offsets are `u32`).
 const ARENA_LIMIT: usize = u32::MAX as usize;
 /// Do not compact for less garbage than this.
 const MIN_GARBAGE: usize = 64;
@@ -58,7 +72,7 @@ const MIN_GARBAGE: usize = 64;
 const FORMAT_VERSION: u8 = 1;
 const FLAG_COMPACT: u8 = 1;
 
-/// The table (its arena) would exceed `u32::MAX` bytes.
+/// The table (its records) would exceed `u32::MAX` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooLarge;
 
@@ -69,6 +83,19 @@ impl fmt::Display for TooLarge {
 }
 
 impl std::error::Error for TooLarge {}
+
+/// Bytes glibc malloc really uses for an `n`-byte allocation (0 for none): 16-byte
+/// granules including an 8-byte header, at least 32; mmap'd blocks (≥ 128 KiB) are whole
+/// pages plus a 16-byte header.
+pub(super) fn alloc_size(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else if n >= 128 << 10 {
+        n.saturating_add(16 + 4095) & !4095
+    } else {
+        ((n + 8 + 15) & !15).max(32)
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Varints (LEB128).
@@ -92,6 +119,33 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// A varint encoded on the stack.
+struct Varint {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl Varint {
+    fn new(mut v: usize) -> Varint {
+        let mut bytes = [0; 10];
+        let mut len = 0;
+        while v >= 0x80 {
+            bytes[len] = (v as u8) | 0x80;
+            v >>= 7;
+            len += 1;
+        }
+        bytes[len] = v as u8;
+        Varint {
+            bytes,
+            len: len + 1,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Reads a varint that this module wrote itself (trusted; panics only on a broken invariant).
@@ -145,6 +199,9 @@ fn read_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     Some(s)
 }
 
+// ---------------------------------------------------------------------------------------
+// Records.
+
 /// Encoded size of a record.
 #[inline]
 fn record_len(flen: usize, vlen: usize) -> usize {
@@ -154,7 +211,174 @@ fn record_len(flen: usize, vlen: usize) -> usize {
         .saturating_add(vlen)
 }
 
-/// Grows `v` so that `additional` more elements fit: 1.5x while below 1 MiB, 1.25x above.
+/// The record at `off`: field, value and the offset just past it.
+#[inline]
+fn record_at(buf: &[u8], off: usize) -> (&[u8], &[u8], usize) {
+    let (flen, p) = read_varint(buf, off);
+    let field = &buf[p..p + flen];
+    let (vlen, q) = read_varint(buf, p + flen);
+    (field, &buf[q..q + vlen], q + vlen)
+}
+
+/// End of the record starting at `off`.
+#[inline]
+fn record_end(buf: &[u8], off: usize) -> usize {
+    record_at(buf, off).2
+}
+
+fn write_record(out: &mut Vec<u8>, field: &[u8], value: &[u8]) {
+    put_varint(out, field.len() as u64);
+    out.extend_from_slice(field);
+    put_varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+// ---------------------------------------------------------------------------------------
+// Compact records: an exactly sized `Box<[u8]>`.
+
+/// Dense position and offset of `field`.
+fn lp_find(buf: &[u8], field: &[u8]) -> Option<(usize, usize)> {
+    let mut pos = 0;
+    let mut i = 0;
+    while pos < buf.len() {
+        let (f, _, next) = record_at(buf, pos);
+        if f == field {
+            return Some((i, pos));
+        }
+        pos = next;
+        i += 1;
+    }
+    None
+}
+
+/// Offset of record `i` (which must exist).
+fn lp_offset(buf: &[u8], i: usize) -> usize {
+    (0..i).fold(0, |pos, _| record_end(buf, pos))
+}
+
+/// Replaces `buf[start..end]` by the concatenation of `parts`, leaving `buf` exactly sized.
+fn splice(buf: &mut Box<[u8]>, start: usize, end: usize, parts: &[&[u8]]) {
+    let add: usize = parts.iter().map(|p| p.len()).sum();
+    if add == end - start {
+        let mut p = start;
+        for part in parts {
+            buf[p..p + part.len()].copy_from_slice(part);
+            p += part.len();
+        }
+        return;
+    }
+    if end == buf.len() {
+        // At the tail: let realloc resize the block (often in place).
+        let mut v = std::mem::take(buf).into_vec();
+        v.truncate(start);
+        v.reserve_exact(add);
+        for part in parts {
+            v.extend_from_slice(part);
+        }
+        *buf = v.into_boxed_slice();
+        return;
+    }
+    let mut v = Vec::with_capacity(buf.len() - (end - start) + add);
+    v.extend_from_slice(&buf[..start]);
+    for part in parts {
+        v.extend_from_slice(part);
+    }
+    v.extend_from_slice(&buf[end..]);
+    *buf = v.into_boxed_slice();
+}
+
+/// What a compact insertion did.
+enum Step {
+    Done(Result<bool, TooLarge>),
+    /// The table must become indexed first.
+    Convert,
+}
+
+/// Insert into compact records holding `len` entries (the caller counts a new entry).
+#[allow(clippy::too_many_arguments)]
+fn lp_insert(
+    buf: &mut Box<[u8]>,
+    len: usize,
+    max_entries: usize,
+    max_len: usize,
+    field: &[u8],
+    value: &[u8],
+    replace: bool,
+    limit: usize,
+) -> Step {
+    // Like Redis, long arguments convert even when nothing ends up being inserted.
+    if field.len() > max_len || value.len() > max_len {
+        return Step::Convert;
+    }
+    match lp_find(buf, field) {
+        Some((_, off)) => {
+            if replace {
+                let (_, old, end) = record_at(buf, off);
+                let vstart = end - old.len() - varint_len(old.len());
+                let tail = varint_len(value.len()) + value.len();
+                if (buf.len() - (end - vstart)).saturating_add(tail) > limit {
+                    return Step::Done(Err(TooLarge));
+                }
+                splice(
+                    buf,
+                    vstart,
+                    end,
+                    &[Varint::new(value.len()).as_slice(), value],
+                );
+            }
+            Step::Done(Ok(false))
+        }
+        None if len >= max_entries => Step::Convert,
+        None => {
+            if buf
+                .len()
+                .saturating_add(record_len(field.len(), value.len()))
+                > limit
+            {
+                return Step::Done(Err(TooLarge));
+            }
+            let end = buf.len();
+            splice(
+                buf,
+                end,
+                end,
+                &[
+                    Varint::new(field.len()).as_slice(),
+                    field,
+                    Varint::new(value.len()).as_slice(),
+                    value,
+                ],
+            );
+            Step::Done(Ok(true))
+        }
+    }
+}
+
+/// Removes `field` from compact records; true if it was there.
+fn lp_remove(buf: &mut Box<[u8]>, field: &[u8]) -> bool {
+    match lp_find(buf, field) {
+        Some((_, off)) => {
+            let end = record_end(buf, off);
+            splice(buf, off, end, &[]);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Removes record `i` (which must exist) from compact records.
+fn lp_remove_index(buf: &mut Box<[u8]>, i: usize) -> (Vec<u8>, Vec<u8>) {
+    let off = lp_offset(buf, i);
+    let (f, v, end) = record_at(buf, off);
+    let out = (f.to_vec(), v.to_vec());
+    splice(buf, off, end, &[]);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Indexed storage: arena + dense offsets.
+
+/// Grows `v` so that `additional` more elements fit: 1.5x while below 1 MiB, 1.125x above.
 fn grow<T>(v: &mut Vec<T>, additional: usize) {
     let len = v.len();
     let cap = v.capacity();
@@ -163,14 +387,11 @@ fn grow<T>(v: &mut Vec<T>, additional: usize) {
         return;
     }
     let bytes = cap.saturating_mul(std::mem::size_of::<T>().max(1));
-    let step = if bytes < (1 << 20) { cap / 2 } else { cap / 4 };
+    let step = if bytes < (1 << 20) { cap / 2 } else { cap / 8 };
     let min = (16 / std::mem::size_of::<T>().max(1)).max(1);
     let target = want.max(cap.saturating_add(step)).max(min);
     v.reserve_exact(target - len);
 }
-
-// ---------------------------------------------------------------------------------------
-// Store: arena + dense offsets, no index.
 
 #[derive(Clone, Default)]
 struct Store {
@@ -195,19 +416,8 @@ impl Store {
 
     #[inline]
     fn entry(&self, i: usize) -> (&[u8], &[u8]) {
-        let off = self.offsets[i] as usize;
-        let (flen, p) = read_varint(&self.arena, off);
-        let field = &self.arena[p..p + flen];
-        let (vlen, q) = read_varint(&self.arena, p + flen);
-        (field, &self.arena[q..q + vlen])
-    }
-
-    /// End of the record starting at `off`.
-    #[inline]
-    fn record_end(&self, off: usize) -> usize {
-        let (flen, p) = read_varint(&self.arena, off);
-        let (vlen, q) = read_varint(&self.arena, p + flen);
-        q + vlen
+        let (f, v, _) = record_at(&self.arena, self.offsets[i] as usize);
+        (f, v)
     }
 
     /// Makes room for `need` more arena bytes, compacting if that avoids the limit.
@@ -224,18 +434,11 @@ impl Store {
         Ok(())
     }
 
-    fn write_record(&mut self, field: &[u8], value: &[u8]) {
-        put_varint(&mut self.arena, field.len() as u64);
-        self.arena.extend_from_slice(field);
-        put_varint(&mut self.arena, value.len() as u64);
-        self.arena.extend_from_slice(value);
-    }
-
     /// Appends a new entry; returns its dense position.
     fn push(&mut self, field: &[u8], value: &[u8], limit: usize) -> Result<usize, TooLarge> {
         self.ensure_room(record_len(field.len(), value.len()), limit)?;
         let off = self.arena.len() as u32;
-        self.write_record(field, value);
+        write_record(&mut self.arena, field, value);
         grow(&mut self.offsets, 1);
         self.offsets.push(off);
         Ok(self.offsets.len() - 1)
@@ -243,7 +446,7 @@ impl Store {
 
     /// Marks the record at `off` dead (truncating it if it ends the arena).
     fn drop_record(&mut self, off: usize) {
-        let end = self.record_end(off);
+        let end = record_end(&self.arena, off);
         if end == self.arena.len() {
             self.arena.truncate(off);
         } else {
@@ -262,14 +465,14 @@ impl Store {
         let off = self.offsets[i] as usize;
         let (flen, p) = read_varint(&self.arena, off);
         let vstart = p + flen;
-        let end = self.record_end(off);
+        let end = record_end(&self.arena, off);
         let new_tail = varint_len(value.len()) + value.len();
         if vstart + new_tail <= end {
             // In place; the leftover becomes garbage (skipped by compaction).
-            let mut tail = Vec::with_capacity(varint_len(value.len()));
-            put_varint(&mut tail, value.len() as u64);
-            self.arena[vstart..vstart + tail.len()].copy_from_slice(&tail);
-            let vpos = vstart + tail.len();
+            let vl = Varint::new(value.len());
+            let vl = vl.as_slice();
+            self.arena[vstart..vstart + vl.len()].copy_from_slice(vl);
+            let vpos = vstart + vl.len();
             self.arena[vpos..vpos + value.len()].copy_from_slice(value);
             self.garbage += end - (vstart + new_tail);
         } else {
@@ -279,18 +482,11 @@ impl Store {
             let off = self.offsets[i] as usize;
             self.drop_record(off);
             let new_off = self.arena.len() as u32;
-            self.write_record(field, value);
+            write_record(&mut self.arena, field, value);
             self.offsets[i] = new_off;
         }
         self.maybe_shrink();
         Ok(())
-    }
-
-    /// Removes dense slot `i`, shifting the following ones down (order preserving).
-    fn remove_shift(&mut self, i: usize) {
-        let off = self.offsets.remove(i) as usize;
-        self.drop_record(off);
-        self.maybe_shrink();
     }
 
     /// Removes dense slot `i`, moving the last slot into it.
@@ -306,10 +502,9 @@ impl Store {
         let mut arena = Vec::with_capacity(live + live / 8);
         for slot in self.offsets.iter_mut() {
             let start = *slot as usize;
-            let (flen, p) = read_varint(&self.arena, start);
-            let (vlen, q) = read_varint(&self.arena, p + flen);
+            let end = record_end(&self.arena, start);
             *slot = arena.len() as u32;
-            arena.extend_from_slice(&self.arena[start..q + vlen]);
+            arena.extend_from_slice(&self.arena[start..end]);
         }
         self.arena = arena;
         self.garbage = 0;
@@ -330,75 +525,46 @@ impl Store {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Table.
-
-/// A compact field → value map; see the module documentation.
+/// The indexed form (boxed in [`Table`]).
 #[derive(Clone)]
-pub struct Table {
+struct Indexed {
     store: Store,
-    /// Dense positions, keyed by field. Empty while compact.
+    /// Dense positions, keyed by field.
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     max_entries: usize,
     max_len: usize,
-    compact: bool,
 }
 
-impl Default for Table {
-    /// An indexed (non-compact) empty table.
-    fn default() -> Table {
-        Table::new_indexed()
-    }
-}
-
-impl fmt::Debug for Table {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Table")
-            .field("len", &self.len())
-            .field("compact", &self.compact)
-            .field("heap_bytes", &self.heap_bytes())
-            .finish()
-    }
-}
-
-impl Table {
-    /// A compact table that converts to the indexed form once it holds more than
-    /// `max_entries` entries or gets a field or value longer than `max_len` bytes.
-    pub fn new(max_entries: usize, max_len: usize) -> Table {
-        Table {
+impl Indexed {
+    fn new(max_entries: usize, max_len: usize) -> Indexed {
+        Indexed {
             store: Store::default(),
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             max_entries,
             max_len,
-            compact: true,
         }
     }
 
-    /// An indexed (never compact) table.
-    pub fn new_indexed() -> Table {
-        let mut t = Table::new(0, 0);
-        t.compact = false;
-        t
-    }
-
-    /// Whether the table is still in compact ("listpack") form.
-    pub fn is_compact(&self) -> bool {
-        self.compact
-    }
-
-    /// The compact-mode limits `(max_entries, max_len)` the table was created with.
-    pub fn limits(&self) -> (usize, usize) {
-        (self.max_entries, self.max_len)
-    }
-
-    pub fn len(&self) -> usize {
-        self.store.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.store.len() == 0
+    /// Takes over compact records (holding distinct fields).
+    fn from_compact(buf: Box<[u8]>, len: usize, max_entries: usize, max_len: usize) -> Indexed {
+        let arena = buf.into_vec();
+        let mut offsets = Vec::with_capacity(len);
+        let mut pos = 0;
+        while pos < arena.len() {
+            offsets.push(pos as u32);
+            pos = record_end(&arena, pos);
+        }
+        let mut ix = Indexed::new(max_entries, max_len);
+        ix.store = Store {
+            arena,
+            offsets,
+            garbage: 0,
+        };
+        // Entries are unique, so building cannot fail.
+        ix.build_index();
+        ix
     }
 
     #[inline]
@@ -408,38 +574,15 @@ impl Table {
 
     /// Dense position of `field`.
     fn find(&self, field: &[u8]) -> Option<usize> {
-        if self.compact {
-            (0..self.store.len()).find(|&i| self.store.field(i) == field)
-        } else {
-            let store = &self.store;
-            self.index
-                .find(self.hash(field), |&i| store.field(i as usize) == field)
-                .map(|&i| i as usize)
-        }
-    }
-
-    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
-        self.find(field).map(|i| self.store.entry(i).1)
-    }
-
-    pub fn contains(&self, field: &[u8]) -> bool {
-        self.find(field).is_some()
-    }
-
-    /// Converts to the indexed form (no-op if already indexed). The server calls this
-    /// directly to mirror Redis's pre-emptive conversions (e.g. HSET with many fields).
-    pub fn convert_to_indexed(&mut self) {
-        if !self.compact {
-            return;
-        }
-        self.compact = false;
-        // Entries are unique, so building cannot fail.
-        self.build_index();
+        let store = &self.store;
+        self.index
+            .find(self.hash(field), |&i| store.field(i as usize) == field)
+            .map(|&i| i as usize)
     }
 
     /// Builds the index from scratch; false if a field occurs twice.
     fn build_index(&mut self) -> bool {
-        let Table {
+        let Indexed {
             store,
             index,
             hasher,
@@ -463,60 +606,26 @@ impl Table {
         true
     }
 
-    /// Reserves room for `additional` more entries (offsets and, if indexed, the index).
-    pub fn reserve(&mut self, additional: usize) {
+    fn reserve(&mut self, additional: usize) {
         grow(&mut self.store.offsets, additional);
-        if !self.compact {
-            let Table {
-                store,
-                index,
-                hasher,
-                ..
-            } = self;
-            index.reserve(additional, |&j| hasher.hash_one(store.field(j as usize)));
-        }
+        let Indexed {
+            store,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.reserve(additional, |&j| hasher.hash_one(store.field(j as usize)));
     }
 
-    /// Insert or replace; `Ok(true)` when the field is new.
-    pub fn insert(&mut self, field: &[u8], value: &[u8]) -> Result<bool, TooLarge> {
-        self.insert_impl(field, value, true, ARENA_LIMIT)
-    }
-
-    /// Insert only when absent; `Ok(true)` when inserted.
-    pub fn insert_new(&mut self, field: &[u8], value: &[u8]) -> Result<bool, TooLarge> {
-        self.insert_impl(field, value, false, ARENA_LIMIT)
-    }
-
-    fn insert_impl(
+    fn insert(
         &mut self,
         field: &[u8],
         value: &[u8],
         replace: bool,
         limit: usize,
     ) -> Result<bool, TooLarge> {
-        // Like Redis, long arguments convert even when nothing ends up being inserted.
-        if self.compact && (field.len() > self.max_len || value.len() > self.max_len) {
-            self.convert_to_indexed();
-        }
-        if self.compact {
-            return match self.find(field) {
-                Some(i) => {
-                    if replace {
-                        self.store.replace_value(i, field, value, limit)?;
-                    }
-                    Ok(false)
-                }
-                None => {
-                    self.store.push(field, value, limit)?;
-                    if self.store.len() > self.max_entries {
-                        self.convert_to_indexed();
-                    }
-                    Ok(true)
-                }
-            };
-        }
         let h = self.hash(field);
-        let Table {
+        let Indexed {
             store,
             index,
             hasher,
@@ -542,16 +651,7 @@ impl Table {
         }
     }
 
-    pub fn remove(&mut self, field: &[u8]) -> bool {
-        if self.compact {
-            return match self.find(field) {
-                Some(i) => {
-                    self.store.remove_shift(i);
-                    true
-                }
-                None => false,
-            };
-        }
+    fn remove(&mut self, field: &[u8]) -> bool {
         let h = self.hash(field);
         let store = &self.store;
         match self
@@ -560,7 +660,7 @@ impl Table {
         {
             Ok(e) => {
                 let i = e.remove().0 as usize;
-                self.unlink_indexed(i);
+                self.unlink(i);
                 true
             }
             Err(_) => false,
@@ -568,7 +668,7 @@ impl Table {
     }
 
     /// Removes dense slot `i` (whose index entry is already gone) by swapping in the last.
-    fn unlink_indexed(&mut self, i: usize) {
+    fn unlink(&mut self, i: usize) {
         let last = self.store.len() - 1;
         if i != last {
             let h = self.hash(self.store.field(last));
@@ -578,7 +678,7 @@ impl Table {
         }
         self.store.remove_swap(i);
         if self.index.capacity() > 64 && self.index.len() < self.index.capacity() / 4 {
-            let Table {
+            let Indexed {
                 store,
                 index,
                 hasher,
@@ -589,46 +689,437 @@ impl Table {
         }
     }
 
-    /// The entry at dense position `i` (`0..len`), for uniform random picks.
-    pub fn get_index(&self, i: usize) -> Option<(&[u8], &[u8])> {
-        (i < self.store.len()).then(|| self.store.entry(i))
-    }
-
-    /// Removes the entry at dense position `i`, returning its field and value.
-    pub fn remove_index(&mut self, i: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn remove_index(&mut self, i: usize) -> Option<(Vec<u8>, Vec<u8>)> {
         if i >= self.store.len() {
             return None;
         }
         let (f, v) = self.store.entry(i);
         let out = (f.to_vec(), v.to_vec());
-        if self.compact {
-            self.store.remove_shift(i);
-        } else {
-            let h = self.hash(&out.0);
-            if let Ok(e) = self.index.find_entry(h, |&j| j as usize == i) {
-                e.remove();
-            }
-            self.unlink_indexed(i);
+        let h = self.hash(&out.0);
+        if let Ok(e) = self.index.find_entry(h, |&j| j as usize == i) {
+            e.remove();
         }
+        self.unlink(i);
         Some(out)
     }
 
-    /// All entries in dense order (insertion order while compact).
+    fn heap_bytes(&self) -> usize {
+        alloc_size(std::mem::size_of::<Indexed>())
+            + alloc_size(self.store.arena.capacity())
+            + alloc_size(self.store.offsets.capacity() * std::mem::size_of::<u32>())
+            + alloc_size(self.index.allocation_size())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Table.
+
+/// A compact field → value map; see the module documentation.
+#[derive(Clone)]
+pub struct Table {
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    /// Compact with limits that fit in `u16`: the records and nothing else.
+    Small {
+        len: u16,
+        max_entries: u16,
+        max_len: u16,
+        buf: Box<[u8]>,
+    },
+    /// Compact with larger limits.
+    Wide(Box<Wide>),
+    Indexed(Box<Indexed>),
+}
+
+#[derive(Clone)]
+struct Wide {
+    buf: Box<[u8]>,
+    len: usize,
+    max_entries: usize,
+    max_len: usize,
+}
+
+impl Default for Table {
+    /// An indexed (non-compact) empty table.
+    fn default() -> Table {
+        Table::new_indexed()
+    }
+}
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("len", &self.len())
+            .field("compact", &self.is_compact())
+            .field("heap_bytes", &self.heap_bytes())
+            .finish()
+    }
+}
+
+/// Iterator over a table's entries in dense order.
+struct Iter<'a> {
+    src: Src<'a>,
+    front: usize,
+    back: usize,
+}
+
+enum Src<'a> {
+    /// Compact records; `pos` is the offset of entry `front`.
+    Compact {
+        buf: &'a [u8],
+        pos: usize,
+    },
+    Indexed(&'a Store),
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.front >= self.back {
+            return None;
+        }
+        let i = self.front;
+        self.front += 1;
+        Some(match self.src {
+            Src::Compact { buf, ref mut pos } => {
+                let (f, v, next) = record_at(buf, *pos);
+                *pos = next;
+                (f, v)
+            }
+            Src::Indexed(store) => store.entry(i),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.back - self.front;
+        (n, Some(n))
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    /// O(remaining) per call for compact tables (records are only readable forwards).
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.front >= self.back {
+            return None;
+        }
+        self.back -= 1;
+        Some(match &self.src {
+            Src::Compact { buf, pos } => {
+                let off = (self.front..self.back).fold(*pos, |p, _| record_end(buf, p));
+                let (f, v, _) = record_at(buf, off);
+                (f, v)
+            }
+            Src::Indexed(store) => store.entry(self.back),
+        })
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl Table {
+    /// A compact table that converts to the indexed form once it holds more than
+    /// `max_entries` entries or gets a field or value longer than `max_len` bytes.
+    pub fn new(max_entries: usize, max_len: usize) -> Table {
+        Table::compact_from(Box::default(), 0, max_entries, max_len)
+    }
+
+    /// A compact table of `len` entries in `buf` (distinct, within the limits).
+    fn compact_from(buf: Box<[u8]>, len: usize, max_entries: usize, max_len: usize) -> Table {
+        let repr = match (
+            u16::try_from(len),
+            u16::try_from(max_entries),
+            u16::try_from(max_len),
+        ) {
+            (Ok(len), Ok(max_entries), Ok(max_len)) => Repr::Small {
+                len,
+                max_entries,
+                max_len,
+                buf,
+            },
+            _ => Repr::Wide(Box::new(Wide {
+                buf,
+                len,
+                max_entries,
+                max_len,
+            })),
+        };
+        Table { repr }
+    }
+
+    /// An indexed (never compact) table.
+    pub fn new_indexed() -> Table {
+        Table {
+            repr: Repr::Indexed(Box::new(Indexed::new(0, 0))),
+        }
+    }
+
+    /// The compact records and entry count, or `None` when indexed.
+    #[inline]
+    fn compact(&self) -> Option<(&[u8], usize)> {
+        match &self.repr {
+            Repr::Small { buf, len, .. } => Some((buf, usize::from(*len))),
+            Repr::Wide(w) => Some((&w.buf, w.len)),
+            Repr::Indexed(_) => None,
+        }
+    }
+
+    /// Whether the table is still in compact ("listpack") form.
+    pub fn is_compact(&self) -> bool {
+        !matches!(self.repr, Repr::Indexed(_))
+    }
+
+    /// The compact-mode limits `(max_entries, max_len)` the table was created with.
+    pub fn limits(&self) -> (usize, usize) {
+        match &self.repr {
+            Repr::Small {
+                max_entries,
+                max_len,
+                ..
+            } => (usize::from(*max_entries), usize::from(*max_len)),
+            Repr::Wide(w) => (w.max_entries, w.max_len),
+            Repr::Indexed(ix) => (ix.max_entries, ix.max_len),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Small { len, .. } => usize::from(*len),
+            Repr::Wide(w) => w.len,
+            Repr::Indexed(ix) => ix.store.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        match &self.repr {
+            Repr::Indexed(ix) => ix.find(field).map(|i| ix.store.entry(i).1),
+            _ => {
+                let (buf, _) = self.compact()?;
+                let (_, off) = lp_find(buf, field)?;
+                Some(record_at(buf, off).1)
+            }
+        }
+    }
+
+    pub fn contains(&self, field: &[u8]) -> bool {
+        self.get(field).is_some()
+    }
+
+    /// Takes the table out as its indexed form, converting if needed (`self` is left empty
+    /// and compact).
+    fn take_indexed(&mut self) -> Box<Indexed> {
+        let empty = Repr::Small {
+            len: 0,
+            max_entries: 0,
+            max_len: 0,
+            buf: Box::default(),
+        };
+        match std::mem::replace(&mut self.repr, empty) {
+            Repr::Indexed(ix) => ix,
+            Repr::Small {
+                len,
+                max_entries,
+                max_len,
+                buf,
+            } => Box::new(Indexed::from_compact(
+                buf,
+                usize::from(len),
+                usize::from(max_entries),
+                usize::from(max_len),
+            )),
+            Repr::Wide(w) => {
+                let Wide {
+                    buf,
+                    len,
+                    max_entries,
+                    max_len,
+                } = *w;
+                Box::new(Indexed::from_compact(buf, len, max_entries, max_len))
+            }
+        }
+    }
+
+    /// Converts to the indexed form (no-op if already indexed). The server calls this
+    /// directly to mirror Redis's pre-emptive conversions (e.g. HSET with many fields).
+    pub fn convert_to_indexed(&mut self) {
+        if self.is_compact() {
+            let ix = self.take_indexed();
+            self.repr = Repr::Indexed(ix);
+        }
+    }
+
+    /// Reserves room for `additional` more entries in an indexed table (offsets and
+    /// index). Compact tables are always exactly sized, so this is a no-op for them.
+    pub fn reserve(&mut self, additional: usize) {
+        if let Repr::Indexed(ix) = &mut self.repr {
+            ix.reserve(additional);
+        }
+    }
+
+    /// Insert or replace; `Ok(true)` when the field is new.
+    pub fn insert(&mut self, field: &[u8], value: &[u8]) -> Result<bool, TooLarge> {
+        self.insert_impl(field, value, true, ARENA_LIMIT)
+    }
+
+    /// Insert only when absent; `Ok(true)` when inserted.
+    pub fn insert_new(&mut self, field: &[u8], value: &[u8]) -> Result<bool, TooLarge> {
+        self.insert_impl(field, value, false, ARENA_LIMIT)
+    }
+
+    fn insert_impl(
+        &mut self,
+        field: &[u8],
+        value: &[u8],
+        replace: bool,
+        limit: usize,
+    ) -> Result<bool, TooLarge> {
+        let step = match &mut self.repr {
+            Repr::Indexed(ix) => return ix.insert(field, value, replace, limit),
+            Repr::Small {
+                len,
+                max_entries,
+                max_len,
+                buf,
+            } => {
+                let step = lp_insert(
+                    buf,
+                    usize::from(*len),
+                    usize::from(*max_entries),
+                    usize::from(*max_len),
+                    field,
+                    value,
+                    replace,
+                    limit,
+                );
+                if let Step::Done(Ok(true)) = step {
+                    *len += 1;
+                }
+                step
+            }
+            Repr::Wide(w) => {
+                let step = lp_insert(
+                    &mut w.buf,
+                    w.len,
+                    w.max_entries,
+                    w.max_len,
+                    field,
+                    value,
+                    replace,
+                    limit,
+                );
+                if let Step::Done(Ok(true)) = step {
+                    w.len += 1;
+                }
+                step
+            }
+        };
+        match step {
+            Step::Done(r) => r,
+            Step::Convert => {
+                let mut ix = self.take_indexed();
+                let r = ix.insert(field, value, replace, limit);
+                self.repr = Repr::Indexed(ix);
+                r
+            }
+        }
+    }
+
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match &mut self.repr {
+            Repr::Small { len, buf, .. } => {
+                let found = lp_remove(buf, field);
+                if found {
+                    *len -= 1;
+                }
+                found
+            }
+            Repr::Wide(w) => {
+                let found = lp_remove(&mut w.buf, field);
+                if found {
+                    w.len -= 1;
+                }
+                found
+            }
+            Repr::Indexed(ix) => ix.remove(field),
+        }
+    }
+
+    /// The entry at dense position `i` (`0..len`), for uniform random picks. O(i) while
+    /// compact.
+    pub fn get_index(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        match &self.repr {
+            Repr::Indexed(ix) => (i < ix.store.len()).then(|| ix.store.entry(i)),
+            _ => {
+                let (buf, len) = self.compact()?;
+                if i >= len {
+                    return None;
+                }
+                let (f, v, _) = record_at(buf, lp_offset(buf, i));
+                Some((f, v))
+            }
+        }
+    }
+
+    /// Removes the entry at dense position `i`, returning its field and value.
+    pub fn remove_index(&mut self, i: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+        match &mut self.repr {
+            Repr::Small { len, buf, .. } => {
+                if i >= usize::from(*len) {
+                    return None;
+                }
+                *len -= 1;
+                Some(lp_remove_index(buf, i))
+            }
+            Repr::Wide(w) => {
+                if i >= w.len {
+                    return None;
+                }
+                w.len -= 1;
+                Some(lp_remove_index(&mut w.buf, i))
+            }
+            Repr::Indexed(ix) => ix.remove_index(i),
+        }
+    }
+
+    /// All entries in dense order (insertion order while compact). Reverse iteration of a
+    /// compact table costs O(len) per step.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &[u8])> + ExactSizeIterator + '_ {
-        (0..self.store.len()).map(move |i| self.store.entry(i))
+        let (src, back) = match &self.repr {
+            Repr::Indexed(ix) => (Src::Indexed(&ix.store), ix.store.len()),
+            Repr::Small { buf, len, .. } => (Src::Compact { buf, pos: 0 }, usize::from(*len)),
+            Repr::Wide(w) => (
+                Src::Compact {
+                    buf: &w.buf,
+                    pos: 0,
+                },
+                w.len,
+            ),
+        };
+        Iter {
+            src,
+            front: 0,
+            back,
+        }
     }
 
     /// Redis SCAN: start with cursor 0, visits about `count` entries and returns the next
     /// cursor (0 when done). Entries present during the whole scan are visited at least once.
     /// Compact tables are returned whole in one call.
     pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], &[u8])) -> u64 {
-        let len = self.store.len();
-        if self.compact {
+        let Repr::Indexed(ix) = &self.repr else {
             for (k, v) in self.iter() {
                 f(k, v);
             }
             return 0;
-        }
+        };
+        let len = ix.store.len();
         // Continue below `pos`.
         let mut pos = if cursor == 0 {
             len
@@ -638,34 +1129,47 @@ impl Table {
         let stop = pos.saturating_sub(count.max(1));
         while pos > stop {
             pos -= 1;
-            let (k, v) = self.store.entry(pos);
+            let (k, v) = ix.store.entry(pos);
             f(k, v);
         }
         pos as u64
     }
 
-    /// Heap bytes held (arena, offsets and index capacities), O(1).
+    /// Heap bytes held, as malloc blocks ([`alloc_size`]), O(1). A compact table with
+    /// limits up to `u16::MAX` holds just one block: its records.
     pub fn heap_bytes(&self) -> usize {
-        self.store.arena.capacity()
-            + self.store.offsets.capacity() * std::mem::size_of::<u32>()
-            + self.index.allocation_size()
+        match &self.repr {
+            Repr::Small { buf, .. } => alloc_size(buf.len()),
+            Repr::Wide(w) => alloc_size(std::mem::size_of::<Wide>()) + alloc_size(w.buf.len()),
+            Repr::Indexed(ix) => ix.heap_bytes(),
+        }
     }
 
     /// Serializes as `[version][flags][max_entries][max_len][count]` (varints) followed by
     /// `count` records `[flen][field][vlen][value]` in dense order.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let live = self.store.arena.len() - self.store.garbage;
-        out.reserve(live + 32);
+        let (max_entries, max_len) = self.limits();
         out.push(FORMAT_VERSION);
-        out.push(if self.compact { FLAG_COMPACT } else { 0 });
-        put_varint(out, self.max_entries as u64);
-        put_varint(out, self.max_len as u64);
-        put_varint(out, self.len() as u64);
-        for (k, v) in self.iter() {
-            put_varint(out, k.len() as u64);
-            out.extend_from_slice(k);
-            put_varint(out, v.len() as u64);
-            out.extend_from_slice(v);
+        match &self.repr {
+            Repr::Indexed(ix) => {
+                out.reserve(ix.store.arena.len() - ix.store.garbage + 32);
+                out.push(0);
+                put_varint(out, max_entries as u64);
+                put_varint(out, max_len as u64);
+                put_varint(out, ix.store.len() as u64);
+                for (k, v) in self.iter() {
+                    write_record(out, k, v);
+                }
+            }
+            _ => {
+                let (buf, len) = self.compact().unwrap_or_default();
+                out.reserve(buf.len() + 32);
+                out.push(FLAG_COMPACT);
+                put_varint(out, max_entries as u64);
+                put_varint(out, max_len as u64);
+                put_varint(out, len as u64);
+                out.extend_from_slice(buf);
+            }
         }
     }
 
@@ -688,25 +1192,28 @@ impl Table {
         if count > rest / 2 {
             return None; // every record takes at least two bytes
         }
-        let mut t = Table::new(max_entries, max_len);
-        t.store.arena.reserve_exact(rest);
-        t.store.offsets.reserve_exact(count);
+        let mut ix = Indexed::new(max_entries, max_len);
+        ix.store.arena.reserve_exact(rest);
+        ix.store.offsets.reserve_exact(count);
         let mut fits = count <= max_entries;
         for _ in 0..count {
             let field = read_bytes(buf, &mut pos)?;
             let value = read_bytes(buf, &mut pos)?;
             fits &= field.len() <= max_len && value.len() <= max_len;
-            t.store.push(field, value, ARENA_LIMIT).ok()?;
+            ix.store.push(field, value, ARENA_LIMIT).ok()?;
         }
-        if pos != buf.len() || !t.build_index() {
+        if pos != buf.len() || !ix.build_index() {
             return None;
         }
         if flags & FLAG_COMPACT != 0 && fits {
-            t.index = HashTable::new();
+            // Freshly written: no garbage, records in dense order.
+            let records = std::mem::take(&mut ix.store.arena).into_boxed_slice();
+            Some(Table::compact_from(records, count, max_entries, max_len))
         } else {
-            t.compact = false;
+            Some(Table {
+                repr: Repr::Indexed(Box::new(ix)),
+            })
         }
-        Some(t)
     }
 }
 
@@ -766,7 +1273,13 @@ mod tests {
         for op in 0..100_000 {
             if op % 5000 == 0 {
                 let max_entries = 1 + rng.below(64);
-                t = Table::new(max_entries, 4 + rng.below(12));
+                // Every fourth round uses limits too big for the inline form.
+                let max_len = if op % 20_000 == 0 {
+                    70_000
+                } else {
+                    4 + rng.below(12)
+                };
+                t = Table::new(max_entries, max_len);
                 m.map.clear();
                 m.order.clear();
                 was_compact = true;
@@ -829,6 +1342,14 @@ mod tests {
                 let (me, ml) = t.limits();
                 assert!(t.len() <= me);
                 assert!(t.iter().all(|(k, v)| k.len() <= ml && v.len() <= ml));
+                // Exactly sized: the records and nothing else (plus the header if wide).
+                let records: usize = t.iter().map(|(k, v)| record_len(k.len(), v.len())).sum();
+                let header = if ml > 65_535 {
+                    alloc_size(std::mem::size_of::<Wide>())
+                } else {
+                    0
+                };
+                assert_eq!(t.heap_bytes(), header + alloc_size(records));
             }
             if op % 997 == 0 {
                 m.check(&t);
@@ -873,6 +1394,138 @@ mod tests {
         let mut seen = Vec::new();
         assert_eq!(t.scan(0, 1, |k, _| seen.push(k.to_vec())), 0);
         assert_eq!(seen.len(), t.len());
+    }
+
+    #[test]
+    fn sizes() {
+        let size = std::mem::size_of::<Table>();
+        println!("size_of::<Table>() = {size}");
+        assert!(size <= 24, "{size}");
+        assert!(std::mem::size_of::<Option<Table>>() <= 24);
+        assert_eq!(Table::new(128, 64).heap_bytes(), 0);
+        assert_eq!(alloc_size(0), 0);
+        assert_eq!(alloc_size(1), 32);
+        assert_eq!(alloc_size(24), 32);
+        assert_eq!(alloc_size(25), 48);
+        assert_eq!(alloc_size(120), 128);
+        assert_eq!(alloc_size(121), 144);
+    }
+
+    #[test]
+    fn small_hash_bytes_per_field() {
+        let n = 100_000;
+        let mut total = 0;
+        let mut sample = 0;
+        for i in 0..n {
+            let mut t = Table::new(128, 64);
+            for j in 0..10 {
+                t.insert(format!("f{j}").as_bytes(), format!("v{i}:{j}").as_bytes())
+                    .unwrap();
+            }
+            assert!(t.is_compact());
+            assert_eq!(t.get(b"f3"), Some(format!("v{i}:3").as_bytes()));
+            total += t.heap_bytes();
+            if i == 12_345 {
+                sample = t.heap_bytes();
+            }
+        }
+        let size = std::mem::size_of::<Table>();
+        println!(
+            "10-field hash f{{j}} -> v{{i}}:{{j}}: size_of::<Table>() {size}, heap_bytes {sample} \
+             (i = 12345), mean over {n} hashes {:.1} => {:.1} bytes/field (+ the Box<Obj> block)",
+            total as f64 / n as f64,
+            (total as f64 / n as f64 + size as f64) / 10.0
+        );
+        // 10 records of 12 bytes: one 128-byte block.
+        assert_eq!(sample, 128);
+    }
+
+    #[test]
+    fn wide_limits() {
+        // Limits beyond u16 keep working (with a boxed header).
+        let mut t = Table::new(3, 100_000);
+        assert_eq!(t.limits(), (3, 100_000));
+        assert!(t.is_compact());
+        let long = vec![b'x'; 70_000];
+        t.insert(b"a", &long).unwrap();
+        t.insert(b"b", b"1").unwrap();
+        t.insert(b"c", b"2").unwrap();
+        assert!(t.is_compact());
+        assert_eq!(t.get(b"a"), Some(&long[..]));
+        assert_eq!(
+            t.heap_bytes(),
+            alloc_size(std::mem::size_of::<Wide>())
+                + alloc_size(record_len(1, 70_000) + 2 * record_len(1, 1))
+        );
+        let rev: Vec<&[u8]> = t.iter().rev().map(|e| e.0).collect();
+        assert_eq!(rev, vec![&b"c"[..], b"b", b"a"]);
+        let mut buf = Vec::new();
+        t.encode(&mut buf);
+        let d = Table::decode(&buf).unwrap();
+        assert!(d.is_compact());
+        assert_eq!(d.limits(), (3, 100_000));
+        assert_eq!(collect(&d), collect(&t));
+        assert_eq!(t.remove_index(1), Some((b"b".to_vec(), b"1".to_vec())));
+        t.insert(b"d", b"3").unwrap();
+        assert!(t.is_compact());
+        t.insert(b"e", b"4").unwrap();
+        assert!(!t.is_compact());
+        assert_eq!(t.limits(), (3, 100_000));
+        let keys: Vec<&[u8]> = t.iter().map(|e| e.0).collect();
+        assert_eq!(keys, vec![&b"a"[..], b"c", b"d", b"e"]);
+
+        let mut t = Table::new(70_000, 4);
+        for i in 0..100 {
+            t.insert(format!("k{i}").as_bytes(), b"v").unwrap();
+        }
+        assert!(t.is_compact());
+        assert_eq!(t.len(), 100);
+        assert!(t.remove(b"k50"));
+        assert!(!t.remove(b"k50"));
+        assert_eq!(t.len(), 99);
+        t.insert(b"k1", b"12345").unwrap();
+        assert!(!t.is_compact());
+        assert_eq!(t.limits(), (70_000, 4));
+
+        let t = Table::new(65_535, 65_535);
+        assert_eq!(t.limits(), (65_535, 65_535));
+        assert_eq!(t.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn compact_iter_both_ends() {
+        let mut t = Table::new(128, 64);
+        for i in 0..20 {
+            t.insert(format!("f{i}").as_bytes(), format!("{i}").as_bytes())
+                .unwrap();
+        }
+        let fwd = collect(&t);
+        let mut rev: Vec<(Vec<u8>, Vec<u8>)> = t
+            .iter()
+            .rev()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        rev.reverse();
+        assert_eq!(rev, fwd);
+        let mut it = t.iter();
+        assert_eq!(it.len(), 20);
+        let mut got = Vec::new();
+        let mut back = Vec::new();
+        while let Some(a) = it.next() {
+            got.push(a.0.to_vec());
+            if let Some(b) = it.next_back() {
+                back.push(b.0.to_vec());
+            }
+            assert_eq!(it.len(), 20 - got.len() - back.len());
+        }
+        back.reverse();
+        got.extend(back);
+        let want: Vec<Vec<u8>> = fwd.into_iter().map(|e| e.0).collect();
+        assert_eq!(got, want);
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(t.get_index(i).map(|e| e.0), Some(&w[..]));
+        }
+        assert_eq!(t.get_index(20), None);
     }
 
     #[test]
@@ -1117,6 +1770,6 @@ mod tests {
             data as f64 / n as f64,
             t.heap_bytes()
         );
-        assert!(b < 48.0);
+        assert!(b < 42.7, "{b}");
     }
 }
