@@ -179,6 +179,29 @@ fn collection_events_are_notified() {
             "__keyevent@0__:sadd z",
         ]
     );
+    // Across shards, each command's own events (not generic writes), from both shards.
+    let a = keys_on("ev", 0, 2, 1)[0].clone();
+    let b = keys_on("ev", 1, 2, 1)[0].clone();
+    q::<i64>(c, &["RPUSH", &a, "x"]).unwrap();
+    q::<Option<String>>(c, &["LMOVE", &a, &b, "LEFT", "RIGHT"]).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let Ok(m) = pubsub.get_message() else { break };
+        let key: String = m.get_payload().unwrap();
+        got.push(format!("{} {key}", m.get_channel_name()));
+    }
+    let mut want = vec![
+        format!("__keyevent@0__:rpush {a}"),
+        format!("__keyevent@0__:lpop {a}"),
+        format!("__keyevent@0__:del {a}"),
+        format!("__keyevent@0__:rpush {b}"),
+    ];
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "cross-shard LMOVE raises lpop/del on the source, rpush on the destination"
+    );
 }
 
 /// One of every collection write, on keys of several shards.

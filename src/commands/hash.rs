@@ -286,9 +286,18 @@ fn below(n: usize) -> usize {
     ((u128::from(x) * n as u128) >> 64) as usize
 }
 
+/// HRANDFIELD's reply: fields, or field/value pairs (flat in RESP2, pairs in RESP3).
+fn random_reply(out: Vec<Resp>, withvalues: bool) -> OpResult {
+    if withvalues {
+        OpResult::Pairs(out)
+    } else {
+        OpResult::Reply(Resp::Array(out))
+    }
+}
+
 /// HRANDFIELD key [count [WITHVALUES]]. A negative count may repeat fields (and costs
 /// what the client asked for); a positive one returns distinct fields, all of them when
-/// it reaches the size. WITHVALUES replies flat (RESP2's shape).
+/// it reaches the size. WITHVALUES replies pairs in RESP3.
 pub fn hrandfield(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     if a.len() == 2 {
         return match db.read_hash(a.arg(1), now) {
@@ -314,6 +323,9 @@ pub fn hrandfield(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let withvalues = a.len() == 4;
     if withvalues && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&l) {
         return err("ERR value is out of range");
+    }
+    if l < 0 && l.unsigned_abs() > super::MAX_RANDOM_REPLY {
+        return super::random_reply_too_long();
     }
     let t = match db.read_hash(a.arg(1), now) {
         Ok(Some(t)) => t,
@@ -341,12 +353,12 @@ pub fn hrandfield(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                 push(&mut out, e);
             }
         }
-        return OpResult::Reply(Resp::Array(out));
+        return random_reply(out, withvalues);
     }
     let mut out = Vec::with_capacity(count.min(n as u64) as usize * per);
     if count >= n as u64 {
         t.iter().for_each(|e| push(&mut out, e));
-        return OpResult::Reply(Resp::Array(out));
+        return random_reply(out, withvalues);
     }
     let count = count as usize;
     let mut picked: Vec<usize> = if count * 3 > n {
@@ -379,7 +391,7 @@ pub fn hrandfield(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             push(&mut out, e);
         }
     }
-    OpResult::Reply(Resp::Array(out))
+    random_reply(out, withvalues)
 }
 
 /// A SCAN cursor as Redis reads it (`strtoul`, base 10): no leading space, the whole

@@ -361,6 +361,20 @@ pub fn sanitize(b: &[u8], max: usize) -> String {
     String::from_utf8_lossy(b).replace(['\r', '\n'], " ")
 }
 
+/// Most elements a random-pick reply with repetitions (SRANDMEMBER / HRANDFIELD with a
+/// negative count) may hold: the reply is built in memory, so a client cannot make one
+/// shard allocate without bound (Redis would build it too, and run out of memory).
+pub(crate) const MAX_RANDOM_REPLY: u64 = 1 << 24;
+
+/// The error for a negative count past [`MAX_RANDOM_REPLY`].
+pub(crate) fn random_reply_too_long() -> server_ops::OpResult {
+    server_ops::OpResult::Error(format!(
+        "ERR count is out of range: at most {MAX_RANDOM_REPLY} random elements per reply"
+    ))
+}
+
+use crate::server::ops as server_ops;
+
 /// Parse an integer argument exactly as Redis does (`string2ll`).
 pub fn parse_int(b: &[u8]) -> Option<i64> {
     coreshard_protocol::parse_i64_strict(b)

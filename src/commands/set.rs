@@ -508,6 +508,9 @@ pub fn srandmember(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Some(n) => n,
         None => return err(NOT_INT),
     };
+    if n < 0 && n.unsigned_abs() > super::MAX_RANDOM_REPLY {
+        return super::random_reply_too_long();
+    }
     let s = match db.read_set(a.arg(1), now) {
         Ok(Some(s)) if !s.is_empty() => s,
         Ok(_) => return empty_array(),

@@ -89,6 +89,8 @@ struct Waiter {
     op: BlockOp,
     /// Offered an element of this key and not answered yet.
     offered: Option<Bytes>,
+    /// All its keys live on this shard (so its offers come from here only).
+    single: bool,
 }
 
 /// A shard's blocking state, both roles.
@@ -101,6 +103,8 @@ pub struct Blocking {
     /// Keys whose waiters were refused under a transaction's lock: offered again once
     /// locks are released.
     retry: Vec<Bytes>,
+    /// Takes that wait for an earlier waiter of the same key to take or let go first.
+    deferred_takes: Vec<(ShardId, WaiterId)>,
 }
 
 /// A pop's result, as the shard answers it: the reply and what to push back if the
@@ -129,6 +133,8 @@ pub enum BlockMsg {
         waiter: WaiterId,
         keys: Vec<(u32, Bytes)>,
         op: BlockOp,
+        /// Every key of the waiter is on the receiving shard.
+        single: bool,
     },
     /// The shard can serve the waiter from the key at `pos` (`None`: not now).
     Offer {
@@ -314,6 +320,7 @@ impl Server {
         if let Some(state) = ctx.state(conn) {
             state.blocked = Some(id);
         }
+        let single = shards.len() == 1;
         for (shard, keys) in by_shard {
             ctx.send(
                 shard,
@@ -321,6 +328,7 @@ impl Server {
                     waiter,
                     keys,
                     op: op.clone(),
+                    single,
                 }),
             );
         }
@@ -338,7 +346,12 @@ impl Server {
     /// A blocking-protocol message.
     pub fn on_block_msg(&mut self, ctx: &mut Ctx<Server>, from: ShardId, msg: BlockMsg) {
         match msg {
-            BlockMsg::BlockOn { waiter, keys, op } => self.register(ctx, waiter, keys, op),
+            BlockMsg::BlockOn {
+                waiter,
+                keys,
+                op,
+                single,
+            } => self.register(ctx, waiter, keys, op, single),
             BlockMsg::Offer {
                 waiter,
                 pos,
@@ -346,7 +359,10 @@ impl Server {
             } => self.on_offer(ctx, from, waiter.1, pos, initial),
             BlockMsg::Take { waiter } => self.on_take(ctx, from, waiter),
             BlockMsg::Served { waiter, popped } => self.on_served(ctx, from, waiter.1, popped),
-            BlockMsg::Unblock { waiter } => self.forget_waiter(ctx, waiter),
+            BlockMsg::Unblock { waiter } => {
+                self.forget_waiter(ctx, waiter);
+                self.retry_takes(ctx);
+            }
         }
     }
 
@@ -358,6 +374,7 @@ impl Server {
         waiter: WaiterId,
         keys: Vec<(u32, Bytes)>,
         op: BlockOp,
+        single: bool,
     ) {
         let now = unix_ms();
         for (_, k) in &keys {
@@ -379,6 +396,7 @@ impl Server {
                 keys,
                 op,
                 offered: None,
+                single,
             },
         );
         // Its keys' elements go to their waiters in arrival order; this one may get some.
@@ -533,7 +551,52 @@ impl Server {
     }
 
     fn on_take(&mut self, ctx: &mut Ctx<Server>, from: ShardId, waiter: WaiterId) {
+        self.take(ctx, from, waiter);
+        self.retry_takes(ctx);
+    }
+
+    /// Whether a waiter queued before `waiter` on its offered key still has an offer of
+    /// that key pending: then `waiter` must not pop first, so elements go out in queue
+    /// order. Only waiters whose keys are all on this shard are waited for: their
+    /// coordinator has no other offer to try first, so the wait always ends (waiting for a
+    /// waiter spread over shards could wait in a cycle across shards).
+    fn behind_pending(&self, waiter: WaiterId) -> bool {
+        let Some(key) = self
+            .blocking
+            .waiters
+            .get(&waiter)
+            .and_then(|w| w.offered.clone())
+        else {
+            return false;
+        };
+        let Some(queue) = self.blocking.queues.get(&key) else {
+            return false;
+        };
+        queue.iter().take_while(|w| **w != waiter).any(|w| {
+            self.blocking
+                .waiters
+                .get(w)
+                .is_some_and(|x| x.single && x.offered.as_ref() == Some(&key))
+        })
+    }
+
+    /// Run the takes that waited behind earlier waiters, now that one of those resolved.
+    fn retry_takes(&mut self, ctx: &mut Ctx<Server>) {
+        if self.blocking.deferred_takes.is_empty() {
+            return;
+        }
+        let takes = std::mem::take(&mut self.blocking.deferred_takes);
+        for (from, waiter) in takes {
+            self.take(ctx, from, waiter);
+        }
+    }
+
+    fn take(&mut self, ctx: &mut Ctx<Server>, from: ShardId, waiter: WaiterId) {
         let now = unix_ms();
+        if self.behind_pending(waiter) {
+            self.blocking.deferred_takes.push((from, waiter));
+            return;
+        }
         let Some(w) = self.blocking.waiters.get_mut(&waiter) else {
             let msg = BlockMsg::Served {
                 waiter,

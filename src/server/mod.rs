@@ -745,7 +745,13 @@ pub fn client_list_lines(ctx: &Ctx<Server>, only: Option<ConnId>) -> String {
             show(&s.name),
             now.saturating_duration_since(meta.created).as_secs(),
             now.saturating_duration_since(meta.last_active).as_secs(),
-            if s.multi.is_some() { "x" } else { "N" },
+            if s.multi.is_some() {
+                "x"
+            } else if s.blocked.is_some() {
+                "b"
+            } else {
+                "N"
+            },
             s.multi.as_ref().map_or(-1, |m| m.queued.len() as i64),
             s.watched.len(),
             meta.input_buffered,
@@ -960,11 +966,12 @@ impl Handler for Server {
                 flush,
                 snapshot,
                 event,
+                events,
             } => {
                 if let Some(id) = snapshot {
                     self.copy_for_snapshot(ctx, from, id);
                 }
-                self.on_commit(ctx, txn, writes, flush, event)
+                self.on_commit(ctx, txn, writes, flush, event, events)
             }
             Msg::SnapshotPart { id, error } => self.on_snapshot_part(ctx, id, error),
             Msg::Interest {

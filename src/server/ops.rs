@@ -211,6 +211,9 @@ pub enum OpResult {
     Multi(Vec<OpResult>),
     /// A null array (EXEC aborted by WATCH).
     NullArray,
+    /// Field/value pairs, given flat: a flat array in RESP2, an array of two-element
+    /// arrays in RESP3 (HRANDFIELD ... WITHVALUES, as Redis replies).
+    Pairs(Vec<coreshard_protocol::Value>),
     /// WATCH part: each key's version and deadline (0: none or absent).
     Watched(Vec<(u64, u64)>),
     /// Counts by position (PUBSUB NUMSUB).
@@ -255,6 +258,8 @@ pub enum Msg {
         snapshot: Option<u64>,
         /// The command its writes are notified as.
         event: &'static str,
+        /// The events to publish instead, when the commands' own are known.
+        events: Option<Vec<(&'static str, Bytes)>>,
     },
     /// A shard finished (or failed) writing its part of a snapshot.
     SnapshotPart { id: u64, error: Option<String> },

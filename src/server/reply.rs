@@ -202,6 +202,18 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
             }
         }
         OpResult::NullArray => enc.null_array(),
+        OpResult::Pairs(flat) => {
+            if enc.protocol() == coreshard_protocol::Protocol::Resp3 {
+                enc.array(flat.len() / 2);
+                for pair in flat.chunks(2) {
+                    enc.array(pair.len());
+                    pair.iter().for_each(|v| v.encode(enc));
+                }
+            } else {
+                enc.array(flat.len());
+                flat.iter().for_each(|v| v.encode(enc));
+            }
+        }
         OpResult::Keys(_)
         | OpResult::Watched(_)
         | OpResult::Counts(_)

@@ -501,7 +501,7 @@ impl Server {
         if let TxnKind::Snapshot { id, save } = t.kind {
             return self.start_snapshot(ctx, txn, &t, id, save);
         }
-        let (mut writes, flush, result) = decide(&t);
+        let (mut writes, flush, result, mut events) = decide(&t);
         if flush || !writes.is_empty() {
             // One record for the whole outcome: replay applies all of it or none. The
             // shards that apply it append a fence behind it instead of their own records.
@@ -520,6 +520,12 @@ impl Server {
                     i += 1;
                 }
             }
+            let my_events = events.as_mut().map(|all| {
+                let (mine, rest): (Events, Events) =
+                    all.drain(..).partition(|(_, k)| keys.contains(k));
+                *all = rest;
+                mine
+            });
             ctx.send(
                 *shard,
                 Msg::Commit {
@@ -528,6 +534,7 @@ impl Server {
                     flush,
                     snapshot: None,
                     event: t.kind.event(),
+                    events: my_events,
                 },
             );
         }
@@ -547,10 +554,12 @@ impl Server {
         writes: Vec<Write>,
         flush: bool,
         event: &'static str,
+        events: Option<Events>,
     ) {
         let now = unix_ms();
         let changes = flush || !writes.is_empty();
         self.db.events.cmd = event;
+        let noted = self.db.events.pending.len();
         self.db.unjournaled(|db| {
             if flush {
                 db.clear(now);
@@ -568,6 +577,12 @@ impl Server {
                 }
             }
         });
+        if let Some(events) = events {
+            // The commands' own events (raised on the coordinator's scratch copy) replace
+            // the generic ones of applying their final values.
+            self.db.events.pending.truncate(noted);
+            self.db.events.pending.extend(events);
+        }
         if changes {
             self.db.journal(&Effect::Fence);
         }
@@ -689,6 +704,7 @@ impl Server {
                     flush: false,
                     snapshot: Some(id),
                     event: "",
+                    events: None,
                 },
             );
         }
@@ -804,7 +820,15 @@ impl Server {
 
 /// The outcome of a transaction from what it read under lock: the writes, whether every
 /// shard is flushed first, and the client's reply.
-fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
+/// What a transaction decided: writes, whether shards flush first, the reply, and the
+/// keyspace events its commands raised (EXEC and one-command transactions), which the
+/// shards publish instead of generic ones.
+type Decision = (Vec<Write>, bool, OpResult, Option<Events>);
+
+/// Keyspace events raised on a scratch copy: (event, key).
+type Events = Vec<(&'static str, Bytes)>;
+
+fn decide(t: &Txn) -> Decision {
     let entry = |k: &Bytes| {
         t.entries
             .iter()
@@ -814,7 +838,7 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
     match &t.kind {
         TxnKind::MSetNx(pairs) => {
             if pairs.iter().any(|(k, _)| entry(k).is_some()) {
-                return (Vec::new(), false, OpResult::Int(0));
+                return (Vec::new(), false, OpResult::Int(0), None);
             }
             let writes = pairs
                 .iter()
@@ -824,14 +848,19 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
                     deadline: 0,
                 })
                 .collect();
-            (writes, false, OpResult::Int(1))
+            (writes, false, OpResult::Int(1), None)
         }
         TxnKind::Rename { src, dst, nx } => {
             let Some((value, deadline)) = entry(src).cloned() else {
-                return (Vec::new(), false, OpResult::Error("ERR no such key".into()));
+                return (
+                    Vec::new(),
+                    false,
+                    OpResult::Error("ERR no such key".into()),
+                    None,
+                );
             };
             if *nx && entry(dst).is_some() {
-                return (Vec::new(), false, OpResult::Int(0));
+                return (Vec::new(), false, OpResult::Int(0), None);
             }
             let writes = vec![
                 Write::Del { key: src.clone() },
@@ -845,14 +874,15 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
                 writes,
                 false,
                 if *nx { OpResult::Int(1) } else { OpResult::Ok },
+                None,
             )
         }
         TxnKind::Copy { src, dst, replace } => {
             let Some((value, deadline)) = entry(src).cloned() else {
-                return (Vec::new(), false, OpResult::Int(0));
+                return (Vec::new(), false, OpResult::Int(0), None);
             };
             if !*replace && entry(dst).is_some() {
-                return (Vec::new(), false, OpResult::Int(0));
+                return (Vec::new(), false, OpResult::Int(0), None);
             }
             (
                 vec![Write::Set {
@@ -862,18 +892,19 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
                 }],
                 false,
                 OpResult::Int(1),
+                None,
             )
         }
-        TxnKind::Flush => (Vec::new(), true, OpResult::Ok),
-        TxnKind::Snapshot { .. } => (Vec::new(), false, OpResult::Ok),
+        TxnKind::Flush => (Vec::new(), true, OpResult::Ok, None),
+        TxnKind::Snapshot { .. } => (Vec::new(), false, OpResult::Ok, None),
         TxnKind::One(q) => {
-            let (writes, flush, result) =
+            let (writes, flush, result, events) =
                 exec_on_scratch(&t.entries, std::slice::from_ref(q), false, unix_ms());
             let result = match result {
                 OpResult::Multi(mut rs) if rs.len() == 1 => rs.remove(0),
                 other => other,
             };
-            (writes, flush, result)
+            (writes, flush, result, events)
         }
         TxnKind::Exec {
             cmds,
@@ -888,7 +919,7 @@ fn decide(t: &Txn) -> (Vec<Write>, bool, OpResult) {
                     .and_then(|(_, e)| e.version)
             };
             if watched_changed(watched, now, |w| version(&w.key)) {
-                return (Vec::new(), false, OpResult::NullArray);
+                return (Vec::new(), false, OpResult::NullArray, None);
             }
             exec_on_scratch(&t.entries, cmds, *flush, now)
         }
@@ -913,13 +944,15 @@ fn exec_on_scratch(
     cmds: &[Queued],
     flush: bool,
     now: u64,
-) -> (Vec<Write>, bool, OpResult) {
+) -> Decision {
     let mut scratch = Db::default();
     for (key, e) in entries {
         if let Some((value, deadline)) = &e.entry {
             scratch.write_owned(key, value.clone(), *deadline, now);
         }
     }
+    // Loading the copies is not an event; what the commands do is.
+    scratch.events.pending.clear();
     let before: Vec<u64> = entries
         .iter()
         .map(|(k, _)| scratch.watch.watch(k))
@@ -942,7 +975,8 @@ fn exec_on_scratch(
             None => writes.push(Write::Del { key: key.clone() }),
         }
     }
-    (writes, flush, OpResult::Multi(results))
+    let events = std::mem::take(&mut scratch.events.pending);
+    (writes, flush, OpResult::Multi(results), Some(events))
 }
 
 #[cfg(test)]

@@ -12,9 +12,6 @@ trait AsBytes {
     fn to_vec(&self) -> Vec<u8> {
         self.as_slice().to_vec()
     }
-    fn len(&self) -> usize {
-        self.as_slice().len()
-    }
 }
 
 impl AsBytes for Stored<'_, NoObject> {

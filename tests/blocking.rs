@@ -1,0 +1,263 @@
+//! Blocking pops as queue consumers use them: first come first served per key, exactly
+//! once under concurrent consumers on keys of several shards, CLIENT UNBLOCK, timeouts,
+//! pipelining behind a blocked command, MULTI, errors, and no element lost or doubled
+//! across a kill -9.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{eventually, keys_on, q, DataDir, Raw, Server};
+
+fn blocked_clients(c: &mut redis::Connection) -> i64 {
+    let info: String = q(c, &["INFO", "clients"]).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
+fn client_id(r: &mut Raw) -> String {
+    r.cmd(&[b"CLIENT", b"ID"]);
+    let id = r.reply_str();
+    id.trim_start_matches(':').trim().to_string()
+}
+
+#[test]
+fn waiters_of_a_key_are_served_first_come_first_served() {
+    let s = Server::start(&["--shards", "4"]);
+    let c = &mut s.client();
+    let key = keys_on("fifo", 2, 4, 1)[0].clone();
+    let mut waiters: Vec<Raw> = Vec::new();
+    for i in 0..4 {
+        // Connections land on any shard; each waits on a key of shard 2.
+        let mut r = s.raw();
+        r.cmd(&[b"BLPOP", key.as_bytes(), b"0"]);
+        waiters.push(r);
+        eventually("the waiter is blocked", || blocked_clients(c) == i + 1);
+    }
+    q::<i64>(c, &["RPUSH", &key, "e0", "e1", "e2"]).unwrap();
+    for (i, w) in waiters.iter_mut().take(3).enumerate() {
+        let want = format!("*2\r\n${}\r\n{key}\r\n$2\r\ne{i}\r\n", key.len());
+        assert_eq!(w.reply_str(), want, "waiter {i} gets element {i}");
+    }
+    assert_eq!(blocked_clients(c), 1, "the fourth still waits");
+    assert_eq!(q::<i64>(c, &["LLEN", &key]).unwrap(), 0);
+    // CLIENT UNBLOCK: a timeout reply by default, an error with ERROR.
+    let id = client_id(&mut s.raw());
+    assert_eq!(
+        q::<i64>(c, &["CLIENT", "UNBLOCK", &id]).unwrap(),
+        0,
+        "not blocked"
+    );
+    let mut last = waiters.pop().unwrap();
+    let mut probe = s.raw();
+    probe.cmd(&[b"CLIENT", b"LIST"]);
+    let list = probe.reply_str();
+    let blocked_id = list
+        .lines()
+        .find(|l| l.contains(" flags=b "))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .expect("the blocked client is listed")
+        .to_string();
+    assert_eq!(
+        q::<i64>(c, &["CLIENT", "UNBLOCK", &blocked_id, "ERROR"]).unwrap(),
+        1
+    );
+    assert_eq!(
+        last.reply_str(),
+        "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"
+    );
+    // It serves commands again.
+    last.cmd(&[b"PING"]);
+    assert_eq!(last.reply_str(), "+PONG\r\n");
+    assert_eq!(blocked_clients(c), 0);
+}
+
+#[test]
+fn a_blocked_client_answers_its_pipeline_in_order_and_multi_does_not_block() {
+    let s = Server::start(&["--shards", "2"]);
+    let c = &mut s.client();
+    let mut r = s.raw();
+    // Pipelined behind a blocking command: answered after it, in order.
+    let mut wire = common::encode(&[b"BLPOP", b"pipe", b"0"]);
+    wire.extend(common::encode(&[b"RPUSH", b"pipe", b"mine"]));
+    wire.extend(common::encode(&[b"LLEN", b"pipe"]));
+    r.send(&wire);
+    eventually("blocked", || blocked_clients(c) == 1);
+    q::<i64>(c, &["RPUSH", "pipe", "first"]).unwrap();
+    assert_eq!(r.reply_str(), "*2\r\n$4\r\npipe\r\n$5\r\nfirst\r\n");
+    assert_eq!(r.reply_str(), ":1\r\n");
+    assert_eq!(r.reply_str(), ":1\r\n");
+    // Inside MULTI a blocking pop answers at once, as Redis does.
+    let (a, b): (Option<Vec<String>>, Option<String>) = redis::pipe()
+        .atomic()
+        .cmd("BLPOP")
+        .arg("empty")
+        .arg(0)
+        .cmd("BRPOPLPUSH")
+        .arg("empty")
+        .arg("other")
+        .arg(0)
+        .query(c)
+        .unwrap();
+    assert_eq!((a, b), (None, None));
+    // Timeouts, fractional ones too.
+    let t = Instant::now();
+    r.cmd(&[b"BRPOP", b"never", b"0.2"]);
+    assert_eq!(r.reply_str(), "*-1\r\n");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    r.cmd(&[b"BLMOVE", b"never", b"x", b"LEFT", b"LEFT", b"0.05"]);
+    assert_eq!(r.reply_str(), "$-1\r\n");
+    // Errors, and WRONGTYPE at once instead of blocking.
+    let err = |r: &mut Raw, args: &[&[u8]]| {
+        r.cmd(args);
+        r.reply_str()
+    };
+    assert_eq!(
+        err(&mut r, &[b"BLPOP", b"k", b"-1"]),
+        "-ERR timeout is negative\r\n"
+    );
+    assert_eq!(
+        err(&mut r, &[b"BLPOP", b"k", b"soon"]),
+        "-ERR timeout is not a float or out of range\r\n"
+    );
+    assert_eq!(
+        err(&mut r, &[b"BLMPOP", b"0", b"0", b"k", b"LEFT"]),
+        "-ERR numkeys should be greater than 0\r\n"
+    );
+    q::<()>(c, &["SET", "str", "v"]).unwrap();
+    assert_eq!(
+        err(&mut r, &[b"BLPOP", b"str", b"0"]),
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    );
+}
+
+/// Consumers blocked on keys of all shards, producers pushing to them: every element is
+/// popped exactly once, by BLPOP, BRPOP, BLMPOP and BLMOVE alike.
+#[test]
+fn concurrent_consumers_get_every_element_exactly_once() {
+    let s = Server::start(&["--shards", "4"]);
+    let keys: Vec<String> = (0..4).map(|sh| keys_on("q", sh, 4, 1)[0].clone()).collect();
+    let done: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    const PER_PRODUCER: usize = 500;
+    const PRODUCERS: usize = 3;
+    let total = PER_PRODUCER * PRODUCERS;
+    let mut consumers = Vec::new();
+    for i in 0..8 {
+        let (url, keys, done) = (s.url(), keys.clone(), Arc::clone(&done));
+        consumers.push(thread::spawn(move || {
+            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let sink = keys_on(&format!("sink{i}"), i % 4, 4, 1)[0].clone();
+            loop {
+                // Each consumer watches two keys on different shards.
+                let (a, b) = (&keys[i % 4], &keys[(i + 1) % 4]);
+                let got: Option<String> = match i % 4 {
+                    0 => q::<Option<(String, String)>>(&mut c, &["BLPOP", a, b, "2"])
+                        .unwrap()
+                        .map(|(_, v)| v),
+                    1 => q::<Option<(String, String)>>(&mut c, &["BRPOP", a, b, "2"])
+                        .unwrap()
+                        .map(|(_, v)| v),
+                    2 => q::<Option<(String, Vec<String>)>>(
+                        &mut c,
+                        &["BLMPOP", "2", "2", a, b, "LEFT", "COUNT", "3"],
+                    )
+                    .unwrap()
+                    .map(|(_, vs)| vs.join(",")),
+                    _ => {
+                        let v: Option<String> =
+                            q(&mut c, &["BLMOVE", a, &sink, "LEFT", "RIGHT", "2"]).unwrap();
+                        if v.is_some() {
+                            let back: Option<String> = q(&mut c, &["RPOP", &sink]).unwrap();
+                            assert_eq!(back, v, "BLMOVE pushed what it returned");
+                        }
+                        v
+                    }
+                };
+                match got {
+                    Some(v) => done
+                        .lock()
+                        .unwrap()
+                        .extend(v.split(',').map(str::to_string)),
+                    None => {
+                        if done.lock().unwrap().len() >= total {
+                            return;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let mut producers = Vec::new();
+    for p in 0..PRODUCERS {
+        let (url, keys) = (s.url(), keys.clone());
+        producers.push(thread::spawn(move || {
+            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+            for n in 0..PER_PRODUCER {
+                let key = &keys[(n + p) % 4];
+                q::<i64>(&mut c, &["RPUSH", key, &format!("p{p}:{n}")]).unwrap();
+            }
+        }));
+    }
+    for p in producers {
+        p.join().unwrap();
+    }
+    for c in consumers {
+        c.join().unwrap();
+    }
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for v in done.lock().unwrap().iter() {
+        *seen.entry(v.clone()).or_default() += 1;
+    }
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "popped twice: {doubled:?}");
+    assert_eq!(seen.len(), total, "every element popped once");
+    let c = &mut s.client();
+    for k in &keys {
+        assert_eq!(q::<i64>(c, &["LLEN", k]).unwrap(), 0);
+    }
+}
+
+/// A consumer that disconnects while blocked takes nothing with it, and what consumers
+/// popped stays popped across a kill -9 (the pops are journaled like LPOPs).
+#[test]
+fn disconnects_lose_nothing_and_pops_survive_a_crash() {
+    let dir = DataDir::new("blocking");
+    let mut s = Server::start_raw(&["--dir", dir.path(), "--shards", "3"], None);
+    let c = &mut s.client();
+    let key = keys_on("jobs", 1, 3, 1)[0].clone();
+    let other = keys_on("jobs", 2, 3, 1)[0].clone();
+    for (i, fresh) in keys_on("gone", 1, 3, 10).iter().enumerate() {
+        let mut gone = s.raw();
+        gone.cmd(&[b"BLPOP", other.as_bytes(), fresh.as_bytes(), b"0"]);
+        eventually("blocked", || blocked_clients(c) == 1);
+        drop(gone);
+        eventually("unblocked by the disconnect", || blocked_clients(c) == 0);
+        q::<i64>(c, &["RPUSH", fresh, "x"]).unwrap();
+        // A waiter that is still registered would take it within this time.
+        std::thread::sleep(Duration::from_millis(20 * (i as u64 % 3)));
+        assert_eq!(q::<i64>(c, &["LLEN", fresh]).unwrap(), 1, "nothing taken");
+    }
+    for i in 0..20 {
+        q::<i64>(c, &["RPUSH", &key, &format!("job{i}")]).unwrap();
+    }
+    let mut consumer = s.client();
+    for i in 0..5 {
+        let got: (String, String) = q(&mut consumer, &["BLPOP", &other, &key, "1"]).unwrap();
+        assert_eq!(got, (key.clone(), format!("job{i}")));
+    }
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let s = Server::start_raw(&["--dir", dir.path(), "--shards", "2"], None);
+    let left: Vec<String> = q(&mut s.client(), &["LRANGE", &key, "0", "-1"]).unwrap();
+    let want: Vec<String> = (5..20).map(|i| format!("job{i}")).collect();
+    assert_eq!(left, want, "popped elements stay popped, the rest stays");
+}
