@@ -9,7 +9,7 @@
 //! list or set, boxed in the entry). Reads of the wrong type answer [`WrongType`].
 
 use bytes::Bytes;
-use coreshard_engine::ttl::{ExpireStep, Owned, Stored, TtlMap, ValueRef};
+use coreshard_engine::ttl::{ExpireStep, ObjectEdit, Owned, Stored, TtlMap, ValueRef};
 
 use crate::notify::{Events, Mutation};
 use crate::persist::effect::Effect;
@@ -412,27 +412,32 @@ impl Db {
         args: &dyn ArgList,
         f: impl FnOnce(&mut Obj) -> Result<Edit<R>, WrongType>,
     ) -> Result<Option<R>, WrongType> {
-        let mut created = false;
-        match self.map.get(key, now) {
-            Some(Stored::Bytes(_)) => return Err(WrongType),
-            Some(Stored::Object(_)) => {}
-            None => match create {
-                None => return Ok(None),
-                Some(new) => {
-                    self.map.insert_object(key, Box::new(new()), 0, now);
-                    created = true;
-                }
+        let res = self.map.edit_or_create(
+            key,
+            now,
+            create.as_ref().map(|c| c as &dyn Fn() -> Obj),
+            |o| {
+                let r = f(o);
+                (r, o.is_empty())
             },
-        }
-        let Some(res) = self.map.edit_object(key, now, |o| {
-            let r = f(o);
-            (r, o.is_empty())
-        }) else {
-            return Ok(None);
-        };
-        let (edit, empty) = match res {
-            (Ok(e), empty) => (e, empty),
-            (Err(w), _) => return Err(w),
+        );
+        let (edit, empty, created) = match res {
+            ObjectEdit::Absent => return Ok(None),
+            ObjectEdit::Bytes => return Err(WrongType),
+            ObjectEdit::Edited {
+                out: (Ok(e), empty),
+                created,
+            } => (e, empty, created),
+            ObjectEdit::Edited {
+                out: (Err(w), _),
+                created,
+            } => {
+                if created {
+                    // Nothing of the right type was there; leave nothing behind.
+                    self.map.remove(key, now);
+                }
+                return Err(w);
+            }
         };
         if let Some(event) = edit.event {
             self.watch.touch(key);

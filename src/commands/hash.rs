@@ -243,15 +243,19 @@ fn read_all(
 }
 
 pub fn hkeys(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    read_all(db, now, a, Resp::Array(Vec::new()), |t| {
-        Resp::Array(t.iter().map(|(f, _)| bulk(f)).collect())
-    })
+    match db.read_hash(a.arg(1), now) {
+        Ok(Some(t)) => crate::server::ops::bulk_array(t.len(), t.iter().map(|(f, _)| f)),
+        Ok(None) => OpResult::Reply(Resp::Array(Vec::new())),
+        Err(w) => w.into(),
+    }
 }
 
 pub fn hvals(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    read_all(db, now, a, Resp::Array(Vec::new()), |t| {
-        Resp::Array(t.iter().map(|(_, v)| bulk(v)).collect())
-    })
+    match db.read_hash(a.arg(1), now) {
+        Ok(Some(t)) => crate::server::ops::bulk_array(t.len(), t.iter().map(|(_, v)| v)),
+        Ok(None) => OpResult::Reply(Resp::Array(Vec::new())),
+        Err(w) => w.into(),
+    }
 }
 
 pub fn hgetall(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {

@@ -76,10 +76,6 @@ fn norm_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     Some((start as usize, end.min(llen - 1) as usize))
 }
 
-fn values<'a>(it: impl Iterator<Item = &'a [u8]>) -> Vec<Option<Bytes>> {
-    it.map(|e| Some(Bytes::copy_from_slice(e))).collect()
-}
-
 fn bulks(v: Vec<Vec<u8>>) -> Vec<Resp> {
     v.into_iter().map(|e| Resp::Bulk(Bytes::from(e))).collect()
 }
@@ -202,7 +198,7 @@ pub fn lrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     };
     match db.read_list(a.arg(1), now) {
         Ok(Some(l)) => match norm_range(start, end, l.len()) {
-            Some((s, e)) => OpResult::Values(values(l.range(s, e))),
+            Some((s, e)) => crate::server::ops::bulk_array(e + 1 - s, l.range(s, e)),
             None => OpResult::Values(Vec::new()),
         },
         Ok(None) => OpResult::Values(Vec::new()),

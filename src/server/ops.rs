@@ -211,6 +211,9 @@ pub enum OpResult {
     Multi(Vec<OpResult>),
     /// A null array (EXEC aborted by WATCH).
     NullArray,
+    /// An array of bulk strings already encoded (the same bytes in RESP2 and RESP3): one
+    /// buffer instead of an allocation per element (LRANGE, HKEYS...).
+    Bulks(Vec<u8>),
     /// Field/value pairs, given flat: a flat array in RESP2, an array of two-element
     /// arrays in RESP3 (HRANDFIELD ... WITHVALUES, as Redis replies).
     Pairs(Vec<coreshard_protocol::Value>),
@@ -279,6 +282,29 @@ pub enum Msg {
     Block(super::blocking::BlockMsg),
     /// A keyspace notification for this shard's subscribers (no answer).
     Notify { channel: Bytes, message: Bytes },
+}
+
+/// Encode `n` byte strings as one RESP array of bulk strings ([`OpResult::Bulks`]).
+pub fn bulk_array<'a>(n: usize, items: impl Iterator<Item = &'a [u8]>) -> OpResult {
+    let mut out = Vec::with_capacity(16 + n * 16);
+    let mut num = itoa::Buffer::new();
+    out.push(b'*');
+    out.extend_from_slice(num.format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut written = 0;
+    for item in items.take(n) {
+        out.push(b'$');
+        out.extend_from_slice(num.format(item.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(item);
+        out.extend_from_slice(b"\r\n");
+        written += 1;
+    }
+    // Fewer items than announced (a caller's bug): pad with nils so the frame stays valid.
+    for _ in written..n {
+        out.extend_from_slice(b"$-1\r\n");
+    }
+    OpResult::Bulks(out)
 }
 
 /// Unix time in milliseconds.

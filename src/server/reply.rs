@@ -202,6 +202,7 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
             }
         }
         OpResult::NullArray => enc.null_array(),
+        OpResult::Bulks(frame) => enc.raw(frame),
         OpResult::Pairs(flat) => {
             if enc.protocol() == coreshard_protocol::Protocol::Resp3 {
                 enc.array(flat.len() / 2);

@@ -54,6 +54,22 @@ impl Object for NoObject {
     }
 }
 
+/// What [`TtlMap::edit_or_create`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ObjectEdit<R> {
+    /// No such key, and nothing to create it with.
+    Absent,
+    /// The key holds bytes: left alone.
+    Bytes,
+    /// The object was edited.
+    Edited {
+        /// What the edit returned.
+        out: R,
+        /// The object was created just now for this edit.
+        created: bool,
+    },
+}
+
 /// What [`TtlMap::expire_step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExpireStep {
@@ -375,45 +391,98 @@ impl<O: Object> TtlMap<O> {
         Some(out)
     }
 
-    fn insert_entry(&mut self, key: &[u8], mut entry: Entry<O>, deadline: u64, now: u64) -> bool {
-        let existed = self.find_live(key, now);
-        self.heap_bytes += entry.heap_size();
-        match existed {
+    /// Edit the object at `key` in one lookup, creating it with `create` first if the key
+    /// is absent (see [`ObjectEdit`]). An access, like [`TtlMap::edit_object`], with the same
+    /// memory accounting.
+    pub fn edit_or_create<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        create: Option<&dyn Fn() -> O>,
+        f: impl FnOnce(&mut O) -> R,
+    ) -> ObjectEdit<R> {
+        let (slot, created) = match self.find_live(key, now) {
+            Some(slot) => (slot, false),
+            None => match create {
+                None => return ObjectEdit::Absent,
+                Some(new) => {
+                    let entry = Entry::new_object(key, Box::new(new()), 0);
+                    (self.insert_new_entry(key, entry, 0, now), true)
+                }
+            },
+        };
+        if !created {
+            self.touch(slot, now);
+        }
+        let Some(e) = self.arena.get_mut(slot) else {
+            return ObjectEdit::Absent;
+        };
+        let before = e.heap_size();
+        let Some(obj) = e.object_mut() else {
+            return ObjectEdit::Bytes;
+        };
+        let out = f(obj);
+        let after = e.heap_size();
+        self.heap_bytes = self.heap_bytes.saturating_sub(before) + after;
+        ObjectEdit::Edited { out, created }
+    }
+
+    fn insert_entry(&mut self, key: &[u8], entry: Entry<O>, deadline: u64, now: u64) -> bool {
+        match self.find_live(key, now) {
             Some(slot) => {
-                let (old_deadline, pos, stamp, old_heap) =
-                    self.arena.get(slot).map_or((0, NO_POS, 0, 0), |e| {
-                        (
-                            self.deadline_at(slot, e),
-                            e.bucket_pos(),
-                            e.stamp(),
-                            e.heap_size(),
-                        )
-                    });
-                self.heap_bytes = self.heap_bytes.saturating_sub(old_heap);
-                entry.set_bucket_pos(pos);
-                entry.set_stamp(match self.access {
-                    Access::Lru => access::lru_clock(now),
-                    Access::Lfu { .. } => stamp,
-                });
-                self.arena.replace(slot, entry);
-                self.note_far(slot, deadline);
-                self.note_deadline_change(slot, old_deadline, deadline);
+                self.replace_entry(slot, entry, deadline, now);
                 true
             }
             None => {
-                entry.set_stamp(access::initial(self.access, now));
-                let slot = self.arena.insert(entry);
-                let h = self.hash(key);
-                let arena = &self.arena;
-                let hasher = &self.hasher;
-                self.index.insert_unique(h, slot, |&s| {
-                    arena.get(s).map_or(0, |e| hasher.hash_one(e.key()))
-                });
-                self.note_far(slot, deadline);
-                self.note_deadline_change(slot, 0, deadline);
+                self.insert_new_entry(key, entry, deadline, now);
                 false
             }
         }
+    }
+
+    /// Add an entry for a key known to be absent; returns its slot.
+    fn insert_new_entry(
+        &mut self,
+        key: &[u8],
+        mut entry: Entry<O>,
+        deadline: u64,
+        now: u64,
+    ) -> u32 {
+        self.heap_bytes += entry.heap_size();
+        entry.set_stamp(access::initial(self.access, now));
+        let slot = self.arena.insert(entry);
+        let h = self.hash(key);
+        let arena = &self.arena;
+        let hasher = &self.hasher;
+        self.index.insert_unique(h, slot, |&s| {
+            arena.get(s).map_or(0, |e| hasher.hash_one(e.key()))
+        });
+        self.note_far(slot, deadline);
+        self.note_deadline_change(slot, 0, deadline);
+        slot
+    }
+
+    /// Replace the live entry at `slot` (its key unchanged).
+    fn replace_entry(&mut self, slot: u32, mut entry: Entry<O>, deadline: u64, now: u64) {
+        self.heap_bytes += entry.heap_size();
+        let (old_deadline, pos, stamp, old_heap) =
+            self.arena.get(slot).map_or((0, NO_POS, 0, 0), |e| {
+                (
+                    self.deadline_at(slot, e),
+                    e.bucket_pos(),
+                    e.stamp(),
+                    e.heap_size(),
+                )
+            });
+        self.heap_bytes = self.heap_bytes.saturating_sub(old_heap);
+        entry.set_bucket_pos(pos);
+        entry.set_stamp(match self.access {
+            Access::Lru => access::lru_clock(now),
+            Access::Lfu { .. } => stamp,
+        });
+        self.arena.replace(slot, entry);
+        self.note_far(slot, deadline);
+        self.note_deadline_change(slot, old_deadline, deadline);
     }
 
     /// Keep the expiry buckets exact after `slot`'s deadline changed from `old` to `new`
