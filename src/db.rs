@@ -16,7 +16,7 @@ use crate::persist::effect::Effect;
 use crate::persist::Journal;
 use crate::server::args::ArgList;
 use crate::server::ops::OpResult;
-use crate::types::{List, Obj, Set, Table};
+use crate::types::{List, Obj, Set, Table, ZSet};
 use crate::watch::WatchTable;
 
 /// What a key holds, borrowed.
@@ -224,6 +224,14 @@ impl Db {
     pub fn read_set(&mut self, key: &[u8], now: u64) -> Result<Option<&Set>, WrongType> {
         self.read_obj(key, now, |o| match o {
             Obj::Set(s) => Some(&**s),
+            _ => None,
+        })
+    }
+
+    /// Read a sorted set, counting a hit or a miss.
+    pub fn read_zset(&mut self, key: &[u8], now: u64) -> Result<Option<&ZSet>, WrongType> {
+        self.read_obj(key, now, |o| match o {
+            Obj::ZSet(z) => Some(&**z),
             _ => None,
         })
     }
@@ -492,6 +500,22 @@ impl Db {
         let create = create.then_some(Obj::new_list as fn() -> Obj);
         self.edit_obj(key, now, create, crate::notify::LIST, args, |o| match o {
             Obj::List(l) => Ok(f(l)),
+            _ => Err(WrongType),
+        })
+    }
+
+    /// Change the sorted set at `key` (see [`Db::edit_hash`]; class `z`).
+    pub fn edit_zset<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        create: bool,
+        args: &dyn ArgList,
+        f: impl FnOnce(&mut ZSet) -> Edit<R>,
+    ) -> Result<Option<R>, WrongType> {
+        let create = create.then_some(Obj::new_zset as fn() -> Obj);
+        self.edit_obj(key, now, create, crate::notify::ZSET, args, |o| match o {
+            Obj::ZSet(z) => Ok(f(z)),
             _ => Err(WrongType),
         })
     }

@@ -189,13 +189,40 @@ impl<'a> Encoder<'a> {
 }
 
 /// Redis's double formatting: shortest round-trip text, `inf`/`-inf`/`nan`.
-pub(crate) fn format_double(x: f64) -> String {
+/// A double as Redis 7.0 writes it (C's `%.17g`): 17 significant digits, trailing zeros
+/// dropped, exponent form below 1e-4 or from 1e17 (`1.1` -> `1.1000000000000001`,
+/// `1e20` -> `1e+20`), and `inf`, `-inf`, `nan`.
+pub fn format_double(x: f64) -> String {
     if x.is_nan() {
-        "nan".to_string()
-    } else if x.is_infinite() {
-        if x > 0.0 { "inf" } else { "-inf" }.to_string()
+        return "nan".to_string();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    // Round to 17 significant digits once; the exponent of that decides the form.
+    let sci = format!("{x:.16e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..17).contains(&exp) {
+        let decimals = (16 - exp) as usize;
+        let fixed = format!("{x:.decimals$}");
+        trim_fraction(&fixed).to_string()
     } else {
-        format!("{x}")
+        let m = trim_fraction(mantissa);
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{m}e{sign}{:02}", exp.unsigned_abs())
+    }
+}
+
+/// Drop trailing zeros of a decimal fraction, and the point if nothing is left after it.
+fn trim_fraction(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
     }
 }
 
@@ -207,6 +234,31 @@ mod tests {
         let mut out = Vec::new();
         f(&mut Encoder::new(&mut out, proto));
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn doubles_print_like_redis_7_0() {
+        for (x, want) in [
+            (1.1, "1.1000000000000001"),
+            (0.1, "0.10000000000000001"),
+            (3.0, "3"),
+            (1.5, "1.5"),
+            (-2.25, "-2.25"),
+            (1e20, "1e+20"),
+            (1e17, "1e+17"),
+            (1e16, "10000000000000000"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (1e-5, "1.0000000000000001e-05"),
+            (2.5e-300, "2.5e-300"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::MAX, "1.7976931348623157e+308"),
+        ] {
+            assert_eq!(format_double(x), want, "{x:e}");
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ mod error;
 mod request;
 mod value;
 
-pub use encode::{Encoder, Protocol};
+pub use encode::{format_double, Encoder, Protocol};
 pub use error::ProtocolError;
 pub use request::{
     parse_i64_strict, parse_request, parse_request_resume, request_size_hint, split_inline_args,

@@ -1,4 +1,5 @@
-//! Blocking list commands: BLPOP, BRPOP, BLMPOP, BLMOVE, BRPOPLPUSH. Each has a keyed
+//! Blocking pops: BLPOP, BRPOP, BLMPOP, BLMOVE, BRPOPLPUSH on lists, BZPOPMIN, BZPOPMAX,
+//! BZMPOP on sorted sets. Each has a keyed
 //! form that never blocks (what Redis does inside MULTI) and an `exec` form that blocks
 //! through `crate::server::blocking` when no list has an element.
 
@@ -12,8 +13,10 @@ use crate::server::ops::{unix_ms, OpResult};
 use crate::server::{ArgList, Server};
 
 const LIST: &str = "list";
+const ZSET: &str = "sorted-set";
 const BW: &[&str] = &["write", "blocking"];
 const BWD: &[&str] = &["write", "denyoom", "blocking"];
+const BWF: &[&str] = &["write", "fast", "blocking"];
 /// BLPOP/BRPOP keys: every argument but the last (the timeout).
 const KEYS_BUT_LAST: (i32, i32, i32) = (1, -2, 1);
 
@@ -25,6 +28,9 @@ pub static COMMANDS: &[Spec] = &[
     Spec::keyed("brpoplpush", 4, BWD, (1, 2, 1), (LIST, "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped."), brpoplpush_now).exec(brpoplpush),
     // Keys are counted by `numkeys`; COMMAND reports them through key specs in Redis.
     Spec::keyed("blmpop", -5, BW, (0, 0, 0), (LIST, "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped."), blmpop_now).numkeys(2).exec(blmpop),
+    Spec::keyed("bzpopmin", -3, BWF, KEYS_BUT_LAST, (ZSET, "5.0.0", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped."), bzpopmin_now).exec(bzpopmin),
+    Spec::keyed("bzpopmax", -3, BWF, KEYS_BUT_LAST, (ZSET, "5.0.0", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped."), bzpopmax_now).exec(bzpopmax),
+    Spec::keyed("bzmpop", -5, BW, (0, 0, 0), (ZSET, "7.0.0", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped."), bzmpop_now).numkeys(2).exec(bzmpop),
 ];
 
 /// A parsed blocking command: keys in order, what to do, timeout in ms (0 = forever).
@@ -120,6 +126,64 @@ fn parse_blmpop(a: &dyn ArgList) -> Result<Parsed, OpResult> {
     })
 }
 
+fn parse_zpop(a: &dyn ArgList, max: bool) -> Result<Parsed, OpResult> {
+    let timeout = parse_timeout(a.arg(a.len() - 1))?;
+    let keys = (1..a.len() - 1).map(|i| a.arg_bytes(i)).collect();
+    Ok(Parsed {
+        keys,
+        op: BlockOp::ZPop { max, count: None },
+        timeout,
+    })
+}
+
+/// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count].
+fn parse_bzmpop(a: &dyn ArgList) -> Result<Parsed, OpResult> {
+    let timeout = parse_timeout(a.arg(1))?;
+    let numkeys = match parse_int(a.arg(2)) {
+        Some(n) if n > 0 => n as usize,
+        _ => {
+            return Err(OpResult::Error(
+                "ERR numkeys should be greater than 0".into(),
+            ))
+        }
+    };
+    let where_at = 3 + numkeys;
+    if where_at >= a.len() {
+        return Err(OpResult::Error("ERR syntax error".into()));
+    }
+    let keys = (3..where_at).map(|i| a.arg_bytes(i)).collect();
+    let max = if a.is(where_at, "MIN") {
+        false
+    } else if a.is(where_at, "MAX") {
+        true
+    } else {
+        return Err(OpResult::Error("ERR syntax error".into()));
+    };
+    let mut count = 1u64;
+    let mut i = where_at + 1;
+    let mut seen_count = false;
+    while i < a.len() {
+        if a.is(i, "COUNT") && i + 1 < a.len() && !seen_count {
+            count = match parse_int(a.arg(i + 1)) {
+                Some(n) if n > 0 => n as u64,
+                _ => return Err(OpResult::Error("ERR count should be greater than 0".into())),
+            };
+            seen_count = true;
+            i += 2;
+        } else {
+            return Err(OpResult::Error("ERR syntax error".into()));
+        }
+    }
+    Ok(Parsed {
+        keys,
+        op: BlockOp::ZPop {
+            max,
+            count: Some(count),
+        },
+        timeout,
+    })
+}
+
 /// Run without blocking (inside MULTI, or on the shard owning every key).
 fn run_now(db: &mut Db, now: u64, p: Result<Parsed, OpResult>) -> OpResult {
     let p = match p {
@@ -135,7 +199,7 @@ fn run_now(db: &mut Db, now: u64, p: Result<Parsed, OpResult>) -> OpResult {
     match pop_now(db, now, &keys, &p.op) {
         Ok(Some(popped)) => popped.into_reply(),
         Ok(None) => match p.op {
-            BlockOp::Pop { .. } => OpResult::NullArray,
+            BlockOp::Pop { .. } | BlockOp::ZPop { .. } => OpResult::NullArray,
             BlockOp::Move { .. } => OpResult::Value(None),
         },
         Err(w) => w.into(),
@@ -160,6 +224,18 @@ pub fn brpoplpush_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 
 pub fn blmpop_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     run_now(db, now, parse_blmpop(a))
+}
+
+pub fn bzpopmin_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_now(db, now, parse_zpop(a, false))
+}
+
+pub fn bzpopmax_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_now(db, now, parse_zpop(a, true))
+}
+
+pub fn bzmpop_now(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_now(db, now, parse_bzmpop(a))
 }
 
 /// Pop at once if this shard owns every key and has an element; otherwise block.
@@ -193,6 +269,8 @@ fn block_or_pop(
             BlockOp::Pop { left: true, .. } => "lpop",
             BlockOp::Pop { left: false, .. } => "rpop",
             BlockOp::Move { .. } => "lmove",
+            BlockOp::ZPop { max: false, .. } => "zpopmin",
+            BlockOp::ZPop { max: true, .. } => "zpopmax",
         };
         match pop_now(&mut s.db, now, &keys, &p.op) {
             Ok(Some(popped)) => return s.reply_result(ctx, conn, &popped.into_reply()),
@@ -221,4 +299,16 @@ pub fn brpoplpush(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Arg
 
 pub fn blmpop(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     block_or_pop(s, ctx, conn, args, parse_blmpop);
+}
+
+pub fn bzpopmin(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    block_or_pop(s, ctx, conn, args, |a| parse_zpop(a, false));
+}
+
+pub fn bzpopmax(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    block_or_pop(s, ctx, conn, args, |a| parse_zpop(a, true));
+}
+
+pub fn bzmpop(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    block_or_pop(s, ctx, conn, args, parse_bzmpop);
 }

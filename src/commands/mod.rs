@@ -13,6 +13,8 @@ pub mod persistence;
 pub mod pubsub;
 pub mod set;
 pub mod strings;
+pub mod zset;
+pub mod zset_agg;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -314,6 +316,8 @@ pub fn all_commands() -> impl Iterator<Item = &'static Spec> {
         .chain(hash::COMMANDS)
         .chain(list::COMMANDS)
         .chain(set::COMMANDS)
+        .chain(zset::COMMANDS)
+        .chain(zset_agg::COMMANDS)
         .chain(blocking::COMMANDS)
 }
 

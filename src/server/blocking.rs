@@ -48,13 +48,23 @@ pub enum BlockOp {
         from_left: bool,
         to_left: bool,
     },
+    /// BZPOPMIN / BZPOPMAX (`count: None`, reply `[key, member, score]`) or BZMPOP
+    /// (`count: Some`, reply `[key, [[member, score], ...]]`).
+    ZPop { max: bool, count: Option<u64> },
+}
+
+impl BlockOp {
+    /// Whether it pops from sorted sets (else from lists).
+    fn on_zsets(&self) -> bool {
+        matches!(self, BlockOp::ZPop { .. })
+    }
 }
 
 impl BlockOp {
     /// The reply when nothing came in time.
     fn timeout_reply(&self) -> OpResult {
         match self {
-            BlockOp::Pop { .. } => OpResult::NullArray,
+            BlockOp::Pop { .. } | BlockOp::ZPop { .. } => OpResult::NullArray,
             BlockOp::Move { .. } => OpResult::Value(None),
         }
     }
@@ -181,11 +191,62 @@ pub fn pop_now(
     op: &BlockOp,
 ) -> Result<Option<Popped>, WrongType> {
     for (_, key) in keys {
-        let has = db.read_list(key, now)?.is_some_and(|l| !l.is_empty());
+        let has = if op.on_zsets() {
+            db.read_zset(key, now)?.is_some_and(|z| !z.is_empty())
+        } else {
+            db.read_list(key, now)?.is_some_and(|l| !l.is_empty())
+        };
         if !has {
             continue;
         }
         return match op {
+            BlockOp::ZPop { max, count } => {
+                let n = count.unwrap_or(1).max(1) as usize;
+                let name: &'static [u8] = if *max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+                let args: Vec<Bytes> = vec![
+                    Bytes::from_static(name),
+                    key.clone(),
+                    Bytes::from(n.to_string()),
+                ];
+                let event = if *max { "zpopmax" } else { "zpopmin" };
+                let got = db.edit_zset(key, now, false, &args, |z| {
+                    let mut out = Vec::new();
+                    while out.len() < n && !z.is_empty() {
+                        let rank = if *max { z.len() - 1 } else { 0 };
+                        let Some((m, s)) = z.get_rank(rank).map(|(m, s)| (m.to_vec(), s)) else {
+                            break;
+                        };
+                        z.remove(&m);
+                        out.push((Bytes::from(m), s));
+                    }
+                    Edit::logged(out, event, args.clone())
+                })?;
+                let popped = got.unwrap_or_default();
+                let reply = match count {
+                    None => {
+                        let (m, s) = popped.first().cloned().unwrap_or((Bytes::new(), 0.0));
+                        Resp::Array(vec![
+                            Resp::Bulk(key.clone()),
+                            Resp::Bulk(m),
+                            Resp::Double(s),
+                        ])
+                    }
+                    Some(_) => Resp::Array(vec![
+                        Resp::Bulk(key.clone()),
+                        Resp::Array(
+                            popped
+                                .into_iter()
+                                .map(|(m, s)| Resp::Array(vec![Resp::Bulk(m), Resp::Double(s)]))
+                                .collect(),
+                        ),
+                    ]),
+                };
+                Ok(Some(Popped {
+                    reply: OpResult::Reply(reply),
+                    restore: None,
+                    move_from: None,
+                }))
+            }
             BlockOp::Pop { left, count } => {
                 let n = count.unwrap_or(1).max(1) as usize;
                 let name: &'static [u8] = if *left { b"LPOP" } else { b"RPOP" };
@@ -387,7 +448,7 @@ impl Server {
         }
         let wrong_type = keys
             .iter()
-            .find(|(_, k)| self.db.read_list(k, now).is_err())
+            .find(|(_, k)| self.elements_of(k, now).is_err())
             .map(|(p, k)| (*p, k.clone()));
         let ordered: Vec<Bytes> = keys.iter().map(|(_, k)| k.clone()).collect();
         self.blocking.waiters.insert(
@@ -460,10 +521,7 @@ impl Server {
     /// offer on another key pending are passed over for now. Marks them offered.
     fn offers_for_key(&mut self, key: &Bytes) -> Vec<(WaiterId, u32)> {
         let now = unix_ms();
-        let len = match self.db.read_list(key, now) {
-            Ok(Some(l)) => l.len(),
-            _ => 0,
-        };
+        let len = self.elements_of(key, now).unwrap_or(0);
         let mut offers = Vec::new();
         let Some(queue) = self.blocking.queues.get(key) else {
             return offers;
@@ -647,6 +705,8 @@ impl Server {
             BlockOp::Pop { left: true, .. } => "lpop",
             BlockOp::Pop { left: false, .. } => "rpop",
             BlockOp::Move { .. } => "lmove",
+            BlockOp::ZPop { max: false, .. } => "zpopmin",
+            BlockOp::ZPop { max: true, .. } => "zpopmax",
         };
         let popped = match pop_now(&mut self.db, now, &keys, &op) {
             Ok(p) => p,
@@ -839,6 +899,17 @@ impl Server {
             self.finish(ctx, id, OpResult::Ok);
         } else {
             b.expired = Some(OpResult::Ok);
+        }
+    }
+
+    /// Elements a waited-on key holds (a list's or a sorted set's); a key of another
+    /// type is `Err` (serving a waiter from it answers WRONGTYPE).
+    fn elements_of(&mut self, key: &[u8], now: u64) -> Result<usize, WrongType> {
+        match self.db.get(key, now) {
+            None => Ok(0),
+            Some(coreshard_engine::ttl::Stored::Object(crate::types::Obj::List(l))) => Ok(l.len()),
+            Some(coreshard_engine::ttl::Stored::Object(crate::types::Obj::ZSet(z))) => Ok(z.len()),
+            Some(_) => Err(WrongType),
         }
     }
 

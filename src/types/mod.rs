@@ -5,17 +5,23 @@
 pub mod list;
 pub mod set;
 pub mod table;
+pub mod zset;
 
 use coreshard_engine::ttl::Object;
 
 pub use list::List;
 pub use set::Set;
 pub use table::Table;
+pub use zset::ZSet;
 
 /// Redis's `hash-max-listpack-entries`: a hash stays compact up to this many fields.
 pub const HASH_MAX_LISTPACK_ENTRIES: usize = 512;
 /// Redis's `hash-max-listpack-value`: and while no field or value is longer.
 pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
+/// Redis's `zset-max-listpack-entries`: a sorted set stays compact up to this many members.
+pub const ZSET_MAX_LISTPACK_ENTRIES: usize = 128;
+/// Redis's `zset-max-listpack-value`: and while no member is longer.
+pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
 
 /// A collection value.
 #[derive(Debug, Clone)]
@@ -28,6 +34,8 @@ pub enum Obj {
     /// A set (boxed too, so a hash, the most common small collection, pays the smallest
     /// value block: `Obj` is 24 bytes).
     Set(Box<Set>),
+    /// A sorted set (boxed like sets).
+    ZSet(Box<ZSet>),
 }
 
 /// Type tags in snapshots and log records.
@@ -35,6 +43,7 @@ pub mod tag {
     pub const HASH: u8 = 1;
     pub const LIST: u8 = 2;
     pub const SET: u8 = 3;
+    pub const ZSET: u8 = 4;
 }
 
 impl Obj {
@@ -56,12 +65,21 @@ impl Obj {
         Obj::Set(Box::default())
     }
 
+    /// An empty sorted set with Redis's compact-encoding limits.
+    pub fn new_zset() -> Obj {
+        Obj::ZSet(Box::new(ZSet::new(
+            ZSET_MAX_LISTPACK_ENTRIES,
+            ZSET_MAX_LISTPACK_VALUE,
+        )))
+    }
+
     /// What TYPE answers.
     pub fn type_name(&self) -> &'static str {
         match self {
             Obj::Hash(_) => "hash",
             Obj::List(_) => "list",
             Obj::Set(_) => "set",
+            Obj::ZSet(_) => "zset",
         }
     }
 
@@ -72,6 +90,7 @@ impl Obj {
             Obj::Hash(_) => "hashtable",
             Obj::List(_) => "quicklist",
             Obj::Set(s) => s.encoding(),
+            Obj::ZSet(z) => z.encoding(),
         }
     }
 
@@ -81,6 +100,7 @@ impl Obj {
             Obj::Hash(t) => t.is_empty(),
             Obj::List(l) => l.is_empty(),
             Obj::Set(s) => s.is_empty(),
+            Obj::ZSet(z) => z.is_empty(),
         }
     }
 
@@ -100,6 +120,10 @@ impl Obj {
                 s.encode(&mut out);
                 tag::SET
             }
+            Obj::ZSet(z) => {
+                z.encode(&mut out);
+                tag::ZSET
+            }
         };
         (tag, out)
     }
@@ -110,6 +134,7 @@ impl Obj {
             tag::HASH => Table::decode(buf).map(Obj::Hash),
             tag::LIST => List::decode(buf).map(|l| Obj::List(Box::new(l))),
             tag::SET => Set::decode(buf).map(|s| Obj::Set(Box::new(s))),
+            tag::ZSET => ZSet::decode(buf).map(|z| Obj::ZSet(Box::new(z))),
             _ => None,
         }
     }
@@ -124,6 +149,9 @@ impl Object for Obj {
             }
             Obj::Set(s) => {
                 coreshard_engine::ttl::alloc_size(std::mem::size_of::<Set>()) + s.heap_bytes()
+            }
+            Obj::ZSet(z) => {
+                coreshard_engine::ttl::alloc_size(std::mem::size_of::<ZSet>()) + z.heap_bytes()
             }
         }
     }
