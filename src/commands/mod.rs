@@ -156,6 +156,7 @@ impl Spec {
     /// durable first under `appendfsync always`).
     pub fn observes_data(&self) -> bool {
         self.first_key > 0
+            || self.numkeys_at > 0
             || matches!(
                 self.name,
                 "dbsize" | "keys" | "scan" | "randomkey" | "exec" | "flushall" | "flushdb"
