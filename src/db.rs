@@ -451,6 +451,14 @@ impl Db {
             self.watch.touch(key);
             self.note(Mutation::Typed { event, class }, key);
             if self.journaling() {
+                if created {
+                    // Replay applies records without judging expiry, so a value this key
+                    // held before it expired would still be there: start from nothing,
+                    // as the command did (like APPEND's fresh start).
+                    self.log(Effect::Del {
+                        key: Bytes::copy_from_slice(key),
+                    });
+                }
                 let args = match edit.log {
                     Some(log) => log,
                     None => (0..args.len()).map(|i| args.arg_bytes(i)).collect(),

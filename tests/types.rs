@@ -298,3 +298,41 @@ fn collections_survive_kill_snapshot_and_a_new_shard_count() {
         "after snapshot + log, on 3 shards"
     );
 }
+
+/// A key that expired and was created again as a collection replays as it happened: the
+/// old value (still alive at record time) does not leak into the new one, whatever its
+/// type, and the server starts.
+#[test]
+fn collections_created_on_expired_keys_replay_as_they_happened() {
+    let dir = DataDir::new("reborn");
+    {
+        let mut s = start(&dir, 2);
+        let c = &mut s.client();
+        q::<()>(c, &["SET", "was_string", "v", "PX", "100"]).unwrap();
+        q::<i64>(c, &["HSET", "was_hash", "old", "1"]).unwrap();
+        q::<i64>(c, &["PEXPIRE", "was_hash", "100"]).unwrap();
+        q::<i64>(c, &["SADD", "was_set", "old"]).unwrap();
+        q::<i64>(c, &["PEXPIRE", "was_set", "100"]).unwrap();
+        common::eventually("the keys expire", || {
+            q::<i64>(c, &["EXISTS", "was_string", "was_hash", "was_set"]).unwrap() == 0
+        });
+        q::<i64>(c, &["RPUSH", "was_string", "x"]).unwrap();
+        q::<i64>(c, &["HSET", "was_hash", "new", "2"]).unwrap();
+        q::<i64>(c, &["SADD", "was_set", "new"]).unwrap();
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+    }
+    let s = start(&dir, 3);
+    let c = &mut s.client();
+    assert_eq!(
+        q::<Vec<String>>(c, &["LRANGE", "was_string", "0", "-1"]).unwrap(),
+        vec!["x"]
+    );
+    let h: Vec<(String, String)> = q(c, &["HGETALL", "was_hash"]).unwrap();
+    assert_eq!(h, vec![("new".to_string(), "2".to_string())]);
+    assert_eq!(q::<i64>(c, &["TTL", "was_hash"]).unwrap(), -1);
+    assert_eq!(
+        q::<Vec<String>>(c, &["SMEMBERS", "was_set"]).unwrap(),
+        vec!["new"]
+    );
+}

@@ -256,7 +256,9 @@ fn block_or_pop(
     if let BlockOp::Move { dst, .. } = &p.op {
         all_here &= s.slots.shard_of(dst) == s.shard;
     }
-    if all_here && s.local_ok_for(ctx, conn) {
+    // Other clients already waiting on one of the keys are served first: join the queue.
+    let waited_on = p.keys.iter().any(|k| s.db.block_keys.contains(k));
+    if all_here && !waited_on && s.local_ok_for(ctx, conn) {
         let now = unix_ms();
         let keys: Vec<(u32, Bytes)> = p
             .keys

@@ -68,8 +68,8 @@ pub struct Spec {
     pub keyed: Option<KeyedFn>,
     /// For keyed commands whose keys may span shards: how to run it then.
     pub cross: Option<Exec>,
-    /// Keys counted by an argument (`numkeys` at this position, keys right after it)
-    /// instead of by first/last/step; 0: not so.
+    /// Keys counted by an argument (`numkeys` at this position, keys right after it),
+    /// besides any fixed key of first/last/step (ZUNIONSTORE's destination); 0: not so.
     pub numkeys_at: usize,
 }
 
@@ -130,7 +130,7 @@ impl Spec {
     }
 
     /// Keys given as `numkeys key [key ...]` with `numkeys` at argument `at` (SINTERCARD,
-    /// LMPOP, BLMPOP...).
+    /// LMPOP, BLMPOP...), after the fixed keys if any (see [`Spec::key_positions`]).
     pub(crate) const fn numkeys(self, at: usize) -> Spec {
         Spec {
             numkeys_at: at,
@@ -170,10 +170,15 @@ impl Spec {
         (a > 0 && n == a) || (a < 0 && n >= -a)
     }
 
-    /// Argument positions that are keys in the request `args` (the name included).
+    /// Argument positions that are keys in the request `args` (the name included): those
+    /// of the fixed spec (first, last, step), then, for a `numkeys` command, the keys it
+    /// counts. A `numkeys` command with a fixed key too (ZUNIONSTORE's destination at 1,
+    /// `numkeys` at 2) declares both, as Redis's COMMAND reports it (1, 1, 1).
     pub fn key_positions<A: AsRef<[u8]>>(&self, args: &[A]) -> impl Iterator<Item = usize> {
         let argc = args.len();
-        let (first, last, step, active) = if self.numkeys_at > 0 {
+        let (first, last, step, active) = self.fixed_keys(argc);
+        let fixed = (first..=last).step_by(step).filter(move |_| active);
+        let counted = if self.numkeys_at > 0 {
             let at = self.numkeys_at;
             let n = args
                 .get(at)
@@ -181,13 +186,11 @@ impl Spec {
                 .filter(|n| *n > 0)
                 .map_or(0, |n| n as usize);
             let first = at + 1;
-            let end = first.saturating_add(n).min(argc);
-            let active = n > 0 && first < end;
-            (first, if active { end - 1 } else { first }, 1, active)
+            first..first.saturating_add(n).min(argc).max(first)
         } else {
-            self.fixed_keys(argc)
+            0..0
         };
-        (first..=last).step_by(step).filter(move |_| active)
+        fixed.chain(counted)
     }
 
     /// First, last, step and whether any, for a fixed key spec.
@@ -439,6 +442,39 @@ mod tests {
             vec![3],
             "clamped to the request"
         );
+    }
+
+    #[test]
+    fn key_positions_of_a_fixed_key_plus_counted_keys() {
+        // ZUNIONSTORE-like: destination at 1, `numkeys` at 2, then its keys.
+        let store =
+            Spec::keyed("t", -4, W, K1, ("t", "7.0.0", "t"), |_, _, _| OpResult::Ok).numkeys(2);
+        let keys = |args: &[&str]| store.key_positions(args).collect::<Vec<_>>();
+        assert_eq!(
+            keys(&["t", "d", "2", "a", "b", "WEIGHTS", "1", "2"]),
+            [1, 3, 4]
+        );
+        assert_eq!(
+            keys(&["t", "d", "3", "a"]),
+            [1, 3],
+            "clamped to the request"
+        );
+        assert_eq!(keys(&["t", "d", "0", "a"]), [1]);
+        assert_eq!(keys(&["t", "d", "x", "a"]), [1]);
+        assert_eq!(keys(&["t", "d"]), [1]);
+        assert!(store.observes_data());
+        // Counted keys only (ZUNION-like, LMPOP...).
+        let read = Spec::keyed("t", -3, R, NONE, ("t", "7.0.0", "t"), |_, _, _| {
+            OpResult::Ok
+        })
+        .numkeys(1);
+        assert_eq!(
+            read.key_positions(&["t", "2", "a", "b", "MIN"])
+                .collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(read.key_positions(&["t", "-1", "a"]).count(), 0);
+        assert!(read.observes_data());
     }
 
     #[test]

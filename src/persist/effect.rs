@@ -44,7 +44,7 @@ pub enum Effect {
     /// Remove every key (of every shard: replay applies it to all).
     Flush,
     /// A transaction's outcome, all or nothing: a flush first if `flush`, then each write
-    /// (any effect but `Flush`, `Txn` and `Fence`).
+    /// (any effect but `Txn` and `Fence`).
     Txn { flush: bool, writes: Vec<Effect> },
     /// Store a collection (`ty`: [`crate::types::tag`], `data`: its serialized form) under
     /// `key` with `deadline`.
@@ -199,7 +199,8 @@ impl Effect {
                     let k = r.byte().ok_or(bad("TXN"))?;
                     let inner = r.bytes().ok_or(bad("TXN"))?;
                     let w = Effect::decode(k, &inner)?;
-                    if matches!(w, Effect::Flush | Effect::Txn { .. } | Effect::Fence) {
+                    // A FLUSHALL inside a one-shard EXEC is grouped like any write.
+                    if matches!(w, Effect::Txn { .. } | Effect::Fence) {
                         return Err(bad("TXN"));
                     }
                     writes.push(w);

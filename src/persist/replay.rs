@@ -125,9 +125,11 @@ pub fn apply(e: &Effect, dbs: &mut [Db], slots: &SlotTable, now: u64) -> Result<
             };
             if let Some(db) = owner(dbs, slots, key) {
                 if let crate::server::ops::OpResult::Error(e) = f(db, now, args) {
-                    // Records are journaled only for commands that changed something; a
-                    // replay that fails means the log and this build disagree.
-                    return Err(ReplayError::Command(format!("{name}: {e}")));
+                    // A command that changed something and then failed (a collection
+                    // reaching its size limit half way) replays to the same failure;
+                    // anything else means the log and this build disagree. Either way the
+                    // rest of the log is still applied: refusing to start would lose it all.
+                    tracing::warn!("replaying {name}: {e}");
                 }
             }
         }

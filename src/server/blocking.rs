@@ -115,6 +115,9 @@ pub struct Blocking {
     retry: Vec<Bytes>,
     /// Takes that wait for an earlier waiter of the same key to take or let go first.
     deferred_takes: Vec<(ShardId, WaiterId)>,
+    /// Blocked moves running as transactions (by transaction id): the waiter and its
+    /// shards, released once the transaction committed.
+    moves: hashbrown::HashMap<u64, (WaiterId, Vec<ShardId>)>,
 }
 
 /// A pop's result, as the shard answers it: the reply and what to push back if the
@@ -122,7 +125,8 @@ pub struct Blocking {
 #[derive(Debug)]
 pub struct Popped {
     reply: OpResult,
-    restore: Option<(Bytes, Vec<Bytes>, bool)>,
+    /// The command that puts back what was popped (LPUSH/RPUSH/ZADD), if anything was.
+    restore: Option<Vec<Bytes>>,
     /// For a move whose destination is on another shard: the source key that has an
     /// element (nothing was popped; the coordinator moves it on key locks).
     move_from: Option<Bytes>,
@@ -133,6 +137,31 @@ impl Popped {
     pub fn into_reply(self) -> OpResult {
         self.reply
     }
+}
+
+/// The push that puts popped list elements back (popped in order from one end: pushing
+/// them back in reverse restores the list).
+fn restore_push(key: &Bytes, elems: Vec<Bytes>, left: bool) -> Option<Vec<Bytes>> {
+    if elems.is_empty() {
+        return None;
+    }
+    let name: &'static [u8] = if left { b"LPUSH" } else { b"RPUSH" };
+    let mut args = vec![Bytes::from_static(name), key.clone()];
+    args.extend(elems.into_iter().rev());
+    Some(args)
+}
+
+/// The ZADD that puts popped members back with their scores.
+fn restore_zadd(key: &Bytes, popped: &[(Bytes, f64)]) -> Option<Vec<Bytes>> {
+    if popped.is_empty() {
+        return None;
+    }
+    let mut args = vec![Bytes::from_static(b"ZADD"), key.clone()];
+    for (m, s) in popped {
+        args.push(Bytes::from(coreshard_protocol::format_double(*s)));
+        args.push(m.clone());
+    }
+    Some(args)
 }
 
 /// Messages of the blocking protocol.
@@ -222,6 +251,7 @@ pub fn pop_now(
                     Edit::logged(out, event, args.clone())
                 })?;
                 let popped = got.unwrap_or_default();
+                let restore = popped.clone();
                 let reply = match count {
                     None => {
                         let (m, s) = popped.first().cloned().unwrap_or((Bytes::new(), 0.0));
@@ -243,7 +273,7 @@ pub fn pop_now(
                 };
                 Ok(Some(Popped {
                     reply: OpResult::Reply(reply),
-                    restore: None,
+                    restore: restore_zadd(key, &restore),
                     move_from: None,
                 }))
             }
@@ -280,7 +310,7 @@ pub fn pop_now(
                 };
                 Ok(Some(Popped {
                     reply: OpResult::Reply(reply),
-                    restore: Some((key.clone(), elems, *left)),
+                    restore: restore_push(key, elems, *left),
                     move_from: None,
                 }))
             }
@@ -643,9 +673,18 @@ impl Server {
         if self.blocking.deferred_takes.is_empty() {
             return;
         }
-        let takes = std::mem::take(&mut self.blocking.deferred_takes);
-        for (from, waiter) in takes {
-            self.take(ctx, from, waiter);
+        // Each pass may free the way for takes queued behind the ones it ran; stop once a
+        // pass runs none (bounded: every pass that continues shrinks the list).
+        loop {
+            let takes = std::mem::take(&mut self.blocking.deferred_takes);
+            let before = takes.len();
+            for (from, waiter) in takes {
+                self.take(ctx, from, waiter);
+            }
+            let after = self.blocking.deferred_takes.len();
+            if after == 0 || after >= before {
+                break;
+            }
         }
     }
 
@@ -667,7 +706,11 @@ impl Server {
         let op = w.op.clone();
         // Keys a cross-shard transaction holds are not popped under it: the waiter stays
         // queued and is offered again when the transaction commits.
-        let refs: Vec<&[u8]> = keys.iter().map(|(_, k)| &k[..]).collect();
+        let mut refs: Vec<&[u8]> = keys.iter().map(|(_, k)| &k[..]).collect();
+        if let BlockOp::Move { dst, .. } = &op {
+            // A move here writes its destination too.
+            refs.push(dst);
+        }
         if !self.locks.may_run(&refs, false) {
             self.blocking
                 .retry
@@ -688,15 +731,16 @@ impl Server {
                         |(_, k)| matches!(self.db.read_list(k, now), Ok(Some(l)) if !l.is_empty()),
                     )
                     .map(|(_, k)| k.clone());
-                let has = source.is_some();
+                // The waiter keeps its claim on the element (so no other waiter is offered
+                // it) until the coordinator's move committed and it lets go.
+                if let (Some(k), Some(w)) = (&source, self.blocking.waiters.get_mut(&waiter)) {
+                    w.offered = Some(k.clone());
+                }
                 let popped = source.map(|k| Popped {
                     reply: OpResult::Ok,
                     restore: None,
                     move_from: Some(k),
                 });
-                if has {
-                    self.forget_waiter(ctx, waiter);
-                }
                 let msg = BlockMsg::Served { waiter, popped };
                 return self.send_observed(ctx, from, Msg::Block(msg));
             }
@@ -734,8 +778,8 @@ impl Server {
         };
         let (conn, dead, op) = (b.conn, b.dead, b.op.clone());
         if dead {
-            if let Some((key, elems, left)) = popped.restore {
-                self.restore(ctx, key, elems, left);
+            if let Some(args) = popped.restore {
+                self.restore(ctx, args);
             }
             return self.finish(ctx, id, OpResult::Ok);
         }
@@ -749,14 +793,18 @@ impl Server {
         ) = (&op, popped.move_from)
         {
             // The source (on `from`) has an element and the destination is elsewhere: move
-            // it atomically on key locks, as LMOVE across shards does.
+            // it atomically on key locks, as LMOVE across shards does. The waiter stays
+            // registered (holding the element) until that transaction committed.
             let _ = from;
-            self.unblock_everywhere(ctx, id);
-            if let Some(t) = self.blocking.coord.remove(&id).and_then(|b| b.timer) {
+            let Some(b) = self.blocking.coord.remove(&id) else {
+                return;
+            };
+            if let Some(t) = b.timer {
                 ctx.cancel_timer(t);
             }
             if let Some(state) = ctx.state(conn) {
                 state.blocked = None;
+                state.observed = true;
             }
             let side = |l: bool| Bytes::from_static(if l { b"LEFT" } else { b"RIGHT" });
             let Some(spec) = crate::commands::lookup(b"lmove") else {
@@ -769,50 +817,41 @@ impl Server {
                 side(*from_left),
                 side(*to_left),
             ];
-            self.begin_txn(
-                ctx,
-                conn,
-                super::txn::TxnKind::One(crate::commands::multi::Queued { spec, args }),
-            );
+            let waiter = (self.shard, id);
+            let kind = super::txn::TxnKind::One(crate::commands::multi::Queued { spec, args });
+            match self.begin_txn(ctx, conn, kind) {
+                Some(txn) => {
+                    self.blocking.moves.insert(txn, (waiter, b.shards));
+                }
+                None => {
+                    for shard in b.shards {
+                        ctx.send(shard, Msg::Block(BlockMsg::Unblock { waiter }));
+                    }
+                }
+            }
             ctx.redeliver(conn);
             return;
         }
         self.finish(ctx, id, popped.reply);
     }
 
-    /// Push popped elements back where they were popped from (their client vanished).
-    fn restore(&mut self, ctx: &mut Ctx<Server>, key: Bytes, elems: Vec<Bytes>, left: bool) {
-        if elems.is_empty() {
-            return;
-        }
-        let name: &'static [u8] = if left { b"LPUSH" } else { b"RPUSH" };
-        let mut args = vec![Bytes::from_static(name), key.clone()];
-        // Popped in order from one end: pushing them back in reverse restores the list.
-        args.extend(elems.into_iter().rev());
-        let Some(spec) = crate::commands::lookup(name) else {
-            return;
-        };
-        let shard = self.slots.shard_of(&key);
-        if shard == self.shard {
-            if let Some(f) = spec.keyed {
-                self.db.events.cmd = spec.name;
-                f(&mut self.db, unix_ms(), &args);
-                self.serve_ready(ctx);
-            }
-        } else {
-            let op = super::ops::Op::Cmd { spec, args };
-            // Nobody waits for the answer: a connection id no shard uses.
-            let nobody = ConnId::from_u64(u64::MAX);
-            ctx.send(
-                shard,
-                Msg::Request {
-                    conn: nobody,
-                    seq: 0,
-                    part: 0,
-                    op,
-                },
-            );
-        }
+    /// Put back what was popped for a client that vanished, through the key's shard's
+    /// request path (so it waits behind any transaction holding the key).
+    fn restore(&mut self, ctx: &mut Ctx<Server>, args: Vec<Bytes>) {
+        let Some(key) = args.get(1) else { return };
+        let shard = self.slots.shard_of(key);
+        // Nobody waits for the answer: a connection id no shard uses.
+        let nobody = ConnId::from_u64(u64::MAX);
+        let op = super::ops::Op::Restore { args };
+        ctx.send(
+            shard,
+            Msg::Request {
+                conn: nobody,
+                seq: 0,
+                part: 0,
+                op,
+            },
+        );
     }
 
     /// Reply to a blocked client (unless gone), forget it everywhere, read its input again.
@@ -829,6 +868,9 @@ impl Server {
         }
         if let Some(state) = ctx.state(b.conn) {
             state.blocked = None;
+            // The reply shows data (popped from a shard's log): it waits for the log like
+            // any reply that observed a write.
+            state.observed = true;
         }
         self.reply_result(ctx, b.conn, &reply);
         self.gate_output(ctx, b.conn);
@@ -921,6 +963,15 @@ impl Server {
         let keys = std::mem::take(&mut self.blocking.retry);
         for k in keys {
             self.offer_key(ctx, &k);
+        }
+    }
+
+    /// A transaction that carried a blocked move committed: release the waiter.
+    pub fn after_blocked_move(&mut self, ctx: &mut Ctx<Server>, txn: u64) {
+        if let Some((waiter, shards)) = self.blocking.moves.remove(&txn) {
+            for shard in shards {
+                ctx.send(shard, Msg::Block(BlockMsg::Unblock { waiter }));
+            }
         }
     }
 

@@ -50,6 +50,10 @@ pub enum Op<K> {
     },
     /// RANDOMKEY part: a random key of this shard and how many keys it has.
     RandomKey,
+    /// Put back what a blocking pop took for a client that vanished meanwhile: `args` is
+    /// the pushing command (LPUSH/RPUSH/ZADD, key at 1), run without the maxmemory check
+    /// (the elements were there before).
+    Restore { args: Vec<Bytes> },
     /// CLIENT UNBLOCK on the client's shard: end its blocking wait with a timeout reply
     /// (or an error); answers 1 if it was blocked.
     ClientUnblock { id: u64, error: bool },
@@ -83,6 +87,7 @@ impl<K: AsRef<[u8]>> Op<K> {
             Op::Del(ks) | Op::Exists(ks) | Op::MGet(ks) => ks.iter().map(|k| k.as_ref()).collect(),
             Op::MSet(kvs) => kvs.iter().map(|(k, _)| k.as_ref()).collect(),
             Op::Read(k) => vec![k.as_ref()],
+            Op::Restore { args } => args.get(1).map(|k| &k[..]).into_iter().collect(),
             _ => Vec::new(),
         }
     }
@@ -121,6 +126,7 @@ impl Op<&[u8]> {
             },
             Op::RandomKey => Op::RandomKey,
             Op::ClientUnblock { id, error } => Op::ClientUnblock { id, error },
+            Op::Restore { args } => Op::Restore { args },
             Op::Read(k) => Op::Read(own(k)),
             Op::Watch(ks) => Op::Watch(ks.into_iter().map(own).collect()),
             Op::Publish {
@@ -436,6 +442,15 @@ impl Server {
                 }))
             }
             Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),
+            Op::Restore { args } => {
+                match crate::commands::lookup(&args[0]).and_then(|s| s.keyed.map(|f| (s, f))) {
+                    Some((spec, f)) => {
+                        db.events.cmd = spec.name;
+                        f(db, now, &args)
+                    }
+                    None => OpResult::Error("ERR internal: nothing restores this".into()),
+                }
+            }
             Op::ClientUnblock { .. } => {
                 OpResult::Error("ERR internal: CLIENT UNBLOCK runs in run_part".into())
             }

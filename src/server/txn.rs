@@ -328,10 +328,10 @@ impl Server {
             let result = if watched_changed(&watched, now, |w| self.db.watch.version(&w.key)) {
                 OpResult::NullArray
             } else {
+                // One log record for the whole EXEC: replay applies all of it or none.
                 OpResult::Multi(
-                    cmds.iter()
-                        .map(|c| run_queued(&mut self.db, now, c))
-                        .collect(),
+                    self.db
+                        .atomically(|db| cmds.iter().map(|c| run_queued(db, now, c)).collect()),
                 )
             };
             self.forget_watches(ctx, &watched);
@@ -351,7 +351,7 @@ impl Server {
 
     /// Start a cross-shard transaction for `conn`; its reply takes the next position and
     /// the connection's later input waits until it is decided.
-    pub fn begin_txn(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, kind: TxnKind) {
+    pub fn begin_txn(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, kind: TxnKind) -> Option<u64> {
         let (keys, all): (Vec<Bytes>, bool) = match &kind {
             TxnKind::MSetNx(pairs) => (pairs.iter().map(|(k, _)| k.clone()).collect(), false),
             TxnKind::Rename { src, dst, .. } | TxnKind::Copy { src, dst, .. } => {
@@ -396,7 +396,7 @@ impl Server {
             }
             // A snapshot the `--save` schedule started: nobody waits for a reply.
             None if matches!(kind, TxnKind::Snapshot { .. }) => 0,
-            None => return,
+            None => return None,
         };
         self.next_txn += 1;
         let id = TxnId {
@@ -418,7 +418,8 @@ impl Server {
         );
         let Some((first, first_keys)) = first else {
             // No keys at all (cannot happen for these kinds): decide at once.
-            return self.on_locked(ctx, id, Vec::new());
+            self.on_locked(ctx, id, Vec::new());
+            return Some(id.id);
         };
         ctx.send(
             first,
@@ -428,6 +429,7 @@ impl Server {
                 all,
             },
         );
+        Some(id.id)
     }
 
     /// A `Lock` arrived: grant it now or queue it behind conflicting work.
@@ -542,6 +544,9 @@ impl Server {
             // After the commits, so each shard still knew the versions when locked.
             self.forget_watches(ctx, watched);
         }
+        // A blocked move that waited for this transaction lets its source go only now,
+        // behind the commits (so nothing could take its element in between).
+        self.after_blocked_move(ctx, txn.id);
         self.complete_part(ctx, t.conn, t.seq, 0, result);
         self.release_hold(ctx, t.conn);
     }
