@@ -131,6 +131,7 @@ pub fn name_for(cmd: &str, what: Mutation) -> (&'static str, u32) {
         (Mutation::Write, "zunionstore") => ("zunionstore", ZSET),
         (Mutation::Write, "zinterstore") => ("zinterstore", ZSET),
         (Mutation::Write, "zdiffstore") => ("zdiffstore", ZSET),
+        (Mutation::Write, "zrangestore") => ("zrangestore", ZSET),
         (Mutation::Write, _) => ("set", STRING),
         (Mutation::Remove, "rename" | "renamenx") => ("rename_from", GENERIC),
         (Mutation::Remove, "expired") => ("expired", EXPIRED),

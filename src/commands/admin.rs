@@ -152,7 +152,12 @@ fn encode_command_info(e: &mut Encoder<'_>, spec: &Spec) {
     e.int(i64::from(spec.last_key));
     e.int(i64::from(spec.step));
     e.set(1);
-    e.simple(&format!("@{}", spec.group));
+    // ACL categories are named like the groups, except sorted sets ("@sortedset").
+    let category = match spec.group {
+        "sorted-set" => "sortedset",
+        g => g,
+    };
+    e.simple(&format!("@{category}"));
     e.set(0);
     e.array(0);
     e.array(0);
