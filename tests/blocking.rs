@@ -261,3 +261,46 @@ fn disconnects_lose_nothing_and_pops_survive_a_crash() {
     let want: Vec<String> = (5..20).map(|i| format!("job{i}")).collect();
     assert_eq!(left, want, "popped elements stay popped, the rest stays");
 }
+
+#[test]
+fn sorted_set_pops_block_across_shards_too() {
+    let s = Server::start(&["--shards", "4"]);
+    let c = &mut s.client();
+    let a = keys_on("za", 1, 4, 1)[0].clone();
+    let b = keys_on("zb", 3, 4, 1)[0].clone();
+    let mut r = s.raw();
+    r.cmd(&[b"BZPOPMIN", a.as_bytes(), b.as_bytes(), b"0"]);
+    eventually("blocked", || blocked_clients(c) == 1);
+    q::<i64>(c, &["ZADD", &b, "2.5", "m2", "1.5", "m1"]).unwrap();
+    let want = format!("*3\r\n${}\r\n{b}\r\n$2\r\nm1\r\n$3\r\n1.5\r\n", b.len());
+    assert_eq!(r.reply_str(), want, "the lowest score, as a RESP2 bulk");
+    r.cmd(&[
+        b"BZMPOP",
+        b"0",
+        b"2",
+        a.as_bytes(),
+        b.as_bytes(),
+        b"MAX",
+        b"COUNT",
+        b"5",
+    ]);
+    let want = format!(
+        "*2\r\n${}\r\n{b}\r\n*1\r\n*2\r\n$2\r\nm2\r\n$3\r\n2.5\r\n",
+        b.len()
+    );
+    assert_eq!(r.reply_str(), want);
+    r.cmd(&[b"BZPOPMAX", a.as_bytes(), b"0.05"]);
+    assert_eq!(r.reply_str(), "*-1\r\n");
+    assert_eq!(
+        q::<i64>(c, &["EXISTS", &b]).unwrap(),
+        0,
+        "emptied and removed"
+    );
+    // A list waiter on a sorted set answers WRONGTYPE rather than waiting forever.
+    q::<i64>(c, &["ZADD", &a, "1", "x"]).unwrap();
+    r.cmd(&[b"BLPOP", a.as_bytes(), b"0"]);
+    assert_eq!(
+        r.reply_str(),
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    );
+}
