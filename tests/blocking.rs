@@ -304,3 +304,29 @@ fn sorted_set_pops_block_across_shards_too() {
         "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
     );
 }
+
+/// As in Redis, a push serves the clients blocked on the key before the next command runs:
+/// an LPOP pipelined right behind the push finds nothing, whatever shards are involved.
+#[test]
+fn a_push_serves_waiters_before_the_next_command() {
+    let s = Server::start(&["--shards", "3"]);
+    let c = &mut s.client();
+    for round in 0..6 {
+        let key = keys_on("order", round % 3, 3, 1)[0].clone();
+        let mut waiter = s.raw();
+        waiter.cmd(&[b"BLPOP", key.as_bytes(), b"0"]);
+        eventually("blocked", || blocked_clients(c) == 1);
+        let mut pusher = s.raw();
+        let mut wire = common::encode(&[b"RPUSH", key.as_bytes(), b"x"]);
+        wire.extend(common::encode(&[b"LPOP", key.as_bytes()]));
+        pusher.send(&wire);
+        assert_eq!(pusher.reply_str(), ":1\r\n");
+        assert_eq!(
+            pusher.reply_str(),
+            "$-1\r\n",
+            "round {round}: the waiter got it first"
+        );
+        let want = format!("*2\r\n${}\r\n{key}\r\n$1\r\nx\r\n", key.len());
+        assert_eq!(waiter.reply_str(), want);
+    }
+}

@@ -510,23 +510,49 @@ impl Server {
                 }
             }
         }
+        // A waiter with all its keys here is served at once (no claim needed: nothing
+        // else can serve it); the coordinator still gets its registration answer first.
+        let direct = initial.is_some() && self.direct(waiter);
         let msg = BlockMsg::Offer {
             waiter,
-            pos: initial,
+            pos: if direct { None } else { initial },
             initial: true,
         };
         ctx.send(waiter.0, Msg::Block(msg));
+        if direct {
+            self.take(ctx, waiter.0, waiter);
+        }
         self.send_offers(ctx, others);
+    }
+
+    /// Whether `waiter` can be served here without the claim protocol: all its keys are
+    /// on this shard, and a move's destination too.
+    fn direct(&self, waiter: WaiterId) -> bool {
+        let Some(w) = self.blocking.waiters.get(&waiter) else {
+            return false;
+        };
+        w.single
+            && match &w.op {
+                BlockOp::Move { dst, .. } => self.slots.shard_of(dst) == self.shard,
+                _ => true,
+            }
     }
 
     /// Offer the elements of keys that gained some to their waiters, first come first.
     pub fn serve_ready(&mut self, ctx: &mut Ctx<Server>) {
-        if self.db.ready.is_empty() {
-            return;
+        // Serving pops elements, which may leave keys with more for the next waiters: go
+        // round until nothing is left to offer (bounded; the turn's end goes on).
+        for _ in 0..8 {
+            if self.db.ready.is_empty() {
+                return;
+            }
+            let ready = std::mem::take(&mut self.db.ready);
+            for key in ready {
+                self.offer_key(ctx, &key);
+            }
         }
-        let ready = std::mem::take(&mut self.db.ready);
-        for key in ready {
-            self.offer_key(ctx, &key);
+        if !self.db.ready.is_empty() {
+            ctx.run_again();
         }
     }
 
@@ -537,6 +563,11 @@ impl Server {
 
     fn send_offers(&mut self, ctx: &mut Ctx<Server>, offers: Vec<(WaiterId, u32)>) {
         for (w, pos) in offers {
+            if self.direct(w) {
+                // Served now, before the next command runs here (Redis's order).
+                self.take(ctx, w.0, w);
+                continue;
+            }
             let msg = BlockMsg::Offer {
                 waiter: w,
                 pos: Some(pos),
@@ -770,6 +801,11 @@ impl Server {
 
     fn on_served(&mut self, ctx: &mut Ctx<Server>, from: ShardId, id: u64, popped: Option<Popped>) {
         let Some(b) = self.blocking.coord.get_mut(&id) else {
+            // Served directly while its wait ended here (timeout, CLIENT UNBLOCK,
+            // disconnect): put back what was popped for nobody.
+            if let Some(args) = popped.and_then(|p| p.restore) {
+                self.restore(ctx, args);
+            }
             return;
         };
         b.claim = None;
