@@ -20,6 +20,16 @@ fn blocked_clients(c: &mut redis::Connection) -> i64 {
         .unwrap_or(-1)
 }
 
+/// Waits registered on the keys' shards (a client's wait counts once per shard of its
+/// keys): once it moved, a wait's place in its keys' queues is fixed.
+fn registered_waits(c: &mut redis::Connection) -> i64 {
+    let info: String = q(c, &["INFO", "clients"]).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocking_waits_registered:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
 fn client_id(r: &mut Raw) -> String {
     r.cmd(&[b"CLIENT", b"ID"]);
     let id = r.reply_str();
@@ -37,7 +47,7 @@ fn waiters_of_a_key_are_served_first_come_first_served() {
         let mut r = s.raw();
         r.cmd(&[b"BLPOP", key.as_bytes(), b"0"]);
         waiters.push(r);
-        eventually("the waiter is blocked", || blocked_clients(c) == i + 1);
+        eventually("the waiter is queued", || registered_waits(c) == i + 1);
     }
     q::<i64>(c, &["RPUSH", &key, "e0", "e1", "e2"]).unwrap();
     for (i, w) in waiters.iter_mut().take(3).enumerate() {
@@ -329,4 +339,34 @@ fn a_push_serves_waiters_before_the_next_command() {
         let want = format!("*2\r\n${}\r\n{key}\r\n$1\r\nx\r\n", key.len());
         assert_eq!(waiter.reply_str(), want);
     }
+}
+
+/// Many clients blocked on one key, then one push with an element for each: every one is
+/// served, in order, exactly once (served iteratively; nothing recurses per waiter).
+#[test]
+fn one_push_serves_hundreds_of_waiters_in_order() {
+    let s = Server::start(&["--shards", "2"]);
+    let c = &mut s.client();
+    const N: usize = 300;
+    let key = keys_on("crowd", 1, 2, 1)[0].clone();
+    let mut waiters = Vec::new();
+    for i in 0..N {
+        let mut r = s.raw();
+        r.cmd(&[b"BLPOP", key.as_bytes(), b"0"]);
+        waiters.push(r);
+        // Queued in this order: each wait is registered before the next is sent.
+        eventually("queued", || registered_waits(c) == i as i64 + 1);
+    }
+    assert_eq!(blocked_clients(c), N as i64);
+    let elems: Vec<String> = (0..N).map(|i| format!("e{i}")).collect();
+    let mut args = vec!["RPUSH", key.as_str()];
+    args.extend(elems.iter().map(|e| e.as_str()));
+    assert_eq!(q::<i64>(c, &args).unwrap(), N as i64);
+    for (i, w) in waiters.iter_mut().enumerate() {
+        let e = &elems[i];
+        let want = format!("*2\r\n${}\r\n{key}\r\n${}\r\n{e}\r\n", key.len(), e.len());
+        assert_eq!(w.reply_str(), want, "waiter {i}");
+    }
+    assert_eq!(q::<i64>(c, &["LLEN", &key]).unwrap(), 0);
+    assert_eq!(blocked_clients(c), 0);
 }

@@ -444,10 +444,12 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 s.shards,
             ),
             "clients" => format!(
-                "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
+                "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntotal_blocking_keys:{}\r\nblocking_waits_registered:{}\r\n",
                 sum(|r| r.clients),
                 s.config.maxclients,
                 sum(|r| r.blocked_clients),
+                sum(|r| r.blocking_keys),
+                sum(|r| r.waiters),
             ),
             "memory" => crate::evict::info_memory(
                 &s.config.memory,

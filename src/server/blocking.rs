@@ -455,6 +455,7 @@ impl Server {
                 self.retry_takes(ctx);
             }
         }
+        self.serve_ready(ctx);
     }
 
     /// Queue a waiter behind this shard's earlier ones, and say whether it could be
@@ -519,10 +520,12 @@ impl Server {
             initial: true,
         };
         ctx.send(waiter.0, Msg::Block(msg));
+        // Earlier waiters first (the new one is last in every queue it joined).
+        self.send_offers(ctx, others);
         if direct {
             self.take(ctx, waiter.0, waiter);
+            self.retry_takes(ctx);
         }
-        self.send_offers(ctx, others);
     }
 
     /// Whether `waiter` can be served here without the claim protocol: all its keys are
@@ -575,6 +578,7 @@ impl Server {
             };
             ctx.send(w.0, Msg::Block(msg));
         }
+        self.retry_takes(ctx);
     }
 
     /// The waiters of `key` to offer its elements to now: in queue order, one element
@@ -796,7 +800,6 @@ impl Server {
         }
         let msg = BlockMsg::Served { waiter, popped };
         self.send_observed(ctx, from, Msg::Block(msg));
-        self.serve_ready(ctx);
     }
 
     fn on_served(&mut self, ctx: &mut Ctx<Server>, from: ShardId, id: u64, popped: Option<Popped>) {
@@ -937,10 +940,10 @@ impl Server {
                 }
             }
         }
-        // What it had, or could have had, goes to the next waiters.
-        for (_, k) in &w.keys {
-            self.offer_key(ctx, k);
-        }
+        // What it had, or could have had, goes to the next waiters: at the next
+        // `serve_ready` round (iteratively, never by recursion through their takes).
+        let _ = ctx;
+        self.db.ready.extend(w.keys.into_iter().map(|(_, k)| k));
     }
 
     /// A blocked client's timeout fired.
@@ -1009,6 +1012,11 @@ impl Server {
                 ctx.send(shard, Msg::Block(BlockMsg::Unblock { waiter }));
             }
         }
+    }
+
+    /// Keys of this shard with waiters, and waiters registered here.
+    pub fn blocking_counts(&self) -> (usize, usize) {
+        (self.blocking.queues.len(), self.blocking.waiters.len())
     }
 
     /// Clients of this shard blocked now.

@@ -186,6 +186,11 @@ pub struct ShardReport {
     pub output_limit_disconnections: u64,
     /// Clients of this shard blocked in a blocking pop.
     pub blocked_clients: u64,
+    /// Keys of this shard that blocked clients wait on.
+    pub blocking_keys: u64,
+    /// Waits registered on this shard's keys (a client waiting on keys of three shards
+    /// counts on each).
+    pub waiters: u64,
 }
 
 /// The answer of one part.
@@ -439,6 +444,8 @@ impl Server {
                         as u64,
                     output_limit_disconnections: self.pubsub.disconnections,
                     blocked_clients: self.blocked_clients() as u64,
+                    blocking_keys: self.blocking_counts().0 as u64,
+                    waiters: self.blocking_counts().1 as u64,
                 }))
             }
             Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),
