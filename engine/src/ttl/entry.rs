@@ -132,6 +132,15 @@ pub(super) enum Payload<O> {
         stamp_lo: u8,
         edited: bool,
     },
+    /// An object stored in the entry itself, with a short key beside it (no heap block
+    /// for either): most collections.
+    ObjectInline {
+        klen: u8,
+        stamp_lo: u8,
+        bucket_pos: u32,
+        kbuf: [u8; OBJ_INLINE_KEY],
+        obj: O,
+    },
     /// An object of the owner's type (its size is the owner's to report, see [`Object`]).
     Object {
         key: ObjKey,
@@ -172,6 +181,13 @@ const BYTES_SHARED_HEADER: usize = 32;
 
 /// Longest key an object entry keeps inline (no heap block for the key).
 const OBJ_KEY_INLINE: usize = 38;
+
+/// Longest key kept beside an object stored in the entry itself.
+const OBJ_INLINE_KEY: usize = 22;
+
+/// Largest object the entry stores in place (larger ones are boxed: see
+/// [`super::TtlMap::with_objects`]).
+pub(super) const OBJ_INLINE_SIZE: usize = 24;
 
 /// An object entry's key: inline when short (most keys), else boxed.
 pub(super) enum ObjKey {
@@ -248,14 +264,26 @@ impl<O: Object> Entry<O> {
         e
     }
 
-    pub fn new_object(key: &[u8], obj: Box<O>, deadline: u64) -> Entry<O> {
+    pub fn new_object(key: &[u8], obj: O, deadline: u64) -> Entry<O> {
         let mut e = Entry {
             word: 0,
-            payload: Payload::Object {
-                key: ObjKey::new(key),
-                obj,
-                bucket_pos: NO_POS,
-                stamp_lo: 0,
+            payload: if key.len() <= OBJ_INLINE_KEY {
+                let mut kbuf = [0u8; OBJ_INLINE_KEY];
+                kbuf[..key.len()].copy_from_slice(key);
+                Payload::ObjectInline {
+                    klen: key.len() as u8,
+                    stamp_lo: 0,
+                    bucket_pos: NO_POS,
+                    kbuf,
+                    obj,
+                }
+            } else {
+                Payload::Object {
+                    key: ObjKey::new(key),
+                    obj: Box::new(obj),
+                    bucket_pos: NO_POS,
+                    stamp_lo: 0,
+                }
             },
         };
         e.set_deadline(deadline);
@@ -285,6 +313,7 @@ impl<O: Object> Entry<O> {
             Payload::Inline { klen, buf, .. } => &buf[..usize::from(*klen & !EDITED)],
             Payload::Heap { key, .. } => key,
             Payload::Object { key, .. } => key.bytes(),
+            Payload::ObjectInline { klen, kbuf, .. } => &kbuf[..usize::from(*klen)],
             Payload::Free(_) => &[],
         }
     }
@@ -299,6 +328,7 @@ impl<O: Object> Entry<O> {
             }
             Payload::Heap { value, .. } => Stored::Bytes(ValueRef::Shared(value)),
             Payload::Object { obj, .. } => Stored::Object(obj),
+            Payload::ObjectInline { obj, .. } => Stored::Object(obj),
             Payload::Free(_) => Stored::Bytes(ValueRef::Inline(&[])),
         }
     }
@@ -307,6 +337,7 @@ impl<O: Object> Entry<O> {
     pub fn object_mut(&mut self) -> Option<&mut O> {
         match &mut self.payload {
             Payload::Object { obj, .. } => Some(obj),
+            Payload::ObjectInline { obj, .. } => Some(obj),
             _ => None,
         }
     }
@@ -315,6 +346,7 @@ impl<O: Object> Entry<O> {
     pub fn into_owned(self) -> Owned<O> {
         match self.payload {
             Payload::Object { obj, .. } => Owned::Object(obj),
+            Payload::ObjectInline { obj, .. } => Owned::Object(Box::new(obj)),
             Payload::Heap { value, .. } => Owned::Bytes(value),
             Payload::Inline { .. } | Payload::Free(_) => match self.value() {
                 Stored::Bytes(v) => Owned::Bytes(v.to_bytes()),
@@ -344,7 +376,8 @@ impl<O: Object> Entry<O> {
         let lo = match self.payload {
             Payload::Inline { stamp_lo, .. }
             | Payload::Heap { stamp_lo, .. }
-            | Payload::Object { stamp_lo, .. } => stamp_lo,
+            | Payload::Object { stamp_lo, .. }
+            | Payload::ObjectInline { stamp_lo, .. } => stamp_lo,
             Payload::Free(_) => 0,
         };
         (((self.word >> DEADLINE_BITS) as u32) << 8) | u32::from(lo)
@@ -355,7 +388,8 @@ impl<O: Object> Entry<O> {
         match &mut self.payload {
             Payload::Inline { stamp_lo, .. }
             | Payload::Heap { stamp_lo, .. }
-            | Payload::Object { stamp_lo, .. } => {
+            | Payload::Object { stamp_lo, .. }
+            | Payload::ObjectInline { stamp_lo, .. } => {
                 *stamp_lo = stamp as u8;
             }
             Payload::Free(_) => {}
@@ -368,7 +402,7 @@ impl<O: Object> Entry<O> {
         match self.payload {
             Payload::Inline { klen, .. } => klen & EDITED != 0,
             Payload::Heap { edited, .. } => edited,
-            Payload::Object { .. } | Payload::Free(_) => false,
+            Payload::Object { .. } | Payload::ObjectInline { .. } | Payload::Free(_) => false,
         }
     }
 
@@ -377,7 +411,7 @@ impl<O: Object> Entry<O> {
         match &mut self.payload {
             Payload::Inline { klen, .. } => *klen |= EDITED,
             Payload::Heap { edited, .. } => *edited = true,
-            Payload::Object { .. } | Payload::Free(_) => {}
+            Payload::Object { .. } | Payload::ObjectInline { .. } | Payload::Free(_) => {}
         }
     }
 
@@ -388,6 +422,7 @@ impl<O: Object> Entry<O> {
             Payload::Heap { key, value, .. } => {
                 alloc_size(key.len()) + alloc_size(value.len()) + BYTES_SHARED_HEADER
             }
+            Payload::ObjectInline { obj, .. } => obj.heap_bytes(),
             Payload::Object { key, obj, .. } => {
                 key.heap_size() + alloc_size(std::mem::size_of::<O>()) + obj.heap_bytes()
             }
@@ -400,7 +435,8 @@ impl<O: Object> Entry<O> {
         match self.payload {
             Payload::Inline { bucket_pos, .. }
             | Payload::Heap { bucket_pos, .. }
-            | Payload::Object { bucket_pos, .. } => bucket_pos,
+            | Payload::Object { bucket_pos, .. }
+            | Payload::ObjectInline { bucket_pos, .. } => bucket_pos,
             Payload::Free(_) => NO_POS,
         }
     }
@@ -409,7 +445,8 @@ impl<O: Object> Entry<O> {
         match &mut self.payload {
             Payload::Inline { bucket_pos, .. }
             | Payload::Heap { bucket_pos, .. }
-            | Payload::Object { bucket_pos, .. } => {
+            | Payload::Object { bucket_pos, .. }
+            | Payload::ObjectInline { bucket_pos, .. } => {
                 *bucket_pos = pos;
             }
             Payload::Free(_) => {}
@@ -487,7 +524,7 @@ impl<O: Object> Entry<O> {
                 *value = Bytes::from(v);
                 return new_len;
             }
-            Payload::Object { .. } | Payload::Free(_) => return 0,
+            Payload::Object { .. } | Payload::ObjectInline { .. } | Payload::Free(_) => return 0,
         };
         self.payload = promoted;
         new_len
@@ -510,13 +547,17 @@ mod tests {
     #[test]
     fn entry_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<E>(), 64);
-        struct Big(#[allow(dead_code)] [u8; 100]);
-        impl Object for Big {
+        struct Small(#[allow(dead_code)] [u64; 3]);
+        impl Object for Small {
             fn heap_bytes(&self) -> usize {
                 0
             }
         }
-        assert_eq!(std::mem::size_of::<Entry<Big>>(), 64, "objects are boxed");
+        assert_eq!(
+            std::mem::size_of::<Entry<Small>>(),
+            64,
+            "objects of up to {OBJ_INLINE_SIZE} bytes live in the entry"
+        );
     }
 
     #[test]

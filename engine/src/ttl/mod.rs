@@ -149,8 +149,17 @@ impl TtlMap<NoObject> {
 }
 
 impl<O: Object> TtlMap<O> {
-    /// An empty map that may also hold objects of type `O`.
+    /// An empty map that may also hold objects of type `O`, which must be at most 24 bytes
+    /// (checked at compile time): an object with a short key is stored in the entry
+    /// itself, so the entry stays 64 bytes and most objects cost no heap block of their
+    /// own; box larger state inside `O`.
     pub fn with_objects() -> Self {
+        const {
+            assert!(
+                std::mem::size_of::<O>() <= entry::OBJ_INLINE_SIZE,
+                "TtlMap objects are at most 24 bytes: box larger state inside them"
+            )
+        };
         TtlMap {
             index: HashTable::new(),
             arena: Arena::default(),
@@ -369,7 +378,7 @@ impl<O: Object> TtlMap<O> {
     /// Store an object under `key` with `deadline`, replacing any previous value (see
     /// [`TtlMap::insert`]). Returns whether a live key was replaced.
     pub fn insert_object(&mut self, key: &[u8], obj: Box<O>, deadline: u64, now: u64) -> bool {
-        self.insert_entry(key, Entry::new_object(key, obj, deadline), deadline, now)
+        self.insert_entry(key, Entry::new_object(key, *obj, deadline), deadline, now)
     }
 
     /// Run `f` on the object a live key holds (an access: updates its stamp), keeping the
@@ -406,7 +415,7 @@ impl<O: Object> TtlMap<O> {
             None => match create {
                 None => return ObjectEdit::Absent,
                 Some(new) => {
-                    let entry = Entry::new_object(key, Box::new(new()), 0);
+                    let entry = Entry::new_object(key, new(), 0);
                     (self.insert_new_entry(key, entry, 0, now), true)
                 }
             },
