@@ -340,7 +340,7 @@ impl Db {
                 if o.is_empty() {
                     self.map.remove(key, now);
                 } else {
-                    self.map.insert_object(key, o, deadline, now);
+                    self.map.insert_object(key, *o, deadline, now);
                     self.note_ready(key);
                 }
             }

@@ -377,8 +377,8 @@ impl<O: Object> TtlMap<O> {
 
     /// Store an object under `key` with `deadline`, replacing any previous value (see
     /// [`TtlMap::insert`]). Returns whether a live key was replaced.
-    pub fn insert_object(&mut self, key: &[u8], obj: Box<O>, deadline: u64, now: u64) -> bool {
-        self.insert_entry(key, Entry::new_object(key, *obj, deadline), deadline, now)
+    pub fn insert_object(&mut self, key: &[u8], obj: O, deadline: u64, now: u64) -> bool {
+        self.insert_entry(key, Entry::new_object(key, obj, deadline), deadline, now)
     }
 
     /// Run `f` on the object a live key holds (an access: updates its stamp), keeping the

@@ -642,7 +642,7 @@ impl Object for Nums {
 fn objects_live_beside_bytes_with_expiry_and_accounting() {
     let mut m: TtlMap<Nums> = TtlMap::with_objects();
     m.insert(b"s", v(b"text"), 0, 1000);
-    assert!(!m.insert_object(b"o", Box::new(Nums(vec![1])), 5000, 1000));
+    assert!(!m.insert_object(b"o", Nums(vec![1]), 5000, 1000));
     assert!(matches!(m.get(b"o", 1000), Some(Stored::Object(Nums(n))) if n == &[1]));
     assert!(matches!(m.get(b"s", 1000), Some(Stored::Bytes(_))));
     assert_eq!(
@@ -668,7 +668,7 @@ fn objects_live_beside_bytes_with_expiry_and_accounting() {
         other => panic!("{other:?}"),
     }
     assert!(m.heap_bytes() < before, "removal gives the memory back");
-    m.insert_object(b"t", Box::new(Nums(vec![7])), 2000, 1000);
+    m.insert_object(b"t", Nums(vec![7]), 2000, 1000);
     assert_eq!(
         m.expire_step(3000, 10).expired,
         1,
@@ -678,7 +678,7 @@ fn objects_live_beside_bytes_with_expiry_and_accounting() {
     // Keys of any length, inline or boxed.
     for len in [0usize, 1, 38, 39, 200] {
         let key = vec![b'k'; len];
-        m.insert_object(&key, Box::new(Nums(vec![len as u64])), 0, 1000);
+        m.insert_object(&key, Nums(vec![len as u64]), 0, 1000);
         assert!(
             matches!(m.get(&key, 1000), Some(Stored::Object(Nums(n))) if n == &[len as u64]),
             "key of {len} bytes"
