@@ -7,6 +7,7 @@ pub mod connection;
 pub mod hash;
 pub mod keyspace;
 pub mod list;
+pub mod longdouble;
 pub mod multi;
 pub mod object;
 pub mod persistence;

@@ -6,6 +6,7 @@ use coreshard_engine::ttl::{Stored, ValueRef, INLINE_CAPACITY};
 use coreshard_engine::{ConnId, Ctx};
 use coreshard_protocol::Value as Resp;
 
+use super::longdouble as ld;
 use super::{parse_int, Args};
 use crate::db::{Db, Value, WrongType};
 use crate::server::ops::{Op, OpResult};
@@ -477,48 +478,24 @@ pub fn decrby(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     }
 }
 
-/// Redis's `string2ld`: a full-string float, no surrounding spaces, not NaN.
-fn parse_float(b: &[u8]) -> Option<f64> {
-    let s = std::str::from_utf8(b).ok()?;
-    if s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
-        return None;
-    }
-    let lower = s.to_ascii_lowercase();
-    if lower.contains("nan") {
-        return None;
-    }
-    s.parse::<f64>().ok()
-}
-
-/// Format like Redis's INCRBYFLOAT reply: plain decimal, no exponent, no trailing zeros.
-/// (Redis computes in long double; this is the shortest text that round-trips the f64.)
-pub(crate) fn format_float(x: f64) -> String {
-    let s = format!("{x}");
-    if s == "-0" {
-        "0".into()
-    } else {
-        s
-    }
-}
-
 pub fn incrbyfloat(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    let Some(by) = parse_float(a.arg(2)) else {
+    // In Redis's `long double` arithmetic, exactly (0.1 + 0.2 answers 0.3, as in Redis).
+    let Some(by) = ld::parse(a.arg(2)) else {
         return err("ERR value is not a valid float");
     };
     let key = a.arg(1);
     let (current, deadline) = match db.get_str_with_deadline(key, now) {
         Err(w) => return w.into(),
-        Ok(None) => (0.0, 0),
-        Ok(Some((v, d))) => match parse_float(v.as_slice()) {
+        Ok(None) => (ld::Ld::ZERO, 0),
+        Ok(Some((v, d))) => match ld::parse(v.as_slice()) {
             Some(x) => (x, d),
             None => return err("ERR value is not a valid float"),
         },
     };
-    let next = current + by;
-    if !next.is_finite() {
-        return err("ERR increment would produce NaN or Infinity");
-    }
-    let text = format_float(next);
+    let text = match ld::add(current, by) {
+        ld::Ld::Inf { .. } => return err("ERR increment would produce NaN or Infinity"),
+        sum => ld::format_human(sum),
+    };
     db.write(key, &Value::Slice(text.as_bytes()), deadline, now);
     OpResult::Value(Some(Bytes::from(text)))
 }
@@ -757,12 +734,28 @@ mod tests {
     }
 
     #[test]
-    fn floats_format_like_redis() {
-        assert_eq!(format_float(10.5 + 0.1), "10.6");
-        assert_eq!(format_float(5.0e3), "5000");
-        assert_eq!(format_float(3.0), "3");
-        assert_eq!(parse_float(b" 1"), None);
-        assert_eq!(parse_float(b"nan"), None);
-        assert_eq!(parse_float(b"1e3"), Some(1000.0));
+    fn incrbyfloat_adds_like_redis_long_double() {
+        let mut db = Db::default();
+        let run = |db: &mut Db, by: &str| -> OpResult {
+            let args: Vec<Bytes> = ["INCRBYFLOAT", "f", by]
+                .iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect();
+            incrbyfloat(db, 1, &args)
+        };
+        let text = |r: OpResult| match r {
+            OpResult::Value(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(text(run(&mut db, "0.1")), "0.1");
+        assert_eq!(text(run(&mut db, "0.2")), "0.3", "not 0.30000000000000004");
+        assert_eq!(
+            text(run(&mut db, "5.0e3")),
+            "5000.29999999999999982",
+            "Redis 7.0.15 says so too"
+        );
+        assert!(text(run(&mut db, " 1")).contains("not a valid float"));
+        assert!(text(run(&mut db, "nan")).contains("not a valid float"));
+        assert!(text(run(&mut db, "inf")).contains("NaN or Infinity"));
     }
 }
