@@ -370,3 +370,37 @@ fn one_push_serves_hundreds_of_waiters_in_order() {
     assert_eq!(q::<i64>(c, &["LLEN", &key]).unwrap(), 0);
     assert_eq!(blocked_clients(c), 0);
 }
+
+/// Consumers with tiny timeouts racing a producer: a pop served just as the wait times
+/// out is delivered, never put back out of order or lost (FIFO holds end to end).
+#[test]
+fn timeouts_racing_pushes_keep_the_queue_in_order() {
+    let s = Server::start(&["--shards", "2"]);
+    let key = keys_on("race", 0, 2, 1)[0].clone();
+    const N: usize = 1500;
+    let producer = {
+        let (url, key) = (s.url(), key.clone());
+        thread::spawn(move || {
+            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+            for i in 0..N {
+                q::<i64>(&mut c, &["RPUSH", &key, &i.to_string()]).unwrap();
+            }
+        })
+    };
+    let mut c = s.client();
+    let mut got: Vec<usize> = Vec::new();
+    let start = Instant::now();
+    while got.len() < N && start.elapsed() < Duration::from_secs(60) {
+        let r: Option<(String, String)> = q(&mut c, &["BLPOP", &key, "0.001"]).unwrap();
+        if let Some((_, v)) = r {
+            got.push(v.parse().unwrap());
+        }
+    }
+    producer.join().unwrap();
+    let first_wrong = got.iter().enumerate().find(|(i, v)| *i != **v);
+    assert_eq!(
+        (got.len(), first_wrong),
+        (N, None),
+        "every element once, in push order"
+    );
+}

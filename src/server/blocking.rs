@@ -89,6 +89,8 @@ struct Blocked {
     dead: bool,
     /// The timeout, cancelled when the wait ends sooner.
     timer: Option<coreshard_engine::TimerId>,
+    /// Its one shard was asked to forget it (`End`); the wait ends at the answer.
+    ending: bool,
 }
 
 /// Shard side of one waiter.
@@ -190,6 +192,11 @@ pub enum BlockMsg {
     },
     /// Forget the waiter.
     Unblock { waiter: WaiterId },
+    /// End a one-shard waiter's wait: forget it and answer `Ended` (behind any `Served`
+    /// already sent for it, so the coordinator learns which came first).
+    End { waiter: WaiterId },
+    /// The shard forgot the waiter (answer to `End`).
+    Ended { waiter: WaiterId },
 }
 
 /// Parse a blocking timeout (seconds, fractional allowed) into milliseconds (0 = forever).
@@ -406,6 +413,7 @@ impl Server {
                 expired: None,
                 dead: false,
                 timer: None,
+                ending: false,
             },
         );
         if let Some(state) = ctx.state(conn) {
@@ -453,6 +461,19 @@ impl Server {
             BlockMsg::Unblock { waiter } => {
                 self.forget_waiter(ctx, waiter);
                 self.retry_takes(ctx);
+            }
+            BlockMsg::End { waiter } => {
+                self.forget_waiter(ctx, waiter);
+                self.retry_takes(ctx);
+                // Ordered behind a `Served` still waiting for the log, if any.
+                self.send_observed(ctx, from, Msg::Block(BlockMsg::Ended { waiter }));
+            }
+            BlockMsg::Ended { waiter } => {
+                // Not served meanwhile: end it with the reply kept for this moment.
+                if let Some(b) = self.blocking.coord.get_mut(&waiter.1) {
+                    let reply = b.expired.take().unwrap_or_else(|| b.op.timeout_reply());
+                    self.finish(ctx, waiter.1, reply);
+                }
             }
         }
         self.serve_ready(ctx);
@@ -544,12 +565,15 @@ impl Server {
     /// Offer the elements of keys that gained some to their waiters, first come first.
     pub fn serve_ready(&mut self, ctx: &mut Ctx<Server>) {
         // Serving pops elements, which may leave keys with more for the next waiters: go
-        // round until nothing is left to offer (bounded; the turn's end goes on).
-        for _ in 0..8 {
+        // round until nothing is left to offer (each round serves or ends; a generous
+        // bound keeps a pathological chain of moves from holding the shard).
+        for _ in 0..1024 {
             if self.db.ready.is_empty() {
                 return;
             }
-            let ready = std::mem::take(&mut self.db.ready);
+            let mut ready = std::mem::take(&mut self.db.ready);
+            ready.sort_unstable();
+            ready.dedup();
             for key in ready {
                 self.offer_key(ctx, &key);
             }
@@ -641,7 +665,8 @@ impl Server {
             let waiter = (self.shard, id);
             ctx.send(from, Msg::Block(BlockMsg::Unblock { waiter }));
             if b.pending_initial == 0 && b.claim.is_none() {
-                self.finish(ctx, id, OpResult::Ok);
+                b.expired = Some(OpResult::Ok);
+                self.end_wait(ctx, id);
             }
             return;
         }
@@ -668,9 +693,29 @@ impl Server {
                 waiter: (self.shard, id),
             };
             ctx.send(shard, Msg::Block(msg));
-        } else if let Some(reply) = b.expired.take() {
-            self.finish(ctx, id, reply);
+        } else if b.expired.is_some() {
+            self.end_wait(ctx, id);
         }
+    }
+
+    /// End a wait whose reply is decided (`expired`) and that has no claim in flight. A
+    /// waiter on one shard may have been served there meanwhile (its `Served` can still
+    /// be on the way, e.g. held for the log): ask that shard to forget it and end on its
+    /// answer (`Ended`), which comes after any such `Served`.
+    fn end_wait(&mut self, ctx: &mut Ctx<Server>, id: u64) {
+        let Some(b) = self.blocking.coord.get_mut(&id) else {
+            return;
+        };
+        if b.shards.len() == 1 {
+            if !b.ending {
+                b.ending = true;
+                let (shard, waiter) = (b.shards[0], (self.shard, id));
+                ctx.send(shard, Msg::Block(BlockMsg::End { waiter }));
+            }
+            return;
+        }
+        let reply = b.expired.take().unwrap_or_else(|| b.op.timeout_reply());
+        self.finish(ctx, id, reply);
     }
 
     fn on_take(&mut self, ctx: &mut Ctx<Server>, from: ShardId, waiter: WaiterId) {
@@ -701,6 +746,23 @@ impl Server {
                 .get(w)
                 .is_some_and(|x| x.single && x.offered.as_ref() == Some(&key))
         })
+    }
+
+    /// How many waiters queued on `key` before `waiter` hold an offer of its elements.
+    fn reserved_before(&self, waiter: WaiterId, key: &Bytes) -> usize {
+        let Some(queue) = self.blocking.queues.get(key) else {
+            return 0;
+        };
+        queue
+            .iter()
+            .take_while(|w| **w != waiter)
+            .filter(|w| {
+                self.blocking
+                    .waiters
+                    .get(*w)
+                    .is_some_and(|x| x.offered.as_ref() == Some(key))
+            })
+            .count()
     }
 
     /// Run the takes that waited behind earlier waiters, now that one of those resolved.
@@ -736,9 +798,39 @@ impl Server {
             };
             return ctx.send(from, Msg::Block(msg));
         };
-        w.offered = None;
-        let keys = w.keys.clone();
-        let op = w.op.clone();
+        let offered = w.offered.take();
+        let mut keys = w.keys.clone();
+        let mut op = w.op.clone();
+        // Served from the key that became ready (as Redis serves a ready key's waiters),
+        // then the others in command order.
+        if let Some(k) = &offered {
+            if let Some(i) = keys.iter().position(|(_, x)| x == k) {
+                let first = keys.remove(i);
+                keys.insert(0, first);
+            }
+            // Elements offered to earlier waiters (spread over shards, still claiming
+            // them) are theirs: take at most what is left.
+            let reserved = self.reserved_before(waiter, k);
+            if reserved > 0 {
+                let left = self
+                    .elements_of(k, now)
+                    .unwrap_or(0)
+                    .saturating_sub(reserved);
+                if left == 0 {
+                    let msg = BlockMsg::Served {
+                        waiter,
+                        popped: None,
+                    };
+                    return ctx.send(from, Msg::Block(msg));
+                }
+                match &mut op {
+                    BlockOp::Pop { count: Some(c), .. } | BlockOp::ZPop { count: Some(c), .. } => {
+                        *c = (*c).min(left as u64);
+                    }
+                    _ => {}
+                }
+            }
+        }
         // Keys a cross-shard transaction holds are not popped under it: the waiter stays
         // queued and is offered again when the transaction commits.
         let mut refs: Vec<&[u8]> = keys.iter().map(|(_, k)| &k[..]).collect();
@@ -933,7 +1025,10 @@ impl Server {
         };
         for (_, k) in &w.keys {
             if let Some(q) = self.blocking.queues.get_mut(k) {
-                q.retain(|x| *x != waiter);
+                // Usually at the front: served waiters leave in queue order.
+                if let Some(i) = q.iter().position(|x| *x == waiter) {
+                    q.remove(i);
+                }
                 if q.is_empty() {
                     self.blocking.queues.remove(k);
                     self.db.block_keys.remove(k);
@@ -966,7 +1061,8 @@ impl Server {
             b.offers.clear();
             return;
         }
-        self.finish(ctx, id, reply);
+        b.expired = Some(reply);
+        self.end_wait(ctx, id);
     }
 
     /// The client of blocked wait `id` disconnected.
@@ -976,10 +1072,10 @@ impl Server {
         };
         b.dead = true;
         b.offers.clear();
+        b.expired = Some(OpResult::Ok);
         if b.claim.is_none() && b.pending_initial == 0 {
-            self.finish(ctx, id, OpResult::Ok);
-        } else {
-            b.expired = Some(OpResult::Ok);
+            // As for a timeout: a `Served` on its way is put back when it arrives.
+            self.end_wait(ctx, id);
         }
     }
 

@@ -597,8 +597,8 @@ impl Server {
             self.locks.all = None;
         }
         self.run_deferred(ctx);
-        self.serve_ready(ctx);
         self.retry_blocked(ctx);
+        self.serve_ready(ctx);
     }
 
     /// Queue a request if locks say so; returns it back when it may run now.

@@ -158,7 +158,11 @@ impl<O: Object> TtlMap<O> {
             assert!(
                 std::mem::size_of::<O>() <= entry::OBJ_INLINE_SIZE,
                 "TtlMap objects are at most 24 bytes: box larger state inside them"
-            )
+            );
+            assert!(
+                std::mem::size_of::<Entry<O>>() == 64,
+                "a TtlMap entry is 64 bytes: the object's alignment must not grow it"
+            );
         };
         TtlMap {
             index: HashTable::new(),

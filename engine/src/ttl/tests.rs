@@ -676,7 +676,7 @@ fn objects_live_beside_bytes_with_expiry_and_accounting() {
     );
     assert!(m.get(b"t", 3000).is_none());
     // Keys of any length, inline or boxed.
-    for len in [0usize, 1, 38, 39, 200] {
+    for len in [0usize, 1, 22, 23, 38, 39, 200] {
         let key = vec![b'k'; len];
         m.insert_object(&key, Nums(vec![len as u64]), 0, 1000);
         assert!(
