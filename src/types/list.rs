@@ -43,6 +43,7 @@
 //! The snapshot format of [`List::encode`] is independent of the in-memory layout:
 //! `varint(count)` then `varint(len) bytes` per element (LEB128 varints).
 
+use super::encoding::{put_varint, read_varint_checked};
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -914,13 +915,13 @@ impl List {
     /// Decodes what [`List::encode`] wrote (the whole of `buf`); `None` on malformed input.
     pub fn decode(buf: &[u8]) -> Option<List> {
         let mut p = 0;
-        let n = get_varint(buf, &mut p)?;
+        let n = read_varint_checked(buf, &mut p)?;
         if n > buf.len() as u64 {
             return None;
         }
         let mut b = Builder::new();
         for _ in 0..n {
-            let len = usize::try_from(get_varint(buf, &mut p)?).ok()?;
+            let len = usize::try_from(read_varint_checked(buf, &mut p)?).ok()?;
             let end = p.checked_add(len)?;
             b.push(buf.get(p..end)?);
             p = end;
@@ -1107,34 +1108,6 @@ impl Builder {
         }
         self.list.chunks.shrink_to_fit();
         self.list
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        out.push((x as u8) | 0x80);
-        x >>= 7;
-    }
-    out.push(x as u8);
-}
-
-fn get_varint(buf: &[u8], p: &mut usize) -> Option<u64> {
-    let mut x = 0u64;
-    let mut shift = 0u32;
-    loop {
-        let b = *buf.get(*p)?;
-        *p += 1;
-        if shift == 63 && b > 1 {
-            return None;
-        }
-        x |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(x);
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! key, boxed in the map entry. Each representation lives in its own file; the command
 //! families that use them are in `crate::commands::{hash,list,set}`.
 
+mod encoding;
 pub mod list;
 pub mod set;
 pub mod table;

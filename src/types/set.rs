@@ -9,7 +9,8 @@
 //! Conversion from `Ints` to `Table` happens on the first non-integer member or when the
 //! 513th member is added, and is one way.
 
-use super::table::{alloc_size, put_varint, read_varint_checked, Table, TooLarge};
+use super::encoding::{alloc_size, put_varint, read_varint_checked};
+use super::table::{Table, TooLarge};
 use std::borrow::Cow;
 
 /// Redis's default `set-max-intset-entries`.

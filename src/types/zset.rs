@@ -75,6 +75,9 @@
 //!
 //! [`ZSet::heap_bytes`] is O(1) and counts every heap block as glibc malloc does.
 
+use super::encoding::{
+    alloc_size, grow, put_varint, read_varint, read_varint_checked, splice, varint_len,
+};
 use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::cmp::Ordering;
@@ -122,34 +125,6 @@ pub enum Bound<T> {
     Unbounded,
 }
 
-/// Bytes glibc malloc really uses for an `n`-byte allocation (0 for none): 16-byte
-/// granules including an 8-byte header, at least 32; mmap'd blocks (≥ 128 KiB) are whole
-/// pages plus a 16-byte header.
-fn alloc_size(n: usize) -> usize {
-    if n == 0 {
-        0
-    } else if n >= 128 << 10 {
-        n.saturating_add(16 + 4095) & !4095
-    } else {
-        ((n + 8 + 15) & !15).max(32)
-    }
-}
-
-/// Grows `v` so that `additional` more elements fit: 1.5x while below 1 MiB, 1.125x above.
-fn grow<T>(v: &mut Vec<T>, additional: usize) {
-    let len = v.len();
-    let cap = v.capacity();
-    let want = len.saturating_add(additional);
-    if want <= cap {
-        return;
-    }
-    let bytes = cap.saturating_mul(std::mem::size_of::<T>().max(1));
-    let step = if bytes < (1 << 20) { cap / 2 } else { cap / 8 };
-    let min = (16 / std::mem::size_of::<T>().max(1)).max(1);
-    let target = want.max(cap.saturating_add(step)).max(min);
-    v.reserve_exact(target - len);
-}
-
 /// `-0.0` becomes `0.0`; everything else is kept.
 #[inline]
 fn norm(score: f64) -> f64 {
@@ -167,70 +142,7 @@ fn key_cmp(s1: f64, m1: &[u8], s2: f64, m2: &[u8]) -> Ordering {
 }
 
 // ---------------------------------------------------------------------------------------
-// Varints (LEB128) and records.
-
-/// Number of bytes `put_varint` writes for `v`.
-#[inline]
-fn varint_len(v: usize) -> usize {
-    let mut n = 1;
-    let mut v = v >> 7;
-    while v != 0 {
-        n += 1;
-        v >>= 7;
-    }
-    n
-}
-
-#[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads a varint that this module wrote itself (trusted; panics only on a broken invariant).
-#[inline]
-fn read_varint(buf: &[u8], pos: usize) -> (usize, usize) {
-    let b = buf[pos];
-    if b < 0x80 {
-        return (b as usize, pos + 1);
-    }
-    let mut v = (b & 0x7f) as usize;
-    let mut shift = 7;
-    let mut p = pos + 1;
-    loop {
-        let b = buf[p];
-        p += 1;
-        v |= ((b & 0x7f) as usize) << shift;
-        if b < 0x80 {
-            return (v, p);
-        }
-        shift += 7;
-    }
-}
-
-/// Reads a varint from untrusted input; `None` when truncated or longer than 64 bits.
-fn read_varint_checked(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v: u64 = 0;
-    let mut shift = 0u32;
-    loop {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        if shift == 63 && b > 1 {
-            return None;
-        }
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-}
+// Records.
 
 /// Encoded size of a record with an `mlen`-byte member.
 #[inline]
@@ -400,29 +312,6 @@ fn lp_skip(buf: &[u8], from: usize, n: usize) -> usize {
         pos = record_end(buf, pos);
     }
     pos
-}
-
-/// Replaces `buf[start..end]` by the concatenation of `parts`, leaving `buf` exactly sized.
-fn splice(buf: &mut Box<[u8]>, start: usize, end: usize, parts: &[&[u8]]) {
-    let add: usize = parts.iter().map(|p| p.len()).sum();
-    if end == buf.len() {
-        // At the tail: let realloc resize the block (often in place).
-        let mut v = std::mem::take(buf).into_vec();
-        v.truncate(start);
-        v.reserve_exact(add);
-        for part in parts {
-            v.extend_from_slice(part);
-        }
-        *buf = v.into_boxed_slice();
-        return;
-    }
-    let mut v = Vec::with_capacity(buf.len() - (end - start) + add);
-    v.extend_from_slice(&buf[..start]);
-    for part in parts {
-        v.extend_from_slice(part);
-    }
-    v.extend_from_slice(&buf[end..]);
-    *buf = v.into_boxed_slice();
 }
 
 /// Inserts a new member at its place.
