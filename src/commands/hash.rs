@@ -9,10 +9,10 @@ use bytes::Bytes;
 use coreshard_protocol::Value as Resp;
 
 use super::longdouble as ld;
+use super::scan;
 use super::strings::{err, NOT_INT, SYNTAX};
 use super::{parse_int, Spec, K1, R, RF, WDF, WF};
 use crate::db::{Db, Edit, WrongType};
-use crate::glob::glob_match;
 use crate::server::ops::OpResult;
 use crate::server::ArgList;
 use crate::types::Table;
@@ -399,88 +399,37 @@ pub fn hrandfield(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     random_reply(out, withvalues)
 }
 
-/// A SCAN cursor as Redis reads it (`strtoul`, base 10): no leading space, the whole
-/// argument (up to a NUL byte), no overflow; `-n` wraps, an empty argument is 0.
-fn parse_cursor(b: &[u8]) -> Option<u64> {
-    let b = match b.iter().position(|&c| c == 0) {
-        Some(end) => &b[..end],
-        None => b,
-    };
-    if b.is_empty() {
-        return Some(0);
-    }
-    if ld::is_space(b[0]) {
-        return None;
-    }
-    let (neg, digits) = match b[0] {
-        b'-' => (true, &b[1..]),
-        b'+' => (false, &b[1..]),
-        _ => (false, b),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &c in digits {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some(if neg { v.wrapping_neg() } else { v })
-}
-
-fn scan_reply(cursor: u64, items: Vec<Resp>) -> OpResult {
-    OpResult::Reply(Resp::Array(vec![
-        Resp::Bulk(Bytes::from(cursor.to_string())),
-        Resp::Array(items),
-    ]))
-}
-
 /// HSCAN key cursor [MATCH pattern] [COUNT count]. A listpack is returned whole with
 /// cursor 0, as in Redis. Like Redis, the cursor is checked first, then the key, then the
 /// options.
 pub fn hscan(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    let Some(cursor) = parse_cursor(a.arg(2)) else {
+    let Some(cursor) = scan::parse_cursor(a.arg(2)) else {
         return err("ERR invalid cursor");
     };
+    let opts = scan::parse_opts(a, 3);
     let t = match db.read_hash(a.arg(1), now) {
         Ok(Some(t)) => t,
-        Ok(None) => return scan_reply(0, Vec::new()),
+        Ok(None) => return scan::reply(0, Vec::new()),
         Err(w) => return w.into(),
     };
-    let mut count: usize = 10;
-    let mut pattern: Option<&[u8]> = None;
-    let mut i = 3;
-    while i < a.len() {
-        let more = a.len() - i >= 2;
-        if a.is(i, "COUNT") && more {
-            match parse_int(a.arg(i + 1)) {
-                None => return err(NOT_INT),
-                Some(c) if c < 1 => return err(SYNTAX),
-                Some(c) => count = usize::try_from(c).unwrap_or(usize::MAX),
-            }
-        } else if a.is(i, "MATCH") && more {
-            let p = a.arg(i + 1);
-            pattern = (p != b"*").then_some(p);
-        } else {
-            return err(SYNTAX);
-        }
-        i += 2;
-    }
+    let opts = match opts {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
     let mut items = Vec::new();
-    let next = t.scan(cursor, count, |f, v| {
-        if pattern.is_none_or(|p| glob_match(p, f, false)) {
+    let next = t.scan(cursor, opts.count, |f, v| {
+        if opts.matches(f) {
             items.push(bulk(f));
             items.push(bulk(v));
         }
     });
-    scan_reply(next, items)
+    scan::reply(next, items)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::scan::parse_cursor;
 
     #[test]
     fn cursors_parse_like_strtoul() {

@@ -12,6 +12,7 @@ pub mod multi;
 pub mod object;
 pub mod persistence;
 pub mod pubsub;
+pub mod scan;
 pub mod set;
 pub mod strings;
 pub mod zset;

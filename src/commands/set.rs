@@ -17,6 +17,7 @@ use bytes::Bytes;
 use coreshard_engine::ttl::{Owned, Stored};
 use coreshard_protocol::Value as Resp;
 
+use super::scan;
 use super::strings::{err, NOT_INT, SYNTAX};
 use super::{parse_int, Spec, K1, K12, KALL, R, RF, W, WDF, WF};
 use crate::db::{Db, Edit, WrongType};
@@ -296,35 +297,6 @@ fn distinct_positions(len: usize, count: usize) -> Vec<usize> {
         out.push(at_j);
     }
     out
-}
-
-/// Redis's SCAN cursor parsing (`strtoul`, base 10): optional sign (a negative cursor
-/// wraps), digits, nothing else; no leading space; overflow is invalid; "" is 0.
-fn parse_cursor(b: &[u8]) -> Option<u64> {
-    if b.first()
-        .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
-    {
-        return None;
-    }
-    if b.is_empty() {
-        return Some(0);
-    }
-    let (neg, digits) = match b[0] {
-        b'-' => (true, &b[1..]),
-        b'+' => (false, &b[1..]),
-        _ => (false, b),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &c in digits {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some(if neg { n.wrapping_neg() } else { n })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -666,57 +638,32 @@ pub fn sintercard(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 
 /// SSCAN key cursor [MATCH pattern] [COUNT count]. An intset comes back whole.
 pub fn sscan(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    let Some(cursor) = parse_cursor(a.arg(2)) else {
+    let Some(cursor) = scan::parse_cursor(a.arg(2)) else {
         return err("ERR invalid cursor");
     };
-    let reply = |next: u64, items: Vec<Resp>| {
-        OpResult::Reply(Resp::Array(vec![
-            Resp::Bulk(Bytes::from(next.to_string())),
-            Resp::Array(items),
-        ]))
-    };
-    // Options are judged only when the key exists, as in Redis.
-    let mut opts: Result<(Option<&[u8]>, usize), OpResult> = Ok((None, 10));
-    let mut i = 3;
-    while i < a.len() {
-        let Ok((pattern, count)) = &mut opts else {
-            break;
-        };
-        if a.is(i, "COUNT") && i + 1 < a.len() {
-            match parse_int(a.arg(i + 1)) {
-                Some(n) if n >= 1 => *count = usize::try_from(n).unwrap_or(usize::MAX),
-                Some(_) => opts = Err(err(SYNTAX)),
-                None => opts = Err(err(NOT_INT)),
-            }
-        } else if a.is(i, "MATCH") && i + 1 < a.len() {
-            let p = a.arg(i + 1);
-            *pattern = (p != b"*").then_some(p);
-        } else {
-            opts = Err(err(SYNTAX));
-        }
-        i += 2;
-    }
+    let opts = scan::parse_opts(a, 3);
     let s = match db.read_set(a.arg(1), now) {
         Ok(Some(s)) => s,
-        Ok(None) => return reply(0, Vec::new()),
+        Ok(None) => return scan::reply(0, Vec::new()),
         Err(w) => return w.into(),
     };
-    let (pattern, count) = match opts {
+    let opts = match opts {
         Ok(o) => o,
         Err(e) => return e,
     };
     let mut items = Vec::new();
-    let next = s.scan(cursor, count, |m| {
-        if pattern.is_none_or(|p| crate::glob::glob_match(p, m, false)) {
+    let next = s.scan(cursor, opts.count, |m| {
+        if opts.matches(m) {
             items.push(bulk(m));
         }
     });
-    reply(next, items)
+    scan::reply(next, items)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::scan::parse_cursor;
 
     #[test]
     fn cursors_parse_like_strtoul() {

@@ -21,10 +21,10 @@ use bytes::Bytes;
 use coreshard_engine::ttl::Owned;
 use coreshard_protocol::{format_double, Value as Resp};
 
+use super::scan;
 use super::strings::{err, NOT_INT, SYNTAX};
 use super::{parse_int, Spec, K1, K12, R, RF, W, WDF, WF};
 use crate::db::{Db, Edit};
-use crate::glob::glob_match;
 use crate::server::ops::{bulk_array, OpResult};
 use crate::server::txn::run_across_shards;
 use crate::server::ArgList;
@@ -379,37 +379,6 @@ pub(crate) fn range_reply<'a>(
 
 fn empty_array() -> OpResult {
     OpResult::Reply(Resp::Array(Vec::new()))
-}
-
-/// Redis's SCAN cursor (`strtoul`, base 10, of a C string): no leading space, digits
-/// only after an optional sign (a negative cursor wraps), no overflow; empty is 0.
-pub(crate) fn parse_cursor(b: &[u8]) -> Option<u64> {
-    let b = match b.iter().position(|&c| c == 0) {
-        Some(end) => &b[..end],
-        None => b,
-    };
-    if b.is_empty() {
-        return Some(0);
-    }
-    if is_space(b[0]) {
-        return None;
-    }
-    let (neg, digits) = match b[0] {
-        b'-' => (true, &b[1..]),
-        b'+' => (false, &b[1..]),
-        _ => (false, b),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &c in digits {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 thread_local! {
@@ -1160,52 +1129,33 @@ pub fn zrandmember(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 /// cursor 0, as in Redis; scores are bulk strings in both protocols. Like Redis, the
 /// cursor is checked first, then the key, then the options.
 pub fn zscan(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
-    let reply = |next: u64, items: Vec<Resp>| {
-        OpResult::Reply(Resp::Array(vec![
-            Resp::Bulk(Bytes::from(next.to_string())),
-            Resp::Array(items),
-        ]))
-    };
-    let Some(cursor) = parse_cursor(a.arg(2)) else {
+    let Some(cursor) = scan::parse_cursor(a.arg(2)) else {
         return err("ERR invalid cursor");
     };
+    let opts = scan::parse_opts(a, 3);
     let z = match db.read_zset(a.arg(1), now) {
         Ok(Some(z)) => z,
-        Ok(None) => return reply(0, Vec::new()),
+        Ok(None) => return scan::reply(0, Vec::new()),
         Err(w) => return w.into(),
     };
-    let mut count: usize = 10;
-    let mut pattern: Option<&[u8]> = None;
-    let mut i = 3;
-    while i < a.len() {
-        let more = a.len() - i >= 2;
-        if a.is(i, "COUNT") && more {
-            match parse_int(a.arg(i + 1)) {
-                None => return err(NOT_INT),
-                Some(c) if c < 1 => return err(SYNTAX),
-                Some(c) => count = usize::try_from(c).unwrap_or(usize::MAX),
-            }
-        } else if a.is(i, "MATCH") && more {
-            let p = a.arg(i + 1);
-            pattern = (p != b"*").then_some(p);
-        } else {
-            return err(SYNTAX);
-        }
-        i += 2;
-    }
+    let opts = match opts {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
     let mut items = Vec::new();
-    let next = z.scan(cursor, count, |m, s| {
-        if pattern.is_none_or(|p| glob_match(p, m, false)) {
+    let next = z.scan(cursor, opts.count, |m, s| {
+        if opts.matches(m) {
             items.push(bulk(m));
             items.push(Resp::Bulk(Bytes::from(format_double(s))));
         }
     });
-    reply(next, items)
+    scan::reply(next, items)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::scan::parse_cursor;
 
     #[test]
     fn scores_parse_like_string2d() {
