@@ -40,24 +40,28 @@ struct Parsed {
     timeout: u64,
 }
 
-fn side(a: &dyn ArgList, i: usize) -> Result<bool, OpResult> {
-    if a.is(i, "LEFT") {
+const LEFT_RIGHT: [&str; 2] = ["LEFT", "RIGHT"];
+
+/// Which of two `ends` (LEFT|RIGHT, MIN|MAX) argument `i` names: `true` for the first.
+fn which_end(a: &dyn ArgList, i: usize, ends: [&str; 2]) -> Result<bool, OpResult> {
+    if a.is(i, ends[0]) {
         Ok(true)
-    } else if a.is(i, "RIGHT") {
+    } else if a.is(i, ends[1]) {
         Ok(false)
     } else {
         Err(OpResult::Error("ERR syntax error".into()))
     }
 }
 
-fn parse_pop(a: &dyn ArgList, left: bool) -> Result<Parsed, OpResult> {
+/// BLPOP, BRPOP, BZPOPMIN, BZPOPMAX: `key [key ...] timeout`, popping one with `op`.
+fn parse_keys_timeout(a: &dyn ArgList, op: BlockOp) -> Result<Parsed, OpResult> {
     let timeout = parse_timeout(a.arg(a.len() - 1))?;
     let keys = (1..a.len() - 1).map(|i| a.arg_bytes(i)).collect();
-    Ok(Parsed {
-        keys,
-        op: BlockOp::Pop { left, count: None },
-        timeout,
-    })
+    Ok(Parsed { keys, op, timeout })
+}
+
+fn parse_pop(a: &dyn ArgList, left: bool) -> Result<Parsed, OpResult> {
+    parse_keys_timeout(a, BlockOp::Pop { left, count: None })
 }
 
 fn parse_move(
@@ -79,13 +83,19 @@ fn parse_move(
 }
 
 fn parse_blmove(a: &dyn ArgList) -> Result<Parsed, OpResult> {
-    let from_left = side(a, 3)?;
-    let to_left = side(a, 4)?;
+    let from_left = which_end(a, 3, LEFT_RIGHT)?;
+    let to_left = which_end(a, 4, LEFT_RIGHT)?;
     parse_move(a, from_left, to_left, 5)
 }
 
-/// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count].
-fn parse_blmpop(a: &dyn ArgList) -> Result<Parsed, OpResult> {
+/// BLMPOP / BZMPOP: `timeout numkeys key [key ...] WHERE [COUNT count]`, where WHERE is
+/// one of `ends` (LEFT|RIGHT or MIN|MAX); `op` builds the pop from the end chosen (the
+/// first of `ends` is `true`) and the count.
+fn parse_mpop(
+    a: &dyn ArgList,
+    ends: [&str; 2],
+    op: fn(bool, u64) -> BlockOp,
+) -> Result<Parsed, OpResult> {
     let timeout = parse_timeout(a.arg(1))?;
     let numkeys = match parse_int(a.arg(2)) {
         Some(n) if n > 0 => n as usize,
@@ -100,7 +110,7 @@ fn parse_blmpop(a: &dyn ArgList) -> Result<Parsed, OpResult> {
         return Err(OpResult::Error("ERR syntax error".into()));
     }
     let keys = (3..where_at).map(|i| a.arg_bytes(i)).collect();
-    let left = side(a, where_at)?;
+    let first_end = which_end(a, where_at, ends)?;
     let mut count = 1u64;
     let mut i = where_at + 1;
     let mut seen_count = false;
@@ -118,69 +128,26 @@ fn parse_blmpop(a: &dyn ArgList) -> Result<Parsed, OpResult> {
     }
     Ok(Parsed {
         keys,
-        op: BlockOp::Pop {
-            left,
-            count: Some(count),
-        },
+        op: op(first_end, count),
         timeout,
+    })
+}
+
+fn parse_blmpop(a: &dyn ArgList) -> Result<Parsed, OpResult> {
+    parse_mpop(a, LEFT_RIGHT, |left, count| BlockOp::Pop {
+        left,
+        count: Some(count),
     })
 }
 
 fn parse_zpop(a: &dyn ArgList, max: bool) -> Result<Parsed, OpResult> {
-    let timeout = parse_timeout(a.arg(a.len() - 1))?;
-    let keys = (1..a.len() - 1).map(|i| a.arg_bytes(i)).collect();
-    Ok(Parsed {
-        keys,
-        op: BlockOp::ZPop { max, count: None },
-        timeout,
-    })
+    parse_keys_timeout(a, BlockOp::ZPop { max, count: None })
 }
 
-/// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count].
 fn parse_bzmpop(a: &dyn ArgList) -> Result<Parsed, OpResult> {
-    let timeout = parse_timeout(a.arg(1))?;
-    let numkeys = match parse_int(a.arg(2)) {
-        Some(n) if n > 0 => n as usize,
-        _ => {
-            return Err(OpResult::Error(
-                "ERR numkeys should be greater than 0".into(),
-            ))
-        }
-    };
-    let where_at = 3 + numkeys;
-    if where_at >= a.len() {
-        return Err(OpResult::Error("ERR syntax error".into()));
-    }
-    let keys = (3..where_at).map(|i| a.arg_bytes(i)).collect();
-    let max = if a.is(where_at, "MIN") {
-        false
-    } else if a.is(where_at, "MAX") {
-        true
-    } else {
-        return Err(OpResult::Error("ERR syntax error".into()));
-    };
-    let mut count = 1u64;
-    let mut i = where_at + 1;
-    let mut seen_count = false;
-    while i < a.len() {
-        if a.is(i, "COUNT") && i + 1 < a.len() && !seen_count {
-            count = match parse_int(a.arg(i + 1)) {
-                Some(n) if n > 0 => n as u64,
-                _ => return Err(OpResult::Error("ERR count should be greater than 0".into())),
-            };
-            seen_count = true;
-            i += 2;
-        } else {
-            return Err(OpResult::Error("ERR syntax error".into()));
-        }
-    }
-    Ok(Parsed {
-        keys,
-        op: BlockOp::ZPop {
-            max,
-            count: Some(count),
-        },
-        timeout,
+    parse_mpop(a, ["MIN", "MAX"], |min, count| BlockOp::ZPop {
+        max: !min,
+        count: Some(count),
     })
 }
 
