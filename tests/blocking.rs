@@ -264,8 +264,7 @@ fn disconnects_lose_nothing_and_pops_survive_a_crash() {
         let got: (String, String) = q(&mut consumer, &["BLPOP", &other, &key, "1"]).unwrap();
         assert_eq!(got, (key.clone(), format!("job{i}")));
     }
-    let _ = s.child.kill();
-    let _ = s.child.wait();
+    s.kill9();
     let s = Server::start_raw(&["--dir", dir.path(), "--shards", "2"], None);
     let left: Vec<String> = q(&mut s.client(), &["LRANGE", &key, "0", "-1"]).unwrap();
     let want: Vec<String> = (5..20).map(|i| format!("job{i}")).collect();

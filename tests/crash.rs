@@ -119,8 +119,7 @@ fn nothing_acknowledged_or_observed_is_lost_across_kill_9() {
         let handles = load(&server, &floor, &stop);
         thread::sleep(Duration::from_millis(100 + x % 300));
         let mut server = server;
-        let _ = server.child.kill(); // SIGKILL, mid-load
-        let _ = server.child.wait();
+        server.kill9();
         stop.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + common::DEADLINE;
         for h in handles {
@@ -156,8 +155,7 @@ fn everysec_loses_at_most_about_a_second() {
     }
     let rate = acked as f64 / started.elapsed().as_secs_f64();
     let mut server = server;
-    let _ = server.child.kill();
-    let _ = server.child.wait();
+    server.kill9();
     let server = Server::start_raw(&["--dir", dir.path(), "--shards", "2"], None);
     let mut c = server.client();
     let kept: u64 = redis::cmd("GET")
@@ -236,8 +234,7 @@ fn transactions_racing_snapshots_survive_kill_9() {
     for w in workers {
         w.join().unwrap();
     }
-    let _ = server.child.kill();
-    let _ = server.child.wait();
+    server.kill9();
     assert!(snapshots > 3, "snapshots ran ({snapshots})");
     let server = Server::start_raw(&args, None);
     let mut c = server.client();

@@ -829,8 +829,7 @@ fn hashes_survive_restarts() {
         );
         q::<String>(&mut s.client(), &["HINCRBYFLOAT", "runs", "n", "0.1"]).unwrap();
         if how == "kill" {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+            s.kill9();
         } else {
             assert!(s.terminate().success());
         }

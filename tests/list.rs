@@ -791,8 +791,7 @@ fn lists_survive_restarts_with_any_shard_count() {
         let mut s = start(4);
         write_lists(&mut s.client());
         check_lists(&mut s.client(), "before restart");
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
     }
     for (shards, kill) in [(3, false), (4, true), (1, false), (3, true)] {
         let mut s = start(shards);
@@ -801,8 +800,7 @@ fn lists_survive_restarts_with_any_shard_count() {
             &format!("after restart on {shards} shards"),
         );
         if kill {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+            s.kill9();
         } else {
             assert!(s.terminate().success());
         }

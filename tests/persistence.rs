@@ -105,8 +105,7 @@ fn every_write_survives_restarts_with_any_shard_count() {
         // Writes of this run survive the next one too.
         q::<i64>(&mut s.client(), &["INCR", "restarts"]).unwrap();
         if how == "kill" {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+            s.kill9();
         } else {
             assert!(s.terminate().success());
         }
@@ -125,8 +124,7 @@ fn flushall_and_expiry_are_replayed() {
         q::<()>(c, &["FLUSHALL"]).unwrap();
         q::<()>(c, &["SET", "after", "1"]).unwrap();
         q::<()>(c, &["SET", "short", "1", "PX", "150"]).unwrap();
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
     }
     std::thread::sleep(Duration::from_millis(250));
     let s = start(&dir, 1, &[]);
@@ -220,8 +218,7 @@ fn snapshots_under_writes_then_crash_lose_and_duplicate_nothing() {
             .collect();
         assert_eq!(lens.iter().sum::<i64>() as u64, n);
         assert_eq!(ctrs.iter().sum::<i64>() as u64, n);
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
         (lens, ctrs)
     };
     let segments = std::fs::read_dir(&dir.0)
@@ -293,8 +290,7 @@ fn ttl_changes_replay_as_they_happened() {
         std::thread::sleep(Duration::from_millis(200));
         q::<i64>(c, &["APPEND", "reborn", "new"]).unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
     }
     let s = start(&dir, 3, &[]);
     let c = &mut s.client();

@@ -727,8 +727,7 @@ fn every_set_write_survives_restarts() {
             .query(c)
             .unwrap();
         let snap = snapshot(c, &keys);
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
         snap
     };
     assert!(before
@@ -746,8 +745,7 @@ fn every_set_write_survives_restarts() {
         if graceful {
             assert!(s.terminate().success());
         } else {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+            s.kill9();
         }
     }
 }

@@ -276,8 +276,7 @@ fn collections_survive_kill_snapshot_and_a_new_shard_count() {
         write_collections(c);
         let snap = snapshot_of(c);
         assert!(snap.iter().any(|l| l == "bighash2=300"), "{snap:?}");
-        let _ = s.child.kill(); // SIGKILL: replay from the log alone
-        let _ = s.child.wait();
+        s.kill9();
         snap
     };
     {
@@ -288,8 +287,7 @@ fn collections_survive_kill_snapshot_and_a_new_shard_count() {
         q::<String>(c, &["SAVE"]).unwrap();
         q::<i64>(c, &["HSET", "h", "after", "snap"]).unwrap();
         q::<i64>(c, &["HDEL", "h", "after"]).unwrap();
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
     }
     let s = start(&dir, 3);
     assert_eq!(
@@ -319,8 +317,7 @@ fn collections_created_on_expired_keys_replay_as_they_happened() {
         q::<i64>(c, &["RPUSH", "was_string", "x"]).unwrap();
         q::<i64>(c, &["HSET", "was_hash", "new", "2"]).unwrap();
         q::<i64>(c, &["SADD", "was_set", "new"]).unwrap();
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
     }
     let s = start(&dir, 3);
     let c = &mut s.client();

@@ -134,8 +134,7 @@ fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing_acknowledged() {
         assert!(Instant::now() < deadline, "writes never resumed");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = server.child.kill();
-    let _ = server.child.wait();
+    server.kill9();
     let server = Server::start_raw(&args, None);
     let c = &mut server.client();
     for k in acked

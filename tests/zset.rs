@@ -1608,8 +1608,7 @@ fn every_zset_write_survives_restarts() {
             .query(c)
             .unwrap();
         let snap = snapshot(c, &keys);
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
         snap
     };
     assert!(before
@@ -1636,8 +1635,7 @@ fn every_zset_write_survives_restarts() {
         if graceful {
             assert!(s.terminate().success());
         } else {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+            s.kill9();
         }
     }
 }

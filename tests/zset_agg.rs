@@ -1135,8 +1135,7 @@ fn check_restarts(dir: &DataDir, keys: &[String], before: &[Entry]) {
         if graceful {
             assert!(s.terminate().success());
         } else {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+            s.kill9();
         }
     }
 }
@@ -1179,8 +1178,7 @@ fn stored_results_survive_restarts() {
             .query(c)
             .unwrap();
         let snap = snapshot(c, &keys);
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
         snap
     };
     assert!(before.iter().any(|(_, enc, _)| enc == "skiplist"));
@@ -1230,8 +1228,7 @@ fn zmpop_survives_restarts() {
             .query(c)
             .unwrap();
         let snap = snapshot(c, &keys);
-        let _ = s.child.kill();
-        let _ = s.child.wait();
+        s.kill9();
         snap
     };
     assert_eq!(before[0].2.len(), 200 - 10 - 7 - 1 - 3);

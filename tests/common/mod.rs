@@ -136,6 +136,12 @@ impl Server {
         }
     }
 
+    /// SIGKILL (a crash: nothing is flushed or closed) and reap the process.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Send SIGTERM and wait for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
