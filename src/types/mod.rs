@@ -5,6 +5,7 @@
 mod encoding;
 pub mod list;
 pub mod set;
+pub mod stream;
 pub mod table;
 pub mod zset;
 
@@ -12,6 +13,7 @@ use coreshard_engine::ttl::Object;
 
 pub use list::List;
 pub use set::Set;
+pub use stream::Stream;
 pub use table::Table;
 pub use zset::ZSet;
 
@@ -37,6 +39,8 @@ pub enum Obj {
     Set(Box<Set>),
     /// A sorted set (boxed like sets).
     ZSet(Box<ZSet>),
+    /// A stream (boxed; it stays when its last entry goes, as in Redis).
+    Stream(Box<Stream>),
 }
 
 /// Type tags in snapshots and log records.
@@ -45,6 +49,7 @@ pub mod tag {
     pub const LIST: u8 = 2;
     pub const SET: u8 = 3;
     pub const ZSET: u8 = 4;
+    pub const STREAM: u8 = 5;
 }
 
 impl Obj {
@@ -74,6 +79,11 @@ impl Obj {
         )))
     }
 
+    /// An empty stream.
+    pub fn new_stream() -> Obj {
+        Obj::Stream(Box::default())
+    }
+
     /// What TYPE answers.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -81,6 +91,7 @@ impl Obj {
             Obj::List(_) => "list",
             Obj::Set(_) => "set",
             Obj::ZSet(_) => "zset",
+            Obj::Stream(_) => "stream",
         }
     }
 
@@ -92,16 +103,19 @@ impl Obj {
             Obj::List(_) => "quicklist",
             Obj::Set(s) => s.encoding(),
             Obj::ZSet(z) => z.encoding(),
+            Obj::Stream(_) => "stream",
         }
     }
 
-    /// Whether it holds nothing.
+    /// Whether it holds nothing and should go (a stream never does: an empty stream
+    /// keeps its last id and groups, as in Redis).
     pub fn is_empty(&self) -> bool {
         match self {
             Obj::Hash(t) => t.is_empty(),
             Obj::List(l) => l.is_empty(),
             Obj::Set(s) => s.is_empty(),
             Obj::ZSet(z) => z.is_empty(),
+            Obj::Stream(_) => false,
         }
     }
 
@@ -125,6 +139,10 @@ impl Obj {
                 z.encode(&mut out);
                 tag::ZSET
             }
+            Obj::Stream(x) => {
+                x.encode(&mut out);
+                tag::STREAM
+            }
         };
         (tag, out)
     }
@@ -136,6 +154,7 @@ impl Obj {
             tag::LIST => List::decode(buf).map(|l| Obj::List(Box::new(l))),
             tag::SET => Set::decode(buf).map(|s| Obj::Set(Box::new(s))),
             tag::ZSET => ZSet::decode(buf).map(|z| Obj::ZSet(Box::new(z))),
+            tag::STREAM => Stream::decode(buf).map(|x| Obj::Stream(Box::new(x))),
             _ => None,
         }
     }
@@ -153,6 +172,9 @@ impl Object for Obj {
             }
             Obj::ZSet(z) => {
                 coreshard_engine::ttl::alloc_size(std::mem::size_of::<ZSet>()) + z.heap_bytes()
+            }
+            Obj::Stream(x) => {
+                coreshard_engine::ttl::alloc_size(std::mem::size_of::<Stream>()) + x.heap_bytes()
             }
         }
     }
