@@ -16,7 +16,7 @@ use crate::persist::effect::Effect;
 use crate::persist::Journal;
 use crate::server::args::ArgList;
 use crate::server::ops::OpResult;
-use crate::types::{List, Obj, Set, Table, ZSet};
+use crate::types::{List, Obj, Set, Stream, Table, ZSet};
 use crate::watch::WatchTable;
 
 /// What a key holds, borrowed.
@@ -47,6 +47,9 @@ pub struct Edit<R> {
     /// The record to journal instead of the command's own arguments (a deterministic
     /// rewrite, e.g. SPOP as SREM of what it popped).
     pub log: Option<Vec<Bytes>>,
+    /// Further commands replay runs after `log` (one all-or-nothing record with it):
+    /// XREADGROUP as the claims and group position it made.
+    pub also: Vec<Vec<Bytes>>,
 }
 
 impl<R> Edit<R> {
@@ -56,6 +59,7 @@ impl<R> Edit<R> {
             reply,
             event: None,
             log: None,
+            also: Vec::new(),
         }
     }
 
@@ -65,6 +69,7 @@ impl<R> Edit<R> {
             reply,
             event: Some(event),
             log: None,
+            also: Vec::new(),
         }
     }
 
@@ -74,6 +79,24 @@ impl<R> Edit<R> {
             reply,
             event: Some(event),
             log: Some(log),
+            also: Vec::new(),
+        }
+    }
+
+    /// Changed; replay runs these commands (at least one) in order, all or nothing. An
+    /// empty `event` journals without a keyspace notification, WATCH bump or wake-up
+    /// (group bookkeeping: XACK, XCLAIM, XREADGROUP).
+    pub fn logged_all(reply: R, event: &'static str, mut logs: Vec<Vec<Bytes>>) -> Edit<R> {
+        let first = if logs.is_empty() {
+            None
+        } else {
+            Some(logs.remove(0))
+        };
+        Edit {
+            reply,
+            event: Some(event),
+            log: first,
+            also: logs,
         }
     }
 }
@@ -293,8 +316,8 @@ impl Db {
         self.map.random_key(now, rand)
     }
 
-    /// Whether mutations are journaled now.
-    fn journaling(&self) -> bool {
+    /// Whether mutations are journaled now (commands skip building rewrites otherwise).
+    pub fn journaling(&self) -> bool {
         self.journal.as_ref().is_some_and(|j| j.enabled)
     }
 
@@ -448,8 +471,11 @@ impl Db {
             }
         };
         if let Some(event) = edit.event {
-            self.watch.touch(key);
-            self.note(Mutation::Typed { event, class }, key);
+            let quiet = event.is_empty();
+            if !quiet {
+                self.watch.touch(key);
+                self.note(Mutation::Typed { event, class }, key);
+            }
             if self.journaling() {
                 if created {
                     // Replay applies records without judging expiry, so a value this key
@@ -463,15 +489,30 @@ impl Db {
                     Some(log) => log,
                     None => (0..args.len()).map(|i| args.arg_bytes(i)).collect(),
                 };
-                self.log(Effect::Cmd { args });
+                if edit.also.is_empty() || self.group.is_some() {
+                    self.log(Effect::Cmd { args });
+                    for args in edit.also {
+                        self.log(Effect::Cmd { args });
+                    }
+                } else {
+                    let mut writes = vec![Effect::Cmd { args }];
+                    writes.extend(edit.also.into_iter().map(|args| Effect::Cmd { args }));
+                    self.log(Effect::Txn {
+                        flush: false,
+                        writes,
+                    });
+                }
             }
         }
+        // A value created for a command that then changed nothing goes again (a stream,
+        // which stays when empty, would otherwise be left behind).
+        let empty = empty || (created && edit.event.is_none());
         if empty {
             self.map.remove(key, now);
             if edit.event.is_some() && !created {
                 self.note(Mutation::Remove, key);
             }
-        } else if edit.event.is_some() {
+        } else if edit.event.is_some_and(|e| !e.is_empty()) {
             self.note_ready(key);
         }
         Ok(Some(edit.reply))
@@ -524,6 +565,31 @@ impl Db {
         let create = create.then_some(Obj::new_zset as fn() -> Obj);
         self.edit_obj(key, now, create, crate::notify::ZSET, args, |o| match o {
             Obj::ZSet(z) => Ok(f(z)),
+            _ => Err(WrongType),
+        })
+    }
+
+    /// Read a stream, counting a hit or a miss.
+    pub fn read_stream(&mut self, key: &[u8], now: u64) -> Result<Option<&Stream>, WrongType> {
+        self.read_obj(key, now, |o| match o {
+            Obj::Stream(x) => Some(&**x),
+            _ => None,
+        })
+    }
+
+    /// Change the stream at `key` (see [`Db::edit_hash`]; class `t`). A stream stays when
+    /// its last entry goes, as in Redis.
+    pub fn edit_stream<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        create: bool,
+        args: &dyn ArgList,
+        f: impl FnOnce(&mut Stream) -> Edit<R>,
+    ) -> Result<Option<R>, WrongType> {
+        let create = create.then_some(Obj::new_stream as fn() -> Obj);
+        self.edit_obj(key, now, create, crate::notify::STREAM, args, |o| match o {
+            Obj::Stream(x) => Ok(f(x)),
             _ => Err(WrongType),
         })
     }

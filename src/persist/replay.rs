@@ -119,8 +119,13 @@ pub fn apply(e: &Effect, dbs: &mut [Db], slots: &SlotTable, now: u64) -> Result<
         }
         Effect::Cmd { args } => {
             let name = String::from_utf8_lossy(&args[0]).into_owned();
-            let keyed = crate::commands::lookup(&args[0]).and_then(|s| s.keyed);
-            let (Some(f), Some(key)) = (keyed, args.get(1)) else {
+            let spec = crate::commands::lookup(&args[0]);
+            let keyed = spec.and_then(|s| s.keyed);
+            // The first key by the command's key spec (XGROUP's is its third argument).
+            let key = spec
+                .and_then(|s| s.key_positions(args).next())
+                .and_then(|i| args.get(i));
+            let (Some(f), Some(key)) = (keyed, key) else {
                 return Err(ReplayError::Command(name));
             };
             if let Some(db) = owner(dbs, slots, key) {
