@@ -165,10 +165,7 @@ fn run_now(db: &mut Db, now: u64, p: Result<Parsed, OpResult>) -> OpResult {
         .collect();
     match pop_now(db, now, &keys, &p.op) {
         Ok(Some(popped)) => popped.into_reply(),
-        Ok(None) => match p.op {
-            BlockOp::Pop { .. } | BlockOp::ZPop { .. } => OpResult::NullArray,
-            BlockOp::Move { .. } => OpResult::Value(None),
-        },
+        Ok(None) => p.op.timeout_reply(),
         Err(w) => w.into(),
     }
 }
@@ -234,13 +231,7 @@ fn block_or_pop(
             .enumerate()
             .map(|(i, k)| (i as u32, k))
             .collect();
-        s.db.events.cmd = match &p.op {
-            BlockOp::Pop { left: true, .. } => "lpop",
-            BlockOp::Pop { left: false, .. } => "rpop",
-            BlockOp::Move { .. } => "lmove",
-            BlockOp::ZPop { max: false, .. } => "zpopmin",
-            BlockOp::ZPop { max: true, .. } => "zpopmax",
-        };
+        s.db.events.cmd = p.op.command_name();
         match pop_now(&mut s.db, now, &keys, &p.op) {
             Ok(Some(popped)) => return s.reply_result(ctx, conn, &popped.into_reply()),
             Ok(None) => {}

@@ -14,6 +14,7 @@ pub mod persistence;
 pub mod pubsub;
 pub mod scan;
 pub mod set;
+pub mod stream;
 pub mod strings;
 pub mod zset;
 pub mod zset_agg;
@@ -73,6 +74,9 @@ pub struct Spec {
     /// Keys counted by an argument (`numkeys` at this position, keys right after it),
     /// besides any fixed key of first/last/step (ZUNIONSTORE's destination); 0: not so.
     pub numkeys_at: usize,
+    /// Keys follow a `STREAMS` keyword searched from this position, as the first half of
+    /// the arguments after it (XREAD, XREADGROUP); 0: not so.
+    pub streams_from: usize,
 }
 
 impl std::fmt::Debug for Spec {
@@ -105,6 +109,7 @@ impl Spec {
             keyed: None,
             cross: None,
             numkeys_at: 0,
+            streams_from: 0,
         }
     }
 
@@ -140,6 +145,15 @@ impl Spec {
         }
     }
 
+    /// Keys given as `STREAMS key [key ...] id [id ...]`, the keyword searched from
+    /// argument `from` (see [`Spec::key_positions`]).
+    pub(crate) const fn streams(self, from: usize) -> Spec {
+        Spec {
+            streams_from: from,
+            ..self
+        }
+    }
+
     pub(crate) const fn no_auth(self) -> Spec {
         Spec {
             no_auth: true,
@@ -159,6 +173,7 @@ impl Spec {
     pub fn observes_data(&self) -> bool {
         self.first_key > 0
             || self.numkeys_at > 0
+            || self.streams_from > 0
             || matches!(
                 self.name,
                 "dbsize" | "keys" | "scan" | "randomkey" | "exec" | "flushall" | "flushdb"
@@ -189,6 +204,13 @@ impl Spec {
                 .map_or(0, |n| n as usize);
             let first = at + 1;
             first..first.saturating_add(n).min(argc).max(first)
+        } else if self.streams_from > 0 {
+            match (self.streams_from..argc)
+                .find(|&i| args[i].as_ref().eq_ignore_ascii_case(b"STREAMS"))
+            {
+                Some(at) => at + 1..at + 1 + (argc - at - 1) / 2,
+                None => 0..0,
+            }
         } else {
             0..0
         };
@@ -325,6 +347,7 @@ pub fn all_commands() -> impl Iterator<Item = &'static Spec> {
         .chain(zset::COMMANDS)
         .chain(zset_agg::COMMANDS)
         .chain(blocking::COMMANDS)
+        .chain(stream::COMMANDS)
 }
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =

@@ -51,9 +51,19 @@ pub enum BlockOp {
     /// BZPOPMIN / BZPOPMAX (`count: None`, reply `[key, member, score]`) or BZMPOP
     /// (`count: Some`, reply `[key, [[member, score], ...]]`).
     ZPop { max: bool, count: Option<u64> },
+    /// XREAD / XREADGROUP with BLOCK: the command (on a key's shard, restricted to that
+    /// shard's keys with `$` resolved), run when one of its streams has something for it.
+    /// Nothing is taken from the stream (a group read advances the group), so a stream
+    /// has no budget of waiters: each is offered whenever its read would answer.
+    Stream { args: Vec<Bytes> },
 }
 
 impl BlockOp {
+    /// Whether it reads streams.
+    fn on_streams(&self) -> bool {
+        matches!(self, BlockOp::Stream { .. })
+    }
+
     /// Whether it pops from sorted sets (else from lists).
     fn on_zsets(&self) -> bool {
         matches!(self, BlockOp::ZPop { .. })
@@ -62,10 +72,33 @@ impl BlockOp {
 
 impl BlockOp {
     /// The reply when nothing came in time.
-    fn timeout_reply(&self) -> OpResult {
+    pub(crate) fn timeout_reply(&self) -> OpResult {
         match self {
-            BlockOp::Pop { .. } | BlockOp::ZPop { .. } => OpResult::NullArray,
+            BlockOp::Pop { .. } | BlockOp::ZPop { .. } | BlockOp::Stream { .. } => {
+                OpResult::NullArray
+            }
             BlockOp::Move { .. } => OpResult::Value(None),
+        }
+    }
+
+    /// The event name a served wait runs as.
+    pub(crate) fn command_name(&self) -> &'static str {
+        match self {
+            BlockOp::Pop { left: true, .. } => "lpop",
+            BlockOp::Pop { left: false, .. } => "rpop",
+            BlockOp::Move { .. } => "lmove",
+            BlockOp::ZPop { max: false, .. } => "zpopmin",
+            BlockOp::ZPop { max: true, .. } => "zpopmax",
+            BlockOp::Stream { args } => {
+                if args
+                    .first()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"))
+                {
+                    "xreadgroup"
+                } else {
+                    "xread"
+                }
+            }
         }
     }
 }
@@ -91,6 +124,29 @@ struct Blocked {
     timer: Option<coreshard_engine::TimerId>,
     /// Its one shard was asked to forget it (`End`); the wait ends at the answer.
     ending: bool,
+    /// Its keys, in command order.
+    keys: Vec<Bytes>,
+    /// Replies shards gave at registration (a plain XREAD over several shards).
+    early: Vec<OpResult>,
+}
+
+/// One XREAD reply from the shards' early answers: streams in command order, or the
+/// first error.
+fn merge_early(early: Vec<OpResult>, keys: &[Bytes]) -> OpResult {
+    let mut pairs = Vec::new();
+    for r in early {
+        match r {
+            OpResult::KeyMap(p) => pairs.extend(p),
+            OpResult::Error(_) => return r,
+            _ => {}
+        }
+    }
+    let rank = |v: &Resp| match v {
+        Resp::Bulk(k) => keys.iter().position(|x| x == k).unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    };
+    pairs.sort_by_key(|(k, _)| rank(k));
+    OpResult::KeyMap(pairs)
 }
 
 /// Shard side of one waiter.
@@ -182,6 +238,9 @@ pub enum BlockMsg {
         waiter: WaiterId,
         pos: Option<u32>,
         initial: bool,
+        /// A plain XREAD spread over shards: what this shard's streams answer at once
+        /// (the coordinator merges every shard's, as one XREAD would answer).
+        early: Option<OpResult>,
     },
     /// Serve the waiter now.
     Take { waiter: WaiterId },
@@ -226,6 +285,14 @@ pub fn pop_now(
     keys: &[(u32, Bytes)],
     op: &BlockOp,
 ) -> Result<Option<Popped>, WrongType> {
+    if let BlockOp::Stream { args } = op {
+        let out = read_stream_now(db, now, args);
+        return Ok((!matches!(out, OpResult::NullArray)).then_some(Popped {
+            reply: out,
+            restore: None,
+            move_from: None,
+        }));
+    }
     for (_, key) in keys {
         let has = if op.on_zsets() {
             db.read_zset(key, now)?.is_some_and(|z| !z.is_empty())
@@ -321,6 +388,7 @@ pub fn pop_now(
                     move_from: None,
                 }))
             }
+            BlockOp::Stream { .. } => Ok(None),
             BlockOp::Move {
                 dst,
                 from_left,
@@ -377,6 +445,19 @@ pub fn pop_now(
     Ok(None)
 }
 
+/// Run a stream waiter's read now (null array: nothing for it yet).
+fn read_stream_now(db: &mut Db, now: u64, args: &[Bytes]) -> OpResult {
+    let group = args
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"));
+    let a = args.to_vec();
+    if group {
+        crate::commands::stream::xreadgroup(db, now, &a)
+    } else {
+        crate::commands::stream::xread(db, now, &a)
+    }
+}
+
 impl Server {
     /// Start blocking `conn` on `keys` (in command order) until `op` can run or `timeout_ms`
     /// passes (0 = forever). The caller already tried without blocking where it could.
@@ -401,6 +482,12 @@ impl Server {
             }
         }
         let shards: Vec<ShardId> = by_shard.iter().map(|(s, _)| *s).collect();
+        let mut ordered: Vec<(u32, Bytes)> = by_shard
+            .iter()
+            .flat_map(|(_, ks)| ks.iter().cloned())
+            .collect();
+        ordered.sort_by_key(|(p, _)| *p);
+        let ordered: Vec<Bytes> = ordered.into_iter().map(|(_, k)| k).collect();
         self.blocking.coord.insert(
             id,
             Blocked {
@@ -414,6 +501,8 @@ impl Server {
                 dead: false,
                 timer: None,
                 ending: false,
+                keys: ordered,
+                early: Vec::new(),
             },
         );
         if let Some(state) = ctx.state(conn) {
@@ -455,7 +544,8 @@ impl Server {
                 waiter,
                 pos,
                 initial,
-            } => self.on_offer(ctx, from, waiter.1, pos, initial),
+                early,
+            } => self.on_offer(ctx, from, waiter.1, pos, initial, early),
             BlockMsg::Take { waiter } => self.on_take(ctx, from, waiter),
             BlockMsg::Served { waiter, popped } => self.on_served(ctx, from, waiter.1, popped),
             BlockMsg::Unblock { waiter } => {
@@ -490,6 +580,16 @@ impl Server {
         single: bool,
     ) {
         let now = unix_ms();
+        let op = match op {
+            BlockOp::Stream { args } => {
+                let at: Vec<u32> = keys.iter().map(|(p, _)| *p).collect();
+                BlockOp::Stream {
+                    args: crate::commands::stream::waiter_command(&mut self.db, now, &args, &at),
+                }
+            }
+            op => op,
+        };
+        let streams = op.on_streams();
         for (_, k) in &keys {
             self.blocking
                 .queues
@@ -500,7 +600,7 @@ impl Server {
         }
         let wrong_type = keys
             .iter()
-            .find(|(_, k)| self.elements_of(k, now).is_err())
+            .find(|(_, k)| !streams && self.elements_of(k, now).is_err())
             .map(|(p, k)| (*p, k.clone()));
         let ordered: Vec<Bytes> = keys.iter().map(|(_, k)| k.clone()).collect();
         self.blocking.waiters.insert(
@@ -535,10 +635,36 @@ impl Server {
         // A waiter with all its keys here is served at once (no claim needed: nothing
         // else can serve it); the coordinator still gets its registration answer first.
         let direct = initial.is_some() && self.direct(waiter);
+        // A plain XREAD over several shards answers with whatever every shard has now.
+        let mut early = None;
+        if let (Some(_), false) = (initial, direct) {
+            if let Some(BlockOp::Stream { args }) =
+                self.blocking.waiters.get(&waiter).map(|w| &w.op)
+            {
+                let plain = args
+                    .first()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"xread"));
+                if plain {
+                    let args = args.clone();
+                    let out = read_stream_now(&mut self.db, now, &args);
+                    if !matches!(out, OpResult::NullArray) {
+                        early = Some(out);
+                        if let Some(w) = self.blocking.waiters.get_mut(&waiter) {
+                            w.offered = None;
+                        }
+                    }
+                }
+            }
+        }
         let msg = BlockMsg::Offer {
             waiter,
-            pos: if direct { None } else { initial },
+            pos: if direct || early.is_some() {
+                None
+            } else {
+                initial
+            },
             initial: true,
+            early,
         };
         ctx.send(waiter.0, Msg::Block(msg));
         // Earlier waiters first (the new one is last in every queue it joined).
@@ -599,6 +725,7 @@ impl Server {
                 waiter: w,
                 pos: Some(pos),
                 initial: false,
+                early: None,
             };
             ctx.send(w.0, Msg::Block(msg));
         }
@@ -610,31 +737,56 @@ impl Server {
     /// offer on another key pending are passed over for now. Marks them offered.
     fn offers_for_key(&mut self, key: &Bytes) -> Vec<(WaiterId, u32)> {
         let now = unix_ms();
-        let len = self.elements_of(key, now).unwrap_or(0);
         let mut offers = Vec::new();
         let Some(queue) = self.blocking.queues.get(key) else {
             return offers;
         };
-        let mut budget = len;
+        let queue: Vec<WaiterId> = queue.iter().copied().collect();
+        // Lists and sorted sets: one element per waiter. Streams: every waiter whose read
+        // would answer now.
+        let mut budget: Option<usize> = None;
         for w in queue {
-            if budget == 0 {
-                break;
-            }
-            let Some(waiter) = self.blocking.waiters.get_mut(w) else {
+            let Some(waiter) = self.blocking.waiters.get(&w) else {
                 continue;
             };
-            match &waiter.offered {
-                Some(k) if k == key => budget -= 1,
-                Some(_) => {}
+            let stream_args = match &waiter.op {
+                BlockOp::Stream { args } => Some(args.clone()),
+                _ => None,
+            };
+            let offered = waiter.offered.clone();
+            let pos = waiter
+                .keys
+                .iter()
+                .find(|(_, k)| k == key)
+                .map_or(0, |(p, _)| *p);
+            if let Some(args) = stream_args {
+                if offered.is_none()
+                    && crate::commands::stream::waiter_ready(&mut self.db, now, &args)
+                {
+                    if let Some(x) = self.blocking.waiters.get_mut(&w) {
+                        x.offered = Some(key.clone());
+                    }
+                    offers.push((w, pos));
+                }
+                continue;
+            }
+            let left = match budget {
+                Some(b) => b,
+                None => self.elements_of(key, now).unwrap_or(0),
+            };
+            if left == 0 {
+                budget = Some(0);
+                continue;
+            }
+            match &offered {
+                Some(k) if k == key => budget = Some(left - 1),
+                Some(_) => budget = Some(left),
                 None => {
-                    budget -= 1;
-                    waiter.offered = Some(key.clone());
-                    let pos = waiter
-                        .keys
-                        .iter()
-                        .find(|(_, k)| k == key)
-                        .map_or(0, |(p, _)| *p);
-                    offers.push((*w, pos));
+                    budget = Some(left - 1);
+                    if let Some(x) = self.blocking.waiters.get_mut(&w) {
+                        x.offered = Some(key.clone());
+                    }
+                    offers.push((w, pos));
                 }
             }
         }
@@ -648,6 +800,7 @@ impl Server {
         id: u64,
         pos: Option<u32>,
         initial: bool,
+        early: Option<OpResult>,
     ) {
         let Some(b) = self.blocking.coord.get_mut(&id) else {
             // Already served or gone: the shard must forget it.
@@ -672,6 +825,13 @@ impl Server {
         }
         if let Some(p) = pos {
             b.offers.push_back((p, from));
+        }
+        if let Some(out) = early {
+            b.early.push(out);
+        }
+        if b.pending_initial == 0 && !b.early.is_empty() && !b.dead {
+            let reply = merge_early(std::mem::take(&mut b.early), &b.keys);
+            return self.finish(ctx, id, reply);
         }
         if b.pending_initial == 0 {
             // The earliest key first (Redis's order when several have data).
@@ -809,8 +969,12 @@ impl Server {
                 keys.insert(0, first);
             }
             // Elements offered to earlier waiters (spread over shards, still claiming
-            // them) are theirs: take at most what is left.
-            let reserved = self.reserved_before(waiter, k);
+            // them) are theirs: take at most what is left. (A stream read takes nothing.)
+            let reserved = if op.on_streams() {
+                0
+            } else {
+                self.reserved_before(waiter, k)
+            };
             if reserved > 0 {
                 let left = self
                     .elements_of(k, now)
@@ -872,13 +1036,7 @@ impl Server {
                 return self.send_observed(ctx, from, Msg::Block(msg));
             }
         }
-        self.db.events.cmd = match &op {
-            BlockOp::Pop { left: true, .. } => "lpop",
-            BlockOp::Pop { left: false, .. } => "rpop",
-            BlockOp::Move { .. } => "lmove",
-            BlockOp::ZPop { max: false, .. } => "zpopmin",
-            BlockOp::ZPop { max: true, .. } => "zpopmax",
-        };
+        self.db.events.cmd = op.command_name();
         let popped = match pop_now(&mut self.db, now, &keys, &op) {
             Ok(p) => p,
             Err(WrongType) => Some(Popped {

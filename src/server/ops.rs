@@ -232,6 +232,8 @@ pub enum OpResult {
     Watched(Vec<(u64, u64)>),
     /// Counts by position (PUBSUB NUMSUB).
     Counts(Vec<i64>),
+    /// Key → reply pairs: an array of two-element arrays in RESP2, a map in RESP3 (XREAD).
+    KeyMap(Vec<(Value, Value)>),
 }
 
 /// Messages between shards.

@@ -215,6 +215,20 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
                 flat.iter().for_each(|v| v.encode(enc));
             }
         }
+        OpResult::KeyMap(pairs) => {
+            if enc.protocol() == coreshard_protocol::Protocol::Resp3 {
+                enc.map(pairs.len());
+            } else {
+                enc.array(pairs.len());
+            }
+            for (k, v) in pairs {
+                if enc.protocol() != coreshard_protocol::Protocol::Resp3 {
+                    enc.array(2);
+                }
+                k.encode(enc);
+                v.encode(enc);
+            }
+        }
         OpResult::Keys(_)
         | OpResult::Watched(_)
         | OpResult::Counts(_)
