@@ -176,7 +176,7 @@ fn entry_reply(id: StreamId, fields: &Fields<'_>) -> Resp {
     let mut flat = Vec::with_capacity(fields.len() * 2);
     for (f, v) in fields {
         flat.push(bulk(f));
-        flat.push(bulk(v));
+        flat.push(Resp::Bulk(v.to_bytes()));
     }
     Resp::Array(vec![id_reply(id), Resp::Array(flat)])
 }

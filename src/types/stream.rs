@@ -7,9 +7,10 @@
 //! fields), then each entry as
 //!
 //! ```text
-//! varint (ms_delta << 3 | flags)   ms since the previous entry; flags: 1 deleted, 2 same
-//!                                   fields, 4 big delta (then 0 << 3, and a varint of it)
-//! varint seq                        first entry / new ms: the seq; same ms: seq - prev - 1
+//! varint (ms_delta << 4 | flags)   ms since the previous entry; flags: 1 deleted, 2 same
+//!                                   fields, 4 big delta (then 0 << 4, and a varint of it),
+//!                                   8 zero seq (the seq varint is left out)
+//! [varint seq]                      first entry / new ms: the seq; same ms: seq - prev - 1
 //! [varint nfields]                  only without the same-fields flag
 //! (varint len, bytes) ...           values only (same fields) or field, value pairs
 //! ```
@@ -41,8 +42,11 @@ const DELETED: usize = 1;
 const SAME_FIELDS: usize = 2;
 /// The ms delta does not fit beside the flags: a full varint of it follows.
 const BIG_DELTA: usize = 4;
-const FLAG_BITS: u32 = 3;
-const FLAGS: usize = 7;
+/// The seq varint is 0 and left out (the usual next id: same ms and seq + 1, or a new
+/// ms and seq 0).
+const ZERO_SEQ: usize = 8;
+const FLAG_BITS: u32 = 4;
+const FLAGS: usize = 15;
 /// Deltas below this share the header varint with the flags.
 const SMALL_DELTA: u64 = 1 << (64 - FLAG_BITS);
 
@@ -102,8 +106,77 @@ impl std::fmt::Display for StreamId {
     }
 }
 
+/// A field's value as a chunk holds it: bytes, or a small integer kept as a number (its
+/// text is the canonical decimal, so it reads back exactly as it was written).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Val<'a> {
+    Raw(&'a [u8]),
+    Int(u64),
+}
+
+impl Val<'_> {
+    /// The value's bytes.
+    pub fn to_bytes(self) -> Bytes {
+        match self {
+            Val::Raw(b) => Bytes::copy_from_slice(b),
+            Val::Int(n) => Bytes::from(n.to_string()),
+        }
+    }
+
+    /// The value's bytes, appended to `out`.
+    pub fn append_to(self, out: &mut Vec<u8>) {
+        match self {
+            Val::Raw(b) => out.extend_from_slice(b),
+            Val::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            Val::Raw(b) => b.len(),
+            Val::Int(mut n) => {
+                let mut d = 1;
+                while n >= 10 {
+                    n /= 10;
+                    d += 1;
+                }
+                d
+            }
+        }
+    }
+}
+
+/// Values stored as numbers: canonical decimals (no sign, no leading zero) of up to 18
+/// digits.
+fn small_int(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 || (v.len() > 1 && v[0] == b'0') {
+        return None;
+    }
+    let mut n = 0u64;
+    for &c in v {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(c - b'0');
+    }
+    Some(n)
+}
+
+/// A value's encoding: `varint(n << 1 | 1)` for a small integer, else
+/// `varint(len << 1)` and the bytes.
+fn put_value(out: &mut Vec<u8>, v: &[u8]) {
+    match small_int(v) {
+        Some(n) => put_varint(out, (n << 1) | 1),
+        None => {
+            put_varint(out, (v.len() as u64) << 1);
+            out.extend_from_slice(v);
+        }
+    }
+}
+
 /// An entry's field-value pairs, borrowed from its chunk.
-pub type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
+pub type Fields<'a> = Vec<(&'a [u8], Val<'a>)>;
 
 /// One chunk of entries (see the module docs for the byte layout).
 #[derive(Clone, Debug)]
@@ -183,7 +256,10 @@ impl Chunk {
         } else {
             (id.ms - self.last.ms, id.seq)
         };
-        let flags = if same { SAME_FIELDS as u64 } else { 0 };
+        let mut flags = if same { SAME_FIELDS as u64 } else { 0 };
+        if seq == 0 {
+            flags |= ZERO_SEQ as u64;
+        }
         let need = 24
             + fields
                 .iter()
@@ -196,7 +272,9 @@ impl Chunk {
             put_varint(&mut self.data, flags | BIG_DELTA as u64);
             put_varint(&mut self.data, ms_delta);
         }
-        put_varint(&mut self.data, seq);
+        if seq != 0 {
+            put_varint(&mut self.data, seq);
+        }
         if !same {
             put_varint(&mut self.data, fields.len() as u64);
         }
@@ -205,8 +283,7 @@ impl Chunk {
                 put_varint(&mut self.data, f.len() as u64);
                 self.data.extend_from_slice(f);
             }
-            put_varint(&mut self.data, v.len() as u64);
-            self.data.extend_from_slice(v);
+            put_value(&mut self.data, v);
         }
         if self.count == 0 {
             self.first = id;
@@ -234,7 +311,11 @@ impl Chunk {
         } else {
             (h >> FLAG_BITS) as u64
         };
-        let (s, body) = read_varint(&self.data, p);
+        let (s, body) = if h & ZERO_SEQ != 0 {
+            (0, p)
+        } else {
+            read_varint(&self.data, p)
+        };
         let id = match prev {
             None => StreamId::new(self.first.ms + ms_delta, s as u64),
             Some(prev) if ms_delta == 0 => StreamId::new(prev.ms, prev.seq + 1 + s as u64),
@@ -263,10 +344,20 @@ impl Chunk {
                 let (len, q) = read_varint(&self.data, p);
                 p = q + len;
             }
-            let (len, q) = read_varint(&self.data, p);
-            p = q + len;
+            p = self.value_at(p).1;
         }
         p
+    }
+
+    /// The value at `p` and the offset after it.
+    fn value_at(&self, p: usize) -> (Val<'_>, usize) {
+        let (h, q) = read_varint(&self.data, p);
+        if h & 1 != 0 {
+            (Val::Int((h >> 1) as u64), q)
+        } else {
+            let len = h >> 1;
+            (Val::Raw(&self.data[q..q + len]), q + len)
+        }
     }
 
     /// Every entry's header, in order.
@@ -288,9 +379,9 @@ impl Chunk {
         let mut p = r.body;
         if r.flags & SAME_FIELDS != 0 {
             for name in self.master() {
-                let (len, q) = read_varint(&self.data, p);
-                out.push((name, &self.data[q..q + len]));
-                p = q + len;
+                let (v, q) = self.value_at(p);
+                out.push((name, v));
+                p = q;
             }
         } else {
             let (n, q) = read_varint(&self.data, p);
@@ -298,9 +389,9 @@ impl Chunk {
             for _ in 0..n {
                 let (flen, q) = read_varint(&self.data, p);
                 let f = &self.data[q..q + flen];
-                let (vlen, q2) = read_varint(&self.data, q + flen);
-                out.push((f, &self.data[q2..q2 + vlen]));
-                p = q2 + vlen;
+                let (v, q2) = self.value_at(q + flen);
+                out.push((f, v));
+                p = q2;
             }
         }
     }
@@ -967,7 +1058,8 @@ impl Stream {
             put_varint(out, fields.len() as u64);
             for (f, v) in fields {
                 put_bytes(out, f);
-                put_bytes(out, v);
+                put_varint(out, v.len() as u64);
+                v.append_to(out);
             }
             true
         });
@@ -1117,7 +1209,7 @@ mod tests {
             got.push((
                 i,
                 f.iter()
-                    .map(|(a, b)| (a.to_vec(), b.to_vec()))
+                    .map(|(a, b)| (a.to_vec(), b.to_bytes().to_vec()))
                     .collect::<Vec<_>>(),
             ));
             true
@@ -1230,6 +1322,34 @@ mod tests {
         assert_eq!(t.entries_added, s.entries_added);
         assert!(s.destroy_group(b"g"));
         assert_eq!((s.pel_total, s.consumers_total, s.name_bytes), (0, 0, 0));
+    }
+
+    #[test]
+    fn integer_values_read_back_exactly() {
+        let vals: [&[u8]; 9] = [
+            b"0",
+            b"7",
+            b"123",
+            b"007",
+            b"-5",
+            b"999999999999999999",
+            b"1000000000000000000",
+            b"12a",
+            b"",
+        ];
+        let mut s = Stream::new();
+        for (i, v) in vals.iter().enumerate() {
+            s.add(id(1, i as u64), &[(b"f", v)]);
+        }
+        let mut got = Vec::new();
+        s.range(StreamId::MIN, StreamId::MAX, false, |_, f| {
+            got.push(f[0].1.to_bytes().to_vec());
+            true
+        });
+        let want: Vec<Vec<u8>> = vals.iter().map(|v| v.to_vec()).collect();
+        assert_eq!(got, want);
+        assert_eq!(Val::Int(0).len(), 1);
+        assert_eq!(Val::Int(999).len(), 3);
     }
 
     #[test]
