@@ -38,6 +38,9 @@ pub enum Value {
     Verbatim([u8; 3], Bytes),
     /// `>n` out-of-band push
     Push(Vec<Value>),
+    /// A reply already encoded, the same bytes in RESP2 and RESP3 (arrays of bulk
+    /// strings): written as it is, one buffer instead of a value per element.
+    Raw(Bytes),
 }
 
 impl Value {
@@ -72,6 +75,7 @@ impl Value {
                 enc.push(items.len());
                 items.iter().for_each(|v| v.encode(enc));
             }
+            Value::Raw(frame) => enc.raw(frame),
         }
     }
 

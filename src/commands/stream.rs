@@ -24,7 +24,7 @@ use crate::server::blocking::BlockOp;
 use crate::server::ops::{unix_ms, OpResult};
 use crate::server::txn::run_across_shards;
 use crate::server::{ArgList, Server};
-use crate::types::stream::{Fields, Stream, StreamId, Trim, INVALID_ENTRIES_READ};
+use crate::types::stream::{Fields, Stream, StreamId, Trim, Val, INVALID_ENTRIES_READ};
 
 const STREAM: &str = "stream";
 const WO: &[&str] = &["write"];
@@ -33,6 +33,10 @@ const WB: &[&str] = &["write", "blocking"];
 
 const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
 const NO_SUCH_KEY: &str = "ERR no such key";
+
+/// Positions of XREAD and XREADGROUP in [`COMMANDS`].
+const XREAD: usize = 6;
+const XREADGROUP: usize = 7;
 
 /// The family's commands (Redis 7.0's arity, flags and key positions).
 #[rustfmt::skip]
@@ -189,6 +193,75 @@ fn range_reply(s: &Stream, start: StreamId, end: StreamId, rev: bool, count: u64
         count == 0 || (out.len() as u64) < count
     });
     out
+}
+
+/// Entries encoded once as `[[id, [field, value, ...]], ...]`, the same bytes in RESP2
+/// and RESP3: one buffer per reply instead of a value per field.
+struct Frame {
+    n: usize,
+    body: Vec<u8>,
+}
+
+impl Frame {
+    fn new() -> Frame {
+        Frame {
+            n: 0,
+            body: Vec::new(),
+        }
+    }
+
+    fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
+        out.push(kind);
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn bulk(out: &mut Vec<u8>, b: &[u8]) {
+        Frame::header(out, b'$', b.len());
+        out.extend_from_slice(b);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn push(&mut self, id: StreamId, fields: &Fields<'_>) {
+        let b = &mut self.body;
+        b.extend_from_slice(b"*2\r\n");
+        let mut num = itoa::Buffer::new();
+        let ms = num.format(id.ms).len();
+        let mut num2 = itoa::Buffer::new();
+        let seq = num2.format(id.seq).len();
+        Frame::header(b, b'$', ms + 1 + seq);
+        b.extend_from_slice(num.format(id.ms).as_bytes());
+        b.push(b'-');
+        b.extend_from_slice(num2.format(id.seq).as_bytes());
+        b.extend_from_slice(b"\r\n");
+        Frame::header(b, b'*', fields.len() * 2);
+        for (f, v) in fields {
+            Frame::bulk(b, f);
+            match v {
+                Val::Raw(x) => Frame::bulk(b, x),
+                Val::Int(n) => Frame::bulk(b, num.format(*n).as_bytes()),
+            }
+        }
+        self.n += 1;
+    }
+
+    fn finish(self) -> Resp {
+        let mut out = Vec::with_capacity(self.body.len() + 12);
+        Frame::header(&mut out, b'*', self.n);
+        out.extend_from_slice(&self.body);
+        Resp::Raw(Bytes::from(out))
+    }
+}
+
+/// Entries of `[start, end]` (descending with `rev`), at most `count` (0: all), as one
+/// encoded frame.
+fn range_frame(s: &Stream, start: StreamId, end: StreamId, rev: bool, count: u64) -> Resp {
+    let mut frame = Frame::new();
+    s.range(start, end, rev, |id, f| {
+        frame.push(id, f);
+        count == 0 || (frame.n as u64) < count
+    });
+    frame.finish()
 }
 
 /// One entry by id, or nil.
@@ -451,7 +524,7 @@ fn range_generic(db: &mut Db, now: u64, a: &dyn ArgList, rev: bool) -> OpResult 
         return OpResult::NullArray;
     }
     let count = if count < 0 { 0 } else { count as u64 };
-    reply(Resp::Array(range_reply(s, start, end, rev, count)))
+    reply(range_frame(s, start, end, rev, count))
 }
 
 pub fn xrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
@@ -608,14 +681,14 @@ fn resolve_ids(
 
 /// The reply for the streams served: `[[key, entries], ...]` (a map in RESP3), or a
 /// null array when none was.
-fn served_reply(served: Vec<(Bytes, Vec<Resp>)>) -> OpResult {
+fn served_reply(served: Vec<(Bytes, Resp)>) -> OpResult {
     if served.is_empty() {
         return OpResult::NullArray;
     }
     OpResult::KeyMap(
         served
             .into_iter()
-            .map(|(k, entries)| (Resp::Bulk(k), Resp::Array(entries)))
+            .map(|(k, entries)| (Resp::Bulk(k), entries))
             .collect(),
     )
 }
@@ -654,7 +727,7 @@ fn read_generic(db: &mut Db, now: u64, a: &dyn ArgList, xreadgroup: bool) -> OpR
                     continue;
                 }
                 let Some(start) = after.incr() else { continue };
-                let entries = range_reply(s, start, StreamId::MAX, false, p.count);
+                let entries = range_frame(s, start, StreamId::MAX, false, p.count);
                 served.push((a.arg_bytes(p.streams_at + k), entries));
             }
         }
@@ -688,7 +761,7 @@ fn group_read(
     from: ReadFrom,
     count: u64,
     noack: bool,
-) -> Option<Vec<Resp>> {
+) -> Option<Resp> {
     let journaling = db.journaling();
     // Redis 7.0 creates (or refreshes) the consumer only when it serves it: its history,
     // or new entries when the stream has some past the group's last id.
@@ -749,23 +822,24 @@ fn group_read(
                         logs.push(claim_log(key, group, consumer, &[id], &time, n));
                     }
                 }
-                Some(entries)
+                Some(Resp::Array(entries))
             }
             ReadFrom::New => {
                 let last = s.group(group).map_or(StreamId::MAX, |g| g.last_id);
-                let mut got = Vec::new();
+                let mut ids = Vec::new();
+                let mut frame = Frame::new();
                 if !s.is_empty() && s.last_live_id() > last {
                     if let Some(start) = last.incr() {
                         s.range(start, StreamId::MAX, false, |id, f| {
-                            got.push((id, entry_reply(id, f)));
-                            count == 0 || (got.len() as u64) < count
+                            ids.push(id);
+                            frame.push(id, f);
+                            count == 0 || (ids.len() as u64) < count
                         });
                     }
                 }
-                if got.is_empty() {
+                if ids.is_empty() {
                     None
                 } else {
-                    let ids: Vec<StreamId> = got.iter().map(|(id, _)| *id).collect();
                     for id in &ids {
                         s.advance_group(group, *id);
                         if !noack {
@@ -778,7 +852,7 @@ fn group_read(
                         }
                         logs.push(setid_log(key, group, s));
                     }
-                    Some(got.into_iter().map(|(_, e)| e).collect())
+                    Some(frame.finish())
                 }
             }
         };
@@ -838,9 +912,7 @@ fn setid_log(key: &[u8], group: &[u8], s: &Stream) -> Vec<Bytes> {
 pub fn xread_exec(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     let a: &[std::borrow::Cow<'_, [u8]>] = args;
     let xreadgroup = a[0].eq_ignore_ascii_case(b"xreadgroup");
-    let Some(spec) = super::lookup(if xreadgroup { b"xreadgroup" } else { b"xread" }) else {
-        return;
-    };
+    let spec = &COMMANDS[if xreadgroup { XREADGROUP } else { XREAD }];
     let p = match parse_read(&a, xreadgroup) {
         Ok(p) => p,
         Err(OpResult::Error(e)) => return s.error(ctx, conn, &e),
@@ -1864,6 +1936,12 @@ pub fn xsetid(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_blocking_reads_are_where_their_exec_looks() {
+        assert_eq!(COMMANDS[XREAD].name, "xread");
+        assert_eq!(COMMANDS[XREADGROUP].name, "xreadgroup");
+    }
 
     #[test]
     fn ids_parse_like_redis() {

@@ -191,6 +191,8 @@ struct Chunk {
     live: u32,
     /// Where entries start (after the master field names).
     entries_at: u32,
+    /// Where the last entry starts.
+    last_at: u32,
     data: Vec<u8>,
 }
 
@@ -219,6 +221,7 @@ impl Chunk {
             count: 0,
             live: 0,
             entries_at,
+            last_at: entries_at,
             data,
         }
     }
@@ -266,6 +269,7 @@ impl Chunk {
                 .map(|(f, v)| v.len() + 10 + if same { 0 } else { f.len() + 10 })
                 .sum::<usize>();
         grow(&mut self.data, need);
+        self.last_at = self.data.len() as u32;
         if ms_delta < SMALL_DELTA {
             put_varint(&mut self.data, (ms_delta << FLAG_BITS) | flags);
         } else {
@@ -490,24 +494,42 @@ impl Stream {
         self.len == 0
     }
 
-    /// The first live entry's id (0-0 when empty).
+    /// The first live entry's id (0-0 when empty). O(1) unless that chunk's first
+    /// entries are deleted (then a scan of that one chunk): chunks left without live
+    /// entries at either end are dropped as soon as they are.
     pub fn first_id(&self) -> StreamId {
-        let mut out = StreamId::MIN;
-        self.range(StreamId::MIN, StreamId::MAX, false, |id, _| {
-            out = id;
-            false
-        });
-        out
+        let Some(c) = self.chunks.iter().find(|c| c.live > 0) else {
+            return StreamId::MIN;
+        };
+        if usize::from(c.data[c.entries_at as usize]) & DELETED == 0 {
+            return c.first;
+        }
+        let mut p = c.entries_at as usize;
+        let mut prev = None;
+        for _ in 0..c.count {
+            let r = c.raw_at(p, prev);
+            if r.flags & DELETED == 0 {
+                return r.id;
+            }
+            p = c.end_of(&r);
+            prev = Some(r.id);
+        }
+        StreamId::MIN
     }
 
-    /// The last live entry's id (0-0 when empty).
+    /// The last live entry's id (0-0 when empty), O(1) unless the last entry is deleted.
     pub fn last_live_id(&self) -> StreamId {
-        let mut out = StreamId::MIN;
-        self.range(StreamId::MIN, StreamId::MAX, true, |id, _| {
-            out = id;
-            false
-        });
-        out
+        let Some(c) = self.chunks.iter().rev().find(|c| c.live > 0) else {
+            return StreamId::MIN;
+        };
+        if usize::from(c.data[c.last_at as usize]) & DELETED == 0 {
+            return c.last;
+        }
+        c.raws()
+            .iter()
+            .rev()
+            .find(|r| r.flags & DELETED == 0)
+            .map_or(StreamId::MIN, |r| r.id)
     }
 
     /// Chunks holding live entries and a stand-in for Redis's radix-tree node count (what
@@ -649,8 +671,35 @@ impl Stream {
         if id > self.max_deleted {
             self.max_deleted = id;
         }
+        self.drop_dead_ends();
         self.compact();
         true
+    }
+
+    /// Drop chunks without live entries at both ends (so the first and last live ids
+    /// are found in O(1)).
+    fn drop_dead_ends(&mut self) {
+        while self.chunks.front().is_some_and(|c| c.live == 0) {
+            self.pop_front();
+        }
+        while self.chunks.back().is_some_and(|c| c.live == 0) {
+            self.pop_back();
+        }
+    }
+
+    /// Remove the last chunk (the one before becomes the tail, no longer counted in
+    /// `closed_bytes`).
+    fn pop_back(&mut self) {
+        if let Some(c) = self.chunks.pop_back() {
+            if c.live == 0 {
+                self.dead = self.dead.saturating_sub(1);
+            }
+            if let Some(nb) = self.chunks.back() {
+                self.closed_bytes = self
+                    .closed_bytes
+                    .saturating_sub(alloc_size(nb.data.capacity()));
+            }
+        }
     }
 
     /// Drop chunks without live entries once they are many.
@@ -696,13 +745,7 @@ impl Stream {
                 break;
             }
             if c.live == 0 {
-                self.chunks.pop_back();
-                self.dead = self.dead.saturating_sub(1);
-                if let Some(nb) = self.chunks.back() {
-                    self.closed_bytes = self
-                        .closed_bytes
-                        .saturating_sub(alloc_size(nb.data.capacity()));
-                }
+                self.pop_back();
                 continue;
             }
             // Entries after the last live one are all deleted: cut them off.
@@ -711,11 +754,12 @@ impl Stream {
                 break;
             };
             let end = c.end_of(&raws[i]);
-            let last = raws[i].id;
+            let (last, last_at) = (raws[i].id, raws[i].at as u32);
             if let Some(c) = self.chunks.back_mut() {
                 c.data.truncate(end);
                 c.count = i as u32 + 1;
                 c.last = last;
+                c.last_at = last_at;
             }
             break;
         }
@@ -796,6 +840,7 @@ impl Stream {
             self.len = len;
             break;
         }
+        self.drop_dead_ends();
         if self.chunks.len() <= 1 {
             self.closed_bytes = 0;
         }
