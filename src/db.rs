@@ -50,6 +50,8 @@ pub struct Edit<R> {
     /// Further commands replay runs after `log` (one all-or-nothing record with it):
     /// XREADGROUP as the claims and group position it made.
     pub also: Vec<Vec<Bytes>>,
+    /// A second keyspace event the command raises (XADD that trimmed: `xtrim`).
+    pub then: Option<&'static str>,
 }
 
 impl<R> Edit<R> {
@@ -60,6 +62,7 @@ impl<R> Edit<R> {
             event: None,
             log: None,
             also: Vec::new(),
+            then: None,
         }
     }
 
@@ -70,6 +73,7 @@ impl<R> Edit<R> {
             event: Some(event),
             log: None,
             also: Vec::new(),
+            then: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl<R> Edit<R> {
             event: Some(event),
             log: Some(log),
             also: Vec::new(),
+            then: None,
         }
     }
 
@@ -97,6 +102,15 @@ impl<R> Edit<R> {
             event: Some(event),
             log: first,
             also: logs,
+            then: None,
+        }
+    }
+
+    /// With a second keyspace event after the first.
+    pub fn and_event(self, event: &'static str) -> Edit<R> {
+        Edit {
+            then: Some(event),
+            ..self
         }
     }
 }
@@ -475,6 +489,9 @@ impl Db {
             if !quiet {
                 self.watch.touch(key);
                 self.note(Mutation::Typed { event, class }, key);
+                if let Some(event) = edit.then {
+                    self.note(Mutation::Typed { event, class }, key);
+                }
             }
             if self.journaling() {
                 if created {

@@ -1331,3 +1331,46 @@ fn large_inputs() {
     let first: Vec<Entry> = q(c, &["XRANGE", &key, "-", "+", "COUNT", "10"]).unwrap();
     assert_eq!(first, (70_001..=70_010).map(entry).collect::<Vec<_>>());
 }
+
+/// The next pub/sub message's text, as the raw connection reads it.
+fn next_event(ev: &mut Raw) -> (String, String) {
+    let m = ev.reply_str();
+    let parts: Vec<&str> = m.split("\r\n").collect();
+    (parts[6].to_string(), parts[8].to_string())
+}
+
+#[test]
+fn keyspace_notifications() {
+    let server = Server::start(&[
+        "--shards",
+        "4",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KEA",
+    ]);
+    let mut ev = server.raw();
+    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
+    let _ = ev.reply();
+    let c = &mut server.client();
+    q::<String>(c, &["XADD", "s", "1-1", "f", "v"]).unwrap();
+    q::<String>(c, &["XADD", "s", "MAXLEN", "1", "1-2", "f", "v"]).unwrap();
+    q::<i64>(c, &["XDEL", "s", "9-9"]).unwrap(); // nothing deleted, no event
+    q::<()>(c, &["XGROUP", "CREATE", "s", "g", "0"]).unwrap();
+    let _: Value = q(c, &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"]).unwrap();
+    q::<i64>(c, &["XACK", "s", "g", "1-2"]).unwrap(); // no event, as in Redis
+    q::<i64>(c, &["XDEL", "s", "1-2"]).unwrap();
+    let want = [
+        "xadd",
+        "xadd",
+        "xtrim",
+        "xgroup-create",
+        "xgroup-createconsumer",
+        "xdel",
+    ];
+    for w in want {
+        let (chan, key) = next_event(&mut ev);
+        assert_eq!(chan, format!("__keyevent@0__:{w}"));
+        assert_eq!(key, "s");
+    }
+}

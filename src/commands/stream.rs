@@ -443,7 +443,7 @@ pub fn xadd(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         };
         let out = OpResult::Value(Some(id.to_bytes()));
         let rewrite = p.id.is_none_or(|(_, given)| !given) || p.trim.is_some();
-        if journaling && rewrite {
+        let edit = if journaling && rewrite {
             let mut log = if trimmed > 0 {
                 exact_trim(key, s, Some(id))
             } else {
@@ -453,6 +453,11 @@ pub fn xadd(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             Edit::logged(out, "xadd", log)
         } else {
             Edit::changed(out, "xadd")
+        };
+        if trimmed > 0 {
+            edit.and_event("xtrim")
+        } else {
+            edit
         }
     });
     match r {
