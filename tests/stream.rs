@@ -1374,3 +1374,35 @@ fn keyspace_notifications() {
         assert_eq!(key, "s");
     }
 }
+
+#[test]
+fn blocking_xread_over_shards_answers_every_stream_with_entries_at_once() {
+    let server = start();
+    let c = &mut server.client();
+    let a = keys_on("early-a", 1, 4, 1)[0].clone();
+    let b = keys_on("early-b", 2, 4, 1)[0].clone();
+    let none = keys_on("early-none", 3, 4, 1)[0].clone();
+    q::<String>(c, &["XADD", &b, "1-1", "f", "b1"]).unwrap();
+    q::<String>(c, &["XADD", &a, "1-1", "f", "a1"]).unwrap();
+    q::<String>(c, &["XADD", &a, "1-2", "f", "a2"]).unwrap();
+    // Waiting on three shards, two of which have entries: both come back, in key order,
+    // as one XREAD without BLOCK would answer.
+    let got: Streams = q(
+        c,
+        &[
+            "XREAD", "BLOCK", "0", "STREAMS", &none, &b, &a, "0", "0", "1-1",
+        ],
+    )
+    .unwrap();
+    let want: Streams = vec![
+        (
+            b.clone(),
+            vec![("1-1".into(), vec!["f".into(), "b1".into()])],
+        ),
+        (
+            a.clone(),
+            vec![("1-2".into(), vec!["f".into(), "a2".into()])],
+        ),
+    ];
+    assert_eq!(got, want);
+}
