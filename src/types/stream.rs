@@ -1032,7 +1032,11 @@ impl Stream {
         let Some(g) = self.groups.get_mut(group) else {
             return;
         };
-        let owner = Bytes::copy_from_slice(consumer);
+        // The consumer's own name, shared (no copy per pending entry).
+        let owner = match g.consumers.get_key_value(consumer) {
+            Some((name, _)) => name.clone(),
+            None => Bytes::copy_from_slice(consumer),
+        };
         let old = g.pel.insert(
             id,
             Nack {
