@@ -52,6 +52,9 @@ pub struct Edit<R> {
     pub also: Vec<Vec<Bytes>>,
     /// A second keyspace event the command raises (XADD that trimmed: `xtrim`).
     pub then: Option<&'static str>,
+    /// Group bookkeeping Redis neither counts as a modification for WATCH nor signals to
+    /// blocked readers (XGROUP SETID, CREATECONSUMER, DELCONSUMER).
+    pub bookkeeping: bool,
 }
 
 impl<R> Edit<R> {
@@ -63,6 +66,7 @@ impl<R> Edit<R> {
             log: None,
             also: Vec::new(),
             then: None,
+            bookkeeping: false,
         }
     }
 
@@ -74,6 +78,7 @@ impl<R> Edit<R> {
             log: None,
             also: Vec::new(),
             then: None,
+            bookkeeping: false,
         }
     }
 
@@ -85,6 +90,7 @@ impl<R> Edit<R> {
             log: Some(log),
             also: Vec::new(),
             then: None,
+            bookkeeping: false,
         }
     }
 
@@ -103,6 +109,15 @@ impl<R> Edit<R> {
             log: first,
             also: logs,
             then: None,
+            bookkeeping: false,
+        }
+    }
+
+    /// Notified, journaled, but no WATCH bump and no wake-up (see `bookkeeping`).
+    pub fn bookkeeping(self) -> Edit<R> {
+        Edit {
+            bookkeeping: true,
+            ..self
         }
     }
 
@@ -139,6 +154,9 @@ pub struct Db {
     pub block_keys: hashbrown::HashSet<Bytes>,
     /// Of those, keys that were written since the shard last served its waiters.
     pub ready: Vec<Bytes>,
+    /// Keys changed without a WATCH bump (group bookkeeping), collected only on a
+    /// transaction's scratch copy (`Some`), where changes are found by WATCH versions.
+    pub quiet_changes: Option<hashbrown::HashSet<Bytes>>,
 }
 
 impl Db {
@@ -342,6 +360,7 @@ impl Db {
         if deadline != 0 {
             self.note(Mutation::Expire, key);
         }
+        self.note_ready(key);
         let v = value.as_ref().as_slice();
         self.log_with(
             |j| j.set(key, v, deadline),
@@ -486,8 +505,15 @@ impl Db {
         };
         if let Some(event) = edit.event {
             let quiet = event.is_empty();
+            if quiet || edit.bookkeeping {
+                if let Some(changed) = self.quiet_changes.as_mut() {
+                    changed.insert(Bytes::copy_from_slice(key));
+                }
+            }
             if !quiet {
-                self.watch.touch(key);
+                if !edit.bookkeeping {
+                    self.watch.touch(key);
+                }
                 self.note(Mutation::Typed { event, class }, key);
                 if let Some(event) = edit.then {
                     self.note(Mutation::Typed { event, class }, key);
@@ -529,7 +555,7 @@ impl Db {
             if edit.event.is_some() && !created {
                 self.note(Mutation::Remove, key);
             }
-        } else if edit.event.is_some_and(|e| !e.is_empty()) {
+        } else if edit.event.is_some_and(|e| !e.is_empty()) && !edit.bookkeeping {
             self.note_ready(key);
         }
         Ok(Some(edit.reply))
@@ -698,6 +724,8 @@ impl Db {
         if old.is_some() {
             self.watch.touch(key);
             self.note(Mutation::Remove, key);
+            // A blocked group read learns its stream went (Redis's UNBLOCKED error).
+            self.note_ready(key);
             self.log_with(
                 |j| j.del(key),
                 || Effect::Del {

@@ -1406,3 +1406,232 @@ fn blocking_xread_over_shards_answers_every_stream_with_entries_at_once() {
     ];
     assert_eq!(got, want);
 }
+
+fn raw_cmd(r: &mut Raw, words: &[&str]) {
+    let refs: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+    r.cmd(&refs);
+}
+
+#[test]
+fn groups_made_with_mkstream_and_delivery_times_survive_kill9() {
+    let dir = DataDir::new("stream-mkstream");
+    let args = ["--dir", dir.path(), "--shards", "4"];
+    let mut s = Server::start_raw(&args, None);
+    let c = &mut s.client();
+    q::<()>(c, &["XGROUP", "CREATE", "jobs", "g", "$", "MKSTREAM"]).unwrap();
+    xadd(c, "jobs", "1-1", &["task", "a"]);
+    let _: Value = q(
+        c,
+        &["XREADGROUP", "GROUP", "g", "w1", "STREAMS", "jobs", ">"],
+    )
+    .unwrap();
+    q::<Value>(
+        c,
+        &["XCLAIM", "jobs", "g", "w2", "0", "1-1", "RETRYCOUNT", "-1"],
+    )
+    .unwrap();
+    s.kill9();
+    let s = Server::start_raw(&args, None);
+    let c = &mut s.client();
+    let groups = xinfo_groups(c, "jobs");
+    assert_eq!(groups.len(), 1, "the group made with MKSTREAM is back");
+    let pending: Vec<(String, String, i64, i64)> =
+        q(c, &["XPENDING", "jobs", "g", "-", "+", "10"]).unwrap();
+    assert_eq!(pending.len(), 1);
+    let (id, owner, idle, count) = pending[0].clone();
+    assert_eq!((id.as_str(), owner.as_str()), ("1-1", "w2"));
+    // RETRYCOUNT -1 counts as not given: one more delivery.
+    assert_eq!(count, 2);
+    // Delivered moments ago, not in 1970.
+    assert!(idle < 60_000, "idle {idle} ms after a restart");
+    let claimed: (String, Vec<Value>, Vec<Value>) = q(
+        c,
+        &["XAUTOCLAIM", "jobs", "g", "w3", "60000", "0", "JUSTID"],
+    )
+    .unwrap();
+    assert!(claimed.1.is_empty(), "nothing has been idle for a minute");
+}
+
+#[test]
+fn blocking_group_reads_over_shards_check_every_key_first() {
+    let server = start();
+    let c = &mut server.client();
+    let a = keys_on("gr-a", 1, 4, 1)[0].clone();
+    let b = keys_on("gr-b", 2, 4, 1)[0].clone();
+    xadd(c, &a, "1-1", &["f", "a1"]);
+    xadd(c, &b, "1-1", &["f", "b1"]);
+    q::<()>(c, &["XGROUP", "CREATE", &a, "g", "0"]).unwrap();
+    // b has no group g: an error, and nothing delivered from a.
+    let e = err_of(
+        c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "100",
+            "STREAMS",
+            &a,
+            &b,
+            ">",
+            ">",
+        ],
+    );
+    assert!(e.starts_with("NOGROUP"), "{e}");
+    assert_eq!(pending_count(c, &a, "g"), 0);
+    let e = err_of(
+        c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "100",
+            "STREAMS",
+            &a,
+            &b,
+            "$",
+            ">",
+        ],
+    );
+    assert!(e.contains("The $ ID is meaningless"), "{e}");
+    // With both groups there, both streams are served at once.
+    q::<()>(c, &["XGROUP", "CREATE", &b, "g", "0"]).unwrap();
+    let got: Streams = q(
+        c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "0",
+            "STREAMS",
+            &a,
+            &b,
+            ">",
+            ">",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        got.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        vec![a.clone(), b.clone()]
+    );
+    // Nothing new anywhere: it blocks, and an XADD on either shard serves it.
+    let mut r = server.raw_on_shard(3, 4);
+    raw_cmd(
+        &mut r,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "0",
+            "STREAMS",
+            &a,
+            &b,
+            ">",
+            ">",
+        ],
+    );
+    wait_blocked(c, 1, None, "the group read waits");
+    xadd(c, &b, "2-1", &["f", "b2"]);
+    let reply = r.reply_str();
+    assert!(reply.contains("2-1") && reply.contains(&b), "{reply}");
+}
+
+#[test]
+fn blocked_group_reads_end_when_their_key_or_group_goes() {
+    let server = start();
+    let c = &mut server.client();
+    q::<()>(c, &["XGROUP", "CREATE", "s1", "g", "$", "MKSTREAM"]).unwrap();
+    q::<()>(c, &["XGROUP", "CREATE", "s2", "g", "$", "MKSTREAM"]).unwrap();
+    let read = |key: &str| -> Vec<String> {
+        [
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "0",
+            "STREAMS",
+            key,
+            ">",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mut r1 = server.raw();
+    let w1 = read("s1");
+    let w1: Vec<&str> = w1.iter().map(|s| s.as_str()).collect();
+    raw_cmd(&mut r1, &w1);
+    wait_blocked(c, 1, None, "s1's reader waits");
+    // SETID and CREATECONSUMER do not wake it (as in Redis).
+    q::<()>(c, &["XGROUP", "SETID", "s1", "g", "0"]).unwrap();
+    q::<i64>(c, &["XGROUP", "CREATECONSUMER", "s1", "g", "other"]).unwrap();
+    wait_blocked(c, 1, None, "still waiting");
+    q::<i64>(c, &["DEL", "s1"]).unwrap();
+    assert_eq!(
+        r1.reply_str(),
+        "-UNBLOCKED the stream key no longer exists\r\n"
+    );
+    let mut r2 = server.raw();
+    let w2 = read("s2");
+    let w2: Vec<&str> = w2.iter().map(|s| s.as_str()).collect();
+    raw_cmd(&mut r2, &w2);
+    wait_blocked(c, 1, None, "s2's reader waits");
+    q::<i64>(c, &["XGROUP", "DESTROY", "s2", "g"]).unwrap();
+    assert_eq!(
+        r2.reply_str(),
+        "-NOGROUP the consumer group this client was blocked on no longer exists\r\n"
+    );
+}
+
+#[test]
+fn group_bookkeeping_does_not_abort_watchers() {
+    let server = start();
+    let c = &mut server.client();
+    let other = &mut server.client();
+    q::<()>(c, &["XGROUP", "CREATE", "w", "g", "0", "MKSTREAM"]).unwrap();
+    xadd(c, "w", "1-1", &["f", "v"]);
+    q::<()>(c, &["WATCH", "w"]).unwrap();
+    q::<i64>(other, &["XGROUP", "CREATECONSUMER", "w", "g", "x"]).unwrap();
+    q::<()>(other, &["XGROUP", "SETID", "w", "g", "0"]).unwrap();
+    let _: Value = q(
+        other,
+        &["XREADGROUP", "GROUP", "g", "y", "STREAMS", "w", ">"],
+    )
+    .unwrap();
+    q::<()>(c, &["MULTI"]).unwrap();
+    q::<String>(c, &["XLEN", "w"]).unwrap();
+    let done: Value = q(c, &["EXEC"]).unwrap();
+    assert_eq!(done, Value::Array(vec![Value::Int(1)]));
+}
+
+#[test]
+fn group_bookkeeping_inside_cross_shard_transactions_is_kept() {
+    let server = start();
+    let c = &mut server.client();
+    let k = keys_on("txn-s", 1, 4, 1)[0].clone();
+    let other = keys_on("txn-o", 2, 4, 1)[0].clone();
+    q::<()>(c, &["XGROUP", "CREATE", &k, "g", "0", "MKSTREAM"]).unwrap();
+    xadd(c, &k, "1-1", &["f", "v"]);
+    xadd(c, &k, "1-2", &["f", "v"]);
+    let _: Value = q(c, &["XREADGROUP", "GROUP", "g", "c", "STREAMS", &k, ">"]).unwrap();
+    // Keys on two shards: EXEC runs on a copy of both and commits what changed. Acks,
+    // claims and group reads change no WATCH version, yet they must be committed.
+    q::<()>(c, &["MULTI"]).unwrap();
+    q::<()>(c, &["XACK", &k, "g", "1-1"]).unwrap();
+    q::<()>(c, &["XCLAIM", &k, "g", "d", "0", "1-2", "JUSTID"]).unwrap();
+    q::<()>(c, &["SET", &other, "x"]).unwrap();
+    let _: Value = q(c, &["EXEC"]).unwrap();
+    let pending: Vec<(String, String, i64, i64)> =
+        q(c, &["XPENDING", &k, "g", "-", "+", "10"]).unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!((pending[0].0.as_str(), pending[0].1.as_str()), ("1-2", "d"));
+}

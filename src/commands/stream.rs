@@ -155,6 +155,17 @@ fn parse_bound(b: &[u8], missing_seq: u64, start: bool) -> Result<StreamId, OpRe
     parse_id_full(b, missing_seq, false, false).map(|(id, _)| id)
 }
 
+/// The clock for delivery and seen times: `now`, or the wall clock when replay runs a
+/// record (replay passes 0 so that nothing counts as expired; the times it restores are
+/// the records' own `TIME`s, clamped to this).
+fn wall(now: u64) -> u64 {
+    if now == 0 {
+        unix_ms()
+    } else {
+        now
+    }
+}
+
 fn int_or(b: &[u8], msg: &str) -> Result<i64, OpResult> {
     parse_int(b).ok_or_else(|| err(msg))
 }
@@ -783,13 +794,14 @@ fn group_read(
         }
     }
     let none: &[Bytes] = &[];
+    let ts = wall(now);
     let r = db.edit_stream(key, now, false, &none.to_vec(), |s| {
-        let created = s.touch_consumer(group, consumer, now) == Some(true);
+        let created = s.touch_consumer(group, consumer, ts) == Some(true);
         let mut logs = Vec::new();
         if created && journaling {
             logs.push(cmd(&[b"XGROUP", b"CREATECONSUMER", key, group, consumer]));
         }
-        let time = now.to_string();
+        let time = ts.to_string();
         let out = match from {
             ReadFrom::After(after) => {
                 // History: the consumer's pending entries after `after`.
@@ -818,7 +830,7 @@ fn group_read(
                         continue;
                     }
                     entries.push(e);
-                    s.redeliver(group, id, now);
+                    s.redeliver(group, id, ts);
                     if journaling {
                         let n = s
                             .group(group)
@@ -848,7 +860,7 @@ fn group_read(
                     for id in &ids {
                         s.advance_group(group, *id);
                         if !noack {
-                            s.set_pending(group, consumer, *id, now, 1);
+                            s.set_pending(group, consumer, *id, ts, 1);
                         }
                     }
                     if journaling {
@@ -865,7 +877,7 @@ fn group_read(
         if logs.is_empty() && !created {
             Edit::unchanged(out)
         } else {
-            Edit::logged_all(out, event, logs)
+            Edit::logged_all(out, event, logs).bookkeeping()
         }
     });
     r.ok().flatten().flatten()
@@ -930,6 +942,22 @@ pub fn xread_exec(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Arg
         .map(|k| Bytes::copy_from_slice(&a[p.streams_at + k]))
         .collect();
     let all_here = keys.iter().all(|k| s.slots.shard_of(k) == s.shard);
+    let first = keys.first().map(|k| s.slots.shard_of(k));
+    let one_shard = keys.iter().all(|k| Some(s.slots.shard_of(k)) == first);
+    if !one_shard && xreadgroup {
+        // Every key and group is checked, and every stream with entries served, at once
+        // under key locks (as one XREADGROUP without BLOCK); block only if that answers
+        // nothing.
+        let owned: Vec<Bytes> = a.iter().map(|x| Bytes::copy_from_slice(x)).collect();
+        let kind = crate::server::txn::TxnKind::One(super::multi::Queued {
+            spec,
+            args: owned.clone(),
+        });
+        if let Some(txn) = s.begin_txn(ctx, conn, kind) {
+            s.read_then_block(txn, keys, owned, timeout);
+        }
+        return;
+    }
     let mut block_args: Vec<Bytes> = a.iter().map(|x| Bytes::copy_from_slice(x)).collect();
     if all_here && s.local_ok_for(ctx, conn) {
         let now = unix_ms();
@@ -954,7 +982,10 @@ pub fn xread_exec(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Arg
         ctx,
         conn,
         keys,
-        BlockOp::Stream { args: block_args },
+        BlockOp::Stream {
+            args: block_args,
+            fresh: true,
+        },
         timeout,
     );
 }
@@ -990,9 +1021,11 @@ pub fn waiter_command(db: &mut Db, now: u64, args: &[Bytes], keys: &[u32]) -> Ve
     out
 }
 
-/// Whether a stream waiter's command (see [`waiter_command`]) would answer now: an
-/// entry to read, or an error to give.
-pub fn waiter_ready(db: &mut Db, now: u64, args: &[Bytes]) -> bool {
+/// Whether a stream waiter's command (see [`waiter_command`]) would answer now: a plain
+/// XREAD when one of its streams has entries past its id (a key of another type keeps it
+/// waiting, as in Redis); a group read also when its key is gone or of another type, or
+/// its group is gone (it then ends with Redis's error, see [`serve_waiter`]).
+pub fn waiter_ready(db: &mut Db, now: u64, args: &[Bytes], fresh: bool) -> bool {
     let a: &dyn ArgList = &args.to_vec();
     let xreadgroup = args
         .first()
@@ -1000,19 +1033,26 @@ pub fn waiter_ready(db: &mut Db, now: u64, args: &[Bytes]) -> bool {
     let Ok(p) = parse_read(a, xreadgroup) else {
         return true;
     };
-    let Ok(ids) = resolve_ids(db, now, a, &p) else {
+    if fresh && resolve_ids(db, now, a, &p).is_err() {
+        // The command's own error (WRONGTYPE, NOGROUP...) answers it at once.
         return true;
-    };
-    for (k, from) in ids.into_iter().enumerate() {
-        let Ok(Some(s)) = db.read_stream(a.arg(p.streams_at + k), now) else {
-            continue;
+    }
+    for k in 0..p.keys {
+        let id = a.arg(p.streams_at + p.keys + k);
+        let s = match db.read_stream(a.arg(p.streams_at + k), now) {
+            Ok(Some(s)) => s,
+            _ if p.group.is_some() => return true,
+            _ => continue,
         };
-        let after = match from {
-            ReadFrom::After(_) if p.group.is_some() => return true,
-            ReadFrom::After(id) => id,
-            ReadFrom::New => match p.group.as_ref().and_then(|(g, _)| s.group(g)) {
-                Some(g) => g.last_id,
+        let after = match &p.group {
+            Some((g, _)) => match s.group(g) {
                 None => return true,
+                Some(_) if id != b">" => return true,
+                Some(g) => g.last_id,
+            },
+            None => match parse_id(id) {
+                Ok(id) => id,
+                Err(_) => return true,
             },
         };
         if !s.is_empty() && s.last_live_id() > after {
@@ -1020,6 +1060,60 @@ pub fn waiter_ready(db: &mut Db, now: u64, args: &[Bytes]) -> bool {
         }
     }
     false
+}
+
+/// A stream waiter's command run as it is (its first look: the command's own errors).
+pub fn read_now(db: &mut Db, now: u64, args: &[Bytes]) -> OpResult {
+    let a = args.to_vec();
+    if args
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"))
+    {
+        xreadgroup(db, now, &a)
+    } else {
+        xread(db, now, &a)
+    }
+}
+
+/// Serve a stream waiter whose read would answer (see [`waiter_ready`]): Redis's errors
+/// for a group read whose key or group went away meanwhile; a plain XREAD reads only the
+/// keys that hold streams.
+pub fn serve_waiter(db: &mut Db, now: u64, args: &[Bytes]) -> OpResult {
+    let a: &dyn ArgList = &args.to_vec();
+    let group_read = args
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"));
+    let Ok(p) = parse_read(a, group_read) else {
+        return OpResult::NullArray;
+    };
+    if let Some((group, _)) = &p.group {
+        for k in 0..p.keys {
+            match db.read_stream(a.arg(p.streams_at + k), now) {
+                Ok(Some(s)) if s.group(group).is_some() => {}
+                Ok(Some(_)) => {
+                    return err(
+                        "NOGROUP the consumer group this client was blocked on no longer exists",
+                    )
+                }
+                _ => return err("UNBLOCKED the stream key no longer exists"),
+            }
+        }
+        return xreadgroup(db, now, a);
+    }
+    let streams: Vec<usize> = (0..p.keys)
+        .filter(|&k| db.read_stream(a.arg(p.streams_at + k), now).is_ok())
+        .collect();
+    if streams.len() == p.keys {
+        return xread(db, now, a);
+    }
+    let mut only: Vec<Bytes> = args[..p.streams_at].to_vec();
+    only.extend(streams.iter().map(|&k| args[p.streams_at + k].clone()));
+    only.extend(
+        streams
+            .iter()
+            .map(|&k| args[p.streams_at + p.keys + k].clone()),
+    );
+    xread(db, now, &only)
 }
 
 // ---------------------------------------------------------------- groups
@@ -1179,6 +1273,7 @@ pub fn xgroup(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                 if !s.create_group(group, id, read) {
                     return Edit::unchanged(err("BUSYGROUP Consumer Group name already exists"));
                 }
+                // MKSTREAM: the key may have been created for the group.
                 let log = cmd(&[
                     b"XGROUP",
                     b"CREATE",
@@ -1187,6 +1282,7 @@ pub fn xgroup(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                     id.to_string().as_bytes(),
                     b"ENTRIESREAD",
                     read.to_string().as_bytes(),
+                    b"MKSTREAM",
                 ]);
                 if journaling {
                     Edit::logged(OpResult::Ok, "xgroup-create", log)
@@ -1218,7 +1314,7 @@ pub fn xgroup(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                     b"ENTRIESREAD",
                     read.to_string().as_bytes(),
                 ]);
-                Edit::logged(OpResult::Ok, "xgroup-setid", log)
+                Edit::logged(OpResult::Ok, "xgroup-setid", log).bookkeeping()
             })
         }
         "destroy" => db.edit_stream(key, now, false, a, |s| {
@@ -1229,14 +1325,18 @@ pub fn xgroup(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             }
         }),
         "createconsumer" => db.edit_stream(key, now, false, a, |s| {
-            match s.create_consumer(group, a.arg(4), now) {
-                Some(true) => Edit::changed(OpResult::Int(1), "xgroup-createconsumer"),
+            match s.create_consumer(group, a.arg(4), wall(now)) {
+                Some(true) => {
+                    Edit::changed(OpResult::Int(1), "xgroup-createconsumer").bookkeeping()
+                }
                 _ => Edit::unchanged(OpResult::Int(0)),
             }
         }),
         _ => db.edit_stream(key, now, false, a, |s| {
             match s.delete_consumer(group, a.arg(4)) {
-                Some(Some(n)) => Edit::changed(OpResult::Int(n as i64), "xgroup-delconsumer"),
+                Some(Some(n)) => {
+                    Edit::changed(OpResult::Int(n as i64), "xgroup-delconsumer").bookkeeping()
+                }
                 _ => Edit::unchanged(OpResult::Int(0)),
             }
         }),
@@ -1442,10 +1542,12 @@ fn parse_claim(a: &dyn ArgList, now: u64) -> Result<ClaimOpts, OpResult> {
             )?);
         } else if a.is(j, "RETRYCOUNT") && more > 0 {
             j += 1;
-            o.retry = Some(int_or(
+            // A negative count counts as not given (Redis's -1 sentinel).
+            let r = int_or(
                 a.arg(j),
                 "ERR Invalid RETRYCOUNT option argument for XCLAIM",
-            )?);
+            )?;
+            o.retry = (r >= 0).then_some(r);
         } else if a.is(j, "LASTID") && more > 0 {
             j += 1;
             o.last_id = parse_id(a.arg(j))?;
@@ -1510,7 +1612,8 @@ pub fn xclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Ok(Some(s)) if s.group(group).is_some() => {}
         Ok(_) => return nogroup(key, group),
     }
-    let o = match parse_claim(a, now) {
+    let ts = wall(now);
+    let o = match parse_claim(a, ts) {
         Ok(o) => o,
         Err(e) => return e,
     };
@@ -1519,8 +1622,8 @@ pub fn xclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         let mut logs = journaling.then(Vec::new);
         let mut changed = false;
         let time = match o.time {
-            Some(t) if t >= 0 && (t as u64) <= now => t as u64,
-            _ => now,
+            Some(t) if t >= 0 && (t as u64) <= ts => t as u64,
+            _ => ts,
         };
         if s.group(group).is_some_and(|g| o.last_id > g.last_id) {
             let read = s
@@ -1548,14 +1651,14 @@ pub fn xclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                     // FORCE creates the entry as delivered once (no idle time to judge),
                     // then claims it.
                     match (o.retry, o.justid) {
-                        (Some(r), _) => Some(r.max(0) as u64),
+                        (Some(r), _) => Some(r as u64),
                         (None, true) => Some(1),
                         (None, false) => Some(2),
                     }
                 }
                 Some(n) => {
                     if o.min_idle > 0
-                        && (now as i64).saturating_sub(n.delivery_time as i64) < o.min_idle
+                        && (ts as i64).saturating_sub(n.delivery_time as i64) < o.min_idle
                     {
                         continue;
                     }
@@ -1566,7 +1669,7 @@ pub fn xclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                     }
                 }
             };
-            claim_one(s, key, group, consumer, id, time, count, now, &mut logs);
+            claim_one(s, key, group, consumer, id, time, count, ts, &mut logs);
             changed = true;
             out.push(if o.justid {
                 id_reply(id)
@@ -1629,6 +1732,7 @@ pub fn xautoclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         return nogroup(key, group);
     }
     let journaling = db.journaling();
+    let ts = wall(now);
     let r = db.edit_stream(key, now, false, a, |s| {
         let mut logs = journaling.then(Vec::new);
         let mut attempts = count.saturating_mul(10);
@@ -1660,7 +1764,7 @@ pub fn xautoclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                 deleted.push(id_reply(id));
                 left -= 1;
             } else if min_idle > 0
-                && (now as i64).saturating_sub(nack.delivery_time as i64) < min_idle
+                && (ts as i64).saturating_sub(nack.delivery_time as i64) < min_idle
             {
                 // not idle long enough
             } else {
@@ -1669,7 +1773,7 @@ pub fn xautoclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                 } else {
                     nack.delivery_count.wrapping_add(1)
                 };
-                claim_one(s, key, group, consumer, id, now, Some(n), now, &mut logs);
+                claim_one(s, key, group, consumer, id, ts, Some(n), ts, &mut logs);
                 claimed.push(if justid {
                     id_reply(id)
                 } else {
@@ -1906,11 +2010,6 @@ pub fn xsetid(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     };
     let r = db.edit_stream(a.arg(1), now, false, a, |s| {
         if !s.is_empty() {
-            if id < s.max_deleted {
-                return Edit::unchanged(err(
-                    "ERR The ID specified in XSETID is smaller than current max_deleted_entry_id",
-                ));
-            }
             if id < s.last_live_id() {
                 return Edit::unchanged(err(
                     "ERR The ID specified in XSETID is smaller than the target stream top item",

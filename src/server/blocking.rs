@@ -55,7 +55,9 @@ pub enum BlockOp {
     /// shard's keys with `$` resolved), run when one of its streams has something for it.
     /// Nothing is taken from the stream (a group read advances the group), so a stream
     /// has no budget of waiters: each is offered whenever its read would answer.
-    Stream { args: Vec<Bytes> },
+    /// `fresh` until the shard's first look at it: then the command's own errors apply
+    /// (WRONGTYPE, NOGROUP), later those of a wait whose key or group went away.
+    Stream { args: Vec<Bytes>, fresh: bool },
 }
 
 impl BlockOp {
@@ -89,7 +91,7 @@ impl BlockOp {
             BlockOp::Move { .. } => "lmove",
             BlockOp::ZPop { max: false, .. } => "zpopmin",
             BlockOp::ZPop { max: true, .. } => "zpopmax",
-            BlockOp::Stream { args } => {
+            BlockOp::Stream { args, .. } => {
                 if args
                     .first()
                     .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"))
@@ -176,6 +178,9 @@ pub struct Blocking {
     /// Blocked moves running as transactions (by transaction id): the waiter and its
     /// shards, released once the transaction committed.
     moves: hashbrown::HashMap<u64, (WaiterId, Vec<ShardId>)>,
+    /// Group reads over several shards tried first as a transaction (by transaction id):
+    /// their keys, command and timeout, to block with if it answered nothing.
+    reads: hashbrown::HashMap<u64, (Vec<Bytes>, Vec<Bytes>, u64)>,
 }
 
 /// A pop's result, as the shard answers it: the reply and what to push back if the
@@ -285,8 +290,8 @@ pub fn pop_now(
     keys: &[(u32, Bytes)],
     op: &BlockOp,
 ) -> Result<Option<Popped>, WrongType> {
-    if let BlockOp::Stream { args } = op {
-        let out = read_stream_now(db, now, args);
+    if let BlockOp::Stream { args, fresh } = op {
+        let out = read_stream_now(db, now, args, *fresh);
         return Ok((!matches!(out, OpResult::NullArray)).then_some(Popped {
             reply: out,
             restore: None,
@@ -445,16 +450,13 @@ pub fn pop_now(
     Ok(None)
 }
 
-/// Run a stream waiter's read now (null array: nothing for it yet).
-fn read_stream_now(db: &mut Db, now: u64, args: &[Bytes]) -> OpResult {
-    let group = args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"));
-    let a = args.to_vec();
-    if group {
-        crate::commands::stream::xreadgroup(db, now, &a)
+/// Run a stream waiter's read now (null array: nothing for it yet): as the command
+/// itself when `fresh`, else as a wait that ends.
+fn read_stream_now(db: &mut Db, now: u64, args: &[Bytes], fresh: bool) -> OpResult {
+    if fresh {
+        crate::commands::stream::read_now(db, now, args)
     } else {
-        crate::commands::stream::xread(db, now, &a)
+        crate::commands::stream::serve_waiter(db, now, args)
     }
 }
 
@@ -581,10 +583,11 @@ impl Server {
     ) {
         let now = unix_ms();
         let op = match op {
-            BlockOp::Stream { args } => {
+            BlockOp::Stream { args, fresh } => {
                 let at: Vec<u32> = keys.iter().map(|(p, _)| *p).collect();
                 BlockOp::Stream {
                     args: crate::commands::stream::waiter_command(&mut self.db, now, &args, &at),
+                    fresh,
                 }
             }
             op => op,
@@ -638,7 +641,7 @@ impl Server {
         // A plain XREAD over several shards answers with whatever every shard has now.
         let mut early = None;
         if let (Some(_), false) = (initial, direct) {
-            if let Some(BlockOp::Stream { args }) =
+            if let Some(BlockOp::Stream { args, .. }) =
                 self.blocking.waiters.get(&waiter).map(|w| &w.op)
             {
                 let plain = args
@@ -646,7 +649,7 @@ impl Server {
                     .is_some_and(|n| n.eq_ignore_ascii_case(b"xread"));
                 if plain {
                     let args = args.clone();
-                    let out = read_stream_now(&mut self.db, now, &args);
+                    let out = read_stream_now(&mut self.db, now, &args, true);
                     if !matches!(out, OpResult::NullArray) {
                         early = Some(out);
                         if let Some(w) = self.blocking.waiters.get_mut(&waiter) {
@@ -656,6 +659,7 @@ impl Server {
                 }
             }
         }
+        let observed = early.is_some();
         let msg = BlockMsg::Offer {
             waiter,
             pos: if direct || early.is_some() {
@@ -666,12 +670,25 @@ impl Server {
             initial: true,
             early,
         };
-        ctx.send(waiter.0, Msg::Block(msg));
+        if observed {
+            // It shows data: held until what it read is durable, like any reply.
+            self.send_observed(ctx, waiter.0, Msg::Block(msg));
+        } else {
+            ctx.send(waiter.0, Msg::Block(msg));
+        }
         // Earlier waiters first (the new one is last in every queue it joined).
         self.send_offers(ctx, others);
         if direct {
             self.take(ctx, waiter.0, waiter);
             self.retry_takes(ctx);
+        }
+        // From now on a stream waiter's read is a wait's (see `BlockOp::Stream`).
+        if let Some(Waiter {
+            op: BlockOp::Stream { fresh, .. },
+            ..
+        }) = self.blocking.waiters.get_mut(&waiter)
+        {
+            *fresh = false;
         }
     }
 
@@ -750,7 +767,7 @@ impl Server {
                 continue;
             };
             let stream_args = match &waiter.op {
-                BlockOp::Stream { args } => Some(args.clone()),
+                BlockOp::Stream { args, fresh } => Some((args.clone(), *fresh)),
                 _ => None,
             };
             let offered = waiter.offered.clone();
@@ -759,9 +776,9 @@ impl Server {
                 .iter()
                 .find(|(_, k)| k == key)
                 .map_or(0, |(p, _)| *p);
-            if let Some(args) = stream_args {
+            if let Some((args, fresh)) = stream_args {
                 if offered.is_none()
-                    && crate::commands::stream::waiter_ready(&mut self.db, now, &args)
+                    && crate::commands::stream::waiter_ready(&mut self.db, now, &args, fresh)
                 {
                     if let Some(x) = self.blocking.waiters.get_mut(&w) {
                         x.offered = Some(key.clone());
@@ -1257,6 +1274,37 @@ impl Server {
         for k in keys {
             self.offer_key(ctx, &k);
         }
+    }
+
+    /// A group read over several shards runs as transaction `txn` first; block with it if
+    /// that answers nothing (see [`Server::read_or_block`]).
+    pub fn read_then_block(&mut self, txn: u64, keys: Vec<Bytes>, args: Vec<Bytes>, timeout: u64) {
+        self.blocking.reads.insert(txn, (keys, args, timeout));
+    }
+
+    /// Transaction `txn` decided `result` for `conn`: if it was a group read that found
+    /// nothing, answer nothing yet and block (`true`); else it is the reply (`false`).
+    pub fn read_or_block(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        txn: u64,
+        result: &OpResult,
+    ) -> bool {
+        let Some((keys, args, timeout)) = self.blocking.reads.remove(&txn) else {
+            return false;
+        };
+        if !matches!(result, OpResult::NullArray) {
+            return false;
+        }
+        self.block(
+            ctx,
+            conn,
+            keys,
+            BlockOp::Stream { args, fresh: true },
+            timeout,
+        );
+        true
     }
 
     /// A transaction that carried a blocked move committed: release the waiter.

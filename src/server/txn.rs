@@ -547,7 +547,13 @@ impl Server {
         // A blocked move that waited for this transaction lets its source go only now,
         // behind the commits (so nothing could take its element in between).
         self.after_blocked_move(ctx, txn.id);
-        self.complete_part(ctx, t.conn, t.seq, 0, result);
+        if self.read_or_block(ctx, t.conn, txn.id, &result) {
+            // A group read over several shards that found nothing: its reply slot stays
+            // empty and the connection blocks; the wait's answer is its reply.
+            self.complete_part(ctx, t.conn, t.seq, 0, OpResult::Bulks(Vec::new()));
+        } else {
+            self.complete_part(ctx, t.conn, t.seq, 0, result);
+        }
         self.release_hold(ctx, t.conn);
     }
 
@@ -951,6 +957,7 @@ fn exec_on_scratch(
     now: u64,
 ) -> Decision {
     let mut scratch = Db::default();
+    scratch.quiet_changes = Some(Default::default());
     for (key, e) in entries {
         if let Some((value, deadline)) = &e.entry {
             scratch.write_owned(key, value.clone(), *deadline, now);
@@ -967,8 +974,9 @@ fn exec_on_scratch(
         .map(|c| run_queued(&mut scratch, now, c))
         .collect();
     let mut writes = Vec::new();
+    let quiet = scratch.quiet_changes.take().unwrap_or_default();
     for ((key, _), v) in entries.iter().zip(before) {
-        if scratch.watch.version(key) == Some(v) {
+        if scratch.watch.version(key) == Some(v) && !quiet.contains(key) {
             continue;
         }
         match scratch.get_owned(key, now) {

@@ -866,10 +866,10 @@ impl Stream {
         let first = self.first_id();
         if self.max_deleted.is_zero() || self.max_deleted < first {
             if id < first {
-                return added - self.len as i64;
+                return added.wrapping_sub(self.len as i64);
             }
             if id == first {
-                return added - self.len as i64 + 1;
+                return added.wrapping_sub(self.len as i64).wrapping_add(1);
             }
         }
         INVALID_ENTRIES_READ
@@ -892,10 +892,10 @@ impl Stream {
             return Some(0);
         }
         if g.entries_read != INVALID_ENTRIES_READ && !self.has_tombstones_from(g.last_id) {
-            return Some(self.entries_added as i64 - g.entries_read);
+            return Some((self.entries_added as i64).wrapping_sub(g.entries_read));
         }
         let read = self.estimate_distance(g.last_id);
-        (read != INVALID_ENTRIES_READ).then(|| self.entries_added as i64 - read)
+        (read != INVALID_ENTRIES_READ).then(|| (self.entries_added as i64).wrapping_sub(read))
     }
 
     // ---- consumer groups ----
@@ -1010,7 +1010,7 @@ impl Stream {
         if let Some(g) = self.groups.get_mut(group) {
             if id > g.last_id {
                 if g.entries_read != INVALID_ENTRIES_READ && !tomb {
-                    g.entries_read += 1;
+                    g.entries_read = g.entries_read.wrapping_add(1);
                 } else if added > 0 {
                     g.entries_read = estimate;
                 }
@@ -1119,7 +1119,7 @@ impl Stream {
         for (name, g) in &self.groups {
             put_bytes(out, name);
             put_id(out, g.last_id);
-            put_varint(out, (g.entries_read + 1) as u64);
+            put_varint(out, (g.entries_read as u64).wrapping_add(1));
             put_varint(out, g.pel.len() as u64);
             for (id, n) in &g.pel {
                 put_id(out, *id);
@@ -1173,7 +1173,7 @@ impl Stream {
         for _ in 0..groups {
             let name = read_bytes(buf, &mut p)?;
             let last = get_id(buf, &mut p)?;
-            let read = read_varint_checked(buf, &mut p)? as i64 - 1;
+            let read = read_varint_checked(buf, &mut p)?.wrapping_sub(1) as i64;
             if !s.create_group(name, last, read) {
                 return None;
             }
