@@ -193,7 +193,62 @@ struct Chunk {
     entries_at: u32,
     /// Where the last entry starts.
     last_at: u32,
+    /// The size Redis's listpack for these entries would have: chunks are cut where
+    /// Redis cuts nodes (`stream-node-max-bytes`), so `~` trims agree with Redis's.
+    lp_bytes: u32,
     data: Vec<u8>,
+}
+
+/// Bytes of a listpack element's back-length for an element of `n` bytes.
+fn lp_backlen(n: usize) -> usize {
+    match n {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2097150 => 3,
+        2097151..=268435454 => 4,
+        _ => 5,
+    }
+}
+
+/// Bytes of a listpack integer element.
+fn lp_int(v: i64) -> usize {
+    let enc = match v {
+        0..=127 => 1,
+        -4096..=4095 => 2,
+        -32768..=32767 => 3,
+        -8388608..=8388607 => 4,
+        -2147483648..=2147483647 => 5,
+        _ => 9,
+    };
+    enc + lp_backlen(enc)
+}
+
+/// Bytes of a listpack element holding `s` (an integer when Redis would store one).
+fn lp_str(s: &[u8]) -> usize {
+    if let Some(v) = lp_as_int(s) {
+        return lp_int(v);
+    }
+    let enc = match s.len() {
+        0..=63 => 1 + s.len(),
+        64..=4095 => 2 + s.len(),
+        _ => 5 + s.len(),
+    };
+    enc + lp_backlen(enc)
+}
+
+/// Redis's `lpStringToInt64`: a canonical decimal of at most 20 characters.
+fn lp_as_int(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let digits = s.strip_prefix(b"-").unwrap_or(s);
+    if digits.is_empty()
+        || !digits.iter().all(u8::is_ascii_digit)
+        || (digits[0] == b'0' && (digits.len() > 1 || s.len() > 1))
+    {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 /// A decoded entry header.
@@ -215,6 +270,14 @@ impl Chunk {
             data.extend_from_slice(f);
         }
         let entries_at = data.len() as u32;
+        // Header and end, then the master entry: count, deleted, field count, the
+        // fields, a 0 terminator.
+        let lp = 7
+            + lp_int(1)
+            + lp_int(0)
+            + lp_int(fields.len() as i64)
+            + fields.iter().map(|(f, _)| lp_str(f)).sum::<usize>()
+            + lp_int(0);
         Chunk {
             first: id,
             last: id,
@@ -222,6 +285,7 @@ impl Chunk {
             live: 0,
             entries_at,
             last_at: entries_at,
+            lp_bytes: lp as u32,
             data,
         }
     }
@@ -241,17 +305,26 @@ impl Chunk {
         n == fields.len() && self.master().zip(fields).all(|(m, (f, _))| m == *f)
     }
 
-    /// Bytes the entry would take.
-    fn entry_size(fields: &[(&[u8], &[u8])]) -> usize {
-        fields
-            .iter()
-            .map(|(f, v)| f.len() + v.len() + 4)
-            .sum::<usize>()
-            + 8
+    /// The listpack bytes Redis would add for this entry: flags, ms and seq relative to
+    /// the node's first id, [field count, fields], values, element count.
+    fn lp_entry(&self, id: StreamId, fields: &[(&[u8], &[u8])], same: bool) -> usize {
+        let ms = id.ms.wrapping_sub(self.first.ms) as i64;
+        let seq = id.seq.wrapping_sub(self.first.seq) as i64;
+        let mut n = lp_int(2) + lp_int(ms) + lp_int(seq);
+        let mut elements = fields.len() + 3;
+        if !same {
+            n += lp_int(fields.len() as i64) + fields.iter().map(|(f, _)| lp_str(f)).sum::<usize>();
+            elements += fields.len() + 1;
+        }
+        n + fields.iter().map(|(_, v)| lp_str(v)).sum::<usize>() + lp_int(elements as i64)
     }
 
     fn push(&mut self, id: StreamId, fields: &[(&[u8], &[u8])]) {
         let same = self.same_as_master(fields);
+        let lp = self.lp_entry(id, fields, same);
+        self.lp_bytes = self
+            .lp_bytes
+            .saturating_add(lp.min(u32::MAX as usize) as u32);
         let (ms_delta, seq) = if self.count == 0 {
             (id.ms - self.first.ms, id.seq)
         } else if id.ms == self.last.ms {
@@ -297,11 +370,14 @@ impl Chunk {
         self.live += 1;
     }
 
-    /// Whether an entry with `id` and `fields` may join this chunk.
+    /// Whether an entry with `id` and `fields` may join this chunk: Redis's rule for its
+    /// nodes (fewer than 100 entries, and its listpack bytes plus the new entry's raw
+    /// field and value bytes below 4096).
     fn fits(&self, id: StreamId, fields: &[(&[u8], &[u8])]) -> bool {
+        let raw: usize = fields.iter().map(|(f, v)| f.len() + v.len()).sum();
         self.live > 0
             && (self.count as usize) < NODE_MAX_ENTRIES
-            && self.data.len() + Chunk::entry_size(fields) < NODE_MAX_BYTES
+            && (self.lp_bytes as usize).saturating_add(raw) < NODE_MAX_BYTES
             && id > self.last
     }
 
