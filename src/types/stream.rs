@@ -1478,6 +1478,21 @@ mod tests {
     }
 
     #[test]
+    fn chunks_end_where_redis_ends_its_nodes() {
+        // 200-byte values: Redis's 4096-byte listpack nodes hold 19 such entries, so
+        // MAXLEN ~ 60 over 100 entries removes two whole nodes, as redis-server 7.0 does.
+        let v = [b'v'; 200];
+        let mut s = Stream::new();
+        for i in 1..=100 {
+            s.add(id(i, 0), &[(b"f", &v)]);
+        }
+        assert_eq!(s.trim(Trim::MaxLen(60), true, 0), 38);
+        // Small entries: 100 per node.
+        let mut s = filled(250);
+        assert_eq!(s.trim(Trim::MaxLen(120), true, 0), 100);
+    }
+
+    #[test]
     fn decode_rejects_garbage() {
         let mut buf = Vec::new();
         filled(50).encode(&mut buf);
