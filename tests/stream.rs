@@ -1635,3 +1635,29 @@ fn group_bookkeeping_inside_cross_shard_transactions_is_kept() {
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!((pending[0].0.as_str(), pending[0].1.as_str()), ("1-2", "d"));
 }
+
+#[test]
+fn a_wait_on_many_keys_costs_in_proportion_to_its_keys() {
+    // One XREAD BLOCK naming 30,000 keys of one shard: registering it and waking it
+    // must cost O(keys). Checking every key by re-reading the whole command (the
+    // shape this guards against) takes minutes here and freezes the shard meanwhile.
+    let server = start();
+    let c = &mut server.client();
+    let n = 30_000;
+    let keys: Vec<String> = (0..n).map(|i| format!("{{wide}}k{i}")).collect();
+    let mut words = vec!["XREAD", "BLOCK", "0", "STREAMS"];
+    words.extend(keys.iter().map(|k| k.as_str()));
+    words.extend(std::iter::repeat_n("$", n));
+    let started = Instant::now();
+    let mut r = server.raw();
+    raw_cmd(&mut r, &words);
+    wait_blocked(c, 1, None, "the wide reader waits");
+    xadd(c, &keys[n - 1], "1-1", &["f", "v"]);
+    let reply = r.reply_str();
+    assert!(reply.contains("1-1"), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -1021,45 +1021,82 @@ pub fn waiter_command(db: &mut Db, now: u64, args: &[Bytes], keys: &[u32]) -> Ve
     out
 }
 
-/// Whether a stream waiter's command (see [`waiter_command`]) would answer now: a plain
-/// XREAD when one of its streams has entries past its id (a key of another type keeps it
-/// waiting, as in Redis); a group read also when its key is gone or of another type, or
-/// its group is gone (it then ends with Redis's error, see [`serve_waiter`]).
-pub fn waiter_ready(db: &mut Db, now: u64, args: &[Bytes], fresh: bool) -> bool {
+/// Where a blocked stream read reads one key from.
+#[derive(Debug, Clone, Copy)]
+pub enum WaitFrom {
+    /// Entries past this id (XREAD), or the consumer's history past it (XREADGROUP).
+    After(StreamId),
+    /// `>`: the group's new entries.
+    New,
+    /// An id that does not parse (its read answers the error).
+    Invalid,
+}
+
+/// A blocked stream read as a shard checks it: the group it reads for (XREADGROUP) and,
+/// for each of its keys on that shard, where it reads from.
+#[derive(Debug, Clone)]
+pub struct StreamWait {
+    pub group: Option<Bytes>,
+    pub from: Vec<WaitFrom>,
+}
+
+/// The [`StreamWait`] of a waiter's command (see [`waiter_command`]).
+pub fn stream_wait(args: &[Bytes]) -> StreamWait {
     let a: &dyn ArgList = &args.to_vec();
-    let xreadgroup = args
+    let group_read = args
         .first()
         .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"));
-    let Ok(p) = parse_read(a, xreadgroup) else {
-        return true;
+    let Ok(p) = parse_read(a, group_read) else {
+        return StreamWait {
+            group: None,
+            from: Vec::new(),
+        };
     };
-    if fresh && resolve_ids(db, now, a, &p).is_err() {
-        // The command's own error (WRONGTYPE, NOGROUP...) answers it at once.
-        return true;
+    let from = (0..p.keys)
+        .map(|k| {
+            let id = a.arg(p.streams_at + p.keys + k);
+            if id == b">" {
+                WaitFrom::New
+            } else {
+                parse_id(id).map_or(WaitFrom::Invalid, WaitFrom::After)
+            }
+        })
+        .collect();
+    StreamWait {
+        group: p.group.map(|(g, _)| g),
+        from,
     }
-    for k in 0..p.keys {
-        let id = a.arg(p.streams_at + p.keys + k);
-        let s = match db.read_stream(a.arg(p.streams_at + k), now) {
-            Ok(Some(s)) => s,
-            _ if p.group.is_some() => return true,
-            _ => continue,
-        };
-        let after = match &p.group {
-            Some((g, _)) => match s.group(g) {
-                None => return true,
-                Some(_) if id != b">" => return true,
-                Some(g) => g.last_id,
-            },
-            None => match parse_id(id) {
-                Ok(id) => id,
-                Err(_) => return true,
-            },
-        };
-        if !s.is_empty() && s.last_live_id() > after {
-            return true;
-        }
+}
+
+/// Whether a blocked read would answer now because of `key`, in O(1) (O(log groups)):
+/// a plain XREAD when the stream has entries past its id (a key of another type keeps
+/// it waiting, as in Redis); a group read also when the key is gone or of another type,
+/// or its group is gone (it ends with Redis's error, see [`serve_waiter`]), and always
+/// for a history read. `fresh`: the command's first look, where its own errors answer.
+pub fn key_ready(
+    db: &mut Db,
+    now: u64,
+    key: &[u8],
+    wait: &StreamWait,
+    at: usize,
+    fresh: bool,
+) -> bool {
+    let from = wait.from.get(at).copied().unwrap_or(WaitFrom::Invalid);
+    let s = match db.read_stream(key, now) {
+        Ok(Some(s)) => s,
+        Err(_) => return wait.group.is_some() || fresh,
+        Ok(None) => return wait.group.is_some(),
+    };
+    match (&wait.group, from) {
+        (_, WaitFrom::Invalid) => true,
+        (None, WaitFrom::New) => true,
+        (None, WaitFrom::After(id)) => !s.is_empty() && s.last_live_id() > id,
+        (Some(_), WaitFrom::After(_)) => true,
+        (Some(g), WaitFrom::New) => match s.group(g) {
+            None => true,
+            Some(g) => !s.is_empty() && s.last_live_id() > g.last_id,
+        },
     }
-    false
 }
 
 /// A stream waiter's command run as it is (its first look: the command's own errors).

@@ -161,6 +161,8 @@ struct Waiter {
     offered: Option<Bytes>,
     /// All its keys live on this shard (so its offers come from here only).
     single: bool,
+    /// A stream read: where it reads each of `keys` from (same order).
+    wait: Option<crate::commands::stream::StreamWait>,
 }
 
 /// A shard's blocking state, both roles.
@@ -169,6 +171,9 @@ pub struct Blocking {
     next_id: u64,
     coord: hashbrown::HashMap<u64, Blocked>,
     queues: hashbrown::HashMap<Bytes, VecDeque<WaiterId>>,
+    /// Stream readers per key, in arrival order, with the key's index in the waiter's
+    /// keys (a reader is checked against the written key only, in O(1)).
+    stream_queues: hashbrown::HashMap<Bytes, VecDeque<(WaiterId, u32)>>,
     waiters: hashbrown::HashMap<WaiterId, Waiter>,
     /// Keys whose waiters were refused under a transaction's lock: offered again once
     /// locks are released.
@@ -593,12 +598,24 @@ impl Server {
             op => op,
         };
         let streams = op.on_streams();
-        for (_, k) in &keys {
-            self.blocking
-                .queues
-                .entry(k.clone())
-                .or_default()
-                .push_back(waiter);
+        let wait = match &op {
+            BlockOp::Stream { args, .. } => Some(crate::commands::stream::stream_wait(args)),
+            _ => None,
+        };
+        for (i, (_, k)) in keys.iter().enumerate() {
+            if streams {
+                self.blocking
+                    .stream_queues
+                    .entry(k.clone())
+                    .or_default()
+                    .push_back((waiter, i as u32));
+            } else {
+                self.blocking
+                    .queues
+                    .entry(k.clone())
+                    .or_default()
+                    .push_back(waiter);
+            }
             self.db.block_keys.insert(k.clone());
         }
         let wrong_type = keys
@@ -606,24 +623,40 @@ impl Server {
             .find(|(_, k)| !streams && self.elements_of(k, now).is_err())
             .map(|(p, k)| (*p, k.clone()));
         let ordered: Vec<Bytes> = keys.iter().map(|(_, k)| k.clone()).collect();
+        // A stream reader is checked alone, key by key in command order, and only its
+        // first ready key counts: the other readers' streams did not change.
+        let mut initial = None;
+        if let Some(w) = &wait {
+            let fresh = matches!(op, BlockOp::Stream { fresh: true, .. });
+            for (i, (p, k)) in keys.iter().enumerate() {
+                if crate::commands::stream::key_ready(&mut self.db, now, k, w, i, fresh) {
+                    initial = Some((*p, k.clone()));
+                    break;
+                }
+            }
+        }
         self.blocking.waiters.insert(
             waiter,
             Waiter {
                 keys,
                 op,
-                offered: None,
+                offered: initial.as_ref().map(|(_, k)| k.clone()),
                 single,
+                wait,
             },
         );
-        // Its keys' elements go to their waiters in arrival order; this one may get some.
-        let mut initial = None;
+        let mut initial = initial.map(|(p, _)| p);
         let mut others = Vec::new();
-        for k in &ordered {
-            for (w, pos) in self.offers_for_key(k) {
-                if w == waiter {
-                    initial = Some(pos);
-                } else {
-                    others.push((w, pos));
+        if !streams {
+            // Its keys' elements go to their waiters in arrival order; this one may get
+            // some.
+            for k in &ordered {
+                for (w, pos) in self.offers_for_key(k) {
+                    if w == waiter {
+                        initial = Some(pos);
+                    } else {
+                        others.push((w, pos));
+                    }
                 }
             }
         }
@@ -754,58 +787,76 @@ impl Server {
     /// offer on another key pending are passed over for now. Marks them offered.
     fn offers_for_key(&mut self, key: &Bytes) -> Vec<(WaiterId, u32)> {
         let now = unix_ms();
-        let mut offers = Vec::new();
+        let mut offers = self.stream_offers(key, now);
+        if !self.blocking.queues.contains_key(key) {
+            return offers;
+        }
+        let mut budget = self.elements_of(key, now).unwrap_or(0);
         let Some(queue) = self.blocking.queues.get(key) else {
             return offers;
         };
-        let queue: Vec<WaiterId> = queue.iter().copied().collect();
-        // Lists and sorted sets: one element per waiter. Streams: every waiter whose read
-        // would answer now.
-        let mut budget: Option<usize> = None;
         for w in queue {
-            let Some(waiter) = self.blocking.waiters.get(&w) else {
-                continue;
-            };
-            let stream_args = match &waiter.op {
-                BlockOp::Stream { args, fresh } => Some((args.clone(), *fresh)),
-                _ => None,
-            };
-            let offered = waiter.offered.clone();
-            let pos = waiter
-                .keys
-                .iter()
-                .find(|(_, k)| k == key)
-                .map_or(0, |(p, _)| *p);
-            if let Some((args, fresh)) = stream_args {
-                if offered.is_none()
-                    && crate::commands::stream::waiter_ready(&mut self.db, now, &args, fresh)
-                {
-                    if let Some(x) = self.blocking.waiters.get_mut(&w) {
-                        x.offered = Some(key.clone());
-                    }
-                    offers.push((w, pos));
-                }
-                continue;
+            if budget == 0 {
+                break;
             }
-            let left = match budget {
-                Some(b) => b,
-                None => self.elements_of(key, now).unwrap_or(0),
-            };
-            if left == 0 {
-                budget = Some(0);
+            let Some(waiter) = self.blocking.waiters.get_mut(w) else {
                 continue;
-            }
-            match &offered {
-                Some(k) if k == key => budget = Some(left - 1),
-                Some(_) => budget = Some(left),
+            };
+            match &waiter.offered {
+                Some(k) if k == key => budget -= 1,
+                Some(_) => {}
                 None => {
-                    budget = Some(left - 1);
-                    if let Some(x) = self.blocking.waiters.get_mut(&w) {
-                        x.offered = Some(key.clone());
-                    }
-                    offers.push((w, pos));
+                    budget -= 1;
+                    waiter.offered = Some(key.clone());
+                    let pos = waiter
+                        .keys
+                        .iter()
+                        .find(|(_, k)| k == key)
+                        .map_or(0, |(p, _)| *p);
+                    offers.push((*w, pos));
                 }
             }
+        }
+        offers
+    }
+
+    /// The stream readers of `key` whose read would answer now. A stream read takes
+    /// nothing, so plain readers are all offered; of a group's readers only the first
+    /// ready one this round (it may take every new entry; the next are offered again
+    /// once it is served and the key is looked at again).
+    fn stream_offers(&mut self, key: &Bytes, now: u64) -> Vec<(WaiterId, u32)> {
+        let mut offers = Vec::new();
+        let Some(queue) = self.blocking.stream_queues.get(key) else {
+            return offers;
+        };
+        let (db, waiters) = (&mut self.db, &mut self.blocking.waiters);
+        let mut groups: Vec<Bytes> = Vec::new();
+        for &(w, i) in queue {
+            let Some(waiter) = waiters.get_mut(&w) else {
+                continue;
+            };
+            let Some(wait) = &waiter.wait else { continue };
+            if let Some(g) = &wait.group {
+                if groups.contains(g) {
+                    continue;
+                }
+                if waiter.offered.is_some() {
+                    groups.push(g.clone());
+                }
+            }
+            if waiter.offered.is_some() {
+                continue;
+            }
+            let fresh = matches!(waiter.op, BlockOp::Stream { fresh: true, .. });
+            if !crate::commands::stream::key_ready(db, now, key, wait, i as usize, fresh) {
+                continue;
+            }
+            if let Some(g) = &wait.group {
+                groups.push(g.clone());
+            }
+            waiter.offered = Some(key.clone());
+            let pos = waiter.keys.get(i as usize).map_or(0, |(p, _)| *p);
+            offers.push((w, pos));
         }
         offers
     }
@@ -1206,8 +1257,19 @@ impl Server {
                 }
                 if q.is_empty() {
                     self.blocking.queues.remove(k);
-                    self.db.block_keys.remove(k);
                 }
+            }
+            if let Some(q) = self.blocking.stream_queues.get_mut(k) {
+                if let Some(i) = q.iter().position(|(x, _)| *x == waiter) {
+                    q.remove(i);
+                }
+                if q.is_empty() {
+                    self.blocking.stream_queues.remove(k);
+                }
+            }
+            if !self.blocking.queues.contains_key(k) && !self.blocking.stream_queues.contains_key(k)
+            {
+                self.db.block_keys.remove(k);
             }
         }
         // What it had, or could have had, goes to the next waiters: at the next
@@ -1318,7 +1380,14 @@ impl Server {
 
     /// Keys of this shard with waiters, and waiters registered here.
     pub fn blocking_counts(&self) -> (usize, usize) {
-        (self.blocking.queues.len(), self.blocking.waiters.len())
+        let keys = self.blocking.queues.len()
+            + self
+                .blocking
+                .stream_queues
+                .keys()
+                .filter(|k| !self.blocking.queues.contains_key(*k))
+                .count();
+        (keys, self.blocking.waiters.len())
     }
 
     /// Clients of this shard blocked now.

@@ -630,7 +630,7 @@ impl Stream {
             c.push(id, fields);
         }
         self.len += 1;
-        self.entries_added += 1;
+        self.entries_added = self.entries_added.wrapping_add(1);
         self.last_id = id;
     }
 
