@@ -14,7 +14,7 @@ previous one's data). CORESHARD_BIN: the binary (default target/release/coreshar
 $CARGO_TARGET_DIR/release/coreshard, built first with `cargo build --release`; a binary given
 here is used as it is). ONLY=redis or ONLY=coreshard runs one server (no ratios).
 
-Workloads (WORKLOADS, default "xadd xreadgroup"):
+Workloads (WORKLOADS, default "xadd xreadgroup"; also "zrange"):
   xadd        `redis-benchmark -n N -c CLIENTS -P p XADD s * f v` for each p in PIPELINES
               (default "1 16"; N_P1 requests at -P 1, N_P16 at any other -P), under
               `taskset -c $CLIENT_CPU`; afterwards XLEN s must be N.
@@ -31,6 +31,9 @@ Workloads (WORKLOADS, default "xadd xreadgroup"):
               consumers together have up to CONSUMERS in flight). Its reply framing relies on
               the entries holding no CR LF and all having the same number of fields (true of
               the preloaded data; anything else is reported as an error).
+
+  zrange      a sorted set z of 1,000 members (member:<i>, score 1.5 i), then
+              `redis-benchmark ... ZRANGE z 100 199 WITHSCORES` for each p in PIPELINES.
 
 Measure: server CPU seconds = utime+stime from /proc/PID/stat before and after the run
 (all threads); req/CPU-s = requests / server CPU seconds; req/s = requests / wall seconds
@@ -134,6 +137,36 @@ def run_xadd(kind, pipeline):
         c.close()
         if xlen != n:
             raise RuntimeError(f"XLEN s is {xlen!r} after {n} XADDs (errors? {text.strip()[-300:]})")
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} exited during the run")
+    finally:
+        bc.stop(proc)
+    return {"requests": n, "cpu": cpu, "rps": float(m[-1]), "wall": wall, "client_cpu": ccpu}
+
+
+# --- workload (c): ZRANGE of 100 members with scores through redis-benchmark ------------
+
+def run_zrange(kind, pipeline):
+    n = N_P1 if pipeline == 1 else N_P16
+    proc, port = start_server(kind)
+    try:
+        c = bc.Conn(port)
+        for base in range(0, 1000, 100):
+            args = ["ZADD", "z"]
+            for i in range(base, base + 100):
+                args += [str(i * 1.5), f"member:{i}"]
+            c.call(*args)
+        c.close()
+        cpu0, ccpu0, t0 = bc.proc_cpu_seconds(proc.pid), bc.children_cpu_seconds(), time.time()
+        out = subprocess.run(["taskset", "-c", CLIENT_CPU, "redis-benchmark", "-p", str(port), "-n", str(n),
+                              "-c", str(CLIENTS), "-P", str(pipeline), "-q", "ZRANGE", "z", "100", "199",
+                              "WITHSCORES"], capture_output=True, text=True, timeout=TIMEOUT)
+        wall = time.time() - t0
+        cpu, ccpu = bc.proc_cpu_seconds(proc.pid) - cpu0, bc.children_cpu_seconds() - ccpu0
+        text = (out.stdout + out.stderr).replace("\r", "\n")
+        m = re.findall(r":\s*([\d.]+) requests per second", text)
+        if out.returncode != 0 or not m:
+            raise RuntimeError(f"redis-benchmark failed (exit {out.returncode}): {text.strip()[-500:]}")
         if proc.poll() is not None:
             raise RuntimeError(f"{kind} exited during the run")
     finally:
@@ -319,9 +352,9 @@ def run_xreadgroup(kind, k):
 def main():
     if ONLY not in ("", "redis", "coreshard"):
         sys.exit(f"ONLY must be redis or coreshard, not {ONLY!r}")
-    bad = [w for w in WORKLOADS if w not in ("xadd", "xreadgroup")]
+    bad = [w for w in WORKLOADS if w not in ("xadd", "xreadgroup", "zrange")]
     if bad:
-        sys.exit(f"unknown workload(s) {bad}: use xadd, xreadgroup")
+        sys.exit(f"unknown workload(s) {bad}: use xadd, xreadgroup, zrange")
     servers = ["coreshard", "redis"] if not ONLY else [ONLY]
     if "redis" in servers:
         bc.ensure_redis()
@@ -341,6 +374,8 @@ def main():
         cases += [("XADD", f"-P {p}", run_xadd, p) for p in PIPELINES]
     if "xreadgroup" in WORKLOADS:
         cases += [("XREADGROUP+XACK", f"COUNT {k}", run_xreadgroup, k) for k in COUNTS]
+    if "zrange" in WORKLOADS:
+        cases += [("ZRANGE 100 WS", f"-P {p}", run_zrange, p) for p in PIPELINES]
     results = {}  # (case index, server) -> [run dicts]
     failed = False
     for rnd in range(1, ROUNDS + 1):
