@@ -1068,11 +1068,25 @@ pub fn stream_wait(args: &[Bytes]) -> StreamWait {
     }
 }
 
-/// Whether a blocked read would answer now because of `key`, in O(1) (O(log groups)):
-/// a plain XREAD when the stream has entries past its id (a key of another type keeps
-/// it waiting, as in Redis); a group read also when the key is gone or of another type,
-/// or its group is gone (it ends with Redis's error, see [`serve_waiter`]), and always
-/// for a history read. `fresh`: the command's first look, where its own errors answer.
+/// Why a blocked read would answer now because of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// Not because of this key.
+    No,
+    /// It has entries for the read (for a group read: the group's new entries, shared
+    /// by all its readers).
+    Entries,
+    /// It ends with an error or a history reply of its own (key or group gone, a key of
+    /// another type, a history read).
+    Ends,
+}
+
+/// Whether a blocked read would answer now because of `key`, in O(log groups): a plain
+/// XREAD when the stream has entries past its id (a key of another type keeps it
+/// waiting, as in Redis); a group read when its group has entries past its last id, and
+/// also when the key is gone or of another type, or the group is gone (it ends with
+/// Redis's error, see [`serve_waiter`]), and always for a history read. `fresh`: the
+/// command's first look, where its own errors answer.
 pub fn key_ready(
     db: &mut Db,
     now: u64,
@@ -1080,21 +1094,29 @@ pub fn key_ready(
     wait: &StreamWait,
     at: usize,
     fresh: bool,
-) -> bool {
+) -> Ready {
     let from = wait.from.get(at).copied().unwrap_or(WaitFrom::Invalid);
+    let ends = |yes: bool| if yes { Ready::Ends } else { Ready::No };
     let s = match db.read_stream(key, now) {
         Ok(Some(s)) => s,
-        Err(_) => return wait.group.is_some() || fresh,
-        Ok(None) => return wait.group.is_some(),
+        Err(_) => return ends(wait.group.is_some() || fresh),
+        Ok(None) => return ends(wait.group.is_some()),
+    };
+    let has_after = |id: StreamId| {
+        if !s.is_empty() && s.last_live_id() > id {
+            Ready::Entries
+        } else {
+            Ready::No
+        }
     };
     match (&wait.group, from) {
-        (_, WaitFrom::Invalid) => true,
-        (None, WaitFrom::New) => true,
-        (None, WaitFrom::After(id)) => !s.is_empty() && s.last_live_id() > id,
-        (Some(_), WaitFrom::After(_)) => true,
+        (_, WaitFrom::Invalid) | (None, WaitFrom::New) | (Some(_), WaitFrom::After(_)) => {
+            Ready::Ends
+        }
+        (None, WaitFrom::After(id)) => has_after(id),
         (Some(g), WaitFrom::New) => match s.group(g) {
-            None => true,
-            Some(g) => !s.is_empty() && s.last_live_id() > g.last_id,
+            None => Ready::Ends,
+            Some(g) => has_after(g.last_id),
         },
     }
 }

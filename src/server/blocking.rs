@@ -163,6 +163,8 @@ struct Waiter {
     single: bool,
     /// A stream read: where it reads each of `keys` from (same order).
     wait: Option<crate::commands::stream::StreamWait>,
+    /// It was served (what it took may leave more for the next).
+    served: bool,
 }
 
 /// A shard's blocking state, both roles.
@@ -629,7 +631,8 @@ impl Server {
         if let Some(w) = &wait {
             let fresh = matches!(op, BlockOp::Stream { fresh: true, .. });
             for (i, (p, k)) in keys.iter().enumerate() {
-                if crate::commands::stream::key_ready(&mut self.db, now, k, w, i, fresh) {
+                let ready = crate::commands::stream::key_ready(&mut self.db, now, k, w, i, fresh);
+                if ready != crate::commands::stream::Ready::No {
                     initial = Some((*p, k.clone()));
                     break;
                 }
@@ -643,6 +646,7 @@ impl Server {
                 offered: initial.as_ref().map(|(_, k)| k.clone()),
                 single,
                 wait,
+                served: false,
             },
         );
         let mut initial = initial.map(|(p, _)| p);
@@ -830,6 +834,8 @@ impl Server {
             return offers;
         };
         let (db, waiters) = (&mut self.db, &mut self.blocking.waiters);
+        // Groups whose new entries are spoken for this round, or that have none: all
+        // their `>` readers share the group's last id, so one look answers for all.
         let mut groups: Vec<Bytes> = Vec::new();
         for &(w, i) in queue {
             let Some(waiter) = waiters.get_mut(&w) else {
@@ -848,11 +854,17 @@ impl Server {
                 continue;
             }
             let fresh = matches!(waiter.op, BlockOp::Stream { fresh: true, .. });
-            if !crate::commands::stream::key_ready(db, now, key, wait, i as usize, fresh) {
-                continue;
-            }
-            if let Some(g) = &wait.group {
-                groups.push(g.clone());
+            let ready = crate::commands::stream::key_ready(db, now, key, wait, i as usize, fresh);
+            match ready {
+                crate::commands::stream::Ready::Ends => {}
+                crate::commands::stream::Ready::Entries | crate::commands::stream::Ready::No => {
+                    if let Some(g) = &wait.group {
+                        groups.push(g.clone());
+                    }
+                    if ready == crate::commands::stream::Ready::No {
+                        continue;
+                    }
+                }
             }
             waiter.offered = Some(key.clone());
             let pos = waiter.keys.get(i as usize).map_or(0, |(p, _)| *p);
@@ -1114,6 +1126,9 @@ impl Server {
             }),
         };
         if popped.is_some() {
+            if let Some(w) = self.blocking.waiters.get_mut(&waiter) {
+                w.served = true;
+            }
             self.forget_waiter(ctx, waiter);
         }
         let msg = BlockMsg::Served { waiter, popped };
@@ -1273,9 +1288,17 @@ impl Server {
             }
         }
         // What it had, or could have had, goes to the next waiters: at the next
-        // `serve_ready` round (iteratively, never by recursion through their takes).
+        // `serve_ready` round (iteratively, never by recursion through their takes). A
+        // stream reader takes nothing, so one leaving frees nothing for the others,
+        // except a group reader that was served or held its group's turn.
         let _ = ctx;
-        self.db.ready.extend(w.keys.into_iter().map(|(_, k)| k));
+        let frees = match &w.wait {
+            None => true,
+            Some(wait) => wait.group.is_some() && (w.served || w.offered.is_some()),
+        };
+        if frees {
+            self.db.ready.extend(w.keys.into_iter().map(|(_, k)| k));
+        }
     }
 
     /// A blocked client's timeout fired.
