@@ -202,6 +202,63 @@ pub fn format_double(x: f64) -> String {
     if x == 0.0 {
         return if x.is_sign_negative() { "-0" } else { "0" }.to_string();
     }
+    exact_short(x).unwrap_or_else(|| format_17g(x))
+}
+
+/// The common case fast (scores like 3, 1.5, 1700000000000): a value whose exact decimal
+/// expansion has at most 17 significant digits, between 1e-4 and 1e17, is what `%.17g`
+/// prints. `None` otherwise (then [`format_17g`] rounds, which is slow: an exact
+/// big-number formatter).
+fn exact_short(x: f64) -> Option<String> {
+    let a = x.abs();
+    if !(1e-4..1e17).contains(&a) {
+        return None;
+    }
+    let bits = x.to_bits();
+    let exp_bits = ((bits >> 52) & 0x7ff) as i32;
+    if exp_bits == 0 {
+        return None;
+    }
+    let mut m = (bits & ((1u64 << 52) - 1)) | (1u64 << 52);
+    let mut e = exp_bits - 1075;
+    let tz = m.trailing_zeros();
+    m >>= tz;
+    e += tz as i32;
+    let mut out = String::with_capacity(24);
+    if x < 0.0 {
+        out.push('-');
+    }
+    if e >= 0 {
+        // An integer below 1e17.
+        out.push_str(&((m as u128) << e).to_string());
+        return Some(out);
+    }
+    // x = m / 2^k = m * 5^k / 10^k, exactly; m is odd, so m * 5^k ends in no zero.
+    let k = e.unsigned_abs();
+    if k > 27 {
+        return None;
+    }
+    let n = (m as u128) * 5u128.pow(k);
+    if n >= 10u128.pow(17) {
+        return None;
+    }
+    let digits = n.to_string();
+    let k = k as usize;
+    if digits.len() > k {
+        let (int, frac) = digits.split_at(digits.len() - k);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    } else {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', k - digits.len()));
+        out.push_str(&digits);
+    }
+    Some(out)
+}
+
+/// `%.17g` by rounding to 17 significant digits (any finite, non-zero value).
+fn format_17g(x: f64) -> String {
     // Round to 17 significant digits once; the exponent of that decides the form.
     let sci = format!("{x:.16e}");
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -234,6 +291,36 @@ mod tests {
         let mut out = Vec::new();
         f(&mut Encoder::new(&mut out, proto));
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_rounding() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut fast = 0;
+        for i in 0..200_000u64 {
+            let r = next();
+            let x = match i % 4 {
+                // Scores as clients write them: integers, halves, quarters, cents.
+                0 => (r % 2_000_000) as f64 - 1_000_000.0,
+                1 => (r % 1_000_000) as f64 / 2f64.powi((r % 20) as i32),
+                2 => (r % 100_000_000) as f64 / 100.0,
+                _ => f64::from_bits(r),
+            };
+            if !x.is_finite() || x == 0.0 {
+                continue;
+            }
+            if let Some(s) = exact_short(x) {
+                fast += 1;
+                assert_eq!(s, format_17g(x), "{x:e}");
+            }
+        }
+        assert!(fast > 50_000, "{fast} values took the fast path");
     }
 
     #[test]
