@@ -11,8 +11,8 @@ use coreshard_protocol::Value as Resp;
 use super::longdouble as ld;
 use super::scan;
 use super::strings::{err, NOT_INT, SYNTAX};
-use super::{parse_int, Spec, K1, R, RF, WDF, WF};
-use crate::db::{Db, Edit, WrongType};
+use super::{arity_error, edited, parse_int, Spec, K1, R, RF, WDF, WF};
+use crate::db::{Db, Edit};
 use crate::server::ops::OpResult;
 use crate::server::ArgList;
 use crate::types::Table;
@@ -44,22 +44,6 @@ pub static COMMANDS: &[Spec] = &[
 
 fn bulk(b: &[u8]) -> Resp {
     Resp::Bulk(Bytes::copy_from_slice(b))
-}
-
-fn arity_error(name: &str) -> OpResult {
-    OpResult::Error(format!(
-        "ERR wrong number of arguments for '{name}' command"
-    ))
-}
-
-/// The reply of an edit: WRONGTYPE, or the closure's reply (`absent` when the key does
-/// not exist and was not created).
-fn edited(r: Result<Option<OpResult>, WrongType>, absent: OpResult) -> OpResult {
-    match r {
-        Ok(Some(reply)) => reply,
-        Ok(None) => absent,
-        Err(w) => w.into(),
-    }
 }
 
 /// HSET / HMSET: set field-value pairs, creating the hash. Like Redis, a field or value

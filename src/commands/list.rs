@@ -141,9 +141,7 @@ fn pop(db: &mut Db, now: u64, a: &dyn ArgList, left: bool) -> OpResult {
         ("rpop", "rpop")
     };
     if a.len() > 3 {
-        return OpResult::Error(format!(
-            "ERR wrong number of arguments for '{name}' command"
-        ));
+        return super::arity_error(name);
     }
     let count = if a.len() == 3 {
         match parse_int(a.arg(2)) {

@@ -388,6 +388,51 @@ pub fn unknown_subcommand_error(sub: &[u8], command: &str) -> String {
     )
 }
 
+/// Redis's error for a subcommand it knows but whose arguments are wrong
+/// (`addReplySubcommandSyntaxError`): the subcommand as typed.
+pub fn subcommand_syntax_error(sub: &[u8], command: &str) -> String {
+    format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        String::from_utf8_lossy(sub),
+        command.to_ascii_uppercase()
+    )
+}
+
+/// Redis's arity error for a command.
+pub(crate) fn arity_error(name: &str) -> server_ops::OpResult {
+    server_ops::OpResult::Error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// Redis's arity error for a container's subcommand (`object|encoding`).
+pub(crate) fn subcommand_arity_error(command: &str, sub: &str) -> server_ops::OpResult {
+    arity_error(&format!("{command}|{sub}"))
+}
+
+/// A HELP reply: one simple string per line.
+pub(crate) fn help_reply(lines: &[&str]) -> server_ops::OpResult {
+    server_ops::OpResult::Reply(coreshard_protocol::Value::Array(
+        lines
+            .iter()
+            .map(|l| coreshard_protocol::Value::Simple((*l).into()))
+            .collect(),
+    ))
+}
+
+/// The reply of a `Db::edit_*` call: WRONGTYPE, or the closure's reply (`absent` when
+/// the key does not exist and was not created).
+pub(crate) fn edited(
+    r: Result<Option<server_ops::OpResult>, crate::db::WrongType>,
+    absent: server_ops::OpResult,
+) -> server_ops::OpResult {
+    match r {
+        Ok(Some(reply)) => reply,
+        Ok(None) => absent,
+        Err(w) => w.into(),
+    }
+}
+
 /// At most `max` bytes, lossily as text, with line breaks made spaces (errors are one line).
 pub fn sanitize(b: &[u8], max: usize) -> String {
     let b = &b[..b.len().min(max)];

@@ -3,7 +3,6 @@
 //! the key and inspect it without counting as an access (Redis's `LOOKUP_NOTOUCH`).
 
 use coreshard_engine::ttl::{access, Peek, Stored};
-use coreshard_protocol::Value as Resp;
 
 use super::parse_int;
 use super::strings::{err, SYNTAX};
@@ -53,18 +52,6 @@ const MEMORY_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-fn help(lines: &[&str]) -> OpResult {
-    OpResult::Reply(Resp::Array(
-        lines.iter().map(|l| Resp::Simple((*l).into())).collect(),
-    ))
-}
-
-fn arity_error(command: &str, sub: &str) -> OpResult {
-    OpResult::Error(format!(
-        "ERR wrong number of arguments for '{command}|{sub}' command"
-    ))
-}
-
 /// How Redis would say a string value is stored: `int` for an integer of at most 20
 /// characters, `embstr` up to 44 bytes, else `raw`; a value edited in place (APPEND,
 /// SETRANGE) is `raw` whatever its size, as Redis unshares it.
@@ -93,10 +80,10 @@ pub fn object(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     }
     let want = if sub == "help" { 2 } else { 3 };
     if a.len() != want {
-        return arity_error("object", &sub);
+        return super::subcommand_arity_error("object", &sub);
     }
     if sub == "help" {
-        return help(OBJECT_HELP);
+        return super::help_reply(OBJECT_HELP);
     }
     let config = db.evict.config();
     let policy = config.policy();
@@ -157,9 +144,11 @@ pub fn memory(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                 None => OpResult::Value(None),
             }
         }
-        "usage" => arity_error("memory", "usage"),
-        "help" | "purge" | "malloc-stats" if a.len() != 2 => arity_error("memory", &sub),
-        "help" => help(MEMORY_HELP),
+        "usage" => super::subcommand_arity_error("memory", "usage"),
+        "help" | "purge" | "malloc-stats" if a.len() != 2 => {
+            super::subcommand_arity_error("memory", &sub)
+        }
+        "help" => super::help_reply(MEMORY_HELP),
         "purge" => OpResult::Ok,
         "malloc-stats" => OpResult::Value(Some(bytes::Bytes::from_static(
             b"Stats not supported for the current allocator",

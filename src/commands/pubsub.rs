@@ -191,10 +191,7 @@ fn send(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args, ns: Ns)
 pub fn pubsub(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     let sub = args[1].to_ascii_lowercase();
     let arity_err = |s: &mut Server, ctx: &mut Ctx<Server>| {
-        let msg = format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
-            String::from_utf8_lossy(&args[1])
-        );
+        let msg = super::subcommand_syntax_error(&args[1], "pubsub");
         s.error(ctx, conn, &msg);
     };
     match sub.as_slice() {

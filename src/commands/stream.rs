@@ -170,12 +170,6 @@ fn int_or(b: &[u8], msg: &str) -> Result<i64, OpResult> {
     parse_int(b).ok_or_else(|| err(msg))
 }
 
-fn arity(name: &str) -> OpResult {
-    err(&format!(
-        "ERR wrong number of arguments for '{name}' command"
-    ))
-}
-
 // ---------------------------------------------------------------- replies
 
 fn bulk(b: &[u8]) -> Resp {
@@ -408,7 +402,7 @@ pub fn xadd(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     };
     let at = p.fields_at;
     if at > a.len() || a.len() - at < 2 || (a.len() - at) % 2 == 1 {
-        return arity("xadd");
+        return super::arity_error("xadd");
     }
     if let Some((id, true)) = p.id {
         if id.is_zero() {
@@ -471,11 +465,7 @@ pub fn xadd(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             edit
         }
     });
-    match r {
-        Ok(Some(out)) => out,
-        Ok(None) => OpResult::Value(None),
-        Err(w) => w.into(),
-    }
+    super::edited(r, OpResult::Value(None))
 }
 
 pub fn xtrim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
@@ -494,11 +484,7 @@ pub fn xtrim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         }
         Edit::logged(OpResult::Int(n as i64), "xtrim", exact_trim(key, s, None))
     });
-    match r {
-        Ok(Some(out)) => out,
-        Ok(None) => OpResult::Int(0),
-        Err(w) => w.into(),
-    }
+    super::edited(r, OpResult::Int(0))
 }
 
 // ---------------------------------------------------------------- reads
@@ -570,11 +556,7 @@ pub fn xdel(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             Edit::changed(OpResult::Int(n), "xdel")
         }
     });
-    match r {
-        Ok(Some(out)) => out,
-        Ok(None) => OpResult::Int(0),
-        Err(w) => w.into(),
-    }
+    super::edited(r, OpResult::Int(0))
 }
 
 // ---------------------------------------------------------------- XREAD / XREADGROUP
@@ -990,13 +972,17 @@ pub fn xread_exec(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Arg
     );
 }
 
+/// Whether a waiter's command is an XREADGROUP (else a plain XREAD).
+pub fn is_group_read(args: &[Bytes]) -> bool {
+    args.first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"))
+}
+
 /// For a stream waiter: its command restricted to the keys `keys` (positions in the
 /// command) with `$` resolved against this shard's streams now.
 pub fn waiter_command(db: &mut Db, now: u64, args: &[Bytes], keys: &[u32]) -> Vec<Bytes> {
     let a: &dyn ArgList = &args.to_vec();
-    let xreadgroup = args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"));
+    let xreadgroup = is_group_read(args);
     let Ok(p) = parse_read(a, xreadgroup) else {
         return args.to_vec();
     };
@@ -1043,9 +1029,7 @@ pub struct StreamWait {
 /// The [`StreamWait`] of a waiter's command (see [`waiter_command`]).
 pub fn stream_wait(args: &[Bytes]) -> StreamWait {
     let a: &dyn ArgList = &args.to_vec();
-    let group_read = args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"));
+    let group_read = is_group_read(args);
     let Ok(p) = parse_read(a, group_read) else {
         return StreamWait {
             group: None,
@@ -1123,15 +1107,7 @@ pub fn key_ready(
 
 /// A stream waiter's command run as it is (its first look: the command's own errors).
 pub fn read_now(db: &mut Db, now: u64, args: &[Bytes]) -> OpResult {
-    let a = args.to_vec();
-    if args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"))
-    {
-        xreadgroup(db, now, &a)
-    } else {
-        xread(db, now, &a)
-    }
+    read_generic(db, now, &args.to_vec(), is_group_read(args))
 }
 
 /// Serve a stream waiter whose read would answer (see [`waiter_ready`]): Redis's errors
@@ -1139,9 +1115,7 @@ pub fn read_now(db: &mut Db, now: u64, args: &[Bytes]) -> OpResult {
 /// keys that hold streams.
 pub fn serve_waiter(db: &mut Db, now: u64, args: &[Bytes]) -> OpResult {
     let a: &dyn ArgList = &args.to_vec();
-    let group_read = args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"));
+    let group_read = is_group_read(args);
     let Ok(p) = parse_read(a, group_read) else {
         return OpResult::NullArray;
     };
@@ -1209,12 +1183,6 @@ const XINFO_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-fn help(lines: &[&str]) -> OpResult {
-    reply(Resp::Array(
-        lines.iter().map(|l| Resp::Simple((*l).into())).collect(),
-    ))
-}
-
 /// A container command's subcommand check: unknown names and wrong arities answer as
 /// Redis 7.0's subcommand table does.
 fn subcommand(a: &dyn ArgList, command: &str, table: &[(&str, i32)]) -> Result<String, OpResult> {
@@ -1224,19 +1192,13 @@ fn subcommand(a: &dyn ArgList, command: &str, table: &[(&str, i32)]) -> Result<S
     };
     let n = a.len() as i32;
     if (*ar > 0 && n != *ar) || (*ar < 0 && n < -ar) {
-        return Err(err(&format!(
-            "ERR wrong number of arguments for '{command}|{sub}' command"
-        )));
+        return Err(super::subcommand_arity_error(command, &sub));
     }
     Ok(sub)
 }
 
 fn subcommand_syntax(a: &dyn ArgList, command: &str) -> OpResult {
-    err(&format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
-        String::from_utf8_lossy(a.arg(1)),
-        command.to_ascii_uppercase()
-    ))
+    err(&super::subcommand_syntax_error(a.arg(1), command))
 }
 
 fn nogroup_for_key(group: &[u8], key: &[u8]) -> OpResult {
@@ -1291,7 +1253,7 @@ pub fn xgroup(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Err(e) => return e,
     };
     if sub == "help" {
-        return help(XGROUP_HELP);
+        return super::help_reply(XGROUP_HELP);
     }
     let (mk, read) = match sub.as_str() {
         "create" | "setid" => match parse_group_opts(a, sub == "create") {
@@ -1400,11 +1362,7 @@ pub fn xgroup(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             }
         }),
     };
-    match r {
-        Ok(Some(out)) => out,
-        Ok(None) => err(NO_SUCH_KEY),
-        Err(w) => w.into(),
-    }
+    super::edited(r, err(NO_SUCH_KEY))
 }
 
 pub fn xack(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
@@ -1427,11 +1385,7 @@ pub fn xack(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             Edit::logged_all(OpResult::Int(n), "", vec![])
         }
     });
-    match r {
-        Ok(Some(out)) => out,
-        Ok(None) => OpResult::Int(0),
-        Err(w) => w.into(),
-    }
+    super::edited(r, OpResult::Int(0))
 }
 
 pub fn xpending(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
@@ -1743,11 +1697,7 @@ pub fn xclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             Edit::unchanged(out)
         }
     });
-    match r {
-        Ok(Some(out)) => out,
-        Ok(None) => nogroup(key, group),
-        Err(w) => w.into(),
-    }
+    super::edited(r, nogroup(key, group))
 }
 
 pub fn xautoclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
@@ -1856,11 +1806,7 @@ pub fn xautoclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             Edit::unchanged(out)
         }
     });
-    match r {
-        Ok(Some(out)) => out,
-        Ok(None) => nogroup(key, group),
-        Err(w) => w.into(),
-    }
+    super::edited(r, nogroup(key, group))
 }
 
 // ---------------------------------------------------------------- XINFO / XSETID
@@ -1888,7 +1834,7 @@ pub fn xinfo(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Err(e) => return e,
     };
     if sub == "help" {
-        return help(XINFO_HELP);
+        return super::help_reply(XINFO_HELP);
     }
     let key = a.arg(2);
     let st = match db.read_stream(key, now) {
@@ -2089,11 +2035,7 @@ pub fn xsetid(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         }
         Edit::changed(OpResult::Ok, "xsetid")
     });
-    match r {
-        Ok(Some(out)) => out,
-        Ok(None) => err(NO_SUCH_KEY),
-        Err(w) => w.into(),
-    }
+    super::edited(r, err(NO_SUCH_KEY))
 }
 
 #[cfg(test)]

@@ -92,10 +92,7 @@ impl BlockOp {
             BlockOp::ZPop { max: false, .. } => "zpopmin",
             BlockOp::ZPop { max: true, .. } => "zpopmax",
             BlockOp::Stream { args, .. } => {
-                if args
-                    .first()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(b"xreadgroup"))
-                {
+                if crate::commands::stream::is_group_read(args) {
                     "xreadgroup"
                 } else {
                     "xread"
@@ -681,9 +678,7 @@ impl Server {
             if let Some(BlockOp::Stream { args, .. }) =
                 self.blocking.waiters.get(&waiter).map(|w| &w.op)
             {
-                let plain = args
-                    .first()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(b"xread"));
+                let plain = !crate::commands::stream::is_group_read(args);
                 if plain {
                     let args = args.clone();
                     let out = read_stream_now(&mut self.db, now, &args, true);
