@@ -1661,3 +1661,53 @@ fn a_wait_on_many_keys_costs_in_proportion_to_its_keys() {
         started.elapsed()
     );
 }
+
+#[test]
+fn pipelined_stream_writes_across_shards_read_back_in_order_byte_at_a_time() {
+    let server = start();
+    let keys: Vec<String> = (0..4)
+        .map(|s| keys_on("pipe", s, 4, 1)[0].clone())
+        .collect();
+    let mut wire = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let id = format!("{}-1", i + 1);
+        wire.extend(common::encode(&[
+            b"XADD",
+            k.as_bytes(),
+            id.as_bytes(),
+            b"f",
+            b"v",
+        ]));
+        wire.extend(common::encode(&[b"XLEN", k.as_bytes()]));
+    }
+    // A group read on the first shard's key right behind writes to the others.
+    wire.extend(common::encode(&[
+        b"XGROUP",
+        b"CREATE",
+        keys[0].as_bytes(),
+        b"g",
+        b"0",
+    ]));
+    wire.extend(common::encode(&[
+        b"XREADGROUP",
+        b"GROUP",
+        b"g",
+        b"c",
+        b"STREAMS",
+        keys[0].as_bytes(),
+        b">",
+    ]));
+    let mut r = server.raw();
+    for b in &wire {
+        r.send(std::slice::from_ref(b));
+    }
+    for i in 0..4 {
+        assert_eq!(r.reply_str(), bulk(&format!("{}-1", i + 1)));
+        assert_eq!(r.reply_str(), ":1\r\n");
+    }
+    assert_eq!(r.reply_str(), "+OK\r\n");
+    assert_eq!(
+        r.reply_str(),
+        resp_read(&keys[0], &[resp_entry("1-1", &["f", "v"])])
+    );
+}
