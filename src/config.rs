@@ -89,6 +89,14 @@ pub struct Args {
     /// Size of each log segment.
     #[arg(long, default_value = "64mb", value_parser = parse_memory)]
     pub wal_segment_size: usize,
+    /// Milliseconds a script may run before its shard answers other clients `BUSY` and
+    /// SCRIPT KILL may stop it (Redis's `lua-time-limit` / `busy-reply-threshold`).
+    #[arg(long, alias = "busy-reply-threshold", default_value_t = 5000)]
+    pub lua_time_limit: u64,
+    /// Milliseconds after which a read-only script still running is stopped as by SCRIPT
+    /// KILL (its shard's own clients cannot reach SCRIPT KILL while it runs); 0: never.
+    #[arg(long, default_value_t = 60_000)]
+    pub lua_kill_after: u64,
     /// Keyspace notifications to publish, as Redis's flag letters (e.g. `KEA`, `Ex`);
     /// empty: none. CONFIG SET changes it at run time.
     #[arg(long, default_value = "")]

@@ -9,6 +9,7 @@ mod notify;
 mod persist;
 mod pubsub;
 mod routing;
+mod script;
 mod server;
 mod types;
 mod watch;
@@ -68,6 +69,8 @@ fn main() -> ExitCode {
     block_shutdown_signals();
 
     let mut config = ServerConfig::from_args(&args);
+    script::set_time_limit(args.lua_time_limit);
+    script::set_kill_after(args.lua_kill_after);
     match notify::parse(&args.notify_keyspace_events) {
         Some(f) => notify::FLAGS.store(f, std::sync::atomic::Ordering::Relaxed),
         None => {

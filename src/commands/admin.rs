@@ -6,7 +6,7 @@ use coreshard_protocol::Encoder;
 
 use super::{all_commands, sanitize, unknown_subcommand_error, Args, Spec};
 use crate::glob::glob_match;
-use crate::server::ops::{Op, ShardReport};
+use crate::server::ops::{Op, OpResult, ShardReport};
 use crate::server::reply::Agg;
 use crate::server::{client_list_lines, Server};
 
@@ -515,4 +515,19 @@ pub fn flush(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
         // Every shard at once, on the transaction locks: no transaction sees it half done.
         s.begin_txn(ctx, conn, crate::server::txn::TxnKind::Flush);
     }
+}
+
+/// TIME's reply: Unix seconds and microseconds, as bulk strings.
+pub fn time_reply() -> OpResult {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    OpResult::Reply(coreshard_protocol::Value::Array(vec![
+        coreshard_protocol::Value::Bulk(bytes::Bytes::from(now.as_secs().to_string())),
+        coreshard_protocol::Value::Bulk(bytes::Bytes::from(now.subsec_micros().to_string())),
+    ]))
+}
+
+pub fn time(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
+    s.reply_result(ctx, conn, &time_reply());
 }

@@ -13,6 +13,7 @@ pub mod object;
 pub mod persistence;
 pub mod pubsub;
 pub mod scan;
+pub mod scripting;
 pub mod set;
 pub mod stream;
 pub mod strings;
@@ -315,6 +316,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("bgsave", -1, &["admin", "noscript", "no_async_loading", "no_multi"], NONE, (SRV, "1.0.0", "Asynchronously saves the database(s) to disk."), persistence::bgsave),
     Spec::new("bgrewriteaof", 1, &["admin", "noscript", "no_async_loading", "no_multi"], NONE, (SRV, "1.0.0", "Asynchronously rewrites the append-only file to disk."), persistence::bgrewriteaof),
     Spec::new("shutdown", -1, &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], NONE, (SRV, "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."), persistence::shutdown),
+    Spec::new("time", 1, &["loading", "stale", "fast"], NONE, (SRV, "2.6.0", "Returns the server time."), admin::time),
     Spec::new("lastsave", 1, &["loading", "stale", "fast"], NONE, (SRV, "1.0.0", "Returns the Unix timestamp of the last successful save to disk."), persistence::lastsave),
     Spec::new("subscribe", -2, &["pubsub", "noscript", "loading", "stale"], NONE, (PS, "2.0.0", "Listens for messages published to channels."), pubsub::subscribe),
     Spec::new("unsubscribe", -1, &["pubsub", "noscript", "loading", "stale"], NONE, (PS, "2.0.0", "Stops listening to messages posted to channels."), pubsub::unsubscribe),
@@ -348,6 +350,7 @@ pub fn all_commands() -> impl Iterator<Item = &'static Spec> {
         .chain(zset_agg::COMMANDS)
         .chain(blocking::COMMANDS)
         .chain(stream::COMMANDS)
+        .chain(scripting::COMMANDS)
 }
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =

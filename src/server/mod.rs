@@ -378,6 +378,14 @@ impl Server {
         agg: Agg,
     ) {
         let local_ok = self.local_ok(ctx, conn);
+        // A shard running a script past lua-time-limit cannot answer: say so now.
+        if let Some(busy) = parts
+            .iter()
+            .filter(|(shard, _)| *shard != self.shard)
+            .find_map(|(shard, _)| crate::script::busy_reply(*shard))
+        {
+            return self.error(ctx, conn, busy);
+        }
         let Some(state) = ctx.state(conn) else { return };
         let proto = state.proto;
         let seq = state.replies.reserve(proto, parts.len() as u32, agg);
@@ -771,6 +779,7 @@ impl Handler for Server {
     type Msg = Msg;
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+        crate::script::set_shard(self.shard);
         if self.shard == 0 && self.wal.is_some() && !self.config.save.0.is_empty() {
             ctx.set_timer(Duration::from_secs(1), SAVE_TICK);
         }

@@ -1,0 +1,504 @@
+//! Scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT, FCALL, FCALL_RO,
+//! FUNCTION (Redis 7 semantics). The scripts themselves run in `crate::script`.
+//!
+//! EVAL and FCALL are keyed commands whose keys are counted by `numkeys`: a script whose
+//! declared keys live on one shard runs there, atomically; one whose keys span shards runs
+//! as a one-command transaction on ordered key locks (`server/txn.rs`), against a scratch
+//! copy of its keys. A script without keys runs on the connection's shard.
+
+use bytes::Bytes;
+use coreshard_engine::{ConnId, Ctx};
+use coreshard_protocol::Value as Reply;
+
+use super::{parse_int, Args, Spec, NONE};
+use crate::db::Db;
+use crate::script::{self, functions, registry, Call, Code};
+use crate::server::ops::OpResult;
+use crate::server::txn::run_across_shards;
+use crate::server::{ArgList, Server};
+
+const SCRIPTING: &str = "scripting";
+const EVAL_FLAGS: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "may_replicate",
+    "no_mandatory_keys",
+];
+const EVAL_RO_FLAGS: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "readonly",
+];
+
+/// The scripting family's commands.
+pub static COMMANDS: &[Spec] = &[
+    Spec::keyed(
+        "eval",
+        -3,
+        EVAL_FLAGS,
+        NONE,
+        (SCRIPTING, "2.6.0", "Executes a server-side Lua script."),
+        eval,
+    )
+    .numkeys(2)
+    .cross(run_across_shards),
+    Spec::keyed(
+        "evalsha",
+        -3,
+        EVAL_FLAGS,
+        NONE,
+        (
+            SCRIPTING,
+            "2.6.0",
+            "Executes a server-side Lua script by SHA1 digest.",
+        ),
+        evalsha,
+    )
+    .numkeys(2)
+    .cross(run_across_shards),
+    Spec::keyed(
+        "eval_ro",
+        -3,
+        EVAL_RO_FLAGS,
+        NONE,
+        (
+            SCRIPTING,
+            "7.0.0",
+            "Executes a read-only server-side Lua script.",
+        ),
+        eval_ro,
+    )
+    .numkeys(2)
+    .cross(run_across_shards),
+    Spec::keyed(
+        "evalsha_ro",
+        -3,
+        EVAL_RO_FLAGS,
+        NONE,
+        (
+            SCRIPTING,
+            "7.0.0",
+            "Executes a read-only server-side Lua script by SHA1 digest.",
+        ),
+        evalsha_ro,
+    )
+    .numkeys(2)
+    .cross(run_across_shards),
+    Spec::keyed(
+        "fcall",
+        -3,
+        EVAL_FLAGS,
+        NONE,
+        (SCRIPTING, "7.0.0", "Invokes a function."),
+        fcall,
+    )
+    .numkeys(2)
+    .cross(run_across_shards),
+    Spec::keyed(
+        "fcall_ro",
+        -3,
+        EVAL_RO_FLAGS,
+        NONE,
+        (SCRIPTING, "7.0.0", "Invokes a read-only function."),
+        fcall_ro,
+    )
+    .numkeys(2)
+    .cross(run_across_shards),
+    Spec::new(
+        "script",
+        -2,
+        &["noscript"],
+        NONE,
+        (
+            SCRIPTING,
+            "2.6.0",
+            "A container for Lua scripts management commands.",
+        ),
+        script_cmd,
+    ),
+    Spec::new(
+        "function",
+        -2,
+        &["noscript"],
+        NONE,
+        (SCRIPTING, "7.0.0", "A container for function commands."),
+        function_cmd,
+    ),
+];
+
+/// KEYS and ARGV of `name body-or-sha numkeys key... arg...`, or Redis's error.
+fn split_keys(a: &dyn ArgList) -> Result<(Vec<Bytes>, Vec<Bytes>), OpResult> {
+    let Some(n) = parse_int(a.arg(2)) else {
+        return Err(OpResult::Error(
+            "ERR value is not an integer or out of range".into(),
+        ));
+    };
+    if n < 0 {
+        return Err(OpResult::Error(
+            "ERR Number of keys can't be negative".into(),
+        ));
+    }
+    let n = n as usize;
+    if n > a.len() - 3 {
+        return Err(OpResult::Error(
+            "ERR Number of keys can't be greater than number of args".into(),
+        ));
+    }
+    let keys = (3..3 + n).map(|i| a.arg_bytes(i)).collect();
+    let argv = (3 + n..a.len()).map(|i| a.arg_bytes(i)).collect();
+    Ok((keys, argv))
+}
+
+/// A script's `#!lua flags=...` line: whether it says `no-writes`, or Redis's error.
+fn shebang_no_writes(body: &[u8]) -> Result<bool, String> {
+    let Some(rest) = body.strip_prefix(b"#!") else {
+        return Ok(false);
+    };
+    let Some(end) = rest.iter().position(|&c| c == b'\n') else {
+        return Err("ERR Invalid script shebang".into());
+    };
+    let line = String::from_utf8_lossy(&rest[..end]).into_owned();
+    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    let engine = parts.next().unwrap_or("");
+    if engine != "lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    }
+    let mut no_writes = false;
+    for part in parts {
+        let Some(flags) = part.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {part}"));
+        };
+        for flag in flags.split(',').filter(|f| !f.is_empty()) {
+            match flag {
+                "no-writes" => no_writes = true,
+                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
+            }
+        }
+    }
+    Ok(no_writes)
+}
+
+fn run_script(db: &mut Db, now: u64, a: &dyn ArgList, by_sha: bool, read_only: bool) -> OpResult {
+    let (keys, argv) = match split_keys(a) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let (body, sha) = if by_sha {
+        let found = registry::parse_sha(a.arg(1)).and_then(|sha| Some((registry::get(&sha)?, sha)));
+        match found {
+            Some(x) => x,
+            None => return OpResult::Error("NOSCRIPT No matching script. Please use EVAL.".into()),
+        }
+    } else {
+        let body = a.arg_bytes(1);
+        let sha = registry::remember(&body, false);
+        (body, sha)
+    };
+    let read_only = match shebang_no_writes(&body) {
+        Ok(no_writes) => read_only || no_writes,
+        Err(e) => return OpResult::Error(e),
+    };
+    script::run(
+        db,
+        now,
+        &Call {
+            code: Code::Script { body: &body, sha },
+            keys,
+            argv,
+            read_only,
+        },
+    )
+}
+
+pub fn eval(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_script(db, now, a, false, false)
+}
+
+pub fn evalsha(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_script(db, now, a, true, false)
+}
+
+pub fn eval_ro(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_script(db, now, a, false, true)
+}
+
+pub fn evalsha_ro(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_script(db, now, a, true, true)
+}
+
+fn run_function(db: &mut Db, now: u64, a: &dyn ArgList, read_only: bool) -> OpResult {
+    let name = String::from_utf8_lossy(a.arg(1)).into_owned();
+    let (keys, argv) = match split_keys(a) {
+        Ok(x) => x,
+        // Redis looks the function up first.
+        Err(_) if !functions::exists(&name) => {
+            return OpResult::Error("ERR Function not found".into())
+        }
+        Err(e) => return e,
+    };
+    script::run(
+        db,
+        now,
+        &Call {
+            code: Code::Function { name: &name },
+            keys,
+            argv,
+            read_only,
+        },
+    )
+}
+
+pub fn fcall(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_function(db, now, a, false)
+}
+
+pub fn fcall_ro(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
+    run_function(db, now, a, true)
+}
+
+const SCRIPT_HELP: &[&str] = &[
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+];
+
+fn flush_mode_ok(args: Args) -> bool {
+    match args.len() {
+        2 => true,
+        3 => args[2].eq_ignore_ascii_case(b"ASYNC") || args[2].eq_ignore_ascii_case(b"SYNC"),
+        _ => false,
+    }
+}
+
+fn kill_reply(function: bool) -> OpResult {
+    match script::kill(function) {
+        Ok(()) => OpResult::Ok,
+        Err(e) => OpResult::Error(e.into()),
+    }
+}
+
+pub fn script_cmd(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+    let n = args.len();
+    let result = match (sub.as_str(), n) {
+        ("load", 3) => {
+            let body = Bytes::copy_from_slice(&args[2]);
+            match shebang_no_writes(&body).and_then(|_| script::check_compiles(&body)) {
+                Ok(()) => {
+                    let sha = registry::remember(&body, true);
+                    OpResult::Value(Some(Bytes::copy_from_slice(&sha)))
+                }
+                Err(e) => OpResult::Error(e),
+            }
+        }
+        ("exists", 3..) => OpResult::Reply(Reply::Array(
+            args[2..]
+                .iter()
+                .map(|a| {
+                    let found =
+                        registry::parse_sha(a).is_some_and(|sha| registry::get(&sha).is_some());
+                    Reply::Integer(i64::from(found))
+                })
+                .collect(),
+        )),
+        ("flush", _) => {
+            if flush_mode_ok(args) {
+                registry::flush();
+                OpResult::Ok
+            } else {
+                OpResult::Error("ERR SCRIPT FLUSH only support SYNC|ASYNC option".into())
+            }
+        }
+        ("kill", 2) => kill_reply(false),
+        ("debug", 3) => {
+            if args[2].eq_ignore_ascii_case(b"NO") {
+                OpResult::Ok
+            } else if args[2].eq_ignore_ascii_case(b"YES") || args[2].eq_ignore_ascii_case(b"SYNC")
+            {
+                OpResult::Error("ERR coreshard has no Lua debugger (SCRIPT DEBUG YES|SYNC)".into())
+            } else {
+                OpResult::Error("ERR Use SCRIPT DEBUG YES/SYNC/NO".into())
+            }
+        }
+        ("help", 2) => super::help_reply(SCRIPT_HELP),
+        ("load" | "exists" | "kill" | "help" | "debug", _) => {
+            super::subcommand_arity_error("script", &sub)
+        }
+        _ => OpResult::Error(super::unknown_subcommand_error(&args[1], "SCRIPT")),
+    };
+    s.reply_result(ctx, conn, &result);
+}
+
+const FUNCTION_HELP: &[&str] = &[
+    "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "LOAD [REPLACE] <FUNCTION CODE>",
+    "    Create a new library with the given library name and code.",
+    "DELETE <LIBRARY NAME>",
+    "    Delete the given library.",
+    "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+    "    Return general information on all the libraries:",
+    "    * Library name",
+    "    * The engine used to run the Library",
+    "    * Library description",
+    "    * Functions list",
+    "    * Library code (if WITHCODE is given)",
+    "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+    "STATS",
+    "    Return information about the current function running:",
+    "    * Function name",
+    "    * Command used to run the function",
+    "    * Duration in MS that the function is running",
+    "    If no function is running, return nil",
+    "    In addition, returns a list of available engines.",
+    "KILL",
+    "    Kill the current running function.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Delete all the libraries.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the libraries.",
+    "    * SYNC: Synchronously flush the libraries.",
+    "HELP",
+    "    Print this help.",
+];
+
+fn bulk(s: &str) -> Reply {
+    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn function_list(args: Args) -> OpResult {
+    let mut with_code = false;
+    let mut pattern: Option<Vec<u8>> = None;
+    let mut i = 2;
+    while i < args.len() {
+        if args[i].eq_ignore_ascii_case(b"WITHCODE") && !with_code {
+            with_code = true;
+            i += 1;
+        } else if args[i].eq_ignore_ascii_case(b"LIBRARYNAME") && pattern.is_none() {
+            let Some(p) = args.get(i + 1) else {
+                return OpResult::Error("ERR library name argument was not given".into());
+            };
+            pattern = Some(p.to_vec());
+            i += 2;
+        } else {
+            return OpResult::Error(format!(
+                "ERR Unknown argument {}",
+                String::from_utf8_lossy(&args[i])
+            ));
+        }
+    }
+    let libs = functions::list()
+        .into_iter()
+        .filter(|l| {
+            pattern
+                .as_ref()
+                .is_none_or(|p| crate::glob::glob_match(p, l.name.as_bytes(), false))
+        })
+        .map(|l| {
+            let fns = l
+                .functions
+                .iter()
+                .map(|f| {
+                    Reply::Map(vec![
+                        (bulk("name"), bulk(&f.name)),
+                        (
+                            bulk("description"),
+                            f.description.as_deref().map_or(Reply::Null, bulk),
+                        ),
+                        (
+                            bulk("flags"),
+                            Reply::Set(f.flags.iter().map(|x| bulk(x)).collect()),
+                        ),
+                    ])
+                })
+                .collect();
+            let mut fields = vec![
+                (bulk("library_name"), bulk(&l.name)),
+                (bulk("engine"), bulk("LUA")),
+                (bulk("functions"), Reply::Array(fns)),
+            ];
+            if with_code {
+                fields.push((bulk("library_code"), Reply::Bulk(l.code.clone())));
+            }
+            Reply::Map(fields)
+        })
+        .collect();
+    OpResult::Reply(Reply::Array(libs))
+}
+
+pub fn function_cmd(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+    let n = args.len();
+    let result = match (sub.as_str(), n) {
+        ("load", 3 | 4) => {
+            let replace = n == 4 && args[2].eq_ignore_ascii_case(b"REPLACE");
+            if n == 4 && !replace {
+                OpResult::Error(format!(
+                    "ERR Unknown option given: {}",
+                    String::from_utf8_lossy(&args[2])
+                ))
+            } else {
+                let code = Bytes::copy_from_slice(&args[n - 1]);
+                match functions::load(code, replace) {
+                    Ok(name) => OpResult::Value(Some(Bytes::from(name))),
+                    Err(e) => OpResult::Error(e),
+                }
+            }
+        }
+        ("delete", 3) => match functions::delete(&String::from_utf8_lossy(&args[2])) {
+            Ok(()) => OpResult::Ok,
+            Err(e) => OpResult::Error(e),
+        },
+        ("flush", _) => {
+            if flush_mode_ok(args) {
+                functions::flush();
+                OpResult::Ok
+            } else {
+                OpResult::Error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option".into())
+            }
+        }
+        ("list", _) => function_list(args),
+        ("kill", 2) => kill_reply(true),
+        ("stats", 2) => {
+            let libs = functions::list();
+            let count: usize = libs.iter().map(|l| l.functions.len()).sum();
+            OpResult::Reply(Reply::Map(vec![
+                (bulk("running_script"), Reply::Null),
+                (
+                    bulk("engines"),
+                    Reply::Map(vec![(
+                        bulk("LUA"),
+                        Reply::Map(vec![
+                            (bulk("libraries_count"), Reply::Integer(libs.len() as i64)),
+                            (bulk("functions_count"), Reply::Integer(count as i64)),
+                        ]),
+                    )]),
+                ),
+            ]))
+        }
+        ("help", 2) => super::help_reply(FUNCTION_HELP),
+        ("load" | "delete" | "kill" | "stats" | "help", _) => {
+            super::subcommand_arity_error("function", &sub)
+        }
+        _ => OpResult::Error(super::unknown_subcommand_error(&args[1], "FUNCTION")),
+    };
+    s.reply_result(ctx, conn, &result);
+}

@@ -1,0 +1,126 @@
+//! Long-running scripts: the time limit, SCRIPT KILL and BUSY.
+//!
+//! A script runs on its shard's thread, so while it runs that shard serves no one. Past
+//! `lua-time-limit` (Redis's default 5 s) the shard is marked *busy* here, where the other
+//! shards can see it: requests they would route to it are answered `-BUSY` at once, and
+//! SCRIPT KILL (or FUNCTION KILL) from a connection on another shard asks the script to
+//! stop. The script's instruction hook (see `vm.rs`) notices the request within a few
+//! milliseconds. As in Redis, a script that already wrote cannot be killed
+//! (`UNKILLABLE`): that would leave half its writes. Because the shard's own connections
+//! cannot reach SCRIPT KILL while it is busy, a read-only script is also stopped on its
+//! own once it has run `lua-kill-after` (default 60 s; 0: never) so a runaway script
+//! cannot wedge a shard for good.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+/// Shards tracked (shard ids beyond are never reported busy).
+const MAX_SHARDS: usize = 1024;
+
+const IDLE: u8 = 0;
+/// Running past the time limit, no write yet.
+const BUSY: u8 = 1;
+/// Running past the time limit after a write.
+const BUSY_WROTE: u8 = 2;
+
+static STATE: [AtomicU8; MAX_SHARDS] = [const { AtomicU8::new(IDLE) }; MAX_SHARDS];
+static KILL: [AtomicBool; MAX_SHARDS] = [const { AtomicBool::new(false) }; MAX_SHARDS];
+/// Whether the busy script is a function (FUNCTION KILL) rather than EVAL (SCRIPT KILL).
+static IS_FUNCTION: [AtomicBool; MAX_SHARDS] = [const { AtomicBool::new(false) }; MAX_SHARDS];
+
+static TIME_LIMIT_MS: AtomicU64 = AtomicU64::new(5000);
+static KILL_AFTER_MS: AtomicU64 = AtomicU64::new(60_000);
+
+/// `lua-time-limit` / `busy-reply-threshold` in milliseconds.
+pub fn set_time_limit(ms: u64) {
+    TIME_LIMIT_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The current `lua-time-limit`.
+pub fn time_limit() -> u64 {
+    TIME_LIMIT_MS.load(Ordering::Relaxed)
+}
+
+/// `lua-kill-after` in milliseconds (0: never).
+pub fn set_kill_after(ms: u64) {
+    KILL_AFTER_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The current `lua-kill-after`.
+pub fn kill_after() -> u64 {
+    KILL_AFTER_MS.load(Ordering::Relaxed)
+}
+
+/// Whether `shard` is running a script past the time limit.
+pub fn is_busy(shard: usize) -> bool {
+    STATE
+        .get(shard)
+        .is_some_and(|s| s.load(Ordering::Acquire) != IDLE)
+}
+
+/// Redis's reply to requests for a busy shard.
+pub fn busy_error(function: bool) -> &'static str {
+    if function {
+        "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+    } else {
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+    }
+}
+
+/// The BUSY error for `shard`, if it is busy.
+pub fn busy_reply(shard: usize) -> Option<&'static str> {
+    if !is_busy(shard) {
+        return None;
+    }
+    let function = IS_FUNCTION[shard].load(Ordering::Relaxed);
+    Some(busy_error(function))
+}
+
+/// The script on `shard` passed the time limit.
+pub(crate) fn mark_busy(shard: usize, wrote: bool, function: bool) {
+    if let (Some(s), Some(f)) = (STATE.get(shard), IS_FUNCTION.get(shard)) {
+        f.store(function, Ordering::Relaxed);
+        s.store(if wrote { BUSY_WROTE } else { BUSY }, Ordering::Release);
+    }
+}
+
+/// The script on `shard` ended.
+pub(crate) fn clear(shard: usize) {
+    if let (Some(s), Some(k)) = (STATE.get(shard), KILL.get(shard)) {
+        s.store(IDLE, Ordering::Release);
+        k.store(false, Ordering::Release);
+    }
+}
+
+/// Whether SCRIPT KILL asked the script on `shard` to stop.
+pub(crate) fn kill_requested(shard: usize) -> bool {
+    KILL.get(shard).is_some_and(|k| k.load(Ordering::Acquire))
+}
+
+/// SCRIPT KILL (`function`: false) or FUNCTION KILL (true): the reply.
+pub fn kill(function: bool) -> Result<(), &'static str> {
+    let mut found = None;
+    for (shard, state) in STATE.iter().enumerate() {
+        match state.load(Ordering::Acquire) {
+            IDLE => {}
+            s => {
+                found = Some((shard, s));
+                break;
+            }
+        }
+    }
+    let Some((shard, state)) = found else {
+        return Err("NOTBUSY No scripts in execution right now.");
+    };
+    if IS_FUNCTION[shard].load(Ordering::Relaxed) != function {
+        return Err(if function {
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        } else {
+            "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+        });
+    }
+    if state == BUSY_WROTE {
+        return Err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+    }
+    KILL[shard].store(true, Ordering::Release);
+    Ok(())
+}

@@ -1,0 +1,103 @@
+-- Loaded once per VM, before the globals are made read-only. Makes pcall/xpcall that
+-- cannot swallow a SCRIPT KILL (and catch redis.call errors as their message, as Redis's
+-- pcall does), removes what a script must not reach, and returns the runner the server
+-- calls: runner(f[, keys, argv]) runs f and returns ok, result-or-error-table.
+local type, tostring, error, rawget, rawset, setmetatable, ipairs =
+  type, tostring, error, rawget, rawset, setmetatable, ipairs
+local raw_pcall, raw_xpcall, raw_loadstring = pcall, xpcall, loadstring
+local killed, where, errmsg = __killed, __where, __errmsg
+local G = _G
+rawset(G, '__killed', nil)
+rawset(G, '__where', nil)
+rawset(G, '__errmsg', nil)
+
+local function handler(e)
+  if type(e) == 'userdata' then
+    e = {err = errmsg(e)}
+  elseif type(e) ~= 'table' then
+    e = {err = 'ERR ' .. tostring(e)}
+  end
+  if rawget(e, 'err') == nil then
+    rawset(e, 'err', 'ERR unknown error')
+  end
+  if rawget(e, 'source') == nil then
+    local source, line = where()
+    if source then
+      rawset(e, 'source', source)
+      rawset(e, 'line', line)
+    end
+  end
+  return e
+end
+
+local function rethrow(ok, ...)
+  if not ok and killed() then
+    error((...), 0)
+  end
+  return ok, ...
+end
+-- As Redis's pcall: an error table (from redis.call) is caught as its message.
+local function caught(ok, e, ...)
+  if not ok then
+    if killed() then
+      error(e, 0)
+    end
+    if type(e) == 'table' and type(rawget(e, 'err')) == 'string' then
+      e = rawget(e, 'err')
+    elseif type(e) == 'userdata' then
+      e = errmsg(e)
+    end
+    return false, e
+  end
+  return ok, e, ...
+end
+rawset(G, 'pcall', function(...) return caught(raw_pcall(...)) end)
+rawset(G, 'xpcall', function(f, h) return rethrow(raw_xpcall(f, h)) end)
+rawset(G, 'loadstring', function(s, name)
+  if type(s) == 'string' and s:byte(1) == 27 then
+    return nil, 'loading binary chunks is not allowed'
+  end
+  return raw_loadstring(s, name)
+end)
+for _, name in ipairs({'dofile', 'loadfile', 'load', 'print', 'module', 'require', 'package'}) do
+  rawset(G, name, nil)
+end
+
+-- Read-only globals and libraries, as in Redis 7.
+local protected = {}
+local function readonly()
+  error('Attempt to modify a readonly table', 2)
+end
+for _, name in ipairs({'string', 'math', 'table', 'coroutine', 'redis', 'cjson', 'bit'}) do
+  local real = rawget(G, name)
+  if real ~= nil then
+    local proxy = setmetatable({}, {__index = real, __newindex = readonly, __metatable = false})
+    protected[proxy] = true
+    rawset(G, name, proxy)
+  end
+end
+protected[G] = true
+local raw_rawset = rawset
+G.rawset = function(t, k, v)
+  if protected[t] then
+    readonly()
+  end
+  return raw_rawset(t, k, v)
+end
+setmetatable(G, {
+  __index = function(_, name)
+    error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+  end,
+  __newindex = readonly,
+  __metatable = false,
+})
+
+return function(f, keys, argv)
+  local ok, res
+  if keys == nil then
+    ok, res = raw_xpcall(f, handler)
+  else
+    ok, res = raw_xpcall(function() return f(keys, argv) end, handler)
+  end
+  return ok, res
+end

@@ -1,0 +1,689 @@
+//! One Lua 5.1 VM per shard thread, and the run of one script on it.
+//!
+//! The VM is made once per thread, with Redis's sandbox (`prelude.lua`): no file or OS
+//! access, read-only globals and libraries, `redis`, `cjson` and `bit`. A run binds
+//! `KEYS` and `ARGV`, makes `redis.call` reach the keyspace it was given (a shard's own,
+//! or a cross-shard transaction's scratch copy of the locked keys) for the length of the
+//! run only, and turns the result or the error into a reply. Every command a script runs
+//! passes the keyspace's one mutation path, so its effects are journaled (as one record:
+//! the caller wraps the run in `Db::atomically`), notified and seen by WATCH like any
+//! other command's.
+
+use std::cell::{Cell, RefCell};
+use std::time::Instant;
+
+use bytes::Bytes;
+use coreshard_protocol::format_double;
+use hashbrown::{HashMap, HashSet};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, Variadic, VmState};
+
+use super::busy;
+use super::convert;
+use super::registry::{self, Sha};
+use crate::commands::multi::{run_queued, Queued};
+use crate::commands::{lookup, Spec};
+use crate::db::Db;
+use crate::server::ops::OpResult;
+
+/// Instructions between two looks at the clock (a few hundred microseconds).
+const HOOK_EVERY: u32 = 100_000;
+/// Memory one shard's Lua heap may hold.
+const LUA_MEMORY_LIMIT: usize = 1 << 30;
+/// Compiled functions kept per thread before the cache starts over.
+const MAX_COMPILED: usize = 1000;
+
+/// What runs: a script body (EVAL, EVALSHA) or a library function (FCALL).
+pub enum Code<'a> {
+    /// A script and its id.
+    Script { body: &'a Bytes, sha: Sha },
+    /// A function of a loaded library.
+    Function { name: &'a str },
+}
+
+/// One run.
+pub struct Call<'a> {
+    /// What runs.
+    pub code: Code<'a>,
+    /// KEYS: the keys the script may touch.
+    pub keys: Vec<Bytes>,
+    /// ARGV.
+    pub argv: Vec<Bytes>,
+    /// EVAL_RO, EVALSHA_RO, FCALL_RO, or a function flagged `no-writes`.
+    pub read_only: bool,
+}
+
+impl Call<'_> {
+    fn is_function(&self) -> bool {
+        matches!(self.code, Code::Function { .. })
+    }
+}
+
+/// The state of the run in progress on this thread, read by the instruction hook.
+struct Running {
+    start: Cell<Option<Instant>>,
+    wrote: Cell<bool>,
+    function: Cell<bool>,
+    killed: Cell<bool>,
+    busy: Cell<bool>,
+    resp3: Cell<bool>,
+}
+
+thread_local! {
+    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static RUNNING: Running = const {
+        Running {
+            start: Cell::new(None),
+            wrote: Cell::new(false),
+            function: Cell::new(false),
+            killed: Cell::new(false),
+            busy: Cell::new(false),
+            resp3: Cell::new(false),
+        }
+    };
+}
+
+/// Tell the scripting layer which shard this thread is (for BUSY and SCRIPT KILL).
+pub fn set_shard(shard: usize) {
+    SHARD.with(|s| s.set(shard));
+}
+
+fn shard() -> usize {
+    SHARD.with(|s| s.get())
+}
+
+pub(super) struct Vm {
+    lua: Lua,
+    runner: Function,
+    compiled: HashMap<Sha, Function>,
+    generation: u64,
+    /// Library functions by name (FCALL), with the library generation they came from.
+    pub(super) functions: HashMap<String, super::functions::Loaded>,
+    pub(super) functions_generation: u64,
+}
+
+fn rt(msg: impl Into<String>) -> mlua::Error {
+    mlua::Error::RuntimeError(msg.into())
+}
+
+/// The instruction hook: the time limit, BUSY and SCRIPT KILL.
+fn hook() -> mlua::Result<VmState> {
+    RUNNING.with(|r| {
+        let Some(start) = r.start.get() else {
+            return Ok(VmState::Continue);
+        };
+        let function = r.function.get();
+        let what = if function { "FUNCTION" } else { "SCRIPT" };
+        if r.killed.get() {
+            return Err(rt(format!("Script killed by user with {what} KILL...")));
+        }
+        let elapsed = start.elapsed().as_millis() as u64;
+        if elapsed < busy::time_limit() {
+            return Ok(VmState::Continue);
+        }
+        if !r.busy.get() || r.wrote.get() {
+            if !r.busy.get() {
+                tracing::warn!(
+                    "a script has run for {elapsed} ms (lua-time-limit {} ms); shard {} answers BUSY until it ends",
+                    busy::time_limit(),
+                    shard()
+                );
+            }
+            r.busy.set(true);
+            busy::mark_busy(shard(), r.wrote.get(), function);
+        }
+        if r.wrote.get() {
+            return Ok(VmState::Continue);
+        }
+        if busy::kill_requested(shard()) {
+            r.killed.set(true);
+            return Err(rt(format!("Script killed by user with {what} KILL...")));
+        }
+        let limit = busy::kill_after();
+        if limit > 0 && elapsed >= limit {
+            r.killed.set(true);
+            return Err(rt(format!(
+                "Script killed: it ran for {elapsed} ms without writing (lua-kill-after is {limit} ms)"
+            )));
+        }
+        Ok(VmState::Continue)
+    })
+}
+
+impl Vm {
+    fn new() -> mlua::Result<Vm> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::default(),
+        )?;
+        lua.set_memory_limit(LUA_MEMORY_LIMIT)?;
+        let g = lua.globals();
+        g.raw_set("redis", redis_table(&lua)?)?;
+        super::libs::install(&lua)?;
+        g.raw_set(
+            "__killed",
+            lua.create_function(|_, ()| Ok(RUNNING.with(|r| r.killed.get())))?,
+        )?;
+        g.raw_set("__where", lua.create_function(|lua, ()| Ok(where_(lua)))?)?;
+        g.raw_set(
+            "__errmsg",
+            lua.create_function(|_, v: Value| {
+                Ok(match v {
+                    Value::Error(e) => with_code(&root_message(&e)),
+                    other => with_code(&other.to_string().unwrap_or_default()),
+                })
+            })?,
+        )?;
+        let runner: Function = lua
+            .load(include_str!("prelude.lua"))
+            .set_name("=prelude")
+            .eval()?;
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            |_, _| hook(),
+        )?;
+        Ok(Vm {
+            lua,
+            runner,
+            compiled: HashMap::new(),
+            generation: registry::generation(),
+            functions: HashMap::new(),
+            functions_generation: u64::MAX,
+        })
+    }
+
+    /// The compiled function of a script (compiling it on first use).
+    fn script(&mut self, body: &Bytes, sha: Sha) -> Result<Function, String> {
+        let generation = registry::generation();
+        if generation != self.generation || self.compiled.len() >= MAX_COMPILED {
+            self.compiled.clear();
+            self.generation = generation;
+        }
+        if let Some(f) = self.compiled.get(&sha) {
+            return Ok(f.clone());
+        }
+        let f = compile(&self.lua, without_shebang(body), "@user_script")?;
+        self.compiled.insert(sha, f.clone());
+        Ok(f)
+    }
+}
+
+/// Compile `body` as Redis does, or Redis's compile error text.
+pub(super) fn compile(lua: &Lua, body: &[u8], name: &str) -> Result<Function, String> {
+    lua.load(body).set_name(name).into_function().map_err(|e| {
+        let msg = match &e {
+            mlua::Error::SyntaxError { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        format!(
+            "ERR Error compiling script (new function): {}",
+            one_line(&msg)
+        )
+    })
+}
+
+/// A script's code without its `#!lua ...` line, if any (the newline stays, so line
+/// numbers are those of the code as written).
+pub(super) fn without_shebang(body: &[u8]) -> &[u8] {
+    if !body.starts_with(b"#!") {
+        return body;
+    }
+    match body.iter().position(|&c| c == b'\n') {
+        Some(i) => &body[i..],
+        None => b"",
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// The innermost frame of the user's code: its source and current line.
+fn where_(lua: &Lua) -> (Option<String>, Option<usize>) {
+    for level in 1..256 {
+        let frame = lua.inspect_stack(level, |d| {
+            let s = d.source();
+            (s.what, s.source.map(|x| x.into_owned()), d.current_line())
+        });
+        match frame {
+            None => break,
+            Some((what, source, line)) => {
+                let ours = matches!(source.as_deref(), Some("=prelude") | Some("=(tail call)"));
+                if what != "C" && what != "tail" && !ours {
+                    return (source, line);
+                }
+            }
+        }
+    }
+    (None, None)
+}
+
+fn redis_table(lua: &Lua) -> mlua::Result<Table> {
+    let r = lua.create_table()?;
+    r.raw_set(
+        "call",
+        lua.create_function(|lua, args: Variadic<Value>| dispatch(lua, args, true))?,
+    )?;
+    r.raw_set(
+        "pcall",
+        lua.create_function(|lua, args: Variadic<Value>| dispatch(lua, args, false))?,
+    )?;
+    r.raw_set(
+        "error_reply",
+        lua.create_function(|lua, msg: mlua::LuaString| {
+            let t = lua.create_table()?;
+            t.raw_set("err", msg)?;
+            Ok(t)
+        })?,
+    )?;
+    r.raw_set(
+        "status_reply",
+        lua.create_function(|lua, msg: mlua::LuaString| {
+            let t = lua.create_table()?;
+            t.raw_set("ok", msg)?;
+            Ok(t)
+        })?,
+    )?;
+    r.raw_set(
+        "sha1hex",
+        lua.create_function(|lua, s: mlua::LuaString| {
+            lua.create_string(registry::sha1_hex(&s.as_bytes()))
+        })?,
+    )?;
+    r.raw_set(
+        "setresp",
+        lua.create_function(|_, v: Value| {
+            let n = match v {
+                Value::Integer(n) => n as f64,
+                Value::Number(n) => n,
+                _ => f64::NAN,
+            };
+            if n != 2.0 && n != 3.0 {
+                return Err(rt("ERR RESP version must be 2 or 3."));
+            }
+            RUNNING.with(|r| r.resp3.set(n == 3.0));
+            Ok(())
+        })?,
+    )?;
+    r.raw_set(
+        "log",
+        lua.create_function(|_, args: Variadic<Value>| {
+            if args.len() < 2 {
+                return Err(rt("redis.log() requires two arguments or more."));
+            }
+            let level = match &args[0] {
+                Value::Integer(n) => *n,
+                Value::Number(n) => *n as i64,
+                _ => return Err(rt("First argument must be a number (log level).")),
+            };
+            let text: Vec<String> = args[1..]
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.to_string_lossy(),
+                    Value::Integer(n) => n.to_string(),
+                    Value::Number(n) => format_double(*n),
+                    other => other.type_name().to_string(),
+                })
+                .collect();
+            let text = text.join(" ");
+            match level {
+                0 => tracing::debug!(target: "script", "{text}"),
+                1 | 2 => tracing::info!(target: "script", "{text}"),
+                3 => tracing::warn!(target: "script", "{text}"),
+                _ => return Err(rt("Invalid debug level.")),
+            }
+            Ok(())
+        })?,
+    )?;
+    for (name, v) in [
+        ("LOG_DEBUG", 0),
+        ("LOG_VERBOSE", 1),
+        ("LOG_NOTICE", 2),
+        ("LOG_WARNING", 3),
+        ("REPL_NONE", 0),
+        ("REPL_AOF", 1),
+        ("REPL_SLAVE", 2),
+        ("REPL_REPLICA", 2),
+        ("REPL_ALL", 3),
+    ] {
+        r.raw_set(name, v)?;
+    }
+    // Effects are what is journaled and replicated, always: these are no-ops, as in
+    // Redis 7.
+    r.raw_set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
+    r.raw_set("set_repl", lua.create_function(|_, _: Value| Ok(()))?)?;
+    r.raw_set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
+    r.raw_set(
+        "debug",
+        lua.create_function(|_, _: Variadic<Value>| Ok(()))?,
+    )?;
+    let version = crate::commands::connection::REDIS_COMPAT_VERSION;
+    let num = version
+        .split('.')
+        .map(|p| p.parse::<i64>().unwrap_or(0))
+        .fold(0, |acc, p| acc * 256 + p);
+    r.raw_set("REDIS_VERSION", version)?;
+    r.raw_set("REDIS_VERSION_NUM", num)?;
+    Ok(r)
+}
+
+/// An error table for `redis.call` / `redis.pcall` (`fatal`: raised even by pcall).
+fn error_table(lua: &Lua, msg: &str, fatal: bool) -> mlua::Result<Value> {
+    let t = lua.create_table()?;
+    t.raw_set("err", msg)?;
+    if fatal {
+        t.raw_set("fatal", true)?;
+    }
+    Ok(Value::Table(t))
+}
+
+/// Registry slot of the running script's command function (bound to its keyspace).
+const CURRENT: &str = "coreshard.command";
+
+/// `redis.call` (`raise`) and `redis.pcall`: C functions, as in Redis, so a script's
+/// `return redis.call(...)` keeps the script's frame (and line) on the stack.
+fn dispatch(lua: &Lua, args: Variadic<Value>, raise: bool) -> mlua::Result<Value> {
+    let current: Value = lua.named_registry_value(CURRENT)?;
+    let Value::Function(command) = current else {
+        return Err(rt(
+            "ERR redis.call and redis.pcall can only be used while a script runs",
+        ));
+    };
+    let reply: Value = command.call(args)?;
+    if let Value::Table(t) = &reply {
+        if let Value::String(e) = t.raw_get::<Value>("err")? {
+            let fatal = t.raw_get::<bool>("fatal").unwrap_or(false);
+            if raise || fatal {
+                return Err(rt(e.to_string_lossy()));
+            }
+        }
+    }
+    Ok(reply)
+}
+
+/// Commands a script may call besides those with a keyed form.
+const KEYLESS: &[&str] = &[
+    "del", "unlink", "exists", "touch", "mget", "mset", "ping", "echo", "time",
+];
+
+fn allowed(spec: &Spec) -> bool {
+    let refused = spec
+        .flags
+        .iter()
+        .any(|f| matches!(*f, "noscript" | "blocking" | "pubsub" | "admin"));
+    !refused && (spec.keyed.is_some() || KEYLESS.contains(&spec.name))
+}
+
+/// `redis.call` / `redis.pcall`: run one command against `db`.
+fn command(
+    lua: &Lua,
+    db: &mut Db,
+    now: u64,
+    keys: &HashSet<&[u8]>,
+    read_only: bool,
+    args: Variadic<Value>,
+) -> mlua::Result<Value> {
+    if args.is_empty() {
+        return error_table(
+            lua,
+            "ERR Please specify at least one argument for this redis lib call",
+            true,
+        );
+    }
+    let mut argv = Vec::with_capacity(args.len());
+    for a in args.iter() {
+        match a {
+            Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Integer(n) => argv.push(Bytes::from(n.to_string())),
+            Value::Number(n) => argv.push(Bytes::from(format_double(*n))),
+            _ => {
+                return error_table(
+                    lua,
+                    "ERR Lua redis lib command arguments must be strings or integers",
+                    true,
+                )
+            }
+        }
+    }
+    let Some(spec) = lookup(&argv[0]) else {
+        return error_table(lua, "ERR Unknown Redis command called from script", false);
+    };
+    if !allowed(spec) {
+        return error_table(
+            lua,
+            "ERR This Redis command is not allowed from script",
+            false,
+        );
+    }
+    if !spec.arity_ok(argv.len()) {
+        return error_table(
+            lua,
+            "ERR Wrong number of args calling Redis command from script",
+            false,
+        );
+    }
+    let write = spec.flags.contains(&"write");
+    if write && read_only {
+        return error_table(
+            lua,
+            "ERR Write commands are not allowed from read-only scripts.",
+            false,
+        );
+    }
+    for i in spec.key_positions(&argv) {
+        if !keys.contains(&argv[i][..]) {
+            let msg = format!(
+                "ERR Script attempted to access key '{}' which is not in KEYS: a script may touch only the keys it declares (they decide which shards it runs on)",
+                String::from_utf8_lossy(&argv[i]).replace(['\r', '\n'], " ")
+            );
+            return error_table(lua, &msg, false);
+        }
+    }
+    if write {
+        RUNNING.with(|r| r.wrote.set(true));
+    }
+    let result = execute(db, now, spec, argv);
+    let resp3 = RUNNING.with(|r| r.resp3.get());
+    convert::result_to_lua(lua, &result, resp3)
+}
+
+fn execute(db: &mut Db, now: u64, spec: &'static Spec, argv: Vec<Bytes>) -> OpResult {
+    db.events.cmd = spec.name;
+    if spec.name == "time" {
+        return crate::commands::admin::time_reply();
+    }
+    match spec.keyed {
+        Some(keyed) => crate::evict::run_keyed(db, spec, keyed, now, &argv),
+        None => run_queued(db, now, &Queued { spec, args: argv }),
+    }
+}
+
+/// Run `call` against `db` at Unix time `now` (ms), its writes journaled as one record.
+pub fn run(db: &mut Db, now: u64, call: &Call<'_>) -> OpResult {
+    VM.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return OpResult::Error("ERR scripts cannot call scripts".into());
+        };
+        if slot.is_none() {
+            match Vm::new() {
+                Ok(vm) => *slot = Some(vm),
+                Err(e) => return OpResult::Error(format!("ERR cannot start Lua: {e}")),
+            }
+        }
+        let Some(vm) = slot.as_mut() else {
+            return OpResult::Error("ERR cannot start Lua".into());
+        };
+        db.atomically(|db| vm.run(db, now, call))
+    })
+}
+
+/// Compile `body` on this thread's VM (SCRIPT LOAD checks before it caches).
+pub fn check_compiles(body: &Bytes) -> Result<(), String> {
+    with_vm(|vm| {
+        let sha = registry::sha1_hex(body);
+        vm.script(body, sha).map(|_| ())
+    })
+}
+
+/// Run `f` on this thread's VM (made on first use).
+pub(super) fn with_vm<R>(f: impl FnOnce(&mut Vm) -> Result<R, String>) -> Result<R, String> {
+    VM.with(|cell| {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| "ERR scripts cannot call scripts".to_string())?;
+        if slot.is_none() {
+            *slot = Some(Vm::new().map_err(|e| format!("ERR cannot start Lua: {e}"))?);
+        }
+        match slot.as_mut() {
+            Some(vm) => f(vm),
+            None => Err("ERR cannot start Lua".into()),
+        }
+    })
+}
+
+impl Vm {
+    pub(super) fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    fn run(&mut self, db: &mut Db, now: u64, call: &Call<'_>) -> OpResult {
+        let (f, label, read_only) = match &call.code {
+            Code::Script { body, sha } => match self.script(body, *sha) {
+                Ok(f) => (f, String::from_utf8_lossy(sha).into_owned(), call.read_only),
+                Err(e) => return OpResult::Error(e),
+            },
+            Code::Function { name } => match self.function(name) {
+                Ok(l) if call.read_only && !l.no_writes => {
+                    return OpResult::Error(
+                        "ERR Can not execute a script with write flag using *_ro command.".into(),
+                    )
+                }
+                Ok(l) => (l.f, (*name).to_string(), l.no_writes || call.read_only),
+                Err(e) => return OpResult::Error(e),
+            },
+        };
+        RUNNING.with(|r| {
+            r.start.set(Some(Instant::now()));
+            r.wrote.set(false);
+            r.killed.set(false);
+            r.busy.set(false);
+            r.resp3.set(false);
+            r.function.set(call.is_function());
+        });
+        let out = self.run_bound(db, now, call, f, &label, read_only);
+        RUNNING.with(|r| {
+            r.start.set(None);
+            if r.busy.get() {
+                busy::clear(shard());
+            }
+        });
+        out
+    }
+
+    fn run_bound(
+        &mut self,
+        db: &mut Db,
+        now: u64,
+        call: &Call<'_>,
+        f: Function,
+        label: &str,
+        read_only: bool,
+    ) -> OpResult {
+        let lua = &self.lua;
+        let declared: HashSet<&[u8]> = call.keys.iter().map(|k| &k[..]).collect();
+        let bind = |name: &str, items: &[Bytes]| -> mlua::Result<Table> {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, lua.create_string(item)?)?;
+            }
+            lua.globals().raw_set(name, t.clone())?;
+            Ok(t)
+        };
+        let result = (|| -> mlua::Result<OpResult> {
+            let keys = bind("KEYS", &call.keys)?;
+            let argv = bind("ARGV", &call.argv)?;
+            let is_function = call.is_function();
+            lua.scope(|scope| {
+                let command = scope.create_function_mut(|lua, args: Variadic<Value>| {
+                    command(lua, db, now, &declared, read_only, args)
+                })?;
+                lua.set_named_registry_value(CURRENT, command)?;
+                let out: mlua::Result<(bool, Value)> = if is_function {
+                    self.runner.call((f, keys, argv))
+                } else {
+                    self.runner.call(f)
+                };
+                lua.set_named_registry_value(CURRENT, Value::Nil)?;
+                let (ok, res) = out?;
+                let resp3 = RUNNING.with(|r| r.resp3.get());
+                Ok(if ok {
+                    OpResult::Reply(convert::lua_to_value(&res, resp3))
+                } else {
+                    OpResult::Error(error_text(&res, label, is_function))
+                })
+            })
+        })();
+        let g = lua.globals();
+        let _ = g.raw_set("KEYS", Value::Nil);
+        let _ = g.raw_set("ARGV", Value::Nil);
+        match result {
+            Ok(r) => r,
+            Err(e) => OpResult::Error(format!("ERR {}", one_line(&e.to_string()))),
+        }
+    }
+}
+
+/// The reply text of an error raised by a script: its message, then where (as Redis
+/// 7: `... script: <sha>, on @user_script:<line>.`).
+fn error_text(e: &Value, label: &str, function: bool) -> String {
+    let Value::Table(t) = e else {
+        return "ERR unknown error".into();
+    };
+    let msg = match t.raw_get::<Value>("err") {
+        Ok(Value::String(s)) => s.to_string_lossy(),
+        _ => "ERR unknown error".into(),
+    };
+    let msg = one_line(&strip_wrapping(&msg));
+    let source = t.raw_get::<Option<String>>("source").ok().flatten();
+    let line = t.raw_get::<Option<i64>>("line").ok().flatten();
+    let _ = function;
+    match (source, line) {
+        (Some(source), Some(line)) => format!("{msg} script: {label}, on {source}:{line}."),
+        _ => msg,
+    }
+}
+
+/// The message of an error raised by a Rust callback, without mlua's wrapping.
+fn root_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => root_message(cause),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::MemoryError(_) => "not enough memory".into(),
+        other => other.to_string(),
+    }
+}
+
+/// An error text starts with its code (`ERR`, `WRONGTYPE`...): add `ERR` when it has none.
+fn with_code(msg: &str) -> String {
+    let word = msg.split(' ').next().unwrap_or("");
+    if word.len() >= 2 && word.bytes().all(|c| c.is_ascii_uppercase()) {
+        msg.to_string()
+    } else {
+        format!("ERR {msg}")
+    }
+}
+
+/// Errors raised from Rust callbacks arrive as mlua's wrapped errors, whose text names
+/// the wrapping ("runtime error: ..."); keep the message only.
+fn strip_wrapping(msg: &str) -> String {
+    let mut m = msg.to_string();
+    for prefix in ["ERR runtime error: ", "ERR callback error"] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            m = format!("ERR {}", rest.trim_start());
+        }
+    }
+    if let Some(idx) = m.find("caused by: ") {
+        m = format!("ERR {}", &m[idx + "caused by: ".len()..]);
+    }
+    m
+}
