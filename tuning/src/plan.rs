@@ -373,9 +373,13 @@ fn steps(root: &Root, layout: &Layout) -> Vec<String> {
         }
     }
     if !layout.housekeeping_cpus.is_empty() {
+        // The idle SMT siblings are isolated too, so nothing gets scheduled beside a shard.
+        let mut quiet = layout.shard_cpus.clone();
+        quiet.extend(&layout.idle_cpus);
+        let quiet = format_cpu_list(&quiet);
         steps.push(format!(
-            "optional, needs a reboot: kernel command line isolcpus=managed_irq,domain,\
-             {shard_list} nohz_full={shard_list} rcu_nocbs={shard_list} irqaffinity={irq_list}"
+            "optional, needs a reboot: kernel command line isolcpus=managed_irq,domain,{quiet} \
+             nohz_full={quiet} rcu_nocbs={quiet} irqaffinity={irq_list}"
         ));
     }
     steps.push(

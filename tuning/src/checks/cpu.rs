@@ -94,8 +94,25 @@ pub fn governor(root: &Root, ctx: &Context) -> Vec<Finding> {
     )]
 }
 
-/// Hyper-thread siblings of shard cores.
-pub fn smt(ctx: &Context) -> Vec<Finding> {
+/// CPUs isolated from the scheduler: `isolcpus=` on the kernel command line and
+/// `/sys/devices/system/cpu/isolated`.
+pub fn isolated_cpus(root: &Root) -> Vec<usize> {
+    let mut isolated: Vec<usize> = root
+        .read("/proc/cmdline")
+        .ok()
+        .and_then(|c| cmdline_value(&c, "isolcpus").and_then(|v| parse_cpu_list(v).ok()))
+        .unwrap_or_default();
+    if let Ok(s) = root.read_trim("/sys/devices/system/cpu/isolated") {
+        isolated.extend(parse_cpu_list(&s).unwrap_or_default());
+    }
+    isolated.sort_unstable();
+    isolated.dedup();
+    isolated
+}
+
+/// Hyper-thread siblings of shard cores. A sibling that is isolated (and runs no shard)
+/// counts as kept idle.
+pub fn smt(root: &Root, ctx: &Context) -> Vec<Finding> {
     let id = "cpu.smt";
     let why = "two hyper-threads share one core's execution units and caches; a shard whose \
                sibling is busy (another shard, IRQs, other work) gets roughly half a core";
@@ -109,6 +126,7 @@ pub fn smt(ctx: &Context) -> Vec<Finding> {
             why,
         )];
     }
+    let isolated = isolated_cpus(root);
     let mut paired = Vec::new(); // shard cores whose sibling is also a shard core
     let mut shared = Vec::new(); // shard cores whose sibling runs other work
     for &cpu in &ctx.shard_cores {
@@ -117,7 +135,7 @@ pub fn smt(ctx: &Context) -> Vec<Finding> {
                 if cpu < s {
                     paired.push(format!("{cpu}+{s}"));
                 }
-            } else {
+            } else if !isolated.contains(&s) {
                 shared.push(format!("{cpu} (sibling {s})"));
             }
         }
@@ -173,7 +191,11 @@ pub fn smt(ctx: &Context) -> Vec<Finding> {
             ),
         )];
     }
-    vec![Finding::ok(id, "shard cores have no SMT siblings", why)]
+    vec![Finding::ok(
+        id,
+        "one shard per physical core; the siblings of shard cores are isolated (kept idle)",
+        why,
+    )]
 }
 
 /// A `key=value` on the kernel command line.
@@ -202,12 +224,7 @@ pub fn isolation(root: &Root, ctx: &Context) -> Vec<Finding> {
             .and_then(|v| parse_cpu_list(v).ok())
             .unwrap_or_default()
     };
-    let mut isolated = list("isolcpus");
-    if let Ok(s) = root.read_trim("/sys/devices/system/cpu/isolated") {
-        isolated.extend(parse_cpu_list(&s).unwrap_or_default());
-    }
-    isolated.sort_unstable();
-    isolated.dedup();
+    let isolated = isolated_cpus(root);
     let nohz = list("nohz_full");
     let rcu = list("rcu_nocbs");
     let shards = &ctx.shard_cores;

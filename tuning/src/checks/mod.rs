@@ -17,7 +17,7 @@ pub fn run_all(root: &Root, opts: &Options, ctx: &Context) -> Vec<Finding> {
     out.extend(kernel::version(ctx));
     out.extend(cpu::placement(ctx));
     out.extend(cpu::governor(root, ctx));
-    out.extend(cpu::smt(ctx));
+    out.extend(cpu::smt(root, ctx));
     out.extend(cpu::isolation(root, ctx));
     out.extend(net::irq_affinity(root, ctx));
     out.extend(net::rss_queues(root, ctx));
