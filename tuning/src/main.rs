@@ -29,9 +29,10 @@ enum Cmd {
         /// The server's --shards (default: one per allowed CPU).
         #[arg(long)]
         shards: Option<usize>,
-        /// The server's --cores, comma separated (default: the allowed CPUs in order).
+        /// The server's --cores: a CPU list such as 1,2,3 or 1-3 (default: the allowed CPUs
+        /// in order).
         #[arg(long, value_parser = parse_cores)]
-        cores: Option<Vec<usize>>,
+        cores: Option<CpuList>,
         /// The server's --maxclients.
         #[arg(long, default_value_t = coreshard_tune::DEFAULT_MAXCLIENTS)]
         maxclients: usize,
@@ -84,8 +85,12 @@ enum Cmd {
     },
 }
 
-fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
-    parse_cpu_list(s)
+/// A CPU list argument (`1,2,3` or `1-3`), one value for clap.
+#[derive(Debug, Clone)]
+struct CpuList(Vec<usize>);
+
+fn parse_cores(s: &str) -> Result<CpuList, String> {
+    parse_cpu_list(s).map(CpuList)
 }
 
 fn main() -> ExitCode {
@@ -103,7 +108,7 @@ fn main() -> ExitCode {
             let root = Root::new(root);
             let opts = Options {
                 shards,
-                cores: cores.unwrap_or_default(),
+                cores: cores.map(|c| c.0).unwrap_or_default(),
                 dir,
                 maxclients,
                 measure_fsync: !no_fsync,

@@ -11,7 +11,7 @@ pub fn placement(ctx: &Context) -> Vec<Finding> {
     if ctx.topology.is_none() {
         let e = ReadError {
             path: "/sys/devices/system/cpu/online".into(),
-            reason: "missing or unreadable".into(),
+            reason: "missing or unreadable".into(), // Context keeps only the outcome
         };
         return vec![Finding::unreadable(id, &e, why)];
     }
@@ -45,6 +45,9 @@ pub fn governor(root: &Root, ctx: &Context) -> Vec<Finding> {
     let why = "a shard sleeps in io_uring_enter between bursts; a power-saving governor \
                lowers the clock in those gaps, so the next burst runs slow and tail latency \
                grows";
+    if ctx.shard_cores.is_empty() {
+        return Vec::new(); // no topology: cpu.shards says so
+    }
     let mut slow = Vec::new();
     let mut seen = Vec::new();
     let mut missing = 0;
