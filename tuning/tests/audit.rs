@@ -110,6 +110,13 @@ fn shards_beyond_cores() {
     let x = check(&f, &o, "cpu.shards");
     assert_eq!(x.severity, Severity::Bad);
     assert!(x.fix.unwrap().contains("--shards 2"));
+    // A core that is not online.
+    let mut o = f.good_options();
+    o.cores = vec![1, 9];
+    o.shards = Some(2);
+    let x = check(&f, &o, "cpu.shards");
+    assert_eq!(x.severity, Severity::Bad);
+    assert!(x.saw.contains("shard cores 9 are not online"), "{x:?}");
     // Default: one shard per allowed CPU.
     let o = Options {
         measure_fsync: false,

@@ -16,6 +16,30 @@ pub fn placement(ctx: &Context) -> Vec<Finding> {
         return vec![Finding::unreadable(id, &e, why)];
     }
     let cores = format_cpu_list(&ctx.shard_cores);
+    let offline: Vec<usize> = ctx
+        .shard_cores
+        .iter()
+        .copied()
+        .filter(|c| ctx.topology.as_ref().is_some_and(|t| !t.cpus.contains(c)))
+        .collect();
+    if !offline.is_empty() {
+        let online = ctx
+            .topology
+            .as_ref()
+            .map(|t| format_cpu_list(&t.cpus))
+            .unwrap_or_default();
+        return vec![Finding::new(
+            id,
+            Severity::Bad,
+            format!(
+                "shard cores {} are not online (online: {online}): pinning fails and the \
+                 server does not start",
+                format_cpu_list(&offline)
+            ),
+            why,
+            Some(format!("pick --cores from the online CPUs {online}")),
+        )];
+    }
     if ctx.shards > ctx.shard_cores.len() {
         return vec![Finding::new(
             id,
