@@ -205,7 +205,7 @@ fn run_script(db: &mut Db, now: u64, a: &dyn ArgList, by_sha: bool, read_only: b
     script::run(
         db,
         now,
-        &Call {
+        Call {
             code: Code::Script { body: &body, sha },
             keys,
             argv,
@@ -243,7 +243,7 @@ fn run_function(db: &mut Db, now: u64, a: &dyn ArgList, read_only: bool) -> OpRe
     script::run(
         db,
         now,
-        &Call {
+        Call {
             code: Code::Function { name: &name },
             keys,
             argv,

@@ -16,6 +16,16 @@ const MAX_DEPTH: usize = 200;
 
 /// A command's reply as the script sees it.
 pub fn result_to_lua(lua: &Lua, result: &OpResult, resp3: bool) -> mlua::Result<Lua_> {
+    // The common shapes directly; the rest through the encoder the clients see.
+    match result {
+        OpResult::Int(n) => return Ok(Lua_::Number(*n as f64)),
+        OpResult::Value(Some(b)) => return Ok(Lua_::String(lua.create_string(b)?)),
+        OpResult::Value(None) if !resp3 => return Ok(Lua_::Boolean(false)),
+        OpResult::Value(None) => return Ok(Lua_::Nil),
+        OpResult::Ok => return status_table(lua, "ok", "OK"),
+        OpResult::Error(e) => return status_table(lua, "err", e),
+        _ => {}
+    }
     let proto = if resp3 {
         Protocol::Resp3
     } else {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use coreshard_protocol::format_double;
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, Variadic, VmState};
 
 use super::busy;
@@ -27,7 +27,9 @@ use crate::server::ops::OpResult;
 
 /// Instructions between two looks at the clock (a few hundred microseconds).
 const HOOK_EVERY: u32 = 100_000;
-/// Memory one shard's Lua heap may hold.
+/// A script whose Lua heap passes this is stopped at the next hook. (Not an mlua memory
+/// limit: with one set, mlua protects every API call with a pcall, which tripled the cost
+/// of a small EVALSHA. A single huge allocation still gets through, as in Redis.)
 const LUA_MEMORY_LIMIT: usize = 1 << 30;
 /// Compiled functions kept per thread before the cache starts over.
 const MAX_COMPILED: usize = 1000;
@@ -60,6 +62,7 @@ impl Call<'_> {
 
 /// The state of the run in progress on this thread, read by the instruction hook.
 struct Running {
+    active: Cell<bool>,
     start: Cell<Option<Instant>>,
     wrote: Cell<bool>,
     function: Cell<bool>,
@@ -73,6 +76,7 @@ thread_local! {
     static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
     static RUNNING: Running = const {
         Running {
+            active: Cell::new(false),
             start: Cell::new(None),
             wrote: Cell::new(false),
             function: Cell::new(false),
@@ -109,7 +113,13 @@ fn rt(msg: impl Into<String>) -> mlua::Error {
 /// The instruction hook: the time limit, BUSY and SCRIPT KILL.
 fn hook() -> mlua::Result<VmState> {
     RUNNING.with(|r| {
+        if !r.active.get() {
+            return Ok(VmState::Continue);
+        }
+        // The clock starts at the first hook, 100k instructions in: a short script never
+        // reads it.
         let Some(start) = r.start.get() else {
+            r.start.set(Some(Instant::now()));
             return Ok(VmState::Continue);
         };
         let function = r.function.get();
@@ -156,7 +166,6 @@ impl Vm {
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::default(),
         )?;
-        lua.set_memory_limit(LUA_MEMORY_LIMIT)?;
         let g = lua.globals();
         g.raw_set("redis", redis_table(&lua)?)?;
         super::libs::install(&lua)?;
@@ -180,7 +189,18 @@ impl Vm {
             .eval()?;
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            |_, _| hook(),
+            |lua, _| {
+                if lua.used_memory() > LUA_MEMORY_LIMIT {
+                    lua.gc_collect()?;
+                    if lua.used_memory() > LUA_MEMORY_LIMIT {
+                        return Err(rt(format!(
+                            "ERR script used more than {} MB of Lua memory",
+                            LUA_MEMORY_LIMIT >> 20
+                        )));
+                    }
+                }
+                hook()
+            },
         )?;
         Ok(Vm {
             lua,
@@ -377,19 +397,41 @@ fn error_table(lua: &Lua, msg: &str, fatal: bool) -> mlua::Result<Value> {
     Ok(Value::Table(t))
 }
 
-/// Registry slot of the running script's command function (bound to its keyspace).
-const CURRENT: &str = "coreshard.command";
+/// What a run's `redis.call` works on: the keyspace (moved here for the run), the time,
+/// the declared keys and whether writes are refused.
+struct Bound {
+    db: Db,
+    now: u64,
+    keys: Vec<Bytes>,
+    read_only: bool,
+    active: bool,
+}
+
+thread_local! {
+    static BOUND: RefCell<Bound> = RefCell::new(Bound {
+        db: Db::default(),
+        now: 0,
+        keys: Vec::new(),
+        read_only: false,
+        active: false,
+    });
+}
 
 /// `redis.call` (`raise`) and `redis.pcall`: C functions, as in Redis, so a script's
 /// `return redis.call(...)` keeps the script's frame (and line) on the stack.
 fn dispatch(lua: &Lua, args: Variadic<Value>, raise: bool) -> mlua::Result<Value> {
-    let current: Value = lua.named_registry_value(CURRENT)?;
-    let Value::Function(command) = current else {
-        return Err(rt(
-            "ERR redis.call and redis.pcall can only be used while a script runs",
-        ));
-    };
-    let reply: Value = command.call(args)?;
+    let reply = BOUND.with(|b| {
+        let Ok(mut b) = b.try_borrow_mut() else {
+            return Err(rt("ERR redis.call cannot be called from here"));
+        };
+        if !b.active {
+            return Err(rt(
+                "ERR redis.call and redis.pcall can only be used while a script runs",
+            ));
+        }
+        let b = &mut *b;
+        command(lua, &mut b.db, b.now, &b.keys, b.read_only, args)
+    })?;
     if let Value::Table(t) = &reply {
         if let Value::String(e) = t.raw_get::<Value>("err")? {
             let fatal = t.raw_get::<bool>("fatal").unwrap_or(false);
@@ -419,7 +461,7 @@ fn command(
     lua: &Lua,
     db: &mut Db,
     now: u64,
-    keys: &HashSet<&[u8]>,
+    keys: &[Bytes],
     read_only: bool,
     args: Variadic<Value>,
 ) -> mlua::Result<Value> {
@@ -471,7 +513,7 @@ fn command(
         );
     }
     for i in spec.key_positions(&argv) {
-        if !keys.contains(&argv[i][..]) {
+        if !keys.iter().any(|k| *k == argv[i]) {
             let msg = format!(
                 "ERR Script attempted to access key '{}' which is not in KEYS: a script may touch only the keys it declares (they decide which shards it runs on)",
                 String::from_utf8_lossy(&argv[i]).replace(['\r', '\n'], " ")
@@ -499,7 +541,7 @@ fn execute(db: &mut Db, now: u64, spec: &'static Spec, argv: Vec<Bytes>) -> OpRe
 }
 
 /// Run `call` against `db` at Unix time `now` (ms), its writes journaled as one record.
-pub fn run(db: &mut Db, now: u64, call: &Call<'_>) -> OpResult {
+pub fn run(db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
     VM.with(|cell| {
         let Ok(mut slot) = cell.try_borrow_mut() else {
             return OpResult::Error("ERR scripts cannot call scripts".into());
@@ -546,10 +588,10 @@ impl Vm {
         &self.lua
     }
 
-    fn run(&mut self, db: &mut Db, now: u64, call: &Call<'_>) -> OpResult {
-        let (f, label, read_only) = match &call.code {
+    fn run(&mut self, db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
+        let (f, read_only) = match &call.code {
             Code::Script { body, sha } => match self.script(body, *sha) {
-                Ok(f) => (f, String::from_utf8_lossy(sha).into_owned(), call.read_only),
+                Ok(f) => (f, call.read_only),
                 Err(e) => return OpResult::Error(e),
             },
             Code::Function { name } => match self.function(name) {
@@ -558,21 +600,22 @@ impl Vm {
                         "ERR Can not execute a script with write flag using *_ro command.".into(),
                     )
                 }
-                Ok(l) => (l.f, (*name).to_string(), l.no_writes || call.read_only),
+                Ok(l) => (l.f, l.no_writes || call.read_only),
                 Err(e) => return OpResult::Error(e),
             },
         };
         RUNNING.with(|r| {
-            r.start.set(Some(Instant::now()));
+            r.active.set(true);
+            r.start.set(None);
             r.wrote.set(false);
             r.killed.set(false);
             r.busy.set(false);
             r.resp3.set(false);
             r.function.set(call.is_function());
         });
-        let out = self.run_bound(db, now, call, f, &label, read_only);
+        let out = self.run_bound(db, now, call, f, read_only);
         RUNNING.with(|r| {
-            r.start.set(None);
+            r.active.set(false);
             if r.busy.get() {
                 busy::clear(shard());
             }
@@ -584,46 +627,59 @@ impl Vm {
         &mut self,
         db: &mut Db,
         now: u64,
-        call: &Call<'_>,
+        call: Call<'_>,
         f: Function,
-        label: &str,
         read_only: bool,
     ) -> OpResult {
         let lua = &self.lua;
-        let declared: HashSet<&[u8]> = call.keys.iter().map(|k| &k[..]).collect();
+        let g = lua.globals();
         let bind = |name: &str, items: &[Bytes]| -> mlua::Result<Table> {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, item) in items.iter().enumerate() {
                 t.raw_set(i + 1, lua.create_string(item)?)?;
             }
-            lua.globals().raw_set(name, t.clone())?;
+            g.raw_set(name, &t)?;
             Ok(t)
         };
+        let Call {
+            code,
+            keys: declared,
+            argv,
+            ..
+        } = call;
+        // The keyspace moves into this thread's run slot for the length of the run
+        // (a swap with the slot's empty placeholder: no copy, no allocation), where
+        // `redis.call` finds it.
+        BOUND.with(|b| {
+            let mut b = b.borrow_mut();
+            std::mem::swap(&mut b.db, db);
+            b.now = now;
+            b.read_only = read_only;
+            b.keys = declared;
+            b.active = true;
+        });
+        let is_function = matches!(code, Code::Function { .. });
         let result = (|| -> mlua::Result<OpResult> {
-            let keys = bind("KEYS", &call.keys)?;
-            let argv = bind("ARGV", &call.argv)?;
-            let is_function = call.is_function();
-            lua.scope(|scope| {
-                let command = scope.create_function_mut(|lua, args: Variadic<Value>| {
-                    command(lua, db, now, &declared, read_only, args)
-                })?;
-                lua.set_named_registry_value(CURRENT, command)?;
-                let out: mlua::Result<(bool, Value)> = if is_function {
-                    self.runner.call((f, keys, argv))
-                } else {
-                    self.runner.call(f)
-                };
-                lua.set_named_registry_value(CURRENT, Value::Nil)?;
-                let (ok, res) = out?;
-                let resp3 = RUNNING.with(|r| r.resp3.get());
-                Ok(if ok {
-                    OpResult::Reply(convert::lua_to_value(&res, resp3))
-                } else {
-                    OpResult::Error(error_text(&res, label, is_function))
-                })
+            let keys = BOUND.with(|b| bind("KEYS", &b.borrow().keys))?;
+            let argv = bind("ARGV", &argv)?;
+            let (ok, res): (bool, Value) = if is_function {
+                self.runner.call((f, keys, argv))?
+            } else {
+                self.runner.call(f)?
+            };
+            let resp3 = RUNNING.with(|r| r.resp3.get());
+            Ok(if ok {
+                OpResult::Reply(convert::lua_to_value(&res, resp3))
+            } else {
+                OpResult::Error(error_text(&res, &code))
             })
         })();
-        let g = lua.globals();
+        BOUND.with(|b| {
+            let mut b = b.borrow_mut();
+            std::mem::swap(&mut b.db, db);
+            b.active = false;
+            b.keys.clear();
+        });
         let _ = g.raw_set("KEYS", Value::Nil);
         let _ = g.raw_set("ARGV", Value::Nil);
         match result {
@@ -635,7 +691,11 @@ impl Vm {
 
 /// The reply text of an error raised by a script: its message, then where (as Redis
 /// 7: `... script: <sha>, on @user_script:<line>.`).
-fn error_text(e: &Value, label: &str, function: bool) -> String {
+fn error_text(e: &Value, code: &Code<'_>) -> String {
+    let label = match code {
+        Code::Script { sha, .. } => String::from_utf8_lossy(sha).into_owned(),
+        Code::Function { name } => (*name).to_string(),
+    };
     let Value::Table(t) = e else {
         return "ERR unknown error".into();
     };
@@ -646,7 +706,6 @@ fn error_text(e: &Value, label: &str, function: bool) -> String {
     let msg = one_line(&strip_wrapping(&msg));
     let source = t.raw_get::<Option<String>>("source").ok().flatten();
     let line = t.raw_get::<Option<i64>>("line").ok().flatten();
-    let _ = function;
     match (source, line) {
         (Some(source), Some(line)) => format!("{msg} script: {label}, on {source}:{line}."),
         _ => msg,
