@@ -1,0 +1,135 @@
+//! A connection's reply order: reserved reply slots, each with the output written after it
+//! and before the next one. While no slot is owed, output goes straight to the
+//! connection's buffer and this costs nothing.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::sys::Chunk;
+
+/// One reserved reply position and what was written behind it.
+#[derive(Default)]
+pub(crate) struct Owed {
+    /// The slot's reply once filled.
+    answer: Option<Vec<u8>>,
+    /// Output written after the slot, in order: chunks, then `tail`.
+    behind: Vec<Chunk>,
+    /// The owned buffer output behind the slot is appended to.
+    pub tail: Vec<u8>,
+}
+
+impl Owed {
+    /// Queue a shared value behind the slot (after what `tail` holds).
+    pub fn push_shared(&mut self, bytes: Bytes) {
+        if !self.tail.is_empty() {
+            self.behind
+                .push(Chunk::Owned(std::mem::take(&mut self.tail)));
+        }
+        self.behind.push(Chunk::Shared(bytes));
+    }
+}
+
+/// The slots a connection still owes, oldest first.
+#[derive(Default)]
+pub(crate) struct Order {
+    /// Sequence number of `slots[0]` (or of the next slot, when none is owed).
+    first_seq: u64,
+    slots: VecDeque<Owed>,
+}
+
+impl Order {
+    /// Slots reserved and not yet released (unfilled, or filled behind an unfilled one).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Reserve the next position; returns its sequence number.
+    pub fn reserve(&mut self) -> u64 {
+        self.slots.push_back(Owed::default());
+        self.first_seq + self.slots.len() as u64 - 1
+    }
+
+    /// Where new output goes while slots are owed: behind the newest one.
+    pub fn newest(&mut self) -> Option<&mut Owed> {
+        self.slots.back_mut()
+    }
+
+    /// Fill slot `seq`. False if it is unknown (already released) or filled before.
+    pub fn fill(&mut self, seq: u64, answer: Vec<u8>) -> bool {
+        let Some(idx) = seq
+            .checked_sub(self.first_seq)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return false;
+        };
+        match self.slots.get_mut(idx) {
+            Some(owed) if owed.answer.is_none() => {
+                owed.answer = Some(answer);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Release the filled prefix, in order, to `emit` (answer, then what was written
+    /// behind it). Returns how many slots were released.
+    pub fn release(&mut self, mut emit: impl FnMut(Chunk)) -> usize {
+        let mut released = 0;
+        while self.slots.front().is_some_and(|o| o.answer.is_some()) {
+            let Some(owed) = self.slots.pop_front() else {
+                break;
+            };
+            self.first_seq += 1;
+            released += 1;
+            if let Some(answer) = owed.answer {
+                if !answer.is_empty() {
+                    emit(Chunk::Owned(answer));
+                }
+            }
+            owed.behind.into_iter().for_each(&mut emit);
+            if !owed.tail.is_empty() {
+                emit(Chunk::Owned(owed.tail));
+            }
+        }
+        released
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(order: &mut Order) -> Vec<u8> {
+        let mut out = Vec::new();
+        order.release(|c| out.extend_from_slice(c.as_slice()));
+        out
+    }
+
+    #[test]
+    fn answers_and_output_behind_them_leave_in_order() {
+        let mut o = Order::default();
+        let a = o.reserve();
+        o.newest().unwrap().tail.extend_from_slice(b"after-a ");
+        let b = o.reserve();
+        o.newest()
+            .unwrap()
+            .push_shared(Bytes::from_static(b"shared "));
+        o.newest().unwrap().tail.extend_from_slice(b"after-b");
+        assert!(o.fill(b, b"B ".to_vec()));
+        assert!(!o.fill(b, b"again".to_vec()), "a slot is filled once");
+        assert!(drain(&mut o).is_empty(), "b waits for a");
+        assert!(o.fill(a, b"A ".to_vec()));
+        assert_eq!(drain(&mut o), b"A after-a B shared after-b");
+        assert!(o.is_empty());
+        assert!(!o.fill(a, b"late".to_vec()), "released slots are gone");
+        let c = o.reserve();
+        assert_eq!(c, b + 1);
+        assert!(o.fill(c, Vec::new()));
+        assert_eq!(o.release(|_| {}), 1);
+    }
+}
