@@ -86,7 +86,11 @@ fn counter_six_connections_get_one_to_six() {
         .collect();
     let mut got: Vec<u64> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     got.sort_unstable();
-    assert_eq!(got, [1, 2, 3, 4, 5, 6], "one counter, however connections land");
+    assert_eq!(
+        got,
+        [1, 2, 3, 4, 5, 6],
+        "one counter, however connections land"
+    );
     assert_eq!(exchange(addr, "GET x\n"), ["x 6"]);
     assert_eq!(exchange(addr, "NOPE\n")[0].split(' ').next(), Some("ERR"));
     stop(engine);
@@ -147,8 +151,14 @@ fn counter_pipelined_replies_come_in_request_order() {
     for (name, mut values) in all {
         values.sort_unstable();
         let n = values.len() as u64;
-        assert!(values.iter().copied().eq(1..=n), "{name}: each INCR got its own value");
-        assert_eq!(exchange(addr, &format!("GET {name}\n")), [format!("{name} {n}")]);
+        assert!(
+            values.iter().copied().eq(1..=n),
+            "{name}: each INCR got its own value"
+        );
+        assert_eq!(
+            exchange(addr, &format!("GET {name}\n")),
+            [format!("{name} {n}")]
+        );
     }
     stop(engine);
 }

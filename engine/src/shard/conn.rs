@@ -112,21 +112,23 @@ impl<S> Conn<S> {
     }
 
     /// Append released output (a filled slot and what was written behind it) to what
-    /// leaves next.
-    pub fn append(&mut self, chunk: Chunk) {
+    /// leaves next. An owned buffer that was copied is handed back for reuse.
+    pub fn append(&mut self, chunk: Chunk) -> Option<Vec<u8>> {
         match chunk {
-            Chunk::Owned(bytes)
-                if self.out.is_empty() && bytes.capacity() >= self.out.capacity() =>
-            {
-                self.out = bytes;
+            Chunk::Owned(bytes) if self.out.is_empty() => {
+                Some(std::mem::replace(&mut self.out, bytes))
             }
-            Chunk::Owned(bytes) => self.out.extend_from_slice(&bytes),
+            Chunk::Owned(bytes) => {
+                self.out.extend_from_slice(&bytes);
+                Some(bytes)
+            }
             Chunk::Shared(bytes) => {
                 if !self.out.is_empty() {
                     self.queued
                         .push(Chunk::Owned(std::mem::take(&mut self.out)));
                 }
                 self.queued.push(Chunk::Shared(bytes));
+                None
             }
         }
     }

@@ -30,12 +30,17 @@ impl Owed {
     }
 }
 
+/// Released tail buffers kept for new slots (so a pipeline answered across shards does
+/// not allocate a buffer per slot).
+const SPARE_TAILS: usize = 32;
+
 /// The slots a connection still owes, oldest first.
 #[derive(Default)]
 pub(crate) struct Order {
     /// Sequence number of `slots[0]` (or of the next slot, when none is owed).
     first_seq: u64,
     slots: VecDeque<Owed>,
+    spare: Vec<Vec<u8>>,
 }
 
 impl Order {
@@ -50,7 +55,11 @@ impl Order {
 
     /// Reserve the next position; returns its sequence number.
     pub fn reserve(&mut self) -> u64 {
-        self.slots.push_back(Owed::default());
+        let tail = self.spare.pop().unwrap_or_default();
+        self.slots.push_back(Owed {
+            tail,
+            ..Owed::default()
+        });
         self.first_seq + self.slots.len() as u64 - 1
     }
 
@@ -77,8 +86,9 @@ impl Order {
     }
 
     /// Release the filled prefix, in order, to `emit` (answer, then what was written
-    /// behind it). Returns how many slots were released.
-    pub fn release(&mut self, mut emit: impl FnMut(Chunk)) -> usize {
+    /// behind it); `emit` copies what it gets as `Owned`, or keeps it. Returns how many
+    /// slots were released.
+    pub fn release(&mut self, mut emit: impl FnMut(Chunk) -> Option<Vec<u8>>) -> usize {
         let mut released = 0;
         while self.slots.front().is_some_and(|o| o.answer.is_some()) {
             let Some(owed) = self.slots.pop_front() else {
@@ -91,9 +101,19 @@ impl Order {
                     emit(Chunk::Owned(answer));
                 }
             }
-            owed.behind.into_iter().for_each(&mut emit);
-            if !owed.tail.is_empty() {
-                emit(Chunk::Owned(owed.tail));
+            for chunk in owed.behind {
+                emit(chunk);
+            }
+            let tail = if owed.tail.is_empty() {
+                Some(owed.tail)
+            } else {
+                emit(Chunk::Owned(owed.tail))
+            };
+            if let Some(mut tail) = tail {
+                if self.spare.len() < SPARE_TAILS && tail.capacity() > 0 {
+                    tail.clear();
+                    self.spare.push(tail);
+                }
             }
         }
         released
@@ -106,7 +126,10 @@ mod tests {
 
     fn drain(order: &mut Order) -> Vec<u8> {
         let mut out = Vec::new();
-        order.release(|c| out.extend_from_slice(c.as_slice()));
+        order.release(|c| {
+            out.extend_from_slice(c.as_slice());
+            None
+        });
         out
     }
 
@@ -130,6 +153,6 @@ mod tests {
         let c = o.reserve();
         assert_eq!(c, b + 1);
         assert!(o.fill(c, Vec::new()));
-        assert_eq!(o.release(|_| {}), 1);
+        assert_eq!(o.release(|_| None), 1);
     }
 }
