@@ -60,3 +60,8 @@ pub use runtime::{start, EngineHandle, RemoteWaker};
 pub use shard::{ConnMeta, Ctx, ReplySlot, ShardStats, TimerId};
 pub use signal::{block_shutdown_signals, wait_for_shutdown_signal};
 pub use sys::Features;
+
+/// The README's code, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
