@@ -115,9 +115,7 @@ impl<S> Conn<S> {
     /// leaves next. An owned buffer that was copied is handed back for reuse.
     pub fn append(&mut self, chunk: Chunk) -> Option<Vec<u8>> {
         match chunk {
-            Chunk::Owned(bytes) if self.out.is_empty() => {
-                Some(std::mem::replace(&mut self.out, bytes))
-            }
+            // Copied rather than swapped in: `out` keeps its (reused) capacity.
             Chunk::Owned(bytes) => {
                 self.out.extend_from_slice(&bytes);
                 Some(bytes)

@@ -33,6 +33,8 @@ impl Owed {
 /// Released tail buffers kept for new slots (so a pipeline answered across shards does
 /// not allocate a buffer per slot).
 const SPARE_TAILS: usize = 32;
+/// Larger tail buffers are freed rather than kept.
+const SPARE_TAIL_BYTES: usize = 4096;
 
 /// The slots a connection still owes, oldest first.
 #[derive(Default)]
@@ -110,7 +112,8 @@ impl Order {
                 emit(Chunk::Owned(owed.tail))
             };
             if let Some(mut tail) = tail {
-                if self.spare.len() < SPARE_TAILS && tail.capacity() > 0 {
+                let cap = tail.capacity();
+                if self.spare.len() < SPARE_TAILS && cap > 0 && cap <= SPARE_TAIL_BYTES {
                     tail.clear();
                     self.spare.push(tail);
                 }
