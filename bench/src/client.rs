@@ -750,6 +750,13 @@ impl Handler for Client {
     }
 }
 
+/// The engine requires a default connection state; the harness never uses it.
+impl Default for Conn {
+    fn default() -> Self {
+        unreachable_conn()
+    }
+}
+
 /// The harness listens on nothing, so no connection is ever accepted.
 fn unreachable_conn() -> Conn {
     Conn {

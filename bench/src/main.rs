@@ -407,7 +407,7 @@ fn execute(plan: Plan, cpus: &[usize], progress: bool) -> Result<RunStats, Strin
     let shared = Shared::new(shards);
     let plan = Arc::new(plan);
     let config = EngineConfig {
-        listen: None,
+        outgoing_only: true,
         shards,
         cores: cpus.to_vec(),
         pin: !cpus.is_empty(),

@@ -8,27 +8,33 @@
 use std::net::SocketAddr;
 
 use coreshard_engine::{
-    block_shutdown_signals, start, wait_for_shutdown_signal, ConnId, Ctx, EngineConfig, Handler,
-    Input, ShardId,
+    block_shutdown_signals, start, wait_for_shutdown_signal, ConnId, Ctx, EngineConfig,
+    EngineError, EngineHandle, Handler, Input,
 };
 
-/// Echo has no per-connection state and sends no messages between shards.
-struct Echo;
+/// Echo has no per-connection state and sends no messages between shards, so only
+/// `on_data` is written: every other hook has a default.
+pub struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
     type Msg = ();
 
-    fn on_open(&mut self, _ctx: &mut Ctx<Self>, _conn: ConnId, _peer: Option<SocketAddr>) {}
-
     fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize {
-        // Replies gathered in one turn leave in one send, so a burst costs one syscall-free
-        // submission rather than one write per chunk.
+        // Replies gathered in one turn leave in one send, so a burst costs one submission
+        // rather than one write per chunk.
         ctx.write(conn, &data);
         data.len()
     }
+}
 
-    fn on_message(&mut self, _ctx: &mut Ctx<Self>, _from: ShardId, _msg: ()) {}
+/// Start echoing on `listen` (port 0: a free one) with `shards` shards (0: one per core).
+pub fn serve(listen: SocketAddr, shards: usize) -> Result<EngineHandle, EngineError> {
+    let config = EngineConfig {
+        shards,
+        ..EngineConfig::listen_on(listen)
+    };
+    start(config, |_shard| Echo)
 }
 
 fn main() {
@@ -41,17 +47,10 @@ fn main() {
             eprintln!("bad address: {e}");
             std::process::exit(2);
         });
-    let config = EngineConfig {
-        listen: Some(listen),
-        ..EngineConfig::default()
-    };
-    let engine = match start(config, |_shard| Echo) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            std::process::exit(1);
-        }
-    };
+    let engine = serve(listen, 0).unwrap_or_else(|e| {
+        eprintln!("echo: {e}");
+        std::process::exit(1);
+    });
     println!(
         "echo listening on {} ({})",
         engine.local_addr().unwrap_or(listen),

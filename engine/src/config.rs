@@ -3,14 +3,33 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// How an engine is set up. `Default` gives 127.0.0.1:6379, one shard per allowed core.
+/// How an engine is set up.
+///
+/// There is no default address: set [`EngineConfig::listen`] (or build the config with
+/// [`EngineConfig::listen_on`]), or ask for an engine without a listener with
+/// [`EngineConfig::outgoing_only`]; [`crate::start`] refuses a config that says neither.
+/// Everything else has a default, notably **one shard per allowed core**: a handler's
+/// fields are per-shard state (see [`crate::Handler`]).
+///
+/// ```
+/// use coreshard_engine::EngineConfig;
+/// let config = EngineConfig {
+///     shards: 2,
+///     ..EngineConfig::listen_on("127.0.0.1:0".parse().unwrap())
+/// };
+/// assert_eq!(config.listen.map(|a| a.port()), Some(0));
+/// ```
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Address every shard listens on (SO_REUSEPORT spreads connections across shards).
-    /// Port 0 picks a free port; [`crate::EngineHandle::local_addr`] tells which. `None`
-    /// runs shards without a listener (clients that only make outgoing connections).
+    /// Port 0 picks a free port; [`crate::EngineHandle::local_addr`] tells which. Must
+    /// be set unless `outgoing_only` is.
     pub listen: Option<SocketAddr>,
-    /// Number of shards (threads). 0 means one per core in `cores` (or per allowed core).
+    /// Run shards without a listener (clients that only make outgoing connections with
+    /// [`crate::Ctx::connect`]); `listen` must then be `None`.
+    pub outgoing_only: bool,
+    /// Number of shards (threads). 0 (the default) means one per core in `cores` (or per
+    /// allowed core). Each shard has its own handler value and so its own state.
     pub shards: usize,
     /// Cores to pin shards to, round-robin; empty means the cores this process may run on.
     pub cores: Vec<usize>,
@@ -35,16 +54,39 @@ pub struct EngineConfig {
     pub recv_buffer_size: usize,
     /// Capacity, in batches, of each shard-to-shard mailbox.
     pub mailbox_capacity: usize,
+    /// Reply slots ([`crate::Ctx::reserve_slot`], [`crate::Ctx::call`]) a connection may
+    /// owe before its input pauses (until half are released). At least 1.
+    pub max_owed_replies: usize,
     /// `listen(2)` backlog.
     pub backlog: i32,
     /// How long shutdown waits for connections to flush before closing them anyway.
     pub shutdown_grace: Duration,
 }
 
+impl EngineConfig {
+    /// The defaults, listening on `addr` (port 0: a free port).
+    pub fn listen_on(addr: SocketAddr) -> Self {
+        EngineConfig {
+            listen: Some(addr),
+            ..EngineConfig::default()
+        }
+    }
+
+    /// The defaults, without a listener (only outgoing connections).
+    pub fn outgoing_only() -> Self {
+        EngineConfig {
+            outgoing_only: true,
+            ..EngineConfig::default()
+        }
+    }
+}
+
 impl Default for EngineConfig {
+    /// No listen address (set one, or `outgoing_only`), one shard per allowed core.
     fn default() -> Self {
         EngineConfig {
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 6379))),
+            listen: None,
+            outgoing_only: false,
             shards: 0,
             cores: Vec::new(),
             pin: true,
@@ -56,6 +98,7 @@ impl Default for EngineConfig {
             recv_buffers: 256,
             recv_buffer_size: 16 * 1024,
             mailbox_capacity: 4096,
+            max_owed_replies: 16 * 1024,
             backlog: 511,
             shutdown_grace: Duration::from_secs(5),
         }

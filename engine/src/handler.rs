@@ -86,26 +86,53 @@ pub struct ShardInfo {
     pub core: Option<usize>,
 }
 
-/// A protocol running on the engine. One value per shard, created on the shard's own
-/// (pinned) thread, never shared: everything it touches is shard-local, and other shards
-/// are reached only through [`Ctx::send`].
+/// A protocol running on the engine.
+///
+/// # State is per shard
+///
+/// [`crate::start`] creates **one handler value per shard**, on the shard's own (pinned)
+/// thread, and never shares it: every field of the handler is that shard's private state,
+/// touched without locks. With more than one shard (the default is one per core) a field
+/// such as a `HashMap` of counters is therefore *not* global: a connection sees only the
+/// map of the shard that accepted it. To keep one logical map over all shards, give each
+/// key an owner ([`Ctx::shard_for`], [`crate::Router`]) and run every request for the key
+/// there with [`Ctx::call`] (answer in request order) or [`Ctx::run_on`] /
+/// [`Ctx::send`] (fire and forget). State that really is global (a counter of all
+/// connections, a configuration switch) belongs in an `Arc` of atomics captured by the
+/// `make_handler` closure.
+///
+/// Per-connection state is [`Handler::Conn`], created in [`Handler::on_open`].
+///
+/// # Output order
+///
+/// Output written to a connection ([`Ctx::write`], [`Ctx::state_and_output`]) leaves in
+/// the order written; answers computed on other shards ([`Ctx::call`],
+/// [`Ctx::reserve_slot`]) take their place in that order, and anything written after
+/// them waits for them.
+///
+/// Only [`Handler::on_data`] must be written; every other hook has a default.
 pub trait Handler: Sized + 'static {
-    /// Per-connection protocol state.
-    type Conn;
-    /// Messages between shards. A shard's messages for one destination produced during one
+    /// Per-connection protocol state ([`Handler::on_open`] creates it; by default
+    /// `Default::default()`).
+    type Conn: Default;
+    /// Messages between shards ([`Ctx::send`], [`Handler::on_message`]); `()` if the
+    /// handler sends none. A shard's messages for one destination produced during one
     /// loop turn travel as one batch.
     type Msg: Send + 'static;
 
     /// Called once on the shard's thread before it serves anything (arm timers here).
     fn on_start(&mut self, _ctx: &mut Ctx<Self>) {}
 
-    /// A connection was accepted; return its state.
+    /// A connection was accepted; return its state. The default returns
+    /// `Self::Conn::default()`.
     fn on_open(
         &mut self,
-        ctx: &mut Ctx<Self>,
-        conn: ConnId,
-        peer: Option<SocketAddr>,
-    ) -> Self::Conn;
+        _ctx: &mut Ctx<Self>,
+        _conn: ConnId,
+        _peer: Option<SocketAddr>,
+    ) -> Self::Conn {
+        Self::Conn::default()
+    }
 
     /// Bytes arrived. `data` is everything not yet consumed for this connection: the
     /// received buffer itself when nothing was left over (zero copy), else the left-over
@@ -114,8 +141,10 @@ pub trait Handler: Sized + 'static {
     /// [`Ctx::expect_input`] if the handler knows how much is coming.
     fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize;
 
-    /// A message from shard `from` (possibly this shard).
-    fn on_message(&mut self, ctx: &mut Ctx<Self>, from: ShardId, msg: Self::Msg);
+    /// A message sent with [`Ctx::send`] from shard `from` (possibly this shard). The
+    /// default drops it. (Work sent with [`Ctx::run_on`] or [`Ctx::call`] and answers to
+    /// reply slots do not come here: the engine runs and files them itself.)
+    fn on_message(&mut self, _ctx: &mut Ctx<Self>, _from: ShardId, _msg: Self::Msg) {}
 
     /// An outgoing connection made with [`Ctx::connect`] is established (`Ok`) or failed
     /// (`Err`; it is closed next).
@@ -140,8 +169,9 @@ pub trait Handler: Sized + 'static {
         false
     }
 
-    /// Whether a connection still waits for work it started (e.g. replies from other
-    /// shards). A graceful close waits until this is false.
+    /// Whether a connection still waits for work it started that the engine does not
+    /// know of (reply slots it does know of: a graceful close always waits for those). A
+    /// graceful close waits until this is false.
     fn is_busy(&self, _state: &Self::Conn) -> bool {
         false
     }

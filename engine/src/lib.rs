@@ -7,27 +7,33 @@
 //! messages through single-producer/single-consumer mailboxes and wake each other with
 //! `IORING_OP_MSG_RING`.
 //!
-//! An embedding protocol implements [`Handler`] and calls [`start`]:
+//! An embedding protocol implements [`Handler`] (only [`Handler::on_data`] is required)
+//! and calls [`start`]. The handler value is **per shard** (see [`Handler`]); state keyed
+//! by name is given an owning shard with [`Ctx::shard_for`] and reached with [`Ctx::call`],
+//! whose answers the engine keeps in each connection's request order.
 //!
 //! ```no_run
-//! use coreshard_engine::{start, ConnId, Ctx, EngineConfig, Handler, Input, ShardId};
+//! use coreshard_engine::{start, ConnId, Ctx, EngineConfig, Handler, Input};
 //!
 //! struct Echo;
 //! impl Handler for Echo {
 //!     type Conn = ();
 //!     type Msg = ();
-//!     fn on_open(&mut self, _: &mut Ctx<Self>, _: ConnId, _: Option<std::net::SocketAddr>) {}
 //!     fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize {
 //!         ctx.write(conn, &data);
 //!         data.len()
 //!     }
-//!     fn on_message(&mut self, _: &mut Ctx<Self>, _: ShardId, _: ()) {}
 //! }
 //!
-//! let engine = start(EngineConfig::default(), |_| Echo).expect("engine starts");
+//! let config = EngineConfig::listen_on("127.0.0.1:0".parse().unwrap());
+//! let engine = start(config, |_shard| Echo).expect("engine starts");
+//! println!("listening on {:?}", engine.local_addr());
 //! engine.shutdown();
 //! engine.join().expect("clean exit");
 //! ```
+//!
+//! See `engine/README.md` for the threading model and the API map, and
+//! `engine/examples/` (echo, a sharded counter, a key-value store with TTLs).
 
 #![warn(missing_docs)]
 
@@ -37,6 +43,7 @@ mod error;
 mod handler;
 mod mailbox;
 mod ratelimit;
+mod route;
 mod runtime;
 mod shard;
 mod signal;
@@ -48,7 +55,13 @@ pub use affinity::allowed_cores;
 pub use config::EngineConfig;
 pub use error::EngineError;
 pub use handler::{ConnId, Handler, Input, ShardId, ShardInfo};
+pub use route::{DefaultKeyHash, KeyHash, Router};
 pub use runtime::{start, EngineHandle, RemoteWaker};
-pub use shard::{ConnMeta, Ctx, ShardStats, TimerId};
+pub use shard::{ConnMeta, Ctx, ReplySlot, ShardStats, TimerId};
 pub use signal::{block_shutdown_signals, wait_for_shutdown_signal};
 pub use sys::Features;
+
+/// The README's code, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

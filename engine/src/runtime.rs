@@ -13,7 +13,7 @@ use socket2::{Domain, Socket, Type};
 use crate::affinity::{allowed_cores, pin_current_thread};
 use crate::handler::{Handler, ShardInfo};
 use crate::mailbox::{mesh, Mailboxes, Parking};
-use crate::shard::Shard;
+use crate::shard::{Envelope, Shard};
 use crate::sys::{wake_rings, BufRing, Features, Kind, Ring, Token};
 use crate::{EngineConfig, EngineError};
 
@@ -147,6 +147,26 @@ where
     H: Handler,
     F: Fn(ShardInfo) -> H + Send + Sync + 'static,
 {
+    match (config.listen, config.outgoing_only) {
+        (None, false) => {
+            return Err(EngineError::Config(
+                "no listen address: set EngineConfig::listen (port 0 picks a free port), or \
+                 outgoing_only for an engine that only makes outgoing connections"
+                    .into(),
+            ))
+        }
+        (Some(addr), true) => {
+            return Err(EngineError::Config(format!(
+                "outgoing_only is set but so is a listen address ({addr})"
+            )))
+        }
+        _ => {}
+    }
+    if config.max_owed_replies == 0 {
+        return Err(EngineError::Config(
+            "max_owed_replies must be at least 1".into(),
+        ));
+    }
     let cores = if config.cores.is_empty() {
         allowed_cores()
     } else {
@@ -183,7 +203,7 @@ where
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(usize, RawFd, Features), EngineError>>();
     let mut go_txs = Vec::with_capacity(shards);
     let mut threads = Vec::with_capacity(shards);
-    let boxes = mesh::<H::Msg>(shards, config.mailbox_capacity);
+    let boxes = mesh::<Envelope<H>>(shards, config.mailbox_capacity);
     let listeners: Vec<Option<OwnedFd>> = match listeners {
         Some(ls) => ls.into_iter().map(Some).collect(),
         None => (0..shards).map(|_| None).collect(),
@@ -279,7 +299,7 @@ impl Drop for ExitGuard {
 fn shard_thread<H: Handler>(
     t: ThreadCtx,
     listener: Option<OwnedFd>,
-    mail: Mailboxes<H::Msg>,
+    mail: Mailboxes<Envelope<H>>,
     make: impl FnOnce(ShardInfo) -> H,
 ) -> Result<(), EngineError> {
     let shard = t.info.shard;

@@ -120,7 +120,7 @@ fn an_engine_without_listener_connects_out() {
     let done = Arc::new(AtomicU64::new(0));
     let d = Arc::clone(&done);
     let config = EngineConfig {
-        listen: None,
+        outgoing_only: true,
         shards: 1,
         pin: false,
         ..EngineConfig::default()

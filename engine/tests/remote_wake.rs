@@ -49,7 +49,7 @@ fn published_values_always_reach_sleeping_shards() {
     let p = Arc::clone(&published);
     let engine = start(
         EngineConfig {
-            listen: None,
+            outgoing_only: true,
             shards,
             pin: false,
             ..EngineConfig::default()

@@ -51,3 +51,8 @@ pub use request::{
     Limits, ParseState,
 };
 pub use value::{parse_value, Value};
+
+/// The README's code, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -8,7 +8,7 @@ use super::txn::WatchedKey;
 use crate::commands::multi::Queued;
 
 /// A client connection's protocol state.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ConnState {
     /// CLIENT ID: unique across shards.
     pub id: u64,

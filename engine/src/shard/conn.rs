@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+use super::order::Order;
 use crate::sys::Chunk;
 
 pub(crate) struct Conn<S> {
@@ -34,6 +35,11 @@ pub(crate) struct Conn<S> {
     pub paused: bool,
     /// Output passed the engine's pause threshold: input stops until it drains.
     pub output_paused: bool,
+    /// Reply slots still owed ([`crate::Ctx::reserve_slot`]) and the output queued behind
+    /// them.
+    pub order: Order,
+    /// Too many reply slots are owed: input stops until half of them are released.
+    pub order_paused: bool,
     /// An outgoing connect is in flight.
     pub connecting: bool,
     /// No more input is delivered; close once the output is flushed.
@@ -70,6 +76,8 @@ impl<S> Conn<S> {
             in_flight_len: 0,
             paused: false,
             output_paused: false,
+            order: Order::default(),
+            order_paused: false,
             connecting: false,
             closing: false,
             tearing_down: false,
@@ -98,9 +106,29 @@ impl<S> Conn<S> {
         self.pending_output() + self.in_flight_len
     }
 
-    /// Whether input is held back (by the handler or by output backpressure).
+    /// Whether input is held back (by the handler, output backpressure or owed replies).
     pub fn input_blocked(&self) -> bool {
-        self.paused || self.output_paused
+        self.paused || self.output_paused || self.order_paused
+    }
+
+    /// Append released output (a filled slot and what was written behind it) to what
+    /// leaves next. An owned buffer that was copied is handed back for reuse.
+    pub fn append(&mut self, chunk: Chunk) -> Option<Vec<u8>> {
+        match chunk {
+            // Copied rather than swapped in: `out` keeps its (reused) capacity.
+            Chunk::Owned(bytes) => {
+                self.out.extend_from_slice(&bytes);
+                Some(bytes)
+            }
+            Chunk::Shared(bytes) => {
+                if !self.out.is_empty() {
+                    self.queued
+                        .push(Chunk::Owned(std::mem::take(&mut self.out)));
+                }
+                self.queued.push(Chunk::Shared(bytes));
+                None
+            }
+        }
     }
 
     /// Nothing the kernel still holds refers to this connection.

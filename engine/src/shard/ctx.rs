@@ -1,5 +1,5 @@
-//! The per-shard context a [`Handler`] works through: its connections' output, messages to
-//! other shards, timers and statistics.
+//! The per-shard context a [`Handler`] works through: its connections' output and reply
+//! order, calls and messages to other shards, timers and statistics.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -12,6 +12,7 @@ use slab::Slab;
 use super::conn::Conn;
 use crate::handler::{ConnId, Handler, ShardId};
 use crate::mailbox::Mailboxes;
+use crate::route::{shard_of_hash, DefaultKeyHash, KeyHash};
 use crate::runtime::Shared;
 use crate::sys::{Chunk, Kind, Ring, Token};
 
@@ -43,6 +44,54 @@ pub struct ConnMeta {
     pub input_buffered: usize,
     /// Bytes waiting to be sent.
     pub output_buffered: usize,
+    /// Reply slots reserved and not yet released ([`Ctx::reserve_slot`]).
+    pub replies_owed: usize,
+}
+
+/// A reserved position in one connection's reply order ([`Ctx::reserve_slot`]).
+///
+/// Everything written to the connection after the slot was reserved (by [`Ctx::write`],
+/// [`Ctx::state_and_output`], other slots) waits behind it until it is filled with
+/// [`Ctx::fill_slot`], on any shard: a slot is `Send` and small, so it can travel inside a
+/// message to the shard that computes the answer. Fill every slot exactly once; a slot
+/// never filled holds the connection's later replies (and its graceful close) forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "a reserved slot holds back every later reply of its connection until filled"]
+pub struct ReplySlot {
+    shard: ShardId,
+    conn: ConnId,
+    seq: u64,
+}
+
+impl ReplySlot {
+    /// The shard the connection lives on.
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// The connection whose reply this is.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    /// The slot's position in its connection's order (increasing from 0).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// Work sent to run on another shard's handler ([`Ctx::run_on`]).
+pub(crate) type Job<H> = Box<dyn FnOnce(&mut H, &mut Ctx<H>) + Send>;
+
+/// What travels between shards: the handler's messages and the engine's own calls and
+/// answers.
+pub(crate) enum Envelope<H: Handler> {
+    /// [`Ctx::send`]: delivered to [`Handler::on_message`].
+    Msg(H::Msg),
+    /// [`Ctx::run_on`] / [`Ctx::call`]: run with the receiving shard's handler.
+    Run(Job<H>),
+    /// [`Ctx::fill_slot`] for a connection of the receiving shard.
+    Fill { slot: ReplySlot, answer: Vec<u8> },
 }
 
 /// Handle to a timer armed with [`Ctx::set_timer`].
@@ -59,7 +108,7 @@ pub struct Ctx<H: Handler> {
     pub(crate) conns: Slab<Conn<H::Conn>>,
     pub(crate) dirty: Vec<u32>,
     pub(crate) ring: Ring,
-    pub(crate) mail: Mailboxes<H::Msg>,
+    pub(crate) mail: Mailboxes<Envelope<H>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) now: Instant,
     pub(crate) stats: ShardStats,
@@ -67,6 +116,7 @@ pub struct Ctx<H: Handler> {
     pub(crate) run_again: bool,
     pub(crate) next_generation: u32,
     pub(crate) output_pause_bytes: usize,
+    pub(crate) max_owed_replies: usize,
     /// Output held until this tag is released ([`Ctx::release_output`]).
     pub(crate) released: u64,
     /// Connections whose output is held.
@@ -135,7 +185,8 @@ impl<H: Handler> Ctx<H> {
     }
 
     /// The connection's state and its output buffer, to encode replies straight into the
-    /// bytes that will be sent at the end of this turn.
+    /// bytes that will be sent at the end of this turn (or, while reply slots are owed,
+    /// into the buffer that is released behind them: output order is request order).
     pub fn state_and_output(&mut self, id: ConnId) -> Option<(&mut H::Conn, &mut Vec<u8>)> {
         let idx = id.index;
         let conn = self
@@ -150,10 +201,16 @@ impl<H: Handler> Ctx<H> {
             self.dirty.push(idx);
         }
         let state = conn.state.as_mut()?;
-        Some((state, &mut conn.out))
+        // While reply slots are owed, new output queues behind the newest one.
+        let out = match conn.order.newest() {
+            Some(owed) => &mut owed.tail,
+            None => &mut conn.out,
+        };
+        Some((state, out))
     }
 
-    /// Append bytes to the connection's output. Returns false if it is gone.
+    /// Append bytes to the connection's output (behind any reply slot still owed). Returns
+    /// false if it is gone.
     pub fn write(&mut self, id: ConnId, bytes: &[u8]) -> bool {
         match self.state_and_output(id) {
             Some((_, out)) => {
@@ -177,6 +234,10 @@ impl<H: Handler> Ctx<H> {
         let Some(conn) = self.get_mut(id) else {
             return false;
         };
+        if let Some(owed) = conn.order.newest() {
+            owed.push_shared(bytes);
+            return true;
+        }
         if !conn.out.is_empty() {
             let owned = std::mem::take(&mut conn.out);
             conn.queued.push(Chunk::Owned(owned));
@@ -241,9 +302,11 @@ impl<H: Handler> Ctx<H> {
     /// Whether `id`'s output passed the backpressure threshold: a handler parsing a
     /// pipeline should stop there and return what it consumed; the engine pauses the
     /// connection's input until the output drains and then delivers the rest.
+    /// Also true while the connection owes `max_owed_replies` reply slots.
     pub fn output_full(&self, id: ConnId) -> bool {
-        self.get(id)
-            .is_some_and(|c| c.unsent_output() >= self.output_pause_bytes)
+        self.get(id).is_some_and(|c| {
+            c.unsent_output() >= self.output_pause_bytes || c.order.len() >= self.max_owed_replies
+        })
     }
 
     /// Batches waiting in overflow queues because a shard's mailbox was full (a measure
@@ -332,10 +395,151 @@ impl<H: Handler> Ctx<H> {
             })
     }
 
-    /// Send `msg` to shard `to` (this shard included). Messages to one shard arrive in the
-    /// order sent; all of one turn's messages to a shard travel as one batch.
+    /// Send `msg` to shard `to` (this shard included), for [`Handler::on_message`].
+    /// Messages to one shard arrive in the order sent (together with [`Ctx::run_on`] and
+    /// [`Ctx::call`] work); all of one turn's messages to a shard travel as one batch.
+    ///
+    /// # Panics
+    /// If `to` is not below [`Ctx::shard_count`].
     pub fn send(&mut self, to: ShardId, msg: H::Msg) {
-        self.mail.send(to, msg);
+        self.mail.send(to, Envelope::Msg(msg));
+    }
+
+    /// The shard that owns `key` under the default routing ([`crate::Router::new`] with
+    /// this engine's shard count): where state keyed by `key` should live.
+    pub fn shard_for(&self, key: &[u8]) -> ShardId {
+        shard_of_hash(DefaultKeyHash.hash_key(key), self.shards)
+    }
+
+    /// Run `f` on shard `to` with that shard's handler and context, like Seastar's
+    /// `submit_to` without a result: it travels in this turn's batch to `to`, in order
+    /// with [`Ctx::send`] messages, and runs when `to` delivers its mail (on this shard:
+    /// later in this turn, never inline). To answer a connection from there, reserve a
+    /// slot first and fill it inside `f`, or use [`Ctx::call`].
+    ///
+    /// # Panics
+    /// If `to` is not below [`Ctx::shard_count`].
+    pub fn run_on<F>(&mut self, to: ShardId, f: F)
+    where
+        F: FnOnce(&mut H, &mut Ctx<H>) + Send + 'static,
+    {
+        self.mail.send(to, Envelope::Run(Box::new(f)));
+    }
+
+    /// Answer `conn`'s next request on shard `to`: `f` runs there with that shard's
+    /// handler and context, and the bytes it returns become `conn`'s next reply, in
+    /// request order, whatever else is written meanwhile and wherever the other answers
+    /// come from. On this shard `f` runs at once (inline, with `handler`) and its answer
+    /// is written like [`Ctx::write`]; elsewhere a reply slot is reserved and `f` travels
+    /// like [`Ctx::run_on`]. Returns false if `conn` is gone.
+    ///
+    /// ```no_run
+    /// # use coreshard_engine::{ConnId, Ctx, Handler, Input};
+    /// # use std::collections::HashMap;
+    /// #[derive(Default)]
+    /// struct Counter { counts: HashMap<Vec<u8>, u64> }
+    /// impl Handler for Counter {
+    ///     type Conn = ();
+    ///     type Msg = ();
+    ///     fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize {
+    ///         let key = data.to_vec();
+    ///         let owner = ctx.shard_for(&key);
+    ///         ctx.call(self, conn, owner, move |counter: &mut Counter, _ctx| {
+    ///             let n = counter.counts.entry(key).or_insert(0);
+    ///             *n += 1;
+    ///             format!("{n}\n").into_bytes()
+    ///         });
+    ///         data.len()
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Panics
+    /// If `to` is not below [`Ctx::shard_count`].
+    pub fn call<F>(&mut self, handler: &mut H, conn: ConnId, to: ShardId, f: F) -> bool
+    where
+        F: FnOnce(&mut H, &mut Ctx<H>) -> Vec<u8> + Send + 'static,
+    {
+        if to == self.shard {
+            if !self.is_open(conn) {
+                return false;
+            }
+            let answer = f(handler, self);
+            return self.write(conn, &answer);
+        }
+        let Some(slot) = self.reserve_slot(conn) else {
+            return false;
+        };
+        self.run_on(to, move |h, ctx| {
+            let answer = f(h, ctx);
+            ctx.fill_slot(slot, answer);
+        });
+        true
+    }
+
+    /// Reserve `conn`'s next reply position. Output written to `conn` from now on waits
+    /// behind it until [`Ctx::fill_slot`] fills it (output before it leaves as usual).
+    /// `None` if the connection is gone. Once `max_owed_replies` slots are owed the
+    /// connection's input pauses (and [`Ctx::output_full`] says so) until half of them
+    /// are released.
+    pub fn reserve_slot(&mut self, conn: ConnId) -> Option<ReplySlot> {
+        let limit = self.max_owed_replies;
+        let c = self.get_mut(conn).filter(|c| !c.tearing_down)?;
+        let seq = c.order.reserve();
+        if c.order.len() >= limit {
+            c.order_paused = true;
+        }
+        Some(ReplySlot {
+            shard: self.shard,
+            conn,
+            seq,
+        })
+    }
+
+    /// Fill a reserved slot with its reply, from any shard: on the slot's own shard the
+    /// filled prefix of the connection's order is released to its output at once;
+    /// otherwise the answer travels back in this turn's batch. A slot of a connection
+    /// that closed meanwhile, or one filled before, is ignored.
+    pub fn fill_slot(&mut self, slot: ReplySlot, answer: Vec<u8>) {
+        if slot.shard == self.shard {
+            self.fill_local(slot, answer);
+        } else {
+            self.mail.send(slot.shard, Envelope::Fill { slot, answer });
+        }
+    }
+
+    /// Reply slots `conn` owes: reserved and not yet released.
+    pub fn replies_owed(&self, conn: ConnId) -> usize {
+        self.get(conn).map_or(0, |c| c.order.len())
+    }
+
+    pub(crate) fn fill_local(&mut self, slot: ReplySlot, answer: Vec<u8>) {
+        let limit = self.max_owed_replies;
+        let idx = slot.conn.index;
+        let Some(conn) = self.get_mut(slot.conn) else {
+            return;
+        };
+        if conn.tearing_down || !conn.order.fill(slot.seq, answer) {
+            return;
+        }
+        let mut order = std::mem::take(&mut conn.order);
+        if order.release(|chunk| conn.append(chunk)) == 0 {
+            conn.order = order;
+            return;
+        }
+        conn.order = order;
+        let resume = conn.order_paused && conn.order.len() < (limit / 2).max(1);
+        if resume {
+            conn.order_paused = false;
+        }
+        let resume = resume && !conn.input_blocked();
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(idx);
+        }
+        if resume {
+            self.resumed.push(slot.conn);
+        }
     }
 
     /// Call [`Handler::on_timer`] with `cookie` after `after`.
@@ -397,5 +601,6 @@ fn meta_of<S>(c: &Conn<S>) -> ConnMeta {
         last_active: c.last_active,
         input_buffered: c.inbuf.len(),
         output_buffered: c.unsent_output(),
+        replies_owed: c.order.len(),
     }
 }

@@ -6,6 +6,7 @@
 
 mod conn;
 mod ctx;
+mod order;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use slab::Slab;
 
-pub use ctx::{ConnMeta, Ctx, ShardStats, TimerId};
+pub(crate) use ctx::Envelope;
+pub use ctx::{ConnMeta, Ctx, ReplySlot, ShardStats, TimerId};
 
 use crate::handler::{ConnId, Handler, Input};
 use crate::mailbox::Mailboxes;
@@ -49,7 +51,7 @@ pub(crate) struct Shard<H: Handler> {
     accept_retry_at: Option<Instant>,
     config: Arc<EngineConfig>,
     cqes: Vec<Cqe>,
-    inbound: Vec<(usize, H::Msg)>,
+    inbound: Vec<(usize, Envelope<H>)>,
     rearm: Vec<u32>,
     stopping_deadline: Option<Instant>,
     drained_reported: bool,
@@ -63,7 +65,7 @@ impl<H: Handler> Shard<H> {
         ring: Ring,
         bufring: BufRing,
         listener: Option<OwnedFd>,
-        mail: Mailboxes<H::Msg>,
+        mail: Mailboxes<Envelope<H>>,
         shared: Arc<Shared>,
         config: Arc<EngineConfig>,
         handler: H,
@@ -83,6 +85,7 @@ impl<H: Handler> Shard<H> {
                 run_again: false,
                 next_generation: 1,
                 output_pause_bytes: config.output_pause_bytes,
+                max_owed_replies: config.max_owed_replies,
                 released: 0,
                 held: Vec::new(),
                 resumed: Vec::new(),
@@ -252,8 +255,12 @@ impl<H: Handler> Shard<H> {
         self.ctx
             .mail
             .take_inbound(&mut inbound, MAX_BATCHES_PER_SENDER);
-        for (from, msg) in inbound.drain(..) {
-            self.handler.on_message(&mut self.ctx, from, msg);
+        for (from, envelope) in inbound.drain(..) {
+            match envelope {
+                Envelope::Msg(msg) => self.handler.on_message(&mut self.ctx, from, msg),
+                Envelope::Run(job) => job(&mut self.handler, &mut self.ctx),
+                Envelope::Fill { slot, answer } => self.ctx.fill_local(slot, answer),
+            }
         }
         self.inbound = inbound;
     }
@@ -311,6 +318,7 @@ impl<H: Handler> Shard<H> {
             .conns
             .iter()
             .filter(|(_, c)| !c.tearing_down && now.duration_since(c.last_active) > idle)
+            .filter(|(_, c)| c.order.is_empty())
             .filter(|(_, c)| c.state.as_ref().is_some_and(|s| !self.handler.is_busy(s)))
             .map(|(i, _)| i as u32)
             .collect();
@@ -752,7 +760,10 @@ impl<H: Handler> Shard<H> {
                 }
             }
             let conn = &self.ctx.conns[idx as usize];
-            let flushed = !conn.send_in_flight && conn.out.is_empty() && conn.queued.is_empty();
+            let flushed = !conn.send_in_flight
+                && conn.out.is_empty()
+                && conn.queued.is_empty()
+                && conn.order.is_empty();
             let busy = conn.state.as_ref().is_some_and(|s| self.handler.is_busy(s));
             if conn.closing && !conn.tearing_down && flushed && !busy {
                 self.teardown(idx);
