@@ -679,3 +679,37 @@ fn pipelined_scripts_across_shards_keep_order_byte_at_a_time() {
         assert_eq!(&raw.reply_str(), want, "reply {i}");
     }
 }
+
+/// Conversions both ways under RESP3: a script that chose RESP3 sees maps, doubles and
+/// nulls as Redis 7 gives them, and returns RESP3 types to a RESP3 client.
+#[test]
+fn resp3_conversions() {
+    let s = start();
+    let c = &mut s.client_resp3();
+    q::<()>(c, &["HSET", "h", "a", "1"]).unwrap();
+    q::<()>(c, &["ZADD", "z", "1.5", "m"]).unwrap();
+    let v: Value = eval(
+        c,
+        "redis.setresp(3) \
+         local m = redis.call('hgetall', KEYS[1]) \
+         local d = redis.call('zscore', KEYS[2], 'm') \
+         local n = redis.call('get', KEYS[3]) \
+         return {m.map.a, d.double * 2, n == nil, {map={x=1}}, {double=0.25}, true}",
+        &["h", "z", "missing"],
+        &[],
+    )
+    .unwrap();
+    let Value::Array(items) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(items[0], Value::BulkString(b"1".to_vec()));
+    assert_eq!(items[1], Value::Int(3));
+    // A RESP3 null is nil in Lua; and the script chose RESP3, so `true` stays a boolean.
+    assert_eq!(items[2], Value::Boolean(true));
+    assert!(matches!(&items[3], Value::Map(m) if m.len() == 1), "{:?}", items[3]);
+    assert_eq!(items[4], Value::Double(0.25));
+    assert_eq!(items[5], Value::Boolean(true));
+    // Without setresp(3), the same script sees RESP2 shapes.
+    let flat: Vec<String> = eval(c, "return redis.call('hgetall', KEYS[1])", &["h"], &[]).unwrap();
+    assert_eq!(flat, vec!["a", "1"]);
+}
