@@ -16,7 +16,7 @@ fn null() -> Value {
     Value::LightUserData(LightUserData(std::ptr::null_mut()))
 }
 
-/// Install `cjson` and `bit` as globals.
+/// Install `cjson`, `bit`, `cmsgpack` and `struct` as globals.
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let cjson = lua.create_table()?;
     cjson.raw_set(
@@ -92,6 +92,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         lua.create_function(shift(|x, n| (x as u32).rotate_right(n) as i32))?,
     )?;
     lua.globals().raw_set("bit", bit)?;
+    super::msgpack::install(lua)?;
+    super::lstruct::install(lua)?;
     Ok(())
 }
 

@@ -45,7 +45,7 @@ local function caught(ok, e, ...)
     if type(e) == 'table' and type(rawget(e, 'err')) == 'string' then
       e = rawget(e, 'err')
     elseif type(e) == 'userdata' then
-      e = errmsg(e)
+      e = errmsg(e, true)
     end
     return false, e
   end
@@ -68,7 +68,7 @@ local protected = {}
 local function readonly()
   error('Attempt to modify a readonly table', 2)
 end
-for _, name in ipairs({'string', 'math', 'table', 'coroutine', 'redis', 'cjson', 'bit'}) do
+for _, name in ipairs({'string', 'math', 'table', 'coroutine', 'redis', 'cjson', 'bit', 'cmsgpack', 'struct'}) do
   local real = rawget(G, name)
   if real ~= nil then
     local proxy = setmetatable({}, {__index = real, __newindex = readonly, __metatable = false})
