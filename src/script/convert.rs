@@ -138,7 +138,8 @@ fn to_value(v: &Lua_, resp3: bool, depth: usize) -> Value {
             }
         }
         Lua_::Integer(n) => Value::Integer(*n),
-        Lua_::Number(n) => Value::Integer(*n as i64),
+        // As Redis's `(long long)` cast: out of range and NaN are INT64_MIN.
+        Lua_::Number(n) => Value::Integer(super::args::c_i64(*n)),
         Lua_::Table(t) => table_to_value(t, resp3, depth),
         _ => Value::Null,
     }

@@ -123,7 +123,7 @@ fn load_on(lua: &Lua, code: &[u8]) -> Result<Vec<(Described, Loaded)>, String> {
             sink.push(item);
             Ok(())
         })?;
-        let redis: Table = lua.globals().raw_get("redis")?;
+        let redis: Table = lua.globals().get("redis")?;
         // The global is a read-only proxy; its __index is the real table.
         let real: Table = match redis.metatable() {
             Some(mt) => mt.raw_get("__index")?,

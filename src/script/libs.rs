@@ -11,19 +11,28 @@ fn err(msg: impl Into<String>) -> mlua::Error {
     mlua::Error::RuntimeError(msg.into())
 }
 
+/// cjson's own errors raised as a C library raises them (`luaL_error`: the caller's
+/// position first; a pcall gets the bare message).
+fn positioned(lua: &Lua, e: mlua::Error) -> mlua::Error {
+    match e {
+        mlua::Error::RuntimeError(m) => super::args::error(lua, m),
+        other => other,
+    }
+}
+
 /// cjson.null: a NULL light userdata, as cjson has it.
 fn null() -> Value {
     Value::LightUserData(LightUserData(std::ptr::null_mut()))
 }
 
-/// Install `cjson` and `bit` as globals.
+/// Install `cjson`, `bit`, `cmsgpack` and `struct` as globals.
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let cjson = lua.create_table()?;
     cjson.raw_set(
         "encode",
         lua.create_function(|lua, v: Value| {
             let mut out = Vec::new();
-            encode(&v, &mut out, 0)?;
+            encode(&v, &mut out, 0).map_err(|e| positioned(lua, e))?;
             lua.create_string(&out)
         })?,
     )?;
@@ -37,10 +46,10 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
                 lua,
             };
             p.ws();
-            let v = p.value(0)?;
+            let v = p.value(0).map_err(|e| positioned(lua, e))?;
             p.ws();
             if p.i < p.s.len() {
-                return Err(p.fail("the end"));
+                return Err(positioned(lua, p.fail("the end")));
             }
             Ok(v)
         })?,
@@ -92,6 +101,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         lua.create_function(shift(|x, n| (x as u32).rotate_right(n) as i32))?,
     )?;
     lua.globals().raw_set("bit", bit)?;
+    super::msgpack::install(lua)?;
+    super::lstruct::install(lua)?;
     Ok(())
 }
 
@@ -265,7 +276,7 @@ struct Parser<'a> {
 impl Parser<'_> {
     fn fail(&self, expected: &str) -> mlua::Error {
         let found = match self.s.get(self.i) {
-            None => "the end".to_string(),
+            None => "T_END".to_string(),
             Some(_) => "invalid token".to_string(),
         };
         err(format!(

@@ -7,17 +7,22 @@
 //! - `registry.rs`: the script cache (SHA1 → body) every shard sees;
 //! - `functions.rs`: FUNCTION libraries;
 //! - `busy.rs`: the time limit, BUSY and SCRIPT KILL;
-//! - `libs.rs`: `cjson` and `bit`.
+//! - `libs.rs`: `cjson` and `bit`, and installs the others:
+//! - `msgpack.rs`: `cmsgpack`; `lstruct.rs`: `struct`;
+//! - `args.rs`: lauxlib's argument checks and error texts for the libraries in Rust.
 //!
 //! Where a script runs: on the shard that owns all its declared keys, atomically, like
 //! any keyed command; across shards, as a one-command transaction on ordered key locks,
 //! against a scratch copy of the locked keys (`server/txn.rs`). Its effects, not the
 //! script, are journaled.
 
+mod args;
 mod busy;
 mod convert;
 pub mod functions;
 mod libs;
+mod lstruct;
+mod msgpack;
 pub mod registry;
 mod vm;
 

@@ -2,8 +2,8 @@
 -- cannot swallow a SCRIPT KILL (and catch redis.call errors as their message, as Redis's
 -- pcall does), removes what a script must not reach, and returns the runner the server
 -- calls: runner(f[, keys, argv]) runs f and returns ok, result-or-error-table.
-local type, tostring, error, rawget, rawset, setmetatable, ipairs =
-  type, tostring, error, rawget, rawset, setmetatable, ipairs
+local type, tostring, error, rawget, rawset, setmetatable, ipairs, next =
+  type, tostring, error, rawget, rawset, setmetatable, ipairs, next
 local raw_pcall, raw_xpcall, raw_loadstring = pcall, xpcall, loadstring
 local killed, where, errmsg = __killed, __where, __errmsg
 local G = _G
@@ -45,7 +45,7 @@ local function caught(ok, e, ...)
     if type(e) == 'table' and type(rawget(e, 'err')) == 'string' then
       e = rawget(e, 'err')
     elseif type(e) == 'userdata' then
-      e = errmsg(e)
+      e = errmsg(e, true)
     end
     return false, e
   end
@@ -68,7 +68,7 @@ local protected = {}
 local function readonly()
   error('Attempt to modify a readonly table', 2)
 end
-for _, name in ipairs({'string', 'math', 'table', 'coroutine', 'redis', 'cjson', 'bit'}) do
+for _, name in ipairs({'string', 'math', 'table', 'coroutine', 'redis', 'cjson', 'bit', 'cmsgpack', 'struct'}) do
   local real = rawget(G, name)
   if real ~= nil then
     local proxy = setmetatable({}, {__index = real, __newindex = readonly, __metatable = false})
@@ -84,13 +84,23 @@ G.rawset = function(t, k, v)
   end
   return raw_rawset(t, k, v)
 end
-setmetatable(G, {
+-- The globals move to a table behind an empty _G, so that assigning one (even nil) is
+-- refused like creating one, as Redis 7's read-only _G refuses it; KEYS and ARGV, set
+-- on _G itself for each run, shadow it.
+local globals = {}
+for name, value in next, G do
+  globals[name] = value
+end
+for name in next, globals do
+  raw_rawset(G, name, nil)
+end
+setmetatable(globals, {
   __index = function(_, name)
     error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
   end,
-  __newindex = readonly,
   __metatable = false,
 })
+setmetatable(G, {__index = globals, __newindex = readonly, __metatable = false})
 
 return function(f, keys, argv)
   local ok, res

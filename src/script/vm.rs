@@ -176,9 +176,14 @@ impl Vm {
         g.raw_set("__where", lua.create_function(|lua, ()| Ok(where_(lua)))?)?;
         g.raw_set(
             "__errmsg",
-            lua.create_function(|_, v: Value| {
+            // errmsg(e[, caught]): the error's text with its code; under pcall
+            // (`caught`), a library's error as the bare message a C library raises.
+            lua.create_function(|_, (v, caught): (Value, Option<bool>)| {
                 Ok(match v {
-                    Value::Error(e) => with_code(&root_message(&e)),
+                    Value::Error(e) => match super::args::lib_message(&e) {
+                        Some(m) if caught == Some(true) => m,
+                        _ => with_code(&root_message(&e)),
+                    },
                     other => with_code(&other.to_string().unwrap_or_default()),
                 })
             })?,
@@ -714,6 +719,9 @@ fn error_text(e: &Value, code: &Code<'_>) -> String {
 
 /// The message of an error raised by a Rust callback, without mlua's wrapping.
 fn root_message(e: &mlua::Error) -> String {
+    if let Some(m) = super::args::lib_message(e) {
+        return m;
+    }
     match e {
         mlua::Error::CallbackError { cause, .. } => root_message(cause),
         mlua::Error::RuntimeError(m) => m.clone(),
