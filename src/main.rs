@@ -117,6 +117,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(dir) = &config.dir {
+        match script::functions::restore(dir) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("loaded {n} function libraries from {}", dir.display()),
+            Err(e) => {
+                eprintln!("coreshard: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let recovered_in = t0.elapsed();
     let Store {
         dbs,

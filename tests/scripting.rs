@@ -706,10 +706,63 @@ fn resp3_conversions() {
     assert_eq!(items[1], Value::Int(3));
     // A RESP3 null is nil in Lua; and the script chose RESP3, so `true` stays a boolean.
     assert_eq!(items[2], Value::Boolean(true));
-    assert!(matches!(&items[3], Value::Map(m) if m.len() == 1), "{:?}", items[3]);
+    assert!(
+        matches!(&items[3], Value::Map(m) if m.len() == 1),
+        "{:?}",
+        items[3]
+    );
     assert_eq!(items[4], Value::Double(0.25));
     assert_eq!(items[5], Value::Boolean(true));
     // Without setresp(3), the same script sees RESP2 shapes.
     let flat: Vec<String> = eval(c, "return redis.call('hgetall', KEYS[1])", &["h"], &[]).unwrap();
     assert_eq!(flat, vec!["a", "1"]);
+}
+
+/// FUNCTION libraries are part of the data, as in Redis 7: a load that was acknowledged
+/// is there after kill -9, a delete too; a damaged library file stops the start with a
+/// message saying so.
+#[test]
+fn function_libraries_survive_restarts() {
+    let dir = DataDir::new("script-functions");
+    let args = ["--dir", dir.path(), "--shards", "2"];
+    let mut s = Server::start_raw(&args, None);
+    let c = &mut s.client();
+    let lib = |name: &str, f: &str| {
+        format!("#!lua name={name}\nredis.register_function('{f}', function(keys, args) return '{f}:' .. args[1] end)\n")
+    };
+    q::<String>(c, &["FUNCTION", "LOAD", &lib("keep", "hello")]).unwrap();
+    q::<String>(c, &["FUNCTION", "LOAD", &lib("gone", "bye")]).unwrap();
+    q::<()>(c, &["FUNCTION", "DELETE", "gone"]).unwrap();
+    s.kill9();
+    let mut s = Server::start_raw(&args, None);
+    let c = &mut s.client();
+    assert_eq!(
+        q::<String>(c, &["FCALL", "hello", "0", "x"]).unwrap(),
+        "hello:x"
+    );
+    assert_eq!(
+        err_of(c, &["FCALL", "bye", "0", "x"]),
+        "ERR Function not found"
+    );
+    q::<()>(c, &["FUNCTION", "FLUSH"]).unwrap();
+    s.kill9();
+    let mut s = Server::start_raw(&args, None);
+    let c = &mut s.client();
+    assert_eq!(
+        err_of(c, &["FCALL", "hello", "0", "x"]),
+        "ERR Function not found"
+    );
+    q::<String>(c, &["FUNCTION", "LOAD", &lib("keep", "hello")]).unwrap();
+    s.kill9();
+    let path = std::path::Path::new(dir.path()).join("functions.lib");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 5);
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coreshard"))
+        .args(["--port", "0", "--dir", dir.path()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("functions.lib is damaged"), "{err}");
 }

@@ -469,8 +469,10 @@ pub fn function_cmd(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: A
         },
         ("flush", _) => {
             if flush_mode_ok(args) {
-                functions::flush();
-                OpResult::Ok
+                match functions::flush() {
+                    Ok(()) => OpResult::Ok,
+                    Err(e) => OpResult::Error(e),
+                }
             } else {
                 OpResult::Error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option".into())
             }

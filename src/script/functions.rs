@@ -8,6 +8,8 @@
 //! keys with that shard's own compiled copy.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -231,7 +233,8 @@ pub fn load(code: Bytes, replace: bool) -> Result<String, String> {
                 return Err(format!("ERR Function {} already exists", f.name));
             }
         }
-        libs.insert(
+        let mut next = libs.clone();
+        next.insert(
             name.clone(),
             Library {
                 name: name.clone(),
@@ -239,26 +242,99 @@ pub fn load(code: Bytes, replace: bool) -> Result<String, String> {
                 functions,
             },
         );
-        GENERATION.fetch_add(1, Ordering::AcqRel);
+        commit(libs, next)?;
         Ok(name)
     })
 }
 
 /// FUNCTION DELETE.
 pub fn delete(name: &str) -> Result<(), String> {
-    with_libraries(|libs| match libs.remove(name) {
-        Some(_) => {
-            GENERATION.fetch_add(1, Ordering::AcqRel);
-            Ok(())
+    with_libraries(|libs| {
+        if !libs.contains_key(name) {
+            return Err("ERR Library not found".into());
         }
-        None => Err("ERR Library not found".into()),
+        let mut next = libs.clone();
+        next.remove(name);
+        commit(libs, next)
     })
 }
 
 /// FUNCTION FLUSH.
-pub fn flush() {
-    with_libraries(|libs| libs.clear());
+pub fn flush() -> Result<(), String> {
+    with_libraries(|libs| commit(libs, BTreeMap::new()))
+}
+
+/// Make `next` the libraries: on disk first (when persistence is on), so a library
+/// whose load was acknowledged survives a crash, then for every shard.
+fn commit(
+    libs: &mut BTreeMap<String, Library>,
+    next: BTreeMap<String, Library>,
+) -> Result<(), String> {
+    if let Some(dir) = DIR.get() {
+        save(dir, &next).map_err(|e| format!("ERR cannot save the function libraries: {e}"))?;
+    }
+    *libs = next;
     GENERATION.fetch_add(1, Ordering::AcqRel);
+    Ok(())
+}
+
+/// Where the libraries are kept, under `--dir` (Redis keeps functions with the data).
+static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+const FILE: &str = "functions.lib";
+const MAGIC: &[u8] = b"coreshard-functions-1\n";
+
+fn save(dir: &Path, libs: &BTreeMap<String, Library>) -> std::io::Result<()> {
+    let mut out = MAGIC.to_vec();
+    for lib in libs.values() {
+        out.extend_from_slice(&(lib.code.len() as u64).to_le_bytes());
+        out.extend_from_slice(&lib.code);
+    }
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// At start, with persistence on: load the libraries kept in `dir` and keep them there
+/// from now on. Returns how many libraries were loaded.
+pub fn restore(dir: &Path) -> Result<usize, String> {
+    let _ = DIR.set(dir.to_path_buf());
+    let path = dir.join(FILE);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let bad = || format!("{} is damaged", path.display());
+    let mut rest = data.strip_prefix(MAGIC).ok_or_else(bad)?;
+    let mut libs = BTreeMap::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_at_checked(8).ok_or_else(bad)?;
+        let len = u64::from_le_bytes(len.try_into().map_err(|_| bad())?) as usize;
+        let (code, tail) = tail.split_at_checked(len).ok_or_else(bad)?;
+        rest = tail;
+        let code = Bytes::copy_from_slice(code);
+        let name = parse_shebang(&code)?;
+        let found = with_vm(|vm| load_on(vm.lua(), &code))
+            .map_err(|e| format!("library '{name}' in {} does not load: {e}", path.display()))?;
+        let functions = found.into_iter().map(|(d, _)| d).collect();
+        libs.insert(
+            name.clone(),
+            Library {
+                name,
+                code,
+                functions,
+            },
+        );
+    }
+    let n = libs.len();
+    with_libraries(|l| *l = libs);
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    Ok(n)
 }
 
 /// FUNCTION LIST: every library, in name order.
