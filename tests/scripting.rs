@@ -766,3 +766,25 @@ fn function_libraries_survive_restarts() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("functions.lib is damaged"), "{err}");
 }
+
+/// KEYS and ARGV are the run's own: what one script does to them is gone in the next.
+#[test]
+fn keys_and_argv_do_not_leak_between_runs() {
+    let s = start();
+    let c = &mut s.client();
+    let _: Value = eval(
+        c,
+        "KEYS[10] = 'stale' ARGV.x = 'stale' table.insert(ARGV, 'more') return 1",
+        &["a"],
+        &["b"],
+    )
+    .unwrap();
+    let seen: Vec<String> = eval(
+        c,
+        "return {tostring(KEYS[10]), tostring(ARGV.x), tostring(#KEYS), tostring(#ARGV), tostring(ARGV[2])}",
+        &["a"],
+        &["b"],
+    )
+    .unwrap();
+    assert_eq!(seen, vec!["nil", "nil", "1", "1", "nil"]);
+}

@@ -20,8 +20,8 @@ pub mod strings;
 pub mod zset;
 pub mod zset_agg;
 
+use hashbrown::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use coreshard_engine::{ConnId, Ctx};

@@ -102,12 +102,22 @@ setmetatable(globals, {
 })
 setmetatable(G, {__index = globals, __newindex = readonly, __metatable = false})
 
-return function(f, keys, argv)
-  local ok, res
-  if keys == nil then
-    ok, res = raw_xpcall(f, handler)
-  else
-    ok, res = raw_xpcall(function() return f(keys, argv) end, handler)
+-- KEYS and ARGV are two tables the VM keeps and refills for each run: emptied here
+-- after the run, whatever the script did to them, so no run sees another's.
+local function empty(t)
+  for k in next, t do
+    t[k] = nil
   end
+end
+
+return function(f, as_function, keys, argv)
+  local ok, res
+  if as_function then
+    ok, res = raw_xpcall(function() return f(keys, argv) end, handler)
+  else
+    ok, res = raw_xpcall(f, handler)
+  end
+  empty(keys)
+  empty(argv)
   return ok, res
 end

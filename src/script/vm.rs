@@ -101,6 +101,8 @@ pub(super) struct Vm {
     runner: Function,
     compiled: HashMap<Sha, Function>,
     generation: u64,
+    keys_table: Table,
+    argv_table: Table,
     /// Library functions by name (FCALL), with the library generation they came from.
     pub(super) functions: HashMap<String, super::functions::Loaded>,
     pub(super) functions_generation: u64,
@@ -208,6 +210,8 @@ impl Vm {
             },
         )?;
         Ok(Vm {
+            keys_table: lua.create_table()?,
+            argv_table: lua.create_table()?,
             lua,
             runner,
             compiled: HashMap::new(),
@@ -638,13 +642,14 @@ impl Vm {
     ) -> OpResult {
         let lua = &self.lua;
         let g = lua.globals();
-        let bind = |name: &str, items: &[Bytes]| -> mlua::Result<Table> {
-            let t = lua.create_table_with_capacity(items.len(), 0)?;
+        // KEYS and ARGV are two tables kept for the VM's life, filled for each run and
+        // emptied after it by the runner: no table to allocate or collect.
+        let bind = |t: &Table, name: &str, items: &[Bytes]| -> mlua::Result<Table> {
             for (i, item) in items.iter().enumerate() {
                 t.raw_set(i + 1, lua.create_string(item)?)?;
             }
-            g.raw_set(name, &t)?;
-            Ok(t)
+            g.raw_set(name, t)?;
+            Ok(t.clone())
         };
         let Call {
             code,
@@ -665,13 +670,9 @@ impl Vm {
         });
         let is_function = matches!(code, Code::Function { .. });
         let result = (|| -> mlua::Result<OpResult> {
-            let keys = BOUND.with(|b| bind("KEYS", &b.borrow().keys))?;
-            let argv = bind("ARGV", &argv)?;
-            let (ok, res): (bool, Value) = if is_function {
-                self.runner.call((f, keys, argv))?
-            } else {
-                self.runner.call(f)?
-            };
+            let keys = BOUND.with(|b| bind(&self.keys_table, "KEYS", &b.borrow().keys))?;
+            let argv = bind(&self.argv_table, "ARGV", &argv)?;
+            let (ok, res): (bool, Value) = self.runner.call((f, is_function, keys, argv))?;
             let resp3 = RUNNING.with(|r| r.resp3.get());
             Ok(if ok {
                 OpResult::Reply(convert::lua_to_value(&res, resp3))
