@@ -787,4 +787,9 @@ fn keys_and_argv_do_not_leak_between_runs() {
     )
     .unwrap();
     assert_eq!(seen, vec!["nil", "nil", "1", "1", "nil"]);
+    // The tables themselves can be returned.
+    let keys: Vec<String> = eval(c, "return KEYS", &["k1", "k2"], &["a"]).unwrap();
+    assert_eq!(keys, vec!["k1", "k2"]);
+    let argv: Vec<String> = eval(c, "return ARGV", &[], &["x", "y"]).unwrap();
+    assert_eq!(argv, vec!["x", "y"]);
 }

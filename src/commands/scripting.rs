@@ -129,8 +129,8 @@ pub static COMMANDS: &[Spec] = &[
     ),
 ];
 
-/// KEYS and ARGV of `name body-or-sha numkeys key... arg...`, or Redis's error.
-fn split_keys(a: &dyn ArgList) -> Result<(Vec<Bytes>, Vec<Bytes>), OpResult> {
+/// How many of `name body-or-sha numkeys key... arg...` are keys, or Redis's error.
+fn split_keys(a: &dyn ArgList) -> Result<usize, OpResult> {
     let Some(n) = parse_int(a.arg(2)) else {
         return Err(OpResult::Error(
             "ERR value is not an integer or out of range".into(),
@@ -147,9 +147,7 @@ fn split_keys(a: &dyn ArgList) -> Result<(Vec<Bytes>, Vec<Bytes>), OpResult> {
             "ERR Number of keys can't be greater than number of args".into(),
         ));
     }
-    let keys = (3..3 + n).map(|i| a.arg_bytes(i)).collect();
-    let argv = (3 + n..a.len()).map(|i| a.arg_bytes(i)).collect();
-    Ok((keys, argv))
+    Ok(n)
 }
 
 /// A script's `#!lua flags=...` line: whether it says `no-writes`, or Redis's error.
@@ -183,7 +181,7 @@ fn shebang_no_writes(body: &[u8]) -> Result<bool, String> {
 }
 
 fn run_script(db: &mut Db, now: u64, a: &dyn ArgList, by_sha: bool, read_only: bool) -> OpResult {
-    let (keys, argv) = match split_keys(a) {
+    let nkeys = match split_keys(a) {
         Ok(x) => x,
         Err(e) => return e,
     };
@@ -207,8 +205,8 @@ fn run_script(db: &mut Db, now: u64, a: &dyn ArgList, by_sha: bool, read_only: b
         now,
         Call {
             code: Code::Script { body: &body, sha },
-            keys,
-            argv,
+            args: a,
+            nkeys,
             read_only,
         },
     )
@@ -232,7 +230,7 @@ pub fn evalsha_ro(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 
 fn run_function(db: &mut Db, now: u64, a: &dyn ArgList, read_only: bool) -> OpResult {
     let name = String::from_utf8_lossy(a.arg(1)).into_owned();
-    let (keys, argv) = match split_keys(a) {
+    let nkeys = match split_keys(a) {
         Ok(x) => x,
         // Redis looks the function up first.
         Err(_) if !functions::exists(&name) => {
@@ -245,8 +243,8 @@ fn run_function(db: &mut Db, now: u64, a: &dyn ArgList, read_only: bool) -> OpRe
         now,
         Call {
             code: Code::Function { name: &name },
-            keys,
-            argv,
+            args: a,
+            nkeys,
             read_only,
         },
     )

@@ -102,14 +102,6 @@ setmetatable(globals, {
 })
 setmetatable(G, {__index = globals, __newindex = readonly, __metatable = false})
 
--- KEYS and ARGV are two tables the VM keeps and refills for each run: emptied here
--- after the run, whatever the script did to them, so no run sees another's.
-local function empty(t)
-  for k in next, t do
-    t[k] = nil
-  end
-end
-
 return function(f, as_function, keys, argv)
   local ok, res
   if as_function then
@@ -117,7 +109,5 @@ return function(f, as_function, keys, argv)
   else
     ok, res = raw_xpcall(f, handler)
   end
-  empty(keys)
-  empty(argv)
   return ok, res
 end

@@ -9,6 +9,7 @@
 //! the caller wraps the run in `Db::atomically`), notified and seen by WATCH like any
 //! other command's.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
@@ -46,10 +47,10 @@ pub enum Code<'a> {
 pub struct Call<'a> {
     /// What runs.
     pub code: Code<'a>,
-    /// KEYS: the keys the script may touch.
-    pub keys: Vec<Bytes>,
-    /// ARGV.
-    pub argv: Vec<Bytes>,
+    /// The command's arguments: KEYS are `nkeys` of them from position 3, ARGV the rest.
+    pub args: &'a dyn crate::server::ArgList,
+    /// How many keys.
+    pub nkeys: usize,
     /// EVAL_RO, EVALSHA_RO, FCALL_RO, or a function flagged `no-writes`.
     pub read_only: bool,
 }
@@ -411,9 +412,28 @@ fn error_table(lua: &Lua, msg: &str, fatal: bool) -> mlua::Result<Value> {
 struct Bound {
     db: Db,
     now: u64,
-    keys: Vec<Bytes>,
+    /// The declared keys, end to end, and where each ends (kept, so no allocation).
+    keys: Vec<u8>,
+    key_ends: Vec<usize>,
     read_only: bool,
     active: bool,
+}
+
+/// The declared keys of a run, as `redis.call` checks them.
+struct KeyCheck<'a> {
+    keys: &'a [u8],
+    ends: &'a [usize],
+}
+
+impl KeyCheck<'_> {
+    fn declares(&self, key: &[u8]) -> bool {
+        let mut start = 0;
+        self.ends.iter().any(|&end| {
+            let k = &self.keys[start..end];
+            start = end;
+            k == key
+        })
+    }
 }
 
 thread_local! {
@@ -421,6 +441,7 @@ thread_local! {
         db: Db::default(),
         now: 0,
         keys: Vec::new(),
+        key_ends: Vec::new(),
         read_only: false,
         active: false,
     });
@@ -439,7 +460,12 @@ fn dispatch(lua: &Lua, args: Variadic<Value>, raise: bool) -> mlua::Result<Value
             ));
         }
         let b = &mut *b;
-        command(lua, &mut b.db, b.now, &b.keys, b.read_only, args)
+        let (db, now, read_only) = (&mut b.db, b.now, b.read_only);
+        let keys = KeyCheck {
+            keys: &b.keys,
+            ends: &b.key_ends,
+        };
+        command(lua, db, now, &keys, read_only, args)
     })?;
     if let Value::Table(t) = &reply {
         if let Value::String(e) = t.raw_get::<Value>("err")? {
@@ -470,7 +496,7 @@ fn command(
     lua: &Lua,
     db: &mut Db,
     now: u64,
-    keys: &[Bytes],
+    keys: &KeyCheck<'_>,
     read_only: bool,
     args: Variadic<Value>,
 ) -> mlua::Result<Value> {
@@ -481,12 +507,20 @@ fn command(
             true,
         );
     }
-    let mut argv = Vec::with_capacity(args.len());
-    for a in args.iter() {
-        match a {
-            Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
-            Value::Integer(n) => argv.push(Bytes::from(n.to_string())),
-            Value::Number(n) => argv.push(Bytes::from(format_double(*n))),
+    // Borrowed from the Lua strings where possible: no copy per argument.
+    let strings: Vec<Option<mlua::BorrowedBytes>> = args
+        .iter()
+        .map(|a| match a {
+            Value::String(s) => Some(s.as_bytes()),
+            _ => None,
+        })
+        .collect();
+    let mut argv: Vec<Cow<'_, [u8]>> = Vec::with_capacity(args.len());
+    for (a, borrowed) in args.iter().zip(&strings) {
+        match (a, borrowed) {
+            (_, Some(b)) => argv.push(Cow::Borrowed(&b[..])),
+            (Value::Integer(n), _) => argv.push(Cow::Owned(n.to_string().into_bytes())),
+            (Value::Number(n), _) => argv.push(Cow::Owned(format_double(*n).into_bytes())),
             _ => {
                 return error_table(
                     lua,
@@ -522,7 +556,7 @@ fn command(
         );
     }
     for i in spec.key_positions(&argv) {
-        if !keys.iter().any(|k| *k == argv[i]) {
+        if !keys.declares(&argv[i]) {
             let msg = format!(
                 "ERR Script attempted to access key '{}' which is not in KEYS: a script may touch only the keys it declares (they decide which shards it runs on)",
                 String::from_utf8_lossy(&argv[i]).replace(['\r', '\n'], " ")
@@ -533,19 +567,26 @@ fn command(
     if write {
         RUNNING.with(|r| r.wrote.set(true));
     }
-    let result = execute(db, now, spec, argv);
+    let result = execute(db, now, spec, &argv);
     let resp3 = RUNNING.with(|r| r.resp3.get());
     convert::result_to_lua(lua, &result, resp3)
 }
 
-fn execute(db: &mut Db, now: u64, spec: &'static Spec, argv: Vec<Bytes>) -> OpResult {
+fn execute(db: &mut Db, now: u64, spec: &'static Spec, argv: &[Cow<'_, [u8]>]) -> OpResult {
     db.events.cmd = spec.name;
     if spec.name == "time" {
         return crate::commands::admin::time_reply();
     }
     match spec.keyed {
         Some(keyed) => crate::evict::run_keyed(db, spec, keyed, now, &argv),
-        None => run_queued(db, now, &Queued { spec, args: argv }),
+        None => run_queued(
+            db,
+            now,
+            &Queued {
+                spec,
+                args: argv.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
+            },
+        ),
     }
 }
 
@@ -642,21 +683,17 @@ impl Vm {
     ) -> OpResult {
         let lua = &self.lua;
         let g = lua.globals();
-        // KEYS and ARGV are two tables kept for the VM's life, filled for each run and
-        // emptied after it by the runner: no table to allocate or collect.
-        let bind = |t: &Table, name: &str, items: &[Bytes]| -> mlua::Result<Table> {
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, lua.create_string(item)?)?;
+        // KEYS and ARGV are two tables kept for the VM's life, emptied (whatever the last
+        // script did to them) and filled for each run: no table to allocate or collect.
+        let bind = |t: &Table, name: &str, items: std::ops::Range<usize>| -> mlua::Result<Table> {
+            t.clear()?;
+            for (i, at) in items.enumerate() {
+                t.raw_set(i + 1, lua.create_string(call.args.arg(at))?)?;
             }
             g.raw_set(name, t)?;
             Ok(t.clone())
         };
-        let Call {
-            code,
-            keys: declared,
-            argv,
-            ..
-        } = call;
+        let (first_key, nkeys, argc) = (3, call.nkeys, call.args.len());
         // The keyspace moves into this thread's run slot for the length of the run
         // (a swap with the slot's empty placeholder: no copy, no allocation), where
         // `redis.call` finds it.
@@ -665,26 +702,31 @@ impl Vm {
             std::mem::swap(&mut b.db, db);
             b.now = now;
             b.read_only = read_only;
-            b.keys = declared;
+            b.keys.clear();
+            b.key_ends.clear();
+            for at in first_key..first_key + nkeys {
+                b.keys.extend_from_slice(call.args.arg(at));
+                let end = b.keys.len();
+                b.key_ends.push(end);
+            }
             b.active = true;
         });
-        let is_function = matches!(code, Code::Function { .. });
+        let is_function = matches!(call.code, Code::Function { .. });
         let result = (|| -> mlua::Result<OpResult> {
-            let keys = BOUND.with(|b| bind(&self.keys_table, "KEYS", &b.borrow().keys))?;
-            let argv = bind(&self.argv_table, "ARGV", &argv)?;
+            let keys = bind(&self.keys_table, "KEYS", first_key..first_key + nkeys)?;
+            let argv = bind(&self.argv_table, "ARGV", first_key + nkeys..argc)?;
             let (ok, res): (bool, Value) = self.runner.call((f, is_function, keys, argv))?;
             let resp3 = RUNNING.with(|r| r.resp3.get());
             Ok(if ok {
                 OpResult::Reply(convert::lua_to_value(&res, resp3))
             } else {
-                OpResult::Error(error_text(&res, &code))
+                OpResult::Error(error_text(&res, &call.code))
             })
         })();
         BOUND.with(|b| {
             let mut b = b.borrow_mut();
             std::mem::swap(&mut b.db, db);
             b.active = false;
-            b.keys.clear();
         });
         let _ = g.raw_set("KEYS", Value::Nil);
         let _ = g.raw_set("ARGV", Value::Nil);
