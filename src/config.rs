@@ -19,10 +19,17 @@ pub struct Args {
     /// Number of shards (threads); default one per available core.
     #[arg(long, default_value_t = 0)]
     pub shards: usize,
-    /// Cores to pin shards to, comma separated (e.g. 0,1); default the allowed cores.
+    /// Cores to pin shards to, comma separated (e.g. 0,1). Giving them pins the shards (and
+    /// the WAL thread, to a core none of them uses where one exists).
     #[arg(long, value_delimiter = ',')]
     pub cores: Vec<usize>,
-    /// Do not pin shard threads to cores.
+    /// Pin shard threads to the allowed cores even without `--cores` (for a dedicated
+    /// machine; see `coreshard-tune plan`). By default shards are not pinned unless
+    /// `--cores` is given: on a shared machine a pinned shard cannot move off a core
+    /// another busy process is using.
+    #[arg(long, conflicts_with = "no_pin")]
+    pub pin: bool,
+    /// Never pin shard threads, even with `--cores`.
     #[arg(long)]
     pub no_pin: bool,
     /// Most simultaneous clients.
@@ -208,6 +215,14 @@ pub struct ServerConfig {
     pub appendfsync: String,
     /// Replies wait for the log (`appendfsync always`).
     pub hold_replies: bool,
+}
+
+impl Args {
+    /// Whether shard threads (and the WAL thread) are pinned: with `--cores` or `--pin`,
+    /// never with `--no-pin`.
+    pub fn pinned(&self) -> bool {
+        !self.no_pin && (self.pin || !self.cores.is_empty())
+    }
 }
 
 impl ServerConfig {

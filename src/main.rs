@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         listen: Some(config.listen),
         shards: args.shards,
         cores: args.cores.clone(),
-        pin: !args.no_pin,
+        pin: args.pinned(),
         max_connections: config.maxclients,
         idle_timeout: config.idle_timeout(),
         max_input_buffer: args.client_query_buffer_limit,
@@ -314,7 +314,7 @@ fn open_store(
 
 /// A core no shard is pinned to, where one exists, else the last allowed core.
 fn wal_core_default(args: &Args, shards: usize) -> Option<usize> {
-    if args.no_pin {
+    if !args.pinned() {
         return None;
     }
     let allowed = coreshard_engine::allowed_cores();
