@@ -21,5 +21,5 @@ mod libs;
 pub mod registry;
 mod vm;
 
-pub use busy::{busy_reply, kill, set_kill_after, set_time_limit};
+pub use busy::{busy_reply, kill, kill_after, set_kill_after, set_time_limit, time_limit};
 pub use vm::{check_compiles, run, set_shard, Call, Code};
