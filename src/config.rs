@@ -8,7 +8,7 @@ use coreshard_protocol::Limits;
 
 /// coreshard: a Redis-compatible server on a thread-per-core io_uring engine.
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -319,6 +319,20 @@ mod tests {
         assert_eq!(parse_memory("1gb"), Ok(1 << 30));
         assert!(parse_memory("ten").is_err());
         assert!(parse_memory("5tb").is_err());
+    }
+
+    #[test]
+    fn a_later_option_wins_and_collected_ones_add_up() {
+        let a = Args::parse_from([
+            "coreshard",
+            "--timeout=7",
+            "--timeout",
+            "9",
+            "--client-output-buffer-limit=normal 1 2 3",
+            "--client-output-buffer-limit=pubsub 4 5 6",
+        ]);
+        assert_eq!(a.timeout, 9);
+        assert_eq!(a.client_output_buffer_limit.len(), 2);
     }
 
     #[test]

@@ -706,7 +706,11 @@ fn resp3_conversions() {
     assert_eq!(items[1], Value::Int(3));
     // A RESP3 null is nil in Lua; and the script chose RESP3, so `true` stays a boolean.
     assert_eq!(items[2], Value::Boolean(true));
-    assert!(matches!(&items[3], Value::Map(m) if m.len() == 1), "{:?}", items[3]);
+    assert!(
+        matches!(&items[3], Value::Map(m) if m.len() == 1),
+        "{:?}",
+        items[3]
+    );
     assert_eq!(items[4], Value::Double(0.25));
     assert_eq!(items[5], Value::Boolean(true));
     // Without setresp(3), the same script sees RESP2 shapes.
