@@ -8,7 +8,7 @@ use coreshard_protocol::Limits;
 
 /// coreshard: a Redis-compatible server on a thread-per-core io_uring engine.
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -112,9 +112,43 @@ pub struct Args {
     /// also compacts the log, once any pair is met); empty: only SAVE/BGSAVE.
     #[arg(long, default_value = "3600 1 300 100 60 10000", value_parser = crate::persist::snapshot::parse_schedule)]
     pub save: crate::persist::snapshot::Schedule,
-    /// Log level (error, warn, info, debug, trace).
-    #[arg(long, default_value = "info")]
+    /// Commands that take at least this many microseconds go to the slow log (SLOWLOG);
+    /// negative: none, 0: every command.
+    #[arg(long, default_value_t = crate::settings::SLOWLOG_SLOWER_THAN, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub slowlog_log_slower_than: i64,
+    /// Entries each shard's slow log keeps (SLOWLOG GET merges the shards' logs).
+    #[arg(long, default_value_t = crate::settings::SLOWLOG_MAX_LEN)]
+    pub slowlog_max_len: usize,
+    /// Percentiles INFO latencystats reports, e.g. "50 99 99.9".
+    #[arg(long, default_value = "50 99 99.9", value_parser = parse_percentiles)]
+    pub latency_tracking_info_percentiles: Percentiles,
+    /// Log level (error, warn, info, debug, trace). Logs go to stderr, coloured only when
+    /// it is a terminal.
+    #[arg(long, alias = "loglevel", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace", "warning", "notice", "verbose"])]
     pub log_level: String,
+    /// Read settings from this file first: redis.conf's format (`name value` lines, `#`
+    /// comments, quoted values), names as the options here (`maxmemory-policy
+    /// allkeys-lru`); options on the command line win. CONFIG REWRITE writes back to it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Check a configuration file and exit: 0 if valid, 1 naming the first bad line.
+    #[arg(long, value_name = "FILE")]
+    pub check_config: Option<std::path::PathBuf>,
+}
+
+/// Percentiles for INFO latencystats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Percentiles(pub Vec<f64>);
+
+/// `latency-tracking-info-percentiles`: numbers between 0 and 100, separated by blanks.
+pub fn parse_percentiles(s: &str) -> Result<Percentiles, String> {
+    s.split_whitespace()
+        .map(|w| match w.parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+            _ => Err("percentile must be a number between 0 and 100".to_string()),
+        })
+        .collect::<Result<Vec<f64>, String>>()
+        .map(Percentiles)
 }
 
 /// One class's output buffer limit (`client-output-buffer-limit`).
@@ -191,17 +225,18 @@ pub struct ServerConfig {
     pub shards: usize,
     /// Client limit.
     pub maxclients: usize,
-    /// Idle timeout in seconds (0 = off).
-    pub timeout: u64,
-    /// Password, if any.
-    pub requirepass: Option<String>,
+    /// Settings CONFIG SET changes at run time (timeout, password, slow log, save...).
+    pub runtime: std::sync::Arc<crate::settings::Runtime>,
+    /// The file the settings were read from (`--config`), for CONFIG REWRITE.
+    pub config_file: Option<std::path::PathBuf>,
     /// Request parsing limits.
     pub limits: Limits,
     /// Input buffer limit per client.
     pub query_buffer_limit: usize,
     /// When the server started (INFO uptime).
     pub started: Instant,
-    /// Refuse non-loopback clients (bound beyond loopback, no password).
+    /// Refuse non-loopback clients while no password is set (bound beyond loopback with
+    /// protected mode on).
     pub protected: bool,
     /// Output limit of normal clients.
     pub output_limit_normal: OutputLimit,
@@ -209,8 +244,6 @@ pub struct ServerConfig {
     pub output_limit_pubsub: OutputLimit,
     /// Persistence on, and where.
     pub dir: Option<std::path::PathBuf>,
-    /// The `--save` schedule.
-    pub save: crate::persist::snapshot::Schedule,
     /// The fsync policy's name (always, everysec, no).
     pub appendfsync: String,
     /// Replies wait for the log (`appendfsync always`).
@@ -232,19 +265,26 @@ impl ServerConfig {
             listen: SocketAddr::new(args.bind, args.port),
             shards: args.shards,
             maxclients: args.maxclients,
-            timeout: args.timeout,
-            requirepass: args.requirepass.clone(),
+            runtime: std::sync::Arc::new({
+                let r = crate::settings::Runtime::new(
+                    args.timeout,
+                    args.requirepass.clone().filter(|p| !p.is_empty()),
+                    args.save.clone(),
+                );
+                r.set_slowlog_slower_than(args.slowlog_log_slower_than);
+                r.set_slowlog_max_len(args.slowlog_max_len);
+                r.set_percentiles(args.latency_tracking_info_percentiles.0.clone());
+                r
+            }),
+            config_file: None,
             limits: Limits {
                 max_bulk_len: args.proto_max_bulk_len,
                 ..Limits::default()
             },
             query_buffer_limit: args.client_query_buffer_limit,
             started: Instant::now(),
-            protected: args.protected_mode
-                && args.requirepass.is_none()
-                && !args.bind.is_loopback(),
+            protected: args.protected_mode && !args.bind.is_loopback(),
             dir: args.appendonly.then(|| args.dir.clone()),
-            save: args.save.clone(),
             appendfsync: args.appendfsync.clone(),
             hold_replies: args.appendonly && args.appendfsync == "always",
             memory: std::sync::Arc::new(crate::evict::MemoryConfig::new(
@@ -277,7 +317,8 @@ impl ServerConfig {
 
     /// The idle timeout as a duration.
     pub fn idle_timeout(&self) -> Option<Duration> {
-        (self.timeout > 0).then(|| Duration::from_secs(self.timeout))
+        let t = self.runtime.timeout();
+        (t > 0).then(|| Duration::from_secs(t))
     }
 }
 
@@ -293,6 +334,20 @@ mod tests {
         assert_eq!(parse_memory("1gb"), Ok(1 << 30));
         assert!(parse_memory("ten").is_err());
         assert!(parse_memory("5tb").is_err());
+    }
+
+    #[test]
+    fn a_later_option_wins_and_collected_ones_add_up() {
+        let a = Args::parse_from([
+            "coreshard",
+            "--timeout=7",
+            "--timeout",
+            "9",
+            "--client-output-buffer-limit=normal 1 2 3",
+            "--client-output-buffer-limit=pubsub 4 5 6",
+        ]);
+        assert_eq!(a.timeout, 9);
+        assert_eq!(a.client_output_buffer_limit.len(), 2);
     }
 
     #[test]

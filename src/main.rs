@@ -2,6 +2,7 @@
 
 mod commands;
 mod config;
+mod configfile;
 mod db;
 mod evict;
 mod glob;
@@ -11,6 +12,8 @@ mod pubsub;
 mod routing;
 mod script;
 mod server;
+mod settings;
+mod stats;
 mod types;
 mod watch;
 
@@ -58,17 +61,108 @@ fn fit_maxclients(wanted: usize) -> usize {
     fitted
 }
 
+/// The tracing level for a `--log-level` (Redis's names too).
+fn log_level(name: &str) -> tracing::Level {
+    match name {
+        "error" => tracing::Level::ERROR,
+        "warn" | "warning" => tracing::Level::WARN,
+        "debug" | "verbose" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    }
+}
+
+/// The options: the command line, after the `--config` file's directives when one is
+/// given (so the command line wins). `Err` is the exit code after the error was printed;
+/// `--check-config` ends here too.
+fn read_args() -> Result<(Args, Option<std::path::PathBuf>), ExitCode> {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Args::parse_from(&raw);
+    if let Some(path) = &cli.check_config {
+        return Err(match configfile::load(path, &[]) {
+            Ok(_) => {
+                println!("coreshard: configuration file {} is valid", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        });
+    }
+    let Some(path) = cli.config.clone() else {
+        return Ok((cli, None));
+    };
+    let from_file = match configfile::load(&path, &raw[1..]) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    let mut all: Vec<std::ffi::OsString> = vec![raw[0].clone()];
+    all.extend(from_file.into_iter().map(Into::into));
+    all.extend(raw[1..].iter().cloned());
+    let args = Args::try_parse_from(&all).unwrap_or_else(|e| e.exit());
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    Ok((args, Some(path)))
+}
+
+/// Warn once, concisely, about the host findings that hurt most (as Redis warns about
+/// transparent huge pages and overcommit): `coreshard-tune audit` without the fsync
+/// measurement.
+fn warn_about_host(args: &Args) {
+    use coreshard_tune::{audit, Options, Root, Severity};
+    let opts = Options {
+        shards: (args.shards > 0).then_some(args.shards),
+        cores: args.cores.clone(),
+        dir: args.dir.clone(),
+        maxclients: args.maxclients,
+        measure_fsync: false,
+    };
+    let findings = audit(&Root::host(), &opts);
+    let worst: Vec<_> = findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warn)
+        .collect();
+    if worst.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = worst
+        .iter()
+        .take(3)
+        .map(|f| format!("{} ({})", f.id, f.saw))
+        .collect();
+    let more = worst.len().saturating_sub(shown.len());
+    tracing::warn!(
+        "host tuning: {}{}; run `coreshard-tune audit` for the fixes",
+        shown.join("; "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    );
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let filter = args.log_level.parse().unwrap_or(tracing::Level::INFO);
+    let (args, config_file) = match read_args() {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    // Colour only for a terminal: logs sent to a file or a pipe stay plain text.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
-        .with_max_level(filter)
+        .with_max_level(log_level(&args.log_level))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    warn_about_host(&args);
     // Before any thread exists, so every shard inherits the mask.
     block_shutdown_signals();
 
     let mut config = ServerConfig::from_args(&args);
+    config.config_file = config_file;
     script::set_time_limit(args.lua_time_limit);
     script::set_kill_after(args.lua_kill_after);
     match notify::parse(&args.notify_keyspace_events) {
@@ -82,7 +176,7 @@ fn main() -> ExitCode {
         }
     }
     config.maxclients = fit_maxclients(args.maxclients);
-    if config.protected {
+    if config.protected && !config.runtime.has_password() {
         tracing::warn!(
             "protected mode: bound to {} without a password, so only loopback clients are \
              accepted; set --requirepass or --protected-mode no to serve other hosts",

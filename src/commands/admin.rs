@@ -5,7 +5,6 @@ use coreshard_engine::{ConnId, Ctx};
 use coreshard_protocol::Encoder;
 
 use super::{all_commands, sanitize, unknown_subcommand_error, Args, Spec};
-use crate::glob::glob_match;
 use crate::server::ops::{Op, OpResult, ShardReport};
 use crate::server::reply::Agg;
 use crate::server::{client_list_lines, Server};
@@ -229,140 +228,73 @@ pub fn command(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) 
     }
 }
 
-/// The parameters CONFIG GET answers, with their current values.
-fn config_params(s: &Server) -> Vec<(&'static str, String)> {
-    let c = &s.config;
-    vec![
-        ("bind", c.listen.ip().to_string()),
-        ("port", c.listen.port().to_string()),
-        ("maxclients", c.maxclients.to_string()),
-        ("timeout", c.timeout.to_string()),
-        ("requirepass", c.requirepass.clone().unwrap_or_default()),
-        ("proto-max-bulk-len", c.limits.max_bulk_len.to_string()),
-        (
-            "client-query-buffer-limit",
-            c.query_buffer_limit.to_string(),
-        ),
-        ("databases", "1".into()),
-        ("io-threads", s.shards.to_string()),
-        ("tcp-backlog", "511".into()),
-        (
-            "save",
-            if c.dir.is_some() {
-                c.save.to_string()
-            } else {
-                String::new()
-            },
-        ),
-        (
-            "appendonly",
-            if c.dir.is_some() { "yes" } else { "no" }.into(),
-        ),
-        ("appendfsync", c.appendfsync.clone()),
-        (
-            "notify-keyspace-events",
-            crate::notify::format(crate::notify::flags()),
-        ),
-        (
-            "dir",
-            c.dir
-                .as_ref()
-                .and_then(|d| std::fs::canonicalize(d).ok())
-                .map(|d| d.display().to_string())
-                .unwrap_or_default(),
-        ),
-        ("cluster-enabled", "no".into()),
-    ]
-    .into_iter()
-    .chain(crate::evict::config_params(&c.memory))
-    .collect()
-}
-
-pub fn config(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
-    let sub = args[1].to_ascii_lowercase();
-    match sub.as_slice() {
-        b"get" if args.len() >= 3 => {
-            let params = config_params(s);
-            let matched: Vec<&(&str, String)> = params
-                .iter()
-                .filter(|(name, _)| {
-                    args[2..]
-                        .iter()
-                        .any(|p| glob_match(p, name.as_bytes(), true))
-                })
-                .collect();
-            s.reply(ctx, conn, |e| {
-                e.map(matched.len());
-                for (name, value) in matched {
-                    e.bulk(name.as_bytes());
-                    e.bulk(value.as_bytes());
-                }
-            });
-        }
-        b"get" => s.error(
-            ctx,
-            conn,
-            "ERR wrong number of arguments for 'config|get' command",
-        ),
-        b"set" if args.len() == 4 && args[2].eq_ignore_ascii_case(b"notify-keyspace-events") => {
-            match std::str::from_utf8(&args[3]).ok().and_then(crate::notify::parse) {
-                Some(f) => {
-                    crate::notify::FLAGS.store(f, std::sync::atomic::Ordering::Relaxed);
-                    s.reply(ctx, conn, |e| e.simple("OK"));
-                }
-                None => s.error(
-                    ctx,
-                    conn,
-                    "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmd'.",
-                ),
-            }
-        }
-        b"set" if args.len() >= 4 => {
-            // Only the memory settings can change at run time; the rest are fixed at
-            // start-up (command-line flags).
-            match crate::evict::config_set(&s.config.memory, &args[2..]) {
-                Ok(()) => {
-                    crate::evict::sync_access(&mut s.db);
-                    s.reply(ctx, conn, |e| e.simple("OK"));
-                }
-                Err(msg) => s.error(ctx, conn, &msg),
-            }
-        }
-        b"set" => s.error(
-            ctx,
-            conn,
-            "ERR wrong number of arguments for 'config|set' command",
-        ),
-        _ => {
-            let msg = unknown_subcommand_error(&args[1], "config");
-            s.error(ctx, conn, &msg);
-        }
-    }
-}
-
-const INFO_SECTIONS: [&str; 6] = [
+/// The sections of `INFO` / `INFO default`, in Redis 7's order.
+const DEFAULT_SECTIONS: [&str; 10] = [
     "server",
     "clients",
     "memory",
     "persistence",
     "stats",
+    "replication",
+    "cpu",
+    "errorstats",
+    "cluster",
     "keyspace",
 ];
 
-pub fn info(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
-    let mut sections: Vec<String> = Vec::new();
+/// `INFO all` (and `everything`: no modules here) adds these to the default ones.
+const MORE_SECTIONS: [&str; 3] = ["commandstats", "latencystats", "shards"];
+
+/// The sections an INFO request names, in the order to print them (Redis 7: several
+/// sections, `all`, `everything`, `default`, case-insensitive, duplicates once).
+fn info_sections(args: Args) -> Vec<String> {
+    let mut wanted: Vec<String> = Vec::new();
+    let add = |name: &str, wanted: &mut Vec<String>| {
+        if !wanted.iter().any(|w| w == name) {
+            wanted.push(name.to_string());
+        }
+    };
+    if args.len() == 1 {
+        DEFAULT_SECTIONS.iter().for_each(|n| add(n, &mut wanted));
+    }
     for a in &args[1..] {
         let name = String::from_utf8_lossy(a).to_ascii_lowercase();
         match name.as_str() {
-            "all" | "default" | "everything" => {
-                sections.extend(INFO_SECTIONS.iter().map(|s| s.to_string()))
-            }
-            _ => sections.push(name),
+            "default" => DEFAULT_SECTIONS.iter().for_each(|n| add(n, &mut wanted)),
+            "all" | "everything" => DEFAULT_SECTIONS
+                .iter()
+                .chain(MORE_SECTIONS.iter())
+                .for_each(|n| add(n, &mut wanted)),
+            other => add(other, &mut wanted),
         }
     }
-    if sections.is_empty() {
-        sections.extend(INFO_SECTIONS.iter().map(|s| s.to_string()));
-    }
+    // Print in the canonical order, as Redis does, whatever order they were asked in.
+    let order = [
+        "server",
+        "clients",
+        "memory",
+        "persistence",
+        "stats",
+        "replication",
+        "cpu",
+        "commandstats",
+        "errorstats",
+        "latencystats",
+        "cluster",
+        "keyspace",
+        "shards",
+    ];
+    let mut out: Vec<String> = order
+        .iter()
+        .filter(|o| wanted.iter().any(|w| w == *o))
+        .map(|o| o.to_string())
+        .collect();
+    out.extend(wanted.into_iter().filter(|w| !order.contains(&w.as_str())));
+    out
+}
+
+pub fn info(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let sections = info_sections(args);
     s.broadcast(
         ctx,
         conn,
@@ -419,8 +351,139 @@ fn persistence_info(s: &Server) -> String {
     out
 }
 
+/// Seconds with microseconds, as Redis prints CPU times.
+fn secs(us: u64) -> String {
+    format!("{}.{:06}", us / 1_000_000, us % 1_000_000)
+}
+
+/// INFO cpu: the process's CPU time (Redis's fields) and each shard thread's.
+fn cpu_info(reports: &[ShardReport]) -> String {
+    let (user, sys) = crate::server::ops::process_cpu_us();
+    let mut out = format!(
+        "used_cpu_sys:{}\r\nused_cpu_user:{}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n",
+        secs(sys),
+        secs(user)
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "used_cpu_sys_shard_{}:{}\r\nused_cpu_user_shard_{}:{}\r\n",
+            r.shard,
+            secs(r.cpu_sys_us),
+            r.shard,
+            secs(r.cpu_user_us)
+        ));
+    }
+    out
+}
+
+/// Every shard's command statistics summed, by command index (in command table order).
+fn merged_cmdstats(reports: &[ShardReport]) -> Vec<(usize, crate::stats::CmdStat)> {
+    let mut all: Vec<(usize, crate::stats::CmdStat)> = Vec::new();
+    for r in reports {
+        for (idx, st) in &r.cmdstats {
+            match all.iter_mut().find(|(i, _)| i == idx) {
+                Some((_, m)) => m.merge(st),
+                None => all.push((*idx, st.clone())),
+            }
+        }
+    }
+    all.sort_by_key(|(i, _)| *i);
+    all
+}
+
+/// INFO commandstats, as Redis 7 prints it.
+fn commandstats_info(reports: &[ShardReport]) -> String {
+    let mut out = String::new();
+    for (idx, st) in merged_cmdstats(reports) {
+        let Some(spec) = super::by_index(idx) else {
+            continue;
+        };
+        let usec = st.nanos / 1000;
+        let per_call = if st.calls > 0 {
+            st.nanos as f64 / 1000.0 / st.calls as f64
+        } else {
+            0.0
+        };
+        out.push_str(&format!(
+            "cmdstat_{}:calls={},usec={usec},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+            spec.name, st.calls, st.rejected, st.failed
+        ));
+    }
+    out
+}
+
+/// INFO latencystats: percentiles (`latency-tracking-info-percentiles`) of each
+/// command's latency histogram, merged across shards.
+fn latencystats_info(s: &Server, reports: &[ShardReport]) -> String {
+    let percentiles = s.config.runtime.percentiles();
+    let mut out = String::new();
+    for (idx, st) in merged_cmdstats(reports) {
+        let (Some(spec), Some(h)) = (super::by_index(idx), st.hist.as_ref()) else {
+            continue;
+        };
+        if h.total() == 0 {
+            continue;
+        }
+        let values: Vec<String> = percentiles
+            .iter()
+            .map(|&p| {
+                format!(
+                    "{}={:.3}",
+                    crate::stats::percentile_label(p),
+                    h.percentile(p) as f64 / 1000.0
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "latency_percentiles_usec_{}:{}\r\n",
+            spec.name,
+            values.join(",")
+        ));
+    }
+    out
+}
+
+/// INFO errorstats: error replies by code, summed across shards.
+fn errorstats_info(reports: &[ShardReport]) -> String {
+    let mut all = Vec::new();
+    for r in reports {
+        crate::stats::merge_errors(&mut all, &r.errors);
+    }
+    all.iter()
+        .map(|(code, n)| format!("errorstat_{code}:count={n}\r\n"))
+        .collect()
+}
+
+/// INFO shards (coreshard's own): one line per shard.
+fn shards_info(reports: &[ShardReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        out.push_str(&format!(
+            "shard{}:connections={},commands={},io_uring_enters={},completions={},completions_per_enter={:.2},mailbox_messages={},mailbox_backlog={},expiry_backlog={},keys={},expires={},used_memory={},used_cpu_sys={},used_cpu_user={}\r\n",
+            r.shard,
+            r.clients,
+            r.commands,
+            r.enters,
+            r.completions,
+            r.completions as f64 / r.enters.max(1) as f64,
+            r.messages_in,
+            r.mail_backlog,
+            r.expiry_backlog,
+            r.keys,
+            r.expires,
+            r.used_memory,
+            secs(r.cpu_sys_us),
+            secs(r.cpu_user_us),
+        ));
+    }
+    out
+}
+
 /// INFO text from every shard's counters.
 pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> String {
+    let mut reports = reports.to_vec();
+    reports.sort_by_key(|r| r.shard);
+    let reports = &reports[..];
     let sum = |f: fn(&ShardReport) -> u64| reports.iter().map(f).sum::<u64>();
     let uptime = s.config.started.elapsed().as_secs();
     let mut out = String::new();
@@ -458,7 +521,7 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 sum(|r| r.keyspace_bytes),
             ),
             "stats" => format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nrecv_buffer_exhausted:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nrecv_buffer_exhausted:{}\r\ntotal_error_replies:{}\r\n",
                 sum(|r| r.accepted),
                 sum(|r| r.commands),
                 sum(|r| r.bytes_in),
@@ -472,8 +535,16 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 sum(|r| r.pubsub_patterns),
                 sum(|r| r.output_limit_disconnections),
                 sum(|r| r.recv_buffer_exhausted),
+                sum(|r| r.error_replies),
             ),
             "persistence" => persistence_info(s),
+            "replication" => "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_repl_offset:0\r\nrepl_backlog_active:0\r\n".to_string(),
+            "cluster" => "cluster_enabled:0\r\n".to_string(),
+            "cpu" => cpu_info(reports),
+            "commandstats" => commandstats_info(reports),
+            "errorstats" => errorstats_info(reports),
+            "latencystats" => latencystats_info(s, reports),
+            "shards" => shards_info(reports),
             "keyspace" => {
                 let keys = sum(|r| r.keys);
                 if keys > 0 {

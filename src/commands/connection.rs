@@ -55,7 +55,7 @@ pub fn select(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
 
 /// Check a password the way Redis's default user does. `Err` holds the error to send.
 fn check_password(s: &Server, user: Option<&[u8]>, pass: &[u8]) -> Result<(), &'static str> {
-    match &s.config.requirepass {
+    match &s.config.runtime.requirepass() {
         None if user.is_none() => Err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"),
         None => {
             // No password: the default user accepts any password, other users do not exist.

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod blocking;
+pub mod configcmd;
 pub mod connection;
 pub mod hash;
 pub mod keyspace;
@@ -265,7 +266,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NONE, (CONN, "1.0.0", "Authenticates the connection."), connection::auth).no_auth(),
     Spec::new("client", -2, &["loading", "stale"], NONE, (CONN, "2.4.0", "A container for client connection commands."), admin::client),
     Spec::new("command", -1, &["loading", "stale"], NONE, (SRV, "2.8.13", "Returns detailed information about all commands."), admin::command),
-    Spec::new("config", -2, &["admin", "noscript", "loading", "stale"], NONE, (SRV, "2.0.0", "A container for server configuration commands."), admin::config),
+    Spec::new("config", -2, &["admin", "noscript", "loading", "stale"], NONE, (SRV, "2.0.0", "A container for server configuration commands."), configcmd::config),
     Spec::new("info", -1, &["loading", "stale"], NONE, (SRV, "1.0.0", "Returns information and statistics about the server."), admin::info),
     Spec::new("dbsize", 1, RF, NONE, (SRV, "1.0.0", "Returns the number of keys in the database."), admin::dbsize),
     Spec::new("flushall", -1, &["write"], NONE, (SRV, "1.0.0", "Removes all keys from all databases."), admin::flush),
@@ -337,6 +338,7 @@ pub static COMMANDS: &[Spec] = &[
     // Containers whose subcommands name a key at position 2, routed to its shard.
     Spec::keyed("object", -2, R, K2, (GEN, "2.2.3", "A container for object introspection commands."), object::object),
     Spec::keyed("memory", -2, R, K2, (SRV, "4.0.0", "A container for memory diagnostics commands."), object::memory),
+    Spec::new("slowlog", -2, &["admin", "loading", "stale"], NONE, (SRV, "2.2.12", "A container for slow log commands."), configcmd::slowlog),
 ];
 
 /// Every command: the core table, then each type family's own table.
@@ -353,11 +355,23 @@ pub fn all_commands() -> impl Iterator<Item = &'static Spec> {
         .chain(scripting::COMMANDS)
 }
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
-    LazyLock::new(|| all_commands().map(|s| (s.name, s)).collect());
+static BY_NAME: LazyLock<HashMap<&'static str, (&'static Spec, usize)>> = LazyLock::new(|| {
+    all_commands()
+        .enumerate()
+        .map(|(i, s)| (s.name, (s, i)))
+        .collect()
+});
+
+static BY_INDEX: LazyLock<Vec<&'static Spec>> = LazyLock::new(|| all_commands().collect());
 
 /// Find a command by name, ignoring case.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    lookup_indexed(name).map(|(s, _)| s)
+}
+
+/// Find a command by name, ignoring case, with its index in [`all_commands`] (what the
+/// per-command statistics are kept by).
+pub fn lookup_indexed(name: &[u8]) -> Option<(&'static Spec, usize)> {
     let mut buf = [0u8; 32];
     let lower = buf.get_mut(..name.len())?;
     for (d, s) in lower.iter_mut().zip(name) {
@@ -366,6 +380,11 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     std::str::from_utf8(lower)
         .ok()
         .and_then(|n| BY_NAME.get(n).copied())
+}
+
+/// The command at `index` in [`all_commands`].
+pub fn by_index(index: usize) -> Option<&'static Spec> {
+    BY_INDEX.get(index).copied()
 }
 
 /// Redis's text for an unknown command, quoting up to 128 bytes of its arguments.

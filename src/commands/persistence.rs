@@ -60,7 +60,7 @@ impl Server {
         } else {
             (crate::server::ops::unix_ms() / 1000).saturating_sub(last)
         };
-        if snapshot::due(&self.config.save.0, since) && snapshot::begin() {
+        if snapshot::due(&self.config.runtime.save().0, since) && snapshot::begin() {
             let id = crate::server::ops::unix_ms();
             // No client waits for this one: the transaction has no reply position.
             let nobody = ConnId::from_u64(u64::MAX);

@@ -298,7 +298,7 @@ pub fn pubsub(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
 pub fn reset(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
     s.drop_subscriptions(ctx, conn);
     s.unwatch_all(ctx, conn);
-    let needs_auth = s.config.requirepass.is_some();
+    let needs_auth = s.config.runtime.has_password();
     if let Some(state) = ctx.state(conn) {
         state.multi = None;
         state.proto = Protocol::Resp2;

@@ -26,5 +26,5 @@ mod msgpack;
 pub mod registry;
 mod vm;
 
-pub use busy::{busy_reply, kill, set_kill_after, set_time_limit};
+pub use busy::{busy_reply, kill, kill_after, set_kill_after, set_time_limit, time_limit};
 pub use vm::{check_compiles, run, set_shard, Call, Code};

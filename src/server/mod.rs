@@ -36,7 +36,7 @@ fn protected_mode_refuses(config: &ServerConfig, peer: Option<SocketAddr>) -> bo
         }
         ip => ip.is_loopback(),
     });
-    config.protected && !loopback
+    config.protected && !loopback && !config.runtime.has_password()
 }
 
 /// Slots one KEYS step visits before yielding to I/O.
@@ -144,6 +144,16 @@ pub struct Server {
     expire_timer_armed: bool,
     /// Blocked clients of this shard and waiters on its keys.
     pub blocking: blocking::Blocking,
+    /// Per-command counters and latency (INFO commandstats, latencystats).
+    pub cmd_stats: crate::stats::CmdStats,
+    /// This shard's slow commands.
+    pub slowlog: crate::stats::SlowLog,
+    /// The last clock reading: a command's time is the gap since the previous reading.
+    clock: std::time::Instant,
+    /// Counters as they were at the last CONFIG RESETSTAT (the engine's cannot be reset).
+    pub stats_base: ops::StatsBase,
+    /// The idle timeout this shard's engine applies (seconds), to notice CONFIG SET.
+    applied_timeout: u64,
 }
 
 impl Server {
@@ -183,6 +193,11 @@ impl Server {
             expire_backlog: false,
             expire_timer_armed: false,
             blocking: blocking::Blocking::default(),
+            cmd_stats: crate::stats::CmdStats::default(),
+            slowlog: crate::stats::SlowLog::default(),
+            clock: std::time::Instant::now(),
+            stats_base: ops::StatsBase::default(),
+            applied_timeout: 0,
         }
     }
 
@@ -275,6 +290,7 @@ impl Server {
 
     /// Reply with an error (`msg` includes its code, e.g. `ERR ...`).
     pub fn error(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, msg: &str) {
+        crate::stats::note_error(msg);
         self.reply(ctx, conn, |e| e.error(msg));
     }
 
@@ -308,7 +324,10 @@ impl Server {
                 Ok(value) => {
                     Self::reply_to(ctx, conn, |e| e.opt_bulk(value.map(|v| v.as_slice())));
                 }
-                Err(_) => Self::reply_to(ctx, conn, |e| e.error(crate::db::WRONGTYPE)),
+                Err(_) => {
+                    crate::stats::note_error(crate::db::WRONGTYPE);
+                    Self::reply_to(ctx, conn, |e| e.error(crate::db::WRONGTYPE))
+                }
             }
             return;
         }
@@ -495,9 +514,24 @@ impl Server {
         // the log.
         let shows_data = !matches!(
             op,
-            Op::Report | Op::ClientList | Op::PubsubNames { .. } | Op::PubsubCounts { .. }
+            Op::Report
+                | Op::ClientList
+                | Op::PubsubNames { .. }
+                | Op::PubsubCounts { .. }
+                | Op::ResetStat
+                | Op::Slowlog(_)
         );
+        let remote_cmd = match &op {
+            Op::Cmd { spec, .. } if from != self.shard => Some(spec.name),
+            _ => None,
+        };
         let result = self.apply(ctx, op);
+        if let (Some(name), OpResult::Error(msg)) = (remote_cmd, &result) {
+            // The command was counted where it arrived; its failure is known here.
+            if let Some((_, idx)) = commands::lookup_indexed(name.as_bytes()) {
+                self.cmd_stats.record_failure(idx, msg.starts_with("OOM"));
+            }
+        }
         self.serve_ready(ctx);
         if shows_data || from == self.shard {
             self.answer(ctx, from, conn, seq, part, result);
@@ -675,8 +709,17 @@ impl Server {
         self.expire_backlog = step.more;
     }
 
-    fn execute(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, args: &[Cow<'_, [u8]>]) {
-        let spec = commands::lookup(&args[0]);
+    /// Run one request. Answers the command's index for its statistics, and whether it
+    /// was refused before running (`None`: unknown or queued in MULTI, not counted).
+    fn execute(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        args: &[Cow<'_, [u8]>],
+    ) -> Option<(usize, bool)> {
+        let found = commands::lookup_indexed(&args[0]);
+        let spec = found.map(|(s, _)| s);
+        let idx = found.map_or(0, |(_, i)| i);
         if let Some(sp) = spec {
             let subscribed = ctx
                 .state(conn)
@@ -686,32 +729,33 @@ impl Server {
                     "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
                     sp.name
                 );
-                return self.error(ctx, conn, &msg);
+                self.error(ctx, conn, &msg);
+                return Some((idx, true));
             }
         }
         if commands::multi::queue_if_in_multi(self, ctx, conn, spec, args) {
-            return;
+            return None;
         }
         let Some(spec) = spec else {
             let msg = commands::unknown_command_error(args);
             self.error(ctx, conn, &msg);
-            return;
+            return None;
         };
         let authed = ctx.state(conn).is_some_and(|s| s.authed);
         if !authed && !spec.no_auth {
             self.error(ctx, conn, "NOAUTH Authentication required.");
-            return;
+            return Some((idx, true));
         }
         if !spec.arity_ok(args.len()) {
             let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
             self.error(ctx, conn, &msg);
-            return;
+            return Some((idx, true));
         }
         if spec.flags.contains(&"write") {
             if let Some(err) = self.log_error() {
                 let msg = format!("MISCONF Errors writing to the AOF file: {err}");
                 self.error(ctx, conn, &msg);
-                return;
+                return Some((idx, true));
             }
         }
         if let Some(state) = ctx.state(conn) {
@@ -726,6 +770,69 @@ impl Server {
         // Lists that gained elements go to clients blocked on them before the next
         // command runs (as in Redis).
         self.serve_ready(ctx);
+        Some((idx, false))
+    }
+
+    /// Count a request that just ran (see [`Server::execute`]): one clock reading, the
+    /// command's statistics and, past `slowlog-log-slower-than`, a slow log entry.
+    #[inline]
+    fn account(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        args: &[Cow<'_, [u8]>],
+        ran: Option<(usize, bool)>,
+        errors_before: (u64, u64),
+    ) {
+        let now = std::time::Instant::now();
+        let ns = now.saturating_duration_since(self.clock).as_nanos() as u64;
+        self.clock = now;
+        let Some((idx, rejected)) = ran else { return };
+        let (errors, ooms) = crate::stats::error_counts();
+        // (Counts can only fall by CONFIG RESETSTAT, which did not fail.)
+        let outcome = if rejected || ooms > errors_before.1 {
+            crate::stats::Outcome::Rejected
+        } else if errors > errors_before.0 {
+            crate::stats::Outcome::Failed
+        } else {
+            crate::stats::Outcome::Ok
+        };
+        self.cmd_stats.record(idx, ns, outcome);
+        let slower_than = self.config.runtime.slowlog_slower_than();
+        if slower_than >= 0 && ns / 1000 >= slower_than as u64 && !rejected {
+            self.log_slow(ctx, conn, args, idx, ns / 1000);
+        }
+    }
+
+    /// Add a slow log entry for `args` (not for commands flagged `skip_slowlog`).
+    #[cold]
+    fn log_slow(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        args: &[Cow<'_, [u8]>],
+        idx: usize,
+        micros: u64,
+    ) {
+        if commands::by_index(idx).is_some_and(|s| s.flags.contains(&"skip_slowlog")) {
+            return;
+        }
+        let max_len = self.config.runtime.slowlog_max_len();
+        if max_len == 0 {
+            return;
+        }
+        let addr = ctx
+            .meta(conn)
+            .and_then(|m| m.peer)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let name = ctx
+            .state(conn)
+            .and_then(|s| s.name.as_ref())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        let entry = crate::stats::SlowEntry::new(args, micros, addr, name);
+        self.slowlog.push(entry, max_len);
     }
 }
 
@@ -780,7 +887,7 @@ impl Handler for Server {
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         crate::script::set_shard(self.shard);
-        if self.shard == 0 && self.wal.is_some() && !self.config.save.0.is_empty() {
+        if self.shard == 0 && self.wal.is_some() {
             ctx.set_timer(Duration::from_secs(1), SAVE_TICK);
         }
         self.on_turn_end(ctx);
@@ -801,6 +908,11 @@ impl Handler for Server {
     }
 
     fn on_turn_end(&mut self, ctx: &mut Ctx<Self>) {
+        let timeout = self.config.runtime.timeout();
+        if timeout != self.applied_timeout {
+            self.applied_timeout = timeout;
+            ctx.set_idle_timeout(Some(Duration::from_secs(timeout)));
+        }
         for conn in std::mem::take(&mut self.denied) {
             ctx.write(conn, PROTECTED_MODE_DENIED);
             if let Some(s) = ctx.state(conn) {
@@ -843,7 +955,7 @@ impl Handler for Server {
         ConnState {
             id: (self.next_client - 1) * self.shards as u64 + self.shard as u64 + 1,
             proto: Protocol::Resp2,
-            authed: self.config.requirepass.is_none(),
+            authed: !self.config.runtime.has_password(),
             name: None,
             lib_name: None,
             lib_ver: None,
@@ -865,6 +977,9 @@ impl Handler for Server {
     fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, input: Input<'_>) -> usize {
         let data: &[u8] = &input;
         self.input = input.share(data);
+        // Time starts at this turn's wake-up, or at the end of the last command if that
+        // was later: no clock read here, one per command after it runs.
+        self.clock = self.clock.max(ctx.now());
         let limits = self.config.limits;
         let mut args = Vec::new();
         let mut pos = 0;
@@ -901,7 +1016,9 @@ impl Handler for Server {
                 Ok(Some(n)) => {
                     pos += n;
                     if !args.is_empty() {
-                        self.execute(ctx, conn, &args);
+                        let errors_before = crate::stats::error_counts();
+                        let ran = self.execute(ctx, conn, &args);
+                        self.account(ctx, conn, &args, ran, errors_before);
                     }
                     // Stop at a transaction in flight (held), full output (the engine
                     // pauses until it drains) or a backlog; the rest is kept, in order.

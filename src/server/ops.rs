@@ -77,6 +77,32 @@ pub enum Op<K> {
         ns: crate::pubsub::Ns,
         names: Vec<Bytes>,
     },
+    /// CONFIG RESETSTAT part: zero this shard's statistics.
+    ResetStat,
+    /// SLOWLOG part: this shard's newest entries (GET), their number (LEN) or none left
+    /// (RESET).
+    Slowlog(SlowlogOp),
+}
+
+/// What SLOWLOG asks of each shard.
+#[derive(Debug, Clone, Copy)]
+pub enum SlowlogOp {
+    /// The newest this many entries.
+    Get(usize),
+    /// How many entries.
+    Len,
+    /// Forget them.
+    Reset,
+}
+
+/// Counters as they stood at the last CONFIG RESETSTAT, subtracted from what INFO shows
+/// (the engine's and the keyspace's own counters only grow).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatsBase {
+    /// The engine's counters then.
+    pub engine: coreshard_engine::ShardStats,
+    /// Keys expired until then.
+    pub expired: u64,
 }
 
 impl<K: AsRef<[u8]>> Op<K> {
@@ -140,13 +166,37 @@ impl Op<&[u8]> {
             },
             Op::PubsubNames { ns, pattern } => Op::PubsubNames { ns, pattern },
             Op::PubsubCounts { ns, names } => Op::PubsubCounts { ns, names },
+            Op::ResetStat => Op::ResetStat,
+            Op::Slowlog(op) => Op::Slowlog(op),
         }
     }
 }
 
 /// Counters one shard contributes to INFO.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ShardReport {
+    /// Which shard.
+    pub shard: usize,
+    /// Commands this shard ran, by command index, with their latency.
+    pub cmdstats: Vec<(usize, crate::stats::CmdStat)>,
+    /// Error replies this shard sent, by code.
+    pub errors: Vec<(String, u64)>,
+    /// Error replies this shard sent.
+    pub error_replies: u64,
+    /// This shard thread's CPU time, user and system, in microseconds.
+    pub cpu_user_us: u64,
+    /// See `cpu_user_us`.
+    pub cpu_sys_us: u64,
+    /// `io_uring_enter` calls.
+    pub enters: u64,
+    /// Completions handled.
+    pub completions: u64,
+    /// Messages received from shards.
+    pub messages_in: u64,
+    /// Message batches waiting in overflow queues.
+    pub mail_backlog: u64,
+    /// Due keys remain after the last expiry step (1) or not (0).
+    pub expiry_backlog: u64,
     /// Keys held.
     pub keys: u64,
     /// Keys with a deadline.
@@ -210,6 +260,8 @@ pub enum OpResult {
     Error(String),
     /// INFO counters.
     Report(Box<ShardReport>),
+    /// SLOWLOG GET part: this shard's newest entries.
+    Slow(Vec<crate::stats::SlowEntry>),
     /// Text lines (CLIENT LIST).
     Text(String),
     /// KEYS part.
@@ -320,6 +372,20 @@ pub fn bulk_array<'a>(n: usize, items: impl Iterator<Item = &'a [u8]>) -> OpResu
     OpResult::Bulks(out)
 }
 
+/// The calling thread's CPU time, user and system, in microseconds.
+pub fn thread_cpu_us() -> (u64, u64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    getrusage(UsageWho::RUSAGE_THREAD).map_or((0, 0), |u| (us(u.user_time()), us(u.system_time())))
+}
+
+/// The process's CPU time (all threads), user and system, in microseconds.
+pub fn process_cpu_us() -> (u64, u64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    getrusage(UsageWho::RUSAGE_SELF).map_or((0, 0), |u| (us(u.user_time()), us(u.system_time())))
+}
+
 /// Unix time in milliseconds.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -424,19 +490,34 @@ impl Server {
             }
             Op::Report => {
                 let s = ctx.stats();
+                let base = self.stats_base;
+                let (errors, error_replies) = crate::stats::error_stats();
+                let (cpu_user_us, cpu_sys_us) = thread_cpu_us();
                 OpResult::Report(Box::new(ShardReport {
+                    shard: self.shard,
+                    cmdstats: self.cmd_stats.used(),
+                    errors,
+                    error_replies,
+                    cpu_user_us,
+                    cpu_sys_us,
+                    enters: s.enters - base.engine.enters,
+                    completions: s.completions - base.engine.completions,
+                    messages_in: s.messages_in - base.engine.messages_in,
+                    mail_backlog: ctx.mail_backlog() as u64,
+                    expiry_backlog: u64::from(self.expire_backlog),
                     keys: db.len() as u64,
                     expires: db.with_deadline() as u64,
-                    expired: db.expired_total(),
+                    expired: db.expired_total() - base.expired,
                     clients: ctx.local_connections() as u64,
                     commands: self.commands_processed,
-                    accepted: s.accepted,
-                    rejected: s.rejected,
+                    accepted: s.accepted - base.engine.accepted,
+                    rejected: s.rejected - base.engine.rejected,
                     hits: db.hits,
                     misses: db.misses,
-                    bytes_in: s.bytes_in,
-                    bytes_out: s.bytes_out,
-                    recv_buffer_exhausted: s.recv_buffer_exhausted,
+                    bytes_in: s.bytes_in - base.engine.bytes_in,
+                    bytes_out: s.bytes_out - base.engine.bytes_out,
+                    recv_buffer_exhausted: s.recv_buffer_exhausted
+                        - base.engine.recv_buffer_exhausted,
                     keyspace_bytes: db.structure_bytes() as u64,
                     used_memory: crate::evict::used(db) as u64,
                     evicted: db.evict.evicted,
@@ -451,6 +532,26 @@ impl Server {
                 }))
             }
             Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),
+            Op::ResetStat => {
+                self.stats_base = StatsBase {
+                    engine: ctx.stats(),
+                    expired: db.expired_total(),
+                };
+                db.hits = 0;
+                db.misses = 0;
+                db.evict.evicted = 0;
+                self.commands_processed = 0;
+                self.pubsub.disconnections = 0;
+                self.cmd_stats.reset();
+                crate::stats::reset_errors();
+                OpResult::Ok
+            }
+            Op::Slowlog(SlowlogOp::Get(n)) => OpResult::Slow(self.slowlog.newest(n)),
+            Op::Slowlog(SlowlogOp::Len) => OpResult::Int(self.slowlog.len() as i64),
+            Op::Slowlog(SlowlogOp::Reset) => {
+                self.slowlog.clear();
+                OpResult::Ok
+            }
             Op::Restore { args } => {
                 match crate::commands::lookup(&args[0]).and_then(|s| s.keyed.map(|f| (s, f))) {
                     Some((spec, f)) => {

@@ -55,6 +55,14 @@ pub enum Agg {
         keys: Vec<Vec<(Bytes, usize)>>,
         got: Vec<crate::server::txn::WatchedKey>,
     },
+    /// SLOWLOG GET (`get`: how many entries) or LEN (`get` is `None`): every shard's
+    /// entries merged by id, at most `max_len` in all.
+    Slowlog {
+        get: Option<usize>,
+        max_len: usize,
+        entries: Vec<crate::stats::SlowEntry>,
+        len: i64,
+    },
     /// LCS across shards: both inputs gathered, then computed here.
     Lcs {
         opts: crate::commands::strings::LcsOpts,
@@ -78,6 +86,8 @@ impl Agg {
                 }
             }
             (Agg::Info { reports, .. }, OpResult::Report(r)) => reports.push(*r),
+            (Agg::Slowlog { entries, .. }, OpResult::Slow(e)) => entries.extend(e),
+            (Agg::Slowlog { len, .. }, OpResult::Int(n)) => *len += n,
             (Agg::ClientList(text), OpResult::Text(t)) => text.push_str(&t),
             (Agg::Keys(all), OpResult::Keys(ks)) => all.extend(ks),
             (Agg::Scan { page, .. }, OpResult::ScanPage { next, keys }) => {
@@ -128,7 +138,10 @@ impl Agg {
             Agg::Single(None) => e.error("ERR internal: missing result"),
             Agg::Sum(n) => e.int(n),
             Agg::AllOk => e.simple("OK"),
-            Agg::Failed(msg) => e.error(&msg),
+            Agg::Failed(msg) => {
+                crate::stats::note_error(&msg);
+                e.error(&msg)
+            }
             Agg::MGet { values, .. } => {
                 e.array(values.len());
                 for v in &values {
@@ -157,6 +170,31 @@ impl Agg {
                 crate::commands::strings::lcs_reply(&opts, &a, &b).encode(e);
             }
             Agg::Watch { .. } => e.simple("OK"),
+            Agg::Slowlog {
+                get: None,
+                max_len,
+                len,
+                ..
+            } => e.int(len.min(max_len as i64)),
+            Agg::Slowlog {
+                get: Some(n),
+                max_len,
+                entries,
+                ..
+            } => {
+                let entries = crate::stats::merge_slow(entries, n.min(max_len));
+                e.array(entries.len());
+                for s in &entries {
+                    e.array(6);
+                    e.int(s.id as i64);
+                    e.int(s.time as i64);
+                    e.int(s.micros as i64);
+                    e.array(s.args.len());
+                    s.args.iter().for_each(|a| e.bulk(a));
+                    e.bulk(s.addr.as_bytes());
+                    e.bulk(s.name.as_bytes());
+                }
+            }
             Agg::Raw(bytes) => e.raw(&bytes),
             Agg::Unique { names, count_only } => {
                 if count_only {
@@ -193,8 +231,16 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
             }
         }
         OpResult::Text(t) => enc.verbatim(b"txt", t.as_bytes()),
-        OpResult::Reply(v) => v.encode(enc),
-        OpResult::Error(msg) => enc.error(msg),
+        OpResult::Reply(v) => {
+            if let coreshard_protocol::Value::Error(msg) = v {
+                crate::stats::note_error(msg);
+            }
+            v.encode(enc)
+        }
+        OpResult::Error(msg) => {
+            crate::stats::note_error(msg);
+            enc.error(msg)
+        }
         OpResult::Multi(results) => {
             enc.array(results.len());
             for r in results {
@@ -234,6 +280,7 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
         | OpResult::Counts(_)
         | OpResult::ScanPage { .. }
         | OpResult::Random(_)
+        | OpResult::Slow(_)
         | OpResult::Report(_) => enc.error("ERR internal: unexpected part result"),
     }
 }

@@ -29,6 +29,12 @@ pub struct ShardStats {
     pub bytes_out: u64,
     /// Receives that ran out of provided buffers (ENOBUFS) and were re-armed.
     pub recv_buffer_exhausted: u64,
+    /// Calls into the kernel to submit and wait (`io_uring_enter`), one per loop turn.
+    pub enters: u64,
+    /// Completions handled (all kinds: receives, sends, accepts, timers, wakes).
+    pub completions: u64,
+    /// Messages (and remote jobs and slot fills) received from shards, this one included.
+    pub messages_in: u64,
 }
 
 /// Facts about one connection, for listings such as `CLIENT LIST`.
@@ -124,6 +130,8 @@ pub struct Ctx<H: Handler> {
     /// Connections whose input was resumed this turn: their kept input is delivered and
     /// their receive re-armed before the turn ends.
     pub(crate) resumed: Vec<ConnId>,
+    /// Idle connections are closed after this long ([`Ctx::set_idle_timeout`]).
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 impl<H: Handler> Ctx<H> {
@@ -155,6 +163,17 @@ impl<H: Handler> Ctx<H> {
     /// This shard's counters.
     pub fn stats(&self) -> ShardStats {
         self.stats
+    }
+
+    /// The idle timeout in force on this shard.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// Change this shard's idle timeout (from `EngineConfig::idle_timeout` at start);
+    /// `None` or zero: never. Takes effect within a second.
+    pub fn set_idle_timeout(&mut self, idle: Option<Duration>) {
+        self.idle_timeout = idle.filter(|d| !d.is_zero());
     }
 
     /// Whether the engine is shutting down (no new input is delivered).

@@ -55,6 +55,8 @@ pub(crate) struct Shard<H: Handler> {
     rearm: Vec<u32>,
     stopping_deadline: Option<Instant>,
     drained_reported: bool,
+    /// An idle-timeout tick is pending.
+    tick_armed: bool,
 }
 
 impl<H: Handler> Shard<H> {
@@ -89,7 +91,9 @@ impl<H: Handler> Shard<H> {
                 released: 0,
                 held: Vec::new(),
                 resumed: Vec::new(),
+                idle_timeout: config.idle_timeout.filter(|d| !d.is_zero()),
             },
+            tick_armed: false,
             handler,
             bufring,
             listener,
@@ -119,6 +123,7 @@ impl<H: Handler> Shard<H> {
             self.flush_mail();
             self.flush_connections();
             self.rearm_receives();
+            self.arm_tick();
             if self.check_shutdown() {
                 break;
             }
@@ -207,6 +212,7 @@ impl<H: Handler> Shard<H> {
             timeout = Some(Duration::ZERO);
         }
         let res = self.ctx.ring.submit_and_wait(timeout);
+        self.ctx.stats.enters += 1;
         self.ctx.shared.parking[self.ctx.shard].unpark();
         res.map_err(|e| EngineError::Setup("io_uring_enter", e))
     }
@@ -215,6 +221,7 @@ impl<H: Handler> Shard<H> {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();
         self.ctx.ring.drain(&mut cqes);
+        self.ctx.stats.completions += cqes.len() as u64;
         for cqe in &cqes {
             let Some(token) = Token::decode(cqe.user_data) else {
                 continue;
@@ -233,6 +240,7 @@ impl<H: Handler> Shard<H> {
                 }
                 Kind::Tick => {
                     self.ctx.ring.complete_timer(token.index);
+                    self.tick_armed = false;
                     self.on_tick();
                     self.arm_tick();
                 }
@@ -255,6 +263,7 @@ impl<H: Handler> Shard<H> {
         self.ctx
             .mail
             .take_inbound(&mut inbound, MAX_BATCHES_PER_SENDER);
+        self.ctx.stats.messages_in += inbound.len() as u64;
         for (from, envelope) in inbound.drain(..) {
             match envelope {
                 Envelope::Msg(msg) => self.handler.on_message(&mut self.ctx, from, msg),
@@ -301,15 +310,21 @@ impl<H: Handler> Shard<H> {
         }
     }
 
+    /// Arm the idle-timeout tick when a timeout is in force and none is pending (the
+    /// timeout may be set at run time, [`Ctx::set_idle_timeout`]).
     fn arm_tick(&mut self) {
-        if let Some(idle) = self.config.idle_timeout {
+        if self.tick_armed {
+            return;
+        }
+        if let Some(idle) = self.ctx.idle_timeout {
             let every = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
             self.ctx.ring.timer(every, Kind::Tick, 0, 0);
+            self.tick_armed = true;
         }
     }
 
     fn on_tick(&mut self) {
-        let Some(idle) = self.config.idle_timeout else {
+        let Some(idle) = self.ctx.idle_timeout else {
             return;
         };
         let now = Instant::now();

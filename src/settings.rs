@@ -1,0 +1,125 @@
+//! Settings that CONFIG SET changes at run time (besides the memory settings in
+//! `evict.rs`, the notification flags in `notify.rs` and the script limits in
+//! `script/busy.rs`), shared by every shard. Reads on the hot path are relaxed atomic
+//! loads; the rest (passwords, schedules) sit behind locks read on rare paths only.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::RwLock;
+
+use crate::persist::snapshot::Schedule;
+
+/// Redis's default `slowlog-log-slower-than` (microseconds).
+pub const SLOWLOG_SLOWER_THAN: i64 = 10_000;
+/// Redis's default `slowlog-max-len`.
+pub const SLOWLOG_MAX_LEN: usize = 128;
+/// Redis's default `latency-tracking-info-percentiles`.
+pub const PERCENTILES: [f64; 3] = [50.0, 99.0, 99.9];
+
+/// The runtime-changeable settings.
+#[derive(Debug)]
+pub struct Runtime {
+    timeout: AtomicU64,
+    slowlog_slower_than: AtomicI64,
+    slowlog_max_len: AtomicUsize,
+    requirepass: RwLock<Option<String>>,
+    save: RwLock<Schedule>,
+    percentiles: RwLock<Vec<f64>>,
+}
+
+impl Runtime {
+    /// Settings as given at start.
+    pub fn new(timeout: u64, requirepass: Option<String>, save: Schedule) -> Self {
+        Runtime {
+            timeout: AtomicU64::new(timeout),
+            slowlog_slower_than: AtomicI64::new(SLOWLOG_SLOWER_THAN),
+            slowlog_max_len: AtomicUsize::new(SLOWLOG_MAX_LEN),
+            requirepass: RwLock::new(requirepass),
+            save: RwLock::new(save),
+            percentiles: RwLock::new(PERCENTILES.to_vec()),
+        }
+    }
+
+    /// Idle client timeout in seconds (0: never).
+    pub fn timeout(&self) -> u64 {
+        self.timeout.load(Relaxed)
+    }
+
+    /// Set the idle client timeout; shards apply it at their next loop turn.
+    pub fn set_timeout(&self, secs: u64) {
+        self.timeout.store(secs, Relaxed);
+    }
+
+    /// Commands at least this many microseconds long are logged (negative: none).
+    #[inline]
+    pub fn slowlog_slower_than(&self) -> i64 {
+        self.slowlog_slower_than.load(Relaxed)
+    }
+
+    /// Set `slowlog-log-slower-than`.
+    pub fn set_slowlog_slower_than(&self, us: i64) {
+        self.slowlog_slower_than.store(us, Relaxed);
+    }
+
+    /// Entries each slow log keeps.
+    pub fn slowlog_max_len(&self) -> usize {
+        self.slowlog_max_len.load(Relaxed)
+    }
+
+    /// Set `slowlog-max-len`.
+    pub fn set_slowlog_max_len(&self, n: usize) {
+        self.slowlog_max_len.store(n, Relaxed);
+    }
+
+    /// The password clients must AUTH with, if any.
+    pub fn requirepass(&self) -> Option<String> {
+        self.requirepass.read().map_or(None, |p| p.clone())
+    }
+
+    /// Whether a password is set.
+    pub fn has_password(&self) -> bool {
+        self.requirepass.read().is_ok_and(|p| p.is_some())
+    }
+
+    /// Set (or with `None` remove) the password; connections already authenticated stay
+    /// so, as in Redis.
+    pub fn set_requirepass(&self, p: Option<String>) {
+        if let Ok(mut g) = self.requirepass.write() {
+            *g = p;
+        }
+    }
+
+    /// The snapshot schedule.
+    pub fn save(&self) -> Schedule {
+        self.save.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Set the snapshot schedule.
+    pub fn set_save(&self, s: Schedule) {
+        if let Ok(mut g) = self.save.write() {
+            *g = s;
+        }
+    }
+
+    /// Percentiles INFO latencystats reports.
+    pub fn percentiles(&self) -> Vec<f64> {
+        self.percentiles
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|_| PERCENTILES.to_vec())
+    }
+
+    /// Set `latency-tracking-info-percentiles`.
+    pub fn set_percentiles(&self, p: Vec<f64>) {
+        if let Ok(mut g) = self.percentiles.write() {
+            *g = p;
+        }
+    }
+}
+
+/// Percentiles as CONFIG GET shows them: `50 99 99.9`.
+pub fn format_percentiles(p: &[f64]) -> String {
+    p.iter()
+        .map(|v| crate::stats::percentile_label(*v)[1..].to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
