@@ -171,6 +171,13 @@ impl Vm {
         )?;
         let g = lua.globals();
         g.raw_set("redis", redis_table(&lua)?)?;
+        // KEYS and ARGV: two tables for the VM's life, refilled for each run. Set before the
+        // prelude, they end up behind the read-only _G like every global: a script cannot
+        // replace them (as in Redis), only change their contents, which the next run clears.
+        let keys_table = lua.create_table()?;
+        let argv_table = lua.create_table()?;
+        g.raw_set("KEYS", &keys_table)?;
+        g.raw_set("ARGV", &argv_table)?;
         super::libs::install(&lua)?;
         g.raw_set(
             "__killed",
@@ -211,8 +218,8 @@ impl Vm {
             },
         )?;
         Ok(Vm {
-            keys_table: lua.create_table()?,
-            argv_table: lua.create_table()?,
+            keys_table,
+            argv_table,
             lua,
             runner,
             compiled: HashMap::new(),
@@ -682,15 +689,13 @@ impl Vm {
         read_only: bool,
     ) -> OpResult {
         let lua = &self.lua;
-        let g = lua.globals();
         // KEYS and ARGV are two tables kept for the VM's life, emptied (whatever the last
         // script did to them) and filled for each run: no table to allocate or collect.
-        let bind = |t: &Table, name: &str, items: std::ops::Range<usize>| -> mlua::Result<Table> {
+        let bind = |t: &Table, items: std::ops::Range<usize>| -> mlua::Result<Table> {
             t.clear()?;
             for (i, at) in items.enumerate() {
                 t.raw_set(i + 1, lua.create_string(call.args.arg(at))?)?;
             }
-            g.raw_set(name, t)?;
             Ok(t.clone())
         };
         let (first_key, nkeys, argc) = (3, call.nkeys, call.args.len());
@@ -713,8 +718,8 @@ impl Vm {
         });
         let is_function = matches!(call.code, Code::Function { .. });
         let result = (|| -> mlua::Result<OpResult> {
-            let keys = bind(&self.keys_table, "KEYS", first_key..first_key + nkeys)?;
-            let argv = bind(&self.argv_table, "ARGV", first_key + nkeys..argc)?;
+            let keys = bind(&self.keys_table, first_key..first_key + nkeys)?;
+            let argv = bind(&self.argv_table, first_key + nkeys..argc)?;
             let (ok, res): (bool, Value) = self.runner.call((f, is_function, keys, argv))?;
             let resp3 = RUNNING.with(|r| r.resp3.get());
             Ok(if ok {
@@ -728,8 +733,6 @@ impl Vm {
             std::mem::swap(&mut b.db, db);
             b.active = false;
         });
-        let _ = g.raw_set("KEYS", Value::Nil);
-        let _ = g.raw_set("ARGV", Value::Nil);
         match result {
             Ok(r) => r,
             Err(e) => OpResult::Error(format!("ERR {}", one_line(&e.to_string()))),
