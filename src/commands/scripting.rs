@@ -150,61 +150,32 @@ fn split_keys(a: &dyn ArgList) -> Result<usize, OpResult> {
     Ok(n)
 }
 
-/// A script's `#!lua flags=...` line: whether it says `no-writes`, or Redis's error.
-fn shebang_no_writes(body: &[u8]) -> Result<bool, String> {
-    let Some(rest) = body.strip_prefix(b"#!") else {
-        return Ok(false);
-    };
-    let Some(end) = rest.iter().position(|&c| c == b'\n') else {
-        return Err("ERR Invalid script shebang".into());
-    };
-    let line = String::from_utf8_lossy(&rest[..end]).into_owned();
-    let mut parts = line.split(' ').filter(|p| !p.is_empty());
-    let engine = parts.next().unwrap_or("");
-    if engine != "lua" {
-        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
-    }
-    let mut no_writes = false;
-    for part in parts {
-        let Some(flags) = part.strip_prefix("flags=") else {
-            return Err(format!("ERR Unknown lua shebang option: {part}"));
-        };
-        for flag in flags.split(',').filter(|f| !f.is_empty()) {
-            match flag {
-                "no-writes" => no_writes = true,
-                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
-                other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
-            }
-        }
-    }
-    Ok(no_writes)
-}
-
 fn run_script(db: &mut Db, now: u64, a: &dyn ArgList, by_sha: bool, read_only: bool) -> OpResult {
     let nkeys = match split_keys(a) {
         Ok(x) => x,
         Err(e) => return e,
     };
-    let (body, sha) = if by_sha {
-        let found = registry::parse_sha(a.arg(1)).and_then(|sha| Some((registry::get(&sha)?, sha)));
-        match found {
-            Some(x) => x,
+    // EVALSHA: the VM finds the compiled script by its id, and only asks the cache for the
+    // body the first time; EVAL: the body is here (and remembered for later EVALSHAs).
+    let body;
+    let code = if by_sha {
+        match registry::parse_sha(a.arg(1)) {
+            Some(sha) => Code::Script { body: None, sha },
             None => return OpResult::Error("NOSCRIPT No matching script. Please use EVAL.".into()),
         }
     } else {
-        let body = a.arg_bytes(1);
+        body = a.arg_bytes(1);
         let sha = registry::remember(&body, false);
-        (body, sha)
-    };
-    let read_only = match shebang_no_writes(&body) {
-        Ok(no_writes) => read_only || no_writes,
-        Err(e) => return OpResult::Error(e),
+        Code::Script {
+            body: Some(&body),
+            sha,
+        }
     };
     script::run(
         db,
         now,
         Call {
-            code: Code::Script { body: &body, sha },
+            code,
             args: a,
             nkeys,
             read_only,
@@ -299,7 +270,7 @@ pub fn script_cmd(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Arg
     let result = match (sub.as_str(), n) {
         ("load", 3) => {
             let body = Bytes::copy_from_slice(&args[2]);
-            match shebang_no_writes(&body).and_then(|_| script::check_compiles(&body)) {
+            match script::check_compiles(&body) {
                 Ok(()) => {
                     let sha = registry::remember(&body, true);
                     OpResult::Value(Some(Bytes::copy_from_slice(&sha)))

@@ -37,8 +37,9 @@ const MAX_COMPILED: usize = 1000;
 
 /// What runs: a script body (EVAL, EVALSHA) or a library function (FCALL).
 pub enum Code<'a> {
-    /// A script and its id.
-    Script { body: &'a Bytes, sha: Sha },
+    /// A script by its id, with its body when the request carried it (EVAL; EVALSHA
+    /// looks it up in the cache when this VM has not compiled it yet).
+    Script { body: Option<&'a Bytes>, sha: Sha },
     /// A function of a loaded library.
     Function { name: &'a str },
 }
@@ -100,7 +101,8 @@ fn shard() -> usize {
 pub(super) struct Vm {
     lua: Lua,
     runner: Function,
-    compiled: HashMap<Sha, Function>,
+    /// Compiled scripts by id, with whether their shebang says `no-writes`.
+    compiled: HashMap<Sha, (Function, bool)>,
     generation: u64,
     keys_table: Table,
     argv_table: Table,
@@ -229,19 +231,29 @@ impl Vm {
         })
     }
 
-    /// The compiled function of a script (compiling it on first use).
-    fn script(&mut self, body: &Bytes, sha: Sha) -> Result<Function, String> {
+    /// Make sure script `sha` is compiled here (from `body`, or the cache's copy).
+    fn script(&mut self, body: Option<&Bytes>, sha: Sha) -> Result<(), String> {
         let generation = registry::generation();
         if generation != self.generation || self.compiled.len() >= MAX_COMPILED {
             self.compiled.clear();
             self.generation = generation;
         }
-        if let Some(f) = self.compiled.get(&sha) {
-            return Ok(f.clone());
+        if self.compiled.contains_key(&sha) {
+            return Ok(());
         }
+        let cached;
+        let body = match body {
+            Some(b) => b,
+            None => {
+                cached =
+                    registry::get(&sha).ok_or("NOSCRIPT No matching script. Please use EVAL.")?;
+                &cached
+            }
+        };
+        let no_writes = shebang_no_writes(body)?;
         let f = compile(&self.lua, without_shebang(body), "@user_script")?;
-        self.compiled.insert(sha, f.clone());
-        Ok(f)
+        self.compiled.insert(sha, (f, no_writes));
+        Ok(())
     }
 }
 
@@ -257,6 +269,36 @@ pub(super) fn compile(lua: &Lua, body: &[u8], name: &str) -> Result<Function, St
             one_line(&msg)
         )
     })
+}
+
+/// A script's `#!lua flags=...` line: whether it says `no-writes`, or Redis's error.
+pub(super) fn shebang_no_writes(body: &[u8]) -> Result<bool, String> {
+    let Some(rest) = body.strip_prefix(b"#!") else {
+        return Ok(false);
+    };
+    let Some(end) = rest.iter().position(|&c| c == b'\n') else {
+        return Err("ERR Invalid script shebang".into());
+    };
+    let line = String::from_utf8_lossy(&rest[..end]).into_owned();
+    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    let engine = parts.next().unwrap_or("");
+    if engine != "lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    }
+    let mut no_writes = false;
+    for part in parts {
+        let Some(flags) = part.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {part}"));
+        };
+        for flag in flags.split(',').filter(|f| !f.is_empty()) {
+            match flag {
+                "no-writes" => no_writes = true,
+                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
+            }
+        }
+    }
+    Ok(no_writes)
 }
 
 /// A script's code without its `#!lua ...` line, if any (the newline stays, so line
@@ -620,7 +662,7 @@ pub fn run(db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
 pub fn check_compiles(body: &Bytes) -> Result<(), String> {
     with_vm(|vm| {
         let sha = registry::sha1_hex(body);
-        vm.script(body, sha).map(|_| ())
+        vm.script(Some(body), sha)
     })
 }
 
@@ -646,18 +688,27 @@ impl Vm {
     }
 
     fn run(&mut self, db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
+        let function;
         let (f, read_only) = match &call.code {
-            Code::Script { body, sha } => match self.script(body, *sha) {
-                Ok(f) => (f, call.read_only),
-                Err(e) => return OpResult::Error(e),
-            },
+            Code::Script { body, sha } => {
+                if let Err(e) = self.script(*body, *sha) {
+                    return OpResult::Error(e);
+                }
+                match self.compiled.get(sha) {
+                    Some((f, no_writes)) => (f, call.read_only || *no_writes),
+                    None => return OpResult::Error("ERR script not compiled".into()),
+                }
+            }
             Code::Function { name } => match self.function(name) {
                 Ok(l) if call.read_only && !l.no_writes => {
                     return OpResult::Error(
                         "ERR Can not execute a script with write flag using *_ro command.".into(),
                     )
                 }
-                Ok(l) => (l.f, l.no_writes || call.read_only),
+                Ok(l) => {
+                    function = l.f;
+                    (&function, l.no_writes || call.read_only)
+                }
                 Err(e) => return OpResult::Error(e),
             },
         };
@@ -681,11 +732,11 @@ impl Vm {
     }
 
     fn run_bound(
-        &mut self,
+        &self,
         db: &mut Db,
         now: u64,
         call: Call<'_>,
-        f: Function,
+        f: &Function,
         read_only: bool,
     ) -> OpResult {
         let lua = &self.lua;
