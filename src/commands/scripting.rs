@@ -157,17 +157,16 @@ fn run_script(db: &mut Db, now: u64, a: &dyn ArgList, by_sha: bool, read_only: b
     };
     // EVALSHA: the VM finds the compiled script by its id, and only asks the cache for the
     // body the first time; EVAL: the body is here (and remembered for later EVALSHAs).
-    let body;
     let code = if by_sha {
         match registry::parse_sha(a.arg(1)) {
             Some(sha) => Code::Script { body: None, sha },
             None => return OpResult::Error("NOSCRIPT No matching script. Please use EVAL.".into()),
         }
     } else {
-        body = a.arg_bytes(1);
-        let sha = registry::remember(&body, false);
+        let body = a.arg(1);
+        let sha = registry::remember(body, false);
         Code::Script {
-            body: Some(&body),
+            body: Some(body),
             sha,
         }
     };

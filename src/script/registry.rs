@@ -96,18 +96,21 @@ fn with_local<R>(f: impl FnOnce(&mut Local) -> R) -> R {
 }
 
 /// Remember `body` (by SCRIPT LOAD when `loaded`, else by EVAL); returns its id.
-pub fn remember(body: &Bytes, loaded: bool) -> Sha {
+pub fn remember(body: &[u8], loaded: bool) -> Sha {
     let sha = sha1_hex(body);
     remember_as(sha, body, loaded);
     sha
 }
 
-/// Remember `body` under its already computed id.
-pub fn remember_as(sha: Sha, body: &Bytes, loaded: bool) {
+/// Remember `body` under its already computed id (copied only the first time this
+/// thread meets it).
+pub fn remember_as(sha: Sha, body: &[u8], loaded: bool) {
     let known = with_local(|l| l.bodies.contains_key(&sha));
     if known && !loaded {
         return;
     }
+    let body = Bytes::copy_from_slice(body);
+    let body = &body;
     with_shared(|s| {
         match s.bodies.get_mut(&sha) {
             Some(entry) => entry.1 |= loaded,

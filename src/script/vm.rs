@@ -39,7 +39,7 @@ const MAX_COMPILED: usize = 1000;
 pub enum Code<'a> {
     /// A script by its id, with its body when the request carried it (EVAL; EVALSHA
     /// looks it up in the cache when this VM has not compiled it yet).
-    Script { body: Option<&'a Bytes>, sha: Sha },
+    Script { body: Option<&'a [u8]>, sha: Sha },
     /// A function of a loaded library.
     Function { name: &'a str },
 }
@@ -232,7 +232,7 @@ impl Vm {
     }
 
     /// Make sure script `sha` is compiled here (from `body`, or the cache's copy).
-    fn script(&mut self, body: Option<&Bytes>, sha: Sha) -> Result<(), String> {
+    fn script(&mut self, body: Option<&[u8]>, sha: Sha) -> Result<(), String> {
         let generation = registry::generation();
         if generation != self.generation || self.compiled.len() >= MAX_COMPILED {
             self.compiled.clear();
