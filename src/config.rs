@@ -16,6 +16,13 @@ pub struct Args {
     /// TCP port (0 picks a free one; the startup line says which).
     #[arg(long, default_value_t = 6379)]
     pub port: u16,
+    /// Serve Prometheus metrics over HTTP (`GET /metrics`) on this port, from the shards'
+    /// own I/O (0 picks a free one; the startup line says which). Off when not given.
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    /// Address of the metrics endpoint (default: the `--bind` address).
+    #[arg(long)]
+    pub metrics_bind: Option<IpAddr>,
     /// Number of shards (threads); default one per available core.
     #[arg(long, default_value_t = 0)]
     pub shards: usize,
@@ -119,6 +126,10 @@ pub struct Args {
     /// Entries each shard's slow log keeps (SLOWLOG GET merges the shards' logs).
     #[arg(long, default_value_t = crate::settings::SLOWLOG_MAX_LEN)]
     pub slowlog_max_len: usize,
+    /// Commands taking at least this many milliseconds are recorded as LATENCY events
+    /// (`command`, `fast-command`); 0 = off.
+    #[arg(long, default_value_t = 0)]
+    pub latency_monitor_threshold: u64,
     /// Percentiles INFO latencystats reports, e.g. "50 99 99.9".
     #[arg(long, default_value = "50 99 99.9", value_parser = parse_percentiles)]
     pub latency_tracking_info_percentiles: Percentiles,
@@ -219,6 +230,8 @@ fn parse_output_limit(s: &str) -> Result<(String, OutputLimit), String> {
 pub struct ServerConfig {
     /// Where clients connect (the real port once bound).
     pub listen: SocketAddr,
+    /// Where the Prometheus endpoint listens, if on (the real port once bound).
+    pub metrics: Option<SocketAddr>,
     /// maxmemory and eviction settings, shared by every shard (CONFIG SET changes them).
     pub memory: std::sync::Arc<crate::evict::MemoryConfig>,
     /// How many shards run.
@@ -263,6 +276,9 @@ impl ServerConfig {
     pub fn from_args(args: &Args) -> Self {
         ServerConfig {
             listen: SocketAddr::new(args.bind, args.port),
+            metrics: args
+                .metrics_port
+                .map(|p| SocketAddr::new(args.metrics_bind.unwrap_or(args.bind), p)),
             shards: args.shards,
             maxclients: args.maxclients,
             runtime: std::sync::Arc::new({
@@ -274,6 +290,7 @@ impl ServerConfig {
                 r.set_slowlog_slower_than(args.slowlog_log_slower_than);
                 r.set_slowlog_max_len(args.slowlog_max_len);
                 r.set_percentiles(args.latency_tracking_info_percentiles.0.clone());
+                r.set_latency_threshold(args.latency_monitor_threshold);
                 r
             }),
             config_file: None,

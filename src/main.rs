@@ -6,6 +6,8 @@ mod configfile;
 mod db;
 mod evict;
 mod glob;
+mod latency;
+mod metrics;
 mod notify;
 mod persist;
 mod pubsub;
@@ -185,6 +187,7 @@ fn main() -> ExitCode {
     }
     let engine_config = EngineConfig {
         listen: Some(config.listen),
+        extra_listen: config.metrics.into_iter().collect(),
         shards: args.shards,
         cores: args.cores.clone(),
         pin: args.pinned(),
@@ -267,7 +270,9 @@ fn main() -> ExitCode {
         let _ = waker.set(w);
     }
     config.listen = engine.local_addr().unwrap_or(config.listen);
+    config.metrics = engine.extra_addrs().first().copied().or(config.metrics);
     let listen = config.listen;
+    let metrics = config.metrics;
     let _ = shared_config.set(Arc::new(config));
     let cores: Vec<String> = engine
         .cores()
@@ -286,6 +291,9 @@ fn main() -> ExitCode {
         cores.join(","),
         engine.features()
     );
+    if let Some(m) = metrics {
+        let _ = writeln!(out, "metrics: http://{m}/metrics");
+    }
     let _ = match &config_dir(&args) {
         Some(dir) => writeln!(
             out,

@@ -24,6 +24,7 @@ pub struct Runtime {
     requirepass: RwLock<Option<String>>,
     save: RwLock<Schedule>,
     percentiles: RwLock<Vec<f64>>,
+    latency_threshold: AtomicU64,
 }
 
 impl Runtime {
@@ -36,6 +37,7 @@ impl Runtime {
             requirepass: RwLock::new(requirepass),
             save: RwLock::new(save),
             percentiles: RwLock::new(PERCENTILES.to_vec()),
+            latency_threshold: AtomicU64::new(0),
         }
     }
 
@@ -58,6 +60,18 @@ impl Runtime {
     /// Set `slowlog-log-slower-than`.
     pub fn set_slowlog_slower_than(&self, us: i64) {
         self.slowlog_slower_than.store(us, Relaxed);
+    }
+
+    /// `latency-monitor-threshold` in milliseconds: commands at least this long are
+    /// LATENCY events (0: monitoring off).
+    #[inline]
+    pub fn latency_threshold(&self) -> u64 {
+        self.latency_threshold.load(Relaxed)
+    }
+
+    /// Set `latency-monitor-threshold`.
+    pub fn set_latency_threshold(&self, ms: u64) {
+        self.latency_threshold.store(ms, Relaxed);
     }
 
     /// Entries each slow log keeps.

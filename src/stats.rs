@@ -83,6 +83,35 @@ impl Histogram {
         self.total
     }
 
+    /// Values below `ns`: exact when `ns` starts a bucket (every power of two does).
+    pub fn count_below(&self, ns: u64) -> u64 {
+        self.counts[..bucket(ns)].iter().sum()
+    }
+
+    /// LATENCY HISTOGRAM's `histogram_usec`, as Redis 7 builds it from its HdrHistogram (a
+    /// log iteration from 1024 ns, base 2): for each power of two `L` from 1024 ns until
+    /// every value is counted, the label `L`'s highest equivalent value in microseconds
+    /// (`(L + L/128 - 1) / 1000`, Redis's 2-digit precision) and the number of values
+    /// below `L`, listed when it grew.
+    pub fn redis_cdf(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut previous = 0;
+        let mut level: u64 = 1024;
+        while previous < self.total {
+            let below = if level > 1 << MAX_EXP {
+                self.total
+            } else {
+                self.count_below(level)
+            };
+            if below > previous {
+                out.push(((level + level / 128 - 1) / 1000, below));
+            }
+            previous = below;
+            level *= 2;
+        }
+        out
+    }
+
     /// The value at percentile `p` (0-100), in nanoseconds; 0 when empty.
     pub fn percentile(&self, p: f64) -> u64 {
         if self.total == 0 {
@@ -396,6 +425,20 @@ mod tests {
         m.merge(&h);
         assert_eq!(m.total(), 2000);
         assert_eq!(m.percentile(50.0), p50);
+    }
+
+    #[test]
+    fn cumulative_counts_like_redis() {
+        let mut h = Histogram::default();
+        assert!(h.redis_cdf().is_empty());
+        h.record(500);
+        h.record(7_500);
+        h.record(8_000);
+        h.record(1_000_000);
+        assert_eq!(h.count_below(1024), 1);
+        assert_eq!(h.count_below(8192), 3);
+        // Labels 1, 2, 4, 8, 16, 33, 66, 132, 264, 528, 1056 as Redis prints them.
+        assert_eq!(h.redis_cdf(), vec![(1, 1), (8, 3), (1056, 4)]);
     }
 
     #[test]

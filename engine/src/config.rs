@@ -25,6 +25,12 @@ pub struct EngineConfig {
     /// Port 0 picks a free port; [`crate::EngineHandle::local_addr`] tells which. Must
     /// be set unless `outgoing_only` is.
     pub listen: Option<SocketAddr>,
+    /// More addresses every shard listens on, bound like `listen` (refused if in use,
+    /// port 0 picks a free port, SO_REUSEPORT across the shards); a connection knows which
+    /// one accepted it ([`crate::ConnMeta::listener`], [`crate::Ctx::listener_of`]): `1 + i`
+    /// for `extra_listen[i]`. Needs `listen`. [`crate::EngineHandle::extra_addrs`] tells
+    /// the bound addresses.
+    pub extra_listen: Vec<SocketAddr>,
     /// Run shards without a listener (clients that only make outgoing connections with
     /// [`crate::Ctx::connect`]); `listen` must then be `None`.
     pub outgoing_only: bool,
@@ -86,6 +92,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             listen: None,
+            extra_listen: Vec::new(),
             outgoing_only: false,
             shards: 0,
             cores: Vec::new(),

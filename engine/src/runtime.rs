@@ -78,6 +78,7 @@ impl RemoteWaker {
 /// A running engine.
 pub struct EngineHandle {
     local_addr: Option<SocketAddr>,
+    extra_addrs: Vec<SocketAddr>,
     features: Features,
     cores: Vec<Option<usize>>,
     shared: Arc<Shared>,
@@ -89,6 +90,11 @@ impl EngineHandle {
     /// `None` for an engine without listeners.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// The addresses of [`EngineConfig::extra_listen`], in order, with the real ports.
+    pub fn extra_addrs(&self) -> &[SocketAddr] {
+        &self.extra_addrs
     }
 
     /// The io_uring features shard 0 found.
@@ -162,6 +168,11 @@ where
         }
         _ => {}
     }
+    if config.listen.is_none() && !config.extra_listen.is_empty() {
+        return Err(EngineError::Config(
+            "extra_listen needs a main listen address".into(),
+        ));
+    }
     if config.max_owed_replies == 0 {
         return Err(EngineError::Config(
             "max_owed_replies must be at least 1".into(),
@@ -188,7 +199,26 @@ where
     let assignment: Vec<Option<usize>> = (0..shards)
         .map(|i| config.pin.then(|| cores[i % cores.len()]))
         .collect();
-    let (listeners, local_addr) = bind_listeners(&config, shards)?;
+    let (listeners, local_addr) = match config.listen {
+        Some(addr) => {
+            let (fds, addr) = bind_listeners(addr, config.backlog, shards)?;
+            (Some(fds), Some(addr))
+        }
+        None => (None, None),
+    };
+    // Per shard: its listener on the main address, then one per extra address.
+    let mut per_shard: Vec<Vec<OwnedFd>> = match listeners {
+        Some(ls) => ls.into_iter().map(|l| vec![l]).collect(),
+        None => (0..shards).map(|_| Vec::new()).collect(),
+    };
+    let mut extra_addrs = Vec::with_capacity(config.extra_listen.len());
+    for &addr in &config.extra_listen {
+        let (fds, bound) = bind_listeners(addr, config.backlog, shards)?;
+        extra_addrs.push(bound);
+        for (shard, fd) in fds.into_iter().enumerate() {
+            per_shard[shard].push(fd);
+        }
+    }
 
     let shared = Arc::new(Shared {
         shutdown: AtomicBool::new(false),
@@ -204,11 +234,7 @@ where
     let mut go_txs = Vec::with_capacity(shards);
     let mut threads = Vec::with_capacity(shards);
     let boxes = mesh::<Envelope<H>>(shards, config.mailbox_capacity);
-    let listeners: Vec<Option<OwnedFd>> = match listeners {
-        Some(ls) => ls.into_iter().map(Some).collect(),
-        None => (0..shards).map(|_| None).collect(),
-    };
-    for ((shard, listener), mail) in listeners.into_iter().enumerate().zip(boxes) {
+    for ((shard, listener), mail) in per_shard.into_iter().enumerate().zip(boxes) {
         let (go_tx, go_rx) = mpsc::channel::<bool>();
         go_txs.push(go_tx);
         let ctx = ThreadCtx {
@@ -266,6 +292,7 @@ where
     }
     Ok(EngineHandle {
         local_addr,
+        extra_addrs,
         features: features.unwrap_or_default(),
         cores: assignment,
         shared,
@@ -298,7 +325,7 @@ impl Drop for ExitGuard {
 
 fn shard_thread<H: Handler>(
     t: ThreadCtx,
-    listener: Option<OwnedFd>,
+    listener: Vec<OwnedFd>,
     mail: Mailboxes<Envelope<H>>,
     make: impl FnOnce(ShardInfo) -> H,
 ) -> Result<(), EngineError> {
@@ -356,7 +383,8 @@ fn shard_thread<H: Handler>(
     result
 }
 
-/// Bind one listener per shard, all on the same port.
+/// Bind one listener per shard on `addr`, all on the same port (also used for each of
+/// [`EngineConfig::extra_listen`]).
 ///
 /// The shards share the port through SO_REUSEPORT, but SO_REUSEPORT would just as well let
 /// us join a port that another process (another coreshard, say) already listens on with
@@ -380,14 +408,12 @@ fn shard_thread<H: Handler>(
 /// that sets SO_REUSEPORT itself and joins *after* we started. Another coreshard does not,
 /// as it starts with step 1.
 fn bind_listeners(
-    config: &EngineConfig,
+    mut addr: SocketAddr,
+    backlog: i32,
     shards: usize,
-) -> Result<(Option<Vec<OwnedFd>>, Option<SocketAddr>), EngineError> {
-    let Some(mut addr) = config.listen else {
-        return Ok((None, None));
-    };
+) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
     let mut out = Vec::with_capacity(shards);
-    let first = listener(addr, false, config.backlog)?;
+    let first = listener(addr, false, backlog)?;
     let err = move |source| EngineError::Listen { addr, source };
     if addr.port() == 0 {
         // Every other shard joins the port the first one was given.
@@ -398,9 +424,9 @@ fn bind_listeners(
     }
     out.push(OwnedFd::from(first));
     for _ in 1..shards {
-        out.push(OwnedFd::from(listener(addr, true, config.backlog)?));
+        out.push(OwnedFd::from(listener(addr, true, backlog)?));
     }
-    Ok((Some(out), Some(addr)))
+    Ok((out, addr))
 }
 
 /// A listening socket on `addr` (SO_REUSEADDR; SO_REUSEPORT if `reuse_port`).

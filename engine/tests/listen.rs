@@ -178,3 +178,96 @@ fn a_restart_is_not_held_up_by_connections_in_time_wait() {
     let (again, _) = start_on(addr, 2).expect("restarts on the same port");
     stop(again);
 }
+
+/// Answers every input with the index of the listener that accepted the connection, as
+/// seen in `on_open` (meta) and in `on_data` (`listener_of`).
+struct WhichListener;
+
+impl Handler for WhichListener {
+    type Conn = Option<usize>;
+    type Msg = ();
+
+    fn on_open(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        conn: ConnId,
+        _: Option<SocketAddr>,
+    ) -> Option<usize> {
+        ctx.meta(conn).and_then(|m| m.listener)
+    }
+
+    fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, data: Input<'_>) -> usize {
+        let at_open = ctx.state(conn).copied().flatten();
+        let now = ctx.listener_of(conn);
+        assert_eq!(at_open, now);
+        let line = format!("{}\n", now.map_or(-1, |l| l as i64));
+        ctx.write(conn, line.as_bytes());
+        data.len()
+    }
+}
+
+#[test]
+fn extra_listeners_accept_on_every_shard_and_connections_know_which() {
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = plain.local_addr().unwrap();
+    // A port already in use is refused for an extra address too.
+    let refused = start(
+        EngineConfig {
+            extra_listen: vec![taken],
+            ..config("127.0.0.1:0".parse().unwrap(), 2)
+        },
+        |_| WhichListener,
+    );
+    let err = refused.err().expect("must not start").to_string();
+    assert!(err.contains("Address already in use"), "{err}");
+    drop(plain);
+
+    let engine = start(
+        EngineConfig {
+            extra_listen: vec![
+                "127.0.0.1:0".parse().unwrap(),
+                "127.0.0.1:0".parse().unwrap(),
+            ],
+            ..config("127.0.0.1:0".parse().unwrap(), 2)
+        },
+        |_| WhichListener,
+    )
+    .expect("starts");
+    let main = engine.local_addr().expect("main address");
+    let extra = engine.extra_addrs().to_vec();
+    assert_eq!(extra.len(), 2);
+    assert!(extra
+        .iter()
+        .all(|a| a.port() != 0 && a.port() != main.port()));
+    assert_ne!(extra[0].port(), extra[1].port());
+    for (want, addr) in [(0, main), (1, extra[0]), (2, extra[1])] {
+        for _ in 0..8 {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(b"?").unwrap();
+            let mut buf = [0u8; 8];
+            let n = c.read(&mut buf).unwrap();
+            assert_eq!(&buf[..n], format!("{want}\n").as_bytes(), "via {addr}");
+        }
+    }
+    stop(engine);
+    // Every listener was closed at shutdown: the ports are free again.
+    for addr in extra {
+        TcpListener::bind(addr).expect("extra port released");
+    }
+}
+
+#[test]
+fn extra_listeners_need_a_main_address() {
+    let err = start(
+        EngineConfig {
+            extra_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..EngineConfig::outgoing_only()
+        },
+        |_| WhichListener,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(err.contains("extra_listen"), "{err}");
+}

@@ -306,7 +306,7 @@ pub fn info(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     );
 }
 
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|t| {
@@ -377,7 +377,7 @@ fn cpu_info(reports: &[ShardReport]) -> String {
 }
 
 /// Every shard's command statistics summed, by command index (in command table order).
-fn merged_cmdstats(reports: &[ShardReport]) -> Vec<(usize, crate::stats::CmdStat)> {
+pub(crate) fn merged_cmdstats(reports: &[ShardReport]) -> Vec<(usize, crate::stats::CmdStat)> {
     let mut all: Vec<(usize, crate::stats::CmdStat)> = Vec::new();
     for r in reports {
         for (idx, st) in &r.cmdstats {

@@ -9,7 +9,7 @@ use crate::server::reply::Agg;
 use crate::server::Server;
 
 /// Parameters CONFIG SET can change here (the memory ones are `evict.rs`'s).
-const MUTABLE: [&str; 16] = [
+const MUTABLE: [&str; 17] = [
     "maxmemory",
     "maxmemory-policy",
     "maxmemory-samples",
@@ -25,12 +25,13 @@ const MUTABLE: [&str; 16] = [
     "busy-reply-threshold",
     "lua-kill-after",
     "latency-tracking-info-percentiles",
+    "latency-monitor-threshold",
     "appendfsync",
 ];
 
 /// Defaults of the parameters CONFIG REWRITE may append (a value equal to its default is
 /// not written).
-const DEFAULTS: [(&str, &str); 14] = [
+const DEFAULTS: [(&str, &str); 15] = [
     ("maxmemory", "0"),
     ("maxmemory-policy", "noeviction"),
     ("maxmemory-samples", "5"),
@@ -45,6 +46,7 @@ const DEFAULTS: [(&str, &str); 14] = [
     ("lua-time-limit", "5000"),
     ("lua-kill-after", "60000"),
     ("latency-tracking-info-percentiles", "50 99 99.9"),
+    ("latency-monitor-threshold", "0"),
 ];
 
 /// The parameters CONFIG GET answers, with their current values.
@@ -111,6 +113,10 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
             crate::settings::format_percentiles(&rt.percentiles()),
         ),
         ("latency-tracking", "yes".into()),
+        (
+            "latency-monitor-threshold",
+            rt.latency_threshold().to_string(),
+        ),
     ]
     .into_iter()
     .chain(crate::evict::config_params(&c.memory))
@@ -132,6 +138,7 @@ enum Setting {
     LuaTimeLimit(u64),
     LuaKillAfter(u64),
     Percentiles(Vec<f64>),
+    LatencyThreshold(u64),
 }
 
 /// An integer parameter in `lo..=hi`, with Redis's errors.
@@ -178,6 +185,9 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
                 .map_err(|e| failed(name, &e))?
                 .0,
         ),
+        "latency-monitor-threshold" => {
+            Setting::LatencyThreshold(int_in(name, value, 0, i64::MAX)? as u64)
+        }
         "appendfsync" => {
             return Err(failed(
                 name,
@@ -200,6 +210,7 @@ fn apply(s: &Server, setting: Setting) {
         Setting::LuaTimeLimit(ms) => crate::script::set_time_limit(ms),
         Setting::LuaKillAfter(ms) => crate::script::set_kill_after(ms),
         Setting::Percentiles(p) => rt.set_percentiles(p),
+        Setting::LatencyThreshold(ms) => rt.set_latency_threshold(ms),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod configcmd;
 pub mod connection;
 pub mod hash;
 pub mod keyspace;
+pub mod latency;
 pub mod list;
 pub mod longdouble;
 pub mod multi;
@@ -339,6 +340,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::keyed("object", -2, R, K2, (GEN, "2.2.3", "A container for object introspection commands."), object::object),
     Spec::keyed("memory", -2, R, K2, (SRV, "4.0.0", "A container for memory diagnostics commands."), object::memory),
     Spec::new("slowlog", -2, &["admin", "loading", "stale"], NONE, (SRV, "2.2.12", "A container for slow log commands."), configcmd::slowlog),
+    Spec::new("latency", -2, &["admin", "noscript", "loading", "stale"], NONE, (SRV, "2.8.13", "A container for latency diagnostics commands."), latency::latency),
 ];
 
 /// Every command: the core table, then each type family's own table.

@@ -47,6 +47,8 @@ pub struct ConnState {
     pub blocked: Option<u64>,
     /// Since when the output has been over the soft output limit.
     pub over_soft_since: Option<std::time::Instant>,
+    /// Accepted on the metrics listener: HTTP, never RESP.
+    pub http: bool,
 }
 
 /// A MULTI block being queued.

@@ -5,6 +5,7 @@ pub mod args;
 pub mod blocking;
 pub mod conn;
 pub mod durability;
+pub mod http;
 pub mod ops;
 mod preauth;
 pub mod reply;
@@ -148,6 +149,10 @@ pub struct Server {
     pub cmd_stats: crate::stats::CmdStats,
     /// This shard's slow commands.
     pub slowlog: crate::stats::SlowLog,
+    /// This shard's LATENCY events.
+    pub latency: crate::latency::Monitor,
+    /// Metrics (HTTP) connections open on this shard, left out of the client count.
+    pub http_conns: u64,
     /// The last clock reading: a command's time is the gap since the previous reading.
     clock: std::time::Instant,
     /// Counters as they were at the last CONFIG RESETSTAT (the engine's cannot be reset).
@@ -195,6 +200,8 @@ impl Server {
             blocking: blocking::Blocking::default(),
             cmd_stats: crate::stats::CmdStats::default(),
             slowlog: crate::stats::SlowLog::default(),
+            latency: crate::latency::Monitor::default(),
+            http_conns: 0,
             clock: std::time::Instant::now(),
             stats_base: ops::StatsBase::default(),
             applied_timeout: 0,
@@ -520,6 +527,7 @@ impl Server {
                 | Op::PubsubCounts { .. }
                 | Op::ResetStat
                 | Op::Slowlog(_)
+                | Op::Latency(_)
         );
         let remote_cmd = match &op {
             Op::Cmd { spec, .. } if from != self.shard => Some(spec.name),
@@ -674,9 +682,19 @@ impl Server {
     }
 
     fn encode_agg(&mut self, proto: Protocol, agg: Agg) -> Vec<u8> {
+        if let Agg::Metrics { reports } = &agg {
+            // An HTTP response, not RESP.
+            return crate::metrics::http_response(self, reports);
+        }
         let mut out = Vec::new();
         let mut e = Encoder::new(&mut out, proto);
         match agg {
+            Agg::LatencyHistogram { names, reports } => {
+                commands::latency::encode_histogram(&mut e, &names, &reports);
+            }
+            Agg::Latency { ask, events } => {
+                commands::latency::encode_events(self, &mut e, ask, &events);
+            }
             Agg::Info { sections, reports } => {
                 let text = commands::admin::format_info(self, &sections, &reports);
                 e.verbatim(b"txt", text.as_bytes());
@@ -798,10 +816,23 @@ impl Server {
             crate::stats::Outcome::Ok
         };
         self.cmd_stats.record(idx, ns, outcome);
+        let threshold = self.config.runtime.latency_threshold();
+        if threshold > 0 && !rejected && ns / 1_000_000 >= threshold {
+            self.latency_event(idx, ns / 1_000_000);
+        }
         let slower_than = self.config.runtime.slowlog_slower_than();
         if slower_than >= 0 && ns / 1000 >= slower_than as u64 && !rejected {
             self.log_slow(ctx, conn, args, idx, ns / 1000);
         }
+    }
+
+    /// A command took at least `latency-monitor-threshold`: a sample of the `command` event
+    /// (or `fast-command` for a command flagged fast), as Redis records it.
+    #[cold]
+    fn latency_event(&mut self, idx: usize, ms: u64) {
+        let fast = commands::by_index(idx).is_some_and(|s| s.flags.contains(&"fast"));
+        let event = if fast { "fast-command" } else { "command" };
+        self.latency.add(event, unix_ms() / 1000, ms);
     }
 
     /// Add a slow log entry for `args` (not for commands flagged `skip_slowlog`).
@@ -841,7 +872,7 @@ pub fn client_list_lines(ctx: &Ctx<Server>, only: Option<ConnId>) -> String {
     let now = ctx.now();
     let mut text = String::new();
     for (id, s, meta) in ctx.connections() {
-        if only.is_some_and(|o| o != id) {
+        if only.is_some_and(|o| o != id) || s.http {
             continue;
         }
         let show = |b: &Option<bytes::Bytes>| {
@@ -898,6 +929,9 @@ impl Handler for Server {
             self.save_tick(ctx);
             ctx.set_timer(Duration::from_secs(1), SAVE_TICK);
         }
+        if cookie & http::TIMER_BIT != 0 {
+            return self.http_deadline(ctx, cookie);
+        }
         if cookie >= blocking::TIMER_BASE {
             return self.on_block_timeout(ctx, cookie - blocking::TIMER_BASE);
         }
@@ -914,7 +948,11 @@ impl Handler for Server {
             ctx.set_idle_timeout(Some(Duration::from_secs(timeout)));
         }
         for conn in std::mem::take(&mut self.denied) {
-            ctx.write(conn, PROTECTED_MODE_DENIED);
+            if ctx.state(conn).is_some_and(|s| s.http) {
+                Self::http_forbidden(ctx, conn);
+            } else {
+                ctx.write(conn, PROTECTED_MODE_DENIED);
+            }
             if let Some(s) = ctx.state(conn) {
                 s.closing = true;
             }
@@ -944,12 +982,18 @@ impl Handler for Server {
 
     fn on_open(
         &mut self,
-        _ctx: &mut Ctx<Self>,
+        ctx: &mut Ctx<Self>,
         conn: ConnId,
         peer: Option<SocketAddr>,
     ) -> ConnState {
         if protected_mode_refuses(&self.config, peer) {
             self.denied.push(conn);
+        }
+        // The metrics listener's connections speak HTTP only (and RESP never reaches it).
+        let http = self.config.metrics.is_some() && ctx.listener_of(conn) == Some(http::LISTENER);
+        if http {
+            self.http_conns += 1;
+            ctx.set_timer(http::READ_DEADLINE, http::TIMER_BIT | conn.as_u64());
         }
         self.next_client += 1;
         ConnState {
@@ -971,11 +1015,15 @@ impl Handler for Server {
             parse: ParseState::default(),
             observed: false,
             blocked: None,
+            http,
         }
     }
 
     fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, input: Input<'_>) -> usize {
         let data: &[u8] = &input;
+        if ctx.state(conn).is_some_and(|s| s.http) {
+            return self.on_http_data(ctx, conn, data);
+        }
         self.input = input.share(data);
         // Time starts at this turn's wake-up, or at the end of the last command if that
         // was later: no clock read here, one per command after it runs.
@@ -1120,6 +1168,10 @@ impl Handler for Server {
     }
 
     fn on_close(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, state: ConnState) {
+        if state.http {
+            self.http_conns = self.http_conns.saturating_sub(1);
+            return;
+        }
         if let Some(id) = state.blocked {
             self.blocked_client_gone(ctx, id);
         }

@@ -82,6 +82,9 @@ pub enum Op<K> {
     /// SLOWLOG part: this shard's newest entries (GET), their number (LEN) or none left
     /// (RESET).
     Slowlog(SlowlogOp),
+    /// LATENCY part: this shard's events (`None`), or forget the named ones (all if
+    /// empty) and answer which existed.
+    Latency(Option<Vec<String>>),
 }
 
 /// What SLOWLOG asks of each shard.
@@ -168,6 +171,7 @@ impl Op<&[u8]> {
             Op::PubsubCounts { ns, names } => Op::PubsubCounts { ns, names },
             Op::ResetStat => Op::ResetStat,
             Op::Slowlog(op) => Op::Slowlog(op),
+            Op::Latency(op) => Op::Latency(op),
         }
     }
 }
@@ -262,6 +266,8 @@ pub enum OpResult {
     Report(Box<ShardReport>),
     /// SLOWLOG GET part: this shard's newest entries.
     Slow(Vec<crate::stats::SlowEntry>),
+    /// LATENCY part: this shard's events.
+    Latency(Vec<(String, crate::latency::Series)>),
     /// Text lines (CLIENT LIST).
     Text(String),
     /// KEYS part.
@@ -508,7 +514,7 @@ impl Server {
                     keys: db.len() as u64,
                     expires: db.with_deadline() as u64,
                     expired: db.expired_total() - base.expired,
-                    clients: ctx.local_connections() as u64,
+                    clients: (ctx.local_connections() as u64).saturating_sub(self.http_conns),
                     commands: self.commands_processed,
                     accepted: s.accepted - base.engine.accepted,
                     rejected: s.rejected - base.engine.rejected,
@@ -546,6 +552,14 @@ impl Server {
                 crate::stats::reset_errors();
                 OpResult::Ok
             }
+            Op::Latency(None) => OpResult::Latency(self.latency.events()),
+            Op::Latency(Some(names)) => OpResult::Keys(
+                self.latency
+                    .reset(&names)
+                    .into_iter()
+                    .map(Bytes::from)
+                    .collect(),
+            ),
             Op::Slowlog(SlowlogOp::Get(n)) => OpResult::Slow(self.slowlog.newest(n)),
             Op::Slowlog(SlowlogOp::Len) => OpResult::Int(self.slowlog.len() as i64),
             Op::Slowlog(SlowlogOp::Reset) => {

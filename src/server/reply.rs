@@ -31,6 +31,19 @@ pub enum Agg {
         sections: Vec<String>,
         reports: Vec<ShardReport>,
     },
+    /// GET /metrics: every shard's counters, as Prometheus text in an HTTP response.
+    Metrics { reports: Vec<ShardReport> },
+    /// LATENCY HISTOGRAM: every shard's per-command histograms, for the named commands
+    /// (all that ran if none is named).
+    LatencyHistogram {
+        names: Vec<Bytes>,
+        reports: Vec<ShardReport>,
+    },
+    /// LATENCY LATEST / HISTORY / DOCTOR: every shard's events merged by name.
+    Latency {
+        ask: crate::commands::latency::Ask,
+        events: Vec<(String, crate::latency::Series)>,
+    },
     /// CLIENT LIST: every shard's lines.
     ClientList(String),
     /// KEYS: every shard's matches.
@@ -86,6 +99,11 @@ impl Agg {
                 }
             }
             (Agg::Info { reports, .. }, OpResult::Report(r)) => reports.push(*r),
+            (Agg::Metrics { reports }, OpResult::Report(r)) => reports.push(*r),
+            (Agg::LatencyHistogram { reports, .. }, OpResult::Report(r)) => reports.push(*r),
+            (Agg::Latency { events, .. }, OpResult::Latency(e)) => {
+                crate::latency::merge_events(events, e)
+            }
             (Agg::Slowlog { entries, .. }, OpResult::Slow(e)) => entries.extend(e),
             (Agg::Slowlog { len, .. }, OpResult::Int(n)) => *len += n,
             (Agg::ClientList(text), OpResult::Text(t)) => text.push_str(&t),
@@ -211,9 +229,11 @@ impl Agg {
                     e.int(c);
                 }
             }
-            Agg::Info { .. } | Agg::Random(_) => {
-                e.error("ERR internal: aggregate encoded out of place")
-            }
+            Agg::Info { .. }
+            | Agg::Random(_)
+            | Agg::Metrics { .. }
+            | Agg::LatencyHistogram { .. }
+            | Agg::Latency { .. } => e.error("ERR internal: aggregate encoded out of place"),
         }
     }
 }
@@ -281,6 +301,7 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
         | OpResult::ScanPage { .. }
         | OpResult::Random(_)
         | OpResult::Slow(_)
+        | OpResult::Latency(_)
         | OpResult::Report(_) => enc.error("ERR internal: unexpected part result"),
     }
 }

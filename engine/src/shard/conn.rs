@@ -56,6 +56,8 @@ pub(crate) struct Conn<S> {
     pub hold_until: u64,
     pub dirty: bool,
     pub peer: Option<SocketAddr>,
+    /// Which listener accepted it (0: the main one; `None`: an outgoing connection).
+    pub listener: Option<usize>,
     pub created: Instant,
     pub last_active: Instant,
 }
@@ -86,6 +88,7 @@ impl<S> Conn<S> {
             hold_until: 0,
             dirty: false,
             peer,
+            listener: None,
             created: now,
             last_active: now,
         }

@@ -42,6 +42,10 @@ pub struct ShardStats {
 pub struct ConnMeta {
     /// The peer's address, when the OS reported it.
     pub peer: Option<SocketAddr>,
+    /// Which listener accepted it: 0 for [`crate::EngineConfig::listen`], `1 + i` for
+    /// [`crate::EngineConfig::extra_listen`]`[i]`; `None` for an outgoing connection.
+    /// Already set when [`crate::Handler::on_open`] runs.
+    pub listener: Option<usize>,
     /// When it was accepted.
     pub created: Instant,
     /// When bytes last arrived.
@@ -400,6 +404,13 @@ impl<H: Handler> Ctx<H> {
         self.get(id).map(meta_of)
     }
 
+    /// Which listener accepted `id` (see [`ConnMeta::listener`]): 0 for the main address,
+    /// `1 + i` for [`crate::EngineConfig::extra_listen`]`[i]`, `None` for an outgoing or
+    /// closed connection.
+    pub fn listener_of(&self, id: ConnId) -> Option<usize> {
+        self.get(id).and_then(|c| c.listener)
+    }
+
     /// Every live connection of this shard with its state.
     pub fn connections(&self) -> impl Iterator<Item = (ConnId, &H::Conn, ConnMeta)> + '_ {
         self.conns
@@ -616,6 +627,7 @@ impl<H: Handler> Ctx<H> {
 fn meta_of<S>(c: &Conn<S>) -> ConnMeta {
     ConnMeta {
         peer: c.peer,
+        listener: c.listener,
         created: c.created,
         last_active: c.last_active,
         input_buffered: c.inbuf.len(),

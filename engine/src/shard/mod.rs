@@ -42,13 +42,20 @@ fn conn_of(token: Token) -> ConnId {
     }
 }
 
+/// One listening socket of a shard and its accept state.
+struct Listener {
+    fd: Option<OwnedFd>,
+    armed: bool,
+    retry_at: Option<Instant>,
+}
+
 pub(crate) struct Shard<H: Handler> {
     ctx: Ctx<H>,
     handler: H,
     bufring: BufRing,
-    listener: Option<OwnedFd>,
-    accept_armed: bool,
-    accept_retry_at: Option<Instant>,
+    /// This shard's listeners: the main address first, then
+    /// [`EngineConfig::extra_listen`] in order (the index is the accept token's).
+    listeners: Vec<Listener>,
     config: Arc<EngineConfig>,
     cqes: Vec<Cqe>,
     inbound: Vec<(usize, Envelope<H>)>,
@@ -66,7 +73,7 @@ impl<H: Handler> Shard<H> {
         shards: usize,
         ring: Ring,
         bufring: BufRing,
-        listener: Option<OwnedFd>,
+        listeners: Vec<OwnedFd>,
         mail: Mailboxes<Envelope<H>>,
         shared: Arc<Shared>,
         config: Arc<EngineConfig>,
@@ -96,9 +103,14 @@ impl<H: Handler> Shard<H> {
             tick_armed: false,
             handler,
             bufring,
-            listener,
-            accept_armed: false,
-            accept_retry_at: None,
+            listeners: listeners
+                .into_iter()
+                .map(|fd| Listener {
+                    fd: Some(fd),
+                    armed: false,
+                    retry_at: None,
+                })
+                .collect(),
             config,
             cqes: Vec::with_capacity(1024),
             inbound: Vec::new(),
@@ -155,11 +167,13 @@ impl<H: Handler> Shard<H> {
 
     fn begin_shutdown(&mut self) {
         self.stopping_deadline = Some(self.ctx.now + self.config.shutdown_grace);
-        if self.accept_armed {
-            self.ctx.ring.cancel(Token::simple(Kind::Accept));
-        }
-        if let Some(l) = self.listener.take() {
-            self.ctx.ring.close(l);
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if l.armed {
+                self.ctx.ring.cancel(Token::new(Kind::Accept, 0, i as u32));
+            }
+            if let Some(fd) = l.fd.take() {
+                self.ctx.ring.close(fd);
+            }
         }
         let ids: Vec<ConnId> = self.live_ids();
         for id in ids {
@@ -196,7 +210,7 @@ impl<H: Handler> Shard<H> {
         if self.stopping_deadline.is_some() {
             timeout = Some(STOPPING_POLL);
         }
-        if let Some(at) = self.accept_retry_at {
+        for at in self.listeners.iter().filter_map(|l| l.retry_at) {
             let left = at.saturating_duration_since(self.ctx.now);
             timeout = Some(timeout.map_or(left, |t: Duration| t.min(left)));
         }
@@ -227,7 +241,7 @@ impl<H: Handler> Shard<H> {
                 continue;
             };
             match token.kind {
-                Kind::Accept => self.on_accept(cqe),
+                Kind::Accept => self.on_accept(token.index as usize, cqe),
                 Kind::Recv => self.on_recv(token, cqe),
                 Kind::Send => self.on_send(token.index, cqe.result),
                 Kind::Connect => self.on_connect(token.index, cqe.result),
@@ -294,19 +308,31 @@ impl<H: Handler> Shard<H> {
     }
 
     fn arm_accept(&mut self) {
-        if self.accept_armed || self.stopping_deadline.is_some() {
+        for i in 0..self.listeners.len() {
+            self.arm_accept_on(i);
+        }
+    }
+
+    /// Arm accepting on listener `i` unless it is armed, backing off, or the shard stops.
+    fn arm_accept_on(&mut self, i: usize) {
+        if self.stopping_deadline.is_some() {
             return;
         }
-        if let Some(at) = self.accept_retry_at {
+        let l = &mut self.listeners[i];
+        if l.armed {
+            return;
+        }
+        if let Some(at) = l.retry_at {
             if self.ctx.now < at {
                 return;
             }
-            self.accept_retry_at = None;
+            l.retry_at = None;
         }
-        if let Some(l) = &self.listener {
-            let fd = l.as_raw_fd();
-            self.ctx.ring.accept(fd, Token::simple(Kind::Accept));
-            self.accept_armed = true;
+        if let Some(fd) = &l.fd {
+            self.ctx
+                .ring
+                .accept(fd.as_raw_fd(), Token::new(Kind::Accept, 0, i as u32));
+            l.armed = true;
         }
     }
 
@@ -347,9 +373,12 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    fn on_accept(&mut self, cqe: &Cqe) {
+    fn on_accept(&mut self, listener: usize, cqe: &Cqe) {
+        if listener >= self.listeners.len() {
+            return;
+        }
         if !cqe.more() {
-            self.accept_armed = false;
+            self.listeners[listener].armed = false;
         }
         if cqe.result < 0 {
             let errno = -cqe.result;
@@ -381,13 +410,13 @@ impl<H: Handler> Shard<H> {
                         );
                     }
                 }
-                self.accept_retry_at = Some(self.ctx.now + ACCEPT_BACKOFF);
+                self.listeners[listener].retry_at = Some(self.ctx.now + ACCEPT_BACKOFF);
             }
-            self.arm_accept();
+            self.arm_accept_on(listener);
             return;
         }
         let fd = sys::accepted_fd(cqe.result);
-        self.arm_accept();
+        self.arm_accept_on(listener);
         if self.stopping_deadline.is_some() {
             return; // dropping `fd` closes it
         }
@@ -401,6 +430,7 @@ impl<H: Handler> Shard<H> {
             .ctx
             .conns
             .insert(Conn::new(fd, generation, peer, self.ctx.now)) as u32;
+        self.ctx.conns[idx as usize].listener = Some(listener);
         let id = ConnId {
             index: idx,
             generation,
