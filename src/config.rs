@@ -257,10 +257,6 @@ pub struct ServerConfig {
     pub output_limit_pubsub: OutputLimit,
     /// Persistence on, and where.
     pub dir: Option<std::path::PathBuf>,
-    /// The fsync policy's name (always, everysec, no).
-    pub appendfsync: String,
-    /// Replies wait for the log (`appendfsync always`).
-    pub hold_replies: bool,
 }
 
 impl Args {
@@ -291,6 +287,7 @@ impl ServerConfig {
                 r.set_slowlog_max_len(args.slowlog_max_len);
                 r.set_percentiles(args.latency_tracking_info_percentiles.0.clone());
                 r.set_latency_threshold(args.latency_monitor_threshold);
+                r.set_appendfsync(&args.appendfsync);
                 r
             }),
             config_file: None,
@@ -302,8 +299,6 @@ impl ServerConfig {
             started: Instant::now(),
             protected: args.protected_mode && !args.bind.is_loopback(),
             dir: args.appendonly.then(|| args.dir.clone()),
-            appendfsync: args.appendfsync.clone(),
-            hold_replies: args.appendonly && args.appendfsync == "always",
             memory: std::sync::Arc::new(crate::evict::MemoryConfig::new(
                 args.maxmemory,
                 args.maxmemory_policy,

@@ -3,7 +3,7 @@
 //! `script/busy.rs`), shared by every shard. Reads on the hot path are relaxed atomic
 //! loads; the rest (passwords, schedules) sit behind locks read on rare paths only.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::RwLock;
 
 use crate::persist::snapshot::Schedule;
@@ -25,7 +25,12 @@ pub struct Runtime {
     save: RwLock<Schedule>,
     percentiles: RwLock<Vec<f64>>,
     latency_threshold: AtomicU64,
+    /// `appendfsync`: 0 always, 1 everysec, 2 no.
+    appendfsync: AtomicU8,
 }
+
+/// `appendfsync` values, in the order of their codes.
+pub const APPENDFSYNC: [&str; 3] = ["always", "everysec", "no"];
 
 impl Runtime {
     /// Settings as given at start.
@@ -38,6 +43,32 @@ impl Runtime {
             save: RwLock::new(save),
             percentiles: RwLock::new(PERCENTILES.to_vec()),
             latency_threshold: AtomicU64::new(0),
+            appendfsync: AtomicU8::new(0),
+        }
+    }
+
+    /// The `appendfsync` policy's name.
+    pub fn appendfsync(&self) -> &'static str {
+        APPENDFSYNC[usize::from(self.appendfsync.load(Relaxed)).min(2)]
+    }
+
+    /// Whether the policy is `always` (replies wait for the log).
+    #[inline]
+    pub fn fsync_always(&self) -> bool {
+        self.appendfsync.load(Relaxed) == 0
+    }
+
+    /// Set `appendfsync` by name; false for an unknown name.
+    pub fn set_appendfsync(&self, name: &str) -> bool {
+        match APPENDFSYNC
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+        {
+            Some(code) => {
+                self.appendfsync.store(code as u8, Relaxed);
+                true
+            }
+            None => false,
         }
     }
 

@@ -311,3 +311,86 @@ fn ttl_changes_replay_as_they_happened() {
     );
     assert_eq!(q::<i64>(c, &["TTL", "reborn"]).unwrap(), -1);
 }
+
+fn info_u64(c: &mut redis::Connection, field: &str) -> u64 {
+    let info: String = q(c, &["INFO", "persistence"]).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+}
+
+/// CONFIG SET appendfsync takes effect at once: under `no` the log is written but not
+/// synced, back under `always` every write is synced again (and what `no` left unsynced
+/// first); CONFIG GET / INFO / REWRITE show the policy; every acknowledged write is there
+/// after kill -9.
+#[test]
+fn appendfsync_changes_at_run_time() {
+    let dir = DataDir::new("appendfsync-runtime");
+    let conf = std::path::Path::new(dir.path()).join("coreshard.conf");
+    std::fs::write(&conf, "# test\n").unwrap();
+    let conf = conf.to_string_lossy().into_owned();
+    let args = [
+        "--dir",
+        dir.path(),
+        "--shards",
+        "2",
+        "--config",
+        conf.as_str(),
+    ];
+    let mut s = Server::start_raw(&args, None);
+    let c = &mut s.client();
+    assert_eq!(
+        q::<Vec<String>>(c, &["CONFIG", "GET", "appendfsync"]).unwrap(),
+        vec!["appendfsync", "always"]
+    );
+    q::<()>(c, &["SET", "k0", "v"]).unwrap();
+    let synced = info_u64(c, "wal_fsyncs");
+    assert!(synced > 0);
+    q::<()>(c, &["CONFIG", "SET", "appendfsync", "no"]).unwrap();
+    for i in 1..=50 {
+        q::<()>(c, &["SET", &format!("k{i}"), "v"]).unwrap();
+    }
+    assert_eq!(
+        info_u64(c, "wal_fsyncs"),
+        synced,
+        "no syncs under appendfsync no"
+    );
+    let info: String = q(c, &["INFO", "persistence"]).unwrap();
+    assert!(info.contains("aof_fsync:no"), "{info}");
+    q::<()>(c, &["CONFIG", "SET", "appendfsync", "always"]).unwrap();
+    q::<()>(c, &["SET", "k51", "v"]).unwrap();
+    assert!(
+        info_u64(c, "wal_fsyncs") > synced,
+        "synced again under always"
+    );
+    let e = common::err_of(c, &["CONFIG", "SET", "appendfsync", "sometimes"]);
+    assert_eq!(
+        e,
+        "ERR CONFIG SET failed (possibly related to argument 'appendfsync') - argument(s) must be one of the following: always, everysec, no"
+    );
+    q::<()>(c, &["CONFIG", "SET", "appendfsync", "everysec"]).unwrap();
+    q::<()>(c, &["CONFIG", "REWRITE"]).unwrap();
+    assert!(std::fs::read_to_string(&conf)
+        .unwrap()
+        .contains("appendfsync everysec"));
+    q::<()>(c, &["CONFIG", "SET", "appendfsync", "always"]).unwrap();
+    q::<()>(c, &["SET", "k52", "v"]).unwrap();
+    s.kill9();
+    let s = Server::start_raw(&args, None);
+    let c = &mut s.client();
+    for i in 0..=52 {
+        assert_eq!(
+            q::<Option<String>>(c, &["GET", &format!("k{i}")])
+                .unwrap()
+                .as_deref(),
+            Some("v"),
+            "k{i}"
+        );
+    }
+    // The rewritten file's everysec was overridden by nothing on the command line.
+    assert_eq!(
+        q::<Vec<String>>(c, &["CONFIG", "GET", "appendfsync"]).unwrap(),
+        vec!["appendfsync", "everysec"]
+    );
+}

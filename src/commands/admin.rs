@@ -336,7 +336,7 @@ fn persistence_info(s: &Server) -> String {
             let status = if st.last_error.is_some() { "err" } else { "ok" };
             out.push_str(&format!(
                 "aof_enabled:1\r\naof_rewrite_in_progress:{in_progress}\r\naof_last_write_status:{status}\r\naof_fsync:{}\r\nwal_batches:{}\r\nwal_records:{}\r\nwal_bytes:{}\r\nwal_fsyncs:{}\r\nwal_records_per_batch:{:.1}\r\nwal_fsync_p50_us:{}\r\nwal_fsync_p99_us:{}\r\nwal_last_error:{}\r\n",
-                s.config.appendfsync,
+                s.config.runtime.appendfsync(),
                 st.batches,
                 st.records,
                 st.bytes,

@@ -31,7 +31,8 @@ const MUTABLE: [&str; 17] = [
 
 /// Defaults of the parameters CONFIG REWRITE may append (a value equal to its default is
 /// not written).
-const DEFAULTS: [(&str, &str); 15] = [
+const DEFAULTS: [(&str, &str); 16] = [
+    ("appendfsync", "always"),
     ("maxmemory", "0"),
     ("maxmemory-policy", "noeviction"),
     ("maxmemory-samples", "5"),
@@ -79,7 +80,7 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
             "appendonly",
             if c.dir.is_some() { "yes" } else { "no" }.into(),
         ),
-        ("appendfsync", c.appendfsync.clone()),
+        ("appendfsync", rt.appendfsync().to_string()),
         (
             "notify-keyspace-events",
             crate::notify::format(crate::notify::flags()),
@@ -138,6 +139,7 @@ enum Setting {
     LuaTimeLimit(u64),
     LuaKillAfter(u64),
     Percentiles(Vec<f64>),
+    Appendfsync(String),
     LatencyThreshold(u64),
 }
 
@@ -171,9 +173,11 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
                 .map_err(|_| failed(name, "Invalid save parameters"))?;
             Setting::Save(schedule)
         }
-        "notify-keyspace-events" => Setting::Notify(crate::notify::parse(value).ok_or_else(
-            || failed(name, "Invalid event class character. Use 'Ag$lshzxeKEtmd'."),
-        )?),
+        "notify-keyspace-events" => {
+            Setting::Notify(crate::notify::parse(value).ok_or_else(|| {
+                failed(name, "Invalid event class character. Use 'Ag$lshzxeKEtmd'.")
+            })?)
+        }
         "slowlog-log-slower-than" => Setting::SlowerThan(int_in(name, value, -1, i64::MAX)?),
         "slowlog-max-len" => Setting::SlowMaxLen(int_in(name, value, 0, i64::MAX)? as usize),
         "lua-time-limit" | "busy-reply-threshold" => {
@@ -189,10 +193,13 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
             Setting::LatencyThreshold(int_in(name, value, 0, i64::MAX)? as u64)
         }
         "appendfsync" => {
-            return Err(failed(
-                name,
-                "can't set immutable config (the log's fsync policy is fixed at start: restart with --appendfsync)",
-            ))
+            if !crate::settings::APPENDFSYNC.contains(&value.to_ascii_lowercase().as_str()) {
+                return Err(failed(
+                    name,
+                    "argument(s) must be one of the following: always, everysec, no",
+                ));
+            }
+            Setting::Appendfsync(value.to_ascii_lowercase())
         }
         _ => return Err(failed(name, "can't set immutable config")),
     })
@@ -211,6 +218,16 @@ fn apply(s: &Server, setting: Setting) {
         Setting::LuaKillAfter(ms) => crate::script::set_kill_after(ms),
         Setting::Percentiles(p) => rt.set_percentiles(p),
         Setting::LatencyThreshold(ms) => rt.set_latency_threshold(ms),
+        Setting::Appendfsync(name) => {
+            rt.set_appendfsync(&name);
+            if let Some(wal) = &s.wal {
+                wal.set_policy(match name.as_str() {
+                    "everysec" => coreshard_engine::wal::FsyncPolicy::EverySec,
+                    "no" => coreshard_engine::wal::FsyncPolicy::No,
+                    _ => coreshard_engine::wal::FsyncPolicy::Always,
+                });
+            }
+        }
     }
 }
 
@@ -278,9 +295,7 @@ fn config_rewrite(s: &Server) -> Result<(), String> {
     let params = config_params(s);
     let values: Vec<(&str, String)> = params
         .into_iter()
-        .filter(|(n, _)| {
-            MUTABLE.contains(n) && !matches!(*n, "busy-reply-threshold" | "appendfsync")
-        })
+        .filter(|(n, _)| MUTABLE.contains(n) && *n != "busy-reply-threshold")
         .filter(|(n, _)| *n != "save" || s.config.dir.is_some())
         .collect();
     crate::configfile::rewrite(path, &values, &DEFAULTS)

@@ -16,8 +16,9 @@ use super::Server;
 /// A shard's view of durability.
 #[derive(Default)]
 pub struct Durability {
-    /// Replies wait for the log (`appendfsync always`).
-    pub hold_replies: bool,
+    /// The log exists (persistence on); replies wait for it while `appendfsync` is
+    /// `always` (CONFIG SET may change that at any time: see [`Server::holding`]).
+    pub journaled: bool,
     /// The durable LSN already acted on.
     released: u64,
     /// Messages waiting for their LSN to be durable, in send order.
@@ -25,16 +26,22 @@ pub struct Durability {
 }
 
 impl Durability {
-    /// Holding replies for the log (policy `always`) or not.
-    pub fn new(hold_replies: bool) -> Self {
+    /// For a shard with a log (`journaled`) or without.
+    pub fn new(journaled: bool) -> Self {
         Durability {
-            hold_replies,
+            journaled,
             ..Durability::default()
         }
     }
 }
 
 impl Server {
+    /// Whether replies and observed messages wait for the log now (`appendfsync always`).
+    #[inline]
+    fn holding(&self) -> bool {
+        self.durability.journaled && self.config.runtime.fsync_always()
+    }
+
     /// The shard's durable LSN (everything, when nothing is journaled).
     fn durable(&self) -> u64 {
         self.db.journal.as_ref().map_or(u64::MAX, |j| j.durable())
@@ -42,7 +49,7 @@ impl Server {
 
     /// Hold `conn`'s output until what this shard journaled so far is durable.
     pub fn gate_output(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) {
-        if !self.durability.hold_replies || self.db.last_lsn <= self.durable() {
+        if !self.holding() || self.db.last_lsn <= self.durable() {
             return;
         }
         // Only replies that may show data wait; PING or INFO alone pass (later output
@@ -64,8 +71,10 @@ impl Server {
     /// Send a message that carries data this shard's state produced: it waits until that
     /// state is durable (and behind earlier waiting messages).
     pub fn send_observed(&mut self, ctx: &mut Ctx<Server>, to: ShardId, msg: Msg) {
-        let d = &mut self.durability;
-        if d.hold_replies && (!d.outbox.is_empty() || self.db.last_lsn > self.durable()) {
+        // Behind earlier waiting messages even when the policy stopped holding (order).
+        let wait = !self.durability.outbox.is_empty()
+            || (self.holding() && self.db.last_lsn > self.durable());
+        if wait {
             let lsn = self.db.last_lsn;
             self.durability.outbox.push_back((lsn, to, msg));
         } else {

@@ -170,7 +170,7 @@ impl Server {
         db: Db,
         wal: Option<Arc<coreshard_engine::wal::Wal>>,
     ) -> Self {
-        let hold = db.journal.is_some() && config.hold_replies;
+        let hold = db.journal.is_some();
         let db = crate::evict::attach(db, &config.memory, info.shard, info.shards);
         let seed = unix_ms() ^ ((info.shard as u64 + 1) << 40) | 1;
         Server {

@@ -117,6 +117,24 @@ pub enum FsyncPolicy {
     No,
 }
 
+impl FsyncPolicy {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            FsyncPolicy::Always => 0,
+            FsyncPolicy::EverySec => 1,
+            FsyncPolicy::No => 2,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> FsyncPolicy {
+        match code {
+            1 => FsyncPolicy::EverySec,
+            2 => FsyncPolicy::No,
+            _ => FsyncPolicy::Always,
+        }
+    }
+}
+
 /// What recovery does with corruption in the middle of the log (invalid data followed by
 /// records that were durable). A torn tail is always cut and reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -306,6 +324,21 @@ impl Wal {
         *lock(&self.shared.notify) = Some(Arc::from(f));
     }
 
+    /// Change the fsync policy while running (Redis's `CONFIG SET appendfsync`). The WAL
+    /// thread applies it before its next write; moving away from `No` first syncs the
+    /// segments that policy left unsynced, so nothing written before counts as durable
+    /// under `Always` without being on disk. Durable LSNs follow the new policy from then
+    /// on (under `Always`: synced; otherwise: written).
+    pub fn set_policy(&self, policy: FsyncPolicy) {
+        self.shared.set_policy(policy);
+        self.wal_thread.unpark();
+    }
+
+    /// The fsync policy in force.
+    pub fn policy(&self) -> FsyncPolicy {
+        self.shared.policy()
+    }
+
     /// Counters and sync latencies.
     pub fn stats(&self) -> WalStats {
         let s = &self.shared.stats;
@@ -447,7 +480,7 @@ impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Wal")
             .field("dir", &self.shared.dir)
-            .field("policy", &self.shared.policy)
+            .field("policy", &self.shared.policy())
             .field("position", &self.position())
             .finish_non_exhaustive()
     }

@@ -3,9 +3,7 @@
 //! state, statistics and the notify callback.
 
 use std::path::PathBuf;
-#[cfg(test)]
-use std::sync::atomic::AtomicU8;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{FsyncPolicy, LogPosition};
@@ -40,7 +38,8 @@ pub(crate) enum Fault {
 
 pub(crate) struct Shared {
     pub dir: PathBuf,
-    pub policy: FsyncPolicy,
+    /// The fsync policy ([`FsyncPolicy`] as a number); `Wal::set_policy` changes it.
+    policy: AtomicU8,
     /// The next chunk ticket; one `fetch_add` per chunk handed over.
     pub tickets: Padded<AtomicU64>,
     /// Set by the WAL thread when it is about to sleep (see [`Shared::park_intent`]).
@@ -72,6 +71,16 @@ pub(crate) struct Counters {
 }
 
 impl Shared {
+    /// The fsync policy in force.
+    pub fn policy(&self) -> FsyncPolicy {
+        FsyncPolicy::from_code(self.policy.load(Ordering::Acquire))
+    }
+
+    /// Change the fsync policy (the WAL thread applies it before its next write).
+    pub fn set_policy(&self, policy: FsyncPolicy) {
+        self.policy.store(policy.code(), Ordering::Release);
+    }
+
     pub fn new(
         dir: PathBuf,
         policy: FsyncPolicy,
@@ -81,7 +90,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             dir,
-            policy,
+            policy: AtomicU8::new(policy.code()),
             tickets: Padded(AtomicU64::new(0)),
             parked: Padded(AtomicBool::new(false)),
             durable: (0..shards)

@@ -171,7 +171,7 @@ impl Writer {
         let shards = setup.shared.durable.len();
         let base = setup.shared.max_written_lsn.load(Ordering::Relaxed);
         let mut w = Writer {
-            policy: setup.shared.policy,
+            policy: setup.shared.policy(),
             shared: setup.shared,
             waiting: (0..setup.consumers.len())
                 .map(|_| VecDeque::new())
@@ -202,6 +202,11 @@ impl Writer {
             self.collect();
             let now = Instant::now();
             let mut busy = false;
+            let policy = self.shared.policy();
+            if policy != self.policy {
+                let result = self.change_policy(policy);
+                self.after_io(result, now);
+            }
             if !self.pending.is_empty() && self.retry_at.is_none_or(|t| now >= t) {
                 // Publishes durable LSNs after each write it completes.
                 let result = self.write_pending();
@@ -554,6 +559,36 @@ impl Writer {
     }
 
     /// Shutdown with everything written: sync what is not synced yet, whatever the policy.
+    /// `CONFIG SET appendfsync`: from `No`, first sync what `No` left unsynced (the
+    /// closed segments and the current one), so that under the new policy "durable" and the
+    /// records' durable-before flag keep their meaning.
+    fn change_policy(&mut self, policy: FsyncPolicy) -> Result<(), WalError> {
+        let was = self.policy;
+        self.policy = policy;
+        if was != FsyncPolicy::No {
+            return Ok(());
+        }
+        let mut result = Ok(());
+        if self.dirty {
+            if let Err(e) = self.sync_current() {
+                result = Err(e);
+            }
+        }
+        while let Some((seq, f)) = self.dirty_closed.pop_front() {
+            let started = Instant::now();
+            if let Err(e) = sync_io(&mut self.ring, &self.shared, &f) {
+                result = Err(WalError::io(
+                    "fdatasync",
+                    &segment::path(&self.shared.dir, seq),
+                    e,
+                ));
+            } else {
+                self.record_sync(started);
+            }
+        }
+        result
+    }
+
     fn finish(&mut self) -> Result<(), WalError> {
         let mut result = Ok(());
         if self.dirty {
