@@ -459,6 +459,16 @@ fn a_runaway_read_only_script_cannot_wedge_a_shard() {
     let e = err_of(c, &["EVAL", "while true do end", "0"]);
     assert!(e.starts_with("ERR Script killed: it ran for"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
+    // Nor can a coroutine run outside the hook.
+    let e = err_of(
+        c,
+        &[
+            "EVAL",
+            "coroutine.wrap(function() while true do end end)()",
+            "0",
+        ],
+    );
+    assert!(e.contains("Script killed"), "{e}");
     // pcall cannot swallow the kill.
     let e = err_of(
         c,
@@ -792,4 +802,118 @@ fn keys_and_argv_do_not_leak_between_runs() {
     assert_eq!(keys, vec!["k1", "k2"]);
     let argv: Vec<String> = eval(c, "return ARGV", &[], &["x", "y"]).unwrap();
     assert_eq!(argv, vec!["x", "y"]);
+}
+
+/// What one script does to the sandbox does not reach the next one (nor another
+/// client's): string methods, KEYS/ARGV metatables, environments, finalizers, bytecode,
+/// the collector; broken scripts are not cached; FUNCTION LOAD input cannot panic a shard.
+#[test]
+fn the_sandbox_holds_between_scripts() {
+    let s = Server::start(&["--shards", "1", "--appendonly", "no"]);
+    let c = &mut s.client();
+    // The string metatable is sealed, its methods read-only.
+    let e = err_of(
+        c,
+        &[
+            "EVAL",
+            "getmetatable('').__index.upper = function() return 'pwned' end",
+            "0",
+        ],
+    );
+    assert!(e.starts_with("ERR user_script:1: attempt to index"), "{e}");
+    let e = err_of(
+        c,
+        &["EVAL", "string.upper = function() return 'pwned' end", "0"],
+    );
+    assert!(e.contains("Attempt to modify a readonly table"), "{e}");
+    assert_eq!(
+        eval::<String>(c, "return ('abc'):upper()", &[], &[]).unwrap(),
+        "ABC"
+    );
+    // KEYS/ARGV metatables do not outlive the run.
+    let _: Value = eval(
+        c,
+        "setmetatable(ARGV, {__index = function() return 'evil' end}) return 1",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        eval::<String>(c, "return ARGV[1] or 'nil'", &[], &[]).unwrap(),
+        "nil"
+    );
+    // No environments to replace, no finalizers, no bytecode, no GC switch.
+    for (code, missing) in [
+        ("setfenv(0, {}) return 1", "setfenv"),
+        ("return getfenv(0)", "getfenv"),
+        ("return newproxy(true)", "newproxy"),
+    ] {
+        let e = err_of(c, &["EVAL", code, "0"]);
+        assert!(
+            e.contains(&format!(
+                "Script attempted to access nonexistent global variable '{missing}'"
+            )),
+            "{e}"
+        );
+    }
+    // string.dump is there (as in Redis), but what it makes cannot be loaded back.
+    let e = err_of(
+        c,
+        &[
+            "EVAL",
+            "return loadstring(string.dump(function() return 1 end))()",
+            "0",
+        ],
+    );
+    assert!(e.contains("attempt to call a nil value"), "{e}");
+    let e = err_of(c, &["EVAL", "\x1bLuaQ\x00\x01\x04\x08\x04\x08\x00", "0"]);
+    assert!(e.starts_with("ERR Error compiling script"), "{e}");
+    assert!(err_of(c, &["EVAL", "collectgarbage('stop')", "0"]).contains("not allowed"));
+    assert_eq!(
+        eval::<i64>(c, "return collectgarbage('count') > 0 and 1 or 0", &[], &[]).unwrap(),
+        1
+    );
+    // Globals are still there for rawget and pairs.
+    assert_eq!(
+        eval::<String>(c, "return type(rawget(_G, 'redis'))", &[], &[]).unwrap(),
+        "table"
+    );
+    assert_eq!(
+        eval::<i64>(
+            c,
+            "for k in pairs(_G) do if k == 'cjson' then return 1 end end return 0",
+            &[],
+            &[]
+        )
+        .unwrap(),
+        1
+    );
+    // A script that does not compile is not cached.
+    let e = err_of(c, &["EVAL", "return 1 +", "0"]);
+    assert!(e.starts_with("ERR Error compiling script"), "{e}");
+    let sha: String = eval(c, "return redis.sha1hex(ARGV[1])", &[], &["return 1 +"]).unwrap();
+    assert_eq!(
+        q::<Vec<i64>>(c, &["SCRIPT", "EXISTS", &sha]).unwrap(),
+        vec![0]
+    );
+    assert!(err_of(c, &["EVALSHA", &sha, "0"]).starts_with("NOSCRIPT"));
+    // FUNCTION LOAD: a non-ASCII shebang is an error, not a panic; a library whose code
+    // never ends is stopped.
+    let e = err_of(
+        c,
+        &[
+            "FUNCTION",
+            "LOAD",
+            "#!lua nam\u{e9}=x\nredis.register_function('f', function() return 1 end)",
+        ],
+    );
+    assert!(e.starts_with("ERR Invalid metadata value given"), "{e}");
+    let started = Instant::now();
+    let e = err_of(
+        c,
+        &["FUNCTION", "LOAD", "#!lua name=spin\nwhile true do end"],
+    );
+    assert!(e.contains("FUNCTION LOAD timeout"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
 }

@@ -164,7 +164,7 @@ fn run_script(db: &mut Db, now: u64, a: &dyn ArgList, by_sha: bool, read_only: b
         }
     } else {
         let body = a.arg(1);
-        let sha = registry::remember(body, false);
+        let sha = registry::sha1_hex(body);
         Code::Script {
             body: Some(body),
             sha,

@@ -84,13 +84,13 @@ fn parse_shebang(code: &[u8]) -> Result<String, String> {
     }
     let mut name = None;
     for p in parts {
-        if p.len() >= 5 && p[..5].eq_ignore_ascii_case("name=") {
+        if p.get(..5).is_some_and(|n| n.eq_ignore_ascii_case("name=")) {
             if name.is_some() {
                 return Err(
                     "ERR Invalid metadata value, name argument was given multiple times".into(),
                 );
             }
-            name = Some(p[5..].to_string());
+            name = Some(p.get(5..).unwrap_or_default().to_string());
         } else {
             return Err(format!("ERR Invalid metadata value given: {p}"));
         }
@@ -132,7 +132,7 @@ fn load_on(lua: &Lua, code: &[u8]) -> Result<Vec<(Described, Loaded)>, String> {
             None => redis,
         };
         real.raw_set("register_function", register)?;
-        let out = f.call::<Value>(());
+        let out = super::vm::while_loading(|| f.call::<Value>(()));
         real.raw_set("register_function", Value::Nil)?;
         out
     });

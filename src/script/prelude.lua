@@ -5,6 +5,8 @@
 local type, tostring, error, rawget, rawset, setmetatable, ipairs, next =
   type, tostring, error, rawget, rawset, setmetatable, ipairs, next
 local raw_pcall, raw_xpcall, raw_loadstring = pcall, xpcall, loadstring
+local byte = string.byte
+local raw_getmetatable, raw_rawget, raw_pairs, raw_collectgarbage = getmetatable, rawget, pairs, collectgarbage
 local killed, where, errmsg = __killed, __where, __errmsg
 local G = _G
 rawset(G, '__killed', nil)
@@ -54,14 +56,25 @@ end
 rawset(G, 'pcall', function(...) return caught(raw_pcall(...)) end)
 rawset(G, 'xpcall', function(f, h) return rethrow(raw_xpcall(f, h)) end)
 rawset(G, 'loadstring', function(s, name)
-  if type(s) == 'string' and s:byte(1) == 27 then
+  if type(s) == 'string' and byte(s, 1) == 27 then
     return nil, 'loading binary chunks is not allowed'
   end
   return raw_loadstring(s, name)
 end)
-for _, name in ipairs({'dofile', 'loadfile', 'load', 'print', 'module', 'require', 'package'}) do
+-- Not in Redis 7's sandbox: file access, module loading, and what reaches or outlives a
+-- run's environment (setfenv/getfenv replace or expose a thread's globals; newproxy's
+-- __gc finalizers would run later, inside another client's script).
+for _, name in ipairs({'dofile', 'loadfile', 'load', 'print', 'module', 'require', 'package',
+                       'setfenv', 'getfenv', 'newproxy', 'gcinfo'}) do
   rawset(G, name, nil)
 end
+-- The collector may be asked about or run, not stopped or retuned for later scripts.
+rawset(G, 'collectgarbage', function(opt, arg)
+  if opt == nil or opt == 'collect' or opt == 'count' or opt == 'step' then
+    return raw_collectgarbage(opt, arg)
+  end
+  error("collectgarbage option '" .. tostring(opt) .. "' is not allowed", 2)
+end)
 
 -- Read-only globals and libraries, as in Redis 7.
 local protected = {}
@@ -75,6 +88,13 @@ for _, name in ipairs({'string', 'math', 'table', 'coroutine', 'redis', 'cjson',
     protected[proxy] = true
     rawset(G, name, proxy)
   end
+end
+-- Strings' methods go through the read-only proxy too, and their metatable is sealed
+-- (else `getmetatable('').__index` is the real string table, shared by every script).
+do
+  local smt = raw_getmetatable('')
+  smt.__index = rawget(G, 'string')
+  smt.__metatable = false
 end
 protected[G] = true
 local raw_rawset = rawset
@@ -101,6 +121,19 @@ setmetatable(globals, {
   __metatable = false,
 })
 setmetatable(G, {__index = globals, __newindex = readonly, __metatable = false})
+-- rawget and pairs on _G see the globals, as on Redis's read-only _G.
+globals.rawget = function(t, k)
+  if t == G then
+    return raw_rawget(globals, k)
+  end
+  return raw_rawget(t, k)
+end
+globals.pairs = function(t)
+  if t == G then
+    return raw_pairs(globals)
+  end
+  return raw_pairs(t)
+end
 
 return function(f, as_function, keys, argv)
   local ok, res

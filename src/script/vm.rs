@@ -26,6 +26,27 @@ use crate::commands::{lookup, Spec};
 use crate::db::Db;
 use crate::server::ops::OpResult;
 
+/// How long a library's top-level code may run (Redis stops it after 500 ms too).
+const LOAD_LIMIT_MS: u64 = 500;
+
+/// Run a library's top-level code under the load time limit.
+pub(super) fn while_loading<T>(f: impl FnOnce() -> T) -> T {
+    RUNNING.with(|r| {
+        r.active.set(true);
+        r.loading.set(true);
+        r.killed.set(false);
+        r.start.set(Some(Instant::now()));
+    });
+    let out = f();
+    RUNNING.with(|r| {
+        r.active.set(false);
+        r.loading.set(false);
+        r.killed.set(false);
+        r.start.set(None);
+    });
+    out
+}
+
 /// Instructions between two looks at the clock (a few hundred microseconds).
 const HOOK_EVERY: u32 = 100_000;
 /// A script whose Lua heap passes this is stopped at the next hook. (Not an mlua memory
@@ -65,6 +86,8 @@ impl Call<'_> {
 /// The state of the run in progress on this thread, read by the instruction hook.
 struct Running {
     active: Cell<bool>,
+    /// Running a library's top-level code (FUNCTION LOAD): stopped past [`LOAD_LIMIT_MS`].
+    loading: Cell<bool>,
     start: Cell<Option<Instant>>,
     wrote: Cell<bool>,
     function: Cell<bool>,
@@ -79,6 +102,7 @@ thread_local! {
     static RUNNING: Running = const {
         Running {
             active: Cell::new(false),
+            loading: Cell::new(false),
             start: Cell::new(None),
             wrote: Cell::new(false),
             function: Cell::new(false),
@@ -133,6 +157,15 @@ fn hook() -> mlua::Result<VmState> {
             return Err(rt(format!("Script killed by user with {what} KILL...")));
         }
         let elapsed = start.elapsed().as_millis() as u64;
+        if r.loading.get() {
+            if elapsed >= LOAD_LIMIT_MS {
+                r.killed.set(true);
+                return Err(rt(format!(
+                    "FUNCTION LOAD timeout: the library's code ran longer than {LOAD_LIMIT_MS} ms"
+                )));
+            }
+            return Ok(VmState::Continue);
+        }
         if elapsed < busy::time_limit() {
             return Ok(VmState::Continue);
         }
@@ -204,7 +237,8 @@ impl Vm {
             .load(include_str!("prelude.lua"))
             .set_name("=prelude")
             .eval()?;
-        lua.set_hook(
+        // A global hook: every coroutine a script makes runs under it too.
+        lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
             |lua, _| {
                 if lua.used_memory() > LUA_MEMORY_LIMIT {
@@ -252,6 +286,8 @@ impl Vm {
         };
         let no_writes = shebang_no_writes(body)?;
         let f = compile(&self.lua, without_shebang(body), "@user_script")?;
+        // Only a script that compiles is cached (EVALSHA of a broken one is NOSCRIPT).
+        registry::remember_as(sha, body, false);
         self.compiled.insert(sha, (f, no_writes));
         Ok(())
     }
@@ -259,16 +295,21 @@ impl Vm {
 
 /// Compile `body` as Redis does, or Redis's compile error text.
 pub(super) fn compile(lua: &Lua, body: &[u8], name: &str) -> Result<Function, String> {
-    lua.load(body).set_name(name).into_function().map_err(|e| {
-        let msg = match &e {
-            mlua::Error::SyntaxError { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        format!(
-            "ERR Error compiling script (new function): {}",
-            one_line(&msg)
-        )
-    })
+    // Text only: Lua 5.1's bytecode verifier can be bypassed, as Redis knows.
+    lua.load(body)
+        .set_name(name)
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .into_function()
+        .map_err(|e| {
+            let msg = match &e {
+                mlua::Error::SyntaxError { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            format!(
+                "ERR Error compiling script (new function): {}",
+                one_line(&msg)
+            )
+        })
 }
 
 /// A script's `#!lua flags=...` line: whether it says `no-writes`, or Redis's error.
@@ -744,6 +785,7 @@ impl Vm {
         // script did to them) and filled for each run: no table to allocate or collect.
         let bind = |t: &Table, items: std::ops::Range<usize>| -> mlua::Result<Table> {
             t.clear()?;
+            t.set_metatable(None)?;
             for (i, at) in items.enumerate() {
                 t.raw_set(i + 1, lua.create_string(call.args.arg(at))?)?;
             }
