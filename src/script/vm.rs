@@ -574,11 +574,25 @@ const KEYLESS: &[&str] = &[
 ];
 
 fn allowed(spec: &Spec) -> bool {
-    let refused = spec
-        .flags
-        .iter()
-        .any(|f| matches!(*f, "noscript" | "blocking" | "pubsub" | "admin"));
+    // XREAD and XREADGROUP may run without BLOCK (checked by the caller), as in Redis;
+    // the other blocking commands not at all.
+    let stream_read = matches!(spec.name, "xread" | "xreadgroup");
+    let refused = spec.flags.iter().any(|f| match *f {
+        "noscript" | "pubsub" | "admin" => true,
+        "blocking" => !stream_read,
+        _ => false,
+    });
     !refused && (spec.keyed.is_some() || KEYLESS.contains(&spec.name))
+}
+
+/// XREAD / XREADGROUP with a BLOCK option (before STREAMS), refused from scripts.
+fn blocks(spec: &Spec, argv: &[Cow<'_, [u8]>]) -> bool {
+    matches!(spec.name, "xread" | "xreadgroup")
+        && argv
+            .iter()
+            .skip(1)
+            .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
+            .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
 }
 
 /// `redis.call` / `redis.pcall`: run one command against `db`.
@@ -629,6 +643,13 @@ fn command(
             "ERR This Redis command is not allowed from script",
             false,
         );
+    }
+    if blocks(spec, &argv) {
+        let msg = format!(
+            "ERR {} command is not allowed with BLOCK option from scripts",
+            spec.name
+        );
+        return error_table(lua, &msg, false);
     }
     if !spec.arity_ok(argv.len()) {
         return error_table(
