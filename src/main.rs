@@ -195,6 +195,7 @@ fn main() -> ExitCode {
         idle_timeout: config.idle_timeout(),
         max_input_buffer: args.client_query_buffer_limit,
         output_pause_bytes: OUTPUT_PAUSE_BYTES,
+        max_owed_replies: server::MAX_OWED_REPLIES,
         ..EngineConfig::default()
     };
     let shards = if args.shards > 0 {

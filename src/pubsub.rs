@@ -10,7 +10,7 @@
 //! publisher's messages in order.
 
 use bytes::Bytes;
-use coreshard_engine::{ConnId, ShardId};
+use coreshard_engine::{ConnId, ReplySlot, ShardId};
 use hashbrown::{HashMap, HashSet};
 
 /// Which kind of subscription.
@@ -40,8 +40,8 @@ fn bit(shard: ShardId) -> ShardMask {
 pub struct Announcement {
     /// Acknowledgements still missing.
     pub remaining: usize,
-    /// Replies to release when it completes: (connection, reply position).
-    pub waiters: Vec<(ConnId, u64)>,
+    /// Replies to release when it completes (SUBSCRIBE confirmations).
+    pub waiters: Vec<ReplySlot>,
 }
 
 /// One shard's pub/sub state.
@@ -123,7 +123,7 @@ impl PubSub {
 
     /// An acknowledgement of announcement `id` arrived; the waiters to release once all
     /// did.
-    pub fn acked(&mut self, id: u64) -> Option<Vec<(ConnId, u64)>> {
+    pub fn acked(&mut self, id: u64) -> Option<Vec<ReplySlot>> {
         let a = self.announcing.get_mut(&id)?;
         a.remaining = a.remaining.saturating_sub(1);
         if a.remaining > 0 {

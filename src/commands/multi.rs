@@ -179,7 +179,7 @@ pub fn watch(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
     );
     // EXEC must not run before the versions are back: unless every part answered at
     // once (all local, nothing in flight), hold later input until they are.
-    if ctx.state(conn).is_some_and(|st| !st.replies.is_empty()) {
+    if ctx.replies_owed(conn) > 0 {
         s.hold_until_answered(ctx, conn);
     }
 }

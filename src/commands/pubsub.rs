@@ -104,13 +104,12 @@ fn join(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args, ns: Ns)
     if waits.is_empty() {
         return s.reply(ctx, conn, |e| e.raw(&frames));
     }
-    let Some(state) = ctx.state(conn) else { return };
-    let seq = state
-        .replies
-        .reserve(proto, waits.len() as u32, Agg::Raw(frames));
+    let Some(slot) = Server::reserve_reply(ctx, conn, waits.len() as u32, Agg::Raw(frames)) else {
+        return;
+    };
     for id in waits {
         if let Some(a) = s.pubsub.announcing.get_mut(&id) {
-            a.waiters.push((conn, seq));
+            a.waiters.push(slot);
         }
     }
 }
@@ -382,8 +381,8 @@ impl Server {
     /// Every shard knows about an announced subscription: confirm the waiting SUBSCRIBEs.
     pub fn on_interest_ack(&mut self, ctx: &mut Ctx<Server>, id: u64) {
         if let Some(waiters) = self.pubsub.acked(id) {
-            for (conn, seq) in waiters {
-                self.complete_part(ctx, conn, seq, 0, OpResult::Ok);
+            for slot in waiters {
+                self.complete_part(ctx, slot, 0, OpResult::Ok);
             }
         }
     }
@@ -442,11 +441,7 @@ impl Server {
         let proto = state.proto;
         let slot = usize::from(proto == Protocol::Resp3);
         let bytes = cache[slot].get_or_insert_with(|| encode(proto));
-        if state.replies.is_empty() {
-            ctx.write(conn, bytes);
-        } else {
-            state.replies.push_ready(bytes.clone());
-        }
+        ctx.write(conn, bytes);
         self.over_pubsub_limit(ctx, conn);
         true
     }

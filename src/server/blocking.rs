@@ -1207,14 +1207,12 @@ impl Server {
     fn restore(&mut self, ctx: &mut Ctx<Server>, args: Vec<Bytes>) {
         let Some(key) = args.get(1) else { return };
         let shard = self.slots.shard_of(key);
-        // Nobody waits for the answer: a connection id no shard uses.
-        let nobody = ConnId::from_u64(u64::MAX);
+        // Nobody waits for the answer: no reply slot.
         let op = super::ops::Op::Restore { args };
         ctx.send(
             shard,
             Msg::Request {
-                conn: nobody,
-                seq: 0,
+                slot: None,
                 part: 0,
                 op,
             },

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use coreshard_protocol::Protocol;
 
-use super::reply::ReplyQueue;
+use super::reply::Pending;
 use super::txn::WatchedKey;
 use crate::commands::multi::Queued;
 
@@ -26,8 +26,8 @@ pub struct ConnState {
     pub last_cmd: &'static str,
     /// QUIT or a protocol error: nothing more is parsed.
     pub closing: bool,
-    /// Replies owed, in request order.
-    pub replies: ReplyQueue,
+    /// Replies waiting for parts from shards, by reply slot (the engine keeps the order).
+    pub pending: Pending,
     /// Input is paused until a transaction (or WATCH) in flight is decided.
     pub held: bool,
     /// Input is paused because too many replies are owed or the mailboxes are backed up.

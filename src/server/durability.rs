@@ -56,9 +56,10 @@ impl Server {
         // still queues behind anything already held).
         // The flag stays set while replies of this connection are still in flight (an
         // EXEC waiting for its locks): they are produced later and must be held then too.
+        let in_flight = ctx.replies_owed(conn) > 0;
         let observed = ctx.state(conn).is_some_and(|s| {
             let observed = s.observed;
-            if s.replies.is_empty() {
+            if !in_flight {
                 s.observed = false;
             }
             observed

@@ -16,13 +16,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coreshard_engine::{ConnId, Ctx, Handler, Input, ShardId, ShardInfo};
+use coreshard_engine::{ConnId, Ctx, Handler, Input, ReplySlot, ShardId, ShardInfo};
 use coreshard_protocol::{parse_request_resume, Encoder, ParseState, Protocol};
 
 pub use args::ArgList;
 pub use conn::ConnState;
 use ops::{unix_ms, Msg, Op, OpResult};
-use reply::{encode_result, Agg, ReplyQueue};
+use reply::{encode_result, Agg};
 use txn::{Locks, Txn};
 
 /// Redis's refusal of a non-loopback client in protected mode.
@@ -45,9 +45,7 @@ const KEYS_STEP: usize = 4096;
 
 /// A KEYS walk over this shard's keys, answered when it reaches the end.
 struct KeysJob {
-    from: ShardId,
-    conn: ConnId,
-    seq: u64,
+    slot: Option<ReplySlot>,
     part: u32,
     pattern: bytes::Bytes,
     cursor: u64,
@@ -55,8 +53,8 @@ struct KeysJob {
 }
 
 /// Replies a connection may owe before its input pauses (pipelines waiting on other
-/// shards); it resumes below half.
-const MAX_OWED_REPLIES: usize = 16 * 1024;
+/// shards); it resumes below half. The engine enforces it (`max_owed_replies`).
+pub const MAX_OWED_REPLIES: usize = 16 * 1024;
 /// Mailbox batches waiting in overflow queues before producing connections pause.
 const MAX_MAIL_BACKLOG: usize = 1024;
 
@@ -208,23 +206,16 @@ impl Server {
         }
     }
 
-    /// Encode a reply for `conn`: straight into its output when nothing is owed before
-    /// it, else queued behind the replies still waiting for other shards.
+    /// Encode a reply for `conn` into its output (which the engine keeps behind any reply
+    /// still owed by other shards).
     pub fn reply(&self, ctx: &mut Ctx<Server>, conn: ConnId, f: impl FnOnce(&mut Encoder<'_>)) {
         Self::reply_to(ctx, conn, f);
     }
 
     /// [`Server::reply`] without borrowing the server (for replies that borrow its data).
     fn reply_to(ctx: &mut Ctx<Server>, conn: ConnId, f: impl FnOnce(&mut Encoder<'_>)) {
-        let Some((state, out)) = ctx.state_and_output(conn) else {
-            return;
-        };
-        if state.replies.is_empty() {
+        if let Some((state, out)) = ctx.state_and_output(conn) {
             f(&mut Encoder::new(out, state.proto));
-        } else {
-            let mut buf = Vec::new();
-            f(&mut Encoder::new(&mut buf, state.proto));
-            state.replies.push_ready(buf);
         }
     }
 
@@ -232,7 +223,7 @@ impl Server {
     /// or deferred work here, and nothing of this connection still in flight (which it
     /// must not overtake).
     fn local_ok(&self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
-        self.locks.is_clear() && ctx.state(conn).is_some_and(|s| s.replies.is_empty())
+        self.locks.is_clear() && ctx.replies_owed(conn) == 0 && ctx.state(conn).is_some()
     }
 
     /// Whether a command for this shard may run right now for `conn` (see `local_ok`).
@@ -257,36 +248,32 @@ impl Server {
         }
     }
 
-    /// Pause `conn` while it owes too many replies or the mailboxes are backed up.
+    /// Pause `conn` while the mailboxes are backed up (the engine pauses a connection that
+    /// owes too many replies).
     fn check_backlog(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
-        let backlog = ctx.mail_backlog();
+        if ctx.mail_backlog() < MAX_MAIL_BACKLOG {
+            return false;
+        }
         let Some(state) = ctx.state(conn) else {
             return false;
         };
-        if state.replies.len() >= MAX_OWED_REPLIES || backlog >= MAX_MAIL_BACKLOG {
-            if !state.backlogged {
-                state.backlogged = true;
-                self.backlogged.push(conn);
-            }
-            ctx.pause_input(conn);
-            return true;
+        if !state.backlogged {
+            state.backlogged = true;
+            self.backlogged.push(conn);
         }
-        false
+        ctx.pause_input(conn);
+        true
     }
 
-    /// Resume backlogged connections whose backlog shrank below half.
+    /// Resume backlogged connections once the mail backlog shrank below half.
     fn relieve_backlog(&mut self, ctx: &mut Ctx<Server>) {
-        if self.backlogged.is_empty() {
+        if self.backlogged.is_empty() || ctx.mail_backlog() >= MAX_MAIL_BACKLOG / 2 {
             return;
         }
-        let mail_ok = ctx.mail_backlog() < MAX_MAIL_BACKLOG / 2;
         self.backlogged.retain(|&conn| {
             let Some(state) = ctx.state(conn) else {
                 return false;
             };
-            if !mail_ok || state.replies.len() >= MAX_OWED_REPLIES / 2 {
-                return true;
-            }
             state.backlogged = false;
             if !state.held {
                 ctx.resume_input(conn);
@@ -412,25 +399,40 @@ impl Server {
         {
             return self.error(ctx, conn, busy);
         }
-        let Some(state) = ctx.state(conn) else { return };
-        let proto = state.proto;
-        let seq = state.replies.reserve(proto, parts.len() as u32, agg);
+        let Some(slot) = Self::reserve_reply(ctx, conn, parts.len() as u32, agg) else {
+            return;
+        };
         for (part, (shard, op)) in parts.into_iter().enumerate() {
             let part = part as u32;
             if shard == self.shard && local_ok {
-                self.run_part(ctx, self.shard, conn, seq, part, op);
+                self.run_part(ctx, self.shard, Some(slot), part, op);
             } else {
                 ctx.send(
                     shard,
                     Msg::Request {
-                        conn,
-                        seq,
+                        slot: Some(slot),
                         part,
                         op: op.into_owned(),
                     },
                 );
             }
         }
+    }
+
+    /// Take `conn`'s next reply position (an engine reply slot) for a reply put together
+    /// from `parts` parts by `agg`, in the connection's protocol now.
+    pub fn reserve_reply(
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        parts: u32,
+        agg: Agg,
+    ) -> Option<ReplySlot> {
+        let proto = ctx.state(conn)?.proto;
+        let slot = ctx.reserve_slot(conn)?;
+        ctx.state(conn)?
+            .pending
+            .insert(slot.seq(), proto, parts, agg);
+        Some(slot)
     }
 
     /// A value argument as `Bytes`: a zero-copy slice of the input when large.
@@ -476,16 +478,13 @@ impl Server {
         &mut self,
         ctx: &mut Ctx<Server>,
         from: ShardId,
-        conn: ConnId,
-        seq: u64,
+        slot: Option<ReplySlot>,
         part: u32,
         op: Op<K>,
     ) {
         if let Op::Keys(pattern) = op {
             self.keys_jobs.push_back(KeysJob {
-                from,
-                conn,
-                seq,
+                slot,
                 part,
                 pattern,
                 cursor: 0,
@@ -500,22 +499,17 @@ impl Server {
         } = &op
         {
             let n = self.deliver(ctx, *ns, channel, message);
+            let Some(slot) = slot else { return };
             let result = OpResult::Int(n);
-            return if from == self.shard {
-                self.complete_part(ctx, conn, seq, part, result)
+            return if slot.shard() == self.shard {
+                self.complete_part(ctx, slot, part, result)
             } else {
-                let msg = Msg::Reply {
-                    conn,
-                    seq,
-                    part,
-                    result,
-                };
-                ctx.send(from, msg)
+                ctx.send(slot.shard(), Msg::Reply { slot, part, result })
             };
         }
         if let Op::ClientUnblock { id, error } = op {
             let result = OpResult::Int(i64::from(self.unblock_client(ctx, id, error)));
-            return self.answer(ctx, from, conn, seq, part, result);
+            return self.answer(ctx, slot, part, result);
         }
         // Counters, client lists and pub/sub tables show no data: they never wait for
         // the log.
@@ -541,18 +535,11 @@ impl Server {
             }
         }
         self.serve_ready(ctx);
-        if shows_data || from == self.shard {
-            self.answer(ctx, from, conn, seq, part, result);
+        let Some(slot) = slot else { return };
+        if shows_data || slot.shard() == self.shard {
+            self.answer(ctx, Some(slot), part, result);
         } else {
-            ctx.send(
-                from,
-                Msg::Reply {
-                    conn,
-                    seq,
-                    part,
-                    result,
-                },
-            );
+            ctx.send(slot.shard(), Msg::Reply { slot, part, result });
         }
     }
 
@@ -572,7 +559,7 @@ impl Server {
         if job.cursor == 0 {
             if let Some(job) = self.keys_jobs.pop_front() {
                 let result = OpResult::Keys(job.keys);
-                self.answer(ctx, job.from, job.conn, job.seq, job.part, result);
+                self.answer(ctx, job.slot, job.part, result);
             }
         }
         if !self.keys_jobs.is_empty() {
@@ -580,56 +567,47 @@ impl Server {
         }
     }
 
-    /// Deliver a part's result to the shard whose connection asked for it.
+    /// Deliver a part's result to the shard whose connection asked for it (nowhere when
+    /// nobody waits for it).
     fn answer(
         &mut self,
         ctx: &mut Ctx<Server>,
-        to: ShardId,
-        conn: ConnId,
-        seq: u64,
+        slot: Option<ReplySlot>,
         part: u32,
         result: OpResult,
     ) {
-        if to == self.shard {
-            self.complete_part(ctx, conn, seq, part, result);
+        let Some(slot) = slot else { return };
+        if slot.shard() == self.shard {
+            self.complete_part(ctx, slot, part, result);
         } else {
-            let msg = Msg::Reply {
-                conn,
-                seq,
-                part,
-                result,
-            };
-            self.send_observed(ctx, to, msg);
+            self.send_observed(ctx, slot.shard(), Msg::Reply { slot, part, result });
         }
     }
 
-    /// Account one part's result for `conn`'s reply at `seq`, and flush what is ready.
+    /// Account one part's result for the reply in `slot` (a slot of this shard); once the
+    /// last part is in, encode the reply and fill the slot (the engine sends it in order).
     pub fn complete_part(
         &mut self,
         ctx: &mut Ctx<Server>,
-        conn: ConnId,
-        seq: u64,
+        slot: ReplySlot,
         part: u32,
         result: OpResult,
     ) {
+        let conn = slot.conn();
         let Some(state) = ctx.state(conn) else { return };
+        let Some((proto, agg)) = state.pending.complete_part(slot.seq(), part, result) else {
+            return;
+        };
         let mut watched = false;
-        if let Some((proto, agg)) = state.replies.complete_part(seq, part, result) {
-            let bytes = match agg {
-                Agg::Watch { got, .. } => {
-                    state.watched.extend(got);
-                    watched = true;
-                    b"+OK\r\n".to_vec()
-                }
-                agg => self.encode_agg(proto, agg),
-            };
-            if let Some(state) = ctx.state(conn) {
-                state.replies.fill(seq, bytes);
+        let bytes = match agg {
+            Agg::Watch { got, .. } => {
+                state.watched.extend(got);
+                watched = true;
+                b"+OK\r\n".to_vec()
             }
-        }
-        if let Some((state, out)) = ctx.state_and_output(conn) {
-            state.replies.drain_ready(out);
-        }
+            agg => self.encode_agg(proto, agg),
+        };
+        ctx.fill_slot(slot, bytes);
         if watched {
             self.release_hold(ctx, conn);
         }
@@ -1005,7 +983,7 @@ impl Handler for Server {
             lib_ver: None,
             last_cmd: "NULL",
             closing: false,
-            replies: ReplyQueue::default(),
+            pending: reply::Pending::default(),
             held: false,
             backlogged: false,
             multi: None,
@@ -1116,22 +1094,12 @@ impl Handler for Server {
 
     fn on_message(&mut self, ctx: &mut Ctx<Self>, from: ShardId, msg: Msg) {
         match msg {
-            Msg::Request {
-                conn,
-                seq,
-                part,
-                op,
-            } => {
-                if let Some(op) = self.defer_if_locked(from, conn, seq, part, op) {
-                    self.run_part(ctx, from, conn, seq, part, op);
+            Msg::Request { slot, part, op } => {
+                if let Some(op) = self.defer_if_locked(from, slot, part, op) {
+                    self.run_part(ctx, from, slot, part, op);
                 }
             }
-            Msg::Reply {
-                conn,
-                seq,
-                part,
-                result,
-            } => self.complete_part(ctx, conn, seq, part, result),
+            Msg::Reply { slot, part, result } => self.complete_part(ctx, slot, part, result),
             Msg::Lock { txn, keys, all } => self.on_lock(ctx, from, txn, keys, all),
             Msg::Locked { txn, entries } => self.on_locked(ctx, txn, entries),
             Msg::Commit {
@@ -1179,7 +1147,7 @@ impl Handler for Server {
         // A WATCH still in flight registers watchers its reply will never report: undo
         // them through the same FIFO mailboxes (this shard's too), behind the WATCH.
         let mut by_shard: Vec<(ShardId, Vec<bytes::Bytes>)> = Vec::new();
-        for (key, shard) in state.replies.pending_watch_keys() {
+        for (key, shard) in state.pending.pending_watch_keys() {
             match by_shard.iter_mut().find(|(s, _)| *s == shard) {
                 Some((_, keys)) => keys.push(key),
                 None => by_shard.push((shard, vec![key])),
@@ -1199,10 +1167,6 @@ impl Handler for Server {
 
     fn on_stop(&mut self, ctx: &mut Ctx<Self>) {
         self.durability_turn(ctx);
-    }
-
-    fn is_busy(&self, state: &ConnState) -> bool {
-        state.replies.waiting()
     }
 
     fn rejection(&self) -> &[u8] {

@@ -5,7 +5,7 @@
 //! arguments; values are `Bytes`, copied once out of the receive buffer and then shared.
 
 use bytes::Bytes;
-use coreshard_engine::{ConnId, Ctx};
+use coreshard_engine::{Ctx, ReplySlot};
 use coreshard_protocol::Value;
 
 use super::txn::{LockedEntry, TxnId, Write};
@@ -297,17 +297,16 @@ pub enum OpResult {
 /// Messages between shards.
 #[derive(Debug)]
 pub enum Msg {
-    /// Run `op` and answer with a `Reply` carrying the same `conn`, `seq` and `part`.
+    /// Run `op` and answer with a `Reply` carrying the same `slot` and `part` (no answer
+    /// without a slot: nobody waits for it).
     Request {
-        conn: ConnId,
-        seq: u64,
+        slot: Option<ReplySlot>,
         part: u32,
         op: Op<Bytes>,
     },
-    /// The result of a `Request`.
+    /// The result of a `Request`, for the connection's shard to fold into the reply.
     Reply {
-        conn: ConnId,
-        seq: u64,
+        slot: ReplySlot,
         part: u32,
         result: OpResult,
     },

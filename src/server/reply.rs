@@ -1,6 +1,7 @@
-//! Per-connection reply order. Every request takes the next sequence number; a reply that
-//! is ready while earlier ones still wait for other shards is parked in its slot, and the
-//! ready prefix is flushed to the connection as soon as it exists.
+//! How a reply is put together from the parts of a command that ran on several shards
+//! (Redis-specific aggregation and encoding). Reply order is the engine's: each reply
+//! that waits for shards holds an engine reply slot (`Ctx::reserve_slot`), filled once
+//! its last part arrived.
 
 use std::collections::VecDeque;
 
@@ -306,121 +307,80 @@ pub fn encode_result(enc: &mut Encoder<'_>, result: &OpResult) {
     }
 }
 
-/// One reply position in a connection's order.
+/// A reply that waits for parts from shards: how they combine, in which protocol.
 #[derive(Debug)]
-pub enum Slot {
-    /// Encoded and waiting only for the replies before it.
-    Ready(Vec<u8>),
-    /// Waiting for `remaining` parts from shards.
-    Waiting {
-        proto: Protocol,
-        remaining: u32,
-        agg: Agg,
-    },
+struct Waiting {
+    proto: Protocol,
+    remaining: u32,
+    agg: Agg,
 }
 
-/// The replies a connection still owes, in request order.
+/// A connection's replies still waiting for parts, by the sequence of their engine reply
+/// slot (the engine keeps the order; this keeps only how each reply is put together).
 #[derive(Debug, Default)]
-pub struct ReplyQueue {
-    slots: VecDeque<Slot>,
-    /// Sequence number of `slots[0]`.
-    first_seq: u64,
+pub struct Pending {
+    /// Slot sequence of `waiting[0]`.
+    first: u64,
+    /// `None`: completed (or never waited), kept until the ones before it complete.
+    waiting: VecDeque<Option<Waiting>>,
 }
 
-impl ReplyQueue {
-    /// No reply is owed: new replies may go straight to the output.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// Replies owed (waiting or ready behind a waiting one).
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Keys of WATCH replies still in flight (their shards registered watchers that a
-    /// closing connection must release).
-    pub fn pending_watch_keys(&self) -> Vec<(Bytes, usize)> {
-        let mut out = Vec::new();
-        for slot in &self.slots {
-            if let Slot::Waiting {
-                agg: Agg::Watch { keys, .. },
-                ..
-            } = slot
-            {
-                out.extend(keys.iter().flatten().cloned());
-            }
+impl Pending {
+    /// Remember that the reply in slot `seq` waits on `parts` parts combined by `agg`.
+    /// Slots are reserved in increasing order.
+    pub fn insert(&mut self, seq: u64, proto: Protocol, parts: u32, agg: Agg) {
+        if self.waiting.is_empty() {
+            self.first = seq;
         }
-        out
-    }
-
-    /// Whether some reply still waits for another shard.
-    pub fn waiting(&self) -> bool {
-        self.slots.iter().any(|s| matches!(s, Slot::Waiting { .. }))
-    }
-
-    /// Reserve the next position for a reply that waits on `parts` parts.
-    pub fn reserve(&mut self, proto: Protocol, parts: u32, agg: Agg) -> u64 {
-        let seq = self.first_seq + self.slots.len() as u64;
-        self.slots.push_back(Slot::Waiting {
+        let Some(idx) = seq
+            .checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i >= self.waiting.len())
+        else {
+            debug_assert!(false, "reply slot {seq} reserved out of order");
+            return;
+        };
+        self.waiting.resize_with(idx, || None);
+        self.waiting.push_back(Some(Waiting {
             proto,
             remaining: parts,
             agg,
-        });
-        seq
+        }));
     }
 
-    /// Queue an already encoded reply behind the waiting ones.
-    pub fn push_ready(&mut self, bytes: Vec<u8>) {
-        self.slots.push_back(Slot::Ready(bytes));
-    }
-
-    /// Account one part's result. Returns the aggregate when it was the last part, so the
-    /// caller can encode it (with server-wide context) and call [`ReplyQueue::fill`].
+    /// Account one part's result. Returns the aggregate when it was the last part, for the
+    /// caller to encode (with server-wide context) into the slot.
     pub fn complete_part(
         &mut self,
         seq: u64,
         part: u32,
         result: OpResult,
     ) -> Option<(Protocol, Agg)> {
-        let idx = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
-        let Some(Slot::Waiting {
-            proto,
-            remaining,
-            agg,
-        }) = self.slots.get_mut(idx)
-        else {
-            return None;
-        };
-        agg.merge(part, result);
-        *remaining = remaining.saturating_sub(1);
-        if *remaining > 0 {
+        let idx = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        let w = self.waiting.get_mut(idx)?.as_mut()?;
+        w.agg.merge(part, result);
+        w.remaining = w.remaining.saturating_sub(1);
+        if w.remaining > 0 {
             return None;
         }
-        let proto = *proto;
-        match std::mem::replace(&mut self.slots[idx], Slot::Ready(Vec::new())) {
-            Slot::Waiting { agg, .. } => Some((proto, agg)),
-            Slot::Ready(_) => None,
+        let done = self.waiting[idx].take()?;
+        while let Some(None) = self.waiting.front() {
+            self.waiting.pop_front();
+            self.first += 1;
         }
+        Some((done.proto, done.agg))
     }
 
-    /// Store the encoded reply of a completed position.
-    pub fn fill(&mut self, seq: u64, bytes: Vec<u8>) {
-        if let Some(idx) = seq.checked_sub(self.first_seq) {
-            if let Some(slot) = self.slots.get_mut(idx as usize) {
-                *slot = Slot::Ready(bytes);
+    /// Keys of WATCH replies still in flight (their shards registered watchers that a
+    /// closing connection must release).
+    pub fn pending_watch_keys(&self) -> Vec<(Bytes, usize)> {
+        let mut out = Vec::new();
+        for w in self.waiting.iter().flatten() {
+            if let Agg::Watch { keys, .. } = &w.agg {
+                out.extend(keys.iter().flatten().cloned());
             }
         }
-    }
-
-    /// Move the ready prefix to `out`.
-    pub fn drain_ready(&mut self, out: &mut Vec<u8>) {
-        while let Some(Slot::Ready(_)) = self.slots.front() {
-            if let Some(Slot::Ready(bytes)) = self.slots.pop_front() {
-                out.extend_from_slice(&bytes);
-            }
-            self.first_seq += 1;
-        }
+        out
     }
 }
 
@@ -429,27 +389,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replies_leave_in_request_order() {
-        let mut q = ReplyQueue::default();
-        let a = q.reserve(Protocol::Resp2, 1, Agg::Single(None));
-        q.push_ready(b"+second\r\n".to_vec());
-        let c = q.reserve(Protocol::Resp2, 2, Agg::Sum(0));
-        let mut out = Vec::new();
-        q.drain_ready(&mut out);
-        assert!(out.is_empty() && q.waiting());
-        assert!(q.complete_part(c, 0, OpResult::Int(2)).is_none());
-        let (_, agg) = q.complete_part(c, 1, OpResult::Int(3)).unwrap();
+    fn parts_combine_in_any_order_and_completed_replies_are_forgotten() {
+        let mut p = Pending::default();
+        p.insert(7, Protocol::Resp2, 1, Agg::Single(None));
+        p.insert(9, Protocol::Resp3, 2, Agg::Sum(0));
+        assert!(p.complete_part(9, 0, OpResult::Int(2)).is_none());
+        let (proto, agg) = p.complete_part(9, 1, OpResult::Int(3)).unwrap();
+        assert_eq!(proto, Protocol::Resp3);
         assert!(matches!(agg, Agg::Sum(5)));
-        q.fill(c, b":5\r\n".to_vec());
-        q.drain_ready(&mut out);
-        assert!(out.is_empty());
-        let (_, agg) = q.complete_part(a, 0, OpResult::Ok).unwrap();
+        assert!(p.complete_part(9, 1, OpResult::Int(3)).is_none(), "once");
+        let (_, agg) = p.complete_part(7, 0, OpResult::Ok).unwrap();
         assert!(matches!(agg, Agg::Single(Some(OpResult::Ok))));
-        q.fill(a, b"+OK\r\n".to_vec());
-        q.drain_ready(&mut out);
-        assert_eq!(out, b"+OK\r\n+second\r\n:5\r\n");
-        assert!(q.is_empty());
-        // A reply for a position already flushed is ignored.
-        assert!(q.complete_part(a, 0, OpResult::Ok).is_none());
+        assert!(p.waiting.is_empty());
+        // Unknown (already completed or never reserved) slots are ignored.
+        assert!(p.complete_part(7, 0, OpResult::Ok).is_none());
+        assert!(p.complete_part(3, 0, OpResult::Ok).is_none());
+        p.insert(10, Protocol::Resp2, 1, Agg::Single(None));
+        assert!(p.complete_part(10, 0, OpResult::Ok).is_some());
     }
 }

@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use coreshard_engine::{ConnId, Ctx, ShardId};
+use coreshard_engine::{ConnId, Ctx, ReplySlot, ShardId};
 
 use super::ops::{unix_ms, Msg, Op, OpResult};
 use super::Server;
@@ -162,7 +162,8 @@ pub struct LockedEntry {
 #[derive(Debug)]
 pub struct Txn {
     conn: ConnId,
-    seq: u64,
+    /// Where its reply goes (none for a snapshot the `--save` schedule started).
+    slot: Option<ReplySlot>,
     kind: TxnKind,
     /// Involved shards in ascending order, each with the keys it owns.
     shards: Vec<(ShardId, Vec<Bytes>)>,
@@ -180,8 +181,7 @@ pub enum Deferred {
     /// A request (from another shard or this one).
     Request {
         from: ShardId,
-        conn: ConnId,
-        seq: u64,
+        slot: Option<ReplySlot>,
         part: u32,
         op: Op<Bytes>,
     },
@@ -386,16 +386,13 @@ impl Server {
             }
             shards.sort_by_key(|(s, _)| *s);
         }
-        let seq = match ctx.state(conn) {
-            Some(state) => {
-                let seq = state
-                    .replies
-                    .reserve(state.proto, 1, super::reply::Agg::Single(None));
+        let slot = match Self::reserve_reply(ctx, conn, 1, super::reply::Agg::Single(None)) {
+            Some(slot) => {
                 self.hold_until_answered(ctx, conn);
-                seq
+                Some(slot)
             }
             // A snapshot the `--save` schedule started: nobody waits for a reply.
-            None if matches!(kind, TxnKind::Snapshot { .. }) => 0,
+            None if matches!(kind, TxnKind::Snapshot { .. }) => None,
             None => return None,
         };
         self.next_txn += 1;
@@ -408,7 +405,7 @@ impl Server {
             id.id,
             Txn {
                 conn,
-                seq,
+                slot,
                 kind,
                 shards,
                 all,
@@ -550,9 +547,9 @@ impl Server {
         if self.read_or_block(ctx, t.conn, txn.id, &result) {
             // A group read over several shards that found nothing: its reply slot stays
             // empty and the connection blocks; the wait's answer is its reply.
-            self.complete_part(ctx, t.conn, t.seq, 0, OpResult::Bulks(Vec::new()));
+            self.answer_txn(ctx, &t, OpResult::Bulks(Vec::new()));
         } else {
-            self.complete_part(ctx, t.conn, t.seq, 0, result);
+            self.answer_txn(ctx, &t, result);
         }
         self.release_hold(ctx, t.conn);
     }
@@ -607,12 +604,18 @@ impl Server {
         self.serve_ready(ctx);
     }
 
+    /// The transaction's reply, into its slot (if anybody waits for it).
+    fn answer_txn(&mut self, ctx: &mut Ctx<Server>, t: &Txn, result: OpResult) {
+        if let Some(slot) = t.slot {
+            self.complete_part(ctx, slot, 0, result);
+        }
+    }
+
     /// Queue a request if locks say so; returns it back when it may run now.
     pub fn defer_if_locked(
         &mut self,
         from: ShardId,
-        conn: ConnId,
-        seq: u64,
+        slot: Option<ReplySlot>,
         part: u32,
         op: Op<Bytes>,
     ) -> Option<Op<Bytes>> {
@@ -621,8 +624,7 @@ impl Server {
         }
         self.locks.defer(Deferred::Request {
             from,
-            conn,
-            seq,
+            slot,
             part,
             op,
         });
@@ -658,12 +660,11 @@ impl Server {
             match work {
                 Deferred::Request {
                     from,
-                    conn,
-                    seq,
+                    slot,
                     part,
                     op,
                 } => {
-                    self.run_part(ctx, from, conn, seq, part, op);
+                    self.run_part(ctx, from, slot, part, op);
                 }
                 Deferred::Lock {
                     from,
@@ -684,7 +685,7 @@ pub struct SnapCoord {
     pending: usize,
     parts: usize,
     /// SAVE's reply position, answered when the snapshot is published.
-    reply_to: Option<(ConnId, u64)>,
+    reply_to: Option<ReplySlot>,
     error: Option<String>,
 }
 
@@ -695,7 +696,7 @@ impl Server {
         let Some(start) = self.wal.as_ref().map(|w| w.position()) else {
             snapshot::end(false);
             let off = OpResult::Error("ERR persistence is off".into());
-            self.complete_part(ctx, t.conn, t.seq, 0, off);
+            self.answer_txn(ctx, t, off);
             return self.release_hold(ctx, t.conn);
         };
         self.snap_coord = Some(SnapCoord {
@@ -703,7 +704,7 @@ impl Server {
             start,
             pending: t.shards.len(),
             parts: t.shards.len(),
-            reply_to: save.then_some((t.conn, t.seq)),
+            reply_to: t.slot.filter(|_| save),
             error: None,
         });
         for (shard, _) in &t.shards {
@@ -723,7 +724,7 @@ impl Server {
             let started = OpResult::Reply(coreshard_protocol::Value::Simple(
                 "Background saving started".into(),
             ));
-            self.complete_part(ctx, t.conn, t.seq, 0, started);
+            self.answer_txn(ctx, t, started);
             self.release_hold(ctx, t.conn);
         }
     }
@@ -818,13 +819,13 @@ impl Server {
             tracing::warn!("snapshot {} failed: {e}", c.id);
         }
         snapshot::end(result.is_ok());
-        if let Some((conn, seq)) = c.reply_to {
+        if let Some(slot) = c.reply_to {
             let reply = match result {
                 Ok(()) => OpResult::Ok,
                 Err(e) => OpResult::Error(format!("ERR snapshot failed: {e}")),
             };
-            self.complete_part(ctx, conn, seq, 0, reply);
-            self.release_hold(ctx, conn);
+            self.complete_part(ctx, slot, 0, reply);
+            self.release_hold(ctx, slot.conn());
         }
     }
 }
