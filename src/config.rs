@@ -7,6 +7,14 @@ use clap::Parser;
 use coreshard_protocol::Limits;
 
 /// coreshard: a Redis-compatible server on a thread-per-core io_uring engine.
+/// One of `names`, in any case (redis.conf's enums are case-insensitive), as written in
+/// `names`.
+fn lower(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names.iter().copied())
+        .map(|s: String| s.to_ascii_lowercase())
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(version, about, args_override_self = true)]
 pub struct Args {
@@ -66,8 +74,8 @@ pub struct Args {
     /// Require clients to AUTH with this password.
     #[arg(long)]
     pub requirepass: Option<String>,
-    /// Largest bulk argument in bytes.
-    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    /// Largest bulk argument in bytes (or with a k/mb/gb suffix, as in redis.conf).
+    #[arg(long, default_value = "512mb", value_parser = parse_memory)]
     pub proto_max_bulk_len: usize,
     /// Most bytes buffered for one client's incomplete request (bytes, or with a
     /// k/kb/m/mb/g/gb suffix as in redis.conf).
@@ -91,14 +99,14 @@ pub struct Args {
     /// When the log is synced: `always` (a write's reply, and any reply that observed it,
     /// waits until it is on disk), `everysec` (about a second may be lost on a crash) or
     /// `no` (the OS decides).
-    #[arg(long, default_value = "always", value_parser = ["always", "everysec", "no"])]
+    #[arg(long, ignore_case = true, default_value = "always", value_parser = lower(&["always", "everysec", "no"]))]
     pub appendfsync: String,
     /// Core to pin the WAL thread to (default: a core no shard uses, else the last one).
     #[arg(long)]
     pub wal_core: Option<usize>,
     /// A corrupt record in the middle of the log: refuse to start (`strict`) or cut the log
     /// there (`truncate`, losing what follows).
-    #[arg(long, default_value = "strict", value_parser = ["strict", "truncate"])]
+    #[arg(long, ignore_case = true, default_value = "strict", value_parser = lower(&["strict", "truncate"]))]
     pub wal_recover: String,
     /// Size of each log segment.
     #[arg(long, default_value = "64mb", value_parser = parse_memory)]
@@ -135,7 +143,7 @@ pub struct Args {
     pub latency_tracking_info_percentiles: Percentiles,
     /// Log level (error, warn, info, debug, trace). Logs go to stderr, coloured only when
     /// it is a terminal.
-    #[arg(long, alias = "loglevel", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace", "warning", "notice", "verbose"])]
+    #[arg(long, alias = "loglevel", ignore_case = true, default_value = "info", value_parser = lower(&["error", "warn", "info", "debug", "trace", "warning", "notice", "verbose"]))]
     pub log_level: String,
     /// Read settings from this file first: redis.conf's format (`name value` lines, `#`
     /// comments, quoted values), names as the options here (`maxmemory-policy

@@ -237,8 +237,13 @@ thread_local! {
 
 /// Count an error reply (`msg` starts with its code, e.g. `ERR ...`, `WRONGTYPE ...`).
 pub fn note_error(msg: &str) {
-    let code = msg.split([' ', '\r', '\n']).next().unwrap_or("ERR");
-    let code = if code.is_empty() { "ERR" } else { code };
+    // Redis's rule: the code is what precedes a space within the first 32 bytes; an
+    // error without one counts as ERR (so a client cannot make codes of any length).
+    let head = &msg.as_bytes()[..msg.len().min(32)];
+    let code = match head.iter().position(|&c| c == b' ') {
+        Some(end) if end > 0 => &msg[..end],
+        _ => "ERR",
+    };
     ERROR_TOTAL.with(|t| t.set(t.get() + 1));
     if code == "OOM" {
         OOM_TOTAL.with(|t| t.set(t.get() + 1));

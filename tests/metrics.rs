@@ -553,3 +553,31 @@ fn latency_errors_and_help_as_redis() {
     )
     .contains("between 0"));
 }
+
+/// Scrape connections have their own limit: however many a client holds open, Redis
+/// clients still get in under --maxclients, and a scrape past the metrics limit gets an
+/// HTTP 503, not a RESP error.
+#[test]
+fn metrics_connections_cannot_use_up_maxclients() {
+    let (server, addr) = start(2, &["--maxclients", "4"]);
+    let held: Vec<TcpStream> = (0..70)
+        .map(|_| TcpStream::connect(addr).expect("connect to the metrics port"))
+        .collect();
+    let c = &mut server.client();
+    assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
+    let mut refused = 0;
+    for mut s in held {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok(n) = s.read(&mut buf) {
+            if buf[..n].starts_with(b"HTTP/1.1 503") {
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused >= 6,
+        "{refused} of 70 scrapes past the limit of 64 got 503"
+    );
+}

@@ -386,7 +386,12 @@ fn config_set_and_get_round_trip_with_redis_errors() {
         err_of(&mut c, &["CONFIG", "SET", "port", "1"]),
         "ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config"
     );
-    assert!(err_of(&mut c, &["CONFIG", "SET", "appendfsync", "no"]).contains("immutable"));
+    // appendfsync changes at run time (tests/persistence.rs checks what it does).
+    assert_eq!(
+        q::<String>(&mut c, &["CONFIG", "SET", "appendfsync", "everysec"]).unwrap(),
+        "OK"
+    );
+    assert_eq!(get(&mut c, "appendfsync"), "everysec");
     assert_eq!(
         err_of(&mut c, &["CONFIG", "SET", "timeout", "-1"]),
         "ERR CONFIG SET failed (possibly related to argument 'timeout') - argument must be between 0 and 2147483647 inclusive"
@@ -587,4 +592,138 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         !err.contains('\u{1b}'),
         "ANSI escape in piped logs: {err:?}"
     );
+}
+
+/// Client-controlled sizes stay bounded: an error code is at most what precedes a space
+/// in the first 32 bytes (else ERR, as Redis), and INFO with very many section names
+/// answers at once (only known names are kept).
+#[test]
+fn errorstats_codes_and_info_arguments_are_bounded() {
+    let s = Server::start(&["--shards", "1", "--appendonly", "no"]);
+    let c = &mut s.client();
+    let long = format!("C{}", "a".repeat(100_000));
+    let _ = q::<redis::Value>(
+        c,
+        &["EVAL", "return redis.error_reply(ARGV[1])", "0", &long],
+    );
+    let _ = q::<redis::Value>(
+        c,
+        &["EVAL", "return redis.error_reply('NOSPACEATALL')", "0"],
+    );
+    let info: String = q(c, &["INFO", "errorstats"]).unwrap();
+    assert!(
+        info.len() < 1000,
+        "errorstats stays small: {} bytes",
+        info.len()
+    );
+    assert!(info.contains("errorstat_ERR:count=2"), "{info}");
+    let mut raw = s.raw();
+    let mut args: Vec<Vec<u8>> = vec![b"INFO".to_vec()];
+    args.extend((0..200_000).map(|i| format!("s{i}").into_bytes()));
+    args.push(b"server".to_vec());
+    let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+    raw.cmd(&refs);
+    let reply = raw.reply_str();
+    assert!(
+        reply.contains("redis_version:"),
+        "{}",
+        &reply[..reply.len().min(200)]
+    );
+}
+
+/// CONFIG REWRITE from many connections at once never leaves a broken file, and keeps
+/// the file's permissions; redis.conf's case-insensitive enums, `bind *` and memory
+/// sizes are read; a non-UTF-8 CONFIG SET value is refused; `save ""` is fine without
+/// persistence.
+#[test]
+fn config_rewrite_races_and_redis_conf_spellings() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = DataDir::new("conf-race");
+    let conf = std::path::Path::new(dir.path()).join("coreshard.conf");
+    std::fs::write(
+        &conf,
+        "# kept\nappendfsync EVERYSEC\nloglevel NOTICE\nproto-max-bulk-len 512mb\nrequirepass \"\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conf_s = conf.to_string_lossy().into_owned();
+    let s = Server::start_raw(
+        &[
+            "--dir",
+            dir.path(),
+            "--shards",
+            "2",
+            "--config",
+            conf_s.as_str(),
+        ],
+        None,
+    );
+    let url = s.url();
+    let workers: Vec<_> = (0..6)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let c = &mut redis::Client::open(url.as_str())
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                for i in 0..40 {
+                    let p = if (t + i) % 2 == 0 {
+                        "50 99 99.9 99.99 99.999"
+                    } else {
+                        "50"
+                    };
+                    q::<()>(
+                        c,
+                        &["CONFIG", "SET", "latency-tracking-info-percentiles", p],
+                    )
+                    .unwrap();
+                    q::<()>(c, &["CONFIG", "REWRITE"]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.starts_with("# kept\n"), "{text}");
+    assert_eq!(
+        text.matches("latency-tracking-info-percentiles").count(),
+        1,
+        "{text}"
+    );
+    let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_coreshard"))
+        .args(["--check-config", conf_s.as_str()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let c = &mut s.client();
+    assert_eq!(
+        q::<Vec<String>>(c, &["CONFIG", "GET", "appendfsync"]).unwrap(),
+        vec!["appendfsync", "everysec"]
+    );
+    let mut raw = s.raw();
+    raw.cmd(&[b"CONFIG", b"SET", b"requirepass", b"\xff\xfe"]);
+    assert!(raw.reply_str().starts_with("-ERR CONFIG SET failed"));
+    let star = std::path::Path::new(dir.path()).join("star.conf");
+    std::fs::write(&star, "bind * -::*\n").unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_coreshard"))
+        .args(["--check-config", star.to_string_lossy().as_ref()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let plain = Server::start(&["--shards", "1", "--appendonly", "no"]);
+    let c = &mut plain.client();
+    q::<()>(c, &["CONFIG", "SET", "save", ""]).unwrap();
 }

@@ -44,6 +44,10 @@ pub struct EngineConfig {
     /// Total connections over all shards; past it, new connections get
     /// [`crate::Handler::rejection`] and are closed.
     pub max_connections: usize,
+    /// Total connections over all shards on the [`EngineConfig::extra_listen`] addresses,
+    /// counted apart from `max_connections`; past it, new ones get
+    /// [`crate::Handler::rejection_for`] and are closed.
+    pub extra_max_connections: usize,
     /// Close connections idle for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Most bytes a connection may have buffered as an incomplete request.
@@ -98,6 +102,7 @@ impl Default for EngineConfig {
             cores: Vec::new(),
             pin: true,
             max_connections: 10_000,
+            extra_max_connections: 64,
             idle_timeout: None,
             max_input_buffer: 1 << 30,
             output_pause_bytes: 4 << 20,

@@ -181,4 +181,11 @@ pub trait Handler: Sized + 'static {
     fn rejection(&self) -> &[u8] {
         b""
     }
+
+    /// What a connection refused on listener `listener` gets (0: the main listener, 1 + i:
+    /// `extra_listen[i]`); by default [`Handler::rejection`].
+    fn rejection_for(&self, listener: usize) -> &[u8] {
+        let _ = listener;
+        self.rejection()
+    }
 }

@@ -21,6 +21,9 @@ use crate::{EngineConfig, EngineError};
 pub(crate) struct Shared {
     pub shutdown: AtomicBool,
     pub connections: AtomicUsize,
+    /// Connections accepted on the extra listeners (counted apart: they have their own
+    /// limit, so they can never use up `max_connections`).
+    pub extra_connections: AtomicUsize,
     pub drained: AtomicUsize,
     pub exited: AtomicUsize,
     pub parking: Vec<Parking>,
@@ -223,6 +226,7 @@ where
     let shared = Arc::new(Shared {
         shutdown: AtomicBool::new(false),
         connections: AtomicUsize::new(0),
+        extra_connections: AtomicUsize::new(0),
         drained: AtomicUsize::new(0),
         exited: AtomicUsize::new(0),
         parking: (0..shards).map(|_| Parking::default()).collect(),

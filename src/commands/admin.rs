@@ -245,12 +245,31 @@ const DEFAULT_SECTIONS: [&str; 10] = [
 /// `INFO all` (and `everything`: no modules here) adds these to the default ones.
 const MORE_SECTIONS: [&str; 3] = ["commandstats", "latencystats", "shards"];
 
+/// Every INFO section, in the order Redis prints them.
+const SECTION_ORDER: [&str; 13] = [
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "cluster",
+    "keyspace",
+    "shards",
+];
+
 /// The sections an INFO request names, in the order to print them (Redis 7: several
 /// sections, `all`, `everything`, `default`, case-insensitive, duplicates once).
 fn info_sections(args: Args) -> Vec<String> {
     let mut wanted: Vec<String> = Vec::new();
+    // Only known sections are kept (Redis ignores the others), so the list stays short
+    // however many arguments a client sends.
     let add = |name: &str, wanted: &mut Vec<String>| {
-        if !wanted.iter().any(|w| w == name) {
+        if SECTION_ORDER.contains(&name) && !wanted.iter().any(|w| w == name) {
             wanted.push(name.to_string());
         }
     };
@@ -269,28 +288,11 @@ fn info_sections(args: Args) -> Vec<String> {
         }
     }
     // Print in the canonical order, as Redis does, whatever order they were asked in.
-    let order = [
-        "server",
-        "clients",
-        "memory",
-        "persistence",
-        "stats",
-        "replication",
-        "cpu",
-        "commandstats",
-        "errorstats",
-        "latencystats",
-        "cluster",
-        "keyspace",
-        "shards",
-    ];
-    let mut out: Vec<String> = order
+    SECTION_ORDER
         .iter()
         .filter(|o| wanted.iter().any(|w| w == *o))
         .map(|o| o.to_string())
-        .collect();
-    out.extend(wanted.into_iter().filter(|w| !order.contains(&w.as_str())));
-    out
+        .collect()
 }
 
 pub fn info(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {

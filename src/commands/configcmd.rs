@@ -163,7 +163,8 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
         "timeout" => Setting::Timeout(int_in(name, value, 0, INT_MAX)? as u64),
         "requirepass" => Setting::Requirepass((!value.is_empty()).then(|| value.to_string())),
         "save" => {
-            if s.config.dir.is_none() {
+            // Turning snapshots off is fine either way (clients send `save ""` to do so).
+            if s.config.dir.is_none() && !value.trim().is_empty() {
                 return Err(failed(
                     name,
                     "persistence is off (--appendonly no): nothing to save",
@@ -272,6 +273,9 @@ fn config_set(s: &mut Server, args: Args) -> Result<(), String> {
         }
         if !MUTABLE.contains(&name.as_str()) {
             return Err(failed(name, "can't set immutable config"));
+        }
+        if std::str::from_utf8(&pair[1]).is_err() {
+            return Err(failed(name, "the value must be valid UTF-8"));
         }
         let value = String::from_utf8_lossy(&pair[1]);
         settings.push(check(s, name, &value)?);

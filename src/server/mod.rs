@@ -1172,6 +1172,15 @@ impl Handler for Server {
     fn rejection(&self) -> &[u8] {
         b"-ERR max number of clients reached\r\n"
     }
+
+    /// The metrics listener has its own connection limit; a scrape past it gets HTTP.
+    fn rejection_for(&self, listener: usize) -> &[u8] {
+        if listener == 0 {
+            self.rejection()
+        } else {
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        }
+    }
 }
 
 #[cfg(test)]

@@ -423,7 +423,15 @@ impl<H: Handler> Shard<H> {
         let sock = socket2::SockRef::from(&fd);
         let _ = sock.set_tcp_nodelay(true);
         let peer: Option<SocketAddr> = sock.peer_addr().ok().and_then(|a| a.as_socket());
-        let total = self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let (counter, limit) = if listener == 0 {
+            (&self.ctx.shared.connections, self.config.max_connections)
+        } else {
+            (
+                &self.ctx.shared.extra_connections,
+                self.config.extra_max_connections,
+            )
+        };
+        let total = counter.fetch_add(1, Ordering::Relaxed) + 1;
         self.ctx.stats.accepted += 1;
         let generation = self.ctx.new_generation();
         let idx = self
@@ -437,9 +445,9 @@ impl<H: Handler> Shard<H> {
         };
         let state = self.handler.on_open(&mut self.ctx, id, peer);
         self.ctx.conns[idx as usize].state = Some(state);
-        if total > self.config.max_connections {
+        if total > limit {
             self.ctx.stats.rejected += 1;
-            let msg = self.handler.rejection().to_vec();
+            let msg = self.handler.rejection_for(listener).to_vec();
             self.ctx.write(id, &msg);
             self.ctx.close(id);
             return;
@@ -843,7 +851,11 @@ impl<H: Handler> Shard<H> {
 
     fn finalize(&mut self, idx: u32) {
         let mut conn = self.ctx.conns.remove(idx as usize);
-        self.ctx.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        let counter = match conn.listener {
+            Some(l) if l > 0 => &self.ctx.shared.extra_connections,
+            _ => &self.ctx.shared.connections,
+        };
+        counter.fetch_sub(1, Ordering::Relaxed);
         if let Some(fd) = conn.fd.take() {
             self.ctx.ring.close(fd);
         }
