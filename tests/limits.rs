@@ -238,3 +238,64 @@ fn a_huge_mset_in_small_pieces_is_parsed_once() {
     assert_eq!(q::<u64>(c, &["DBSIZE"]).unwrap(), 200_000);
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+/// Replies queued behind one still waiting on another shard count toward the output
+/// limit: a pipeline of local GETs behind a GET whose shard is busy in a script is cut at
+/// the hard limit while that reply is still owed, not once it arrives.
+#[test]
+fn replies_queued_behind_a_waiting_reply_count_toward_the_output_limit() {
+    let server = Server::start(&[
+        "--shards",
+        "2",
+        "--lua-time-limit",
+        "30000",
+        "--client-output-buffer-limit",
+        "normal 1mb 0 0",
+    ]);
+    let c = &mut server.client();
+    let near = &common::keys_on("near", 0, 2, 1)[0];
+    let far = &common::keys_on("far", 1, 2, 1)[0];
+    q::<()>(c, &["SET", near, &"v".repeat(1024)]).unwrap();
+    // Keep the far shard busy for 4 s in a script.
+    let url = server.url();
+    let far_key = far.clone();
+    let script = std::thread::spawn(move || {
+        let mut s = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let busy = "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] \
+                    while true do local t = redis.call('TIME') \
+                    if t[1] * 1000000 + t[2] - t0 > 4000000 then break end end \
+                    return redis.call('GET', KEYS[1])";
+        let started = Instant::now();
+        let _: Option<String> = redis::cmd("EVAL")
+            .arg(busy)
+            .arg(1)
+            .arg(&far_key)
+            .query(&mut s)
+            .unwrap();
+        started.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // GET far waits on the busy shard; 4000 GETs of 1 KB (4 MB) queue behind it.
+    let mut raw = server.raw_on_shard(0, 2);
+    let mut pipeline = encode(&[b"GET", far.as_bytes()]);
+    pipeline.extend(encode(&[b"GET", near.as_bytes()]).repeat(4000));
+    let sent = Instant::now();
+    let mut writer = raw.stream.try_clone().unwrap();
+    let w = std::thread::spawn(move || {
+        let _ = writer.write_all(&pipeline);
+    });
+    assert!(
+        raw.closed(),
+        "4 MB queued behind a waiting reply passes 1 MB"
+    );
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "dropped only after {took:?}: the queued replies were not counted while the \
+         reply before them waited"
+    );
+    let script_took = script.join().unwrap();
+    assert!(script_took >= Duration::from_secs(3), "{script_took:?}");
+    let _ = w.join();
+    assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
+}

@@ -104,9 +104,10 @@ impl<S> Conn<S> {
                 .sum::<usize>()
     }
 
-    /// Output not yet acknowledged by the kernel: queued plus in flight.
+    /// Output not yet acknowledged by the kernel: queued, in flight, and held behind
+    /// owed reply slots (so output limits and backpressure bound what waits on a slot).
     pub fn unsent_output(&self) -> usize {
-        self.pending_output() + self.in_flight_len
+        self.pending_output() + self.in_flight_len + self.order.held_bytes()
     }
 
     /// Whether input is held back (by the handler, output backpressure or owed replies).

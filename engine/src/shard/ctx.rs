@@ -225,8 +225,8 @@ impl<H: Handler> Ctx<H> {
         }
         let state = conn.state.as_mut()?;
         // While reply slots are owed, new output queues behind the newest one.
-        let out = match conn.order.newest() {
-            Some(owed) => &mut owed.tail,
+        let out = match conn.order.newest_tail() {
+            Some(tail) => tail,
             None => &mut conn.out,
         };
         Some((state, out))
@@ -257,8 +257,8 @@ impl<H: Handler> Ctx<H> {
         let Some(conn) = self.get_mut(id) else {
             return false;
         };
-        if let Some(owed) = conn.order.newest() {
-            owed.push_shared(bytes);
+        if !conn.order.is_empty() {
+            conn.order.push_shared(bytes);
             return true;
         }
         if !conn.out.is_empty() {

@@ -20,13 +20,9 @@ pub(crate) struct Owed {
 }
 
 impl Owed {
-    /// Queue a shared value behind the slot (after what `tail` holds).
-    pub fn push_shared(&mut self, bytes: Bytes) {
-        if !self.tail.is_empty() {
-            self.behind
-                .push(Chunk::Owned(std::mem::take(&mut self.tail)));
-        }
-        self.behind.push(Chunk::Shared(bytes));
+    /// Bytes of `behind`.
+    fn behind_len(&self) -> usize {
+        self.behind.iter().map(|c| c.as_slice().len()).sum()
     }
 }
 
@@ -43,6 +39,9 @@ pub(crate) struct Order {
     first_seq: u64,
     slots: VecDeque<Owed>,
     spare: Vec<Vec<u8>>,
+    /// Bytes held in the slots except the newest slot's `tail` (which the handler writes
+    /// to directly): filled answers, `behind` chunks and older slots' tails.
+    sealed: usize,
 }
 
 impl Order {
@@ -55,8 +54,18 @@ impl Order {
         self.slots.is_empty()
     }
 
+    /// Output bytes held behind owed slots (filled answers included): sent once the
+    /// slots before them are filled, and counted with the connection's unsent output.
+    pub fn held_bytes(&self) -> usize {
+        self.sealed + self.slots.back().map_or(0, |o| o.tail.len())
+    }
+
     /// Reserve the next position; returns its sequence number.
     pub fn reserve(&mut self) -> u64 {
+        if let Some(last) = self.slots.back() {
+            // No longer written to: its tail is counted from now on.
+            self.sealed += last.tail.len();
+        }
         let tail = self.spare.pop().unwrap_or_default();
         self.slots.push_back(Owed {
             tail,
@@ -65,9 +74,25 @@ impl Order {
         self.first_seq + self.slots.len() as u64 - 1
     }
 
-    /// Where new output goes while slots are owed: behind the newest one.
-    pub fn newest(&mut self) -> Option<&mut Owed> {
-        self.slots.back_mut()
+    /// Where new output goes while slots are owed: the newest slot's tail.
+    pub fn newest_tail(&mut self) -> Option<&mut Vec<u8>> {
+        self.slots.back_mut().map(|o| &mut o.tail)
+    }
+
+    /// Queue a shared value behind the newest slot (after what its tail holds). False
+    /// (and dropped) if no slot is owed.
+    pub fn push_shared(&mut self, bytes: Bytes) -> bool {
+        let Some(owed) = self.slots.back_mut() else {
+            return false;
+        };
+        if !owed.tail.is_empty() {
+            self.sealed += owed.tail.len();
+            owed.behind
+                .push(Chunk::Owned(std::mem::take(&mut owed.tail)));
+        }
+        self.sealed += bytes.len();
+        owed.behind.push(Chunk::Shared(bytes));
+        true
     }
 
     /// Fill slot `seq`. False if it is unknown (already released) or filled before.
@@ -80,6 +105,7 @@ impl Order {
         };
         match self.slots.get_mut(idx) {
             Some(owed) if owed.answer.is_none() => {
+                self.sealed += answer.len();
                 owed.answer = Some(answer);
                 true
             }
@@ -98,6 +124,13 @@ impl Order {
             };
             self.first_seq += 1;
             released += 1;
+            let tail_counted = if self.slots.is_empty() {
+                0
+            } else {
+                owed.tail.len()
+            };
+            self.sealed -=
+                owed.answer.as_ref().map_or(0, Vec::len) + owed.behind_len() + tail_counted;
             if let Some(answer) = owed.answer {
                 if !answer.is_empty() {
                     emit(Chunk::Owned(answer));
@@ -119,6 +152,7 @@ impl Order {
                 }
             }
         }
+        debug_assert!(!self.slots.is_empty() || self.sealed == 0);
         released
     }
 }
@@ -137,21 +171,47 @@ mod tests {
     }
 
     #[test]
+    fn held_bytes_count_everything_behind_owed_slots() {
+        let mut o = Order::default();
+        assert_eq!(o.held_bytes(), 0);
+        let a = o.reserve();
+        o.newest_tail().unwrap().extend_from_slice(b"12345");
+        assert_eq!(o.held_bytes(), 5);
+        let b = o.reserve();
+        assert_eq!(o.held_bytes(), 5);
+        o.newest_tail().unwrap().extend_from_slice(b"123");
+        assert!(o.push_shared(Bytes::from_static(b"1234567")));
+        o.newest_tail().unwrap().extend_from_slice(b"12");
+        assert_eq!(o.held_bytes(), 5 + 3 + 7 + 2);
+        assert!(o.fill(b, b"bbbb".to_vec()));
+        assert_eq!(o.held_bytes(), 21);
+        let c = o.reserve();
+        o.newest_tail().unwrap().extend_from_slice(b"1");
+        assert_eq!(o.held_bytes(), 22);
+        assert!(o.fill(a, b"aa".to_vec()));
+        assert_eq!(o.held_bytes(), 24);
+        assert_eq!(drain(&mut o).len(), 2 + 5 + 4 + 3 + 7 + 2);
+        assert_eq!(o.held_bytes(), 1, "c's tail is still held");
+        assert!(o.fill(c, b"c".to_vec()));
+        assert_eq!(drain(&mut o), b"c1");
+        assert_eq!(o.held_bytes(), 0);
+    }
+
+    #[test]
     fn answers_and_output_behind_them_leave_in_order() {
         let mut o = Order::default();
         let a = o.reserve();
-        o.newest().unwrap().tail.extend_from_slice(b"after-a ");
+        o.newest_tail().unwrap().extend_from_slice(b"after-a ");
         let b = o.reserve();
-        o.newest()
-            .unwrap()
-            .push_shared(Bytes::from_static(b"shared "));
-        o.newest().unwrap().tail.extend_from_slice(b"after-b");
+        assert!(o.push_shared(Bytes::from_static(b"shared ")));
+        o.newest_tail().unwrap().extend_from_slice(b"after-b");
         assert!(o.fill(b, b"B ".to_vec()));
         assert!(!o.fill(b, b"again".to_vec()), "a slot is filled once");
         assert!(drain(&mut o).is_empty(), "b waits for a");
         assert!(o.fill(a, b"A ".to_vec()));
         assert_eq!(drain(&mut o), b"A after-a B shared after-b");
         assert!(o.is_empty());
+        assert_eq!(o.held_bytes(), 0);
         assert!(!o.fill(a, b"late".to_vec()), "released slots are gone");
         let c = o.reserve();
         assert_eq!(c, b + 1);
