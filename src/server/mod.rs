@@ -598,18 +598,13 @@ impl Server {
         let Some((proto, agg)) = state.pending.complete_part(slot.seq(), part, result) else {
             return;
         };
-        let mut watched = false;
-        let bytes = match agg {
+        match agg {
             Agg::Watch { got, .. } => {
                 state.watched.extend(got);
-                watched = true;
-                b"+OK\r\n".to_vec()
+                ctx.fill_slot_with(slot, |out| out.extend_from_slice(b"+OK\r\n"));
+                self.release_hold(ctx, conn);
             }
-            agg => self.encode_agg(proto, agg),
-        };
-        ctx.fill_slot(slot, bytes);
-        if watched {
-            self.release_hold(ctx, conn);
+            agg => ctx.fill_slot_with(slot, |out| self.encode_agg(proto, agg, out)),
         }
         self.gate_output(ctx, conn);
         self.over_output_limit(ctx, conn);
@@ -659,13 +654,14 @@ impl Server {
         over
     }
 
-    fn encode_agg(&mut self, proto: Protocol, agg: Agg) -> Vec<u8> {
+    /// Encode a completed reply onto `out`.
+    fn encode_agg(&mut self, proto: Protocol, agg: Agg, out: &mut Vec<u8>) {
         if let Agg::Metrics { reports } = &agg {
             // An HTTP response, not RESP.
-            return crate::metrics::http_response(self, reports);
+            out.extend_from_slice(&crate::metrics::http_response(self, reports));
+            return;
         }
-        let mut out = Vec::new();
-        let mut e = Encoder::new(&mut out, proto);
+        let mut e = Encoder::new(out, proto);
         match agg {
             Agg::LatencyHistogram { names, reports } => {
                 commands::latency::encode_histogram(&mut e, &names, &reports);
@@ -696,7 +692,6 @@ impl Server {
             }
             other => other.encode(&mut e, self.shards),
         }
-        out
     }
 
     /// Active expiry: one bounded step; remembers whether due keys remain.

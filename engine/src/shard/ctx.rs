@@ -538,6 +538,32 @@ impl<H: Handler> Ctx<H> {
         }
     }
 
+    /// Fill a slot by encoding its reply in place: on the slot's own shard straight into
+    /// the connection's output when it is the oldest slot owed (no buffer of its own),
+    /// else into a buffer reused from released replies; on another shard like
+    /// [`Ctx::fill_slot`]. `encode` is not called for a slot of a connection that closed
+    /// or one filled before.
+    pub fn fill_slot_with(&mut self, slot: ReplySlot, encode: impl FnOnce(&mut Vec<u8>)) {
+        if slot.shard != self.shard {
+            let mut answer = Vec::new();
+            encode(&mut answer);
+            self.mail.send(slot.shard, Envelope::Fill { slot, answer });
+            return;
+        }
+        let Some(conn) = self.get_mut(slot.conn).filter(|c| !c.tearing_down) else {
+            return;
+        };
+        if conn.order.is_unfilled_front(slot.seq) {
+            // Everything before it has left for `out` already.
+            encode(&mut conn.out);
+            self.fill_local(slot, Vec::new());
+        } else if conn.order.is_unfilled(slot.seq) {
+            let mut answer = conn.order.take_buffer();
+            encode(&mut answer);
+            self.fill_local(slot, answer);
+        }
+    }
+
     /// Reply slots `conn` owes: reserved and not yet released.
     pub fn replies_owed(&self, conn: ConnId) -> usize {
         self.get(conn).map_or(0, |c| c.order.len())

@@ -95,6 +95,36 @@ impl Order {
         true
     }
 
+    /// Whether `seq` is the oldest owed slot and not filled yet: its reply may go straight
+    /// to the connection's output.
+    pub fn is_unfilled_front(&self, seq: u64) -> bool {
+        seq == self.first_seq && self.slots.front().is_some_and(|o| o.answer.is_none())
+    }
+
+    /// Whether slot `seq` is owed and not filled yet.
+    pub fn is_unfilled(&self, seq: u64) -> bool {
+        seq.checked_sub(self.first_seq)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.slots.get(i))
+            .is_some_and(|o| o.answer.is_none())
+    }
+
+    /// A buffer for an answer (one released before, when there is one).
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Keep a released buffer for reuse when it is small.
+    fn recycle(&mut self, buf: Option<Vec<u8>>) {
+        if let Some(mut buf) = buf {
+            let cap = buf.capacity();
+            if self.spare.len() < SPARE_TAILS && cap > 0 && cap <= SPARE_TAIL_BYTES {
+                buf.clear();
+                self.spare.push(buf);
+            }
+        }
+    }
+
     /// Fill slot `seq`. False if it is unknown (already released) or filled before.
     pub fn fill(&mut self, seq: u64, answer: Vec<u8>) -> bool {
         let Some(idx) = seq
@@ -132,9 +162,12 @@ impl Order {
             self.sealed -=
                 owed.answer.as_ref().map_or(0, Vec::len) + owed.behind_len() + tail_counted;
             if let Some(answer) = owed.answer {
-                if !answer.is_empty() {
-                    emit(Chunk::Owned(answer));
-                }
+                let answer = if answer.is_empty() {
+                    Some(answer)
+                } else {
+                    emit(Chunk::Owned(answer))
+                };
+                self.recycle(answer);
             }
             for chunk in owed.behind {
                 emit(chunk);
@@ -144,13 +177,7 @@ impl Order {
             } else {
                 emit(Chunk::Owned(owed.tail))
             };
-            if let Some(mut tail) = tail {
-                let cap = tail.capacity();
-                if self.spare.len() < SPARE_TAILS && cap > 0 && cap <= SPARE_TAIL_BYTES {
-                    tail.clear();
-                    self.spare.push(tail);
-                }
-            }
+            self.recycle(tail);
         }
         debug_assert!(!self.slots.is_empty() || self.sealed == 0);
         released
