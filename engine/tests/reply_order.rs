@@ -16,7 +16,9 @@ use coreshard_engine::{start, ConnId, Ctx, EngineConfig, Handler, Input, ReplySl
 /// Requests are lines `<how> <shard> <token>`; every answer is `<token>\n`.
 /// `c`: `Ctx::call` on `shard`; `m`: slot + message, filled on `shard`; `t`: like `m` but
 /// filled after a 2 ms timer there; `l`: written locally at once; `s`: a 5000-byte shared
-/// chunk (`x` repeated) then the token, locally.
+/// chunk (`x` repeated) then the token, locally; `f`: a slot filled at once, in place
+/// (`Ctx::fill_slot_with`). `m` answers are filled with `fill_slot_with` too (in place on
+/// the connection's shard, sent back from others).
 #[derive(Default)]
 struct Orderly {
     delayed: HashMap<u64, (ReplySlot, Vec<u8>)>,
@@ -60,6 +62,11 @@ impl Handler for Orderly {
                         ctx.send(shard, msg);
                     }
                 }
+                b"f" => {
+                    if let Some(slot) = ctx.reserve_slot(conn) {
+                        ctx.fill_slot_with(slot, |out| out.extend_from_slice(&answer));
+                    }
+                }
                 b"s" => {
                     ctx.write_shared(conn, Bytes::from(vec![b'x'; 5000]));
                     ctx.write(conn, &answer);
@@ -77,7 +84,9 @@ impl Handler for Orderly {
 
     fn on_message(&mut self, ctx: &mut Ctx<Self>, _from: ShardId, msg: Msg) {
         match msg {
-            Msg::Fill { slot, answer } => ctx.fill_slot(slot, answer),
+            Msg::Fill { slot, answer } => {
+                ctx.fill_slot_with(slot, |out| out.extend_from_slice(&answer));
+            }
             Msg::FillLater { slot, answer } => {
                 self.next_cookie += 1;
                 self.delayed.insert(self.next_cookie, (slot, answer));
@@ -105,7 +114,7 @@ fn engine(max_owed_replies: usize) -> coreshard_engine::EngineHandle {
 
 /// One client's pipeline: `n` requests of every kind, to every shard, as one write.
 fn run_client(addr: std::net::SocketAddr, client: usize, n: usize) {
-    let kinds = ["c", "m", "t", "l", "s", "c", "m"];
+    let kinds = ["c", "m", "t", "l", "s", "c", "m", "f"];
     let mut requests = String::new();
     let mut expect = Vec::new();
     for i in 0..n {
