@@ -917,3 +917,45 @@ fn the_sandbox_holds_between_scripts() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
 }
+
+/// SCRIPT and FUNCTION may be queued in MULTI, as in Redis: a script loaded there is
+/// usable by the EVALSHA after it in the same transaction.
+#[test]
+fn script_and_function_inside_multi() {
+    let s = start();
+    let c = &mut s.client();
+    let key = &one_per_shard("m")[2];
+    let sha: String = eval(
+        c,
+        "return redis.sha1hex(ARGV[1])",
+        &[],
+        &["return redis.call('incr', KEYS[1])"],
+    )
+    .unwrap();
+    q::<()>(c, &["MULTI"]).unwrap();
+    assert_eq!(
+        q::<String>(c, &["SCRIPT", "LOAD", "return redis.call('incr', KEYS[1])"]).unwrap(),
+        "QUEUED"
+    );
+    assert_eq!(
+        q::<String>(c, &["EVALSHA", &sha, "1", key]).unwrap(),
+        "QUEUED"
+    );
+    assert_eq!(
+        q::<String>(
+            c,
+            &[
+                "FUNCTION",
+                "LOAD",
+                "#!lua name=inmulti\nredis.register_function('f', function() return 'f' end)"
+            ]
+        )
+        .unwrap(),
+        "QUEUED"
+    );
+    let r: Vec<Value> = q(c, &["EXEC"]).unwrap();
+    assert_eq!(r[0], Value::BulkString(sha.clone().into_bytes()));
+    assert_eq!(r[1], Value::Int(1));
+    assert_eq!(r[2], Value::BulkString(b"inmulti".to_vec()));
+    assert_eq!(q::<String>(c, &["FCALL", "f", "0"]).unwrap(), "f");
+}

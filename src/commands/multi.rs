@@ -45,6 +45,7 @@ impl Queued {
 /// command with a keyed form).
 const IN_MULTI: &[&str] = &[
     "del", "unlink", "exists", "touch", "mget", "mset", "ping", "echo", "flushall", "flushdb",
+    "script", "function",
 ];
 
 /// Why `spec` cannot be queued inside MULTI, if it cannot.
@@ -97,6 +98,18 @@ pub fn run_queued(db: &mut Db, now: u64, q: &Queued) -> OpResult {
             _ => OpResult::Error("ERR wrong number of arguments for 'ping' command".into()),
         },
         "echo" => OpResult::Value(Some(a[1].clone())),
+        // The script cache and the libraries are the server's, not a key's.
+        "script" | "function" => {
+            let args: Vec<std::borrow::Cow<'_, [u8]>> = a
+                .iter()
+                .map(|b| std::borrow::Cow::Borrowed(&b[..]))
+                .collect();
+            if q.spec.name == "script" {
+                super::scripting::script_result(&args)
+            } else {
+                super::scripting::function_result(&args)
+            }
+        }
         "flushall" | "flushdb" => {
             let ok = match a.len() {
                 1 => true,

@@ -264,9 +264,15 @@ fn kill_reply(function: bool) -> OpResult {
 }
 
 pub fn script_cmd(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let result = script_result(args);
+    s.reply_result(ctx, conn, &result);
+}
+
+/// SCRIPT's reply (also run inside MULTI/EXEC).
+pub fn script_result(args: Args) -> OpResult {
     let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
     let n = args.len();
-    let result = match (sub.as_str(), n) {
+    match (sub.as_str(), n) {
         ("load", 3) => {
             let body = Bytes::copy_from_slice(&args[2]);
             match script::check_compiles(&body) {
@@ -311,8 +317,7 @@ pub fn script_cmd(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Arg
             super::subcommand_arity_error("script", &sub)
         }
         _ => OpResult::Error(super::unknown_subcommand_error(&args[1], "SCRIPT")),
-    };
-    s.reply_result(ctx, conn, &result);
+    }
 }
 
 const FUNCTION_HELP: &[&str] = &[
@@ -413,9 +418,15 @@ fn function_list(args: Args) -> OpResult {
 }
 
 pub fn function_cmd(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
+    let result = function_result(args);
+    s.reply_result(ctx, conn, &result);
+}
+
+/// FUNCTION's reply (also run inside MULTI/EXEC).
+pub fn function_result(args: Args) -> OpResult {
     let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
     let n = args.len();
-    let result = match (sub.as_str(), n) {
+    match (sub.as_str(), n) {
         ("load", 3 | 4) => {
             let replace = n == 4 && args[2].eq_ignore_ascii_case(b"REPLACE");
             if n == 4 && !replace {
@@ -469,6 +480,5 @@ pub fn function_cmd(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: A
             super::subcommand_arity_error("function", &sub)
         }
         _ => OpResult::Error(super::unknown_subcommand_error(&args[1], "FUNCTION")),
-    };
-    s.reply_result(ctx, conn, &result);
+    }
 }
