@@ -19,6 +19,18 @@ def ensure_redis():
                        shell=True, check=True)
 
 
+def coreshard_bin():
+    """The coreshard binary to measure: $CORESHARD_BIN if set, else the release build in
+    $CARGO_TARGET_DIR (or target/)."""
+    given = os.environ.get("CORESHARD_BIN", "")
+    if given:
+        return given
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    if not os.path.isabs(target):
+        target = os.path.join(ROOT, target)
+    return os.path.join(target, "release", "coreshard")
+
+
 def build():
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
 

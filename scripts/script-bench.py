@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as bc  # noqa: E402
+from bench_common import coreshard_bin  # noqa: E402
 
 SERVER_CPU = bc.SERVER_CPU
 CLIENT_CPU = os.environ.get("CLIENT_CPU", "0")
@@ -47,13 +48,6 @@ SCRIPT = "return redis.call('incr', KEYS[1])"
 GOAL = 1.0
 
 
-def coreshard_bin():
-    if CORESHARD_BIN:
-        return CORESHARD_BIN
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(bc.ROOT, "target")
-    if not os.path.isabs(target):
-        target = os.path.join(bc.ROOT, target)
-    return os.path.join(target, "release", "coreshard")
 
 
 def start_server(kind):

@@ -28,7 +28,7 @@ import os
 import sys
 import time
 
-from bench_common import ROOT, SERVER_CPU, Conn, build, encode, ensure_redis, free_port, launch, rss_bytes, start, stop
+from bench_common import ROOT, coreshard_bin, SERVER_CPU, Conn, build, encode, ensure_redis, free_port, launch, rss_bytes, start, stop
 
 N = int(os.environ.get("N", "1000000"))
 SMALL = int(os.environ.get("SMALL", "100000"))
@@ -44,11 +44,6 @@ def stream_entry(i):
     return [b"user", b"%d" % (i % 1000), b"payload", b"%016x" % ((i * 0x9E3779B97F4A7C15) & (2**64 - 1))]
 
 
-def coreshard_bin():
-    if CORESHARD_BIN:
-        return CORESHARD_BIN
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-    return os.path.join(target if os.path.isabs(target) else os.path.join(ROOT, target), "release", "coreshard")
 
 
 def load(port, scenario):

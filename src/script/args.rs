@@ -226,6 +226,24 @@ impl<'a> Args<'a> {
     }
 }
 
+/// Helpers the libraries' unit tests share.
+#[cfg(test)]
+pub mod testing {
+    use mlua::Lua;
+
+    /// The string a chunk returns.
+    pub fn string(lua: &Lua, code: &str) -> Vec<u8> {
+        let s: mlua::LuaString = lua.load(code).eval().unwrap();
+        s.as_bytes().to_vec()
+    }
+
+    /// The message of the error a chunk (named as a user script) raises.
+    pub fn failure(lua: &Lua, code: &str) -> String {
+        let e = lua.load(code).set_name("@user_script").exec().unwrap_err();
+        super::lib_message(&e).unwrap_or_else(|| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

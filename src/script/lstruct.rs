@@ -366,15 +366,7 @@ mod tests {
         lua
     }
 
-    fn bytes(lua: &Lua, code: &str) -> Vec<u8> {
-        let s: mlua::LuaString = lua.load(code).eval().unwrap();
-        s.as_bytes().to_vec()
-    }
-
-    fn failure(lua: &Lua, code: &str) -> String {
-        let e = lua.load(code).set_name("@user_script").exec().unwrap_err();
-        args::lib_message(&e).unwrap_or_else(|| e.to_string())
-    }
+    use args::testing::{failure, string as bytes};
 
     #[test]
     fn packs_with_order_and_alignment() {

@@ -574,15 +574,7 @@ mod tests {
         lua
     }
 
-    fn packed(lua: &Lua, code: &str) -> Vec<u8> {
-        let s: mlua::LuaString = lua.load(code).eval().unwrap();
-        s.as_bytes().to_vec()
-    }
-
-    fn failure(lua: &Lua, code: &str) -> String {
-        let e = lua.load(code).set_name("@user_script").exec().unwrap_err();
-        super::super::args::lib_message(&e).unwrap_or_else(|| e.to_string())
-    }
+    use super::super::args::testing::{failure, string as packed};
 
     #[test]
     fn integers_take_the_smallest_type() {

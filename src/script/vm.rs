@@ -868,7 +868,7 @@ fn error_text(e: &Value, code: &Code<'_>) -> String {
         Ok(Value::String(s)) => s.to_string_lossy(),
         _ => "ERR unknown error".into(),
     };
-    let msg = one_line(&strip_wrapping(&msg));
+    let msg = one_line(&msg);
     let source = t.raw_get::<Option<String>>("source").ok().flatten();
     let line = t.raw_get::<Option<i64>>("line").ok().flatten();
     match (source, line) {
@@ -898,19 +898,4 @@ fn with_code(msg: &str) -> String {
     } else {
         format!("ERR {msg}")
     }
-}
-
-/// Errors raised from Rust callbacks arrive as mlua's wrapped errors, whose text names
-/// the wrapping ("runtime error: ..."); keep the message only.
-fn strip_wrapping(msg: &str) -> String {
-    let mut m = msg.to_string();
-    for prefix in ["ERR runtime error: ", "ERR callback error"] {
-        if let Some(rest) = m.strip_prefix(prefix) {
-            m = format!("ERR {}", rest.trim_start());
-        }
-    }
-    if let Some(idx) = m.find("caused by: ") {
-        m = format!("ERR {}", &m[idx + "caused by: ".len()..]);
-    }
-    m
 }

@@ -558,7 +558,6 @@ impl Writer {
         }
     }
 
-    /// Shutdown with everything written: sync what is not synced yet, whatever the policy.
     /// `CONFIG SET appendfsync`: from `No`, first sync what `No` left unsynced (the
     /// closed segments and the current one), so that under the new policy "durable" and the
     /// records' durable-before flag keep their meaning.
@@ -568,6 +567,11 @@ impl Writer {
         if was != FsyncPolicy::No {
             return Ok(());
         }
+        self.sync_unsynced()
+    }
+
+    /// Sync the current segment if dirty and every closed segment left unsynced.
+    fn sync_unsynced(&mut self) -> Result<(), WalError> {
         let mut result = Ok(());
         if self.dirty {
             if let Err(e) = self.sync_current() {
@@ -589,25 +593,9 @@ impl Writer {
         result
     }
 
+    /// Shutdown with everything written: sync what is not synced yet, whatever the policy.
     fn finish(&mut self) -> Result<(), WalError> {
-        let mut result = Ok(());
-        if self.dirty {
-            if let Err(e) = self.sync_current() {
-                result = Err(e);
-            }
-        }
-        while let Some((seq, f)) = self.dirty_closed.pop_front() {
-            let started = Instant::now();
-            if let Err(e) = sync_io(&mut self.ring, &self.shared, &f) {
-                result = Err(WalError::io(
-                    "fdatasync",
-                    &segment::path(&self.shared.dir, seq),
-                    e,
-                ));
-            } else {
-                self.record_sync(started);
-            }
-        }
+        let result = self.sync_unsynced();
         self.publish();
         result
     }
