@@ -467,6 +467,14 @@ impl Db {
         out
     }
 
+    /// Drop the effects collected so far by the enclosing [`Db::atomically`] (a script
+    /// stopped half way by SHUTDOWN NOSAVE): they are never journaled.
+    pub fn discard_group(&mut self) {
+        if let Some(g) = self.group.as_mut() {
+            g.clear();
+        }
+    }
+
     fn edit_obj<R>(
         &mut self,
         key: &[u8],

@@ -440,6 +440,162 @@ fn busy_scripts_answer_busy_and_script_kill_stops_them() {
     assert_eq!(other.reply_str(), "$5\r\nwrote\r\n");
 }
 
+/// The busy shard's own connections: answered as Redis answers while a script is busy
+/// (BUSY, the refusals that come first, SCRIPT KILL and UNKILLABLE), with MULTI and the
+/// other commands Redis lets through waiting for the script, in order.
+#[test]
+fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
+    let s = Server::start(&[
+        "--shards",
+        "1",
+        "--appendonly",
+        "no",
+        "--lua-time-limit",
+        "100",
+        "--lua-kill-after",
+        "0",
+    ]);
+    const BUSY_SCRIPT: &str =
+        "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
+    let mut runner = s.raw();
+    let mut other = s.raw();
+    other.cmd(&[b"PING"]);
+    assert_eq!(other.reply_str(), "+PONG\r\n");
+    let mut probe = s.raw();
+    let wait_busy = |probe: &mut common::Raw| {
+        eventually("the script passes lua-time-limit", || {
+            probe.cmd(&[b"PING"]);
+            probe.reply_str() == BUSY_SCRIPT
+        })
+    };
+    runner.cmd(&[b"EVAL", b"local i = 0 while true do i = i + 1 end", b"0"]);
+    wait_busy(&mut probe);
+    other.cmd(&[b"PING"]);
+    assert_eq!(other.reply_str(), BUSY_SCRIPT);
+    // Pipelined, byte at a time: every request answered, in order.
+    let mut pipeline = common::encode(&[b"SET", b"k", b"v"]);
+    pipeline.extend(common::encode(&[b"NOSUCH", b"x"]));
+    pipeline.extend(common::encode(&[b"GET"]));
+    pipeline.extend(common::encode(&[b"FUNCTION", b"KILL"]));
+    for b in &pipeline {
+        other.send(&[*b]);
+    }
+    assert_eq!(other.reply_str(), BUSY_SCRIPT);
+    assert!(other
+        .reply_str()
+        .starts_with("-ERR unknown command 'NOSUCH', with args beginning with: 'x'"));
+    assert_eq!(
+        other.reply_str(),
+        "-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    assert_eq!(
+        other.reply_str(),
+        "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
+    );
+    other.cmd(&[b"SCRIPT", b"KILL"]);
+    assert_eq!(other.reply_str(), "+OK\r\n");
+    let killed = runner.reply_str();
+    assert!(
+        killed.starts_with("-ERR Script killed by user with SCRIPT KILL..."),
+        "{killed}"
+    );
+    other.cmd(&[b"PING"]);
+    assert_eq!(other.reply_str(), "+PONG\r\n");
+
+    // A script that wrote: UNKILLABLE. A transaction opened before it is refused at EXEC;
+    // MULTI-family commands wait for the script and then run in order.
+    other.cmd(&[b"MULTI"]);
+    assert_eq!(other.reply_str(), "+OK\r\n");
+    runner.cmd(&[
+        b"EVAL",
+        b"redis.call('set', KEYS[1], 'wrote') local t0 = tonumber(redis.call('time')[1]) \
+          while tonumber(redis.call('time')[1]) - t0 < 4 do end return 'done'",
+        b"1",
+        b"w",
+    ]);
+    wait_busy(&mut probe);
+    other.cmd(&[b"SET", b"k", b"in-multi"]);
+    assert_eq!(other.reply_str(), BUSY_SCRIPT);
+    other.cmd(&[b"SCRIPT", b"KILL"]);
+    assert!(other
+        .reply_str()
+        .starts_with("-UNKILLABLE Sorry the script already executed write commands"));
+    let mut rest = common::encode(&[b"EXEC"]);
+    rest.extend(common::encode(&[b"DISCARD"]));
+    rest.extend(common::encode(&[b"GET", b"w"]));
+    other.send(&rest);
+    assert_eq!(other.reply_str(), BUSY_SCRIPT);
+    // DISCARD waited for the script; GET after it too.
+    assert_eq!(runner.reply_str(), "$4\r\ndone\r\n");
+    assert_eq!(other.reply_str(), "+OK\r\n");
+    assert_eq!(other.reply_str(), "$5\r\nwrote\r\n");
+    other.cmd(&[b"GET", b"k"]);
+    assert_eq!(other.reply_str(), "$-1\r\n");
+}
+
+/// A runaway script that wrote cannot be killed, but SHUTDOWN NOSAVE stops it and the
+/// server, from the busy shard's own connections or another shard's, as in Redis: plain
+/// SHUTDOWN is refused with BUSY, and after a restart the log holds everything
+/// acknowledged and nothing of the stopped script.
+#[test]
+fn shutdown_nosave_stops_a_runaway_script_that_wrote() {
+    for from_own_shard in [true, false] {
+        let dir = DataDir::new("nosave");
+        let args = [
+            "--dir",
+            dir.path(),
+            "--shards",
+            "2",
+            "--lua-time-limit",
+            "100",
+        ];
+        let mut s = Server::start_raw(&args, None);
+        let key = keys_on("runaway", 0, 2, 1)[0].clone();
+        let mut own = s.raw_on_shard(0, 2);
+        let mut remote = s.raw_on_shard(1, 2);
+        let mut runner = s.raw_on_shard(1, 2);
+        own.cmd(&[b"SET", b"acked", b"1"]);
+        assert_eq!(own.reply_str(), "+OK\r\n");
+        runner.cmd(&[
+            b"EVAL",
+            b"redis.call('set', KEYS[1], 'half') while true do end",
+            b"1",
+            key.as_bytes(),
+        ]);
+        eventually("the script passes lua-time-limit", || {
+            remote.cmd(&[b"SCRIPT", b"KILL"]);
+            let r = remote.reply_str();
+            r.starts_with("-UNKILLABLE")
+        });
+        for c in [&mut own, &mut remote] {
+            c.cmd(&[b"SHUTDOWN"]);
+            assert_eq!(
+                c.reply_str(),
+                "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
+            );
+        }
+        let by = if from_own_shard {
+            &mut own
+        } else {
+            &mut remote
+        };
+        by.cmd(&[b"SHUTDOWN", b"NOSAVE"]);
+        assert!(by.closed(), "the connection closes");
+        let status = s.wait_exit().expect("the server exits");
+        assert!(status.success(), "{status:?}");
+        drop(s);
+        let s = Server::start_raw(&args, None);
+        let c = &mut s.client();
+        assert_eq!(
+            q::<Option<String>>(c, &["GET", "acked"])
+                .unwrap()
+                .as_deref(),
+            Some("1")
+        );
+        assert_eq!(q::<Option<String>>(c, &["GET", &key]).unwrap(), None);
+    }
+}
+
 /// On a single shard nobody can reach SCRIPT KILL while a script spins, so a read-only
 /// script is stopped on its own after lua-kill-after; the shard then serves again.
 #[test]

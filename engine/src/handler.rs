@@ -189,3 +189,15 @@ pub trait Handler: Sized + 'static {
         self.rejection()
     }
 }
+
+/// What a shard answers while its handler runs long work ([`Ctx::long_work`]): requests
+/// of its other connections arrive meanwhile, and a protocol usually answers them with a
+/// "busy" error rather than keep them waiting (Redis's `-BUSY` during a long script).
+pub trait WhileBusy<C> {
+    /// `data` is a connection's input not consumed yet (it may end inside a request) and
+    /// `state` its state. Write replies to `out` and return how many bytes were consumed.
+    /// What is left is kept, in order, with everything that arrives after it, and goes
+    /// to [`Handler::on_data`] once the work is over (so returning 0 makes the connection
+    /// simply wait).
+    fn on_data(&mut self, state: &mut C, data: &[u8], out: &mut Vec<u8>) -> usize;
+}

@@ -54,10 +54,10 @@ pub mod wal;
 pub use affinity::allowed_cores;
 pub use config::EngineConfig;
 pub use error::EngineError;
-pub use handler::{ConnId, Handler, Input, ShardId, ShardInfo};
+pub use handler::{ConnId, Handler, Input, ShardId, ShardInfo, WhileBusy};
 pub use route::{DefaultKeyHash, KeyHash, Router};
 pub use runtime::{start, EngineHandle, RemoteWaker};
-pub use shard::{ConnMeta, Ctx, ReplySlot, ShardStats, TimerId};
+pub use shard::{serve_while_busy, ConnMeta, Ctx, ReplySlot, ShardStats, TimerId};
 pub use signal::{block_shutdown_signals, wait_for_shutdown_signal};
 pub use sys::Features;
 

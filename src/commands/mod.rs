@@ -80,6 +80,9 @@ pub struct Spec {
     /// Keys follow a `STREAMS` keyword searched from this position, as the first half of
     /// the arguments after it (XREAD, XREADGROUP); 0: not so.
     pub streams_from: usize,
+    /// May run for long (a script): the shard answers its other connections meanwhile
+    /// (`server/busy.rs`).
+    pub long: bool,
 }
 
 impl std::fmt::Debug for Spec {
@@ -113,6 +116,7 @@ impl Spec {
             cross: None,
             numkeys_at: 0,
             streams_from: 0,
+            long: false,
         }
     }
 
@@ -155,6 +159,17 @@ impl Spec {
             streams_from: from,
             ..self
         }
+    }
+
+    /// See [`Spec::long`].
+    pub(crate) const fn long(self) -> Spec {
+        Spec { long: true, ..self }
+    }
+
+    /// Whether the command may run for long (see [`Spec::long`]).
+    #[inline]
+    pub fn may_run_long(&self) -> bool {
+        self.long
     }
 
     pub(crate) const fn no_auth(self) -> Spec {

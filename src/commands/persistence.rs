@@ -97,6 +97,17 @@ pub fn shutdown(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args)
             return s.error(ctx, conn, "ERR syntax error");
         }
     }
+    let nosave = args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"NOSAVE"));
+    if !nosave {
+        // As Redis: while a script is busy only SHUTDOWN NOSAVE goes through.
+        if let Some(busy) = (0..s.shards).find_map(crate::script::busy_reply) {
+            return s.error(ctx, conn, busy);
+        }
+    } else if crate::script::abort_for_shutdown() {
+        tracing::warn!(
+            "SHUTDOWN NOSAVE while a script is busy: stopping it without journaling its writes"
+        );
+    }
     tracing::info!("SHUTDOWN requested by a client");
     if let Err(e) = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM)
     {

@@ -44,7 +44,8 @@ pub static COMMANDS: &[Spec] = &[
         eval,
     )
     .numkeys(2)
-    .cross(run_across_shards),
+    .cross(run_across_shards)
+    .long(),
     Spec::keyed(
         "evalsha",
         -3,
@@ -58,7 +59,8 @@ pub static COMMANDS: &[Spec] = &[
         evalsha,
     )
     .numkeys(2)
-    .cross(run_across_shards),
+    .cross(run_across_shards)
+    .long(),
     Spec::keyed(
         "eval_ro",
         -3,
@@ -72,7 +74,8 @@ pub static COMMANDS: &[Spec] = &[
         eval_ro,
     )
     .numkeys(2)
-    .cross(run_across_shards),
+    .cross(run_across_shards)
+    .long(),
     Spec::keyed(
         "evalsha_ro",
         -3,
@@ -86,7 +89,8 @@ pub static COMMANDS: &[Spec] = &[
         evalsha_ro,
     )
     .numkeys(2)
-    .cross(run_across_shards),
+    .cross(run_across_shards)
+    .long(),
     Spec::keyed(
         "fcall",
         -3,
@@ -96,7 +100,8 @@ pub static COMMANDS: &[Spec] = &[
         fcall,
     )
     .numkeys(2)
-    .cross(run_across_shards),
+    .cross(run_across_shards)
+    .long(),
     Spec::keyed(
         "fcall_ro",
         -3,
@@ -106,7 +111,8 @@ pub static COMMANDS: &[Spec] = &[
         fcall_ro,
     )
     .numkeys(2)
-    .cross(run_across_shards),
+    .cross(run_across_shards)
+    .long(),
     Spec::new(
         "script",
         -2,

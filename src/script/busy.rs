@@ -1,15 +1,14 @@
 //! Long-running scripts: the time limit, SCRIPT KILL and BUSY.
 //!
-//! A script runs on its shard's thread, so while it runs that shard serves no one. Past
-//! `lua-time-limit` (Redis's default 5 s) the shard is marked *busy* here, where the other
-//! shards can see it: requests they would route to it are answered `-BUSY` at once, and
-//! SCRIPT KILL (or FUNCTION KILL) from a connection on another shard asks the script to
-//! stop. The script's instruction hook (see `vm.rs`) notices the request within a few
-//! milliseconds. As in Redis, a script that already wrote cannot be killed
-//! (`UNKILLABLE`): that would leave half its writes. Because the shard's own connections
-//! cannot reach SCRIPT KILL while it is busy, a read-only script is also stopped on its
-//! own once it has run `lua-kill-after` (default 60 s; 0: never) so a runaway script
-//! cannot wedge a shard for good.
+//! A script runs on its shard's thread. Past `lua-time-limit` (Redis's default 5 s) the
+//! shard is marked *busy* here, where the other shards can see it: requests they would
+//! route to it are answered `-BUSY` at once. The shard's own connections are answered from
+//! the script's instruction hook (see `vm.rs` and `server/busy.rs`). SCRIPT KILL (or
+//! FUNCTION KILL) from any connection asks the script to stop; the hook notices within a
+//! few milliseconds. As in Redis, a script that already wrote cannot be killed
+//! (`UNKILLABLE`): that would leave half its writes; SHUTDOWN NOSAVE stops it with the
+//! server ([`abort_for_shutdown`]). A read-only script nobody kills is stopped on its own
+//! once it has run `lua-kill-after` (default 60 s; 0: never).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
@@ -26,6 +25,10 @@ static STATE: [AtomicU8; MAX_SHARDS] = [const { AtomicU8::new(IDLE) }; MAX_SHARD
 static KILL: [AtomicBool; MAX_SHARDS] = [const { AtomicBool::new(false) }; MAX_SHARDS];
 /// Whether the busy script is a function (FUNCTION KILL) rather than EVAL (SCRIPT KILL).
 static IS_FUNCTION: [AtomicBool; MAX_SHARDS] = [const { AtomicBool::new(false) }; MAX_SHARDS];
+
+/// SHUTDOWN NOSAVE arrived while a script was busy: every script stops (even one that
+/// wrote; its writes are not journaled) and no request is served any more.
+static ABORT: AtomicBool = AtomicBool::new(false);
 
 static TIME_LIMIT_MS: AtomicU64 = AtomicU64::new(5000);
 static KILL_AFTER_MS: AtomicU64 = AtomicU64::new(60_000);
@@ -75,6 +78,11 @@ pub fn busy_reply(shard: usize) -> Option<&'static str> {
     Some(busy_error(function))
 }
 
+/// The BUSY error for this thread's shard (the kind of script it runs).
+pub fn busy_error_here() -> &'static str {
+    busy_reply(super::vm::shard()).unwrap_or(busy_error(false))
+}
+
 /// The script on `shard` passed the time limit.
 pub(crate) fn mark_busy(shard: usize, wrote: bool, function: bool) {
     if let (Some(s), Some(f)) = (STATE.get(shard), IS_FUNCTION.get(shard)) {
@@ -94,6 +102,23 @@ pub(crate) fn clear(shard: usize) {
 /// Whether SCRIPT KILL asked the script on `shard` to stop.
 pub(crate) fn kill_requested(shard: usize) -> bool {
     KILL.get(shard).is_some_and(|k| k.load(Ordering::Acquire))
+}
+
+/// SHUTDOWN NOSAVE: if a script is busy, stop it however far it got (as Redis, which
+/// exits without its effects reaching the AOF) and stop serving, since the stopped
+/// script's writes are in memory but never journaled. Whether a script was busy.
+pub fn abort_for_shutdown() -> bool {
+    let busy = STATE.iter().any(|s| s.load(Ordering::Acquire) != IDLE);
+    if busy {
+        ABORT.store(true, Ordering::Release);
+    }
+    busy
+}
+
+/// Whether SHUTDOWN NOSAVE stopped a busy script (the server serves nothing more).
+#[inline]
+pub fn aborting() -> bool {
+    ABORT.load(Ordering::Relaxed)
 }
 
 /// SCRIPT KILL (`function`: false) or FUNCTION KILL (true): the reply.

@@ -26,5 +26,8 @@ mod msgpack;
 pub mod registry;
 mod vm;
 
-pub use busy::{busy_reply, kill, kill_after, set_kill_after, set_time_limit, time_limit};
+pub use busy::{
+    abort_for_shutdown, aborting, busy_error_here, busy_reply, kill, kill_after, set_kill_after,
+    set_time_limit, time_limit,
+};
 pub use vm::{check_compiles, run, set_shard, Call, Code};

@@ -118,7 +118,7 @@ pub fn set_shard(shard: usize) {
     SHARD.with(|s| s.set(shard));
 }
 
-fn shard() -> usize {
+pub(super) fn shard() -> usize {
     SHARD.with(|s| s.get())
 }
 
@@ -179,6 +179,13 @@ fn hook() -> mlua::Result<VmState> {
             }
             r.busy.set(true);
             busy::mark_busy(shard(), r.wrote.get(), function);
+        }
+        // Answer this shard's other connections meanwhile: -BUSY, and SCRIPT KILL or
+        // SHUTDOWN NOSAVE, which are then seen just below.
+        coreshard_engine::serve_while_busy();
+        if busy::aborting() {
+            r.killed.set(true);
+            return Err(rt("Script killed by SHUTDOWN NOSAVE"));
         }
         if r.wrote.get() {
             return Ok(VmState::Continue);
@@ -716,7 +723,15 @@ pub fn run(db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
         let Some(vm) = slot.as_mut() else {
             return OpResult::Error("ERR cannot start Lua".into());
         };
-        db.atomically(|db| vm.run(db, now, call))
+        db.atomically(|db| {
+            let out = vm.run(db, now, call);
+            if busy::aborting() {
+                // Stopped half way by SHUTDOWN NOSAVE: none of it is journaled, so the
+                // log never holds half a script.
+                db.discard_group();
+            }
+            out
+        })
     })
 }
 

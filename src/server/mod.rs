@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod blocking;
+pub mod busy;
 pub mod conn;
 pub mod durability;
 pub mod http;
@@ -365,7 +366,17 @@ impl Server {
                 input: self.input.as_ref(),
             };
             self.db.events.cmd = spec.name;
-            let result = crate::evict::run_keyed(&mut self.db, spec, keyed, unix_ms(), &local);
+            let db = &mut self.db;
+            let result = if spec.may_run_long() {
+                let mut answer = busy::BusyAnswer {
+                    limits: self.config.limits,
+                };
+                ctx.long_work(&mut answer, || {
+                    crate::evict::run_keyed(db, spec, keyed, unix_ms(), &local)
+                })
+            } else {
+                crate::evict::run_keyed(db, spec, keyed, unix_ms(), &local)
+            };
             self.reply_result(ctx, conn, &result);
         } else {
             let op = Op::Cmd {
@@ -994,6 +1005,12 @@ impl Handler for Server {
 
     fn on_data(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, input: Input<'_>) -> usize {
         let data: &[u8] = &input;
+        if crate::script::aborting() {
+            // SHUTDOWN NOSAVE stopped a script half way: its shard holds writes that were
+            // never journaled, so nothing is served while the server stops.
+            ctx.abort(conn);
+            return data.len();
+        }
         if ctx.state(conn).is_some_and(|s| s.http) {
             return self.on_http_data(ctx, conn, data);
         }
@@ -1090,6 +1107,10 @@ impl Handler for Server {
     fn on_message(&mut self, ctx: &mut Ctx<Self>, from: ShardId, msg: Msg) {
         match msg {
             Msg::Request { slot, part, op } => {
+                if crate::script::aborting() {
+                    let result = OpResult::Error("ERR the server is shutting down".into());
+                    return self.answer(ctx, slot, part, result);
+                }
                 if let Some(op) = self.defer_if_locked(from, slot, part, op) {
                     self.run_part(ctx, from, slot, part, op);
                 }

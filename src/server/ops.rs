@@ -400,11 +400,19 @@ pub fn unix_ms() -> u64 {
 
 impl Server {
     /// Run one part on this shard's data.
-    pub fn apply<K: AsRef<[u8]>>(&mut self, ctx: &Ctx<Server>, op: Op<K>) -> OpResult {
+    pub fn apply<K: AsRef<[u8]>>(&mut self, ctx: &mut Ctx<Server>, op: Op<K>) -> OpResult {
         let now = unix_ms();
+        let limits = self.config.limits;
         let db: &mut Db = &mut self.db;
         match op {
             Op::Cmd { spec, args } => match spec.keyed {
+                Some(f) if spec.may_run_long() => {
+                    db.events.cmd = spec.name;
+                    let mut answer = super::busy::BusyAnswer { limits };
+                    ctx.long_work(&mut answer, || {
+                        crate::evict::run_keyed(db, spec, f, now, &args)
+                    })
+                }
                 Some(f) => {
                     db.events.cmd = spec.name;
                     crate::evict::run_keyed(db, spec, f, now, &args)

@@ -55,6 +55,9 @@ pub(crate) struct Conn<S> {
     /// ([`crate::Ctx::hold_output_until`]).
     pub hold_until: u64,
     pub dirty: bool,
+    /// A receive completion of this connection waits in [`crate::Ctx`]'s deferred list
+    /// (taken while the shard was busy): later ones must wait behind it.
+    pub busy_deferred: bool,
     pub peer: Option<SocketAddr>,
     /// Which listener accepted it (0: the main one; `None`: an outgoing connection).
     pub listener: Option<usize>,
@@ -87,6 +90,7 @@ impl<S> Conn<S> {
             peer_closed: false,
             hold_until: 0,
             dirty: false,
+            busy_deferred: false,
             peer,
             listener: None,
             created: now,

@@ -2,6 +2,8 @@
 //! order, calls and messages to other shards, timers and statistics.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use crate::handler::{ConnId, Handler, ShardId};
 use crate::mailbox::Mailboxes;
 use crate::route::{shard_of_hash, DefaultKeyHash, KeyHash};
 use crate::runtime::Shared;
-use crate::sys::{Chunk, Kind, Ring, Token};
+use crate::sys::{BufRing, Chunk, Cqe, Kind, Ring, SendDone, Token};
 
 /// Counters a shard keeps about its connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -136,6 +138,17 @@ pub struct Ctx<H: Handler> {
     pub(crate) resumed: Vec<ConnId>,
     /// Idle connections are closed after this long ([`Ctx::set_idle_timeout`]).
     pub(crate) idle_timeout: Option<Duration>,
+    /// The provided-buffer ring receives land in.
+    pub(crate) bufring: Rc<BufRing>,
+    /// The completions of this turn being dispatched, and the index of the next one (long
+    /// work that serves connections meanwhile takes the rest, see `busy.rs`).
+    pub(crate) batch: Vec<Cqe>,
+    pub(crate) batch_next: usize,
+    /// Completions taken while serving during long work that must wait for the next
+    /// turn, in arrival order.
+    pub(crate) deferred: Vec<Cqe>,
+    /// The connection whose input the handler is being given right now.
+    pub(crate) in_data: Option<u32>,
 }
 
 impl<H: Handler> Ctx<H> {
@@ -647,6 +660,82 @@ impl<H: Handler> Ctx<H> {
     pub fn cancel_timer(&mut self, timer: TimerId) {
         self.ring
             .cancel_timer(Kind::Timer, timer.generation, timer.slot);
+    }
+
+    pub(crate) fn mark_dirty(&mut self, idx: u32) {
+        if let Some(c) = self.conns.get_mut(idx as usize) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+    }
+
+    /// A send completed (or a part of it): free the connection for its next send, resume
+    /// input that waited for the output to drain. The connection to tear down if the send
+    /// failed.
+    pub(crate) fn send_done(&mut self, slot: u32, result: i32) -> Option<u32> {
+        let (owner, buf, failed) = match self.ring.complete_send(slot, result) {
+            SendDone::Continuing => return None,
+            SendDone::Complete { owner, buf } => (owner, buf, None),
+            SendDone::Failed { owner, buf, errno } => (owner, buf, Some(errno)),
+        };
+        let idx = owner.index;
+        let id = ConnId {
+            index: owner.index,
+            generation: owner.generation,
+        };
+        let resume_below = self.output_pause_bytes / 2;
+        let conn = self.get_mut(id)?;
+        conn.send_in_flight = false;
+        conn.in_flight_len = 0;
+        let mut resume = false;
+        if conn.output_paused && !conn.tearing_down && conn.unsent_output() < resume_below {
+            conn.output_paused = false;
+            resume = !conn.paused;
+        }
+        if conn.spare.capacity() < buf.capacity() {
+            conn.spare = buf;
+        }
+        if resume {
+            self.resumed.push(id);
+        }
+        if let Some(errno) = failed {
+            tracing::debug!("send failed: {}", std::io::Error::from_raw_os_error(errno));
+            return Some(idx);
+        }
+        self.mark_dirty(idx);
+        None
+    }
+
+    /// Send the connection's output in one operation if it has some that may leave and
+    /// nothing is in flight (never two sends at once: bytes cannot reorder).
+    pub(crate) fn start_send(&mut self, idx: u32) {
+        let released = self.released;
+        let Some(conn) = self.conns.get_mut(idx as usize) else {
+            return;
+        };
+        let has_output =
+            (!conn.out.is_empty() || !conn.queued.is_empty()) && conn.hold_until <= released;
+        if conn.tearing_down || conn.connecting || conn.send_in_flight || !has_output {
+            return;
+        }
+        let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
+        let mut chunks = std::mem::take(&mut conn.queued);
+        let owned = std::mem::replace(&mut conn.out, std::mem::take(&mut conn.spare));
+        if owned.is_empty() {
+            conn.spare = owned;
+        } else {
+            chunks.push(Chunk::Owned(owned));
+        }
+        conn.send_in_flight = true;
+        let len: usize = chunks.iter().map(|c| c.as_slice().len()).sum();
+        conn.in_flight_len = len;
+        self.stats.bytes_out += len as u64;
+        let owner = Token::new(Kind::Send, conn.generation, idx);
+        self.ring.send(fd, owner, chunks);
     }
 }
 

@@ -4,12 +4,14 @@
 //! shards (waking only sleeping ones), and re-arm what ended. A loaded shard enters the
 //! kernel once per turn.
 
+mod busy;
 mod conn;
 mod ctx;
 mod order;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,13 +19,14 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use slab::Slab;
 
+pub use busy::serve_while_busy;
 pub(crate) use ctx::Envelope;
 pub use ctx::{ConnMeta, Ctx, ReplySlot, ShardStats, TimerId};
 
 use crate::handler::{ConnId, Handler, Input};
 use crate::mailbox::Mailboxes;
 use crate::runtime::Shared;
-use crate::sys::{self, BufRing, Chunk, Cqe, Kind, Ring, SendDone, Token};
+use crate::sys::{self, BufRing, Cqe, Kind, Ring, Token};
 use crate::{EngineConfig, EngineError};
 use conn::Conn;
 
@@ -52,12 +55,12 @@ struct Listener {
 pub(crate) struct Shard<H: Handler> {
     ctx: Ctx<H>,
     handler: H,
-    bufring: BufRing,
+    /// Shared with `ctx`, which hands buffers back when it serves during long work.
+    bufring: Rc<BufRing>,
     /// This shard's listeners: the main address first, then
     /// [`EngineConfig::extra_listen`] in order (the index is the accept token's).
     listeners: Vec<Listener>,
     config: Arc<EngineConfig>,
-    cqes: Vec<Cqe>,
     inbound: Vec<(usize, Envelope<H>)>,
     rearm: Vec<u32>,
     stopping_deadline: Option<Instant>,
@@ -79,6 +82,7 @@ impl<H: Handler> Shard<H> {
         config: Arc<EngineConfig>,
         handler: H,
     ) -> Self {
+        let bufring = Rc::new(bufring);
         Shard {
             ctx: Ctx {
                 shard,
@@ -99,6 +103,11 @@ impl<H: Handler> Shard<H> {
                 held: Vec::new(),
                 resumed: Vec::new(),
                 idle_timeout: config.idle_timeout.filter(|d| !d.is_zero()),
+                bufring: Rc::clone(&bufring),
+                batch: Vec::with_capacity(1024),
+                batch_next: 0,
+                deferred: Vec::new(),
+                in_data: None,
             },
             tick_armed: false,
             handler,
@@ -112,7 +121,6 @@ impl<H: Handler> Shard<H> {
                 })
                 .collect(),
             config,
-            cqes: Vec::with_capacity(1024),
             inbound: Vec::new(),
             rearm: Vec::new(),
             stopping_deadline: None,
@@ -188,8 +196,8 @@ impl<H: Handler> Shard<H> {
             self.teardown(idx);
         }
         let _ = self.ctx.ring.submit_and_wait(Some(Duration::ZERO));
-        self.cqes.clear();
-        self.ctx.ring.drain(&mut self.cqes);
+        self.ctx.batch.clear();
+        self.ctx.ring.drain(&mut self.ctx.batch);
         let idle = self.ctx.conns.iter().all(|(_, c)| c.quiescent());
         self.bufring.release(&self.ctx.ring, idle);
     }
@@ -220,6 +228,7 @@ impl<H: Handler> Shard<H> {
         let parking = &self.ctx.shared.parking[self.ctx.shard];
         parking.park();
         if self.ctx.mail.inbound_pending()
+            || !self.ctx.deferred.is_empty()
             || std::mem::take(&mut self.ctx.run_again)
             || self.handler.needs_turn()
         {
@@ -231,45 +240,57 @@ impl<H: Handler> Shard<H> {
         res.map_err(|e| EngineError::Setup("io_uring_enter", e))
     }
 
+    /// Dispatch this turn's completions, after any that long work left for this turn
+    /// (`busy.rs`). Long work may take the rest of the batch while it runs; the loop then
+    /// finds the batch shorter.
     fn dispatch_completions(&mut self) {
-        let mut cqes = std::mem::take(&mut self.cqes);
-        cqes.clear();
-        self.ctx.ring.drain(&mut cqes);
-        self.ctx.stats.completions += cqes.len() as u64;
-        for cqe in &cqes {
-            let Some(token) = Token::decode(cqe.user_data) else {
-                continue;
-            };
-            match token.kind {
-                Kind::Accept => self.on_accept(token.index as usize, cqe),
-                Kind::Recv => self.on_recv(token, cqe),
-                Kind::Send => self.on_send(token.index, cqe.result),
-                Kind::Connect => self.on_connect(token.index, cqe.result),
-                Kind::Timer => {
-                    if let Some(cookie) = self.ctx.ring.complete_timer(token.index) {
-                        if cqe.result == -libc::ETIME {
-                            self.handler.on_timer(&mut self.ctx, cookie);
-                        }
-                    }
-                }
-                Kind::Tick => {
-                    self.ctx.ring.complete_timer(token.index);
-                    self.tick_armed = false;
-                    self.on_tick();
-                    self.arm_tick();
-                }
-                Kind::Wake => {
-                    // A wake from another shard needs no work: the turn it caused is the
-                    // point. One we posted that failed comes back here; its target may be
-                    // asleep with mail waiting, so it is woken again in `flush_mail`.
-                    if let Some(to) = sys::failed_wake(token, cqe.result) {
-                        self.ctx.mail.wake_failed(to);
-                    }
-                }
-                Kind::Ignore => {}
-            }
+        self.ctx.batch.clear();
+        if !self.ctx.deferred.is_empty() {
+            self.ctx.take_deferred();
         }
-        self.cqes = cqes;
+        self.ctx.ring.drain(&mut self.ctx.batch);
+        self.ctx.stats.completions += self.ctx.batch.len() as u64;
+        let mut next = 0;
+        while let Some(&cqe) = self.ctx.batch.get(next) {
+            next += 1;
+            self.ctx.batch_next = next;
+            self.dispatch(&cqe);
+        }
+        self.ctx.batch_next = 0;
+    }
+
+    fn dispatch(&mut self, cqe: &Cqe) {
+        let Some(token) = Token::decode(cqe.user_data) else {
+            return;
+        };
+        match token.kind {
+            Kind::Accept => self.on_accept(token.index as usize, cqe),
+            Kind::Recv => self.on_recv(token, cqe),
+            Kind::Send => self.on_send(token.index, cqe.result),
+            Kind::Connect => self.on_connect(token.index, cqe.result),
+            Kind::Timer => {
+                if let Some(cookie) = self.ctx.ring.complete_timer(token.index) {
+                    if cqe.result == -libc::ETIME {
+                        self.handler.on_timer(&mut self.ctx, cookie);
+                    }
+                }
+            }
+            Kind::Tick => {
+                self.ctx.ring.complete_timer(token.index);
+                self.tick_armed = false;
+                self.on_tick();
+                self.arm_tick();
+            }
+            Kind::Wake => {
+                // A wake from another shard needs no work: the turn it caused is the
+                // point. One we posted that failed comes back here; its target may be
+                // asleep with mail waiting, so it is woken again in `flush_mail`.
+                if let Some(to) = sys::failed_wake(token, cqe.result) {
+                    self.ctx.mail.wake_failed(to);
+                }
+            }
+            Kind::Ignore => {}
+        }
     }
 
     fn deliver_messages(&mut self) {
@@ -583,10 +604,12 @@ impl<H: Handler> Shard<H> {
         }
         let mut inbuf = std::mem::take(&mut self.ctx.conns[idx].inbuf);
         let kept = if inbuf.is_empty() {
+            self.ctx.in_data = Some(id.index);
             let used = self
                 .handler
                 .on_data(&mut self.ctx, id, Input::borrowed(data))
                 .min(data.len());
+            self.ctx.in_data = None;
             let rest = &data[used..];
             if !rest.is_empty() {
                 let expect = self.ctx.get_mut(id).map_or(0, |c| c.expect);
@@ -604,10 +627,12 @@ impl<H: Handler> Shard<H> {
     /// Run the handler over kept input (appended bytes included) and return what it left.
     fn feed_kept(&mut self, id: ConnId, inbuf: BytesMut) -> BytesMut {
         let frozen = inbuf.freeze();
+        self.ctx.in_data = Some(id.index);
         let used = self
             .handler
             .on_data(&mut self.ctx, id, Input::shared(&frozen))
             .min(frozen.len());
+        self.ctx.in_data = None;
         let rest = frozen.slice(used..);
         drop(frozen);
         // Unique again unless the handler kept parts; then copy only the tail.
@@ -734,48 +759,13 @@ impl<H: Handler> Shard<H> {
     }
 
     fn on_send(&mut self, slot: u32, result: i32) {
-        let (owner, buf, failed) = match self.ctx.ring.complete_send(slot, result) {
-            SendDone::Continuing => return,
-            SendDone::Complete { owner, buf } => (owner, buf, None),
-            SendDone::Failed { owner, buf, errno } => (owner, buf, Some(errno)),
-        };
-        let idx = owner.index;
-        let id = conn_of(owner);
-        let Some(conn) = self.ctx.get_mut(id) else {
-            return;
-        };
-        conn.send_in_flight = false;
-        conn.in_flight_len = 0;
-        if conn.output_paused
-            && !conn.tearing_down
-            && conn.unsent_output() < self.config.output_pause_bytes / 2
-        {
-            conn.output_paused = false;
-            if !conn.paused {
-                self.ctx.resumed.push(id);
-            }
-        }
-        let Some(conn) = self.ctx.get_mut(id) else {
-            return;
-        };
-        if conn.spare.capacity() < buf.capacity() {
-            conn.spare = buf;
-        }
-        if let Some(errno) = failed {
-            tracing::debug!("send failed: {}", std::io::Error::from_raw_os_error(errno));
+        if let Some(idx) = self.ctx.send_done(slot, result) {
             self.teardown(idx);
-        } else {
-            self.mark_dirty(idx);
         }
     }
 
     fn mark_dirty(&mut self, idx: u32) {
-        if let Some(c) = self.ctx.conns.get_mut(idx as usize) {
-            if !c.dirty {
-                c.dirty = true;
-                self.ctx.dirty.push(idx);
-            }
-        }
+        self.ctx.mark_dirty(idx);
     }
 
     /// Send each dirty connection's output (one send per connection per turn, never two in
@@ -793,25 +783,7 @@ impl<H: Handler> Shard<H> {
                 continue;
             };
             conn.dirty = false;
-            let has_output = (!conn.out.is_empty() || !conn.queued.is_empty())
-                && conn.hold_until <= self.ctx.released;
-            if !conn.tearing_down && !conn.connecting && !conn.send_in_flight && has_output {
-                if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
-                    let mut chunks = std::mem::take(&mut conn.queued);
-                    let owned = std::mem::replace(&mut conn.out, std::mem::take(&mut conn.spare));
-                    if owned.is_empty() {
-                        conn.spare = owned;
-                    } else {
-                        chunks.push(Chunk::Owned(owned));
-                    }
-                    conn.send_in_flight = true;
-                    let len: usize = chunks.iter().map(|c| c.as_slice().len()).sum();
-                    conn.in_flight_len = len;
-                    self.ctx.stats.bytes_out += len as u64;
-                    let owner = Token::new(Kind::Send, conn.generation, idx);
-                    self.ctx.ring.send(fd, owner, chunks);
-                }
-            }
+            self.ctx.start_send(idx);
             let conn = &self.ctx.conns[idx as usize];
             let flushed = !conn.send_in_flight
                 && conn.out.is_empty()

@@ -4,6 +4,7 @@
 //! and is re-armed at the end of the turn).
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
@@ -19,9 +20,11 @@ pub(crate) struct BufRing {
     count: u16,
     buf_size: usize,
     group: u16,
-    tail: u16,
+    /// Ours to advance; a `Cell` so that the shard loop and a busy handler re-entering it
+    /// (which share the ring through an `Rc`) can both hand buffers back.
+    tail: Cell<u16>,
     /// Set when the kernel may still write into our memory at drop time.
-    leak_on_drop: bool,
+    leak_on_drop: Cell<bool>,
 }
 
 impl BufRing {
@@ -52,7 +55,7 @@ impl BufRing {
                 "out of memory allocating the buffer ring".into(),
             ));
         }
-        let mut br = BufRing {
+        let br = BufRing {
             entries,
             entries_layout,
             bufs,
@@ -60,8 +63,8 @@ impl BufRing {
             count,
             buf_size,
             group,
-            tail: 0,
-            leak_on_drop: false,
+            tail: Cell::new(0),
+            leak_on_drop: Cell::new(false),
         };
         // SAFETY: `entries` is page-aligned, `count` entries long, and stays allocated until
         // drop, which unregisters (or leaks) it first.
@@ -78,7 +81,7 @@ impl BufRing {
             ));
         }
         // Registered: from now on the kernel may write into the buffers until unregistered.
-        br.leak_on_drop = true;
+        br.leak_on_drop.set(true);
         for bid in 0..count {
             br.push(bid);
         }
@@ -103,14 +106,14 @@ impl BufRing {
     }
 
     /// Give buffer `bid` back to the kernel.
-    pub fn recycle(&mut self, bid: u16) {
+    pub fn recycle(&self, bid: u16) {
         self.push(bid);
         self.publish();
     }
 
-    fn push(&mut self, bid: u16) {
+    fn push(&self, bid: u16) {
         let mask = self.count - 1;
-        let idx = usize::from(self.tail & mask);
+        let idx = usize::from(self.tail.get() & mask);
         // SAFETY: idx < count, so the entry is inside the ring; the kernel reads entries
         // only between its head and the published tail, and this one is past the tail.
         let entry = unsafe { &mut *self.entries.add(idx) };
@@ -119,31 +122,31 @@ impl BufRing {
         entry.set_addr(addr as u64);
         entry.set_len(self.buf_size as u32);
         entry.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
+        self.tail.set(self.tail.get().wrapping_add(1));
     }
 
-    fn publish(&mut self) {
+    fn publish(&self) {
         // SAFETY: the tail field lives inside the first entry, which is allocated and
         // 2-byte aligned; the kernel only reads it, so an atomic release store is the
         // required publication of the entries written before it.
         unsafe {
             let tail = BufRingEntry::tail(self.entries) as *const AtomicU16;
-            (*tail).store(self.tail, Ordering::Release);
+            (*tail).store(self.tail.get(), Ordering::Release);
         }
     }
 
     /// Unregister from `ring` when no receive can still be using a buffer (`idle`), so the
     /// memory can be freed; otherwise it is leaked at drop rather than freed under the kernel.
-    pub fn release(&mut self, ring: &Ring, idle: bool) {
+    pub fn release(&self, ring: &Ring, idle: bool) {
         if idle && ring.submitter().unregister_buf_ring(self.group).is_ok() {
-            self.leak_on_drop = false;
+            self.leak_on_drop.set(false);
         }
     }
 }
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        if self.leak_on_drop {
+        if self.leak_on_drop.get() {
             return;
         }
         // SAFETY: both blocks were allocated with these layouts and the kernel no longer

@@ -4,6 +4,7 @@
 
 mod bufring;
 mod probe;
+pub(crate) mod reentry;
 mod ring;
 mod token;
 mod wal_io;
