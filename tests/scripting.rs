@@ -429,7 +429,8 @@ fn busy_scripts_answer_busy_and_script_kill_stops_them() {
     ]);
     eventually("busy again", || {
         other.cmd(&[b"FUNCTION", b"KILL"]);
-        other.reply_str().starts_with("-BUSY")
+        // (Redis's order: UNKILLABLE comes before the wrong-kind BUSY.)
+        other.reply_str().starts_with("-UNKILLABLE")
     });
     other.cmd(&[b"SCRIPT", b"KILL"]);
     assert!(other
@@ -502,8 +503,8 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
     other.cmd(&[b"PING"]);
     assert_eq!(other.reply_str(), "+PONG\r\n");
 
-    // A script that wrote: UNKILLABLE. A transaction opened before it is refused at EXEC;
-    // MULTI-family commands wait for the script and then run in order.
+    // A script that wrote: UNKILLABLE. A transaction open meanwhile is doomed by its BUSY
+    // command and EXEC drops it; MULTI and DISCARD run; SCRIPT is queued inside MULTI.
     other.cmd(&[b"MULTI"]);
     assert_eq!(other.reply_str(), "+OK\r\n");
     runner.cmd(&[
@@ -514,18 +515,31 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
         b"w",
     ]);
     wait_busy(&mut probe);
-    other.cmd(&[b"SET", b"k", b"in-multi"]);
+    let mut pipeline = common::encode(&[b"SET", b"k", b"in-multi"]);
+    pipeline.extend(common::encode(&[b"SCRIPT", b"KILL"]));
+    pipeline.extend(common::encode(&[b"EXEC"]));
+    pipeline.extend(common::encode(&[b"MULTI"]));
+    pipeline.extend(common::encode(&[b"DISCARD"]));
+    pipeline.extend(common::encode(&[b"DISCARD"]));
+    pipeline.extend(common::encode(&[b"GET", b"w"]));
+    other.send(&pipeline);
     assert_eq!(other.reply_str(), BUSY_SCRIPT);
-    other.cmd(&[b"SCRIPT", b"KILL"]);
-    assert!(other
+    assert_eq!(other.reply_str(), "+QUEUED\r\n");
+    assert_eq!(
+        other.reply_str(),
+        "-EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
+    );
+    assert_eq!(other.reply_str(), "+OK\r\n");
+    assert_eq!(other.reply_str(), "+OK\r\n");
+    assert_eq!(other.reply_str(), "-ERR DISCARD without MULTI\r\n");
+    assert_eq!(other.reply_str(), BUSY_SCRIPT);
+    probe.cmd(&[b"SCRIPT", b"KILL"]);
+    assert!(probe
         .reply_str()
         .starts_with("-UNKILLABLE Sorry the script already executed write commands"));
-    let mut rest = common::encode(&[b"EXEC"]);
-    rest.extend(common::encode(&[b"DISCARD"]));
-    rest.extend(common::encode(&[b"GET", b"w"]));
-    other.send(&rest);
-    assert_eq!(other.reply_str(), BUSY_SCRIPT);
-    // DISCARD waited for the script; GET after it too.
+    // WATCH needs the shard: it and what follows wait for the script, in order.
+    other.cmd(&[b"WATCH", b"w"]);
+    other.cmd(&[b"GET", b"w"]);
     assert_eq!(runner.reply_str(), "$4\r\ndone\r\n");
     assert_eq!(other.reply_str(), "+OK\r\n");
     assert_eq!(other.reply_str(), "$5\r\nwrote\r\n");

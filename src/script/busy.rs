@@ -136,15 +136,16 @@ pub fn kill(function: bool) -> Result<(), &'static str> {
     let Some((shard, state)) = found else {
         return Err("NOTBUSY No scripts in execution right now.");
     };
+    // Redis's order: a script that wrote is UNKILLABLE whichever KILL asks.
+    if state == BUSY_WROTE {
+        return Err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+    }
     if IS_FUNCTION[shard].load(Ordering::Relaxed) != function {
         return Err(if function {
             "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
         } else {
             "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
         });
-    }
-    if state == BUSY_WROTE {
-        return Err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
     }
     KILL[shard].store(true, Ordering::Release);
     Ok(())

@@ -4,17 +4,23 @@
 //!
 //! As in Redis: refusals that come before BUSY in Redis's order (unknown command, the
 //! RESP2 subscribed context, NOAUTH, arity) are answered as usual; SCRIPT KILL and
-//! FUNCTION KILL run; SHUTDOWN NOSAVE stops the script and the server; everything else is
-//! answered `-BUSY ...`, which inside MULTI also makes EXEC fail (`EXECABORT`). The other
-//! commands Redis lets through while busy (MULTI, EXEC's siblings, AUTH, HELLO, RESET,
-//! QUIT, FUNCTION STATS, ...) need the whole server, so they and everything after them on
-//! that connection simply wait for the script to end, in order.
+//! FUNCTION KILL run; SHUTDOWN NOSAVE stops the script and the server; MULTI and DISCARD
+//! run, and SCRIPT / FUNCTION are queued inside MULTI; everything else is answered
+//! `-BUSY ...`, which inside MULTI also dooms the transaction, and EXEC is refused with
+//! `EXECABORT ... because of: BUSY ...`, dropping it. The other commands Redis lets
+//! through while busy (WATCH, UNWATCH, AUTH, HELLO, RESET, QUIT, FUNCTION STATS, and
+//! EXEC or DISCARD with keys watched) need the whole server, so they and everything after
+//! them on that connection wait for the script to end, in order.
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
 use coreshard_engine::WhileBusy;
 use coreshard_protocol::{parse_request_resume, Limits, Protocol};
 
-use super::conn::ConnState;
-use crate::commands;
+use super::conn::{ConnState, MultiState};
+use crate::commands::multi::Queued;
+use crate::commands::{self, Spec};
 
 /// The answerer, made for each script run (a copy of the parse limits).
 pub struct BusyAnswer {
@@ -23,10 +29,12 @@ pub struct BusyAnswer {
 
 /// What to do with one request while busy.
 enum Verdict {
-    /// Answer this error.
+    /// Answer this error (which dooms an open transaction, as Redis's `rejectCommand`).
     Error(String),
-    /// Answer this status line.
-    Ok,
+    /// Answer this simple string.
+    Simple(&'static str),
+    /// Answer this error and leave the transaction state as it is.
+    Plain(String),
     /// Leave this request and everything after it for when the script is over.
     Wait,
 }
@@ -65,12 +73,13 @@ impl WhileBusy<ConnState> for BusyAnswer {
                     state.parse.reset();
                     break;
                 }
-                Verdict::Ok => out.extend_from_slice(b"+OK\r\n"),
-                Verdict::Error(msg) => {
+                Verdict::Simple(s) => {
+                    out.push(b'+');
+                    out.extend_from_slice(s.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Verdict::Error(msg) | Verdict::Plain(msg) => {
                     crate::stats::note_error(&msg);
-                    if let Some(m) = state.multi.as_mut() {
-                        m.dirty = true;
-                    }
                     out.push(b'-');
                     out.extend_from_slice(msg.as_bytes());
                     out.extend_from_slice(b"\r\n");
@@ -82,7 +91,15 @@ impl WhileBusy<ConnState> for BusyAnswer {
     }
 }
 
-fn verdict(state: &ConnState, args: &[std::borrow::Cow<'_, [u8]>]) -> Verdict {
+fn verdict(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
+    let v = refusal_or_action(state, args);
+    if let (Verdict::Error(_), Some(m)) = (&v, state.multi.as_mut()) {
+        m.dirty = true;
+    }
+    v
+}
+
+fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
     let Some(spec) = commands::lookup(&args[0]) else {
         return Verdict::Error(commands::unknown_command_error(args));
     };
@@ -104,15 +121,54 @@ fn verdict(state: &ConnState, args: &[std::borrow::Cow<'_, [u8]>]) -> Verdict {
             spec.name
         ));
     }
+    let busy = || Verdict::Error(crate::script::busy_error_here().into());
+    let in_multi = state.multi.is_some();
     let sub = |s: &[u8]| args.len() == 2 && args[1].eq_ignore_ascii_case(s);
     match spec.name {
+        // Inside MULTI, the commands Redis lets through while busy are queued as usual.
+        "script" | "function" if in_multi => queue(state, spec, args),
         "script" if sub(b"kill") => kill(false),
         "function" if sub(b"kill") => kill(true),
-        "function" if sub(b"stats") => Verdict::Wait,
         "shutdown" if args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"nosave")) => shutdown(),
+        "multi" if in_multi => Verdict::Plain("ERR MULTI calls can not be nested".into()),
+        "multi" => {
+            state.multi = Some(MultiState::default());
+            Verdict::Simple("OK")
+        }
+        "discard" if !in_multi => Verdict::Plain("ERR DISCARD without MULTI".into()),
+        // EXEC is refused while busy; Redis then drops the transaction (and its WATCHes,
+        // which need the shard: with any, EXEC waits for the script instead).
+        "exec" if in_multi && state.watched.is_empty() => {
+            state.multi = None;
+            Verdict::Plain(format!(
+                "EXECABORT Transaction discarded because of: {}",
+                crate::script::busy_error_here()
+            ))
+        }
+        "discard" if state.watched.is_empty() => {
+            state.multi = None;
+            Verdict::Simple("OK")
+        }
+        "exec" | "discard" => Verdict::Wait,
+        // FUNCTION STATS, WATCH, UNWATCH, AUTH, HELLO, RESET, QUIT need the server.
+        "function" if sub(b"stats") => Verdict::Wait,
         _ if spec.flags.contains(&"allow_busy") && spec.name != "shutdown" => Verdict::Wait,
-        _ => Verdict::Error(crate::script::busy_error_here().into()),
+        _ => busy(),
     }
+}
+
+/// Queue a command inside MULTI (only SCRIPT and FUNCTION get here, which MULTI takes).
+fn queue(state: &mut ConnState, spec: &'static Spec, args: &[Cow<'_, [u8]>]) -> Verdict {
+    if let Some(msg) = commands::multi::refuse_in_multi(spec) {
+        return Verdict::Error(msg);
+    }
+    if let Some(m) = state.multi.as_mut() {
+        m.queued.push(Queued {
+            spec,
+            args: args.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
+        });
+    }
+    Verdict::Simple("QUEUED")
 }
 
 /// SHUTDOWN NOSAVE while busy: stop the script (see `script::abort_for_shutdown`) and the
@@ -131,7 +187,7 @@ fn shutdown() -> Verdict {
 
 fn kill(function: bool) -> Verdict {
     match crate::script::kill(function) {
-        Ok(()) => Verdict::Ok,
+        Ok(()) => Verdict::Simple("OK"),
         Err(e) => Verdict::Error(e.into()),
     }
 }
