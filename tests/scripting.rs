@@ -547,6 +547,56 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
     assert_eq!(other.reply_str(), "$-1\r\n");
 }
 
+/// Scripts that run under key locks across shards, or inside EXEC, also let their shard
+/// answer its own connections while busy.
+#[test]
+fn cross_shard_and_queued_scripts_answer_busy_too() {
+    let s = Server::start(&[
+        "--shards",
+        "2",
+        "--appendonly",
+        "no",
+        "--lua-time-limit",
+        "100",
+    ]);
+    let busy = "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
+    let a = keys_on("xs", 0, 2, 1)[0].clone();
+    let b = keys_on("xs", 1, 2, 1)[0].clone();
+    let mut runner = s.raw_on_shard(0, 2);
+    let mut other = s.raw_on_shard(0, 2);
+    // Across shards: the script runs on the connection's shard under the locks.
+    runner.cmd(&[
+        b"EVAL",
+        b"while true do end",
+        b"2",
+        a.as_bytes(),
+        b.as_bytes(),
+    ]);
+    eventually("busy", || {
+        other.cmd(&[b"PING"]);
+        other.reply_str() == busy
+    });
+    other.cmd(&[b"SCRIPT", b"KILL"]);
+    assert_eq!(other.reply_str(), "+OK\r\n");
+    assert!(runner.reply_str().starts_with("-ERR Script killed by user"));
+    // Inside EXEC, every key on this shard.
+    runner.cmd(&[b"MULTI"]);
+    assert_eq!(runner.reply_str(), "+OK\r\n");
+    runner.cmd(&[b"EVAL", b"while true do end", b"1", a.as_bytes()]);
+    assert_eq!(runner.reply_str(), "+QUEUED\r\n");
+    runner.cmd(&[b"EXEC"]);
+    eventually("busy", || {
+        other.cmd(&[b"PING"]);
+        other.reply_str() == busy
+    });
+    other.cmd(&[b"SCRIPT", b"KILL"]);
+    assert_eq!(other.reply_str(), "+OK\r\n");
+    let r = runner.reply_str();
+    assert!(r.starts_with("*1\r\n-ERR Script killed by user"), "{r}");
+    other.cmd(&[b"PING"]);
+    assert_eq!(other.reply_str(), "+PONG\r\n");
+}
+
 /// A runaway script that wrote cannot be killed, but SHUTDOWN NOSAVE stops it and the
 /// server, from the busy shard's own connections or another shard's, as in Redis: plain
 /// SHUTDOWN is refused with BUSY, and after a restart the log holds everything

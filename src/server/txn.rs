@@ -328,11 +328,15 @@ impl Server {
             let result = if watched_changed(&watched, now, |w| self.db.watch.version(&w.key)) {
                 OpResult::NullArray
             } else {
-                // One log record for the whole EXEC: replay applies all of it or none.
-                OpResult::Multi(
-                    self.db
-                        .atomically(|db| cmds.iter().map(|c| run_queued(db, now, c)).collect()),
-                )
+                // One log record for the whole EXEC: replay applies all of it or none. A
+                // queued script may run for long: the shard answers meanwhile.
+                let mut answer = super::busy::BusyAnswer {
+                    limits: self.config.limits,
+                };
+                let db = &mut self.db;
+                OpResult::Multi(ctx.long_work(&mut answer, || {
+                    db.atomically(|db| cmds.iter().map(|c| run_queued(db, now, c)).collect())
+                }))
             };
             self.forget_watches(ctx, &watched);
             self.reply_result(ctx, conn, &result);
@@ -500,7 +504,11 @@ impl Server {
         if let TxnKind::Snapshot { id, save } = t.kind {
             return self.start_snapshot(ctx, txn, &t, id, save);
         }
-        let (mut writes, flush, result, mut events) = decide(&t);
+        // A script in it may run for long: the shard answers its connections meanwhile.
+        let mut answer = super::busy::BusyAnswer {
+            limits: self.config.limits,
+        };
+        let (mut writes, flush, result, mut events) = ctx.long_work(&mut answer, || decide(&t));
         if flush || !writes.is_empty() {
             // One record for the whole outcome: replay applies all of it or none. The
             // shards that apply it append a fence behind it instead of their own records.
