@@ -317,3 +317,41 @@ fn flush_variants_clear_ttls_too() {
     let info: String = q(c, &["INFO", "keyspace"]).unwrap();
     assert!(!info.contains("db0:"), "{info}");
 }
+
+/// Commands take their time from the shard's current turn, however long the shard was
+/// idle before (relative expiry, both on the connection's shard and sent to another).
+#[test]
+fn relative_expiry_after_an_idle_spell_counts_from_now() {
+    let server = Server::start(&["--shards", "2"]);
+    let c = &mut server.client();
+    let keys: Vec<String> = (0..2)
+        .map(|s| common::keys_on("idle", s, 2, 1)[0].clone())
+        .collect();
+    for k in &keys {
+        q::<()>(c, &["SET", k, "v"]).unwrap();
+    }
+    // Both shards sit idle for a while (the point of the test, not a wait).
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    for k in &keys {
+        let before = now_ms();
+        q::<()>(c, &["SET", k, "v", "PX", "1000"]).unwrap();
+        let at: i64 = q(c, &["PEXPIRETIME", k]).unwrap();
+        assert!(
+            at >= before + 990,
+            "{k}: SET PX 1000 at {before} expires at {at}"
+        );
+        let before = now_ms();
+        q::<i64>(c, &["PEXPIRE", k, "1000"]).unwrap();
+        let at: i64 = q(c, &["PEXPIRETIME", k]).unwrap();
+        assert!(
+            at >= before + 990,
+            "{k}: PEXPIRE 1000 at {before} expires at {at}"
+        );
+    }
+}

@@ -401,7 +401,8 @@ pub fn unix_ms() -> u64 {
 impl Server {
     /// Run one part on this shard's data.
     pub fn apply<K: AsRef<[u8]>>(&mut self, ctx: &mut Ctx<Server>, op: Op<K>) -> OpResult {
-        let now = unix_ms();
+        self.clock_at_least(ctx.now());
+        let now = self.now_ms();
         let limits = self.config.limits;
         let db: &mut Db = &mut self.db;
         match op {
