@@ -402,6 +402,27 @@ fn busy_scripts_answer_busy_and_script_kill_stops_them() {
         other.reply_str(),
         "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
     );
+    // Transactions that need the busy shard's locks are refused at once too.
+    let here = keys_on("spin-here", 1, 2, 1)[0].clone();
+    other.cmd(&[b"MSETNX", key.as_bytes(), b"x", here.as_bytes(), b"y"]);
+    assert_eq!(
+        other.reply_str(),
+        "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
+    );
+    let mut txn = common::encode(&[b"MULTI"]);
+    txn.extend(common::encode(&[b"SET", key.as_bytes(), b"x"]));
+    txn.extend(common::encode(&[b"SET", here.as_bytes(), b"y"]));
+    txn.extend(common::encode(&[b"EXEC"]));
+    other.send(&txn);
+    assert_eq!(other.reply_str(), "+OK\r\n");
+    assert_eq!(other.reply_str(), "+QUEUED\r\n");
+    assert_eq!(other.reply_str(), "+QUEUED\r\n");
+    assert_eq!(
+        other.reply_str(),
+        "-EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
+    );
+    other.cmd(&[b"GET", here.as_bytes()]);
+    assert_eq!(other.reply_str(), "$-1\r\n");
     other.cmd(&[b"SCRIPT", b"KILL"]);
     assert_eq!(other.reply_str(), "+OK\r\n");
     let killed = runner.reply_str();
@@ -519,6 +540,7 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
     pipeline.extend(common::encode(&[b"SCRIPT", b"KILL"]));
     pipeline.extend(common::encode(&[b"EXEC"]));
     pipeline.extend(common::encode(&[b"MULTI"]));
+    pipeline.extend(common::encode(&[b"SHUTDOWN", b"NOSAVE"]));
     pipeline.extend(common::encode(&[b"DISCARD"]));
     pipeline.extend(common::encode(&[b"DISCARD"]));
     pipeline.extend(common::encode(&[b"GET", b"w"]));
@@ -530,6 +552,10 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
         "-EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
     );
     assert_eq!(other.reply_str(), "+OK\r\n");
+    assert_eq!(
+        other.reply_str(),
+        "-ERR Command not allowed inside a transaction\r\n"
+    );
     assert_eq!(other.reply_str(), "+OK\r\n");
     assert_eq!(other.reply_str(), "-ERR DISCARD without MULTI\r\n");
     assert_eq!(other.reply_str(), BUSY_SCRIPT);

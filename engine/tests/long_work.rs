@@ -15,7 +15,21 @@ use coreshard_engine::{
     serve_while_busy, start, ConnId, Ctx, EngineConfig, EngineHandle, Handler, Input, WhileBusy,
 };
 
-struct Lines;
+#[derive(Default)]
+struct Lines {
+    /// `LATER <ms>`: long work to run at the end of the turn, for this connection.
+    later: Option<(ConnId, u64)>,
+}
+
+fn work_for(ms: u64) -> bool {
+    let until = Instant::now() + Duration::from_millis(ms);
+    let mut served = false;
+    while Instant::now() < until {
+        served |= serve_while_busy();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    served
+}
 
 struct Answer;
 
@@ -50,17 +64,15 @@ impl Handler for Lines {
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
-                let until = Instant::now() + Duration::from_millis(ms);
-                let served = ctx.long_work(&mut Answer, || {
-                    let mut served = false;
-                    while Instant::now() < until {
-                        served |= serve_while_busy();
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    served
-                });
+                let served = ctx.long_work(&mut Answer, || work_for(ms));
                 assert!(served, "serve_while_busy inside long_work serves");
                 ctx.write(conn, b"DONE\n");
+            } else if let Some(ms) = line.strip_prefix(b"LATER ") {
+                let ms: u64 = std::str::from_utf8(ms)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                self.later = Some((conn, ms));
             } else {
                 ctx.write(conn, b"OK ");
                 ctx.write(conn, &line);
@@ -68,6 +80,14 @@ impl Handler for Lines {
             }
         }
         used
+    }
+
+    /// Long work outside `on_data`, after this turn's completions were dispatched.
+    fn on_turn_end(&mut self, ctx: &mut Ctx<Self>) {
+        if let Some((conn, ms)) = self.later.take() {
+            assert!(ctx.long_work(&mut Answer, || work_for(ms)));
+            ctx.write(conn, b"DONE LATER\n");
+        }
     }
 }
 
@@ -78,7 +98,7 @@ fn engine() -> (EngineHandle, SocketAddr) {
         pin: false,
         ..EngineConfig::default()
     };
-    let engine = start(config, |_| Lines).expect("engine starts");
+    let engine = start(config, |_| Lines::default()).expect("engine starts");
     let addr = engine.local_addr().expect("listening");
     (engine, addr)
 }
@@ -178,6 +198,67 @@ fn many_connections_are_answered_and_new_ones_wait() {
     }
     assert_eq!(worker.line(), "DONE");
     assert_eq!(late.line(), "OK late");
+    engine.shutdown();
+    engine.join().expect("clean stop");
+}
+
+#[test]
+fn long_work_at_the_end_of_a_turn_sees_only_new_input() {
+    let (engine, addr) = engine();
+    let mut other = Client::connect(addr);
+    let mut worker = Client::connect(addr);
+    other.send(b"hello\n");
+    assert_eq!(other.line(), "OK hello");
+    // The worker's own request is dispatched before the work starts: never seen again.
+    worker.send(b"LATER 1000\n");
+    other.wait_busy();
+    other.send(b"X\n");
+    assert_eq!(other.line(), "BUSY X");
+    assert_eq!(worker.line(), "DONE LATER");
+    worker.send(b"Y\n");
+    assert_eq!(worker.line(), "OK Y");
+    other.send(b"Z\n");
+    assert_eq!(other.line(), "OK Z");
+    engine.shutdown();
+    engine.join().expect("clean stop");
+}
+
+#[test]
+fn a_client_that_does_not_read_is_answered_up_to_the_pause_then_waits() {
+    let config = EngineConfig {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        shards: 1,
+        pin: false,
+        output_pause_bytes: 4096,
+        ..EngineConfig::default()
+    };
+    let engine = start(config, |_| Lines::default()).expect("engine starts");
+    let addr = engine.local_addr().expect("listening");
+    let mut other = Client::connect(addr);
+    let mut worker = Client::connect(addr);
+    other.send(b"hello\n");
+    assert_eq!(other.line(), "OK hello");
+    worker.send(b"LONG 1500\n");
+    other.wait_busy();
+    let n = 5000;
+    let mut burst = Vec::new();
+    for i in 0..n {
+        burst.extend_from_slice(format!("L{i}\n").as_bytes());
+    }
+    other.send(&burst);
+    assert_eq!(worker.line(), "DONE");
+    // Every line answered once, in order: BUSY until the output reached the pause, then
+    // (after the work) OK.
+    let mut busy = 0;
+    for i in 0..n {
+        let line = other.line();
+        if line == format!("BUSY L{i}") && busy == i {
+            busy += 1;
+        } else {
+            assert_eq!(line, format!("OK L{i}"), "after {busy} BUSY answers");
+        }
+    }
+    assert!(busy > 0 && busy < n, "{busy} of {n} answered BUSY");
     engine.shutdown();
     engine.join().expect("clean stop");
 }

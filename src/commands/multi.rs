@@ -53,6 +53,9 @@ pub fn refuse_in_multi(spec: &Spec) -> Option<String> {
     if spec.keyed.is_some() || IN_MULTI.contains(&spec.name) {
         return None;
     }
+    if spec.flags.contains(&"no_multi") {
+        return Some("ERR Command not allowed inside a transaction".into());
+    }
     Some(format!(
         "ERR Command '{}' is not supported inside MULTI by this server",
         spec.name

@@ -92,6 +92,8 @@ struct Running {
     wrote: Cell<bool>,
     function: Cell<bool>,
     killed: Cell<bool>,
+    /// Stopped by SHUTDOWN NOSAVE: its effects are dropped, not journaled.
+    aborted: Cell<bool>,
     busy: Cell<bool>,
     resp3: Cell<bool>,
 }
@@ -107,6 +109,7 @@ thread_local! {
             wrote: Cell::new(false),
             function: Cell::new(false),
             killed: Cell::new(false),
+            aborted: Cell::new(false),
             busy: Cell::new(false),
             resp3: Cell::new(false),
         }
@@ -185,6 +188,7 @@ fn hook() -> mlua::Result<VmState> {
         coreshard_engine::serve_while_busy();
         if busy::aborting() {
             r.killed.set(true);
+            r.aborted.set(true);
             return Err(rt("Script killed by SHUTDOWN NOSAVE"));
         }
         if r.wrote.get() {
@@ -725,7 +729,7 @@ pub fn run(db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
         };
         db.atomically(|db| {
             let out = vm.run(db, now, call);
-            if busy::aborting() {
+            if RUNNING.with(|r| r.aborted.get()) {
                 // Stopped half way by SHUTDOWN NOSAVE: none of it is journaled, so the
                 // log never holds half a script.
                 db.discard_group();
@@ -794,6 +798,7 @@ impl Vm {
             r.start.set(None);
             r.wrote.set(false);
             r.killed.set(false);
+            r.aborted.set(false);
             r.busy.set(false);
             r.resp3.set(false);
             r.function.set(call.is_function());

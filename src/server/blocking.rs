@@ -1186,7 +1186,7 @@ impl Server {
             ];
             let waiter = (self.shard, id);
             let kind = super::txn::TxnKind::One(crate::commands::multi::Queued { spec, args });
-            match self.begin_txn(ctx, conn, kind) {
+            match self.start_txn(ctx, conn, kind) {
                 Some(txn) => {
                     self.blocking.moves.insert(txn, (waiter, b.shards));
                 }

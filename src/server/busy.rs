@@ -103,26 +103,42 @@ fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
     let Some(spec) = commands::lookup(&args[0]) else {
         return Verdict::Error(commands::unknown_command_error(args));
     };
-    if state.subs.is_some()
+    let in_multi = state.multi.is_some();
+    // Redis's order of refusals: arity, NOAUTH, a no-multi command inside MULTI, the RESP2
+    // subscribed context, then BUSY.
+    let refusal = if !spec.arity_ok(args.len()) {
+        Some(format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name
+        ))
+    } else if !state.authed && !spec.no_auth {
+        Some("NOAUTH Authentication required.".into())
+    } else if in_multi && spec.flags.contains(&"no_multi") {
+        Some("ERR Command not allowed inside a transaction".into())
+    } else if state.subs.is_some()
         && state.proto == Protocol::Resp2
         && !commands::pubsub::allowed_while_subscribed(spec.name)
     {
-        return Verdict::Error(format!(
+        Some(format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name
-        ));
+        ))
+    } else {
+        None
+    };
+    if spec.name == "exec" {
+        // EXEC is not let through while busy; a refused EXEC drops the transaction (and
+        // its WATCHes, which need the shard: with any, EXEC waits for the script instead).
+        if !state.watched.is_empty() {
+            return Verdict::Wait;
+        }
+        state.multi = None;
+        let why = refusal.unwrap_or_else(|| crate::script::busy_error_here().into());
+        return Verdict::Plain(format!("EXECABORT Transaction discarded because of: {why}"));
     }
-    if !state.authed && !spec.no_auth {
-        return Verdict::Error("NOAUTH Authentication required.".into());
+    if let Some(msg) = refusal {
+        return Verdict::Error(msg);
     }
-    if !spec.arity_ok(args.len()) {
-        return Verdict::Error(format!(
-            "ERR wrong number of arguments for '{}' command",
-            spec.name
-        ));
-    }
-    let busy = || Verdict::Error(crate::script::busy_error_here().into());
-    let in_multi = state.multi.is_some();
     let sub = |s: &[u8]| args.len() == 2 && args[1].eq_ignore_ascii_case(s);
     match spec.name {
         // Inside MULTI, the commands Redis lets through while busy are queued as usual.
@@ -136,24 +152,15 @@ fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
             Verdict::Simple("OK")
         }
         "discard" if !in_multi => Verdict::Plain("ERR DISCARD without MULTI".into()),
-        // EXEC is refused while busy; Redis then drops the transaction (and its WATCHes,
-        // which need the shard: with any, EXEC waits for the script instead).
-        "exec" if in_multi && state.watched.is_empty() => {
-            state.multi = None;
-            Verdict::Plain(format!(
-                "EXECABORT Transaction discarded because of: {}",
-                crate::script::busy_error_here()
-            ))
-        }
         "discard" if state.watched.is_empty() => {
             state.multi = None;
             Verdict::Simple("OK")
         }
-        "exec" | "discard" => Verdict::Wait,
-        // FUNCTION STATS, WATCH, UNWATCH, AUTH, HELLO, RESET, QUIT need the server.
+        // FUNCTION STATS, WATCH, UNWATCH, AUTH, HELLO, RESET, QUIT, DISCARD with keys
+        // watched: they need the server.
         "function" if sub(b"stats") => Verdict::Wait,
         _ if spec.flags.contains(&"allow_busy") && spec.name != "shutdown" => Verdict::Wait,
-        _ => busy(),
+        _ => Verdict::Error(crate::script::busy_error_here().into()),
     }
 }
 

@@ -1144,6 +1144,9 @@ impl Handler for Server {
                 }
             }
             Msg::Reply { slot, part, result } => self.complete_part(ctx, slot, part, result),
+            // After SHUTDOWN NOSAVE stopped a script half way, no transaction may read
+            // (or snapshot) its unjournaled writes: the server is stopping anyway.
+            Msg::Lock { .. } if crate::script::aborting() => {}
             Msg::Lock { txn, keys, all } => self.on_lock(ctx, from, txn, keys, all),
             Msg::Locked { txn, entries } => self.on_locked(ctx, txn, entries),
             Msg::Commit {

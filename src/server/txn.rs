@@ -356,6 +356,22 @@ impl Server {
     /// Start a cross-shard transaction for `conn`; its reply takes the next position and
     /// the connection's later input waits until it is decided.
     pub fn begin_txn(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, kind: TxnKind) -> Option<u64> {
+        self.txn_with(ctx, conn, kind, true)
+    }
+
+    /// [`Server::begin_txn`] without the BUSY check: for a blocked client being served
+    /// (it never gets BUSY; its move waits for the locks like any transaction).
+    pub fn start_txn(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, kind: TxnKind) -> Option<u64> {
+        self.txn_with(ctx, conn, kind, false)
+    }
+
+    fn txn_with(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        conn: ConnId,
+        kind: TxnKind,
+        check_busy: bool,
+    ) -> Option<u64> {
         let (keys, all): (Vec<Bytes>, bool) = match &kind {
             TxnKind::MSetNx(pairs) => (pairs.iter().map(|(k, _)| k.clone()).collect(), false),
             TxnKind::Rename { src, dst, .. } | TxnKind::Copy { src, dst, .. } => {
@@ -389,6 +405,29 @@ impl Server {
                 }
             }
             shards.sort_by_key(|(s, _)| *s);
+        }
+        if matches!(kind, TxnKind::Snapshot { .. }) {
+            if crate::script::aborting() {
+                return None;
+            }
+        } else if check_busy {
+            // A shard running a script past lua-time-limit cannot take locks: answer BUSY
+            // now, as for single requests (an EXEC is dropped, as Redis drops it).
+            let busy = shards
+                .iter()
+                .find_map(|(s, _)| crate::script::busy_reply(*s))
+                .or(crate::script::aborting().then_some("ERR the server is shutting down"));
+            if let Some(why) = busy {
+                let msg = match &kind {
+                    TxnKind::Exec { watched, .. } => {
+                        self.forget_watches(ctx, watched);
+                        format!("EXECABORT Transaction discarded because of: {why}")
+                    }
+                    _ => why.to_string(),
+                };
+                self.error(ctx, conn, &msg);
+                return None;
+            }
         }
         let slot = match Self::reserve_reply(ctx, conn, 1, super::reply::Agg::Single(None)) {
             Some(slot) => {

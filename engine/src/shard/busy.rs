@@ -67,7 +67,10 @@ impl<H: Handler> Ctx<H> {
         }
         for i in 0..self.dirty.len() {
             let idx = self.dirty[i];
-            self.start_send(idx);
+            // (An aborted connection is torn down at the end of the turn, unsent.)
+            if self.conns.get(idx as usize).is_some_and(|c| !c.aborting) {
+                self.start_send(idx);
+            }
         }
         let _ = self.ring.submit_and_wait(Some(Duration::ZERO));
         self.stats.enters += 1;
@@ -112,6 +115,7 @@ impl<H: Handler> Ctx<H> {
             generation: token.generation,
         };
         let in_data = self.in_data;
+        let pause_at = self.output_pause_bytes;
         let (now, bufring) = (self.now, std::rc::Rc::clone(&self.bufring));
         let Some(conn) = self
             .conns
@@ -121,22 +125,43 @@ impl<H: Handler> Ctx<H> {
             // A stale completion: the next turn recycles its buffer.
             return false;
         };
-        let (Some(bid), Ok(n)) = (cqe.buffer_id(), usize::try_from(cqe.result)) else {
-            conn.busy_deferred = true;
-            return false;
+        if cqe.result == -libc::ENOBUFS && !conn.busy_deferred && !conn.tearing_down {
+            // The ring ran dry: no data to keep in order, so read on at once.
+            self.stats.recv_buffer_exhausted += 1;
+            if !cqe.more() {
+                conn.recv_armed = conn.fd.is_some();
+                if let Some(fd) = conn.fd.as_ref().map(|fd| fd.as_raw_fd()) {
+                    self.ring.recv(fd, bufring.group(), token);
+                }
+            }
+            return true;
+        }
+        let data = match (cqe.buffer_id(), usize::try_from(cqe.result)) {
+            (Some(bid), Ok(n)) if n > 0 => Some((bid, n)),
+            _ => None,
         };
-        let usable = n > 0
+        let usable = data.is_some_and(|(_, n)| conn.inbuf.len() + n <= MAX_BUSY_INPUT)
             && in_data != Some(token.index)
             && !conn.busy_deferred
             && !conn.closing
             && !conn.tearing_down
             && !conn.input_blocked()
-            && conn.state.is_some()
-            && conn.inbuf.len() + n <= MAX_BUSY_INPUT;
-        if !usable {
-            conn.busy_deferred = true;
+            // Owes replies: it may be the connection whose request is running (sent here
+            // as a message); its later requests run after it, as in Redis.
+            && conn.order.is_empty()
+            && conn.unsent_output() < pause_at
+            && conn.state.is_some();
+        let Some((bid, n)) = data.filter(|_| usable) else {
+            if !conn.busy_deferred {
+                conn.busy_deferred = true;
+                // Its input waits for the next turn: stop it taking more ring buffers
+                // meanwhile (the rest waits in the socket; the next turn re-arms).
+                if conn.recv_armed && cqe.more() && !conn.tearing_down {
+                    self.ring.cancel(token);
+                }
+            }
             return false;
-        }
+        };
         conn.inbuf.extend_from_slice(bufring.data(bid, n));
         conn.last_active = now;
         bufring.recycle(bid);

@@ -256,6 +256,9 @@ impl<H: Handler> Shard<H> {
             self.ctx.batch_next = next;
             self.dispatch(&cqe);
         }
+        // Dispatched: long work later this turn (a message, the turn's end) must not see
+        // these again.
+        self.ctx.batch.clear();
         self.ctx.batch_next = 0;
     }
 
