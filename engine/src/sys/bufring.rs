@@ -105,7 +105,10 @@ impl BufRing {
         unsafe { std::slice::from_raw_parts(self.bufs.add(usize::from(bid) * self.buf_size), len) }
     }
 
-    /// Give buffer `bid` back to the kernel.
+    /// Give buffer `bid` back to the kernel. Call it once per completion that named
+    /// `bid`, after the last use of its [`BufRing::data`] (the kernel may refill it at
+    /// once); completions are dispatched exactly once (see `shard/busy.rs`), which is what
+    /// makes that hold.
     pub fn recycle(&self, bid: u16) {
         self.push(bid);
         self.publish();
