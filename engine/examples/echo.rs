@@ -1,7 +1,7 @@
 //! An echo server on the engine: every byte received is sent back.
 //!
 //! ```text
-//! cargo run -p coreshard-engine --example echo -- 127.0.0.1:7000
+//! cargo run -p coreshard-engine --example echo -- 127.0.0.1:7000 [SHARDS]
 //! printf 'hello\n' | nc -q1 127.0.0.1 7000
 //! ```
 
@@ -47,7 +47,15 @@ fn main() {
             eprintln!("bad address: {e}");
             std::process::exit(2);
         });
-    let engine = serve(listen, 0).unwrap_or_else(|e| {
+    // Optional second argument: the shard count (default 0, one per core).
+    let shards: usize = std::env::args()
+        .nth(2)
+        .map_or(Ok(0), |s| s.parse())
+        .unwrap_or_else(|e| {
+            eprintln!("bad shard count: {e}");
+            std::process::exit(2);
+        });
+    let engine = serve(listen, shards).unwrap_or_else(|e| {
         eprintln!("echo: {e}");
         std::process::exit(1);
     });
