@@ -29,6 +29,8 @@ pub struct ShardStats {
     pub bytes_out: u64,
     /// Receives that ran out of provided buffers (ENOBUFS) and were re-armed.
     pub recv_buffer_exhausted: u64,
+    /// Direct receives into a connection's own buffer (the rest of a large request).
+    pub direct_recvs: u64,
     /// Calls into the kernel to submit and wait (`io_uring_enter`), one per loop turn.
     pub enters: u64,
     /// Completions handled (all kinds: receives, sends, accepts, timers, wakes).

@@ -95,6 +95,13 @@ pub(crate) enum SendDone {
     },
 }
 
+/// A receive straight into a caller's buffer, which the ring owns until the completion
+/// (the kernel writes into its spare capacity meanwhile).
+struct RecvSlot {
+    owner: Token,
+    buf: bytes::BytesMut,
+}
+
 /// A connect the ring owns until completion (the kernel reads the address).
 struct ConnectSlot {
     owner: Token,
@@ -116,6 +123,7 @@ pub(crate) struct Ring {
     sends: Slab<SendSlot>,
     timers: Slab<TimerSlot>,
     connects: Slab<ConnectSlot>,
+    recvs: Slab<RecvSlot>,
     /// Entries that found the submission queue full while the kernel would not take the
     /// queued ones; they go first at the next [`Ring::submit_and_wait`], in order.
     backlog: VecDeque<squeue::Entry>,
@@ -204,6 +212,7 @@ impl Ring {
             sends: Slab::new(),
             timers: Slab::new(),
             connects: Slab::new(),
+            recvs: Slab::new(),
             backlog: VecDeque::new(),
             skip_success,
         })
@@ -310,6 +319,51 @@ impl Ring {
                 .flags(squeue::Flags::BUFFER_SELECT)
         };
         self.push(e.user_data(token.encode()));
+    }
+
+    /// Receive at most `max` bytes from `fd` straight into the spare capacity of `buf`
+    /// (after its `len()` bytes), one-shot and without a provided buffer. The ring owns
+    /// `buf` until [`Ring::complete_recv_into`] hands it back with the received bytes
+    /// appended; returns the slot that names the operation (its completion carries
+    /// `Kind::RecvInto` with the slot as index, e.g. for [`Ring::cancel_recv_into`]).
+    /// `buf` must have spare capacity; `max` is clamped to it.
+    pub fn recv_into(&mut self, fd: RawFd, owner: Token, buf: bytes::BytesMut, max: usize) -> u32 {
+        let slot = self.recvs.insert(RecvSlot { owner, buf });
+        let b = &mut self.recvs[slot].buf;
+        let spare = b.spare_capacity_mut();
+        // At most what a completion can report (an i32) and what the SQE can carry.
+        let len = max.min(spare.len()).min(i32::MAX as usize) as u32;
+        let ptr = spare.as_mut_ptr().cast::<u8>();
+        // The kernel writes up to `len` bytes at `ptr`, inside `buf`'s allocation (its
+        // spare capacity). `buf` stays in the slot, untouched, until the completion; the
+        // slot only holds the `BytesMut` handle, whose heap block does not move when the
+        // handle or the slab does.
+        let e = opcode::Recv::new(types::Fd(fd), ptr, len)
+            .build()
+            .user_data(Token::new(Kind::RecvInto, 0, slot as u32).encode());
+        self.push(e);
+        slot as u32
+    }
+
+    /// Account the completion of [`Ring::recv_into`] slot `slot`: the owner and its buffer
+    /// back, with the `result` bytes the kernel wrote appended when `result > 0`.
+    pub fn complete_recv_into(&mut self, slot: u32, result: i32) -> Option<(Token, bytes::BytesMut)> {
+        let RecvSlot { owner, mut buf } = self.recvs.try_remove(slot as usize)?;
+        if result > 0 {
+            let n = (result as usize).min(buf.capacity() - buf.len());
+            // SAFETY: the operation completed, so the kernel no longer touches `buf`; it
+            // reported writing `result` bytes at the start of the spare capacity (it never
+            // writes more than the length it was given, which was at most the spare
+            // capacity; `min` only guards that bound), so those bytes are initialized.
+            unsafe { buf.set_len(buf.len() + n) };
+        }
+        Some((owner, buf))
+    }
+
+    /// Cancel the [`Ring::recv_into`] operation in `slot` (its completion then reports
+    /// `-ECANCELED`, or the bytes it received before the cancel).
+    pub fn cancel_recv_into(&mut self, slot: u32) {
+        self.cancel(Token::new(Kind::RecvInto, 0, slot));
     }
 
     /// Send all of `chunks` on `fd`, in order, in one operation (a plain send for one
@@ -536,6 +590,10 @@ impl Drop for Ring {
         }
         for slot in self.connects.drain() {
             std::mem::forget(slot.addr);
+        }
+        // Receives still in flight may write into their buffers: leak those too.
+        for slot in self.recvs.drain() {
+            std::mem::forget(slot.buf);
         }
     }
 }
