@@ -59,7 +59,10 @@ wait_ready() {
 }
 
 declare -A PIDS
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() { # and wait until they are gone, so a run right after this one can bind the ports
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done; done
+}
 trap cleanup EXIT
 for s in coreshard redis; do
   PIDS[$s]=$(start_server $s)

@@ -662,7 +662,8 @@ impl<H: Handler> Shard<H> {
                     conn.inbuf.clear();
                     return;
                 }
-                if conn.input_blocked() {
+                let over_limit = conn.inbuf.len() > self.config.max_input_buffer;
+                if over_limit || conn.input_blocked() {
                     // Kept in order; input resumes (and receives again) later.
                     self.check_input_limit(id);
                 } else if conn.missing_input() > 0 {
