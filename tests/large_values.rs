@@ -86,7 +86,8 @@ fn large_and_small_commands_pipelined_on_one_connection_keep_their_order() {
             let v = value(len, round * 100 + i as u64);
             let key = format!("p{i}");
             wire.extend(encode(&[b"INCR", b"counter"]));
-            expected.push(format!(":{}\r\n", round * SIZES.len() as u64 + i as u64 + 1).into_bytes());
+            expected
+                .push(format!(":{}\r\n", round * SIZES.len() as u64 + i as u64 + 1).into_bytes());
             // Arguments after the large one: the announced size covers the value only.
             wire.extend(encode(&[b"SET", key.as_bytes(), &v, b"EX", b"1000"]));
             expected.push(b"+OK\r\n".to_vec());
@@ -163,5 +164,9 @@ fn clients_that_leave_mid_value_and_many_concurrent_large_sets() {
     }
     let mut raw = server.raw();
     raw.cmd(&[b"EXISTS", b"cut"]);
-    assert_eq!(raw.reply(), b":0\r\n", "a value cut short must not be stored");
+    assert_eq!(
+        raw.reply(),
+        b":0\r\n",
+        "a value cut short must not be stored"
+    );
 }

@@ -155,7 +155,10 @@ fn check_reply(s: &mut TcpStream, payload: &[u8], what: &str) -> u64 {
 fn a_large_value_in_many_small_pieces_with_pauses() {
     let engine = Engine::start(1);
     let mut s = engine.connect();
-    for (round, len) in [1 << 20, 300_001, DIRECT_RECV_MIN * 3 + 7].into_iter().enumerate() {
+    for (round, len) in [1 << 20, 300_001, DIRECT_RECV_MIN * 3 + 7]
+        .into_iter()
+        .enumerate()
+    {
         let p = payload(len, round as u64);
         let f = frame(&p);
         // Pieces of varying size, a pause every few: each part arrives on its own.
@@ -336,7 +339,12 @@ fn many_connections_with_large_values_at_once() {
                 s.set_read_timeout(Some(Duration::from_secs(30)))
                     .expect("timeout");
                 let payloads: Vec<Vec<u8>> = (0..6u64)
-                    .map(|i| payload(100_000 + (c as usize * 7_919 + i as usize * 31_337) % 300_000, c * 100 + i))
+                    .map(|i| {
+                        payload(
+                            100_000 + (c as usize * 7_919 + i as usize * 31_337) % 300_000,
+                            c * 100 + i,
+                        )
+                    })
                     .collect();
                 let mut wire = Vec::new();
                 for p in &payloads {

@@ -35,7 +35,11 @@ const STOPPING_POLL: Duration = Duration::from_millis(10);
 /// [`Ctx::expect_input`]) stops its multishot receive and receives the rest straight into
 /// its reassembly buffer, saving the copy out of the ring buffers (see
 /// docs/ARCHITECTURE.md, "Large values").
-pub const DIRECT_RECV_MIN: usize = 64 * 1024;
+pub const DIRECT_RECV_MIN: usize = 32 * 1024;
+/// How much a connection that just received a large request reads directly before the
+/// next request announces its size: enough for its header, little to copy when that
+/// request turns out large too (its buffer is then allocated at the announced size).
+const DIRECT_HEAD_READ: usize = 1024;
 /// Back-off after accept fails for a reason other than cancellation (e.g. EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -571,11 +575,10 @@ impl<H: Handler> Shard<H> {
         }
         if conn.direct_mode {
             // The last request was large: read the start of the next one directly as well
-            // (one small read, like Redis's), so that if it is large too, its body never
+            // (one small read), so that if it is large too, its body never
             // passes through the ring buffers. Kept up only if it announces a large one.
             conn.direct_mode = false;
-            let size = self.config.recv_buffer_size;
-            self.arm_direct(idx, size);
+            self.arm_direct(idx, DIRECT_HEAD_READ);
             return;
         }
         if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {

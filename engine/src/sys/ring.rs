@@ -347,7 +347,11 @@ impl Ring {
 
     /// Account the completion of [`Ring::recv_into`] slot `slot`: the owner and its buffer
     /// back, with the `result` bytes the kernel wrote appended when `result > 0`.
-    pub fn complete_recv_into(&mut self, slot: u32, result: i32) -> Option<(Token, bytes::BytesMut)> {
+    pub fn complete_recv_into(
+        &mut self,
+        slot: u32,
+        result: i32,
+    ) -> Option<(Token, bytes::BytesMut)> {
         let RecvSlot { owner, mut buf } = self.recvs.try_remove(slot as usize)?;
         if result > 0 {
             let n = (result as usize).min(buf.capacity() - buf.len());
