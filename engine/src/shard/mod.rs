@@ -1000,7 +1000,8 @@ impl<H: Handler> Shard<H> {
                 self.ctx.ring.cancel(token);
             }
             if let Some(slot) = conn.direct {
-                self.ctx.ring.cancel_recv_into(slot);
+                let owner = Token::new(Kind::RecvInto, conn.generation, idx);
+                self.ctx.ring.cancel_recv_into(owner, slot);
             }
         }
         // Re-checked at the end of the turn: freed once quiescent.

@@ -340,7 +340,7 @@ impl Ring {
         // handle or the slab does.
         let e = opcode::Recv::new(types::Fd(fd), ptr, len)
             .build()
-            .user_data(Token::new(Kind::RecvInto, 0, slot as u32).encode());
+            .user_data(Self::recv_into_token(owner, slot as u32).encode());
         self.push(e);
         slot as u32
     }
@@ -364,10 +364,16 @@ impl Ring {
         Some((owner, buf))
     }
 
-    /// Cancel the [`Ring::recv_into`] operation in `slot` (its completion then reports
-    /// `-ECANCELED`, or the bytes it received before the cancel).
-    pub fn cancel_recv_into(&mut self, slot: u32) {
-        self.cancel(Token::new(Kind::RecvInto, 0, slot));
+    /// The user_data of a [`Ring::recv_into`] operation: its slot, and its owner's
+    /// generation so that a cancel can never hit a later operation reusing the slot.
+    fn recv_into_token(owner: Token, slot: u32) -> Token {
+        Token::new(Kind::RecvInto, owner.generation, slot)
+    }
+
+    /// Cancel the [`Ring::recv_into`] operation in `slot` made for `owner` (its completion
+    /// then reports `-ECANCELED`, or the bytes it received before the cancel).
+    pub fn cancel_recv_into(&mut self, owner: Token, slot: u32) {
+        self.cancel(Self::recv_into_token(owner, slot));
     }
 
     /// Send all of `chunks` on `fd`, in order, in one operation (a plain send for one
@@ -693,7 +699,7 @@ pub(crate) fn wake_rings(targets: &[RawFd], token: Token) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     use std::sync::mpsc;
     use std::time::Instant;
@@ -800,6 +806,43 @@ mod tests {
             Chunk::Shared(bytes::Bytes::from_static(b"end")),
         ];
         assert_eq!(send_all(vectored), big as u64 + 3);
+    }
+
+    #[test]
+    fn recv_into_appends_in_place_and_survives_slab_growth() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut ring = Ring::new(64).expect("ring");
+        let mut pairs = Vec::new();
+        let mut expected = Vec::new();
+        // Several receives queued before anything is submitted: the slot slab grows (and
+        // may move) while the first entries still point into their buffers.
+        for i in 0..9u8 {
+            let mut client = TcpStream::connect(addr).expect("connect");
+            let (server, _) = listener.accept().expect("accept");
+            let msg = vec![b'a' + i; 100 + usize::from(i)];
+            client.write_all(&msg).expect("write");
+            let mut buf = bytes::BytesMut::with_capacity(4096);
+            buf.extend_from_slice(b"kept:");
+            let owner = Token::new(Kind::RecvInto, 7, u32::from(i));
+            let slot = ring.recv_into(server.as_raw_fd(), owner, buf, 1000);
+            let mut want = b"kept:".to_vec();
+            want.extend_from_slice(&msg);
+            expected.push((slot, want));
+            pairs.push((client, server));
+        }
+        let mut done = 0;
+        run_until(&mut ring, Duration::from_secs(5), |ring, c| {
+            let t = Token::decode(c.user_data).expect("token");
+            assert_eq!((t.kind, t.generation), (Kind::RecvInto, 7));
+            assert!(c.result > 0, "recv failed: {}", c.result);
+            let (owner, buf) = ring.complete_recv_into(t.index, c.result).expect("slot");
+            let (_, want) = &expected[owner.index as usize];
+            assert_eq!(&buf[..], &want[..], "receive {}", owner.index);
+            done += 1;
+            done == expected.len()
+        });
+        assert!(ring.recvs.is_empty());
     }
 
     #[test]
