@@ -7,6 +7,7 @@
 #   scripts/compare-redis.sh                 # defaults below
 #   ROUNDS=5 SERVER_CPU=1 CLIENT_CPU=0 scripts/compare-redis.sh
 #   DATA_SIZE=262144 KEYSPACE=1000 N_P1=20000 N_P16=20000 CLIENTS=20 scripts/compare-redis.sh
+#   CS_BIN=/path/to/coreshard CS_PORT=27001 REDIS_PORT=27002 scripts/compare-redis.sh  # no build
 #   TESTS="lpush rpush lpop rpop sadd hset spop lrange_100" scripts/compare-redis.sh   # types
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +23,17 @@ KEYSPACE=${KEYSPACE:-100000}
 DATA_SIZE=${DATA_SIZE:-3}
 CS_PORT=${CS_PORT:-16379}
 REDIS_PORT=${REDIS_PORT:-16380}
+# The server binary; when set, nothing is built (e.g. a binary from another target dir).
+CS_BIN=${CS_BIN:-}
 
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
   echo "installing redis-server and redis-tools from Debian's packages" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
-cargo build --release -q
+if [ -z "$CS_BIN" ]; then
+  cargo build --release -q
+  CS_BIN=./target/release/coreshard
+fi
 
 tick=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -35,7 +41,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_server() { # name -> prints pid
   case $1 in
     coreshard)
-      taskset -c "$SERVER_CPU" ./target/release/coreshard --port "$CS_PORT" --shards 1 --cores "$SERVER_CPU" --log-level warn --appendonly no >/dev/null &
+      taskset -c "$SERVER_CPU" "$CS_BIN" --port "$CS_PORT" --shards 1 --cores "$SERVER_CPU" --log-level warn --appendonly no >/dev/null &
       echo $! ;;
     redis)
       taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --save "" --appendonly no --daemonize no --loglevel warning >/dev/null &
@@ -53,7 +59,10 @@ wait_ready() {
 }
 
 declare -A PIDS
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() { # and wait until they are gone, so a run right after this one can bind the ports
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done; done
+}
 trap cleanup EXIT
 for s in coreshard redis; do
   PIDS[$s]=$(start_server $s)

@@ -57,7 +57,7 @@ pub use error::EngineError;
 pub use handler::{ConnId, Handler, Input, ShardId, ShardInfo, WhileBusy};
 pub use route::{DefaultKeyHash, KeyHash, Router};
 pub use runtime::{start, EngineHandle, RemoteWaker};
-pub use shard::{serve_while_busy, ConnMeta, Ctx, ReplySlot, ShardStats, TimerId};
+pub use shard::{serve_while_busy, ConnMeta, Ctx, ReplySlot, ShardStats, TimerId, DIRECT_RECV_MIN};
 pub use signal::{block_shutdown_signals, wait_for_shutdown_signal};
 pub use sys::Features;
 

@@ -150,6 +150,11 @@ impl<H: Handler> Ctx<H> {
             // as a message); its later requests run after it, as in Redis.
             && conn.order.is_empty()
             && conn.unsent_output() < pause_at
+            // In the middle of a large request received directly: its bytes go where the
+            // direct receive puts them, next turn.
+            && conn.direct.is_none()
+            && !conn.recv_cancelling
+            && !conn.direct_mode
             && conn.state.is_some();
         let Some((bid, n)) = data.filter(|_| usable) else {
             if !conn.busy_deferred {

@@ -26,7 +26,17 @@ pub(crate) struct Conn<S> {
     pub inbuf: BytesMut,
     /// How many bytes the handler expects the incomplete request to take in total.
     pub expect: usize,
+    /// A multishot (provided-buffer) receive is armed.
     pub recv_armed: bool,
+    /// The armed multishot receive was cancelled to switch to direct receives; its last
+    /// completions (data included) are still to come.
+    pub recv_cancelling: bool,
+    /// A direct receive is in flight: the ring's slot that holds `inbuf` meanwhile (so
+    /// `inbuf` here is empty until the completion hands it back).
+    pub direct: Option<u32>,
+    /// The last large request was received directly, so the start of the next one is
+    /// read directly too (a large one that follows then never touches the ring buffers).
+    pub direct_mode: bool,
     pub send_in_flight: bool,
     /// Bytes of the send in flight (counted with `out` and `queued` for backpressure).
     pub in_flight_len: usize,
@@ -77,6 +87,9 @@ impl<S> Conn<S> {
             inbuf: BytesMut::new(),
             expect: 0,
             recv_armed: false,
+            recv_cancelling: false,
+            direct: None,
+            direct_mode: false,
             send_in_flight: false,
             in_flight_len: 0,
             paused: false,
@@ -139,8 +152,13 @@ impl<S> Conn<S> {
         }
     }
 
+    /// Bytes the incomplete request still lacks, by the handler's announcement.
+    pub fn missing_input(&self) -> usize {
+        self.expect.saturating_sub(self.inbuf.len())
+    }
+
     /// Nothing the kernel still holds refers to this connection.
     pub fn quiescent(&self) -> bool {
-        !self.recv_armed && !self.send_in_flight && !self.connecting
+        !self.recv_armed && self.direct.is_none() && !self.send_in_flight && !self.connecting
     }
 }

@@ -31,6 +31,8 @@ pub struct ShardStats {
     pub bytes_out: u64,
     /// Receives that ran out of provided buffers (ENOBUFS) and were re-armed.
     pub recv_buffer_exhausted: u64,
+    /// Direct receives into a connection's own buffer (the rest of a large request).
+    pub direct_recvs: u64,
     /// Calls into the kernel to submit and wait (`io_uring_enter`), one per loop turn.
     pub enters: u64,
     /// Completions handled (all kinds: receives, sends, accepts, timers, wakes).
@@ -405,7 +407,11 @@ impl<H: Handler> Ctx<H> {
 
     /// Tell the engine the incomplete request in progress on `id` will take `total` bytes,
     /// so its reassembly buffer is allocated once at that size (no regrowth copies, no
-    /// slack). Call it from [`Handler::on_data`] when returning without consuming it all.
+    /// slack). Call it from [`Handler::on_data`] when returning without consuming it all;
+    /// it holds for that call only. `total` must not exceed what the request needs before
+    /// the handler can make progress: when a large part is missing (at least
+    /// [`crate::DIRECT_RECV_MIN`] bytes), the engine receives it straight into that buffer
+    /// and calls `on_data` again only once `total` bytes are in.
     pub fn expect_input(&mut self, id: ConnId, total: usize) {
         if let Some(conn) = self.get_mut(id) {
             conn.expect = total;

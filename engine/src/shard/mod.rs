@@ -34,6 +34,15 @@ use conn::Conn;
 const MAX_BATCHES_PER_SENDER: usize = 64;
 /// How long a stopping shard sleeps at most between checks of the other shards.
 const STOPPING_POLL: Duration = Duration::from_millis(10);
+/// A connection whose incomplete request still lacks at least this many bytes (by
+/// [`Ctx::expect_input`]) stops its multishot receive and receives the rest straight into
+/// its reassembly buffer, saving the copy out of the ring buffers (see
+/// docs/ARCHITECTURE.md, "Large values").
+pub const DIRECT_RECV_MIN: usize = 32 * 1024;
+/// How much a connection that just received a large request reads directly before the
+/// next request announces its size: enough for its header, little to copy when that
+/// request turns out large too (its buffer is then allocated at the announced size).
+const DIRECT_HEAD_READ: usize = 1024;
 /// Back-off after accept fails for a reason other than cancellation (e.g. EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -269,6 +278,7 @@ impl<H: Handler> Shard<H> {
         match token.kind {
             Kind::Accept => self.on_accept(token.index as usize, cqe),
             Kind::Recv => self.on_recv(token, cqe),
+            Kind::RecvInto => self.on_recv_into(token.index, cqe.result),
             Kind::Send => self.on_send(token.index, cqe.result),
             Kind::Connect => self.on_connect(token.index, cqe.result),
             Kind::Timer => {
@@ -496,7 +506,9 @@ impl<H: Handler> Shard<H> {
         let id = conn_of(token);
         let more = cqe.more();
         if !more {
-            self.ctx.conns[idx as usize].recv_armed = false;
+            let conn = &mut self.ctx.conns[idx as usize];
+            conn.recv_armed = false;
+            conn.recv_cancelling = false;
         }
         match cqe.result {
             n if n > 0 => {
@@ -563,13 +575,15 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    /// Arm a (multishot) receive on a connection that is open and has none armed.
+    /// Arm a receive on a connection that is open and has none armed: a direct one while a
+    /// large request is (or was just) arriving, else a multishot one.
     fn arm_recv(&mut self, idx: u32) {
         let group = self.bufring.group();
         let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
             return;
         };
         if conn.recv_armed
+            || conn.direct.is_some()
             || conn.closing
             || conn.connecting
             || conn.input_blocked()
@@ -577,10 +591,142 @@ impl<H: Handler> Shard<H> {
         {
             return;
         }
+        let missing = conn.missing_input();
+        if missing >= DIRECT_RECV_MIN || (conn.direct_mode && missing > 0) {
+            conn.direct_mode = true;
+            self.arm_direct(idx, missing);
+            return;
+        }
+        if conn.direct_mode {
+            // The last request was large: read the start of the next one directly as well
+            // (one small read), so that if it is large too, its body never
+            // passes through the ring buffers. Kept up only if it announces a large one.
+            conn.direct_mode = false;
+            self.arm_direct(idx, DIRECT_HEAD_READ);
+            return;
+        }
         if let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) {
             conn.recv_armed = true;
             let token = Token::new(Kind::Recv, conn.generation, idx);
             self.ctx.ring.recv(fd, group, token);
+        }
+    }
+
+    /// Receive up to `max` bytes straight into the connection's buffer, after what it
+    /// holds (one-shot, no provided buffer), unless a receive is armed or input is stopped.
+    fn arm_direct(&mut self, idx: u32, max: usize) {
+        let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
+            return;
+        };
+        if max == 0
+            || conn.recv_armed
+            || conn.direct.is_some()
+            || conn.closing
+            || conn.connecting
+            || conn.input_blocked()
+            || conn.peer_closed
+        {
+            return;
+        }
+        let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut conn.inbuf);
+        buf.reserve(max);
+        let owner = Token::new(Kind::RecvInto, conn.generation, idx);
+        conn.direct = Some(self.ctx.ring.recv_into(fd, owner, buf, max));
+        self.ctx.stats.direct_recvs += 1;
+    }
+
+    /// A connection announced a large request: receive directly from now on. Its
+    /// multishot receive is cancelled; the completions still to come from it are
+    /// delivered in order as usual (often the whole request: a multishot receive takes
+    /// all the socket holds), and the last one re-arms, which `arm_recv` then does
+    /// directly: the rest of this request, or the start of the next one.
+    fn switch_to_direct(&mut self, id: ConnId) {
+        let Some(conn) = self.ctx.get_mut(id) else {
+            return;
+        };
+        if conn.missing_input() < DIRECT_RECV_MIN || conn.closing || conn.input_blocked() {
+            return;
+        }
+        conn.direct_mode = true;
+        if conn.recv_armed && !conn.recv_cancelling {
+            conn.recv_cancelling = true;
+            let token = Token::new(Kind::Recv, conn.generation, id.index);
+            self.ctx.ring.cancel(token);
+        }
+    }
+
+    /// A direct receive completed: its buffer comes back as the connection's input, the
+    /// received bytes appended in order. The handler sees it once the announced request is
+    /// complete; until then the next direct receive continues it.
+    fn on_recv_into(&mut self, slot: u32, result: i32) {
+        let Some((owner, buf)) = self.ctx.ring.complete_recv_into(slot, result) else {
+            return;
+        };
+        let idx = owner.index;
+        let id = conn_of(owner);
+        let Some(conn) = self.ctx.get_mut(id) else {
+            return; // a stale completion: the connection is gone, and so are its bytes
+        };
+        conn.direct = None;
+        // Nothing else receives while a direct receive is in flight, so nothing can have
+        // been kept meanwhile.
+        debug_assert!(conn.inbuf.is_empty());
+        conn.inbuf = buf;
+        if conn.tearing_down {
+            // Re-checked at the end of the turn so its slot and fd are freed.
+            self.mark_dirty(idx);
+            return;
+        }
+        match result {
+            n if n > 0 => {
+                self.ctx.stats.bytes_in += n as u64;
+                let conn = &mut self.ctx.conns[idx as usize];
+                conn.last_active = self.ctx.now;
+                if conn.closing {
+                    conn.inbuf.clear();
+                    return;
+                }
+                let over_limit = conn.inbuf.len() > self.config.max_input_buffer;
+                if over_limit || conn.input_blocked() {
+                    // Kept in order; input resumes (and receives again) later.
+                    self.check_input_limit(id);
+                } else if conn.missing_input() > 0 {
+                    // Still short of what the handler announced: it would only wait.
+                    let missing = conn.missing_input();
+                    self.arm_direct(idx, missing);
+                } else {
+                    let inbuf = std::mem::take(&mut conn.inbuf);
+                    let kept = self.feed_kept(id, inbuf);
+                    self.keep_input(id, kept);
+                    self.rearm.push(idx);
+                }
+            }
+            0 => {
+                // Peer closed its side, as in `on_recv`.
+                let conn = &mut self.ctx.conns[idx as usize];
+                if conn.input_blocked() && !conn.inbuf.is_empty() && !conn.closing {
+                    conn.peer_closed = true;
+                } else {
+                    self.ctx.close(id);
+                }
+            }
+            err => {
+                let errno = -err;
+                if matches!(errno, libc::ECANCELED | libc::EINTR | libc::EAGAIN) {
+                    self.rearm.push(idx);
+                } else {
+                    if errno != libc::ECONNRESET {
+                        tracing::debug!(
+                            "recv failed: {}",
+                            std::io::Error::from_raw_os_error(errno)
+                        );
+                    }
+                    self.teardown(idx);
+                }
+            }
         }
     }
 
@@ -605,7 +751,10 @@ impl<H: Handler> Shard<H> {
             self.check_input_limit(id);
             return;
         }
-        let mut inbuf = std::mem::take(&mut self.ctx.conns[idx].inbuf);
+        let conn = &mut self.ctx.conns[idx];
+        let mut inbuf = std::mem::take(&mut conn.inbuf);
+        // Announced anew by each call that leaves a request incomplete.
+        conn.expect = 0;
         let kept = if inbuf.is_empty() {
             self.ctx.in_data = Some(id.index);
             let used = self
@@ -629,6 +778,10 @@ impl<H: Handler> Shard<H> {
 
     /// Run the handler over kept input (appended bytes included) and return what it left.
     fn feed_kept(&mut self, id: ConnId, inbuf: BytesMut) -> BytesMut {
+        if let Some(conn) = self.ctx.get_mut(id) {
+            // Announced anew by each call that leaves a request incomplete.
+            conn.expect = 0;
+        }
         let frozen = inbuf.freeze();
         self.ctx.in_data = Some(id.index);
         let used = self
@@ -669,6 +822,8 @@ impl<H: Handler> Shard<H> {
         if conn.input_blocked() {
             let held = conn.inbuf.len();
             self.stop_reading_if_held(id, held.max(1));
+        } else {
+            self.switch_to_direct(id);
         }
         self.check_input_limit(id);
     }
@@ -818,6 +973,10 @@ impl<H: Handler> Shard<H> {
             if conn.recv_armed {
                 let token = Token::new(Kind::Recv, conn.generation, idx);
                 self.ctx.ring.cancel(token);
+            }
+            if let Some(slot) = conn.direct {
+                let owner = Token::new(Kind::RecvInto, conn.generation, idx);
+                self.ctx.ring.cancel_recv_into(owner, slot);
             }
         }
         // Re-checked at the end of the turn: freed once quiescent.

@@ -95,6 +95,13 @@ pub(crate) enum SendDone {
     },
 }
 
+/// A receive straight into a caller's buffer, which the ring owns until the completion
+/// (the kernel writes into its spare capacity meanwhile).
+struct RecvSlot {
+    owner: Token,
+    buf: bytes::BytesMut,
+}
+
 /// A connect the ring owns until completion (the kernel reads the address).
 struct ConnectSlot {
     owner: Token,
@@ -116,6 +123,7 @@ pub(crate) struct Ring {
     sends: Slab<SendSlot>,
     timers: Slab<TimerSlot>,
     connects: Slab<ConnectSlot>,
+    recvs: Slab<RecvSlot>,
     /// Entries that found the submission queue full while the kernel would not take the
     /// queued ones; they go first at the next [`Ring::submit_and_wait`], in order.
     backlog: VecDeque<squeue::Entry>,
@@ -204,6 +212,7 @@ impl Ring {
             sends: Slab::new(),
             timers: Slab::new(),
             connects: Slab::new(),
+            recvs: Slab::new(),
             backlog: VecDeque::new(),
             skip_success,
         })
@@ -310,6 +319,61 @@ impl Ring {
                 .flags(squeue::Flags::BUFFER_SELECT)
         };
         self.push(e.user_data(token.encode()));
+    }
+
+    /// Receive at most `max` bytes from `fd` straight into the spare capacity of `buf`
+    /// (after its `len()` bytes), one-shot and without a provided buffer. The ring owns
+    /// `buf` until [`Ring::complete_recv_into`] hands it back with the received bytes
+    /// appended; returns the slot that names the operation (its completion carries
+    /// `Kind::RecvInto` with the slot as index, e.g. for [`Ring::cancel_recv_into`]).
+    /// `buf` must have spare capacity; `max` is clamped to it.
+    pub fn recv_into(&mut self, fd: RawFd, owner: Token, buf: bytes::BytesMut, max: usize) -> u32 {
+        let slot = self.recvs.insert(RecvSlot { owner, buf });
+        let b = &mut self.recvs[slot].buf;
+        let spare = b.spare_capacity_mut();
+        // At most what a completion can report (an i32) and what the SQE can carry.
+        let len = max.min(spare.len()).min(i32::MAX as usize) as u32;
+        let ptr = spare.as_mut_ptr().cast::<u8>();
+        // The kernel writes up to `len` bytes at `ptr`, inside `buf`'s allocation (its
+        // spare capacity). `buf` stays in the slot, untouched, until the completion; the
+        // slot only holds the `BytesMut` handle, whose heap block does not move when the
+        // handle or the slab does.
+        let e = opcode::Recv::new(types::Fd(fd), ptr, len)
+            .build()
+            .user_data(Self::recv_into_token(owner, slot as u32).encode());
+        self.push(e);
+        slot as u32
+    }
+
+    /// Account the completion of [`Ring::recv_into`] slot `slot`: the owner and its buffer
+    /// back, with the `result` bytes the kernel wrote appended when `result > 0`.
+    pub fn complete_recv_into(
+        &mut self,
+        slot: u32,
+        result: i32,
+    ) -> Option<(Token, bytes::BytesMut)> {
+        let RecvSlot { owner, mut buf } = self.recvs.try_remove(slot as usize)?;
+        if result > 0 {
+            let n = (result as usize).min(buf.capacity() - buf.len());
+            // SAFETY: the operation completed, so the kernel no longer touches `buf`; it
+            // reported writing `result` bytes at the start of the spare capacity (it never
+            // writes more than the length it was given, which was at most the spare
+            // capacity; `min` only guards that bound), so those bytes are initialized.
+            unsafe { buf.set_len(buf.len() + n) };
+        }
+        Some((owner, buf))
+    }
+
+    /// The user_data of a [`Ring::recv_into`] operation: its slot, and its owner's
+    /// generation so that a cancel can never hit a later operation reusing the slot.
+    fn recv_into_token(owner: Token, slot: u32) -> Token {
+        Token::new(Kind::RecvInto, owner.generation, slot)
+    }
+
+    /// Cancel the [`Ring::recv_into`] operation in `slot` made for `owner` (its completion
+    /// then reports `-ECANCELED`, or the bytes it received before the cancel).
+    pub fn cancel_recv_into(&mut self, owner: Token, slot: u32) {
+        self.cancel(Self::recv_into_token(owner, slot));
     }
 
     /// Send all of `chunks` on `fd`, in order, in one operation (a plain send for one
@@ -537,6 +601,10 @@ impl Drop for Ring {
         for slot in self.connects.drain() {
             std::mem::forget(slot.addr);
         }
+        // Receives still in flight may write into their buffers: leak those too.
+        for slot in self.recvs.drain() {
+            std::mem::forget(slot.buf);
+        }
     }
 }
 
@@ -631,7 +699,7 @@ pub(crate) fn wake_rings(targets: &[RawFd], token: Token) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     use std::sync::mpsc;
     use std::time::Instant;
@@ -738,6 +806,43 @@ mod tests {
             Chunk::Shared(bytes::Bytes::from_static(b"end")),
         ];
         assert_eq!(send_all(vectored), big as u64 + 3);
+    }
+
+    #[test]
+    fn recv_into_appends_in_place_and_survives_slab_growth() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut ring = Ring::new(64).expect("ring");
+        let mut pairs = Vec::new();
+        let mut expected = Vec::new();
+        // Several receives queued before anything is submitted: the slot slab grows (and
+        // may move) while the first entries still point into their buffers.
+        for i in 0..9u8 {
+            let mut client = TcpStream::connect(addr).expect("connect");
+            let (server, _) = listener.accept().expect("accept");
+            let msg = vec![b'a' + i; 100 + usize::from(i)];
+            client.write_all(&msg).expect("write");
+            let mut buf = bytes::BytesMut::with_capacity(4096);
+            buf.extend_from_slice(b"kept:");
+            let owner = Token::new(Kind::RecvInto, 7, u32::from(i));
+            let slot = ring.recv_into(server.as_raw_fd(), owner, buf, 1000);
+            let mut want = b"kept:".to_vec();
+            want.extend_from_slice(&msg);
+            expected.push((slot, want));
+            pairs.push((client, server));
+        }
+        let mut done = 0;
+        run_until(&mut ring, Duration::from_secs(5), |ring, c| {
+            let t = Token::decode(c.user_data).expect("token");
+            assert_eq!((t.kind, t.generation), (Kind::RecvInto, 7));
+            assert!(c.result > 0, "recv failed: {}", c.result);
+            let (owner, buf) = ring.complete_recv_into(t.index, c.result).expect("slot");
+            let (_, want) = &expected[owner.index as usize];
+            assert_eq!(&buf[..], &want[..], "receive {}", owner.index);
+            done += 1;
+            done == expected.len()
+        });
+        assert!(ring.recvs.is_empty());
     }
 
     #[test]

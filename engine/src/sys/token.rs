@@ -17,6 +17,8 @@ pub(crate) enum Kind {
     /// Cancellations, closes, message-ring sends: their completions carry no work.
     Ignore = 7,
     Connect = 8,
+    /// A one-shot receive into a connection's own buffer (index: the ring's recv slot).
+    RecvInto = 9,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,7 @@ impl Token {
             6 => Kind::Tick,
             7 => Kind::Ignore,
             8 => Kind::Connect,
+            9 => Kind::RecvInto,
             _ => return None,
         };
         Some(Token {

@@ -1,0 +1,172 @@
+//! Large values through the real server: the engine receives the body of a large request
+//! straight into its reassembly buffer ("direct" receives), and GET must return exactly
+//! what was SET, however the request was split and whatever surrounds it on the wire.
+
+mod common;
+
+use std::io::Write;
+use std::thread;
+use std::time::Duration;
+
+use common::{encode, Raw, Server};
+
+fn value(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn bulk(v: &[u8]) -> Vec<u8> {
+    let mut out = format!("${}\r\n", v.len()).into_bytes();
+    out.extend_from_slice(v);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Send `wire` in pieces of `piece` bytes, pausing after every `every` pieces.
+fn send_in_pieces(raw: &mut Raw, wire: &[u8], piece: usize, every: usize) {
+    for (i, p) in wire.chunks(piece).enumerate() {
+        raw.stream.write_all(p).expect("write");
+        if every > 0 && i % every == every - 1 {
+            thread::sleep(Duration::from_millis(3));
+        }
+    }
+}
+
+const SIZES: [usize; 9] = [
+    16 * 1024,
+    32 * 1024 - 1,
+    64 * 1024,
+    64 * 1024 + 1,
+    100_000,
+    256 * 1024,
+    700_001,
+    1 << 20,
+    3 << 20,
+];
+
+#[test]
+fn get_returns_exactly_what_set_stored_however_it_arrived() {
+    let server = Server::start(&["--shards", "1"]);
+    let mut raw = server.raw();
+    for (i, &len) in SIZES.iter().enumerate() {
+        let v = value(len, i as u64);
+        let key = format!("k{i}");
+        let set = encode(&[b"SET", key.as_bytes(), &v]);
+        match i % 3 {
+            0 => raw.send(&set),
+            1 => send_in_pieces(&mut raw, &set, 1500, 8),
+            _ => send_in_pieces(&mut raw, &set, 60_000, 1),
+        }
+        assert_eq!(raw.reply(), b"+OK\r\n", "SET of {len} bytes");
+        raw.cmd(&[b"GET", key.as_bytes()]);
+        assert!(raw.reply() == bulk(&v), "GET of {len} bytes differs");
+    }
+    // Everything still there, and a value split mid-way by pauses compares equal too.
+    for (i, &len) in SIZES.iter().enumerate() {
+        raw.cmd(&[b"STRLEN", format!("k{i}").as_bytes()]);
+        assert_eq!(raw.reply(), format!(":{len}\r\n").into_bytes());
+    }
+}
+
+#[test]
+fn large_and_small_commands_pipelined_on_one_connection_keep_their_order() {
+    let server = Server::start(&["--shards", "2"]);
+    let mut raw = server.raw();
+    for round in 0..3u64 {
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for (i, &len) in SIZES.iter().enumerate() {
+            let v = value(len, round * 100 + i as u64);
+            let key = format!("p{i}");
+            wire.extend(encode(&[b"INCR", b"counter"]));
+            expected
+                .push(format!(":{}\r\n", round * SIZES.len() as u64 + i as u64 + 1).into_bytes());
+            // Arguments after the large one: the announced size covers the value only.
+            wire.extend(encode(&[b"SET", key.as_bytes(), &v, b"EX", b"1000"]));
+            expected.push(b"+OK\r\n".to_vec());
+            wire.extend(encode(&[b"PING"]));
+            expected.push(b"+PONG\r\n".to_vec());
+            wire.extend(encode(&[b"GET", key.as_bytes()]));
+            expected.push(bulk(&v));
+            wire.extend(encode(&[b"MSET", b"a", &v[..len / 3], b"b", &v[len / 3..]]));
+            expected.push(b"+OK\r\n".to_vec());
+            wire.extend(encode(&[b"STRLEN", b"b"]));
+            expected.push(format!(":{}\r\n", len - len / 3).into_bytes());
+        }
+        let mut w = raw.stream.try_clone().expect("clone");
+        let writer = thread::spawn(move || {
+            if round == 1 {
+                for (i, p) in wire.chunks(77_777).enumerate() {
+                    w.write_all(p).expect("write");
+                    if i % 3 == 0 {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            } else {
+                w.write_all(&wire).expect("write");
+            }
+        });
+        for (i, want) in expected.iter().enumerate() {
+            let got = raw.reply();
+            assert!(
+                &got == want,
+                "round {round}, reply {i}: got {} bytes starting {:?}, want {} bytes starting {:?}",
+                got.len(),
+                String::from_utf8_lossy(&got[..got.len().min(30)]),
+                want.len(),
+                String::from_utf8_lossy(&want[..want.len().min(30)])
+            );
+        }
+        writer.join().expect("writer");
+    }
+}
+
+#[test]
+fn clients_that_leave_mid_value_and_many_concurrent_large_sets() {
+    let server = Server::start(&["--shards", "2"]);
+    // Leave in the middle of a 1 MB value, after part of it was received directly.
+    for i in 0..4 {
+        let mut raw = server.raw();
+        let v = value(1 << 20, 50 + i);
+        let set = encode(&[b"SET", b"cut", &v]);
+        raw.send(&set[..30_000]);
+        thread::sleep(Duration::from_millis(30));
+        raw.send(&set[30_000..300_000]);
+        thread::sleep(Duration::from_millis(30));
+        drop(raw);
+    }
+    let addr = server.addr;
+    let clients: Vec<_> = (0..16u64)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut raw = Raw::connect(addr);
+                for i in 0..5u64 {
+                    let len = 60_000 + ((c * 7_919 + i * 104_729) % 400_000) as usize;
+                    let v = value(len, 1000 + c * 10 + i);
+                    let key = format!("c{c}:{i}");
+                    raw.cmd(&[b"SET", key.as_bytes(), &v]);
+                    assert_eq!(raw.reply(), b"+OK\r\n");
+                    raw.cmd(&[b"GET", key.as_bytes()]);
+                    assert!(raw.reply() == bulk(&v), "client {c}, value {i} differs");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let mut raw = server.raw();
+    raw.cmd(&[b"EXISTS", b"cut"]);
+    assert_eq!(
+        raw.reply(),
+        b":0\r\n",
+        "a value cut short must not be stored"
+    );
+}
