@@ -148,6 +148,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_listening(proc, port, timeout=10.0):
+    """Wait until `proc` accepts connections on `port` (for servers that do not speak RESP)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port}")
+
+
 def launch(cmd, port, cpu=SERVER_CPU, timeout=10.0, name=None):
     """Start `cmd` under `taskset -c cpu` and wait until it answers PING on `port`.
     Raises RuntimeError (with the tail of its stderr) if it exits or does not answer in time."""

@@ -28,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import ROOT, free_port, median, proc_cpu_seconds, load_note, fmt  # noqa: E402
+from bench_common import ROOT, free_port, median, proc_cpu_seconds, load_note, fmt, wait_listening  # noqa: E402
 
 SERVER_CPU = os.environ.get("SERVER_CPU", "1")
 CLIENT_CPU = os.environ.get("CLIENT_CPU", "0")
@@ -113,20 +113,6 @@ def build():
     else:
         bins["monoio"] = os.path.join(monoio_dir, "monoio_echo")
     return bins, notes
-
-
-def wait_listening(proc, port, timeout=10.0):
-    import socket
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port}")
 
 
 def run_one(bins, kind, pipeline, args):

@@ -15,12 +15,11 @@ sends GET and PING. Every reply is printed; lines starting `!!` differ from Redi
 
 import os
 import socket
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import coreshard_bin, ensure_redis, free_port  # noqa: E402
+from bench_common import coreshard_bin, ensure_redis, free_port, launch, stop  # noqa: E402
 
 
 def enc(*args):
@@ -107,34 +106,18 @@ def scenario(port):
     return out
 
 
-def start(cmd, port):
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            c = Client(port)
-            c.send("PING")
-            if c.reply() == "+PONG":
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{cmd[0]} did not start")
-
-
 def main():
     ensure_redis()
     cs_port, redis_port = free_port(), free_port()
-    cs = start([coreshard_bin(), "--port", str(cs_port), "--shards", "1", "--appendonly", "no",
+    cs = launch([coreshard_bin(), "--port", str(cs_port), "--shards", "1", "--appendonly", "no",
                 "--log-level", "error", "--lua-time-limit", "100"], cs_port)
-    redis = start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
+    redis = launch(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
                    "--busy-reply-threshold", "100"], redis_port)
     try:
         ours, theirs = scenario(cs_port), scenario(redis_port)
     finally:
         for p in (cs, redis):
-            p.kill()
-            p.wait()
+            stop(p)
     differ = 0
     for a, b in zip(ours, theirs):
         if a == b:

@@ -166,12 +166,6 @@ impl Spec {
         Spec { long: true, ..self }
     }
 
-    /// Whether the command may run for long (see [`Spec::long`]).
-    #[inline]
-    pub fn may_run_long(&self) -> bool {
-        self.long
-    }
-
     pub(crate) const fn no_auth(self) -> Spec {
         Spec {
             no_auth: true,
@@ -196,6 +190,11 @@ impl Spec {
                 self.name,
                 "dbsize" | "keys" | "scan" | "randomkey" | "exec" | "flushall" | "flushdb"
             )
+    }
+
+    /// Redis's error for a wrong argument count.
+    pub fn arity_error(&self) -> String {
+        format!("ERR wrong number of arguments for '{}' command", self.name)
     }
 
     /// Whether `argc` arguments (the name included) fit the arity.

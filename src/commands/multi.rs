@@ -266,10 +266,7 @@ pub fn queue_if_in_multi(
     let refusal = if !authed && !spec.no_auth {
         Some("NOAUTH Authentication required.".to_string())
     } else if !spec.arity_ok(args.len()) {
-        Some(format!(
-            "ERR wrong number of arguments for '{}' command",
-            spec.name
-        ))
+        Some(spec.arity_error())
     } else {
         refuse_in_multi(spec)
     };

@@ -309,6 +309,13 @@ pub fn reset(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
     s.reply(ctx, conn, |e| e.simple("RESET"));
 }
 
+/// Redis's error for a command a RESP2 connection with subscriptions may not run.
+pub fn subscribed_context_error(name: &str) -> String {
+    format!(
+        "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+    )
+}
+
 /// Commands a RESP2 connection with subscriptions may run.
 pub fn allowed_while_subscribed(name: &str) -> bool {
     matches!(

@@ -231,6 +231,13 @@ impl<'a> Args<'a> {
 pub mod testing {
     use mlua::Lua;
 
+    /// A bare Lua state with one library installed by `install`.
+    pub fn lua_with(install: fn(&Lua) -> mlua::Result<()>) -> Lua {
+        let lua = Lua::new();
+        install(&lua).unwrap();
+        lua
+    }
+
     /// The string a chunk returns.
     pub fn string(lua: &Lua, code: &str) -> Vec<u8> {
         let s: mlua::LuaString = lua.load(code).eval().unwrap();

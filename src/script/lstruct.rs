@@ -361,9 +361,7 @@ mod tests {
     use super::*;
 
     fn lua() -> Lua {
-        let lua = Lua::new();
-        install(&lua).unwrap();
-        lua
+        args::testing::lua_with(install)
     }
 
     use args::testing::{failure, string as bytes};

@@ -569,9 +569,7 @@ mod tests {
     use super::*;
 
     fn lua() -> Lua {
-        let lua = Lua::new();
-        install(&lua).unwrap();
-        lua
+        super::super::args::testing::lua_with(install)
     }
 
     use super::super::args::testing::{failure, string as packed};

@@ -15,16 +15,39 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use coreshard_engine::WhileBusy;
+use coreshard_engine::{Ctx, WhileBusy};
 use coreshard_protocol::{parse_request_resume, Limits, Protocol};
 
 use super::conn::{ConnState, MultiState};
+use super::ops::OpResult;
+use super::{ArgList, Server};
 use crate::commands::multi::Queued;
-use crate::commands::{self, Spec};
+use crate::commands::{self, KeyedFn, Spec};
+use crate::db::Db;
 
 /// The answerer, made for each script run (a copy of the parse limits).
 pub struct BusyAnswer {
     pub limits: Limits,
+}
+
+/// Run a keyed command on this shard's data (`db`); a script, which may run for long, runs
+/// as long work so that the shard answers its other connections meanwhile.
+pub fn run_keyed(
+    ctx: &mut Ctx<Server>,
+    db: &mut Db,
+    limits: Limits,
+    spec: &'static Spec,
+    f: KeyedFn,
+    now: u64,
+    args: &dyn ArgList,
+) -> OpResult {
+    db.events.cmd = spec.name;
+    if !spec.long {
+        return crate::evict::run_keyed(db, spec, f, now, args);
+    }
+    ctx.long_work(&mut BusyAnswer { limits }, || {
+        crate::evict::run_keyed(db, spec, f, now, args)
+    })
 }
 
 /// What to do with one request while busy.
@@ -107,10 +130,7 @@ fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
     // Redis's order of refusals: arity, NOAUTH, a no-multi command inside MULTI, the RESP2
     // subscribed context, then BUSY.
     let refusal = if !spec.arity_ok(args.len()) {
-        Some(format!(
-            "ERR wrong number of arguments for '{}' command",
-            spec.name
-        ))
+        Some(spec.arity_error())
     } else if !state.authed && !spec.no_auth {
         Some("NOAUTH Authentication required.".into())
     } else if in_multi && spec.flags.contains(&"no_multi") {
@@ -119,10 +139,7 @@ fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
         && state.proto == Protocol::Resp2
         && !commands::pubsub::allowed_while_subscribed(spec.name)
     {
-        Some(format!(
-            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-            spec.name
-        ))
+        Some(commands::pubsub::subscribed_context_error(spec.name))
     } else {
         None
     };

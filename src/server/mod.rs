@@ -370,18 +370,8 @@ impl Server {
                 args,
                 input: self.input.as_ref(),
             };
-            self.db.events.cmd = spec.name;
-            let db = &mut self.db;
-            let result = if spec.may_run_long() {
-                let mut answer = busy::BusyAnswer {
-                    limits: self.config.limits,
-                };
-                ctx.long_work(&mut answer, || {
-                    crate::evict::run_keyed(db, spec, keyed, now, &local)
-                })
-            } else {
-                crate::evict::run_keyed(db, spec, keyed, now, &local)
-            };
+            let limits = self.config.limits;
+            let result = busy::run_keyed(ctx, &mut self.db, limits, spec, keyed, now, &local);
             self.reply_result(ctx, conn, &result);
         } else {
             let op = Op::Cmd {
@@ -732,10 +722,7 @@ impl Server {
                 .state(conn)
                 .is_some_and(|s| s.subs.is_some() && s.proto == Protocol::Resp2);
             if subscribed && !commands::pubsub::allowed_while_subscribed(sp.name) {
-                let msg = format!(
-                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                    sp.name
-                );
+                let msg = commands::pubsub::subscribed_context_error(sp.name);
                 self.error(ctx, conn, &msg);
                 return Some((idx, true));
             }
@@ -754,7 +741,7 @@ impl Server {
             return Some((idx, true));
         }
         if !spec.arity_ok(args.len()) {
-            let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
+            let msg = spec.arity_error();
             self.error(ctx, conn, &msg);
             return Some((idx, true));
         }
@@ -792,6 +779,13 @@ impl Server {
             return self.wall_anchor.1;
         }
         self.wall_anchor.1 + since.as_millis() as u64
+    }
+
+    /// What the shard answers its other connections while a script runs (`busy.rs`).
+    pub fn busy_answer(&self) -> busy::BusyAnswer {
+        busy::BusyAnswer {
+            limits: self.config.limits,
+        }
     }
 
     /// Make sure the last clock reading is no older than `t` (a turn's wake-up).
@@ -1042,7 +1036,7 @@ impl Handler for Server {
         self.input = input.share(data);
         // Time starts at this turn's wake-up, or at the end of the last command if that
         // was later: no clock read here, one per command after it runs.
-        self.clock = self.clock.max(ctx.now());
+        self.clock_at_least(ctx.now());
         let limits = self.config.limits;
         let mut args = Vec::new();
         let mut pos = 0;
@@ -1130,9 +1124,6 @@ impl Handler for Server {
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<Self>, from: ShardId, msg: Msg) {
-        // Requests from other shards take their time from this turn's wake-up at the
-        // earliest (see `now_ms`).
-        self.clock = self.clock.max(ctx.now());
         match msg {
             Msg::Request { slot, part, op } => {
                 if crate::script::aborting() {

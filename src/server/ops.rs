@@ -407,17 +407,7 @@ impl Server {
         let db: &mut Db = &mut self.db;
         match op {
             Op::Cmd { spec, args } => match spec.keyed {
-                Some(f) if spec.may_run_long() => {
-                    db.events.cmd = spec.name;
-                    let mut answer = super::busy::BusyAnswer { limits };
-                    ctx.long_work(&mut answer, || {
-                        crate::evict::run_keyed(db, spec, f, now, &args)
-                    })
-                }
-                Some(f) => {
-                    db.events.cmd = spec.name;
-                    crate::evict::run_keyed(db, spec, f, now, &args)
-                }
+                Some(f) => super::busy::run_keyed(ctx, db, limits, spec, f, now, &args),
                 None => OpResult::Error("ERR internal: command has no keyed form".into()),
             },
             Op::Del(ks) => {

@@ -330,9 +330,7 @@ impl Server {
             } else {
                 // One log record for the whole EXEC: replay applies all of it or none. A
                 // queued script may run for long: the shard answers meanwhile.
-                let mut answer = super::busy::BusyAnswer {
-                    limits: self.config.limits,
-                };
+                let mut answer = self.busy_answer();
                 let db = &mut self.db;
                 OpResult::Multi(ctx.long_work(&mut answer, || {
                     db.atomically(|db| cmds.iter().map(|c| run_queued(db, now, c)).collect())
@@ -544,9 +542,7 @@ impl Server {
             return self.start_snapshot(ctx, txn, &t, id, save);
         }
         // A script in it may run for long: the shard answers its connections meanwhile.
-        let mut answer = super::busy::BusyAnswer {
-            limits: self.config.limits,
-        };
+        let mut answer = self.busy_answer();
         let (mut writes, flush, result, mut events) = ctx.long_work(&mut answer, || decide(&t));
         if flush || !writes.is_empty() {
             // One record for the whole outcome: replay applies all of it or none. The

@@ -62,7 +62,8 @@ impl<H: Handler> Ctx<H> {
         let mut out = Vec::new();
         for cqe in todo {
             if !self.busy_completion(&cqe, answer, &mut out) {
-                self.defer(cqe);
+                // Kept for the next turn, in arrival order.
+                self.deferred.push(cqe);
             }
         }
         for i in 0..self.dirty.len() {
@@ -201,11 +202,6 @@ impl<H: Handler> Ctx<H> {
             *out = reply;
         }
         true
-    }
-
-    /// Keep a completion for the next turn.
-    fn defer(&mut self, cqe: Cqe) {
-        self.deferred.push(cqe);
     }
 
     /// Put the completions kept while busy at the head of this turn's batch.

@@ -540,14 +540,7 @@ impl<H: Handler> Shard<H> {
                 if let Some(bid) = bid {
                     self.bufring.recycle(bid);
                 }
-                // Peer closed its side: send what is already owed, then close; but requests
-                // it sent before closing and that wait behind a pause are served first.
-                let conn = &mut self.ctx.conns[idx as usize];
-                if conn.input_blocked() && !conn.inbuf.is_empty() && !conn.closing {
-                    conn.peer_closed = true;
-                } else {
-                    self.ctx.close(id);
-                }
+                self.on_peer_closed(id);
             }
             err => {
                 let errno = -err;
@@ -572,6 +565,19 @@ impl<H: Handler> Shard<H> {
                     self.teardown(idx);
                 }
             }
+        }
+    }
+
+    /// The peer closed its side: send what is already owed, then close; but requests it
+    /// sent before closing and that wait behind a pause are served first.
+    fn on_peer_closed(&mut self, id: ConnId) {
+        let Some(conn) = self.ctx.get_mut(id) else {
+            return;
+        };
+        if conn.input_blocked() && !conn.inbuf.is_empty() && !conn.closing {
+            conn.peer_closed = true;
+        } else {
+            self.ctx.close(id);
         }
     }
 
@@ -705,13 +711,7 @@ impl<H: Handler> Shard<H> {
                 }
             }
             0 => {
-                // Peer closed its side, as in `on_recv`.
-                let conn = &mut self.ctx.conns[idx as usize];
-                if conn.input_blocked() && !conn.inbuf.is_empty() && !conn.closing {
-                    conn.peer_closed = true;
-                } else {
-                    self.ctx.close(id);
-                }
+                self.on_peer_closed(id);
             }
             err => {
                 let errno = -err;
