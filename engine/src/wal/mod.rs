@@ -49,9 +49,10 @@
 //!
 //! # Sleeping without losing wake-ups
 //!
-//! An idle WAL thread sleeps (`std::thread::park`). Before sleeping it sets a `parked`
-//! flag and re-checks every ring; a producer pushes, then swaps the flag and unparks the
-//! thread only if it was set. Both sides use sequentially consistent fences, so either the
+//! An idle WAL thread sleeps in its io_uring, on its syncs in flight and on a poll of an
+//! eventfd ([`crate::sys::WalWaker`]). Before sleeping it sets a `parked` flag and
+//! re-checks every ring; a producer pushes, then swaps the flag and writes the eventfd
+//! only if it was set. Both sides use sequentially consistent fences, so either the
 //! thread sees the chunk or the producer sees the flag (Dekker), and a busy WAL thread
 //! costs producers no system call.
 //!
@@ -224,7 +225,7 @@ pub struct WalStats {
 pub struct Wal {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<Result<(), WalError>>>,
-    wal_thread: std::thread::Thread,
+    waker: Arc<crate::sys::WalWaker>,
     /// Holds the directory's lock until the handle is gone.
     _lock: File,
 }
@@ -286,31 +287,25 @@ pub fn open(config: WalConfig, shards: usize) -> Result<(Wal, Vec<ShardLog>, Rec
         consumers.push(c);
     }
     let segment = writer::Segment::new(&shared, resume.segment, file, resume.offset)?;
+    let waker = crate::sys::WalWaker::new()
+        .map_err(|e| WalError::Start(format!("creating the WAL wake-up eventfd: {e}")))?;
     let thread = writer::spawn(writer::Setup {
         shared: shared.clone(),
         consumers,
         segment,
         segment_size: config.segment_size,
         core: config.core,
+        waker: waker.clone(),
     })?;
-    let wal_thread = thread.thread().clone();
     let logs = producers
         .into_iter()
         .enumerate()
-        .map(|(i, p)| {
-            ShardLog::new(
-                i,
-                scanned.max_lsn + 1,
-                p,
-                shared.clone(),
-                wal_thread.clone(),
-            )
-        })
+        .map(|(i, p)| ShardLog::new(i, scanned.max_lsn + 1, p, shared.clone(), waker.clone()))
         .collect();
     let wal = Wal {
         shared,
         thread: Some(thread),
-        wal_thread,
+        waker,
         _lock: lock_file,
     };
     Ok((wal, logs, scanned.recovery))
@@ -331,7 +326,7 @@ impl Wal {
     /// on (under `Always`: synced; otherwise: written).
     pub fn set_policy(&self, policy: FsyncPolicy) {
         self.shared.set_policy(policy);
-        self.wal_thread.unpark();
+        self.waker.wake();
     }
 
     /// The fsync policy in force.
@@ -366,7 +361,7 @@ impl Wal {
             return Ok(());
         };
         self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.wal_thread.unpark();
+        self.waker.wake();
         let result = match thread.join() {
             Ok(result) => result,
             Err(_) => Err(WalError::Shutdown("the WAL thread panicked".into())),
