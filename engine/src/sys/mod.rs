@@ -13,7 +13,7 @@ pub(crate) use bufring::BufRing;
 pub use probe::Features;
 pub(crate) use ring::{failed_wake, wake_rings, Chunk, Cqe, Ring, SendDone, WakeRing};
 pub(crate) use token::{Kind, Token};
-pub(crate) use wal_io::{try_lock_exclusive, WalRing, WalWaker, MAX_ASYNC_SYNCS};
+pub(crate) use wal_io::{try_lock_exclusive, WalRing};
 
 use std::os::fd::{FromRawFd, OwnedFd};
 

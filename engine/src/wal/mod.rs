@@ -49,10 +49,9 @@
 //!
 //! # Sleeping without losing wake-ups
 //!
-//! An idle WAL thread sleeps in its io_uring, on its syncs in flight and on a poll of an
-//! eventfd ([`crate::sys::WalWaker`]). Before sleeping it sets a `parked` flag and
-//! re-checks every ring; a producer pushes, then swaps the flag and writes the eventfd
-//! only if it was set. Both sides use sequentially consistent fences, so either the
+//! An idle WAL thread sleeps (`std::thread::park`). Before sleeping it sets a `parked`
+//! flag and re-checks every ring; a producer pushes, then swaps the flag and unparks the
+//! thread only if it was set. Both sides use sequentially consistent fences, so either the
 //! thread sees the chunk or the producer sees the flag (Dekker), and a busy WAL thread
 //! costs producers no system call.
 //!
@@ -225,7 +224,7 @@ pub struct WalStats {
 pub struct Wal {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<Result<(), WalError>>>,
-    waker: Arc<crate::sys::WalWaker>,
+    wal_thread: std::thread::Thread,
     /// Holds the directory's lock until the handle is gone.
     _lock: File,
 }
@@ -287,25 +286,31 @@ pub fn open(config: WalConfig, shards: usize) -> Result<(Wal, Vec<ShardLog>, Rec
         consumers.push(c);
     }
     let segment = writer::Segment::new(&shared, resume.segment, file, resume.offset)?;
-    let waker = crate::sys::WalWaker::new()
-        .map_err(|e| WalError::Start(format!("creating the WAL wake-up eventfd: {e}")))?;
     let thread = writer::spawn(writer::Setup {
         shared: shared.clone(),
         consumers,
         segment,
         segment_size: config.segment_size,
         core: config.core,
-        waker: waker.clone(),
     })?;
+    let wal_thread = thread.thread().clone();
     let logs = producers
         .into_iter()
         .enumerate()
-        .map(|(i, p)| ShardLog::new(i, scanned.max_lsn + 1, p, shared.clone(), waker.clone()))
+        .map(|(i, p)| {
+            ShardLog::new(
+                i,
+                scanned.max_lsn + 1,
+                p,
+                shared.clone(),
+                wal_thread.clone(),
+            )
+        })
         .collect();
     let wal = Wal {
         shared,
         thread: Some(thread),
-        waker,
+        wal_thread,
         _lock: lock_file,
     };
     Ok((wal, logs, scanned.recovery))
@@ -326,7 +331,7 @@ impl Wal {
     /// on (under `Always`: synced; otherwise: written).
     pub fn set_policy(&self, policy: FsyncPolicy) {
         self.shared.set_policy(policy);
-        self.waker.wake();
+        self.wal_thread.unpark();
     }
 
     /// The fsync policy in force.
@@ -361,7 +366,7 @@ impl Wal {
             return Ok(());
         };
         self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.waker.wake();
+        self.wal_thread.unpark();
         let result = match thread.join() {
             Ok(result) => result,
             Err(_) => Err(WalError::Shutdown("the WAL thread panicked".into())),

@@ -5,12 +5,12 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::thread::Thread;
 
 use rtrb::Producer;
 
 use super::record;
 use super::shared::Shared;
-use crate::sys::WalWaker;
 
 /// Chunks a shard may have handed over and the WAL thread not yet taken.
 pub(crate) const RING_CAPACITY: usize = 4096;
@@ -42,7 +42,7 @@ pub struct ShardLog {
     buf_records: u32,
     producer: Producer<Chunk>,
     shared: Arc<Shared>,
-    waker: Arc<WalWaker>,
+    wal_thread: Thread,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -52,7 +52,7 @@ impl ShardLog {
         first_lsn: u64,
         producer: Producer<Chunk>,
         shared: Arc<Shared>,
-        waker: Arc<WalWaker>,
+        wal_thread: Thread,
     ) -> ShardLog {
         ShardLog {
             index,
@@ -63,7 +63,7 @@ impl ShardLog {
             buf_records: 0,
             producer,
             shared,
-            waker,
+            wal_thread,
             _not_sync: PhantomData,
         }
     }
@@ -119,11 +119,11 @@ impl ShardLog {
         between();
         while let Err(rtrb::PushError::Full(back)) = self.producer.push(chunk) {
             chunk = back;
-            self.waker.wake();
+            self.wal_thread.unpark();
             std::thread::yield_now();
         }
         if self.shared.needs_wake() {
-            self.waker.wake();
+            self.wal_thread.unpark();
         }
     }
 

@@ -853,64 +853,6 @@ fn failed_writes_are_retried_without_loss() {
     }
 }
 
-/// `Always` with pipelined syncs: while syncs fail, records are written but nothing is
-/// published as durable; once they succeed again, everything unconfirmed is written again
-/// at the same offsets (across segment rotations: small segments) and becomes durable;
-/// the log holds every record exactly once, in order.
-#[test]
-fn failed_syncs_are_repaired_without_loss() {
-    let tmp = TempDir::new("sync-repair");
-    let cfg = config(&tmp.0, FsyncPolicy::Always, 8192);
-    let (wal, mut logs, _) = open(cfg.clone(), 2).unwrap();
-    let shared = wal.shared();
-    let mut n = 0u64;
-    for round in 0..9 {
-        let failing = round % 2 == 1;
-        let before = [logs[0].durable(), logs[1].durable()];
-        shared.set_fault(if failing { Fault::Sync } else { Fault::None });
-        for _ in 0..120 {
-            for (s, log) in logs.iter_mut().enumerate() {
-                log.append(0, &payload(s, n, 70));
-                log.flush();
-            }
-            n += 1;
-        }
-        if failing {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while logs[0].error().is_none() {
-                assert!(
-                    Instant::now() < deadline,
-                    "the failing sync must be reported"
-                );
-                thread::sleep(Duration::from_millis(1));
-            }
-            thread::sleep(Duration::from_millis(250)); // several retries
-            assert_eq!([logs[0].durable(), logs[1].durable()], before);
-        } else {
-            for log in &logs {
-                assert!(wait_durable(log, log.last(), Duration::from_secs(10)));
-            }
-            assert_eq!(logs[0].error(), None);
-        }
-    }
-    shared.set_fault(Fault::None);
-    for log in &logs {
-        assert!(wait_durable(log, log.last(), Duration::from_secs(10)));
-    }
-    wal.shutdown().unwrap();
-    drop(logs);
-    let (wal, _, mut rec) = open(cfg, 2).unwrap();
-    let mut next = [0u64; 2];
-    for r in all_records(&mut rec) {
-        let (s, seq) = ids(&r.payload);
-        assert_eq!(seq, next[s], "shard {s}: every record once, in order");
-        assert_eq!(r.payload.to_vec(), payload(s, seq, 70));
-        next[s] += 1;
-    }
-    assert_eq!(next, [n, n]);
-    wal.shutdown().unwrap();
-}
-
 /// `EverySec`: a failing periodic sync is reported (records still count as durable once
 /// written to the OS) and clears only when a sync succeeds again.
 #[test]

@@ -1,22 +1,6 @@
 //! The WAL thread: takes the shards' chunks in ticket order, writes them in batches
 //! through its own io_uring, syncs per policy, rotates segments, publishes durable LSNs
 //! and retries after disk errors.
-//!
-//! # Pipelined syncs (`Always`)
-//!
-//! A batch is written (into the page cache) and its `fdatasync` started without waiting
-//! for it; while it runs, the next batch is written and synced too, up to
-//! [`MAX_ASYNC_SYNCS`] at once, so the disk's own parallelism is used and no batch waits a
-//! whole sync for the one before. A sync covers everything written before it started.
-//! Syncs are settled in the order they started: durable LSNs are published from a sync's
-//! snapshot of the written LSNs only when it and every earlier one succeeded. If one
-//! fails, nothing later is trusted either (the kernel reports a writeback error once):
-//! when the syncs in flight have ended, everything not yet confirmed (kept for that) is
-//! written again at the same offsets and synced, as after any disk error. Rotation and
-//! policy changes settle every sync first, so what is unconfirmed always lies in the
-//! current segment. And so that a torn tail can still be told from corruption in the
-//! middle (see `recover`), a write waits for the syncs in flight at least every
-//! [`FLAG_EVERY`], so it can carry `FLAG_DURABLE_BEFORE`.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -34,17 +18,13 @@ use super::record::{self, FLAG_DURABLE_BEFORE};
 use super::segment::{self, Preparer};
 use super::shared::{lock, Shared};
 use super::{FsyncPolicy, LogPosition, WalError};
-use crate::sys::{WalRing, WalWaker, MAX_ASYNC_SYNCS};
+use crate::sys::WalRing;
 
 /// How long after a failed write or sync the WAL thread tries again.
 pub(crate) const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// `EverySec`: the interval between syncs.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
-
-/// `Always`: at least this often a write waits until everything before it is durable, so
-/// that it carries `FLAG_DURABLE_BEFORE` (pipelined writes do not).
-const FLAG_EVERY: Duration = Duration::from_millis(10);
 
 /// How long shutdown keeps retrying failed writes (or waits for a chunk whose ticket was
 /// taken) before it gives up.
@@ -92,7 +72,6 @@ pub(crate) struct Setup {
     pub segment: Segment,
     pub segment_size: u64,
     pub core: Option<usize>,
-    pub waker: Arc<WalWaker>,
 }
 
 /// Start the WAL thread; returns once it pinned itself and set up its ring.
@@ -137,8 +116,7 @@ fn start(setup: &Setup) -> Result<(WalRing, Preparer), WalError> {
                 WalError::Start(format!("cannot pin the WAL thread to core {core}: {e}"))
             })?;
     }
-    let ring = WalRing::new(setup.waker.clone())
-        .map_err(|e| WalError::Start(format!("io_uring setup: {e}")))?;
+    let ring = WalRing::new().map_err(|e| WalError::Start(format!("io_uring setup: {e}")))?;
     let preparer = Preparer::start(setup.shared.dir.clone(), setup.segment_size)?;
     Ok((ring, preparer))
 }
@@ -151,40 +129,6 @@ impl Drop for PanicGuard {
         if thread::panicking() {
             self.0
                 .set_error("the WAL thread panicked; nothing more will be written".into());
-        }
-    }
-}
-
-/// `Always`: a sync in flight.
-struct InFlight {
-    id: u64,
-    /// It covers the pieces written before it started: `Writer::pieces` then.
-    covers: u64,
-    /// `Writer::written` when it started: what it makes durable.
-    written: Vec<u64>,
-    started: Instant,
-    /// Its result once completed (0 or a negated errno).
-    result: Option<i32>,
-}
-
-/// `Always`: bytes written and not yet known durable, kept to be written again.
-struct Piece {
-    pos: u64,
-    data: PieceData,
-}
-
-enum PieceData {
-    /// A chunk written whole, from this offset on.
-    Chunk(Chunk, usize),
-    /// Part of a chunk that was cut at a segment's end.
-    Copy(Vec<u8>),
-}
-
-impl Piece {
-    fn bytes(&self) -> &[u8] {
-        match &self.data {
-            PieceData::Chunk(c, start) => &c.data[*start..],
-            PieceData::Copy(v) => v,
         }
     }
 }
@@ -220,22 +164,6 @@ struct Writer {
     /// After a failure: no write or sync before this.
     retry_at: Option<Instant>,
     shutdown_deadline: Option<Instant>,
-    /// `Always`: syncs in flight (and completed ones behind an unfinished one), oldest
-    /// first.
-    syncs: VecDeque<InFlight>,
-    /// `Always`: what was written and is not yet confirmed durable, in log order, all in
-    /// `seg`.
-    unconfirmed: VecDeque<Piece>,
-    /// `Always`: pieces ever written, ever covered by a started sync, ever confirmed.
-    pieces: u64,
-    covered: u64,
-    confirmed: u64,
-    next_sync_id: u64,
-    /// `Always`: a sync failed; nothing more is written until everything unconfirmed was
-    /// written again and synced.
-    resync: bool,
-    /// When a write last carried `FLAG_DURABLE_BEFORE`.
-    last_flag: Instant,
 }
 
 impl Writer {
@@ -264,14 +192,6 @@ impl Writer {
             published: vec![base; shards],
             retry_at: None,
             shutdown_deadline: None,
-            syncs: VecDeque::new(),
-            unconfirmed: VecDeque::new(),
-            pieces: 0,
-            covered: 0,
-            confirmed: 0,
-            next_sync_id: 0,
-            resync: false,
-            last_flag: Instant::now(),
         };
         w.preparer.request(w.seg.seq + 1);
         w
@@ -281,21 +201,17 @@ impl Writer {
         loop {
             self.collect();
             let now = Instant::now();
-            let mut busy = self.settle_completed(now);
+            let mut busy = false;
             let policy = self.shared.policy();
             if policy != self.policy {
                 let result = self.change_policy(policy);
                 self.after_io(result, now);
             }
-            let may_retry = self.retry_at.is_none_or(|t| now >= t);
-            if !self.pending.is_empty() && may_retry && self.may_write(now) {
-                // Publishes durable LSNs after each write it completes (not `Always`).
+            if !self.pending.is_empty() && self.retry_at.is_none_or(|t| now >= t) {
+                // Publishes durable LSNs after each write it completes.
                 let result = self.write_pending();
                 self.after_io(result, now);
                 busy = true;
-            }
-            if self.policy == FsyncPolicy::Always && may_retry {
-                busy |= self.pump_syncs(now);
             }
             // Checked after every write too, so a never-idle thread still syncs.
             if self.policy == FsyncPolicy::EverySec
@@ -326,17 +242,16 @@ impl Writer {
                         "records still unwritten after {SHUTDOWN_GRACE:?}: {why}"
                     )));
                 }
-                self.ring.wait(Some(Duration::from_millis(1)));
+                thread::park_timeout(Duration::from_millis(1));
                 continue;
             }
             self.sleep(now);
         }
     }
 
-    /// Sleep until a producer wakes us, a sync completes, or a retry or an `EverySec`
-    /// sync is due.
+    /// Sleep until a producer wakes us, or until a retry or an `EverySec` sync is due.
     fn sleep(&mut self, now: Instant) {
-        let deadline = if !self.pending.is_empty() || self.resync {
+        let deadline = if !self.pending.is_empty() {
             self.retry_at
         } else if self.policy == FsyncPolicy::EverySec && self.dirty {
             Some((self.last_sync + SYNC_INTERVAL).max(self.retry_at.unwrap_or(now)))
@@ -347,8 +262,10 @@ impl Writer {
         let idle = self.consumers.iter().all(|c| c.is_empty())
             && !self.shared.shutdown.load(Ordering::SeqCst);
         if idle {
-            self.ring
-                .wait(deadline.map(|t| t.saturating_duration_since(now)));
+            match deadline {
+                Some(t) => thread::park_timeout(t.saturating_duration_since(now)),
+                None => thread::park(),
+            }
         }
         self.shared.unparked();
     }
@@ -443,10 +360,9 @@ impl Writer {
                 if let Some(front) = self.pending.front_mut() {
                     record::set_flags(&mut front.data[head..], FLAG_DURABLE_BEFORE);
                 }
-                self.last_flag = Instant::now();
             }
-            // `Always` syncs separately, pipelined (see the module's comment).
-            let always = self.policy == FsyncPolicy::Always;
+            let sync = self.policy == FsyncPolicy::Always;
+            let started = Instant::now();
             {
                 let bufs: Vec<&[u8]> = pieces
                     .iter()
@@ -458,17 +374,20 @@ impl Writer {
                     &self.seg.file,
                     self.seg.pos,
                     &bufs,
-                    false,
+                    sync,
                 )
                 .map_err(|e| {
-                    WalError::io("write", &segment::path(&self.shared.dir, self.seg.seq), e)
+                    let op = if sync { "write+fdatasync" } else { "write" };
+                    WalError::io(op, &segment::path(&self.shared.dir, self.seg.seq), e)
                 })?;
             }
-            self.dirty = true;
-            let mut at = self.seg.pos;
+            if sync {
+                self.record_sync(started);
+            } else {
+                self.dirty = true;
+            }
             self.seg.pos += total;
-            let shared = self.shared.clone();
-            let stats = &shared.stats;
+            let stats = &self.shared.stats;
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats.bytes.fetch_add(total, Ordering::Relaxed);
             for (_, start, end) in pieces {
@@ -480,26 +399,15 @@ impl Writer {
                     stats
                         .records
                         .fetch_add(u64::from(chunk.records), Ordering::Relaxed);
-                    if let Some(chunk) = self.pending.pop_front() {
-                        if always {
-                            self.keep(at, PieceData::Chunk(chunk, start));
-                        }
-                    }
+                    self.pending.pop_front();
                     self.head_off = 0;
                 } else {
-                    if always {
-                        let copy = chunk.data[start..end].to_vec();
-                        self.keep(at, PieceData::Copy(copy));
-                    }
-                    let Some(chunk) = self.pending.front_mut() else {
-                        break;
-                    };
-                    let (mut off, mut n, mut last) = (start, 0u32, 0u64);
-                    while off < end {
-                        let Some((size, lsn)) = record::peek(&chunk.data[off..]) else {
+                    let (mut at, mut n, mut last) = (start, 0u32, 0u64);
+                    while at < end {
+                        let Some((size, lsn)) = record::peek(&chunk.data[at..]) else {
                             break;
                         };
-                        off += size;
+                        at += size;
                         n += 1;
                         last = lsn;
                     }
@@ -511,7 +419,6 @@ impl Writer {
                     }
                     self.head_off = end;
                 }
-                at += (end - start) as u64;
             }
             let max = self.written.iter().copied().max().unwrap_or(0);
             self.shared
@@ -527,176 +434,14 @@ impl Writer {
             if !self.sync_failing {
                 self.shared.clear_error();
             }
-            if !always {
-                self.publish();
-            }
+            self.publish();
         }
         Ok(())
-    }
-
-    /// `Always`: keep a written piece until a sync confirms it.
-    fn keep(&mut self, pos: u64, data: PieceData) {
-        self.unconfirmed.push_back(Piece { pos, data });
-        self.pieces += 1;
-    }
-
-    /// Whether pending chunks may be written now. Under `Always` not while a failed
-    /// sync is being repaired, nor with every sync slot taken (the batch grows
-    /// meanwhile: group commit), nor, once `FLAG_EVERY` passed since the last flagged
-    /// write, before everything written is durable.
-    fn may_write(&self, now: Instant) -> bool {
-        if self.policy != FsyncPolicy::Always {
-            return true;
-        }
-        !self.resync
-            && self.syncs.len() < MAX_ASYNC_SYNCS
-            && !(self.dirty && now >= self.last_flag + FLAG_EVERY)
-    }
-
-    /// `Always`: start a sync for what was written since the last one started, or, after
-    /// a failed sync (once none is in flight), write everything unconfirmed again and
-    /// sync it. Returns whether it did anything.
-    fn pump_syncs(&mut self, now: Instant) -> bool {
-        if self.resync {
-            if !self.syncs.is_empty() {
-                return false;
-            }
-            let result = self.rewrite_unconfirmed();
-            self.after_io(result, now);
-            return true;
-        }
-        if self.pieces == self.covered || self.syncs.len() >= MAX_ASYNC_SYNCS {
-            return false;
-        }
-        let result = self.start_sync(now);
-        self.after_io(result, now);
-        true
-    }
-
-    fn start_sync(&mut self, now: Instant) -> Result<(), WalError> {
-        let id = self.next_sync_id;
-        start_sync_io(&mut self.ring, &self.shared, &self.seg.file, id).map_err(|e| {
-            WalError::io(
-                "fdatasync",
-                &segment::path(&self.shared.dir, self.seg.seq),
-                e,
-            )
-        })?;
-        self.next_sync_id += 1;
-        self.covered = self.pieces;
-        self.syncs.push_back(InFlight {
-            id,
-            covers: self.pieces,
-            written: self.written.clone(),
-            started: now,
-            result: None,
-        });
-        Ok(())
-    }
-
-    /// `Always`: take the completed syncs and settle, in start order, those with every
-    /// earlier one settled: publish what a success covers; on a failure, start the repair
-    /// (see the module's comment). Returns whether any was settled.
-    fn settle_completed(&mut self, now: Instant) -> bool {
-        if self.syncs.is_empty() {
-            return false;
-        }
-        for (id, result) in self.ring.take_done() {
-            if let Some(s) = self.syncs.iter_mut().find(|s| s.id == id) {
-                s.result = Some(result);
-            }
-        }
-        let mut settled = false;
-        while let Some(result) = self.syncs.front().and_then(|s| s.result) {
-            let Some(sync) = self.syncs.pop_front() else {
-                break;
-            };
-            settled = true;
-            if result < 0 {
-                let e = io::Error::from_raw_os_error(-result);
-                let path = segment::path(&self.shared.dir, self.seg.seq);
-                self.sync_failing = true;
-                self.resync = true;
-                self.after_io(Err(WalError::io("fdatasync", &path, e)), now);
-            } else if !self.resync {
-                self.record_sync(sync.started);
-                let n = sync.covers.saturating_sub(self.confirmed);
-                for _ in 0..n {
-                    self.unconfirmed.pop_front();
-                }
-                self.confirmed = self.confirmed.max(sync.covers);
-                if self.unconfirmed.is_empty() {
-                    self.dirty = false;
-                }
-                self.publish_lsns(&sync.written);
-            }
-        }
-        settled
-    }
-
-    /// `Always`: wait for every sync in flight, then make everything written durable
-    /// (writing it again if a sync failed) and publish it.
-    fn settle(&mut self) -> Result<(), WalError> {
-        while !self.syncs.is_empty() {
-            if !self.settle_completed(Instant::now()) {
-                self.ring.wait(None);
-            }
-        }
-        if self.resync {
-            return self.rewrite_unconfirmed();
-        }
-        if self.dirty {
-            self.sync_current()?;
-            self.confirm_all();
-        }
-        Ok(())
-    }
-
-    /// `Always`, after a failed sync: write everything unconfirmed again, at the same
-    /// offsets, and sync it.
-    fn rewrite_unconfirmed(&mut self) -> Result<(), WalError> {
-        if let Some(first) = self.unconfirmed.front() {
-            let started = Instant::now();
-            let pos = first.pos;
-            let bufs: Vec<&[u8]> = self.unconfirmed.iter().map(Piece::bytes).collect();
-            let result = write_io(
-                &mut self.ring,
-                &self.shared,
-                &self.seg.file,
-                pos,
-                &bufs,
-                true,
-            );
-            result.map_err(|e| {
-                let path = segment::path(&self.shared.dir, self.seg.seq);
-                WalError::io("write+fdatasync", &path, e)
-            })?;
-            self.record_sync(started);
-        } else {
-            self.sync_current()?;
-        }
-        self.sync_failing = false;
-        self.resync = false;
-        self.confirm_all();
-        Ok(())
-    }
-
-    /// `Always`: everything written is durable.
-    fn confirm_all(&mut self) {
-        self.unconfirmed.clear();
-        self.confirmed = self.pieces;
-        self.covered = self.pieces;
-        self.dirty = false;
-        let written = self.written.clone();
-        self.publish_lsns(&written);
     }
 
     /// Move to the next segment: sync the current one (unless the policy is `No`), then
     /// take the prepared one (waiting for it if need be) and ask for the one after.
     fn rotate(&mut self) -> Result<(), WalError> {
-        if self.policy == FsyncPolicy::Always {
-            self.settle()?;
-        }
         if self.dirty && self.policy != FsyncPolicy::No {
             self.sync_current()?;
         }
@@ -785,17 +530,14 @@ impl Writer {
         lock(&self.shared.fsync_latency).record(micros);
     }
 
-    /// Publish each shard's written LSN as durable.
-    fn publish(&mut self) {
-        let written = std::mem::take(&mut self.written);
-        self.publish_lsns(&written);
-        self.written = written;
-    }
-
     /// Publish each shard's durable LSN and tell the server which shards advanced.
-    fn publish_lsns(&mut self, lsns: &[u64]) {
+    fn publish(&mut self) {
         let mut advanced = Vec::new();
-        for (shard, (&written, published)) in lsns.iter().zip(self.published.iter_mut()).enumerate()
+        for (shard, (&written, published)) in self
+            .written
+            .iter()
+            .zip(self.published.iter_mut())
+            .enumerate()
         {
             if written > *published {
                 *published = written;
@@ -821,9 +563,6 @@ impl Writer {
     /// records' durable-before flag keep their meaning.
     fn change_policy(&mut self, policy: FsyncPolicy) -> Result<(), WalError> {
         let was = self.policy;
-        if was == FsyncPolicy::Always {
-            self.settle()?;
-        }
         self.policy = policy;
         if was != FsyncPolicy::No {
             return Ok(());
@@ -856,9 +595,6 @@ impl Writer {
 
     /// Shutdown with everything written: sync what is not synced yet, whatever the policy.
     fn finish(&mut self) -> Result<(), WalError> {
-        if self.policy == FsyncPolicy::Always {
-            self.settle()?;
-        }
         let result = self.sync_unsynced();
         self.publish();
         result
@@ -888,18 +624,6 @@ fn write_io(
     }
     let _ = shared;
     ring.write_at(file, offset, bufs, sync)
-}
-
-/// Start an asynchronous fdatasync, with test-only fault injection (it then completes
-/// at once with EIO).
-fn start_sync_io(ring: &mut WalRing, shared: &Shared, file: &File, id: u64) -> io::Result<()> {
-    #[cfg(test)]
-    if shared.fault() != super::shared::Fault::None {
-        ring.fake_done(id, -libc::EIO);
-        return Ok(());
-    }
-    let _ = shared;
-    ring.start_datasync(file, id)
 }
 
 /// An fdatasync, with test-only fault injection.
