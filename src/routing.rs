@@ -54,6 +54,9 @@ pub fn key_slot(key: &[u8]) -> u16 {
 #[derive(Debug, Clone)]
 pub struct SlotTable {
     owner: Vec<u16>,
+    /// One shard owns every slot: routing needs no hashing (it runs for every keyed
+    /// request).
+    single: bool,
 }
 
 impl SlotTable {
@@ -63,11 +66,18 @@ impl SlotTable {
         let owner = (0..SLOTS)
             .map(|slot| (slot * shards / SLOTS) as u16)
             .collect();
-        SlotTable { owner }
+        SlotTable {
+            owner,
+            single: shards == 1,
+        }
     }
 
     /// The shard that owns `key`.
+    #[inline]
     pub fn shard_of(&self, key: &[u8]) -> usize {
+        if self.single {
+            return 0;
+        }
         usize::from(self.owner[usize::from(key_slot(key))])
     }
 }

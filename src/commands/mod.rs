@@ -371,10 +371,11 @@ pub fn all_commands() -> impl Iterator<Item = &'static Spec> {
         .chain(scripting::COMMANDS)
 }
 
-static BY_NAME: LazyLock<HashMap<&'static str, (&'static Spec, usize)>> = LazyLock::new(|| {
+/// Keyed by bytes, so a request's lower-cased name needs no UTF-8 check.
+static BY_NAME: LazyLock<HashMap<&'static [u8], (&'static Spec, usize)>> = LazyLock::new(|| {
     all_commands()
         .enumerate()
-        .map(|(i, s)| (s.name, (s, i)))
+        .map(|(i, s)| (s.name.as_bytes(), (s, i)))
         .collect()
 });
 
@@ -393,9 +394,7 @@ pub fn lookup_indexed(name: &[u8]) -> Option<(&'static Spec, usize)> {
     for (d, s) in lower.iter_mut().zip(name) {
         *d = s.to_ascii_lowercase();
     }
-    std::str::from_utf8(lower)
-        .ok()
-        .and_then(|n| BY_NAME.get(n).copied())
+    BY_NAME.get(&*lower).copied()
 }
 
 /// The command at `index` in [`all_commands`].
