@@ -853,6 +853,66 @@ fn failed_writes_are_retried_without_loss() {
     }
 }
 
+/// Leaving `No` syncs the segments that policy left unsynced, closed ones included. If
+/// that fails, the change is retried (the old policy stays in force meanwhile) and a
+/// segment whose sync failed is synced again, not forgotten.
+#[test]
+fn leaving_no_retries_failed_segment_syncs() {
+    let tmp = TempDir::new("leave-no");
+    let cfg = config(&tmp.0, FsyncPolicy::No, 4096);
+    let (wal, mut logs, _) = open(cfg.clone(), 1).unwrap();
+    let mut last = 0;
+    for i in 0..120 {
+        last = logs[0].append(0, &payload(0, i, 100));
+        logs[0].flush();
+    }
+    assert!(wait_durable(&logs[0], last, Duration::from_secs(10)));
+    let segments = fs::read_dir(&tmp.0)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wal")
+        })
+        .count();
+    assert!(segments >= 3, "the test needs closed segments ({segments})");
+    let shared = wal.shared();
+    shared.set_fault(Fault::Sync);
+    wal.set_policy(FsyncPolicy::Always);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logs[0].error().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the failing sync must be reported"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    thread::sleep(Duration::from_millis(250)); // several retries
+    let before = wal.stats().fsyncs;
+    shared.set_fault(Fault::None);
+    let lsn = logs[0].append(0, &payload(0, 120, 100));
+    logs[0].flush();
+    assert!(wait_durable(&logs[0], lsn, Duration::from_secs(10)));
+    let synced = wal.stats().fsyncs - before;
+    // Every closed segment (the preparer's spare aside) and the current one were synced
+    // once the disk recovered, then the new record under `Always`.
+    assert!(
+        synced as usize >= segments - 1,
+        "only {synced} syncs after recovery for {segments} segments"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while logs[0].error().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "cleared once the syncs succeeded"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    wal.shutdown().unwrap();
+}
+
 /// `EverySec`: a failing periodic sync is reported (records still count as durable once
 /// written to the OS) and clears only when a sync succeeds again.
 #[test]

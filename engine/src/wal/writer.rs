@@ -202,8 +202,9 @@ impl Writer {
             self.collect();
             let now = Instant::now();
             let mut busy = false;
+            let may_retry = self.retry_at.is_none_or(|t| now >= t);
             let policy = self.shared.policy();
-            if policy != self.policy {
+            if policy != self.policy && may_retry {
                 let result = self.change_policy(policy);
                 self.after_io(result, now);
             }
@@ -251,7 +252,8 @@ impl Writer {
 
     /// Sleep until a producer wakes us, or until a retry or an `EverySec` sync is due.
     fn sleep(&mut self, now: Instant) {
-        let deadline = if !self.pending.is_empty() {
+        let change_owed = self.shared.policy() != self.policy;
+        let deadline = if !self.pending.is_empty() || change_owed {
             self.retry_at
         } else if self.policy == FsyncPolicy::EverySec && self.dirty {
             Some((self.last_sync + SYNC_INTERVAL).max(self.retry_at.unwrap_or(now)))
@@ -561,13 +563,16 @@ impl Writer {
     /// `CONFIG SET appendfsync`: from `No`, first sync what `No` left unsynced (the
     /// closed segments and the current one), so that under the new policy "durable" and the
     /// records' durable-before flag keep their meaning.
+    ///
+    /// The new policy takes effect only once that sync succeeded; until then the change
+    /// is retried (every `RETRY_INTERVAL`) and the old policy stays in force, so nothing
+    /// written under `No` counts as durable unsynced.
     fn change_policy(&mut self, policy: FsyncPolicy) -> Result<(), WalError> {
-        let was = self.policy;
-        self.policy = policy;
-        if was != FsyncPolicy::No {
-            return Ok(());
+        if self.policy == FsyncPolicy::No {
+            self.sync_unsynced()?;
         }
-        self.sync_unsynced()
+        self.policy = policy;
+        Ok(())
     }
 
     /// Sync the current segment if dirty and every closed segment left unsynced.
@@ -578,6 +583,8 @@ impl Writer {
                 result = Err(e);
             }
         }
+        // A segment whose sync failed stays listed, to be synced again.
+        let mut failed = VecDeque::new();
         while let Some((seq, f)) = self.dirty_closed.pop_front() {
             let started = Instant::now();
             if let Err(e) = sync_io(&mut self.ring, &self.shared, &f) {
@@ -586,10 +593,14 @@ impl Writer {
                     &segment::path(&self.shared.dir, seq),
                     e,
                 ));
+                failed.push_back((seq, f));
             } else {
                 self.record_sync(started);
             }
         }
+        self.dirty_closed = failed;
+        // (Only a complete pass clears the error; a write succeeding meanwhile does not.)
+        self.sync_failing = result.is_err();
         result
     }
 
