@@ -348,6 +348,16 @@ impl Db {
         self.map.random_key(now, rand)
     }
 
+    /// Bring the entries of `keys` into the cache (see [`TtlMap::prefetch`]).
+    pub fn prefetch<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+        self.map.prefetch(keys);
+    }
+
+    /// Whether [`Db::prefetch`] can pay (the keyspace does not fit in the cache).
+    pub fn prefetch_pays(&self) -> bool {
+        self.map.prefetch_pays()
+    }
+
     /// Whether mutations are journaled now (commands skip building rewrites otherwise).
     pub fn journaling(&self) -> bool {
         self.journal.as_ref().is_some_and(|j| j.enabled)

@@ -9,6 +9,7 @@ pub mod durability;
 pub mod http;
 pub mod ops;
 mod preauth;
+mod prefetch;
 pub mod reply;
 pub mod txn;
 
@@ -1038,6 +1039,13 @@ impl Handler for Server {
         // was later: no clock read here, one per command after it runs.
         self.clock_at_least(ctx.now());
         let limits = self.config.limits;
+        // Pipelined requests: warm the cache for the keys they name (on this shard)
+        // before running them.
+        if self.db.prefetch_pays() {
+            let (slots, shard) = (&self.slots, self.shard);
+            self.db
+                .prefetch(prefetch::first_keys(data).filter(|k| slots.shard_of(k) == shard));
+        }
         let mut args = Vec::new();
         let mut pos = 0;
         while pos < data.len() {

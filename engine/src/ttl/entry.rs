@@ -233,6 +233,13 @@ pub(super) struct Entry<O> {
 }
 
 impl<O: Object> Entry<O> {
+    /// One plain load from the entry, with nothing depending on it but the caller's
+    /// result: brings the entry into the cache (see `TtlMap::prefetch`).
+    #[inline]
+    pub fn touch(&self) -> u64 {
+        self.word
+    }
+
     pub fn new(key: &[u8], value: ValueRef<'_>, deadline: u64) -> Entry<O> {
         let v = value.as_slice();
         let payload = if key.len() + v.len() <= INLINE {

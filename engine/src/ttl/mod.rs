@@ -285,6 +285,30 @@ impl<O: Object> TtlMap<O> {
             .copied()
     }
 
+    /// Whether [`TtlMap::prefetch`] can pay: not for a map small enough to stay in a
+    /// core's cache (16k entries: 1 MiB of entries, the L2 size here), where lookups rarely
+    /// miss and the look-ahead would only hash every key twice.
+    pub fn prefetch_pays(&self) -> bool {
+        self.index.len() >= 16 * 1024
+    }
+
+    /// Warm the cache for `keys` before they are used: look each one up (index and
+    /// entry) in one tight loop, where the processor overlaps their cache misses, which the
+    /// work between one request's lookup and the next would serialize. Changes nothing.
+    pub fn prefetch<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+        let mut acc = 0u64;
+        for key in keys {
+            let h = self.hash(key);
+            // The first candidate is enough (a wrong one is only a wasted load).
+            if let Some(&slot) = self.index.find(h, |_| true) {
+                if let Some(e) = self.arena.get(slot) {
+                    acc ^= e.touch();
+                }
+            }
+        }
+        std::hint::black_box(acc);
+    }
+
     /// Find a live key, removing it first if its deadline passed (lazy expiry).
     fn find_live(&mut self, key: &[u8], now: u64) -> Option<u32> {
         let slot = self.find(key)?;
