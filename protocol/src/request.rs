@@ -130,6 +130,11 @@ impl ParseState {
         })
     }
 
+    /// Whether a request is partly parsed (its start was seen, its end not yet).
+    pub fn pending(&self) -> bool {
+        self.seen != 0 || self.progress.count != 0
+    }
+
     /// Total bytes examined (searched for line ends, parsed as numbers) by every
     /// [`parse_request_resume`] call with this state; not cleared by [`ParseState::reset`].
     /// Bulk payloads are skipped by length and not counted. Resuming keeps this linear in

@@ -1041,7 +1041,14 @@ impl Handler for Server {
         let limits = self.config.limits;
         // Pipelined requests: warm the cache for the keys they name (on this shard)
         // before running them.
-        if self.db.prefetch_pays() {
+        // Only at a request boundary (never rescanning a partial request's bytes, so the
+        // look-ahead stays bounded per receive), and only for an authenticated client
+        // that is not blocked.
+        let look_ahead = self.db.prefetch_pays()
+            && ctx
+                .state(conn)
+                .is_some_and(|s| s.authed && s.blocked.is_none() && !s.parse.pending());
+        if look_ahead {
             let (slots, shard) = (&self.slots, self.shard);
             self.db
                 .prefetch(prefetch::first_keys(data).filter(|k| slots.shard_of(k) == shard));

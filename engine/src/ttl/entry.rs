@@ -236,7 +236,7 @@ impl<O: Object> Entry<O> {
     /// One plain load from the entry, with nothing depending on it but the caller's
     /// result: brings the entry into the cache (see `TtlMap::prefetch`).
     #[inline]
-    pub fn touch(&self) -> u64 {
+    pub fn warm(&self) -> u64 {
         self.word
     }
 

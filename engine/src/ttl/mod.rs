@@ -302,7 +302,7 @@ impl<O: Object> TtlMap<O> {
             // The first candidate is enough (a wrong one is only a wasted load).
             if let Some(&slot) = self.index.find(h, |_| true) {
                 if let Some(e) = self.arena.get(slot) {
-                    acc ^= e.touch();
+                    acc ^= e.warm();
                 }
             }
         }

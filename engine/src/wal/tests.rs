@@ -913,6 +913,46 @@ fn leaving_no_retries_failed_segment_syncs() {
     wal.shutdown().unwrap();
 }
 
+/// Backing out to `No` after a change away from it failed: `No` promises no sync, so the
+/// error clears (writes are not refused for good) and records are published as written,
+/// although syncs still fail.
+#[test]
+fn backing_out_to_no_clears_the_sync_error() {
+    let tmp = TempDir::new("back-to-no");
+    let (wal, mut logs, _) = open(config(&tmp.0, FsyncPolicy::No, 4096), 1).unwrap();
+    for i in 0..60 {
+        logs[0].append(0, &payload(0, i, 100));
+        logs[0].flush();
+    }
+    assert!(wait_durable(
+        &logs[0],
+        logs[0].last(),
+        Duration::from_secs(10)
+    ));
+    let shared = wal.shared();
+    shared.set_fault(Fault::Sync);
+    wal.set_policy(FsyncPolicy::Always);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logs[0].error().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the failing sync must be reported"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    wal.set_policy(FsyncPolicy::No);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while logs[0].error().is_some() {
+        assert!(Instant::now() < deadline, "the error must clear under No");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let lsn = logs[0].append(0, &payload(0, 60, 100));
+    logs[0].flush();
+    assert!(wait_durable(&logs[0], lsn, Duration::from_secs(10)));
+    shared.set_fault(Fault::None);
+    wal.shutdown().unwrap();
+}
+
 /// `EverySec`: a failing periodic sync is reported (records still count as durable once
 /// written to the OS) and clears only when a sync succeeds again.
 #[test]

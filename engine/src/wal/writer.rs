@@ -202,11 +202,21 @@ impl Writer {
             self.collect();
             let now = Instant::now();
             let mut busy = false;
-            let may_retry = self.retry_at.is_none_or(|t| now >= t);
             let policy = self.shared.policy();
-            if policy != self.policy && may_retry {
+            if policy != self.policy {
                 let result = self.change_policy(policy);
                 self.after_io(result, now);
+            }
+            if self.unsynced_owed() && self.retry_at.is_none_or(|t| now >= t) {
+                // Segments left unsynced by `No` whose sync failed: again, then publish
+                // what waited for them.
+                let result = self.sync_unsynced();
+                let synced = result.is_ok();
+                self.after_io(result, now);
+                if synced {
+                    self.publish();
+                }
+                busy = true;
             }
             if !self.pending.is_empty() && self.retry_at.is_none_or(|t| now >= t) {
                 // Publishes durable LSNs after each write it completes.
@@ -252,8 +262,7 @@ impl Writer {
 
     /// Sleep until a producer wakes us, or until a retry or an `EverySec` sync is due.
     fn sleep(&mut self, now: Instant) {
-        let change_owed = self.shared.policy() != self.policy;
-        let deadline = if !self.pending.is_empty() || change_owed {
+        let deadline = if !self.pending.is_empty() || self.unsynced_owed() {
             self.retry_at
         } else if self.policy == FsyncPolicy::EverySec && self.dirty {
             Some((self.last_sync + SYNC_INTERVAL).max(self.retry_at.unwrap_or(now)))
@@ -282,7 +291,8 @@ impl Writer {
             }
             Err(e) => {
                 self.shared.set_error(e.to_string());
-                self.retry_at = Some(now + RETRY_INTERVAL);
+                // (From now, not from the loop's start: the failed I/O may have been slow.)
+                self.retry_at = Some(Instant::now().max(now) + RETRY_INTERVAL);
             }
         }
     }
@@ -459,7 +469,11 @@ impl Writer {
                     let started = Instant::now();
                     match self.ring.datasync(&f) {
                         Ok(()) => self.record_sync(started),
-                        Err(e) => tracing::warn!("WAL: syncing closed segment {seq}: {e}"),
+                        Err(e) => {
+                            // Kept: a later policy change must still sync it.
+                            tracing::warn!("WAL: syncing closed segment {seq}: {e}");
+                            self.dirty_closed.push_front((seq, f));
+                        }
                     }
                 }
             }
@@ -532,8 +546,18 @@ impl Writer {
         lock(&self.shared.fsync_latency).record(micros);
     }
 
-    /// Publish each shard's durable LSN and tell the server which shards advanced.
+    /// Under a policy that syncs, segments written under `No` are still unsynced (their
+    /// sync failed at the change): nothing is published as durable until they are synced.
+    fn unsynced_owed(&self) -> bool {
+        self.policy != FsyncPolicy::No && !self.dirty_closed.is_empty()
+    }
+
+    /// Publish each shard's durable LSN and tell the server which shards advanced (not
+    /// while [`Writer::unsynced_owed`]).
     fn publish(&mut self) {
+        if self.unsynced_owed() {
+            return;
+        }
         let mut advanced = Vec::new();
         for (shard, (&written, published)) in self
             .written
@@ -564,15 +588,21 @@ impl Writer {
     /// closed segments and the current one), so that under the new policy "durable" and the
     /// records' durable-before flag keep their meaning.
     ///
-    /// The new policy takes effect only once that sync succeeded; until then the change
-    /// is retried (every `RETRY_INTERVAL`) and the old policy stays in force, so nothing
-    /// written under `No` counts as durable unsynced.
+    /// If that sync fails, the segments stay listed and are synced again every
+    /// `RETRY_INTERVAL`, and nothing is published as durable meanwhile
+    /// ([`Writer::unsynced_owed`]); writes go on under the new policy.
     fn change_policy(&mut self, policy: FsyncPolicy) -> Result<(), WalError> {
-        if self.policy == FsyncPolicy::No {
-            self.sync_unsynced()?;
-        }
+        let was = self.policy;
         self.policy = policy;
-        Ok(())
+        if policy == FsyncPolicy::No {
+            // `No` promises no sync: an error another policy's sync left no longer applies
+            // (the caller's `after_io` clears it; a failing write sets it again).
+            self.sync_failing = false;
+        }
+        if was != FsyncPolicy::No {
+            return Ok(());
+        }
+        self.sync_unsynced()
     }
 
     /// Sync the current segment if dirty and every closed segment left unsynced.
