@@ -296,11 +296,22 @@ impl<O: Object> TtlMap<O> {
     /// entry) in one tight loop, where the processor overlaps their cache misses, which the
     /// work between one request's lookup and the next would serialize. Changes nothing.
     pub fn prefetch<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+        // Two passes, 16 keys at a time: first the index (the first candidate slot is
+        // enough: a wrong one only wastes a load), then the entries, whose loads are then
+        // all independent of each other.
+        const BATCH: usize = 16;
+        let mut slots = [0u32; BATCH];
+        let mut keys = keys.into_iter().peekable();
         let mut acc = 0u64;
-        for key in keys {
-            let h = self.hash(key);
-            // The first candidate is enough (a wrong one is only a wasted load).
-            if let Some(&slot) = self.index.find(h, |_| true) {
+        while keys.peek().is_some() {
+            let mut n = 0;
+            for key in keys.by_ref().take(BATCH) {
+                if let Some(&slot) = self.index.find(self.hash(key), |_| true) {
+                    slots[n] = slot;
+                    n += 1;
+                }
+            }
+            for &slot in &slots[..n] {
                 if let Some(e) = self.arena.get(slot) {
                     acc ^= e.warm();
                 }
