@@ -19,6 +19,25 @@ def ensure_redis():
                        shell=True, check=True)
 
 
+def import_redis_py():
+    """The `redis` module (redis-py), installed with pip for this interpreter if missing."""
+    try:
+        import redis
+        return redis
+    except ImportError:
+        pass
+    print("installing redis-py (pip) for " + sys.executable, file=sys.stderr)
+    base = [sys.executable, "-m", "pip", "install", "--quiet", "redis"]
+    for cmd in (base, base + ["--break-system-packages"]):
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+            break
+    try:
+        import redis
+        return redis
+    except ImportError:
+        sys.exit(f"this script needs redis-py: `{sys.executable} -m pip install redis` failed; install it and run again")
+
+
 def coreshard_bin():
     """The coreshard binary to measure: $CORESHARD_BIN if set, else the release build in
     $CARGO_TARGET_DIR (or target/)."""

@@ -38,10 +38,10 @@ import subprocess
 import sys
 import time
 
-import redis
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import free_port, launch, median, rss_bytes, stop  # noqa: E402
+from bench_common import free_port, import_redis_py, launch, median, rss_bytes, stop  # noqa: E402
+
+redis = import_redis_py()
 
 POLICIES = ("noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
             "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl")

@@ -55,7 +55,7 @@ Exits non-zero with a message if a server does not start or dies, a benchmark to
 or its output cannot be parsed, a reply or count is wrong, or a step passes its time limit.
 Open-loop runs that fail are reported as FAILED in the report, which is still written, and
 then the script exits 1. Performance goals (ratios) are reported, not enforced.
-Python 3 standard library + `redis` (redis-py).
+Python 3 standard library + `redis` (redis-py, installed with pip for this interpreter if missing).
 """
 
 import argparse
@@ -71,11 +71,12 @@ import sys
 import time
 import traceback
 
-import redis
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import (ROOT, SERVER_CPU, dir_bytes, fdatasync_latencies, free_port, launch,  # noqa: E402
-                          median, parse_redis_benchmark, percentile, thread_affinities, time_limit, fmt, sh)
+                          median, parse_redis_benchmark, percentile, thread_affinities, time_limit, fmt, sh,
+                          import_redis_py)
+
+redis = import_redis_py()
 
 CLIENT_CPU = os.environ.get("CLIENT_CPU", "0")
 mono = time.monotonic
