@@ -1040,10 +1040,9 @@ impl Handler for Server {
         self.clock_at_least(ctx.now());
         let limits = self.config.limits;
         // Pipelined requests: warm the cache for the keys they name (on this shard)
-        // before running them.
-        // Only at a request boundary (never rescanning a partial request's bytes, so the
-        // look-ahead stays bounded per receive), and only for an authenticated client
-        // that is not blocked.
+        // before running them. Only at a request boundary (never rescanning a partial
+        // request's bytes, so the look-ahead stays bounded per receive), and only for an
+        // authenticated client that is not blocked.
         let look_ahead = self.db.prefetch_pays()
             && ctx
                 .state(conn)

@@ -292,8 +292,8 @@ impl<O: Object> TtlMap<O> {
         self.index.len() >= 16 * 1024
     }
 
-    /// Warm the cache for `keys` before they are used: look each one up (index and
-    /// entry) in one tight loop, where the processor overlaps their cache misses, which the
+    /// Warm the cache for `keys` before they are used: look them all up (index, then
+    /// entry) in tight loops, where the processor overlaps their cache misses, which the
     /// work between one request's lookup and the next would serialize. Changes nothing.
     pub fn prefetch<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
         // Two passes, 16 keys at a time: first the index (the first candidate slot is
