@@ -223,7 +223,23 @@ pub fn request_size_hint(buf: &[u8]) -> Option<usize> {
 /// Find `\r\n` starting at `from`; returns the index of `\r`.
 #[inline]
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    // Header lines are short (`*3`, `$5`): the first bytes are looked at directly, which
+    // is cheaper than a vector search for a line of a few bytes; `memchr` beyond.
     let mut at = from;
+    let direct = buf.len().min(from.saturating_add(8));
+    while at < direct {
+        if buf[at] == b'\r' {
+            match buf.get(at + 1) {
+                Some(b'\n') => return Some(at),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        at += 1;
+    }
+    if at >= buf.len() {
+        return None;
+    }
     while let Some(off) = memchr::memchr(b'\r', &buf[at..]) {
         let cr = at + off;
         match buf.get(cr + 1) {
