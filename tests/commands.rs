@@ -370,3 +370,36 @@ fn requirepass_gates_commands() {
     let _: () = cmd("SET").arg("a").arg("b").query(&mut c).unwrap();
     assert_eq!(cmd("GET").arg("a").query::<String>(&mut c).unwrap(), "b");
 }
+
+/// One pipeline mixing a command in several spellings with unknown names that share a
+/// prefix or differ by one letter (the server remembers the last command it looked up):
+/// every request gets its own command's reply, case-insensitively, and unknown names are
+/// refused.
+#[test]
+fn pipelined_command_names_are_each_looked_up() {
+    let server = Server::start(&["--shards", "1"]);
+    let mut raw = server.raw();
+    let reqs: [&[&[u8]]; 8] = [
+        &[b"SET", b"k", b"v"],
+        &[b"get", b"k"],
+        &[b"GeT", b"k"],
+        &[b"GETX", b"k"],
+        &[b"GE", b"k"],
+        &[b"getdel", b"k"],
+        &[b"GET", b"k"],
+        &[b"g\xc3\xa9t", b"k"],
+    ];
+    let mut bytes = Vec::new();
+    for r in reqs {
+        bytes.extend_from_slice(&common::encode(r));
+    }
+    raw.send(&bytes);
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    assert_eq!(raw.reply_str(), "$1\r\nv\r\n");
+    assert_eq!(raw.reply_str(), "$1\r\nv\r\n");
+    assert!(raw.reply_str().starts_with("-ERR unknown command 'GETX'"));
+    assert!(raw.reply_str().starts_with("-ERR unknown command 'GE'"));
+    assert_eq!(raw.reply_str(), "$1\r\nv\r\n");
+    assert_eq!(raw.reply_str(), "$-1\r\n");
+    assert!(raw.reply_str().starts_with("-ERR unknown command"));
+}

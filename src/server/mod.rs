@@ -115,6 +115,9 @@ pub struct Server {
     pub db: Db,
     /// Commands run by this shard's connections.
     pub commands_processed: u64,
+    /// The command found last: a pipeline mostly repeats one, and comparing its name is
+    /// cheaper than looking it up.
+    last_command: Option<(&'static commands::Spec, usize)>,
     /// Randomness for RANDOMKEY.
     pub rng: Rng,
     locks: Locks,
@@ -182,6 +185,7 @@ impl Server {
             config,
             slots,
             db,
+            last_command: None,
             durability: durability::Durability::new(hold),
             pubsub: crate::pubsub::PubSub::default(),
             wal,
@@ -715,7 +719,14 @@ impl Server {
         conn: ConnId,
         args: &[Cow<'_, [u8]>],
     ) -> Option<(usize, bool)> {
-        let found = commands::lookup_indexed(&args[0]);
+        let found = match self.last_command {
+            Some((s, i)) if s.name.as_bytes().eq_ignore_ascii_case(&args[0]) => Some((s, i)),
+            _ => {
+                let found = commands::lookup_indexed(&args[0]);
+                self.last_command = found.or(self.last_command);
+                found
+            }
+        };
         let spec = found.map(|(s, _)| s);
         let idx = found.map_or(0, |(_, i)| i);
         if let Some(sp) = spec {
