@@ -58,11 +58,11 @@ run() { # label binary -> prints the kernel share
   pid=""
   local kernel
   kernel=$(perf report -i "$tmp/perf.data" --no-children --sort dso 2>/dev/null \
-    | awk '/\[kernel.kallsyms\]/ {gsub("%","",$1); print $1; exit}')
+    | awk '/\[kernel.kallsyms\]/ && !k {gsub("%","",$1); k = $1} END {print k}')
   echo "$kernel" > "$tmp/$label.k"
   echo "== $label ($bin): kernel ${kernel:-?} % of samples; top user symbols:" >&2
   perf report -i "$tmp/perf.data" --no-children --sort sym 2>/dev/null \
-    | grep -E '^ +[0-9].*\[\.\]' | head -"$TOP" | sed 's/^/   /' >&2
+    | grep -E '^ +[0-9].*\[\.\]' | head -"$TOP" | sed 's/^/   /' >&2 || true  # (head closes the pipe)
 }
 
 ratios=()
