@@ -367,7 +367,8 @@ impl Writer {
                 }
                 break;
             }
-            if self.policy == FsyncPolicy::No || !self.dirty {
+            // (Not while segments left by `No` still wait for their sync.)
+            if self.policy == FsyncPolicy::No || (!self.dirty && !self.unsynced_owed()) {
                 let head = self.head_off;
                 if let Some(front) = self.pending.front_mut() {
                     record::set_flags(&mut front.data[head..], FLAG_DURABLE_BEFORE);
