@@ -286,3 +286,74 @@ fn large_get_replies_sent_from_the_store_keep_pipeline_order() {
         big[0].len() + format!("${}\r\n\r\n", big[0].len()).len()
     );
 }
+
+/// With keyspaces large enough for the server to look ahead over pipelined input (over
+/// 16k keys per shard): a pipeline of reads and writes whose keys live on both shards,
+/// with keyless commands and multi-key commands mixed in, sent whole, then byte at a
+/// time, then cut inside the first request, is answered in order with each command's own
+/// reply.
+#[test]
+fn pipelines_over_large_keyspaces_read_their_own_writes() {
+    let server = Server::start(&["--shards", "2", "--appendonly", "no"]);
+    let mut raw = server.raw();
+    let n = 40_000;
+    let mut load = Vec::new();
+    for i in 0..n {
+        load.extend(encode(&[
+            b"SET",
+            format!("k:{i}").as_bytes(),
+            format!("v{i}").as_bytes(),
+        ]));
+    }
+    raw.send(&load);
+    for _ in 0..n {
+        assert_eq!(raw.reply_str(), "+OK\r\n");
+    }
+    raw.cmd(&[b"DBSIZE"]);
+    assert_eq!(raw.reply_str(), format!(":{n}\r\n"));
+
+    // Pass `p` writes `p<p>-<i>`; its first GET sees the value the pass before wrote.
+    let pipeline = |p: u32| {
+        let mut bytes = Vec::new();
+        let mut want: Vec<String> = Vec::new();
+        for i in 0..24u32 {
+            let k = format!("k:{}", i * 977);
+            let before = if p == 0 {
+                format!("v{}", i * 977)
+            } else {
+                format!("p{}-{i}", p - 1)
+            };
+            let now = format!("p{p}-{i}");
+            bytes.extend(encode(&[b"GET", k.as_bytes()]));
+            want.push(format!("${}\r\n{before}\r\n", before.len()));
+            bytes.extend(encode(&[b"SET", k.as_bytes(), now.as_bytes()]));
+            want.push("+OK\r\n".into());
+            bytes.extend(encode(&[b"get", k.as_bytes()]));
+            want.push(format!("${}\r\n{now}\r\n", now.len()));
+            bytes.extend(encode(&[b"PING"]));
+            want.push("+PONG\r\n".into());
+            bytes.extend(encode(&[b"EXISTS", b"k:1", b"nope"]));
+            want.push(":1\r\n".into());
+        }
+        (bytes, want)
+    };
+    let check = |raw: &mut common::Raw, want: &[String]| {
+        for w in want {
+            assert_eq!(&raw.reply_str(), w);
+        }
+    };
+    let (bytes, want) = pipeline(0);
+    raw.send(&bytes);
+    check(&mut raw, &want);
+    let (bytes, want) = pipeline(1);
+    for b in &bytes {
+        raw.stream.write_all(std::slice::from_ref(b)).unwrap();
+    }
+    check(&mut raw, &want);
+    for (p, cut) in [(2, 5), (3, 13), (4, 40)] {
+        let (bytes, want) = pipeline(p);
+        raw.send(&bytes[..cut]);
+        raw.send(&bytes[cut..]);
+        check(&mut raw, &want);
+    }
+}
