@@ -181,6 +181,27 @@ def wait_listening(proc, port, timeout=10.0):
     raise RuntimeError(f"server did not listen on {port}")
 
 
+def load_against(server_cmd, port, load_cmd, client_cpu):
+    """Start `server_cmd` under `taskset -c SERVER_CPU`, wait until it listens on `port`,
+    run `load_cmd` under `taskset -c client_cpu`, and stop the server. The load prints
+    `key=value` words; returns them as a dict, with the server's CPU seconds over the load."""
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + list(server_cmd), stdout=subprocess.DEVNULL)
+    try:
+        wait_listening(proc, port)
+        cpu0 = proc_cpu_seconds(proc.pid)
+        out = subprocess.run(["taskset", "-c", client_cpu] + list(load_cmd),
+                             capture_output=True, text=True, check=True).stdout
+        cpu1 = proc_cpu_seconds(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return dict(kv.split("=") for kv in out.split()), cpu1 - cpu0
+
+
 def launch(cmd, port, cpu=SERVER_CPU, timeout=10.0, name=None):
     """Start `cmd` under `taskset -c cpu` and wait until it answers PING on `port`.
     Raises RuntimeError (with the tail of its stderr) if it exits or does not answer in time."""

@@ -25,12 +25,10 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import ROOT, free_port, median, proc_cpu_seconds, load_note, fmt, wait_listening  # noqa: E402
+from bench_common import ROOT, SERVER_CPU, free_port, median, load_against, load_note, fmt  # noqa: E402
 
-SERVER_CPU = os.environ.get("SERVER_CPU", "1")
 CLIENT_CPU = os.environ.get("CLIENT_CPU", "0")
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 TARGET = os.path.abspath(TARGET)
@@ -88,27 +86,12 @@ def build():
 
 def run_one(bins, kind, shards, args):
     port = free_port()
-    cmd = [bins[kind], f"127.0.0.1:{port}", str(shards)]
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + cmd, stdout=subprocess.DEVNULL)
-    try:
-        wait_listening(proc, port)
-        cpu0 = proc_cpu_seconds(proc.pid)
-        out = subprocess.run(["taskset", "-c", CLIENT_CPU, bins["load"], f"127.0.0.1:{port}", str(args.conns),
-                              str(args.pipeline), str(args.keys), str(args.seconds)],
-                             capture_output=True, text=True, check=True).stdout
-        cpu1 = proc_cpu_seconds(proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    fields = dict(kv.split("=") for kv in out.split())
+    fields, cpu = load_against([bins[kind], f"127.0.0.1:{port}", str(shards)], port,
+                               [bins["load"], f"127.0.0.1:{port}", str(args.conns), str(args.pipeline),
+                                str(args.keys), str(args.seconds)], CLIENT_CPU)
     requests, seconds, errors = int(fields["requests"]), float(fields["seconds"]), int(fields["errors"])
     if errors:
         raise RuntimeError(f"{kind}: {errors} error replies")
-    cpu = cpu1 - cpu0
     return {"rps": requests / seconds, "per_cpu": requests / cpu if cpu > 0 else float("nan"),
             "busy": cpu / seconds}
 

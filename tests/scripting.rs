@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 use common::{encode, err_of, eventually, keys_on, q, DataDir, Server};
 use redis::Value;
 
+/// Redis's reply to a request refused while a script is busy.
+const BUSY: &str =
+    "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
+/// EXEC's reply to a transaction discarded because a script was busy.
+const EXECABORT_BUSY: &str = "-EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
+
 fn connect(url: &str) -> redis::Connection {
     redis::Client::open(url).unwrap().get_connection().unwrap()
 }
@@ -398,17 +404,11 @@ fn busy_scripts_answer_busy_and_script_kill_stops_them() {
         r.starts_with("-BUSY Redis is busy running a script. You can only call SCRIPT KILL")
     });
     other.cmd(&[b"GET", key.as_bytes()]);
-    assert_eq!(
-        other.reply_str(),
-        "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
-    );
+    assert_eq!(other.reply_str(), BUSY);
     // Transactions that need the busy shard's locks are refused at once too.
     let here = keys_on("spin-here", 1, 2, 1)[0].clone();
     other.cmd(&[b"MSETNX", key.as_bytes(), b"x", here.as_bytes(), b"y"]);
-    assert_eq!(
-        other.reply_str(),
-        "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
-    );
+    assert_eq!(other.reply_str(), BUSY);
     let mut txn = common::encode(&[b"MULTI"]);
     txn.extend(common::encode(&[b"SET", key.as_bytes(), b"x"]));
     txn.extend(common::encode(&[b"SET", here.as_bytes(), b"y"]));
@@ -417,10 +417,7 @@ fn busy_scripts_answer_busy_and_script_kill_stops_them() {
     assert_eq!(other.reply_str(), "+OK\r\n");
     assert_eq!(other.reply_str(), "+QUEUED\r\n");
     assert_eq!(other.reply_str(), "+QUEUED\r\n");
-    assert_eq!(
-        other.reply_str(),
-        "-EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
-    );
+    assert_eq!(other.reply_str(), EXECABORT_BUSY);
     other.cmd(&[b"GET", here.as_bytes()]);
     assert_eq!(other.reply_str(), "$-1\r\n");
     other.cmd(&[b"SCRIPT", b"KILL"]);
@@ -477,8 +474,6 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
         "--lua-kill-after",
         "0",
     ]);
-    const BUSY_SCRIPT: &str =
-        "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
     let mut runner = s.raw();
     let mut other = s.raw();
     other.cmd(&[b"PING"]);
@@ -487,13 +482,13 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
     let wait_busy = |probe: &mut common::Raw| {
         eventually("the script passes lua-time-limit", || {
             probe.cmd(&[b"PING"]);
-            probe.reply_str() == BUSY_SCRIPT
+            probe.reply_str() == BUSY
         })
     };
     runner.cmd(&[b"EVAL", b"local i = 0 while true do i = i + 1 end", b"0"]);
     wait_busy(&mut probe);
     other.cmd(&[b"PING"]);
-    assert_eq!(other.reply_str(), BUSY_SCRIPT);
+    assert_eq!(other.reply_str(), BUSY);
     // Pipelined, byte at a time: every request answered, in order.
     let mut pipeline = common::encode(&[b"SET", b"k", b"v"]);
     pipeline.extend(common::encode(&[b"NOSUCH", b"x"]));
@@ -502,7 +497,7 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
     for b in &pipeline {
         other.send(&[*b]);
     }
-    assert_eq!(other.reply_str(), BUSY_SCRIPT);
+    assert_eq!(other.reply_str(), BUSY);
     assert!(other
         .reply_str()
         .starts_with("-ERR unknown command 'NOSUCH', with args beginning with: 'x'"));
@@ -510,10 +505,7 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
         other.reply_str(),
         "-ERR wrong number of arguments for 'get' command\r\n"
     );
-    assert_eq!(
-        other.reply_str(),
-        "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
-    );
+    assert_eq!(other.reply_str(), BUSY);
     other.cmd(&[b"SCRIPT", b"KILL"]);
     assert_eq!(other.reply_str(), "+OK\r\n");
     let killed = runner.reply_str();
@@ -545,12 +537,9 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
     pipeline.extend(common::encode(&[b"DISCARD"]));
     pipeline.extend(common::encode(&[b"GET", b"w"]));
     other.send(&pipeline);
-    assert_eq!(other.reply_str(), BUSY_SCRIPT);
+    assert_eq!(other.reply_str(), BUSY);
     assert_eq!(other.reply_str(), "+QUEUED\r\n");
-    assert_eq!(
-        other.reply_str(),
-        "-EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
-    );
+    assert_eq!(other.reply_str(), EXECABORT_BUSY);
     assert_eq!(other.reply_str(), "+OK\r\n");
     assert_eq!(
         other.reply_str(),
@@ -558,7 +547,7 @@ fn the_busy_shards_own_connections_get_busy_and_reach_script_kill() {
     );
     assert_eq!(other.reply_str(), "+OK\r\n");
     assert_eq!(other.reply_str(), "-ERR DISCARD without MULTI\r\n");
-    assert_eq!(other.reply_str(), BUSY_SCRIPT);
+    assert_eq!(other.reply_str(), BUSY);
     probe.cmd(&[b"SCRIPT", b"KILL"]);
     assert!(probe
         .reply_str()
@@ -585,7 +574,7 @@ fn cross_shard_and_queued_scripts_answer_busy_too() {
         "--lua-time-limit",
         "100",
     ]);
-    let busy = "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
+    let busy = BUSY;
     let a = keys_on("xs", 0, 2, 1)[0].clone();
     let b = keys_on("xs", 1, 2, 1)[0].clone();
     let mut runner = s.raw_on_shard(0, 2);
@@ -659,10 +648,7 @@ fn shutdown_nosave_stops_a_runaway_script_that_wrote() {
         });
         for c in [&mut own, &mut remote] {
             c.cmd(&[b"SHUTDOWN"]);
-            assert_eq!(
-                c.reply_str(),
-                "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
-            );
+            assert_eq!(c.reply_str(), BUSY);
         }
         let by = if from_own_shard {
             &mut own

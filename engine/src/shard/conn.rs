@@ -132,6 +132,17 @@ impl<S> Conn<S> {
         self.paused || self.output_paused || self.order_paused
     }
 
+    /// Whether a receive of either kind may be armed now: none is armed, the connection is
+    /// up and open, and its input is not held back.
+    pub fn may_receive(&self) -> bool {
+        !(self.recv_armed
+            || self.direct.is_some()
+            || self.closing
+            || self.connecting
+            || self.input_blocked()
+            || self.peer_closed)
+    }
+
     /// Append released output (a filled slot and what was written behind it) to what
     /// leaves next. An owned buffer that was copied is handed back for reuse.
     pub fn append(&mut self, chunk: Chunk) -> Option<Vec<u8>> {

@@ -588,13 +588,7 @@ impl<H: Handler> Shard<H> {
         let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
             return;
         };
-        if conn.recv_armed
-            || conn.direct.is_some()
-            || conn.closing
-            || conn.connecting
-            || conn.input_blocked()
-            || conn.peer_closed
-        {
+        if !conn.may_receive() {
             return;
         }
         let missing = conn.missing_input();
@@ -624,14 +618,7 @@ impl<H: Handler> Shard<H> {
         let Some(conn) = self.ctx.conns.get_mut(idx as usize) else {
             return;
         };
-        if max == 0
-            || conn.recv_armed
-            || conn.direct.is_some()
-            || conn.closing
-            || conn.connecting
-            || conn.input_blocked()
-            || conn.peer_closed
-        {
+        if max == 0 || !conn.may_receive() {
             return;
         }
         let Some(fd) = conn.fd.as_ref().map(|f| f.as_raw_fd()) else {

@@ -91,6 +91,16 @@ fn all_records(rec: &mut Recovery) -> Vec<Record> {
     rec.records().collect::<Result<Vec<_>, _>>().unwrap()
 }
 
+/// Wait until the log reports an error (`failing`) or none; panics with `what` after
+/// `within`.
+fn wait_error(log: &ShardLog, failing: bool, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while log.error().is_some() != failing {
+        assert!(Instant::now() < deadline, "{what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn wait_durable(log: &ShardLog, lsn: u64, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while log.durable() < lsn {
@@ -769,11 +779,12 @@ fn durable_advances_only_after_the_sync() {
     shared.set_fault(Fault::Sync);
     let lsn = logs[0].append(0, b"held");
     logs[0].flush();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while logs[0].error().is_none() {
-        assert!(Instant::now() < deadline, "the error must be reported");
-        thread::sleep(Duration::from_millis(1));
-    }
+    wait_error(
+        &logs[0],
+        true,
+        Duration::from_secs(10),
+        "the error must be reported",
+    );
     thread::sleep(Duration::from_millis(350)); // several retries
     assert_eq!(logs[0].durable(), first, "not durable while syncs fail");
     assert!(logs[0].error().unwrap().contains("fdatasync"));
@@ -832,11 +843,12 @@ fn failed_writes_are_retried_without_loss() {
                     Duration::from_secs(10)
                 ));
                 // (Under EverySec a periodic sync that failed must succeed first.)
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while logs[0].error().is_some() {
-                    assert!(Instant::now() < deadline, "{policy:?}: error never cleared");
-                    thread::sleep(Duration::from_millis(5));
-                }
+                wait_error(
+                    &logs[0],
+                    false,
+                    Duration::from_secs(5),
+                    &format!("{policy:?}: error never cleared"),
+                );
             }
         }
         wal.shutdown().unwrap();
@@ -867,28 +879,17 @@ fn leaving_no_retries_failed_segment_syncs() {
         logs[0].flush();
     }
     assert!(wait_durable(&logs[0], last, Duration::from_secs(10)));
-    let segments = fs::read_dir(&tmp.0)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "wal")
-        })
-        .count();
+    let segments = segments(&tmp.0).len();
     assert!(segments >= 3, "the test needs closed segments ({segments})");
     let shared = wal.shared();
     shared.set_fault(Fault::Sync);
     wal.set_policy(FsyncPolicy::Always);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while logs[0].error().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the failing sync must be reported"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
+    wait_error(
+        &logs[0],
+        true,
+        Duration::from_secs(10),
+        "the failing sync must be reported",
+    );
     thread::sleep(Duration::from_millis(250)); // several retries
     let before = wal.stats().fsyncs;
     shared.set_fault(Fault::None);
@@ -902,14 +903,12 @@ fn leaving_no_retries_failed_segment_syncs() {
         synced as usize >= segments - 1,
         "only {synced} syncs after recovery for {segments} segments"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while logs[0].error().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "cleared once the syncs succeeded"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_error(
+        &logs[0],
+        false,
+        Duration::from_secs(5),
+        "cleared once the syncs succeeded",
+    );
     wal.shutdown().unwrap();
 }
 
@@ -932,20 +931,19 @@ fn backing_out_to_no_clears_the_sync_error() {
     let shared = wal.shared();
     shared.set_fault(Fault::Sync);
     wal.set_policy(FsyncPolicy::Always);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while logs[0].error().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the failing sync must be reported"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
+    wait_error(
+        &logs[0],
+        true,
+        Duration::from_secs(10),
+        "the failing sync must be reported",
+    );
     wal.set_policy(FsyncPolicy::No);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while logs[0].error().is_some() {
-        assert!(Instant::now() < deadline, "the error must clear under No");
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_error(
+        &logs[0],
+        false,
+        Duration::from_secs(5),
+        "the error must clear under No",
+    );
     let lsn = logs[0].append(0, &payload(0, 60, 100));
     logs[0].flush();
     assert!(wait_durable(&logs[0], lsn, Duration::from_secs(10)));
@@ -977,11 +975,12 @@ fn everysec_sync_failure_is_reported_until_a_sync_succeeds() {
     assert!(wait_durable(&logs[0], lsn, Duration::from_secs(10)));
     assert!(logs[0].error().unwrap().contains("fdatasync"));
     shared.set_fault(Fault::None);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while logs[0].error().is_some() {
-        assert!(Instant::now() < deadline, "cleared by a successful sync");
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_error(
+        &logs[0],
+        false,
+        Duration::from_secs(5),
+        "cleared by a successful sync",
+    );
     wal.shutdown().unwrap();
 }
 
