@@ -16,6 +16,8 @@ Scenarios (Redis 7.0 default encodings on the Redis side):
   hash   one hash of N fields  field:<i> -> value:<i>        (hashtable)
   set    one set of N members  member:<i>                    (hashtable)
   list   one list of N elements element:<i>                  (quicklist)
+         (each server's default list-compress-depth: 0 in Redis, 1 in coreshard)
+  list-d1  the same with list-compress-depth 1 on both (CONFIG SET before loading)
   zset   one sorted set of N members member:<i>, score i    (skiplist)
   small  SMALL hashes of 10 fields f<j> -> v<i>:<j>          (listpack)
   stream one stream of N entries, XADD big * user <i % 1000> payload <16 hex chars>
@@ -36,6 +38,8 @@ BATCH = 1000
 ONLY = os.environ.get("ONLY", "")
 CORESHARD_BIN = os.environ.get("CORESHARD_BIN", "")
 GOALS = {"zset": 0.8, "stream": 0.8}  # the rest: 0.7 (issue 10)
+# Like-for-like rows, shown for reading the defaults' rows, not held to a goal.
+NO_GOAL = {"list-d1"}
 
 
 def stream_entry(i):
@@ -57,6 +61,10 @@ def load(port, scenario):
             raise RuntimeError(f"{scenario}: server answered {bad[0]!r}")
         cmds.clear()
 
+    if scenario == "list-d1":
+        reply = c.call("CONFIG", "SET", "list-compress-depth", "1")
+        if not isinstance(reply, bytes) or reply.startswith(b"-"):
+            raise RuntimeError(f"CONFIG SET list-compress-depth 1: {reply!r}")
     if scenario == "small":
         for i in range(SMALL):
             args = [b"HSET", b"h:%d" % i]
@@ -89,14 +97,14 @@ def load(port, scenario):
                 args = [b"ZADD", b"big"]
                 for i in range(base, hi):
                     args += [b"%d" % i, b"member:%d" % i]
-            else:
+            else:  # list, list-d1
                 args = [b"RPUSH", b"big"] + [b"element:%d" % i for i in range(base, hi)]
             cmds.append(encode(*args))
             if len(cmds) == 10:
                 flush()
         flush()
         elements = N
-        length = {"hash": "HLEN", "set": "SCARD", "list": "LLEN", "zset": "ZCARD"}[scenario]
+        length = {"hash": "HLEN", "set": "SCARD", "list": "LLEN", "list-d1": "LLEN", "zset": "ZCARD"}[scenario]
         check = c.call(length, "big") == N
     if not check:
         raise RuntimeError(f"{scenario}: the data did not load completely")
@@ -141,16 +149,17 @@ def main():
     print(f"{'scenario':<8} {'coreshard B/elem':>17} {'redis B/elem':>13} {'ratio':>7}   encodings (coreshard / redis)")
     worst = 0.0
     missed = []
-    scenarios = os.environ.get("SCENARIOS", "hash set list zset small stream").split()
+    scenarios = os.environ.get("SCENARIOS", "hash set list list-d1 zset small stream").split()
     for scenario in scenarios:
         cs, cs_enc = measure("coreshard", scenario) if ONLY != "redis" else (None, b"-")
         rd, rd_enc = measure("redis", scenario) if ONLY != "coreshard" else (None, b"-")
         if cs is not None and rd is not None:
             ratio = cs / rd
-            worst = max(worst, ratio)
-            if ratio > GOALS.get(scenario, 0.7):
-                missed.append(scenario)
-            ratio_s = f"{ratio:>6.2f}x"
+            if scenario not in NO_GOAL:
+                worst = max(worst, ratio)
+                if ratio > GOALS.get(scenario, 0.7):
+                    missed.append(scenario)
+            ratio_s = f"{ratio:>6.2f}x" + (" (no goal)" if scenario in NO_GOAL else "")
         else:
             ratio_s = f"{'-':>7}"
         cs_s = f"{cs:>17.1f}" if cs is not None else f"{'-':>17}"

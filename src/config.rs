@@ -119,6 +119,11 @@ pub struct Args {
     /// KILL (its shard's own clients cannot reach SCRIPT KILL while it runs); 0: never.
     #[arg(long, default_value_t = 60_000)]
     pub lua_kill_after: u64,
+    /// Redis's `list-compress-depth`: list chunks farther than this many from both ends are
+    /// kept compressed; 0: none are (Redis's default; this server's is 1). CONFIG SET
+    /// changes it for lists made afterwards, as in Redis.
+    #[arg(long, default_value_t = crate::types::list::DEFAULT_COMPRESS_DEPTH, value_parser = clap::value_parser!(u32).range(0..=i64::from(i32::MAX)))]
+    pub list_compress_depth: u32,
     /// Keyspace notifications to publish, as Redis's flag letters (e.g. `KEA`, `Ex`);
     /// empty: none. CONFIG SET changes it at run time.
     #[arg(long, default_value = "")]

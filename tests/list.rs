@@ -944,3 +944,120 @@ fn a_disconnected_waiter_loses_no_element() {
         assert_eq!(all(c, &key), ["kept"]);
     }
 }
+
+// ---- list-compress-depth: chunks away from the ends are kept compressed ----
+
+/// Runs `words` on the server and on `model` (a plain vector), for the list commands that
+/// change a list in the middle, and checks both answer alike.
+fn edit_both(c: &mut redis::Connection, key: &str, model: &mut Vec<String>, words: &[&str]) {
+    let mut cmd = redis::cmd(words[0]);
+    cmd.arg(key).arg(&words[1..]);
+    let got: Value = cmd.query(c).unwrap();
+    match words[0] {
+        "LSET" => {
+            let i: usize = words[1].parse().unwrap();
+            model[i] = words[2].to_string();
+        }
+        "LINSERT" => {
+            let p = model.iter().position(|e| e == words[2]).unwrap();
+            let at = if words[1] == "BEFORE" { p } else { p + 1 };
+            model.insert(at, words[3].to_string());
+            assert_eq!(got, Value::Int(model.len() as i64));
+        }
+        "LREM" => {
+            let before = model.len();
+            model.retain(|e| e != words[2]);
+            assert_eq!(got, Value::Int((before - model.len()) as i64));
+        }
+        "LTRIM" => {
+            let (s, e): (usize, usize) = (words[1].parse().unwrap(), words[2].parse().unwrap());
+            *model = model[s..=e].to_vec();
+        }
+        other => panic!("no model for {other}"),
+    }
+}
+
+#[test]
+fn compressed_lists_answer_like_plain_ones_and_survive_restarts() {
+    let dir = DataDir::new("list-compress");
+    let mut server = Server::start_raw(&["--dir", dir.path(), "--shards", "2"], None);
+    let c = &mut server.client();
+    let depth: Vec<String> = q(c, &["CONFIG", "GET", "list-compress-depth"]).unwrap();
+    assert_eq!(depth, ["list-compress-depth", "1"]);
+    assert_eq!(
+        err_of(c, &["CONFIG", "SET", "list-compress-depth", "-1"]),
+        "ERR CONFIG SET failed (possibly related to argument 'list-compress-depth') - \
+         argument must be between 0 and 2147483647 inclusive"
+    );
+    assert_eq!(
+        err_of(c, &["CONFIG", "SET", "list-compress-depth", "x"]),
+        "ERR CONFIG SET failed (possibly related to argument 'list-compress-depth') - \
+         argument couldn't be parsed into an integer"
+    );
+    const N: usize = 60_000;
+    let mut models = Vec::new();
+    let mut usage = Vec::new();
+    for depth in ["0", "1", "3"] {
+        q::<()>(c, &["CONFIG", "SET", "list-compress-depth", depth]).unwrap();
+        let key = format!("list:{depth}");
+        let model: Vec<String> = (0..N).map(|i| format!("element:{i}")).collect();
+        for part in model.chunks(10_000) {
+            redis::cmd("RPUSH")
+                .arg(&key)
+                .arg(part)
+                .query::<i64>(c)
+                .unwrap();
+        }
+        usage.push(q::<i64>(c, &["MEMORY", "USAGE", &key]).unwrap());
+        models.push((key, model));
+    }
+    // A list keeps the depth it was made with, as in Redis.
+    q::<()>(c, &["CONFIG", "SET", "list-compress-depth", "1"]).unwrap();
+    assert!(
+        usage[1] * 2 < usage[0] && usage[2] * 2 < usage[0],
+        "MEMORY USAGE at depths 0, 1, 3: {usage:?}"
+    );
+    for (key, model) in &mut models {
+        // Reads from the middle.
+        let got: Vec<String> = q(c, &["LRANGE", key, "29990", "30010"]).unwrap();
+        assert_eq!(got, model[29990..=30010]);
+        let got: String = q(c, &["LINDEX", key, "-30000"]).unwrap();
+        assert_eq!(got, model[N - 30000]);
+        let got: Option<i64> = q(c, &["LPOS", key, "element:45678"]).unwrap();
+        assert_eq!(got, Some(45678));
+        // Edits in the middle: same length, longer, inserted, removed, trimmed.
+        edit_both(c, key, model, &["LSET", "20000", "element:xxxxx"]);
+        edit_both(c, key, model, &["LSET", "20001", &"y".repeat(3000)]);
+        edit_both(
+            c,
+            key,
+            model,
+            &["LINSERT", "BEFORE", "element:33333", "new"],
+        );
+        edit_both(c, key, model, &["LINSERT", "AFTER", "element:44444", "new"]);
+        edit_both(c, key, model, &["LREM", "0", "new"]);
+        edit_both(c, key, model, &["LREM", "0", "element:12345"]);
+        edit_both(c, key, model, &["LTRIM", "1000", "58000"]);
+        // Both ends, across a packed chunk.
+        let front: Vec<String> = q(c, &["LPOP", key, "5000"]).unwrap();
+        assert_eq!(front, model.drain(..5000).collect::<Vec<_>>());
+        let back: Vec<String> = q(c, &["RPOP", key, "5000"]).unwrap();
+        let want: Vec<String> = model.drain(model.len() - 5000..).rev().collect();
+        assert_eq!(back, want);
+        q::<i64>(c, &["LPUSH", key, "head"]).unwrap();
+        model.insert(0, "head".into());
+        assert_eq!(all(c, key), *model, "{key}");
+    }
+    // The snapshot and the log written from packed lists load back.
+    q::<()>(c, &["SAVE"]).unwrap();
+    for (key, model) in &mut models {
+        q::<i64>(c, &["RPUSH", key, "after-save"]).unwrap();
+        model.push("after-save".into());
+    }
+    server.kill9();
+    let server = Server::start_raw(&["--dir", dir.path(), "--shards", "3"], None);
+    let c = &mut server.client();
+    for (key, model) in &models {
+        assert_eq!(all(c, key), *model, "{key} after restart");
+    }
+}

@@ -9,7 +9,7 @@ use crate::server::reply::Agg;
 use crate::server::Server;
 
 /// Parameters CONFIG SET can change here (the memory ones are `evict.rs`'s).
-const MUTABLE: [&str; 17] = [
+const MUTABLE: [&str; 18] = [
     "maxmemory",
     "maxmemory-policy",
     "maxmemory-samples",
@@ -27,11 +27,12 @@ const MUTABLE: [&str; 17] = [
     "latency-tracking-info-percentiles",
     "latency-monitor-threshold",
     "appendfsync",
+    "list-compress-depth",
 ];
 
 /// Defaults of the parameters CONFIG REWRITE may append (a value equal to its default is
 /// not written).
-const DEFAULTS: [(&str, &str); 16] = [
+const DEFAULTS: [(&str, &str); 17] = [
     ("appendfsync", "always"),
     ("maxmemory", "0"),
     ("maxmemory-policy", "noeviction"),
@@ -48,6 +49,7 @@ const DEFAULTS: [(&str, &str); 16] = [
     ("lua-kill-after", "60000"),
     ("latency-tracking-info-percentiles", "50 99 99.9"),
     ("latency-monitor-threshold", "0"),
+    ("list-compress-depth", "1"),
 ];
 
 /// The parameters CONFIG GET answers, with their current values.
@@ -115,6 +117,10 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
         ),
         ("latency-tracking", "yes".into()),
         (
+            "list-compress-depth",
+            crate::types::list::compress_depth().to_string(),
+        ),
+        (
             "latency-monitor-threshold",
             rt.latency_threshold().to_string(),
         ),
@@ -141,6 +147,7 @@ enum Setting {
     Percentiles(Vec<f64>),
     Appendfsync(String),
     LatencyThreshold(u64),
+    ListCompressDepth(u32),
 }
 
 /// An integer parameter in `lo..=hi`, with Redis's errors.
@@ -193,6 +200,9 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
         "latency-monitor-threshold" => {
             Setting::LatencyThreshold(int_in(name, value, 0, i64::MAX)? as u64)
         }
+        "list-compress-depth" => {
+            Setting::ListCompressDepth(int_in(name, value, 0, INT_MAX)? as u32)
+        }
         "appendfsync" => {
             if !crate::settings::APPENDFSYNC.contains(&value.to_ascii_lowercase().as_str()) {
                 return Err(failed(
@@ -219,6 +229,7 @@ fn apply(s: &Server, setting: Setting) {
         Setting::LuaKillAfter(ms) => crate::script::set_kill_after(ms),
         Setting::Percentiles(p) => rt.set_percentiles(p),
         Setting::LatencyThreshold(ms) => rt.set_latency_threshold(ms),
+        Setting::ListCompressDepth(d) => crate::types::list::set_compress_depth(d),
         Setting::Appendfsync(name) => {
             rt.set_appendfsync(&name);
             if let Some(wal) = &s.wal {

@@ -16,6 +16,7 @@ use crate::db::{Db, Edit, WrongType};
 use crate::server::ops::OpResult;
 use crate::server::txn::run_across_shards;
 use crate::server::ArgList;
+use crate::types::list::Elem;
 use crate::types::{List, Obj};
 
 const LIST: &str = "list";
@@ -220,7 +221,7 @@ pub fn lindex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         return OpResult::Value(None);
     }
     let v = usize::try_from(index).ok().and_then(|i| l.get(i));
-    OpResult::Value(v.map(Bytes::copy_from_slice))
+    OpResult::Value(v.map(|e| e.to_bytes()))
 }
 
 pub fn lset(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
@@ -350,7 +351,7 @@ pub fn lpos(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     };
     let ele = a.arg(2);
     let llen = l.len() as i64;
-    let it: Box<dyn Iterator<Item = &[u8]>> = if from_head {
+    let it: Box<dyn Iterator<Item = Elem<'_>>> = if from_head {
         Box::new(l.iter())
     } else {
         Box::new(l.iter_rev())
@@ -364,7 +365,7 @@ pub fn lpos(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let mut found = Vec::new();
     let mut first = None;
     for (index, e) in it.take(limit).enumerate() {
-        if e != ele {
+        if *e != *ele {
             continue;
         }
         matches += 1;

@@ -355,7 +355,7 @@ pub enum Msg {
 }
 
 /// Encode `n` byte strings as one RESP array of bulk strings ([`OpResult::Bulks`]).
-pub fn bulk_array<'a>(n: usize, items: impl Iterator<Item = &'a [u8]>) -> OpResult {
+pub fn bulk_array<T: AsRef<[u8]>>(n: usize, items: impl Iterator<Item = T>) -> OpResult {
     let mut out = Vec::with_capacity(16 + n * 16);
     let mut num = itoa::Buffer::new();
     out.push(b'*');
@@ -363,6 +363,7 @@ pub fn bulk_array<'a>(n: usize, items: impl Iterator<Item = &'a [u8]>) -> OpResu
     out.extend_from_slice(b"\r\n");
     let mut written = 0;
     for item in items.take(n) {
+        let item = item.as_ref();
         out.push(b'$');
         out.extend_from_slice(num.format(item.len()).as_bytes());
         out.extend_from_slice(b"\r\n");

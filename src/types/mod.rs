@@ -4,6 +4,7 @@
 
 mod encoding;
 pub mod list;
+mod lz;
 pub mod set;
 pub mod stream;
 pub mod table;
