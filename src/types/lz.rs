@@ -5,11 +5,13 @@
 //!
 //! A sequence of *runs*: `token [literal-length ext] literals [offset match-length ext]`.
 //!
-//! * `token`: high nibble the literal count, low nibble the match length minus
-//!   [`MIN_MATCH`]; a nibble of 15 means "15 plus the extension bytes that follow", each
-//!   extension byte adding its value and a byte of 255 meaning another follows.
-//! * `offset`: two bytes little-endian, 1..=65535, how far back the match starts in the
-//!   output (it may overlap the bytes it produces: a run of one byte repeated is offset 1).
+//! * `token`: bits 7–5 the literal count (7: "7 plus an extension"), bits 4–1 the match
+//!   length minus [`MIN_MATCH`] (15: "15 plus an extension"), bit 0 the offset's width.
+//!   An extension is bytes that add their values, a byte of 255 meaning another follows.
+//! * `offset`: how far back the match starts in the output, 1..=65535: one byte when
+//!   bit 0 is clear (offsets below 256: a list record repeating its neighbour's prefix
+//!   costs a token, its new bytes and one offset byte), else two bytes little-endian. A
+//!   match may overlap the bytes it produces (a byte repeated is offset 1).
 //! * The last run has literals only: the input ends right after them.
 //!
 //! The output size is not stored; the caller keeps it and [`decompress`] checks it, so
@@ -49,19 +51,31 @@ fn put_ext(out: &mut Vec<u8>, mut n: usize) {
     out.push(n as u8);
 }
 
+/// Literal counts from this up take an extension.
+const LIT_EXT: usize = 7;
+/// Match lengths (minus `MIN_MATCH`) from this up take an extension.
+const MATCH_EXT: usize = 15;
+/// Token bit 0: the offset takes two bytes.
+const WIDE: u8 = 1;
+
 /// Appends one run: `lits`, then (unless this is the last run) a match.
 fn put_run(out: &mut Vec<u8>, lits: &[u8], matched: Option<(usize, usize)>) {
     let l = lits.len();
     let m = matched.map_or(0, |(_, len)| len - MIN_MATCH);
-    out.push(((l.min(15) as u8) << 4) | m.min(15) as u8);
-    if l >= 15 {
-        put_ext(out, l - 15);
+    let wide = matched.is_some_and(|(offset, _)| offset > 255);
+    out.push(((l.min(LIT_EXT) as u8) << 5) | ((m.min(MATCH_EXT) as u8) << 1) | u8::from(wide));
+    if l >= LIT_EXT {
+        put_ext(out, l - LIT_EXT);
     }
     out.extend_from_slice(lits);
     if let Some((offset, _)) = matched {
-        out.extend_from_slice(&(offset as u16).to_le_bytes());
-        if m >= 15 {
-            put_ext(out, m - 15);
+        if wide {
+            out.extend_from_slice(&(offset as u16).to_le_bytes());
+        } else {
+            out.push(offset as u8);
+        }
+        if m >= MATCH_EXT {
+            put_ext(out, m - MATCH_EXT);
         }
     }
 }
@@ -75,19 +89,27 @@ pub fn compress(src: &[u8], out: &mut Vec<u8>) -> bool {
     };
     // Positions plus one (0: empty slot).
     let mut table = [0u32; 1 << HASH_BITS];
+    // The match the table offers at `i`: (start, length).
+    let match_at = |table: &[u32], i: usize| -> Option<(usize, usize)> {
+        let c = (table[hash(read4(src, i))] as usize).checked_sub(1)?;
+        if i - c > MAX_OFFSET || src[c..c + MIN_MATCH] != src[i..i + MIN_MATCH] {
+            return None;
+        }
+        let mut len = MIN_MATCH;
+        while i + len < src.len() && src[c + len] == src[i + len] {
+            len += 1;
+        }
+        Some((c, len))
+    };
     let mut anchor = 0;
     let mut i = 0;
     while i + MIN_MATCH <= src.len() {
-        let h = hash(read4(src, i));
-        let cand = table[h] as usize;
-        table[h] = (i + 1) as u32;
-        if cand != 0 {
-            let c = cand - 1;
-            if i - c <= MAX_OFFSET && src[c..c + MIN_MATCH] == src[i..i + MIN_MATCH] {
-                let mut len = MIN_MATCH;
-                while i + len < src.len() && src[c + len] == src[i + len] {
-                    len += 1;
-                }
+        let found = match_at(&table, i);
+        table[hash(read4(src, i))] = (i + 1) as u32;
+        if let Some((c, len)) = found {
+            // Lazy matching: a longer match one byte on is worth a literal.
+            let later = i + 1 + MIN_MATCH <= src.len();
+            if !later || match_at(&table, i + 1).is_none_or(|(_, next)| next <= len) {
                 put_run(out, &src[anchor..i], Some((i - c, len)));
                 if out.len() >= budget {
                     return false;
@@ -134,8 +156,8 @@ pub fn decompress(src: &[u8], size: usize) -> Option<Vec<u8>> {
     while p < src.len() {
         let token = src[p];
         p += 1;
-        let mut lits = usize::from(token >> 4);
-        if lits == 15 {
+        let mut lits = usize::from(token >> 5);
+        if lits == LIT_EXT {
             lits += read_ext(src, &mut p, size)?;
         }
         if lits > size - out.len() {
@@ -145,12 +167,17 @@ pub fn decompress(src: &[u8], size: usize) -> Option<Vec<u8>> {
         p += lits;
         if p == src.len() {
             // The last run: literals only.
-            return (token & 15 == 0 && out.len() == size).then_some(out);
+            return (token & 0x1F == 0 && out.len() == size).then_some(out);
         }
-        let offset = usize::from(u16::from_le_bytes([*src.get(p)?, *src.get(p + 1)?]));
-        p += 2;
-        let mut len = usize::from(token & 15);
-        if len == 15 {
+        let offset = if token & WIDE != 0 {
+            p += 2;
+            usize::from(u16::from_le_bytes([*src.get(p - 2)?, *src.get(p - 1)?]))
+        } else {
+            p += 1;
+            usize::from(*src.get(p - 1)?)
+        };
+        let mut len = usize::from((token >> 1) & 15);
+        if len == MATCH_EXT {
             len += read_ext(src, &mut p, size)?;
         }
         let len = len + MIN_MATCH;
