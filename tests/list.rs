@@ -1011,18 +1011,39 @@ fn compressed_lists_answer_like_plain_ones_and_survive_restarts() {
         usage.push(q::<i64>(c, &["MEMORY", "USAGE", &key]).unwrap());
         models.push((key, model));
     }
-    // A list keeps the depth it was made with, as in Redis.
-    q::<()>(c, &["CONFIG", "SET", "list-compress-depth", "1"]).unwrap();
     assert!(
         usage[1] * 2 < usage[0] && usage[2] * 2 < usage[0],
         "MEMORY USAGE at depths 0, 1, 3: {usage:?}"
     );
+    // A list keeps the depth it was made with, as in Redis: with the default now 0, the
+    // depth-1 list still packs what it grows by, and the depth-0 list still does not.
+    q::<()>(c, &["CONFIG", "SET", "list-compress-depth", "0"]).unwrap();
+    let more: Vec<String> = (N..2 * N).map(|i| format!("element:{i}")).collect();
+    let mut grown = Vec::new();
+    for (key, model) in models.iter_mut().take(2) {
+        for part in more.chunks(10_000) {
+            redis::cmd("RPUSH")
+                .arg(&*key)
+                .arg(part)
+                .query::<i64>(c)
+                .unwrap();
+        }
+        model.extend(more.iter().cloned());
+        grown.push(q::<i64>(c, &["MEMORY", "USAGE", key]).unwrap());
+    }
+    assert!(
+        (grown[1] - usage[1]) * 2 < grown[0] - usage[0],
+        "growth by {N} elements at depth 1 vs 0: {} vs {} bytes",
+        grown[1] - usage[1],
+        grown[0] - usage[0]
+    );
+    q::<()>(c, &["CONFIG", "SET", "list-compress-depth", "1"]).unwrap();
     for (key, model) in &mut models {
         // Reads from the middle.
         let got: Vec<String> = q(c, &["LRANGE", key, "29990", "30010"]).unwrap();
         assert_eq!(got, model[29990..=30010]);
         let got: String = q(c, &["LINDEX", key, "-30000"]).unwrap();
-        assert_eq!(got, model[N - 30000]);
+        assert_eq!(got, model[model.len() - 30000]);
         let got: Option<i64> = q(c, &["LPOS", key, "element:45678"]).unwrap();
         assert_eq!(got, Some(45678));
         // Edits in the middle: same length, longer, inserted, removed, trimmed.
