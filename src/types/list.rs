@@ -1477,6 +1477,13 @@ impl Builder {
         self.list.buf_bytes += ch.cap();
         self.list.chunks.push_back(ch);
         self.count = 0;
+        // Pack as the list grows, so loading a big list never holds it all plain.
+        let d = self.list.depth as usize;
+        if d > 0 {
+            if let Some(i) = self.list.chunks.len().checked_sub(d + 2) {
+                self.list.settle(i);
+            }
+        }
     }
 
     fn finish(mut self) -> List {
@@ -2070,8 +2077,8 @@ mod tests {
             .collect();
         let compressible = |i: usize| format!("element:{i}").into_bytes();
         let incompressible = |i: usize| noise[i % noise.len()].clone();
-        type Elems<'a> = &'a dyn Fn(usize) -> Vec<u8>;
-        let kinds: [(&str, Elems); 2] = [
+        type MakeElem<'a> = &'a dyn Fn(usize) -> Vec<u8>;
+        let kinds: [(&str, MakeElem); 2] = [
             ("compressible", &compressible),
             ("incompressible", &incompressible),
         ];
