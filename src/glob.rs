@@ -195,6 +195,7 @@ fn exceeds_star_nesting(p: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{glob_match, run, MAX_STAR_NESTING};
+    use crate::testutil::Rng;
 
     fn m(p: &str, s: &str) -> bool {
         glob_match(p.as_bytes(), s.as_bytes(), false)
@@ -525,27 +526,12 @@ mod tests {
         }
     }
 
-    /// A small deterministic xorshift generator, so the differential runs are repeatable.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn word(&mut self, alphabet: &[u8], max_len: usize) -> Vec<u8> {
-            let len = self.below(max_len + 1);
-            (0..len)
-                .map(|_| alphabet[self.below(alphabet.len())])
-                .collect()
-        }
+    /// A random word of up to `max_len` bytes from `alphabet`.
+    fn word(rng: &mut Rng, alphabet: &[u8], max_len: usize) -> Vec<u8> {
+        let len = rng.below(max_len + 1);
+        (0..len)
+            .map(|_| alphabet[rng.below(alphabet.len())])
+            .collect()
     }
 
     const PATTERN_BYTES: &[u8] = b"ab*?[]^-\\Az*a";
@@ -565,8 +551,8 @@ mod tests {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut matched = 0;
         for round in 0..300_000 {
-            let p = rng.word(PATTERN_BYTES, if round % 2 == 0 { 6 } else { 10 });
-            let s = rng.word(SUBJECT_BYTES, if round % 3 == 0 { 4 } else { 12 });
+            let p = word(&mut rng, PATTERN_BYTES, if round % 2 == 0 { 6 } else { 10 });
+            let s = word(&mut rng, SUBJECT_BYTES, if round % 3 == 0 { 4 } else { 12 });
             let nocase = round % 4 == 0;
             let want = oracle::matches(&p, &s, nocase, 0, fx);
             let mut steps = 0;
@@ -595,8 +581,8 @@ mod tests {
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         let (mut compared, mut skipped) = (0, 0);
         for round in 0..200_000 {
-            let p = rng.word(PATTERN_BYTES, 8);
-            let s = rng.word(SUBJECT_BYTES, 10);
+            let p = word(&mut rng, PATTERN_BYTES, 8);
+            let s = word(&mut rng, SUBJECT_BYTES, 10);
             let nocase = round % 3 == 0;
             let range_to_bracket = p.windows(2).any(|w| w == b"-]");
             let folded_escape = nocase && p.contains(&b'[') && p.contains(&b'\\');

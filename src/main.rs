@@ -16,6 +16,8 @@ mod script;
 mod server;
 mod settings;
 mod stats;
+#[cfg(test)]
+mod testutil;
 mod types;
 mod watch;
 
