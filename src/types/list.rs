@@ -54,14 +54,16 @@
 //! Redis).
 //!
 //! * Invariant after every operation: a chunk fewer than `depth` chunks from an end is
-//!   plain; one more than `depth` from both ends is packed unless packing it did not pay
-//!   (`incompressible`, cleared when its records change), its records are under
-//!   `PACK_MIN` bytes, or it is a single oversized element; a chunk exactly `depth` from
-//!   an end may be either. That one-chunk margin is what keeps a push and a pop across a
-//!   chunk boundary from packing and unpacking the same chunk each time.
-//! * Pushes and pops move at most one chunk across a line (`settle`), and a chunk packed
-//!   when it crosses outwards is unpacked only after the whole margin chunk is popped, so
-//!   they stay O(element) amortized. Middle edits (LSET, LINSERT, LREM) unpack only the
+//!   plain; the others are packed unless packing did not pay (`incompressible`, cleared
+//!   when its records change), their records are under `PACK_MIN` bytes, they are a single
+//!   oversized element, or the chunk is *warm* and exactly `depth` from an end: pops
+//!   brought it near the end (and unpacked it), and it is packed again only once pushes
+//!   move it one further. That is what keeps a push and a pop across a chunk boundary from
+//!   packing and unpacking the same chunk each time, while a list that only grows packs
+//!   everything but its `depth` end chunks, as Redis does.
+//! * Pushes and pops move at most two chunks across a line (`settle`), and a chunk's pack
+//!   and unpack are each paid for by a chunk's worth of pushes or pops, so they stay
+//!   O(element) amortized. Middle edits (LSET, LINSERT, LREM) unpack only the
 //!   chunks they change and `settle_all` afterwards: O(chunks) checks, even for an LSET
 //!   near an end (packed chunks are left alone, nothing is packed twice).
 //! * Readers never unpack in place: a packed chunk a read reaches is decompressed into
@@ -211,6 +213,9 @@ struct Chunk {
     packed: u32,
     /// Packing these records was tried and did not pay (cleared when they change).
     incompressible: bool,
+    /// Unpacked because pops brought it near an end: while it stays exactly `depth` from
+    /// that end it is left plain (see `List::settle`).
+    warm: bool,
 }
 
 /// Where a forward walk over a chunk's records is; the records are passed to each step,
@@ -442,6 +447,7 @@ impl Chunk {
             count,
             packed: 0,
             incompressible: false,
+            warm: false,
         }
     }
 
@@ -501,6 +507,7 @@ impl Chunk {
             self.packed = raw.len() as u32;
             self.buf = out;
             self.head = 0;
+            self.warm = false;
         } else {
             self.incompressible = true;
         }
@@ -832,25 +839,28 @@ impl List {
         d == 0 || i < d || i + d >= self.chunks.len()
     }
 
-    /// Whether chunk `i` is more than `depth` chunks from both ends (kept packed). The
-    /// chunks exactly `depth` from an end are left as they are, packed or not, so a push
-    /// and a pop across a chunk boundary do not pack and unpack a chunk each time.
-    fn cold(&self, i: usize) -> bool {
+    /// Whether chunk `i` is exactly `depth` chunks from an end (and not nearer the other).
+    fn at_margin(&self, i: usize) -> bool {
         let d = self.depth as usize;
-        d > 0 && i > d && i + d + 1 < self.chunks.len()
+        !self.hot(i) && (i == d || i + d + 1 == self.chunks.len())
     }
 
     /// Brings chunk `i` (if any) in line with the depth: plain near the ends, packed (when
-    /// that pays) beyond the chunk at `depth` from them.
+    /// that pays) from `depth` chunks away on, except a *warm* chunk at exactly `depth`:
+    /// one that pops brought near an end and unpacked, left plain until pushes move it one
+    /// further. Without that, a push and a pop across a chunk boundary would pack and
+    /// unpack the same chunk every time.
     fn settle(&mut self, i: usize) {
-        let (hot, cold) = (self.hot(i), self.cold(i));
+        let (hot, margin) = (self.hot(i), self.at_margin(i));
         let Some(ch) = self.chunks.get_mut(i) else {
             return;
         };
         let before = ch.cap();
         if hot {
+            let was_packed = ch.packed != 0;
             ch.unpack();
-        } else if cold {
+            ch.warm |= was_packed;
+        } else if !(margin && ch.warm) {
             ch.pack();
         }
         self.buf_bytes = self.buf_bytes - before + ch.cap();
@@ -936,16 +946,15 @@ impl List {
             self.chunks.push_back(ch);
         }
         self.len += 1;
-        // The chunk that was `depth` from this end is now one beyond.
+        // The chunks that were `depth - 1` and `depth` from this end moved one further.
         let d = self.depth as usize;
         if d > 0 {
-            let i = if front {
-                Some(d + 1)
-            } else {
-                self.chunks.len().checked_sub(d + 2)
-            };
-            if let Some(i) = i {
-                self.settle(i);
+            let n = self.chunks.len();
+            for i in [d, d + 1] {
+                let i = if front { Some(i) } else { n.checked_sub(i + 1) };
+                if let Some(i) = i {
+                    self.settle(i);
+                }
             }
         }
     }
@@ -1400,7 +1409,7 @@ impl List {
             );
             if self.hot(i) {
                 assert_eq!(plain.packed, 0, "chunk {i} near an end is packed");
-            } else if self.cold(i) {
+            } else if !(plain.warm && self.at_margin(i)) {
                 assert!(!plain.packable(), "chunk {i} in the middle is not packed");
             }
             let mut unpacked = Chunk {
@@ -1659,7 +1668,7 @@ mod tests {
         let mut packed_seen = 0;
         for step in 0..200_000 {
             let mut op = r.below(100);
-            if m.len() > 3000 && op < 36 {
+            if m.len() > if depth == 0 { 3000 } else { 12_000 } && op < 36 {
                 op += 36; // turn pushes into pops/other ops to bound the size
             }
             match op {
@@ -1721,11 +1730,14 @@ mod tests {
                 }
                 79 => {
                     let n = m.len();
-                    let (s, e) = if r.below(20) == 0 {
+                    // Packed runs trim less and empty the list more rarely: packed chunks
+                    // need a longer list.
+                    let (clear, part) = if depth == 0 { (20, 8) } else { (400, 64) };
+                    let (s, e) = if r.below(clear) == 0 {
                         (n + 1, 0)
                     } else {
-                        let s = r.below(n / 8 + 1);
-                        let e = n.saturating_sub(1 + r.below(n / 8 + 1));
+                        let s = r.below(n / part + 1);
+                        let e = n.saturating_sub(1 + r.below(n / part + 1));
                         (s, e)
                     };
                     l.retain_range(s, e);
@@ -1771,7 +1783,7 @@ mod tests {
                 }
             }
             assert_eq!(l.len(), m.len());
-            if step % 1000 == 0 {
+            if step % if depth == 0 { 1000 } else { 250 } == 0 {
                 packed_seen += l.chunks.iter().filter(|c| c.packed != 0).count();
                 l.check_invariants();
                 assert_eq!(contents(&l), model_vec(&m));
@@ -2118,6 +2130,17 @@ mod tests {
                 assert!(tried <= 1, "{what}: {tried} packs for 1000 push+pop pairs");
                 assert!(moved < 64 * 1024, "{what}: {moved} bytes moved");
                 assert_eq!(l.heap_bytes(), bytes);
+                // Pushes that move the warm chunk one further pack it after all.
+                let n = l.chunks.len();
+                while l.chunks.len() < n + 2 {
+                    push(&mut l, &elem(i));
+                    i += 1;
+                }
+                l.check_invariants();
+                if what == "compressible" {
+                    let plain = l.chunks.iter().filter(|c| c.packed == 0).count();
+                    assert_eq!(plain, 2, "only the end chunks stay plain");
+                }
             }
         }
     }
@@ -2144,8 +2167,8 @@ mod tests {
             let packed_chunks = packed.chunks.iter().filter(|c| c.packed != 0).count();
             assert_eq!(
                 packed_chunks,
-                n - 4,
-                "all but the end chunks and the margin chunk next to each are packed"
+                n - 2,
+                "all but the two end chunks are packed"
             );
             let (p, c) = (plain.heap_bytes(), packed.heap_bytes());
             println!("{} elements: plain {p} B, packed {c} B", elems.len());

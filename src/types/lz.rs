@@ -20,7 +20,8 @@
 //!
 //! # Costs
 //!
-//! Compression is greedy with a 4096-entry hash table of 4-byte sequences: linear in the
+//! Compression is greedy, with one step of lazy matching (a longer match one byte on wins),
+//! and a 4096-entry hash table of 4-byte sequences: linear in the
 //! input, and it gives up as soon as the output cannot be [`MIN_GAIN`] bytes smaller than
 //! the input. Decompression is linear in the output.
 
@@ -130,7 +131,7 @@ pub fn compress(src: &[u8], out: &mut Vec<u8>) -> bool {
         }
     }
     put_run(out, &src[anchor..], None);
-    out.len() < budget
+    out.len() <= budget
 }
 
 /// Reads a length extension, refusing anything beyond `limit`.
