@@ -34,9 +34,9 @@ thread). SERVER_CPU / CLIENT_CPU in the environment change the cores.
    deliveries above 0.1%), its JSON is missing or its `status` is not "ok".
    Medians are per metric over the rounds that passed ("ok 2/3" says how many did);
    ratios are coreshard / redis of those medians.
-2. Saturation: 8 publishers at rising offered rates (--sat-rates-16 at 16 B, --sat-rates-1k
-   at 1024 B), one run per server per rate, alternating; a server that failed a rate is
-   not run at higher ones. The highest rate each held, with its deliveries per
+2. Saturation: --sat-publishers (8) publishers at rising offered rates (--sat-rates-16 at
+   16 B, --sat-rates-1k at 1024 B), one run per server per rate, alternating; a server
+   that failed a rate is not run at higher ones. The highest rate each held, with its deliveries per
    server-CPU-second, and the ratio. (Section 1 shows why: from 20k/s on, both servers'
    event loops are busy ~100% of the time and batch more per write as the rate rises.)
    It also shows how far the harness reaches on one core.
@@ -46,6 +46,7 @@ thread). SERVER_CPU / CLIENT_CPU in the environment change the cores.
    (VmRSS) over the server's RSS with one connection, divided by the connections: 1 s
    after the last reply, and settled (3 s more, past Redis's 2 s idle query-buffer shrink,
    then MEMORY PURGE to both and 0.5 s). Both servers get --maxclients --conns+100.
+   Skipped with --no-memory.
 
 Exits 1 if a server does not start or dies, or a check of this script fails; failed
 harness runs are reported in the output, which is still written, and then it exits 1.
@@ -318,8 +319,8 @@ def main(opts):
     out()
 
     n_runs = opts.rounds * (2 * len(opts.publishers) * len(opts.sizes) * len(opts.rates)
-                            + len(opts.shards2_workloads)) + 2 * (len(opts.sat_rates_16) + len(opts.sat_rates_1k))
-    estimate = n_runs * (opts.seconds + opts.warmup + 3.0) + 4 * (7 + opts.conns / 2000)
+                            + len(opts.shards2_workloads)) + 2 * len(opts.sat_publishers) * (len(opts.sat_rates_16) + len(opts.sat_rates_1k))
+    estimate = n_runs * (opts.seconds + opts.warmup + 3.0) + (0 if opts.no_memory else 4 * (7 + opts.conns / 2000))
     if estimate > opts.budget:
         sys.exit(f"pubsub-bench: {n_runs} runs would take about {estimate:.0f} s, over --budget {opts.budget:g} s: "
                  "lower --seconds, --rounds or the workload lists")
@@ -393,62 +394,66 @@ def main(opts):
         out()
 
         if opts.sat_rates_16 or opts.sat_rates_1k:
-            out("3. saturation: 8 publishers, rising offered rates, one run per server per rate (alternating);")
+            out(f"3. saturation: {'/'.join(map(str, opts.sat_publishers))} publishers, rising offered rates, one run per server per rate (alternating);")
             out("   a server is not run at higher rates once it failed. srv busy ~100% from 20k/s on: an event loop")
             out("   that is never idle sends each subscriber more messages per write as the rate rises, so")
             out("   deliveries per server-CPU-second at a fixed rate mostly follow the rate; the highest rate a")
             out("   server held at 100% of its core is its per-core capacity (as far as the harness reaches)")
             best = {}
-            for size, rates in ((16, opts.sat_rates_16), (1024, opts.sat_rates_1k)):
-                failed_at = {}
-                for r in rates:
-                    for name in ("coreshard", "redis"):
-                        if name in failed_at:
-                            out(f"  8p x {size:>4} B @ {r:>6}/s  {name:<9} skipped (failed at {failed_at[name]}/s)")
-                            continue
-                        res = harness_run(opts, servers[name], 8, size, r, f"sat-{name}-{size}-{r}", tmp)
-                        out(f"  8p x {size:>4} B @ {r:>6}/s  {name:<9} {run_line(res)}")
-                        if res["ok"]:
-                            best[(name, size)] = (r, res)
-                        else:
-                            failed_at[name] = r
+            for pubs in opts.sat_publishers:
+                for size, rates in ((16, opts.sat_rates_16), (1024, opts.sat_rates_1k)):
+                    failed_at = {}
+                    for r in rates:
+                        for name in ("coreshard", "redis"):
+                            if name in failed_at:
+                                out(f"  {pubs}p x {size:>4} B @ {r:>6}/s  {name:<9} skipped (failed at {failed_at[name]}/s)")
+                                continue
+                            res = harness_run(opts, servers[name], pubs, size, r, f"sat-{name}-{pubs}-{size}-{r}", tmp)
+                            out(f"  {pubs}p x {size:>4} B @ {r:>6}/s  {name:<9} {run_line(res)}")
+                            if res["ok"]:
+                                best[(name, pubs, size)] = (r, res)
+                            else:
+                                failed_at[name] = r
             out("   highest offered rate held (status ok, lost 0):")
-            for size in (16, 1024):
-                for name in ("coreshard", "redis"):
-                    if (name, size) in best:
-                        r, res = best[(name, size)]
-                        out(f"  {size:>4} B  {name:<9} {r:>6}/s: {fmt_rate(res['deliv_s'])} deliveries/s, "
-                            f"{fmt_rate(res['per_cpu'])} deliveries per server-CPU-second "
-                            f"(server busy {100 * res['server_busy']:.0f}%), p99 {res['p99']:.3f} ms")
-                    else:
-                        out(f"  {size:>4} B  {name:<9} none held")
-                c, rd = best.get(("coreshard", size)), best.get(("redis", size))
-                if c and rd:
-                    out(f"  {size:>4} B  coreshard / redis at each one's highest held rate: deliveries per "
-                        f"server-CPU-second {c[1]['per_cpu'] / rd[1]['per_cpu']:.2f}x"
-                        f"{' (coreshard held every rate tried: a lower bound)' if c[0] == max(opts.sat_rates_16 if size == 16 else opts.sat_rates_1k) else ''}")
+            for pubs in opts.sat_publishers:
+                for size in (16, 1024):
+                    for name in ("coreshard", "redis"):
+                        if (name, pubs, size) in best:
+                            r, res = best[(name, pubs, size)]
+                            out(f"  {pubs}p {size:>4} B  {name:<9} {r:>6}/s: {fmt_rate(res['deliv_s'])} deliveries/s, "
+                                f"{fmt_rate(res['per_cpu'])} deliveries per server-CPU-second "
+                                f"(server busy {100 * res['server_busy']:.0f}%), p99 {res['p99']:.3f} ms")
+                        else:
+                            out(f"  {pubs}p {size:>4} B  {name:<9} none held")
+                    c, rd = best.get(("coreshard", pubs, size)), best.get(("redis", pubs, size))
+                    if c and rd:
+                        top = max(opts.sat_rates_16 if size == 16 else opts.sat_rates_1k)
+                        out(f"  {pubs}p {size:>4} B  coreshard / redis at each one's highest held rate: deliveries per "
+                            f"server-CPU-second {c[1]['per_cpu'] / rd[1]['per_cpu']:.2f}x"
+                            f"{' (coreshard held every rate tried: a lower bound)' if c[0] == top else ''}")
             out()
     finally:
         for srv in servers.values():
             srv.stop()
 
-    out(f"4. memory per idle connection: {opts.conns} connections to a fresh server, RSS growth / connections")
-    extra = ["--maxclients", str(opts.conns + 100)]
-    mem = {}
-    for subscribe in (False, True):
-        for name, make in (("coreshard", lambda: coreshard(opts, "coreshard-mem", 1, SERVER_CPU, extra)),
-                           ("redis", lambda: redis("redis-mem", extra))):
-            m = memory_case(opts, make, subscribe, opts.conns)
-            mem[(name, subscribe)] = m
-            what = "each SUBSCRIBEd to its own channel" if subscribe else "idle (nothing sent)"
-            out(f"  {name:<9} {what:<35} RSS {m['rss0'] / 2**20:6.1f} -> {m['rss1'] / 2**20:6.1f} MiB at 1 s "
-                f"({m['at1']:5.0f} B/conn) -> {m['rss2'] / 2**20:6.1f} MiB settled = {m['settled']:5.0f} B per "
-                f"connection  (MEMORY PURGE: {m['purge']!r}; set up in {m['setup_s']:.1f} s)")
-    for subscribe in (False, True):
-        c, r = mem[("coreshard", subscribe)]["settled"], mem[("redis", subscribe)]["settled"]
-        out(f"  {'subscribed' if subscribe else 'idle':<10} settled: coreshard / redis = {c / r:.2f}x"
-            if r > 0 else "  -")
-    out()
+    if not opts.no_memory:
+        out(f"4. memory per idle connection: {opts.conns} connections to a fresh server, RSS growth / connections")
+        extra = ["--maxclients", str(opts.conns + 100)]
+        mem = {}
+        for subscribe in (False, True):
+            for name, make in (("coreshard", lambda: coreshard(opts, "coreshard-mem", 1, SERVER_CPU, extra)),
+                               ("redis", lambda: redis("redis-mem", extra))):
+                m = memory_case(opts, make, subscribe, opts.conns)
+                mem[(name, subscribe)] = m
+                what = "each SUBSCRIBEd to its own channel" if subscribe else "idle (nothing sent)"
+                out(f"  {name:<9} {what:<35} RSS {m['rss0'] / 2**20:6.1f} -> {m['rss1'] / 2**20:6.1f} MiB at 1 s "
+                    f"({m['at1']:5.0f} B/conn) -> {m['rss2'] / 2**20:6.1f} MiB settled = {m['settled']:5.0f} B per "
+                    f"connection  (MEMORY PURGE: {m['purge']!r}; set up in {m['setup_s']:.1f} s)")
+        for subscribe in (False, True):
+            c, r = mem[("coreshard", subscribe)]["settled"], mem[("redis", subscribe)]["settled"]
+            out(f"  {'subscribed' if subscribe else 'idle':<10} settled: coreshard / redis = {c / r:.2f}x"
+                if r > 0 else "  -")
+        out()
     out(f"at end: {bc.load_note()}; took {time.time() - t_start:.0f} s")
     failed = sum(1 for v in runs.values() for r in v if not r["ok"])
     if failed:
@@ -481,7 +486,9 @@ def parse_args():
                     help="saturation section: offered rates at 16 B ('' for none)")
     ap.add_argument("--sat-rates-1k", type=ints, default=[40000, 80000],
                     help="saturation section: offered rates at 1024 B ('' for none)")
+    ap.add_argument("--sat-publishers", type=ints, default=[8], help="publisher counts for the saturation runs")
     ap.add_argument("--conns", type=int, default=10000)
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory-per-connection section")
     ap.add_argument("--budget", type=float, default=570, help="seconds the whole script may take")
     ap.add_argument("--out", default=os.path.join(bc.ROOT, "docs/evidence/pubsub-bench.txt"))
     return ap.parse_args()
