@@ -403,3 +403,53 @@ fn timeouts_racing_pushes_keep_the_queue_in_order() {
         "every element once, in push order"
     );
 }
+
+/// A BLPOP over keys of two shards pops from the first key that has elements, as Redis
+/// does, even while transactions hold that key's lock now and then: the first key's shard
+/// refusing a claim under the lock must not let the later key's element go instead.
+#[test]
+fn a_locked_first_key_is_waited_for_not_skipped() {
+    let server = Server::start(&["--shards", "4", "--appendonly", "no"]);
+    let first = keys_on("first", 1, 4, 1).remove(0);
+    let second = keys_on("second", 2, 4, 1).remove(0);
+    let c = &mut server.client();
+    const N: usize = 300;
+    for key in [&first, &second] {
+        let items: Vec<String> = (0..N + 10).map(|i| i.to_string()).collect();
+        redis::cmd("RPUSH")
+            .arg(key)
+            .arg(items)
+            .query::<i64>(c)
+            .unwrap();
+    }
+    let stop = Arc::new(Mutex::new(false));
+    let locker = {
+        let (stop, first) = (Arc::clone(&stop), first.clone());
+        let mut t = server.client();
+        thread::spawn(move || {
+            while !*stop.lock().unwrap() {
+                let _: Vec<i64> = redis::pipe()
+                    .atomic()
+                    .cmd("LLEN")
+                    .arg(&first)
+                    .query(&mut t)
+                    .unwrap();
+            }
+        })
+    };
+    let mut from_second = 0;
+    for _ in 0..N {
+        let (key, _): (String, String) = q(c, &["BLPOP", &first, &second, "0"]).unwrap();
+        if key == second {
+            from_second += 1;
+        }
+    }
+    *stop.lock().unwrap() = true;
+    locker.join().unwrap();
+    assert_eq!(
+        from_second, 0,
+        "pops from the second key while the first had elements"
+    );
+    assert_eq!(q::<i64>(c, &["LLEN", &second]).unwrap(), (N + 10) as i64);
+    assert_eq!(q::<i64>(c, &["LLEN", &first]).unwrap(), 10);
+}

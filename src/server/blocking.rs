@@ -113,8 +113,15 @@ struct Blocked {
     pending_initial: usize,
     /// Offers received while registering (key position, shard), or queued behind a claim.
     offers: VecDeque<(u32, ShardId)>,
-    /// The shard asked to serve, while its answer is in flight.
+    /// The shard asked to serve, while its answer is in flight, and the key position of
+    /// the offer claimed.
     claim: Option<ShardId>,
+    claim_pos: u32,
+    /// A claim refused because a transaction held the key (`Served { busy }`): its shard
+    /// and the key's position. Later keys are not claimed meanwhile (Redis serves the
+    /// first key that has elements); the shard's next offer, or its `Offer { pos: None }`,
+    /// ends the hold.
+    held: Option<(ShardId, u32)>,
     /// The timeout passed (or CLIENT UNBLOCK) while a claim was in flight.
     expired: Option<OpResult>,
     /// The client is gone: a served reply is pushed back.
@@ -177,6 +184,9 @@ pub struct Blocking {
     /// Keys whose waiters were refused under a transaction's lock: offered again once
     /// locks are released.
     retry: Vec<Bytes>,
+    /// Waiters refused that way: their coordinators hold on until these keys are offered
+    /// again or said to have nothing left.
+    held_back: Vec<WaiterId>,
     /// Takes that wait for an earlier waiter of the same key to take or let go first.
     deferred_takes: Vec<(ShardId, WaiterId)>,
     /// Blocked moves running as transactions (by transaction id): the waiter and its
@@ -253,10 +263,13 @@ pub enum BlockMsg {
     },
     /// Serve the waiter now.
     Take { waiter: WaiterId },
-    /// The waiter's pop (`None`: nothing left; it stays queued).
+    /// The waiter's pop (`None`: nothing left; it stays queued). `busy`: nothing popped
+    /// because a transaction holds the key; it is offered again (or, if it has nothing
+    /// left by then, `Offer { pos: None }` says so) once the locks are released.
     Served {
         waiter: WaiterId,
         popped: Option<Popped>,
+        busy: bool,
     },
     /// Forget the waiter.
     Unblock { waiter: WaiterId },
@@ -503,6 +516,8 @@ impl Server {
                 pending_initial: shards.len(),
                 offers: VecDeque::new(),
                 claim: None,
+                claim_pos: 0,
+                held: None,
                 expired: None,
                 dead: false,
                 timer: None,
@@ -553,7 +568,11 @@ impl Server {
                 early,
             } => self.on_offer(ctx, from, waiter.1, pos, initial, early),
             BlockMsg::Take { waiter } => self.on_take(ctx, from, waiter),
-            BlockMsg::Served { waiter, popped } => self.on_served(ctx, from, waiter.1, popped),
+            BlockMsg::Served {
+                waiter,
+                popped,
+                busy,
+            } => self.on_served(ctx, from, waiter.1, popped, busy),
             BlockMsg::Unblock { waiter } => {
                 self.forget_waiter(ctx, waiter);
                 self.retry_takes(ctx);
@@ -901,6 +920,12 @@ impl Server {
         if let Some(p) = pos {
             b.offers.push_back((p, from));
         }
+        // The shard that refused a claim under a lock offers again, or says it has
+        // nothing left: either ends the hold, and the earliest key goes first again.
+        if !initial && b.held.is_some_and(|(shard, _)| shard == from) {
+            b.held = None;
+            b.offers.make_contiguous().sort_by_key(|(p, _)| *p);
+        }
         if let Some(out) = early {
             b.early.push(out);
         }
@@ -922,8 +947,14 @@ impl Server {
         if b.claim.is_some() || b.pending_initial > 0 {
             return;
         }
-        if let Some((_, shard)) = b.offers.pop_front() {
+        let next = if b.held.is_none() {
+            b.offers.pop_front()
+        } else {
+            None
+        };
+        if let Some((pos, shard)) = next {
             b.claim = Some(shard);
+            b.claim_pos = pos;
             let msg = BlockMsg::Take {
                 waiter: (self.shard, id),
             };
@@ -1030,6 +1061,7 @@ impl Server {
             let msg = BlockMsg::Served {
                 waiter,
                 popped: None,
+                busy: false,
             };
             return ctx.send(from, Msg::Block(msg));
         };
@@ -1059,6 +1091,7 @@ impl Server {
                     let msg = BlockMsg::Served {
                         waiter,
                         popped: None,
+                        busy: false,
                     };
                     return ctx.send(from, Msg::Block(msg));
                 }
@@ -1081,9 +1114,11 @@ impl Server {
             self.blocking
                 .retry
                 .extend(keys.iter().map(|(_, k)| k.clone()));
+            self.blocking.held_back.push(waiter);
             let msg = BlockMsg::Served {
                 waiter,
                 popped: None,
+                busy: true,
             };
             return ctx.send(from, Msg::Block(msg));
         }
@@ -1107,7 +1142,11 @@ impl Server {
                     restore: None,
                     move_from: Some(k),
                 });
-                let msg = BlockMsg::Served { waiter, popped };
+                let msg = BlockMsg::Served {
+                    waiter,
+                    popped,
+                    busy: false,
+                };
                 return self.send_observed(ctx, from, Msg::Block(msg));
             }
         }
@@ -1126,11 +1165,22 @@ impl Server {
             }
             self.forget_waiter(ctx, waiter);
         }
-        let msg = BlockMsg::Served { waiter, popped };
+        let msg = BlockMsg::Served {
+            waiter,
+            popped,
+            busy: false,
+        };
         self.send_observed(ctx, from, Msg::Block(msg));
     }
 
-    fn on_served(&mut self, ctx: &mut Ctx<Server>, from: ShardId, id: u64, popped: Option<Popped>) {
+    fn on_served(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        from: ShardId,
+        id: u64,
+        popped: Option<Popped>,
+        busy: bool,
+    ) {
         let Some(b) = self.blocking.coord.get_mut(&id) else {
             // Served directly while its wait ended here (timeout, CLIENT UNBLOCK,
             // disconnect): put back what was popped for nobody.
@@ -1141,6 +1191,9 @@ impl Server {
         };
         b.claim = None;
         let Some(popped) = popped else {
+            if busy {
+                b.held = Some((from, b.claim_pos));
+            }
             return self.try_claim(ctx, id);
         };
         let (conn, dead, op) = (b.conn, b.dead, b.op.clone());
@@ -1345,12 +1398,30 @@ impl Server {
 
     /// Locks were released: offer again what waited for them.
     pub fn retry_blocked(&mut self, ctx: &mut Ctx<Server>) {
-        if self.blocking.retry.is_empty() {
+        if self.blocking.retry.is_empty() && self.blocking.held_back.is_empty() {
             return;
         }
         let keys = std::mem::take(&mut self.blocking.retry);
         for k in keys {
             self.offer_key(ctx, &k);
+        }
+        // A refused waiter not offered again has nothing left here: its coordinator may
+        // go on to its later keys.
+        for w in std::mem::take(&mut self.blocking.held_back) {
+            if self
+                .blocking
+                .waiters
+                .get(&w)
+                .is_some_and(|x| x.offered.is_none())
+            {
+                let msg = BlockMsg::Offer {
+                    waiter: w,
+                    pos: None,
+                    initial: false,
+                    early: None,
+                };
+                ctx.send(w.0, Msg::Block(msg));
+            }
         }
     }
 
