@@ -453,3 +453,45 @@ fn a_locked_first_key_is_waited_for_not_skipped() {
     assert_eq!(q::<i64>(c, &["LLEN", &second]).unwrap(), (N + 10) as i64);
     assert_eq!(q::<i64>(c, &["LLEN", &first]).unwrap(), 10);
 }
+
+/// The other way out of that hold: a transaction that empties the first key while a
+/// claim on it waits must let the blocked client go on to the later key (no hang, no
+/// element lost or doubled). Races are not deterministic; many rounds cover them.
+#[test]
+fn a_first_key_emptied_under_the_lock_releases_the_waiter() {
+    let server = Server::start(&["--shards", "4", "--appendonly", "no"]);
+    let first = keys_on("efirst", 1, 4, 1).remove(0);
+    let second = keys_on("esecond", 2, 4, 1).remove(0);
+    let other = keys_on("eother", 3, 4, 1).remove(0);
+    let c = &mut server.client();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut t = server.client();
+    for round in 0..200 {
+        q::<i64>(c, &["RPUSH", &first, "x"]).unwrap();
+        q::<i64>(c, &["RPUSH", &second, "y"]).unwrap();
+        let (first2, other2) = (first.clone(), other.clone());
+        let emptier = thread::spawn(move || {
+            // LPOP under a cross-shard transaction's locks.
+            let (popped, _): (Option<String>, i64) = redis::pipe()
+                .atomic()
+                .cmd("LPOP")
+                .arg(&first2)
+                .cmd("INCR")
+                .arg(&other2)
+                .query(&mut t)
+                .unwrap();
+            (popped, t)
+        });
+        let (key, value): (String, String) = q(c, &["BLPOP", &first, &second, "0"])
+            .unwrap_or_else(|e| panic!("round {round}: BLPOP did not come back: {e}"));
+        let (popped, back) = emptier.join().unwrap();
+        t = back;
+        // Exactly one of the two took "x"; the other element is where it was.
+        match (key == first, popped.is_some()) {
+            (true, false) => assert_eq!(value, "x"),
+            (false, true) => assert_eq!((key.as_str(), value.as_str()), (second.as_str(), "y")),
+            other => panic!("round {round}: BLPOP got {key}={value}, LPOP {popped:?} ({other:?})"),
+        }
+        q::<()>(c, &["DEL", &first, &second]).unwrap();
+    }
+}
