@@ -16,8 +16,6 @@ mod script;
 mod server;
 mod settings;
 mod stats;
-#[cfg(test)]
-mod testutil;
 mod types;
 mod watch;
 

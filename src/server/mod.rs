@@ -99,6 +99,18 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+
+    /// A generator from `seed` (not 0), for repeatable randomized tests.
+    #[cfg(test)]
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// A number below `n` (`n > 0`).
+    #[cfg(test)]
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
 }
 
 /// One shard's server: its slice of the keyspace and its connections' protocol state.

@@ -202,7 +202,7 @@ pub fn decompress(src: &[u8], size: usize) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::Rng;
+    use crate::server::Rng;
 
     fn round_trip(src: &[u8]) -> Option<usize> {
         let mut out = Vec::new();
@@ -229,7 +229,7 @@ mod tests {
     fn runs_and_long_lengths_round_trip() {
         // One byte repeated (overlapping matches), long literal runs, long matches.
         round_trip(&[7u8; 10_000]).expect("compressible");
-        let mut rng = Rng(0x1234_5678);
+        let mut rng = Rng::seeded(0x1234_5678);
         let noise: Vec<u8> = (0..3000).map(|_| rng.next() as u8).collect();
         let mut src = noise.clone();
         src.extend_from_slice(&noise);
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn incompressible_input_is_refused() {
-        let mut rng = Rng(99);
+        let mut rng = Rng::seeded(99);
         let noise: Vec<u8> = (0..8192).map(|_| rng.next() as u8).collect();
         assert_eq!(round_trip(&noise), None);
         assert_eq!(round_trip(b""), None);
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn random_inputs_round_trip() {
-        let mut rng = Rng(0xDEAD_BEEF);
+        let mut rng = Rng::seeded(0xDEAD_BEEF);
         for _ in 0..2000 {
             let n = rng.below(3000);
             let alphabet = 1 + rng.below(20) as u64;
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn any_bytes_never_panic_the_decoder() {
-        let mut rng = Rng(42);
+        let mut rng = Rng::seeded(42);
         let mut src = Vec::new();
         for i in 0..300 {
             src.extend_from_slice(format!("item-{}", i % 37).as_bytes());

@@ -101,6 +101,13 @@ fn wait_error(log: &ShardLog, failing: bool, within: Duration, what: &str) {
     }
 }
 
+/// Append one record, hand it over and wait (up to 10 s) until it is durable.
+fn append_durable(log: &mut ShardLog, payload: &[u8]) {
+    let lsn = log.append(0, payload);
+    log.flush();
+    assert!(wait_durable(log, lsn, Duration::from_secs(10)));
+}
+
 fn wait_durable(log: &ShardLog, lsn: u64, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while log.durable() < lsn {
@@ -893,9 +900,7 @@ fn leaving_no_retries_failed_segment_syncs() {
     thread::sleep(Duration::from_millis(250)); // several retries
     let before = wal.stats().fsyncs;
     shared.set_fault(Fault::None);
-    let lsn = logs[0].append(0, &payload(0, 120, 100));
-    logs[0].flush();
-    assert!(wait_durable(&logs[0], lsn, Duration::from_secs(10)));
+    append_durable(&mut logs[0], &payload(0, 120, 100));
     let synced = wal.stats().fsyncs - before;
     // Every closed segment (the preparer's spare aside) and the current one were synced
     // once the disk recovered, then the new record under `Always`.
@@ -944,9 +949,7 @@ fn backing_out_to_no_clears_the_sync_error() {
         Duration::from_secs(5),
         "the error must clear under No",
     );
-    let lsn = logs[0].append(0, &payload(0, 60, 100));
-    logs[0].flush();
-    assert!(wait_durable(&logs[0], lsn, Duration::from_secs(10)));
+    append_durable(&mut logs[0], &payload(0, 60, 100));
     shared.set_fault(Fault::None);
     wal.shutdown().unwrap();
 }
@@ -963,16 +966,12 @@ fn everysec_sync_failure_is_reported_until_a_sync_succeeds() {
     let mut i = 0;
     while logs[0].error().is_none() {
         assert!(Instant::now() < deadline, "a failing sync must be reported");
-        let lsn = logs[0].append(0, &payload(0, i, 30));
-        logs[0].flush();
-        assert!(wait_durable(&logs[0], lsn, Duration::from_secs(10)));
+        append_durable(&mut logs[0], &payload(0, i, 30));
         i += 1;
         thread::sleep(Duration::from_millis(10));
     }
     // Writes keep succeeding, the error stays.
-    let lsn = logs[0].append(0, b"more");
-    logs[0].flush();
-    assert!(wait_durable(&logs[0], lsn, Duration::from_secs(10)));
+    append_durable(&mut logs[0], b"more");
     assert!(logs[0].error().unwrap().contains("fdatasync"));
     shared.set_fault(Fault::None);
     wait_error(
@@ -1106,9 +1105,7 @@ fn everysec_publishes_on_write_and_syncs_rarely() {
     let (wal, mut logs, _) = open(config(&tmp.0, FsyncPolicy::EverySec, 1 << 20), 1).unwrap();
     let started = Instant::now();
     for i in 0..2000 {
-        let lsn = logs[0].append(0, &payload(0, i, 20));
-        logs[0].flush();
-        assert!(wait_durable(&logs[0], lsn, Duration::from_secs(10)));
+        append_durable(&mut logs[0], &payload(0, i, 20));
     }
     let stats = wal.stats();
     let secs = started.elapsed().as_secs();
