@@ -132,6 +132,15 @@ pub struct Args {
     /// also compacts the log, once any pair is met); empty: only SAVE/BGSAVE.
     #[arg(long, default_value = "3600 1 300 100 60 10000", value_parser = crate::persist::snapshot::parse_schedule)]
     pub save: crate::persist::snapshot::Schedule,
+    /// Redis's `auto-aof-rewrite-percentage`: compact the log (take a snapshot) once the
+    /// snapshot and the log after it have grown by this many percent over their size after
+    /// the last compaction or at start; 0: never because of size.
+    #[arg(long, default_value_t = crate::settings::REWRITE_PERCENTAGE, value_parser = clap::value_parser!(u64).range(0..=i32::MAX as u64))]
+    pub auto_aof_rewrite_percentage: u64,
+    /// Redis's `auto-aof-rewrite-min-size`: no compaction because of size while the
+    /// snapshot and the log after it are smaller than this.
+    #[arg(long, default_value = "64mb", value_parser = parse_memory)]
+    pub auto_aof_rewrite_min_size: usize,
     /// Commands that take at least this many microseconds go to the slow log (SLOWLOG);
     /// negative: none, 0: every command.
     #[arg(long, default_value_t = crate::settings::SLOWLOG_SLOWER_THAN, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
@@ -301,6 +310,8 @@ impl ServerConfig {
                 r.set_percentiles(args.latency_tracking_info_percentiles.0.clone());
                 r.set_latency_threshold(args.latency_monitor_threshold);
                 r.set_appendfsync(&args.appendfsync);
+                r.set_rewrite_percentage(args.auto_aof_rewrite_percentage);
+                r.set_rewrite_min_size(args.auto_aof_rewrite_min_size as u64);
                 r
             }),
             config_file: None,

@@ -27,7 +27,16 @@ pub struct Runtime {
     latency_threshold: AtomicU64,
     /// `appendfsync`: 0 always, 1 everysec, 2 no.
     appendfsync: AtomicU8,
+    /// `auto-aof-rewrite-percentage` (0: no compaction by size).
+    rewrite_percentage: AtomicU64,
+    /// `auto-aof-rewrite-min-size` in bytes.
+    rewrite_min_size: AtomicU64,
 }
+
+/// Redis's default `auto-aof-rewrite-percentage`.
+pub const REWRITE_PERCENTAGE: u64 = 100;
+/// Redis's default `auto-aof-rewrite-min-size`: 64 MiB.
+pub const REWRITE_MIN_SIZE: u64 = 64 << 20;
 
 /// `appendfsync` values, in the order of their codes.
 pub const APPENDFSYNC: [&str; 3] = ["always", "everysec", "no"];
@@ -44,7 +53,28 @@ impl Runtime {
             percentiles: RwLock::new(PERCENTILES.to_vec()),
             latency_threshold: AtomicU64::new(0),
             appendfsync: AtomicU8::new(0),
+            rewrite_percentage: AtomicU64::new(REWRITE_PERCENTAGE),
+            rewrite_min_size: AtomicU64::new(REWRITE_MIN_SIZE),
         }
+    }
+
+    /// When the log is compacted by size: (`auto-aof-rewrite-percentage`,
+    /// `auto-aof-rewrite-min-size`).
+    pub fn auto_rewrite(&self) -> (u64, u64) {
+        (
+            self.rewrite_percentage.load(Relaxed),
+            self.rewrite_min_size.load(Relaxed),
+        )
+    }
+
+    /// Set `auto-aof-rewrite-percentage`.
+    pub fn set_rewrite_percentage(&self, percent: u64) {
+        self.rewrite_percentage.store(percent, Relaxed);
+    }
+
+    /// Set `auto-aof-rewrite-min-size`.
+    pub fn set_rewrite_min_size(&self, bytes: u64) {
+        self.rewrite_min_size.store(bytes, Relaxed);
     }
 
     /// The `appendfsync` policy's name.

@@ -394,3 +394,81 @@ fn appendfsync_changes_at_run_time() {
         vec!["appendfsync", "everysec"]
     );
 }
+
+/// Bytes of the files in the data directory: what persistence costs on disk.
+fn dir_bytes(dir: &DataDir) -> u64 {
+    std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The log is compacted by size (Redis's `auto-aof-rewrite-percentage` / `-min-size`):
+/// with scheduled snapshots off, overwriting the same 50 keys grows only the log; once it
+/// passes the minimum size and has doubled since the last snapshot, a snapshot replaces
+/// it, so the directory stays small however much is written. Percentage 0 turns that off
+/// (CONFIG SET turns it back on), INFO reports the sizes, and everything survives kill -9
+/// after compactions.
+#[test]
+fn the_log_is_compacted_once_it_outgrows_the_last_snapshot() {
+    let dir = DataDir::new("autorewrite");
+    let extra = [
+        "--save",
+        "",
+        "--wal-segment-size",
+        "64kb",
+        "--auto-aof-rewrite-min-size",
+        "256kb",
+        "--auto-aof-rewrite-percentage",
+        "0",
+    ];
+    let mut s = start(&dir, 2, &extra);
+    let c = &mut s.client();
+    let value = |round: usize, i: usize| format!("{round}:{i}:{}", "x".repeat(1000));
+    let write_rounds = |c: &mut redis::Connection, rounds: std::ops::Range<usize>| {
+        for round in rounds {
+            let mut p = redis::pipe();
+            for i in 0..50 {
+                p.cmd("SET").arg(format!("k{i}")).arg(value(round, i)).ignore();
+            }
+            p.query::<()>(c).unwrap();
+        }
+    };
+    // Off: 1 MB of log, and no snapshot over the next two ticks of the once-a-second check.
+    write_rounds(c, 0..20);
+    assert!(info_u64(c, "aof_current_size") > 1_000_000);
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(info_u64(c, "rdb_saves"), 0, "percentage 0 compacts nothing");
+    assert!(dir_bytes(&dir) > 1_000_000);
+
+    // On: compacted down to about one copy of the 50 keys.
+    q::<()>(c, &["CONFIG", "SET", "auto-aof-rewrite-percentage", "100"]).unwrap();
+    common::eventually("a compaction by size", || {
+        info_u64(c, "rdb_saves") >= 1 && dir_bytes(&dir) < 400_000
+    });
+    let base = info_u64(c, "aof_base_size");
+    assert!((50_000..256_000).contains(&base), "base size {base}");
+    assert!(info_u64(c, "aof_current_size") >= base);
+
+    // 3 MB more: compacted again, the directory back under 400 KB.
+    write_rounds(c, 20..80);
+    common::eventually("compaction keeps up", || {
+        info_u64(c, "rdb_saves") >= 2 && dir_bytes(&dir) < 400_000
+    });
+    write_rounds(c, 80..81);
+    s.kill9();
+
+    let s = start(&dir, 3, &extra);
+    let c = &mut s.client();
+    for i in 0..50 {
+        let got: Option<String> = q(c, &["GET", &format!("k{i}")]).unwrap();
+        assert_eq!(got.as_deref(), Some(value(80, i).as_str()), "k{i}");
+    }
+    assert_eq!(q::<i64>(c, &["DBSIZE"]).unwrap(), 50);
+    // At start the base is what was recovered: the snapshot and the log after it.
+    assert_eq!(
+        info_u64(c, "aof_base_size"),
+        info_u64(c, "aof_current_size")
+    );
+}

@@ -9,7 +9,7 @@ use crate::server::reply::Agg;
 use crate::server::Server;
 
 /// Parameters CONFIG SET can change here (the memory ones are `evict.rs`'s).
-const MUTABLE: [&str; 18] = [
+const MUTABLE: [&str; 20] = [
     "maxmemory",
     "maxmemory-policy",
     "maxmemory-samples",
@@ -28,11 +28,13 @@ const MUTABLE: [&str; 18] = [
     "latency-monitor-threshold",
     "appendfsync",
     "list-compress-depth",
+    "auto-aof-rewrite-percentage",
+    "auto-aof-rewrite-min-size",
 ];
 
 /// Defaults of the parameters CONFIG REWRITE may append (a value equal to its default is
 /// not written).
-const DEFAULTS: [(&str, &str); 17] = [
+const DEFAULTS: [(&str, &str); 19] = [
     ("appendfsync", "always"),
     ("maxmemory", "0"),
     ("maxmemory-policy", "noeviction"),
@@ -50,6 +52,8 @@ const DEFAULTS: [(&str, &str); 17] = [
     ("latency-tracking-info-percentiles", "50 99 99.9"),
     ("latency-monitor-threshold", "0"),
     ("list-compress-depth", "1"),
+    ("auto-aof-rewrite-percentage", "100"),
+    ("auto-aof-rewrite-min-size", "67108864"),
 ];
 
 /// The parameters CONFIG GET answers, with their current values.
@@ -83,6 +87,11 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
             if c.dir.is_some() { "yes" } else { "no" }.into(),
         ),
         ("appendfsync", rt.appendfsync().to_string()),
+        (
+            "auto-aof-rewrite-percentage",
+            rt.auto_rewrite().0.to_string(),
+        ),
+        ("auto-aof-rewrite-min-size", rt.auto_rewrite().1.to_string()),
         (
             "notify-keyspace-events",
             crate::notify::format(crate::notify::flags()),
@@ -148,6 +157,8 @@ enum Setting {
     Appendfsync(String),
     LatencyThreshold(u64),
     ListCompressDepth(u32),
+    RewritePercentage(u64),
+    RewriteMinSize(u64),
 }
 
 /// An integer parameter in `lo..=hi`, with Redis's errors.
@@ -203,6 +214,16 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
         "list-compress-depth" => {
             Setting::ListCompressDepth(int_in(name, value, 0, INT_MAX)? as u32)
         }
+        "auto-aof-rewrite-percentage" => {
+            Setting::RewritePercentage(int_in(name, value, 0, INT_MAX)? as u64)
+        }
+        "auto-aof-rewrite-min-size" => Setting::RewriteMinSize(
+            crate::config::parse_memory(value)
+                .ok()
+                .and_then(|n| i64::try_from(n).ok())
+                .ok_or_else(|| failed(name, "argument must be a memory value"))?
+                as u64,
+        ),
         "appendfsync" => {
             if !crate::settings::APPENDFSYNC.contains(&value.to_ascii_lowercase().as_str()) {
                 return Err(failed(
@@ -230,6 +251,8 @@ fn apply(s: &Server, setting: Setting) {
         Setting::Percentiles(p) => rt.set_percentiles(p),
         Setting::LatencyThreshold(ms) => rt.set_latency_threshold(ms),
         Setting::ListCompressDepth(d) => crate::types::list::set_compress_depth(d),
+        Setting::RewritePercentage(p) => rt.set_rewrite_percentage(p),
+        Setting::RewriteMinSize(n) => rt.set_rewrite_min_size(n),
         Setting::Appendfsync(name) => {
             rt.set_appendfsync(&name);
             if let Some(wal) = &s.wal {

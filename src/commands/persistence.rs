@@ -51,16 +51,25 @@ pub fn bgrewriteaof(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: 
 }
 
 impl Server {
-    /// Shard 0, once a second: start a snapshot when the `--save` schedule says so.
+    /// Shard 0, once a second: start a snapshot when the `--save` schedule says so, or when
+    /// the log has grown enough to compact (`auto-aof-rewrite-percentage` / `-min-size`).
     pub fn save_tick(&mut self, ctx: &mut Ctx<Server>) {
         use std::sync::atomic::Ordering::Relaxed;
+        let Some(wal) = self.wal.as_ref() else {
+            return;
+        };
+        let now_ms = crate::server::ops::unix_ms();
         let last = snapshot::LAST_SAVE.load(Relaxed);
         let since = if last == 0 {
             self.config.started.elapsed().as_secs()
         } else {
-            (crate::server::ops::unix_ms() / 1000).saturating_sub(last)
+            (now_ms / 1000).saturating_sub(last)
         };
-        if snapshot::due(&self.config.runtime.save().0, since) && snapshot::begin() {
+        let (percent, min_size) = self.config.runtime.auto_rewrite();
+        let current = snapshot::current_size(wal.log_bytes());
+        let due = snapshot::due(&self.config.runtime.save().0, since)
+            || snapshot::rewrite_due(percent, min_size, current, now_ms);
+        if due && snapshot::begin() {
             let id = crate::server::ops::unix_ms();
             // No client waits for this one: the transaction has no reply position.
             let nobody = ConnId::from_u64(u64::MAX);

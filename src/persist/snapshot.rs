@@ -27,6 +27,69 @@ pub static CHANGES: AtomicU64 = AtomicU64::new(0);
 /// `CHANGES` when the last snapshot started.
 static CHANGES_AT_SAVE: AtomicU64 = AtomicU64::new(0);
 
+// The persisted size, as Redis reports its AOF's (`aof_current_size`, `aof_base_size`):
+// the newest snapshot plus the log after its start, which is what a snapshot replaces.
+/// Bytes of the newest snapshot's files.
+static SNAPSHOT_BYTES: AtomicU64 = AtomicU64::new(0);
+/// `Wal::log_bytes` when the newest snapshot started (0 for the one recovered at start:
+/// the running total counts from its start).
+static LOG_AT_SNAPSHOT: AtomicU64 = AtomicU64::new(0);
+/// The size at start or after the last snapshot (`aof_base_size`).
+static BASE_SIZE: AtomicU64 = AtomicU64::new(0);
+/// Snapshots that failed in a row, and when the last one failed (Unix ms): compaction by
+/// size backs off after failures rather than rewriting a full disk every second.
+static FAILED_IN_A_ROW: AtomicU64 = AtomicU64::new(0);
+static FAILED_AT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Note what recovery found: the snapshot's size and the log bytes after its start.
+pub fn recovered(snapshot_bytes: u64, log_bytes: u64) {
+    SNAPSHOT_BYTES.store(snapshot_bytes, Ordering::Relaxed);
+    LOG_AT_SNAPSHOT.store(0, Ordering::Relaxed);
+    BASE_SIZE.store(snapshot_bytes.saturating_add(log_bytes), Ordering::Relaxed);
+}
+
+/// A snapshot of `snapshot_bytes` was published, which started at log total
+/// `log_at_start`; the log total is `log_now`.
+pub fn published(snapshot_bytes: u64, log_at_start: u64, log_now: u64) {
+    SNAPSHOT_BYTES.store(snapshot_bytes, Ordering::Relaxed);
+    LOG_AT_SNAPSHOT.store(log_at_start, Ordering::Relaxed);
+    BASE_SIZE.store(current_size(log_now), Ordering::Relaxed);
+}
+
+/// The persisted size now (`aof_current_size`), given the log total `log_now`.
+pub fn current_size(log_now: u64) -> u64 {
+    SNAPSHOT_BYTES
+        .load(Ordering::Relaxed)
+        .saturating_add(log_now.saturating_sub(LOG_AT_SNAPSHOT.load(Ordering::Relaxed)))
+}
+
+/// The size at start or after the last snapshot (`aof_base_size`).
+pub fn base_size() -> u64 {
+    BASE_SIZE.load(Ordering::Relaxed)
+}
+
+/// Whether the persisted size `current` calls for a compaction (Redis's
+/// `auto-aof-rewrite-percentage` / `-min-size` rule: above the minimum size and grown by at
+/// least `percent` over the base; `percent` 0: never). After failed snapshots it waits a
+/// minute, doubling per further failure up to an hour (Redis limits failed AOF rewrites
+/// likewise).
+pub fn rewrite_due(percent: u64, min_size: u64, current: u64, now_ms: u64) -> bool {
+    if percent == 0 || current <= min_size {
+        return false;
+    }
+    let failures = FAILED_IN_A_ROW.load(Ordering::Relaxed);
+    if failures > 0 {
+        let wait_ms = (60_000u64 << (failures - 1).min(6)).min(3_600_000);
+        let failed_at = FAILED_AT_MS.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(failed_at) < wait_ms {
+            return false;
+        }
+    }
+    let base = base_size().max(1);
+    let growth = u128::from(current) * 100 / u128::from(base);
+    growth >= 100 + u128::from(percent)
+}
+
 /// A `--save` schedule: snapshot after `secs` seconds if at least `changes` writes happened
 /// (any rule, as in Redis).
 pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
@@ -152,14 +215,17 @@ pub fn begin() -> bool {
 
 /// A snapshot ended (published or failed).
 pub fn end(ok: bool) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     if ok {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        LAST_SAVE.store(now, Ordering::Relaxed);
+        LAST_SAVE.store(now_ms / 1000, Ordering::Relaxed);
         COMPLETED.fetch_add(1, Ordering::Relaxed);
+        FAILED_IN_A_ROW.store(0, Ordering::Relaxed);
     } else {
         FAILED.fetch_add(1, Ordering::Relaxed);
+        FAILED_IN_A_ROW.fetch_add(1, Ordering::Relaxed);
+        FAILED_AT_MS.store(now_ms, Ordering::Relaxed);
     }
     IN_PROGRESS.store(false, Ordering::Release);
 }

@@ -725,6 +725,8 @@ impl Server {
 pub struct SnapCoord {
     id: u64,
     start: LogPosition,
+    /// `Wal::log_bytes` at `start`.
+    log_at_start: u64,
     pending: usize,
     parts: usize,
     /// SAVE's reply position, answered when the snapshot is published.
@@ -736,7 +738,8 @@ impl Server {
     /// Every shard is locked: note where replay will start, then have each shard copy
     /// its keys (the `Commit` carries the snapshot id) and release.
     fn start_snapshot(&mut self, ctx: &mut Ctx<Server>, txn: TxnId, t: &Txn, id: u64, save: bool) {
-        let Some(start) = self.wal.as_ref().map(|w| w.position()) else {
+        let Some((start, log_at_start)) = self.wal.as_ref().map(|w| (w.position(), w.log_bytes()))
+        else {
             snapshot::end(false);
             let off = OpResult::Error("ERR persistence is off".into());
             self.answer_txn(ctx, t, off);
@@ -745,6 +748,7 @@ impl Server {
         self.snap_coord = Some(SnapCoord {
             id,
             start,
+            log_at_start,
             pending: t.shards.len(),
             parts: t.shards.len(),
             reply_to: t.slot.filter(|_| save),
@@ -856,6 +860,7 @@ impl Server {
             (None, None) => Err("persistence is off".into()),
             (None, Some(wal)) => wal
                 .complete_snapshot(c.id, c.parts, c.start)
+                .map(|size| snapshot::published(size, c.log_at_start, wal.log_bytes()))
                 .map_err(|e| e.to_string()),
         };
         if let Err(e) = &result {

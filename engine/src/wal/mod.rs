@@ -223,6 +223,8 @@ pub struct WalStats {
 /// writes snapshots.
 pub struct Wal {
     shared: Arc<Shared>,
+    /// [`Recovery::log_bytes`] at open: the log [`Wal::log_bytes`] counts from.
+    recovered_log_bytes: u64,
     thread: Option<JoinHandle<Result<(), WalError>>>,
     wal_thread: std::thread::Thread,
     /// Holds the directory's lock until the handle is gone.
@@ -309,6 +311,7 @@ pub fn open(config: WalConfig, shards: usize) -> Result<(Wal, Vec<ShardLog>, Rec
         .collect();
     let wal = Wal {
         shared,
+        recovered_log_bytes: scanned.recovery.log_bytes,
         thread: Some(thread),
         wal_thread,
         _lock: lock_file,
@@ -337,6 +340,16 @@ impl Wal {
     /// The fsync policy in force.
     pub fn policy(&self) -> FsyncPolicy {
         self.shared.policy()
+    }
+
+    /// A running total of log bytes: those after the recovered snapshot's start (what
+    /// [`Recovery::log_bytes`] counted at open) plus every record byte written since. The
+    /// difference of two readings is the log written between them, so a reading taken
+    /// with [`Wal::position`] when a snapshot starts tells how much log a later reading has
+    /// beyond that snapshot (what a size-triggered compaction compares).
+    pub fn log_bytes(&self) -> u64 {
+        self.recovered_log_bytes
+            .saturating_add(self.shared.stats.bytes.load(Ordering::Relaxed))
     }
 
     /// Counters and sync latencies.
@@ -391,6 +404,7 @@ impl Wal {
     /// starts at `start` (the [`Wal::position`] recorded when the snapshot started):
     /// atomically write its manifest (temporary file, fsync, rename, fsync of the
     /// directory), then delete the segments wholly before `start` and older snapshots.
+    /// Returns the snapshot's size: the bytes of its part files.
     ///
     /// [finished]: SnapshotWriter::finish
     pub fn complete_snapshot(
@@ -398,7 +412,7 @@ impl Wal {
         id: u64,
         parts: usize,
         start: LogPosition,
-    ) -> Result<(), WalError> {
+    ) -> Result<u64, WalError> {
         let dir = &self.shared.dir;
         if parts == 0 || u32::try_from(parts).is_err() {
             return Err(WalError::Snapshot {
@@ -413,14 +427,16 @@ impl Wal {
             });
         }
         let mut max_lsn = self.shared.max_written_lsn.load(Ordering::Relaxed);
+        let mut size = 0u64;
         for part in 0..parts {
             let path = dir.join(snapshot::part_name(id, part));
-            if !path.exists() {
+            let Ok(meta) = std::fs::metadata(&path) else {
                 return Err(WalError::Snapshot {
                     id,
                     reason: format!("part {} is missing (not finished?)", path.display()),
                 });
-            }
+            };
+            size = size.saturating_add(meta.len());
             let (_, lsn) = snapshot::part_summary(&path, id, part)?;
             max_lsn = max_lsn.max(lsn);
         }
@@ -451,7 +467,7 @@ impl Wal {
                 }
             }
         }
-        Ok(())
+        Ok(size)
     }
 
     /// The current end of the written log. Every record handed over after this call is

@@ -43,6 +43,10 @@ pub struct Recovery {
     pub snapshot_entries: u64,
     /// Log records after the snapshot's start position.
     pub records: u64,
+    /// Bytes of those records (headers included): the log a new snapshot would replace.
+    pub log_bytes: u64,
+    /// Bytes of the newest complete snapshot's part files (0 without a snapshot).
+    pub snapshot_bytes: u64,
     /// The id of the newest complete snapshot; the next snapshot needs a larger id.
     pub snapshot_id: Option<u64>,
     /// A report of the torn tail (or, with `RecoverMode::Truncate`, the corruption) that
@@ -483,7 +487,7 @@ pub(crate) fn scan(dir: &Path, mode: RecoverMode, segment_size: u64) -> Result<S
         }
     }
     let replay_start = start.min(resume);
-    let replay = scans
+    let replay: Vec<(u64, u64, u64)> = scans
         .iter()
         .map(|s| {
             let from = if s.seq == replay_start.segment {
@@ -495,10 +499,27 @@ pub(crate) fn scan(dir: &Path, mode: RecoverMode, segment_size: u64) -> Result<S
         })
         .collect();
     let records = scans.iter().map(|s| s.replay_records).sum();
+    let log_bytes = replay
+        .iter()
+        .map(|&(_, from, to)| to.saturating_sub(from))
+        .sum();
+    let snapshot_bytes = match manifest {
+        Some(m) => (0..m.parts)
+            .map(|part| {
+                let path = dir.join(snapshot::part_name(m.id, part));
+                fs::metadata(&path)
+                    .map(|md| md.len())
+                    .map_err(|e| WalError::io("stat", &path, e))
+            })
+            .sum::<Result<u64, WalError>>()?,
+        None => 0,
+    };
     Ok(Scanned {
         recovery: Recovery {
             snapshot_entries,
             records,
+            log_bytes,
+            snapshot_bytes,
             snapshot_id: manifest.map(|m| m.id),
             truncated,
             dir: dir.to_path_buf(),

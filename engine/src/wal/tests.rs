@@ -703,6 +703,10 @@ fn snapshot_then_later_records_and_old_segments_deleted() {
         assert!(wait_durable(&logs[s], last[s], Duration::from_secs(10)));
     }
     let start = wal.position();
+    // The running log total counts every record byte: 600 records of 60-byte payloads.
+    let record_size = (super::record::HEADER + 60) as u64;
+    let log_at_start = wal.log_bytes();
+    assert_eq!(log_at_start, 600 * record_size);
     let before = segments(&tmp.0);
     assert!(
         before.len() > 3 && before[0] < start.segment,
@@ -728,7 +732,15 @@ fn snapshot_then_later_records_and_old_segments_deleted() {
         Err(WalError::Snapshot { .. })
     ));
     writers.next().unwrap().finish().unwrap();
-    wal.complete_snapshot(1, 2, start).unwrap();
+    let size = wal.complete_snapshot(1, 2, start).unwrap();
+    let parts: u64 = (0..2)
+        .map(|p| {
+            fs::metadata(tmp.0.join(super::snapshot::part_name(1, p)))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(size, parts, "the snapshot's size is its parts'");
     let after = segments(&tmp.0);
     assert_eq!(
         after[0], start.segment,
@@ -743,6 +755,10 @@ fn snapshot_then_later_records_and_old_segments_deleted() {
     let (wal, logs, mut rec) = open(cfg.clone(), 2).unwrap();
     assert_eq!(rec.snapshot_id, Some(1));
     assert_eq!(rec.snapshot_entries, 200);
+    // What a compaction would replace now: the snapshot and the 100 records after its start.
+    assert_eq!(rec.snapshot_bytes, size);
+    assert_eq!(rec.log_bytes, 100 * record_size);
+    assert_eq!(wal.log_bytes(), rec.log_bytes, "the total goes on from there");
     let entries: Vec<SnapshotEntry> = rec.snapshot().collect::<Result<_, _>>().unwrap();
     assert_eq!(entries.len(), 200);
     assert_eq!(&entries[0].payload[..], b"key0-0");
