@@ -401,7 +401,7 @@ fn open_store(
     };
     let (wal, logs, mut recovery) = wal::open(cfg, shards)
         .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))?;
-    persist::snapshot::recovered(recovery.snapshot_bytes, recovery.log_bytes);
+    persist::snapshot::recovered(recovery.snapshot_bytes);
     let now = server::ops::unix_ms();
     let recovered = persist::replay::replay(&mut recovery, &mut dbs, slots, now)
         .map_err(|e| format!("cannot recover from {}: {e}", dir.display()))?;

@@ -335,11 +335,12 @@ fn persistence_info(s: &Server) -> String {
         None => out.push_str("aof_enabled:0\r\n"),
         Some(wal) => {
             let st = wal.stats();
+            let (size, base) = snapshot::size_and_base(wal.log_bytes());
             let status = if st.last_error.is_some() { "err" } else { "ok" };
             out.push_str(&format!(
                 "aof_enabled:1\r\naof_rewrite_in_progress:{in_progress}\r\naof_last_write_status:{status}\r\naof_current_size:{}\r\naof_base_size:{}\r\naof_fsync:{}\r\nwal_batches:{}\r\nwal_records:{}\r\nwal_bytes:{}\r\nwal_fsyncs:{}\r\nwal_records_per_batch:{:.1}\r\nwal_fsync_p50_us:{}\r\nwal_fsync_p99_us:{}\r\nwal_last_error:{}\r\n",
-                snapshot::current_size(wal.log_bytes()),
-                snapshot::base_size(),
+                size,
+                base,
                 s.config.runtime.appendfsync(),
                 st.batches,
                 st.records,

@@ -221,8 +221,7 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
             crate::config::parse_memory(value)
                 .ok()
                 .and_then(|n| i64::try_from(n).ok())
-                .ok_or_else(|| failed(name, "argument must be a memory value"))?
-                as u64,
+                .ok_or_else(|| failed(name, "argument must be a memory value"))? as u64,
         ),
         "appendfsync" => {
             if !crate::settings::APPENDFSYNC.contains(&value.to_ascii_lowercase().as_str()) {

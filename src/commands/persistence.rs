@@ -58,17 +58,15 @@ impl Server {
         let Some(wal) = self.wal.as_ref() else {
             return;
         };
-        let now_ms = crate::server::ops::unix_ms();
         let last = snapshot::LAST_SAVE.load(Relaxed);
         let since = if last == 0 {
             self.config.started.elapsed().as_secs()
         } else {
-            (now_ms / 1000).saturating_sub(last)
+            (crate::server::ops::unix_ms() / 1000).saturating_sub(last)
         };
         let (percent, min_size) = self.config.runtime.auto_rewrite();
-        let current = snapshot::current_size(wal.log_bytes());
         let due = snapshot::due(&self.config.runtime.save().0, since)
-            || snapshot::rewrite_due(percent, min_size, current, now_ms);
+            || snapshot::rewrite_due(percent, min_size, wal.log_bytes());
         if due && snapshot::begin() {
             let id = crate::server::ops::unix_ms();
             // No client waits for this one: the transaction has no reply position.

@@ -8,6 +8,8 @@
 //! skips that shard's records up to that LSN (they are in the copy), and applies the rest.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coreshard_engine::wal::{SnapshotWriter, WalError};
@@ -29,64 +31,87 @@ static CHANGES_AT_SAVE: AtomicU64 = AtomicU64::new(0);
 
 // The persisted size, as Redis reports its AOF's (`aof_current_size`, `aof_base_size`):
 // the newest snapshot plus the log after its start, which is what a snapshot replaces.
-/// Bytes of the newest snapshot's files.
-static SNAPSHOT_BYTES: AtomicU64 = AtomicU64::new(0);
-/// `Wal::log_bytes` when the newest snapshot started (0 for the one recovered at start:
-/// the running total counts from its start).
-static LOG_AT_SNAPSHOT: AtomicU64 = AtomicU64::new(0);
-/// The size at start or after the last snapshot (`aof_base_size`).
-static BASE_SIZE: AtomicU64 = AtomicU64::new(0);
-/// Snapshots that failed in a row, and when the last one failed (Unix ms): compaction by
-/// size backs off after failures rather than rewriting a full disk every second.
-static FAILED_IN_A_ROW: AtomicU64 = AtomicU64::new(0);
-static FAILED_AT_MS: AtomicU64 = AtomicU64::new(0);
+// One lock, so the size check never sees a new snapshot's size with the old log mark.
+struct Sizes {
+    /// Bytes of the newest snapshot's files.
+    snapshot: u64,
+    /// `Wal::log_bytes` when the newest snapshot started (0 for the one recovered at
+    /// start: the running total counts from its start).
+    log_at_snapshot: u64,
+    /// The size after the last snapshot, or the recovered snapshot's size at start
+    /// (`aof_base_size`; Redis's is its base file's size after loading).
+    base: u64,
+    /// Snapshots that failed in a row, and when the last one failed: compaction by size
+    /// backs off after repeated failures rather than rewriting a full disk every second.
+    failures: u32,
+    failed_at: Option<Instant>,
+}
 
-/// Note what recovery found: the snapshot's size and the log bytes after its start.
-pub fn recovered(snapshot_bytes: u64, log_bytes: u64) {
-    SNAPSHOT_BYTES.store(snapshot_bytes, Ordering::Relaxed);
-    LOG_AT_SNAPSHOT.store(0, Ordering::Relaxed);
-    BASE_SIZE.store(snapshot_bytes.saturating_add(log_bytes), Ordering::Relaxed);
+static SIZES: Mutex<Sizes> = Mutex::new(Sizes {
+    snapshot: 0,
+    log_at_snapshot: 0,
+    base: 0,
+    failures: 0,
+    failed_at: None,
+});
+
+/// Failures in a row before compaction by size backs off (Redis's
+/// `AOF_REWRITE_LIMITE_THRESHOLD`); it then waits a minute, doubling per further failure up
+/// to an hour.
+const BACKOFF_AFTER: u32 = 3;
+
+fn sizes() -> std::sync::MutexGuard<'static, Sizes> {
+    SIZES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Sizes {
+    fn current(&self, log_now: u64) -> u64 {
+        self.snapshot
+            .saturating_add(log_now.saturating_sub(self.log_at_snapshot))
+    }
+}
+
+/// Note what recovery found: the snapshot's size (the base, as Redis takes its base file's)
+/// and the log total's start.
+pub fn recovered(snapshot_bytes: u64) {
+    let mut s = sizes();
+    s.snapshot = snapshot_bytes;
+    s.log_at_snapshot = 0;
+    s.base = snapshot_bytes;
 }
 
 /// A snapshot of `snapshot_bytes` was published, which started at log total
 /// `log_at_start`; the log total is `log_now`.
 pub fn published(snapshot_bytes: u64, log_at_start: u64, log_now: u64) {
-    SNAPSHOT_BYTES.store(snapshot_bytes, Ordering::Relaxed);
-    LOG_AT_SNAPSHOT.store(log_at_start, Ordering::Relaxed);
-    BASE_SIZE.store(current_size(log_now), Ordering::Relaxed);
+    let mut s = sizes();
+    s.snapshot = snapshot_bytes;
+    s.log_at_snapshot = log_at_start;
+    s.base = s.current(log_now);
 }
 
-/// The persisted size now (`aof_current_size`), given the log total `log_now`.
-pub fn current_size(log_now: u64) -> u64 {
-    SNAPSHOT_BYTES
-        .load(Ordering::Relaxed)
-        .saturating_add(log_now.saturating_sub(LOG_AT_SNAPSHOT.load(Ordering::Relaxed)))
+/// (`aof_current_size`, `aof_base_size`) given the log total `log_now`.
+pub fn size_and_base(log_now: u64) -> (u64, u64) {
+    let s = sizes();
+    (s.current(log_now), s.base)
 }
 
-/// The size at start or after the last snapshot (`aof_base_size`).
-pub fn base_size() -> u64 {
-    BASE_SIZE.load(Ordering::Relaxed)
-}
-
-/// Whether the persisted size `current` calls for a compaction (Redis's
-/// `auto-aof-rewrite-percentage` / `-min-size` rule: above the minimum size and grown by at
-/// least `percent` over the base; `percent` 0: never). After failed snapshots it waits a
-/// minute, doubling per further failure up to an hour (Redis limits failed AOF rewrites
-/// likewise).
-pub fn rewrite_due(percent: u64, min_size: u64, current: u64, now_ms: u64) -> bool {
+/// Whether the persisted size calls for a compaction, given the log total `log_now`
+/// (Redis's `auto-aof-rewrite-percentage` / `-min-size` rule: above the minimum size and
+/// grown by at least `percent` over the base; `percent` 0: never).
+pub fn rewrite_due(percent: u64, min_size: u64, log_now: u64) -> bool {
+    let s = sizes();
+    let current = s.current(log_now);
     if percent == 0 || current <= min_size {
         return false;
     }
-    let failures = FAILED_IN_A_ROW.load(Ordering::Relaxed);
-    if failures > 0 {
-        let wait_ms = (60_000u64 << (failures - 1).min(6)).min(3_600_000);
-        let failed_at = FAILED_AT_MS.load(Ordering::Relaxed);
-        if now_ms.saturating_sub(failed_at) < wait_ms {
+    if s.failures >= BACKOFF_AFTER {
+        let wait = Duration::from_secs(60 << (s.failures - BACKOFF_AFTER).min(6))
+            .min(Duration::from_secs(3600));
+        if s.failed_at.is_some_and(|t| t.elapsed() < wait) {
             return false;
         }
     }
-    let base = base_size().max(1);
-    let growth = u128::from(current) * 100 / u128::from(base);
+    let growth = u128::from(current) * 100 / u128::from(s.base.max(1));
     growth >= 100 + u128::from(percent)
 }
 
@@ -215,17 +240,18 @@ pub fn begin() -> bool {
 
 /// A snapshot ended (published or failed).
 pub fn end(ok: bool) {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     if ok {
-        LAST_SAVE.store(now_ms / 1000, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        LAST_SAVE.store(now, Ordering::Relaxed);
         COMPLETED.fetch_add(1, Ordering::Relaxed);
-        FAILED_IN_A_ROW.store(0, Ordering::Relaxed);
+        sizes().failures = 0;
     } else {
         FAILED.fetch_add(1, Ordering::Relaxed);
-        FAILED_IN_A_ROW.fetch_add(1, Ordering::Relaxed);
-        FAILED_AT_MS.store(now_ms, Ordering::Relaxed);
+        let mut s = sizes();
+        s.failures = s.failures.saturating_add(1);
+        s.failed_at = Some(Instant::now());
     }
     IN_PROGRESS.store(false, Ordering::Release);
 }

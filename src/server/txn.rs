@@ -738,7 +738,7 @@ impl Server {
     /// Every shard is locked: note where replay will start, then have each shard copy
     /// its keys (the `Commit` carries the snapshot id) and release.
     fn start_snapshot(&mut self, ctx: &mut Ctx<Server>, txn: TxnId, t: &Txn, id: u64, save: bool) {
-        let Some((start, log_at_start)) = self.wal.as_ref().map(|w| (w.position(), w.log_bytes()))
+        let Some((start, log_at_start)) = self.wal.as_ref().map(|w| w.position_and_log_bytes())
         else {
             snapshot::end(false);
             let off = OpResult::Error("ERR persistence is off".into());

@@ -223,8 +223,6 @@ pub struct WalStats {
 /// writes snapshots.
 pub struct Wal {
     shared: Arc<Shared>,
-    /// [`Recovery::log_bytes`] at open: the log [`Wal::log_bytes`] counts from.
-    recovered_log_bytes: u64,
     thread: Option<JoinHandle<Result<(), WalError>>>,
     wal_thread: std::thread::Thread,
     /// Holds the directory's lock until the handle is gone.
@@ -279,6 +277,7 @@ pub fn open(config: WalConfig, shards: usize) -> Result<(Wal, Vec<ShardLog>, Rec
         shards,
         scanned.max_lsn,
         resume,
+        scanned.recovery.log_bytes,
     ));
     let mut producers = Vec::with_capacity(shards);
     let mut consumers = Vec::with_capacity(shards);
@@ -311,7 +310,6 @@ pub fn open(config: WalConfig, shards: usize) -> Result<(Wal, Vec<ShardLog>, Rec
         .collect();
     let wal = Wal {
         shared,
-        recovered_log_bytes: scanned.recovery.log_bytes,
         thread: Some(thread),
         wal_thread,
         _lock: lock_file,
@@ -344,12 +342,16 @@ impl Wal {
 
     /// A running total of log bytes: those after the recovered snapshot's start (what
     /// [`Recovery::log_bytes`] counted at open) plus every record byte written since. The
-    /// difference of two readings is the log written between them, so a reading taken
-    /// with [`Wal::position`] when a snapshot starts tells how much log a later reading has
-    /// beyond that snapshot (what a size-triggered compaction compares).
+    /// difference of two readings is the log written between them, so the reading
+    /// [`Wal::position_and_log_bytes`] gives when a snapshot starts tells how much log a
+    /// later reading has beyond that snapshot (what a size-triggered compaction compares).
     pub fn log_bytes(&self) -> u64 {
-        self.recovered_log_bytes
-            .saturating_add(self.shared.stats.bytes.load(Ordering::Relaxed))
+        lock(&self.shared.position).1
+    }
+
+    /// [`Wal::position`] and [`Wal::log_bytes`] as of the same write.
+    pub fn position_and_log_bytes(&self) -> (LogPosition, u64) {
+        *lock(&self.shared.position)
     }
 
     /// Counters and sync latencies.
@@ -475,7 +477,7 @@ impl Wal {
     /// from here misses nothing a snapshot started now may not contain. Record it when a
     /// snapshot starts and pass it to [`Wal::complete_snapshot`].
     pub fn position(&self) -> LogPosition {
-        *lock(&self.shared.position)
+        lock(&self.shared.position).0
     }
 
     #[cfg(test)]

@@ -54,7 +54,9 @@ pub(crate) struct Shared {
     pub last_error: Mutex<Option<String>>,
     pub notify: Mutex<Option<Notify>>,
     /// The end of the written log.
-    pub position: Mutex<LogPosition>,
+    /// The end of the written log and the running log total ([`super::Wal::log_bytes`]),
+    /// updated together so a reader gets both as of the same write.
+    pub position: Mutex<(LogPosition, u64)>,
     pub shutdown: AtomicBool,
     pub stats: Counters,
     pub fsync_latency: Mutex<LatencyWindow>,
@@ -87,6 +89,7 @@ impl Shared {
         shards: usize,
         max_lsn: u64,
         position: LogPosition,
+        log_bytes: u64,
     ) -> Shared {
         Shared {
             dir,
@@ -101,7 +104,7 @@ impl Shared {
             error: Mutex::new(None),
             last_error: Mutex::new(None),
             notify: Mutex::new(None),
-            position: Mutex::new(position),
+            position: Mutex::new((position, log_bytes)),
             shutdown: AtomicBool::new(false),
             stats: Counters::default(),
             fsync_latency: Mutex::new(LatencyWindow::default()),

@@ -705,7 +705,8 @@ fn snapshot_then_later_records_and_old_segments_deleted() {
     let start = wal.position();
     // The running log total counts every record byte: 600 records of 60-byte payloads.
     let record_size = (super::record::HEADER + 60) as u64;
-    let log_at_start = wal.log_bytes();
+    let (position, log_at_start) = wal.position_and_log_bytes();
+    assert_eq!(position, start);
     assert_eq!(log_at_start, 600 * record_size);
     let before = segments(&tmp.0);
     assert!(
@@ -749,6 +750,11 @@ fn snapshot_then_later_records_and_old_segments_deleted() {
     for s in 0..2 {
         assert!(wait_durable(&logs[s], last[s], Duration::from_secs(10)));
     }
+    assert_eq!(
+        wal.log_bytes() - log_at_start,
+        100 * record_size,
+        "the 100 records after the start"
+    );
     wal.shutdown().unwrap();
     drop(logs);
 
@@ -758,7 +764,11 @@ fn snapshot_then_later_records_and_old_segments_deleted() {
     // What a compaction would replace now: the snapshot and the 100 records after its start.
     assert_eq!(rec.snapshot_bytes, size);
     assert_eq!(rec.log_bytes, 100 * record_size);
-    assert_eq!(wal.log_bytes(), rec.log_bytes, "the total goes on from there");
+    assert_eq!(
+        wal.log_bytes(),
+        rec.log_bytes,
+        "the total goes on from there"
+    );
     let entries: Vec<SnapshotEntry> = rec.snapshot().collect::<Result<_, _>>().unwrap();
     assert_eq!(entries.len(), 200);
     assert_eq!(&entries[0].payload[..], b"key0-0");
@@ -874,9 +884,17 @@ fn failed_writes_are_retried_without_loss() {
                 );
             }
         }
+        // Bytes rewritten after failures count once, as recovery counts them.
+        let total = wal.log_bytes();
+        assert_eq!(
+            total,
+            2 * n * (super::record::HEADER + 90) as u64,
+            "{policy:?}"
+        );
         wal.shutdown().unwrap();
         drop(logs);
         let (wal, _, mut rec) = open(cfg, 2).unwrap();
+        assert_eq!(rec.log_bytes, total, "{policy:?}");
         let mut next = [0u64; 2];
         for r in all_records(&mut rec) {
             let (s, seq) = ids(&r.payload);

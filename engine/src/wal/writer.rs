@@ -437,10 +437,14 @@ impl Writer {
             self.shared
                 .max_written_lsn
                 .fetch_max(max, Ordering::Relaxed);
-            *lock(&self.shared.position) = LogPosition {
-                segment: self.seg.seq,
-                offset: self.seg.pos,
-            };
+            {
+                let mut end = lock(&self.shared.position);
+                end.0 = LogPosition {
+                    segment: self.seg.seq,
+                    offset: self.seg.pos,
+                };
+                end.1 += total;
+            }
             // A write succeeded: the disk works again (before shards see durable move),
             // unless it is the periodic sync that keeps failing.
             self.retry_at = None;
@@ -481,7 +485,7 @@ impl Writer {
         }
         self.dirty = false;
         self.preparer.request(self.seg.seq + 1);
-        *lock(&self.shared.position) = LogPosition {
+        lock(&self.shared.position).0 = LogPosition {
             segment: self.seg.seq,
             offset: self.seg.pos,
         };
