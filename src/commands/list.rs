@@ -197,7 +197,11 @@ pub fn lrange(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     };
     match db.read_list(a.arg(1), now) {
         Ok(Some(l)) => match norm_range(start, end, l.len()) {
-            Some((s, e)) => crate::server::ops::bulk_array(e + 1 - s, l.range(s, e)),
+            Some((s, e)) => {
+                let mut reply = crate::server::ops::BulkArray::new(e + 1 - s);
+                l.for_range(s, e, |v| reply.push(v));
+                reply.finish()
+            }
             None => OpResult::Values(Vec::new()),
         },
         Ok(None) => OpResult::Values(Vec::new()),

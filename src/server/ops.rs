@@ -356,26 +356,65 @@ pub enum Msg {
 
 /// Encode `n` byte strings as one RESP array of bulk strings ([`OpResult::Bulks`]).
 pub fn bulk_array<T: AsRef<[u8]>>(n: usize, items: impl Iterator<Item = T>) -> OpResult {
-    let mut out = Vec::with_capacity(16 + n * 16);
-    let mut num = itoa::Buffer::new();
-    out.push(b'*');
-    out.extend_from_slice(num.format(n).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let mut written = 0;
+    let mut w = BulkArray::new(n);
     for item in items.take(n) {
-        let item = item.as_ref();
-        out.push(b'$');
-        out.extend_from_slice(num.format(item.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(item);
-        out.extend_from_slice(b"\r\n");
-        written += 1;
+        w.push(item.as_ref());
     }
-    // Fewer items than announced (a caller's bug): pad with nils so the frame stays valid.
-    for _ in written..n {
-        out.extend_from_slice(b"$-1\r\n");
+    w.finish()
+}
+
+/// A RESP array of `n` bulk strings being encoded, item by item ([`bulk_array`] for an
+/// iterator; `push` directly from a loop that lends its items).
+pub struct BulkArray {
+    out: Vec<u8>,
+    n: usize,
+    written: usize,
+}
+
+impl BulkArray {
+    /// An array that will hold `n` items.
+    pub fn new(n: usize) -> BulkArray {
+        let mut out = Vec::with_capacity(16 + n * 16);
+        out.push(b'*');
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        BulkArray { out, n, written: 0 }
     }
-    OpResult::Bulks(out)
+
+    /// The next item (items beyond `n` are ignored).
+    #[inline]
+    pub fn push(&mut self, item: &[u8]) {
+        if self.written == self.n {
+            return;
+        }
+        self.written += 1;
+        let len = item.len();
+        // Short lengths (most elements) without the general integer formatting.
+        if len < 10 {
+            self.out
+                .extend_from_slice(&[b'$', b'0' + len as u8, b'\r', b'\n']);
+        } else if len < 100 {
+            let (t, u) = ((len / 10) as u8, (len % 10) as u8);
+            self.out
+                .extend_from_slice(&[b'$', b'0' + t, b'0' + u, b'\r', b'\n']);
+        } else {
+            self.out.push(b'$');
+            self.out
+                .extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.out.extend_from_slice(item);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// The encoded array. Fewer items than announced (a caller's bug) are padded with nils
+    /// so the frame stays valid.
+    pub fn finish(mut self) -> OpResult {
+        for _ in self.written..self.n {
+            self.out.extend_from_slice(b"$-1\r\n");
+        }
+        OpResult::Bulks(self.out)
+    }
 }
 
 /// The calling thread's CPU time, user and system, in microseconds.

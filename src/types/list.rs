@@ -1253,21 +1253,37 @@ impl List {
         self.chunks_removed();
     }
 
-    /// Elements start..=end (normalized, end < len) in order, without visiting earlier chunks
-    /// element by element.
-    /// A packed chunk is decompressed once, when the walk reaches it.
-    pub fn range(&self, start: usize, end: usize) -> impl Iterator<Item = Elem<'_>> + '_ {
-        let (first, it, n) = match self.locate(start) {
-            Some((i, k)) if start <= end => {
-                let end = end.min(self.len - 1);
-                (i + 1, Some(self.chunks[i].elems_from(k)), end - start + 1)
-            }
-            _ => (self.chunks.len(), None, 0),
+    /// Calls `f` with each element from `start` to `end` (inclusive, clamped to the list)
+    /// in order, without visiting earlier chunks element by element. A packed chunk is
+    /// decompressed once, when the walk reaches it. Internal iteration: no iterator per
+    /// chunk and no `Elem` per element (LRANGE's reply loop).
+    pub fn for_range(&self, start: usize, end: usize, mut f: impl FnMut(&[u8])) {
+        let Some((first, mut k)) = self.locate(start).filter(|_| start <= end) else {
+            return;
         };
-        it.into_iter()
-            .chain(self.chunks.range(first..).map(Chunk::elems))
-            .flatten()
-            .take(n)
+        let mut n = end.min(self.len - 1) - start + 1;
+        for c in self.chunks.range(first..) {
+            let recs = c.recs();
+            let d: &[u8] = match &recs {
+                Recs::Plain(d) => d,
+                Recs::Unpacked(b) => b,
+            };
+            let (pos, prev) = boundary_in(d, c.count, k);
+            let mut walk = Fwd {
+                pos,
+                prev,
+                left: c.count - k,
+            };
+            while n > 0 {
+                let Some((s, len)) = walk.step(d) else { break };
+                f(&d[s..s + len]);
+                n -= 1;
+            }
+            if n == 0 {
+                return;
+            }
+            k = 0;
+        }
     }
 
     /// Front to back.
@@ -1589,6 +1605,12 @@ mod tests {
         l.iter().map(|e| e.to_vec()).collect()
     }
 
+    fn range_vec(l: &List, start: usize, end: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        l.for_range(start, end, |v| out.push(v.to_vec()));
+        out
+    }
+
     fn model_vec(m: &VecDeque<Vec<u8>>) -> Vec<Vec<u8>> {
         m.iter().cloned().collect()
     }
@@ -1752,7 +1774,7 @@ mod tests {
                     if !m.is_empty() {
                         let a = r.below(m.len());
                         let b = a + r.below(m.len() - a);
-                        let got: Vec<Vec<u8>> = l.range(a, b).map(|e| e.to_vec()).collect();
+                        let got: Vec<Vec<u8>> = range_vec(&l, a, b);
                         let want: Vec<Vec<u8>> = m.range(a..=b).cloned().collect();
                         assert_eq!(got, want);
                     }
@@ -1973,7 +1995,7 @@ mod tests {
         assert!(!l.set(0, b"x"));
         assert!(!l.insert_at_pivot(b"x", true, b"y"));
         assert_eq!(l.remove_matching(0, b"x"), 0);
-        assert_eq!(l.range(0, 0).count(), 0);
+        assert!(range_vec(&l, 0, 0).is_empty());
         l.retain_range(0, 0);
 
         // Zero-length elements.
@@ -2010,11 +2032,11 @@ mod tests {
         let want: Vec<Vec<u8>> = (11..22u32).map(|i| i.to_le_bytes().to_vec()).collect();
         assert_eq!(contents(&l), want);
         assert_eq!(
-            l.range(3, 5).collect::<Vec<_>>(),
+            range_vec(&l, 3, 5),
             vec![
-                &14u32.to_le_bytes()[..],
-                &15u32.to_le_bytes()[..],
-                &16u32.to_le_bytes()[..]
+                14u32.to_le_bytes().to_vec(),
+                15u32.to_le_bytes().to_vec(),
+                16u32.to_le_bytes().to_vec()
             ]
         );
         l.retain_range(5, 2);
@@ -2178,8 +2200,8 @@ mod tests {
             for i in [0, 1, 777, 100_000, 199_999] {
                 assert_eq!(opt_vec(packed.get(i)), opt_vec(plain.get(i)));
             }
-            let got: Vec<Vec<u8>> = packed.range(5000, 5100).map(|e| e.to_vec()).collect();
-            let want: Vec<Vec<u8>> = plain.range(5000, 5100).map(|e| e.to_vec()).collect();
+            let got: Vec<Vec<u8>> = range_vec(&packed, 5000, 5100);
+            let want: Vec<Vec<u8>> = range_vec(&plain, 5000, 5100);
             assert_eq!(got, want);
             assert_eq!(packed.heap_bytes(), c);
             // Popping walks into packed chunks, which become plain as they reach the end.
