@@ -124,6 +124,23 @@ pub struct Args {
     /// changes it for lists made afterwards, as in Redis.
     #[arg(long, default_value_t = crate::types::list::DEFAULT_COMPRESS_DEPTH, value_parser = clap::value_parser!(u32).range(0..=i64::from(i32::MAX)))]
     pub list_compress_depth: u32,
+    /// Redis's `hash-max-listpack-entries` (alias `hash-max-ziplist-entries`): a hash with
+    /// more fields converts from the compact encoding to the indexed one.
+    #[arg(long, alias = "hash-max-ziplist-entries", default_value_t = crate::types::limits::HASH_MAX_LISTPACK_ENTRIES, value_parser = parse_size_config)]
+    pub hash_max_listpack_entries: usize,
+    /// Redis's `hash-max-listpack-value`: so does a hash given a longer field or value.
+    #[arg(long, alias = "hash-max-ziplist-value", default_value_t = crate::types::limits::HASH_MAX_LISTPACK_VALUE, value_parser = parse_size_config)]
+    pub hash_max_listpack_value: usize,
+    /// Redis's `zset-max-listpack-entries`: the same for sorted sets.
+    #[arg(long, alias = "zset-max-ziplist-entries", default_value_t = crate::types::limits::ZSET_MAX_LISTPACK_ENTRIES, value_parser = parse_size_config)]
+    pub zset_max_listpack_entries: usize,
+    /// Redis's `zset-max-listpack-value`: and for a longer member.
+    #[arg(long, alias = "zset-max-ziplist-value", default_value_t = crate::types::limits::ZSET_MAX_LISTPACK_VALUE, value_parser = parse_size_config)]
+    pub zset_max_listpack_value: usize,
+    /// Redis's `set-max-intset-entries`: a set of integers with more members converts from
+    /// the intset encoding.
+    #[arg(long, default_value_t = crate::types::limits::SET_MAX_INTSET_ENTRIES, value_parser = parse_size_config)]
+    pub set_max_intset_entries: usize,
     /// Keyspace notifications to publish, as Redis's flag letters (e.g. `KEA`, `Ex`);
     /// empty: none. CONFIG SET changes it at run time.
     #[arg(long, default_value = "")]
@@ -218,6 +235,16 @@ pub fn parse_memory(s: &str) -> Result<usize, String> {
     };
     n.checked_mul(mul)
         .ok_or_else(|| format!("memory size '{s}' is too large"))
+}
+
+/// A size parameter as Redis's size configs take it: 0 up to `i64::MAX`, with redis.conf's
+/// memory units.
+pub fn parse_size_config(s: &str) -> Result<usize, String> {
+    let n = parse_memory(s)?;
+    if i64::try_from(n).is_err() {
+        return Err(format!("'{s}' is above {}", i64::MAX));
+    }
+    Ok(n)
 }
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {

@@ -593,7 +593,11 @@ impl Db {
     ) -> Result<Option<R>, WrongType> {
         let create = create.then_some(Obj::new_hash as fn() -> Obj);
         self.edit_obj(key, now, create, crate::notify::HASH, args, |o| match o {
-            Obj::Hash(t) => Ok(f(t)),
+            Obj::Hash(t) => {
+                let (entries, len) = crate::types::limits::hash();
+                t.set_limits(entries, len);
+                Ok(f(t))
+            }
             _ => Err(WrongType),
         })
     }
@@ -625,7 +629,11 @@ impl Db {
     ) -> Result<Option<R>, WrongType> {
         let create = create.then_some(Obj::new_zset as fn() -> Obj);
         self.edit_obj(key, now, create, crate::notify::ZSET, args, |o| match o {
-            Obj::ZSet(z) => Ok(f(z)),
+            Obj::ZSet(z) => {
+                let (entries, len) = crate::types::limits::zset();
+                z.set_limits(entries, len);
+                Ok(f(z))
+            }
             _ => Err(WrongType),
         })
     }

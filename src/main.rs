@@ -168,6 +168,7 @@ fn main() -> ExitCode {
     script::set_time_limit(args.lua_time_limit);
     script::set_kill_after(args.lua_kill_after);
     types::list::set_compress_depth(args.list_compress_depth);
+    types::limits::apply_args(&args);
     match notify::parse(&args.notify_keyspace_events) {
         Some(f) => notify::FLAGS.store(f, std::sync::atomic::Ordering::Relaxed),
         None => {

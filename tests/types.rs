@@ -333,3 +333,110 @@ fn collections_created_on_expired_keys_replay_as_they_happened() {
         vec!["new"]
     );
 }
+
+fn encoding(c: &mut redis::Connection, key: &str) -> String {
+    q(c, &["OBJECT", "ENCODING", key]).unwrap()
+}
+
+/// The compact-encoding thresholds are Redis's CONFIG parameters, under both names, and
+/// apply to every later write as in Redis: a compact hash or sorted set made under the old
+/// limits converts at its next write past the new ones; sets of integers stop being
+/// intsets past `set-max-intset-entries`. The values survive a restart with the flags, and
+/// a hash kept compact by a raised limit comes back with all its fields.
+#[test]
+fn encoding_thresholds_are_config_parameters() {
+    let dir = DataDir::new("thresholds");
+    let mut s = Server::start_raw(
+        &[
+            "--dir",
+            dir.path(),
+            "--shards",
+            "2",
+            "--hash-max-listpack-entries",
+            "4",
+        ],
+        None,
+    );
+    let c = &mut s.client();
+    let get = |c: &mut redis::Connection, p: &str| -> String {
+        q::<Vec<String>>(c, &["CONFIG", "GET", p]).unwrap()[1].clone()
+    };
+    assert_eq!(get(c, "hash-max-ziplist-entries"), "4");
+    q::<i64>(c, &["HSET", "h", "a", "1", "b", "2", "c", "3", "d", "4"]).unwrap();
+    assert_eq!(encoding(c, "h"), "listpack");
+    q::<i64>(c, &["HSET", "h", "e", "5"]).unwrap();
+    assert_eq!(encoding(c, "h"), "hashtable");
+
+    // Raised: a bigger hash stays compact. Lowered again: that hash converts at its next
+    // write, even one that adds nothing.
+    q::<()>(c, &["CONFIG", "SET", "hash-max-ziplist-entries", "100"]).unwrap();
+    let mut args = vec!["HSET".to_string(), "big".to_string()];
+    for i in 0..50 {
+        args.push(format!("f{i}"));
+        args.push(format!("v{i}"));
+    }
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    q::<i64>(c, &words).unwrap();
+    assert_eq!(encoding(c, "big"), "listpack");
+    q::<()>(c, &["CONFIG", "SET", "hash-max-listpack-entries", "10"]).unwrap();
+    assert_eq!(encoding(c, "big"), "listpack", "reads do not convert");
+    q::<i64>(c, &["HSET", "big", "f0", "again"]).unwrap();
+    assert_eq!(encoding(c, "big"), "hashtable");
+    q::<()>(c, &["CONFIG", "SET", "hash-max-listpack-value", "3"]).unwrap();
+    q::<i64>(c, &["HSET", "h2", "f", "1234"]).unwrap();
+    assert_eq!(encoding(c, "h2"), "hashtable");
+
+    q::<()>(c, &["CONFIG", "SET", "zset-max-listpack-entries", "2"]).unwrap();
+    q::<i64>(c, &["ZADD", "z", "1", "a", "2", "b"]).unwrap();
+    assert_eq!(encoding(c, "z"), "listpack");
+    q::<i64>(c, &["ZADD", "z", "3", "c"]).unwrap();
+    assert_eq!(encoding(c, "z"), "skiplist");
+    q::<()>(c, &["CONFIG", "SET", "zset-max-ziplist-value", "2"]).unwrap();
+    q::<i64>(c, &["ZADD", "z2", "1", "abc"]).unwrap();
+    assert_eq!(encoding(c, "z2"), "skiplist");
+
+    q::<()>(c, &["CONFIG", "SET", "set-max-intset-entries", "2"]).unwrap();
+    q::<i64>(c, &["SADD", "s", "1", "2"]).unwrap();
+    assert_eq!(encoding(c, "s"), "intset");
+    q::<i64>(c, &["SADD", "s", "3"]).unwrap();
+    assert_eq!(encoding(c, "s"), "hashtable");
+
+    // Errors as Redis gives them.
+    assert_eq!(
+        err_of(c, &["CONFIG", "SET", "hash-max-listpack-entries", "-1"]),
+        "ERR CONFIG SET failed (possibly related to argument 'hash-max-listpack-entries') - argument must be between 0 and 9223372036854775807 inclusive"
+    );
+    assert_eq!(
+        err_of(c, &["CONFIG", "SET", "zset-max-listpack-value", "abc"]),
+        "ERR CONFIG SET failed (possibly related to argument 'zset-max-listpack-value') - argument must be a memory value"
+    );
+
+    // A compact hash of 60 fields under a raised limit, restarted with the flag: all there,
+    // still compact.
+    q::<()>(c, &["CONFIG", "SET", "hash-max-listpack-entries", "100"]).unwrap();
+    q::<()>(c, &["CONFIG", "SET", "hash-max-listpack-value", "64"]).unwrap();
+    let mut args = vec!["HSET".to_string(), "kept".to_string()];
+    for i in 0..60 {
+        args.push(format!("f{i}"));
+        args.push(format!("v{i}"));
+    }
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    q::<i64>(c, &words).unwrap();
+    assert_eq!(encoding(c, "kept"), "listpack");
+    s.kill9();
+    let s = Server::start_raw(
+        &[
+            "--dir",
+            dir.path(),
+            "--shards",
+            "3",
+            "--hash-max-ziplist-entries",
+            "100",
+        ],
+        None,
+    );
+    let c = &mut s.client();
+    assert_eq!(q::<i64>(c, &["HLEN", "kept"]).unwrap(), 60);
+    assert_eq!(encoding(c, "kept"), "listpack");
+    assert_eq!(get(c, "hash-max-listpack-entries"), "100");
+}

@@ -9,7 +9,7 @@ use crate::server::reply::Agg;
 use crate::server::Server;
 
 /// Parameters CONFIG SET can change here (the memory ones are `evict.rs`'s).
-const MUTABLE: [&str; 20] = [
+const MUTABLE: [&str; 29] = [
     "maxmemory",
     "maxmemory-policy",
     "maxmemory-samples",
@@ -30,11 +30,29 @@ const MUTABLE: [&str; 20] = [
     "list-compress-depth",
     "auto-aof-rewrite-percentage",
     "auto-aof-rewrite-min-size",
+    "hash-max-listpack-entries",
+    "hash-max-ziplist-entries",
+    "hash-max-listpack-value",
+    "hash-max-ziplist-value",
+    "zset-max-listpack-entries",
+    "zset-max-ziplist-entries",
+    "zset-max-listpack-value",
+    "zset-max-ziplist-value",
+    "set-max-intset-entries",
+];
+
+/// Second names of parameters (CONFIG REWRITE writes only the first).
+const ALIASES: [&str; 5] = [
+    "busy-reply-threshold",
+    "hash-max-ziplist-entries",
+    "hash-max-ziplist-value",
+    "zset-max-ziplist-entries",
+    "zset-max-ziplist-value",
 ];
 
 /// Defaults of the parameters CONFIG REWRITE may append (a value equal to its default is
 /// not written).
-const DEFAULTS: [(&str, &str); 19] = [
+const DEFAULTS: [(&str, &str); 24] = [
     ("appendfsync", "always"),
     ("maxmemory", "0"),
     ("maxmemory-policy", "noeviction"),
@@ -54,6 +72,11 @@ const DEFAULTS: [(&str, &str); 19] = [
     ("list-compress-depth", "1"),
     ("auto-aof-rewrite-percentage", "100"),
     ("auto-aof-rewrite-min-size", "67108864"),
+    ("hash-max-listpack-entries", "512"),
+    ("hash-max-listpack-value", "64"),
+    ("zset-max-listpack-entries", "128"),
+    ("zset-max-listpack-value", "64"),
+    ("set-max-intset-entries", "512"),
 ];
 
 /// The parameters CONFIG GET answers, with their current values.
@@ -136,6 +159,7 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
     ]
     .into_iter()
     .chain(crate::evict::config_params(&c.memory))
+    .chain(crate::types::limits::config_params())
     .collect()
 }
 
@@ -159,6 +183,8 @@ enum Setting {
     ListCompressDepth(u32),
     RewritePercentage(u64),
     RewriteMinSize(u64),
+    /// An encoding threshold (`crate::types::limits`), by name or alias.
+    EncodingLimit(String, usize),
 }
 
 /// An integer parameter in `lo..=hi`, with Redis's errors.
@@ -214,6 +240,21 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
         "list-compress-depth" => {
             Setting::ListCompressDepth(int_in(name, value, 0, INT_MAX)? as u32)
         }
+        "hash-max-listpack-entries"
+        | "hash-max-ziplist-entries"
+        | "zset-max-listpack-entries"
+        | "zset-max-ziplist-entries"
+        | "set-max-intset-entries" => {
+            Setting::EncodingLimit(name.to_string(), int_in(name, value, 0, i64::MAX)? as usize)
+        }
+        "hash-max-listpack-value"
+        | "hash-max-ziplist-value"
+        | "zset-max-listpack-value"
+        | "zset-max-ziplist-value" => Setting::EncodingLimit(
+            name.to_string(),
+            crate::config::parse_size_config(value)
+                .map_err(|_| failed(name, "argument must be a memory value"))?,
+        ),
         "auto-aof-rewrite-percentage" => {
             Setting::RewritePercentage(int_in(name, value, 0, INT_MAX)? as u64)
         }
@@ -252,6 +293,9 @@ fn apply(s: &Server, setting: Setting) {
         Setting::ListCompressDepth(d) => crate::types::list::set_compress_depth(d),
         Setting::RewritePercentage(p) => rt.set_rewrite_percentage(p),
         Setting::RewriteMinSize(n) => rt.set_rewrite_min_size(n),
+        Setting::EncodingLimit(name, n) => {
+            crate::types::limits::set(&name, n);
+        }
         Setting::Appendfsync(name) => {
             rt.set_appendfsync(&name);
             if let Some(wal) = &s.wal {
@@ -332,7 +376,7 @@ fn config_rewrite(s: &Server) -> Result<(), String> {
     let params = config_params(s);
     let values: Vec<(&str, String)> = params
         .into_iter()
-        .filter(|(n, _)| MUTABLE.contains(n) && *n != "busy-reply-threshold")
+        .filter(|(n, _)| MUTABLE.contains(n) && !ALIASES.contains(n))
         .filter(|(n, _)| *n != "save" || s.config.dir.is_some())
         .collect();
     crate::configfile::rewrite(path, &values, &DEFAULTS)

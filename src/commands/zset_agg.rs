@@ -30,7 +30,7 @@ use crate::db::{Db, Edit, WrongType};
 use crate::server::ops::{bulk_array, OpResult};
 use crate::server::txn::run_across_shards;
 use crate::server::ArgList;
-use crate::types::{Obj, Set, ZSet, ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
+use crate::types::{limits, Obj, Set, ZSet};
 
 const ZSET: &str = "sorted-set";
 const READ_MOVABLE: &[&str] = &["readonly", "movablekeys"];
@@ -512,7 +512,10 @@ fn run(db: &mut Db, now: u64, a: &dyn ArgList, op: Op, form: Form, name: &str) -
                 bulk_array(entries.len(), entries.iter().map(|(m, _)| &m[..]))
             };
         }
-        let mut z = ZSet::new(ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE);
+        let mut z = {
+            let (e, l) = limits::zset();
+            ZSet::new(e, l)
+        };
         for (m, s) in &entries {
             if z.insert(m, *s).is_err() {
                 return err(TOO_LARGE);
@@ -744,7 +747,10 @@ mod tests {
     }
 
     fn zset_of(entries: &[(&str, f64)]) -> ZSet {
-        let mut z = ZSet::new(ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE);
+        let mut z = {
+            let (e, l) = limits::zset();
+            ZSet::new(e, l)
+        };
         for (m, s) in entries {
             z.insert(m.as_bytes(), *s).unwrap();
         }
@@ -841,7 +847,10 @@ mod tests {
         // A big first set against a small other (test each member), and a small first set
         // against big others (remove from a copy): the same answer.
         let big: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
-        let mut zbig = ZSet::new(ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE);
+        let mut zbig = {
+            let (e, l) = limits::zset();
+            ZSet::new(e, l)
+        };
         for (i, m) in big.iter().enumerate() {
             zbig.insert(m.as_bytes(), i as f64).unwrap();
         }

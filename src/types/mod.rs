@@ -3,6 +3,7 @@
 //! families that use them are in `crate::commands::{hash,list,set}`.
 
 mod encoding;
+pub mod limits;
 pub mod list;
 mod lz;
 pub mod set;
@@ -17,15 +18,6 @@ pub use set::Set;
 pub use stream::Stream;
 pub use table::Table;
 pub use zset::ZSet;
-
-/// Redis's `hash-max-listpack-entries`: a hash stays compact up to this many fields.
-pub const HASH_MAX_LISTPACK_ENTRIES: usize = 512;
-/// Redis's `hash-max-listpack-value`: and while no field or value is longer.
-pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
-/// Redis's `zset-max-listpack-entries`: a sorted set stays compact up to this many members.
-pub const ZSET_MAX_LISTPACK_ENTRIES: usize = 128;
-/// Redis's `zset-max-listpack-value`: and while no member is longer.
-pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
 
 /// A collection value.
 #[derive(Debug, Clone)]
@@ -54,12 +46,10 @@ pub mod tag {
 }
 
 impl Obj {
-    /// An empty hash with Redis's compact-encoding limits.
+    /// An empty hash with the current compact-encoding limits (`hash-max-listpack-*`).
     pub fn new_hash() -> Obj {
-        Obj::Hash(Table::new(
-            HASH_MAX_LISTPACK_ENTRIES,
-            HASH_MAX_LISTPACK_VALUE,
-        ))
+        let (entries, len) = limits::hash();
+        Obj::Hash(Table::new(entries, len))
     }
 
     /// An empty list.
@@ -72,12 +62,11 @@ impl Obj {
         Obj::Set(Box::default())
     }
 
-    /// An empty sorted set with Redis's compact-encoding limits.
+    /// An empty sorted set with the current compact-encoding limits
+    /// (`zset-max-listpack-*`).
     pub fn new_zset() -> Obj {
-        Obj::ZSet(Box::new(ZSet::new(
-            ZSET_MAX_LISTPACK_ENTRIES,
-            ZSET_MAX_LISTPACK_VALUE,
-        )))
+        let (entries, len) = limits::zset();
+        Obj::ZSet(Box::new(ZSet::new(entries, len)))
     }
 
     /// An empty stream.

@@ -13,9 +13,6 @@ use super::encoding::{alloc_size, put_varint, read_varint_checked};
 use super::table::{Table, TooLarge};
 use std::borrow::Cow;
 
-/// Redis's default `set-max-intset-entries`.
-pub const MAX_INTSET_ENTRIES: usize = 512;
-
 const TAG_INTS: u8 = 0;
 const TAG_TABLE: u8 = 1;
 
@@ -282,7 +279,7 @@ impl Set {
 
     /// Adds `m`; `Ok(true)` if it was not a member.
     pub fn insert(&mut self, m: &[u8]) -> Result<bool, TooLarge> {
-        self.insert_with_limit(m, MAX_INTSET_ENTRIES)
+        self.insert_with_limit(m, super::limits::intset())
     }
 
     /// [`Set::insert`] with a configurable `set-max-intset-entries`.
@@ -479,7 +476,7 @@ mod tests {
         if let Set::Ints(v) = s {
             let v: Vec<i64> = v.iter().collect();
             assert!(v.windows(2).all(|w| w[0] < w[1]));
-            assert!(v.len() <= MAX_INTSET_ENTRIES);
+            assert!(v.len() <= crate::types::limits::SET_MAX_INTSET_ENTRIES);
             let want: Vec<Vec<u8>> = v.iter().map(|n| n.to_string().into_bytes()).collect();
             assert_eq!(got, want);
         }

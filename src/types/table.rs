@@ -789,6 +789,35 @@ impl Table {
         }
     }
 
+    /// Take the compact-encoding limits `(max_entries, max_len)` now in force (CONFIG SET
+    /// `hash-max-listpack-*`): later inserts follow them, and one holding more entries than the new
+    /// limit converts now. Indexed ones only note them (they never convert back).
+    pub fn set_limits(&mut self, max_entries: usize, max_len: usize) {
+        if self.limits() == (max_entries, max_len) {
+            return;
+        }
+        let empty = Repr::Small {
+            len: 0,
+            max_entries: 0,
+            max_len: 0,
+            buf: Box::default(),
+        };
+        let (buf, len) = match std::mem::replace(&mut self.repr, empty) {
+            Repr::Small { len, buf, .. } => (buf, usize::from(len)),
+            Repr::Wide(w) => (w.buf, w.len),
+            Repr::Indexed(mut ix) => {
+                ix.max_entries = max_entries;
+                ix.max_len = max_len;
+                self.repr = Repr::Indexed(ix);
+                return;
+            }
+        };
+        *self = Table::compact_from(buf, len, max_entries, max_len);
+        if len > max_entries {
+            self.convert_to_indexed();
+        }
+    }
+
     /// Converts to the indexed form (no-op if already indexed). The server calls this
     /// directly to mirror Redis's pre-emptive conversions (e.g. HSET with many fields).
     pub fn convert_to_indexed(&mut self) {
@@ -1614,5 +1643,34 @@ mod tests {
             t.heap_bytes()
         );
         assert!(b < 42.7, "{b}");
+    }
+
+    /// New limits: kept while within them (also across the u16 boundary, to the wide
+    /// header and back), converting when the table already holds more; indexed tables only
+    /// note them. Nothing is lost either way.
+    #[test]
+    fn set_limits_follows_or_converts() {
+        let mut t = Table::new(16, 64);
+        for i in 0..10u32 {
+            t.insert(format!("f{i}").as_bytes(), b"v").unwrap();
+        }
+        t.set_limits(100_000, 64);
+        assert!(t.is_compact());
+        assert_eq!(t.limits(), (100_000, 64));
+        t.set_limits(12, 8);
+        assert!(t.is_compact());
+        assert_eq!(t.limits(), (12, 8));
+        t.insert(b"f10", b"v").unwrap();
+        t.insert(b"f11", b"v").unwrap();
+        assert!(t.is_compact());
+        t.set_limits(11, 8);
+        assert!(!t.is_compact(), "12 entries over a limit of 11");
+        assert_eq!(t.len(), 12);
+        for i in 0..12u32 {
+            assert_eq!(t.get(format!("f{i}").as_bytes()), Some(&b"v"[..]));
+        }
+        t.set_limits(512, 64);
+        assert!(!t.is_compact(), "never back");
+        assert_eq!(t.limits(), (512, 64));
     }
 }

@@ -1633,6 +1633,35 @@ impl ZSet {
         }
     }
 
+    /// Take the compact-encoding limits `(max_entries, max_len)` now in force (CONFIG SET
+    /// `zset-max-listpack-*`): later inserts follow them, and one holding more entries than the new
+    /// limit converts now. Indexed ones only note them (they never convert back).
+    pub fn set_limits(&mut self, max_entries: usize, max_len: usize) {
+        if self.limits() == (max_entries, max_len) {
+            return;
+        }
+        let empty = Repr::Small {
+            len: 0,
+            max_entries: 0,
+            max_len: 0,
+            buf: Box::default(),
+        };
+        let (buf, len) = match std::mem::replace(&mut self.repr, empty) {
+            Repr::Small { len, buf, .. } => (buf, usize::from(len)),
+            Repr::Wide(w) => (w.buf, w.len),
+            Repr::Indexed(mut ix) => {
+                ix.max_entries = max_entries;
+                ix.max_len = max_len;
+                self.repr = Repr::Indexed(ix);
+                return;
+            }
+        };
+        *self = ZSet::compact_from(buf, len, max_entries, max_len);
+        if len > max_entries {
+            self.convert_to_indexed();
+        }
+    }
+
     /// Converts to the indexed form (no-op if already indexed). For callers that mirror
     /// Redis's pre-emptive conversions.
     pub fn convert_to_indexed(&mut self) {
@@ -3186,5 +3215,24 @@ mod tests {
             t.elapsed(),
             z.heap_bytes()
         );
+    }
+
+    /// New limits: kept while within them, converting when the set already holds more.
+    #[test]
+    fn set_limits_follows_or_converts() {
+        let mut z = ZSet::new(16, 64);
+        for i in 0..10u32 {
+            z.insert(format!("m{i}").as_bytes(), f64::from(i)).unwrap();
+        }
+        z.set_limits(70_000, 64);
+        assert_eq!((z.encoding(), z.limits()), ("listpack", (70_000, 64)));
+        z.set_limits(10, 64);
+        assert_eq!(z.encoding(), "listpack");
+        z.set_limits(9, 64);
+        assert_eq!(z.encoding(), "skiplist", "10 members over a limit of 9");
+        assert_eq!(z.len(), 10);
+        for i in 0..10u32 {
+            assert_eq!(z.score(format!("m{i}").as_bytes()), Some(f64::from(i)));
+        }
     }
 }
