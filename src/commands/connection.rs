@@ -117,7 +117,7 @@ pub fn hello(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
             authed_now = true;
             i += 3;
         } else if args[i].eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
-            if !super::admin::valid_client_name(&args[i + 1]) {
+            if !super::client::valid_client_name(&args[i + 1]) {
                 return s.error(
                     ctx,
                     conn,

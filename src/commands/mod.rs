@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod blocking;
+pub mod client;
 pub mod configcmd;
 pub mod connection;
 pub mod hash;
@@ -279,7 +280,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NONE, (CONN, "6.0.0", "Handshakes with the server."), connection::hello).no_auth(),
     Spec::new("select", 2, &["loading", "stale", "fast"], NONE, (CONN, "1.0.0", "Changes the selected database."), connection::select),
     Spec::new("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NONE, (CONN, "1.0.0", "Authenticates the connection."), connection::auth).no_auth(),
-    Spec::new("client", -2, &["loading", "stale"], NONE, (CONN, "2.4.0", "A container for client connection commands."), admin::client),
+    Spec::new("client", -2, &["loading", "stale"], NONE, (CONN, "2.4.0", "A container for client connection commands."), client::client),
     Spec::new("command", -1, &["loading", "stale"], NONE, (SRV, "2.8.13", "Returns detailed information about all commands."), admin::command),
     Spec::new("config", -2, &["admin", "noscript", "loading", "stale"], NONE, (SRV, "2.0.0", "A container for server configuration commands."), configcmd::config),
     Spec::new("info", -1, &["loading", "stale"], NONE, (SRV, "1.0.0", "Returns information and statistics about the server."), admin::info),

@@ -534,12 +534,16 @@ impl Server {
             let result = OpResult::Int(i64::from(self.unblock_client(ctx, id, error)));
             return self.answer(ctx, slot, part, result);
         }
+        if let Op::ClientKill(filter) = op {
+            let result = OpResult::Int(self.kill_clients(ctx, &filter));
+            return self.answer(ctx, slot, part, result);
+        }
         // Counters, client lists and pub/sub tables show no data: they never wait for
         // the log.
         let shows_data = !matches!(
             op,
             Op::Report
-                | Op::ClientList
+                | Op::ClientList(_)
                 | Op::PubsubNames { .. }
                 | Op::PubsubCounts { .. }
                 | Op::ResetStat
@@ -892,51 +896,6 @@ impl Server {
         let entry = crate::stats::SlowEntry::new(args, micros, addr, name);
         self.slowlog.push(entry, max_len);
     }
-}
-
-/// `CLIENT LIST` lines for this shard's connections (or only `only`).
-pub fn client_list_lines(ctx: &Ctx<Server>, only: Option<ConnId>) -> String {
-    let now = ctx.now();
-    let mut text = String::new();
-    for (id, s, meta) in ctx.connections() {
-        if only.is_some_and(|o| o != id) || s.http {
-            continue;
-        }
-        let show = |b: &Option<bytes::Bytes>| {
-            b.as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default()
-        };
-        let addr = meta
-            .peer
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "?".into());
-        text.push_str(&format!(
-            "id={} addr={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi={} watch={} qbuf={} obl={} oll=0 omem={} cmd={} user=default resp={} lib-name={} lib-ver={}\n",
-            s.id,
-            addr,
-            show(&s.name),
-            now.saturating_duration_since(meta.created).as_secs(),
-            now.saturating_duration_since(meta.last_active).as_secs(),
-            if s.multi.is_some() {
-                "x"
-            } else if s.blocked.is_some() {
-                "b"
-            } else {
-                "N"
-            },
-            s.multi.as_ref().map_or(-1, |m| m.queued.len() as i64),
-            s.watched.len(),
-            meta.input_buffered,
-            meta.output_buffered,
-            meta.output_buffered,
-            s.last_cmd,
-            if s.proto == Protocol::Resp3 { 3 } else { 2 },
-            show(&s.lib_name),
-            show(&s.lib_ver),
-        ));
-    }
-    text
 }
 
 impl Handler for Server {

@@ -37,7 +37,9 @@ pub enum Op<K> {
     /// Counters for INFO.
     Report,
     /// `CLIENT LIST` lines for this shard's connections.
-    ClientList,
+    ClientList(Box<crate::commands::client::Filter>),
+    /// CLIENT KILL's part on one shard (runs in `run_part`: it closes connections).
+    ClientKill(Box<crate::commands::client::Filter>),
     /// KEYS part: live keys matching the pattern.
     Keys(Bytes),
     /// SCAN part: one page of this shard's slots from `cursor`.
@@ -140,7 +142,8 @@ impl Op<&[u8]> {
             Op::DbSize => Op::DbSize,
             Op::Flush => Op::Flush,
             Op::Report => Op::Report,
-            Op::ClientList => Op::ClientList,
+            Op::ClientList(f) => Op::ClientList(f.clone()),
+            Op::ClientKill(f) => Op::ClientKill(f.clone()),
             Op::Keys(p) => Op::Keys(p),
             Op::Scan {
                 cursor,
@@ -575,7 +578,7 @@ impl Server {
                     waiters: self.blocking_counts().1 as u64,
                 }))
             }
-            Op::ClientList => OpResult::Text(super::client_list_lines(ctx, None)),
+            Op::ClientList(f) => OpResult::Text(crate::commands::client::list_lines(ctx, None, &f)),
             Op::ResetStat => {
                 self.stats_base = StatsBase {
                     engine: ctx.stats(),
@@ -613,8 +616,8 @@ impl Server {
                     None => OpResult::Error("ERR internal: nothing restores this".into()),
                 }
             }
-            Op::ClientUnblock { .. } => {
-                OpResult::Error("ERR internal: CLIENT UNBLOCK runs in run_part".into())
+            Op::ClientUnblock { .. } | Op::ClientKill(_) => {
+                OpResult::Error("ERR internal: CLIENT UNBLOCK and KILL run in run_part".into())
             }
         }
     }

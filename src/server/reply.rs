@@ -17,6 +17,8 @@ pub enum Agg {
     Single(Option<OpResult>),
     /// Integer sum (DEL, EXISTS, DBSIZE).
     Sum(i64),
+    /// CLIENT KILL's old form: `+OK` if the sum of kills is not 0, else "No such client".
+    KilledOne(i64),
     /// `+OK` once every part answered (MSET, FLUSHALL).
     AllOk,
     /// An `AllOk` command a part of which failed (an MSET part refused with -OOM by its
@@ -89,7 +91,7 @@ impl Agg {
     pub fn merge(&mut self, part: u32, result: OpResult) {
         match (self, result) {
             (Agg::Single(slot), r) => *slot = Some(r),
-            (Agg::Sum(total), OpResult::Int(n)) => *total += n,
+            (Agg::Sum(total) | Agg::KilledOne(total), OpResult::Int(n)) => *total += n,
             (agg @ Agg::AllOk, OpResult::Error(e)) => *agg = Agg::Failed(e),
             (Agg::AllOk | Agg::Failed(_), _) => {}
             (Agg::MGet { values, positions }, OpResult::Values(vs)) => {
@@ -156,6 +158,11 @@ impl Agg {
             Agg::Single(Some(r)) => encode_result(e, &r),
             Agg::Single(None) => e.error("ERR internal: missing result"),
             Agg::Sum(n) => e.int(n),
+            Agg::KilledOne(0) => {
+                crate::stats::note_error("ERR No such client");
+                e.error("ERR No such client")
+            }
+            Agg::KilledOne(_) => e.simple("OK"),
             Agg::AllOk => e.simple("OK"),
             Agg::Failed(msg) => {
                 crate::stats::note_error(&msg);

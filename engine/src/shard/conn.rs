@@ -69,6 +69,8 @@ pub(crate) struct Conn<S> {
     /// (taken while the shard was busy): later ones must wait behind it.
     pub busy_deferred: bool,
     pub peer: Option<SocketAddr>,
+    /// The socket's own address (accepted connections), as `getsockname` reported it.
+    pub local: Option<SocketAddr>,
     /// Which listener accepted it (0: the main one; `None`: an outgoing connection).
     pub listener: Option<usize>,
     pub created: Instant,
@@ -105,6 +107,7 @@ impl<S> Conn<S> {
             dirty: false,
             busy_deferred: false,
             peer,
+            local: None,
             listener: None,
             created: now,
             last_active: now,

@@ -46,6 +46,9 @@ pub struct ShardStats {
 pub struct ConnMeta {
     /// The peer's address, when the OS reported it.
     pub peer: Option<SocketAddr>,
+    /// The connection's own address (its listener's, with the actual local IP when the
+    /// listener is bound to a wildcard), for accepted connections.
+    pub local: Option<SocketAddr>,
     /// Which listener accepted it: 0 for [`crate::EngineConfig::listen`], `1 + i` for
     /// [`crate::EngineConfig::extra_listen`]`[i]`; `None` for an outgoing connection.
     /// Already set when [`crate::Handler::on_open`] runs.
@@ -748,6 +751,7 @@ impl<H: Handler> Ctx<H> {
 fn meta_of<S>(c: &Conn<S>) -> ConnMeta {
     ConnMeta {
         peer: c.peer,
+        local: c.local,
         listener: c.listener,
         created: c.created,
         last_active: c.last_active,

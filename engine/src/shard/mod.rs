@@ -457,6 +457,7 @@ impl<H: Handler> Shard<H> {
         let sock = socket2::SockRef::from(&fd);
         let _ = sock.set_tcp_nodelay(true);
         let peer: Option<SocketAddr> = sock.peer_addr().ok().and_then(|a| a.as_socket());
+        let local: Option<SocketAddr> = sock.local_addr().ok().and_then(|a| a.as_socket());
         let (counter, limit) = if listener == 0 {
             (&self.ctx.shared.connections, self.config.max_connections)
         } else {
@@ -473,6 +474,7 @@ impl<H: Handler> Shard<H> {
             .conns
             .insert(Conn::new(fd, generation, peer, self.ctx.now)) as u32;
         self.ctx.conns[idx as usize].listener = Some(listener);
+        self.ctx.conns[idx as usize].local = local;
         let id = ConnId {
             index: idx,
             generation,

@@ -1,0 +1,157 @@
+//! CLIENT LIST and CLIENT KILL over clients on every shard: filters, Redis's replies and
+//! errors, the caller spared unless it asks, killed clients gone at once (a killed BLPOP
+//! takes no element), everyone else served.
+
+mod common;
+
+use common::{q, Raw, Server};
+
+fn id_of(r: &mut Raw) -> i64 {
+    r.cmd(&[b"CLIENT", b"ID"]);
+    let reply = r.reply_str();
+    reply.trim_start_matches(':').trim().parse().unwrap()
+}
+
+/// The CLIENT LIST lines of the clients a filter names, as (id, addr, flags, sub, psub).
+fn listed(c: &mut redis::Connection, filter: &[&str]) -> Vec<(i64, String, String, u32, u32)> {
+    let mut words = vec!["CLIENT", "LIST"];
+    words.extend_from_slice(filter);
+    let text: String = q(c, &words).unwrap();
+    text.lines()
+        .map(|l| {
+            let field = |k: &str| {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (
+                field("id").parse().unwrap(),
+                field("addr"),
+                field("flags"),
+                field("sub").parse().unwrap(),
+                field("psub").parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn client_kill_and_list_filters_across_shards() {
+    let s = Server::start(&["--shards", "3"]);
+    let c = &mut s.client();
+    // Nine clients: connections spread over the shards.
+    let mut raws: Vec<Raw> = (0..9).map(|_| s.raw()).collect();
+    let ids: Vec<i64> = raws.iter_mut().map(id_of).collect();
+    let shards: std::collections::HashSet<i64> = ids.iter().map(|i| (i - 1) % 3).collect();
+    assert_eq!(shards.len(), 3, "clients on every shard: {ids:?}");
+
+    // Two subscribers (one RESP3): CLIENT LIST shows them as pubsub clients.
+    raws[0].cmd(&[b"SUBSCRIBE", b"a", b"b"]);
+    raws[0].reply();
+    raws[0].reply();
+    raws[1].cmd(&[b"HELLO", b"3"]);
+    raws[1].reply();
+    raws[1].cmd(&[b"PSUBSCRIBE", b"p*"]);
+    raws[1].reply();
+    let subs = listed(c, &["TYPE", "pubsub"]);
+    let mut got: Vec<(i64, String, u32, u32)> = subs
+        .iter()
+        .map(|(i, _, f, s, p)| (*i, f.clone(), *s, *p))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (ids[0], "P".to_string(), 2, 0),
+        (ids[1], "P".to_string(), 0, 1),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(listed(c, &["ID", &ids[4].to_string()]).len(), 1);
+    assert_eq!(listed(c, &["TYPE", "master"]).len(), 0);
+
+    // A client blocked in BLPOP on a key of another shard, killed: the element pushed
+    // afterwards stays in the list.
+    raws[2].cmd(&[b"BLPOP", b"queue", b"0"]);
+    common::eventually("the BLPOP blocks", || {
+        listed(c, &["ID", &ids[2].to_string()])[0].2 == "b"
+    });
+
+    // By type: both subscribers, whatever their shard.
+    assert_eq!(
+        q::<i64>(c, &["CLIENT", "KILL", "TYPE", "pubsub"]).unwrap(),
+        2
+    );
+    assert!(raws[0].closed() && raws[1].closed());
+    // By id.
+    let id2 = ids[2].to_string();
+    assert_eq!(q::<i64>(c, &["CLIENT", "KILL", "ID", &id2]).unwrap(), 1);
+    assert!(raws[2].closed());
+    q::<i64>(c, &["RPUSH", "queue", "x"]).unwrap();
+    assert_eq!(
+        q::<i64>(c, &["LLEN", "queue"]).unwrap(),
+        1,
+        "nothing popped by the dead"
+    );
+    // The old form, by address: +OK, then no such client.
+    let addr = listed(c, &["ID", &ids[3].to_string()])[0].1.clone();
+    assert_eq!(q::<String>(c, &["CLIENT", "KILL", &addr]).unwrap(), "OK");
+    assert!(raws[3].closed());
+    assert_eq!(
+        common::err_of(c, &["CLIENT", "KILL", &addr]),
+        "ERR No such client"
+    );
+    // The others are still served.
+    for r in &mut raws[4..] {
+        r.cmd(&[b"PING"]);
+        assert_eq!(r.reply_str(), "+PONG\r\n");
+    }
+
+    // The caller: spared by default, killed after its reply with SKIPME no.
+    let mut me = s.raw();
+    let my_id = id_of(&mut me).to_string();
+    me.cmd(&[b"CLIENT", b"KILL", b"ID", my_id.as_bytes()]);
+    assert_eq!(me.reply_str(), ":0\r\n");
+    me.cmd(&[
+        b"CLIENT",
+        b"KILL",
+        b"ID",
+        my_id.as_bytes(),
+        b"SKIPME",
+        b"no",
+    ]);
+    assert_eq!(me.reply_str(), ":1\r\n");
+    assert!(me.closed());
+    // Everyone but the caller (USER default names them all).
+    assert_eq!(
+        q::<i64>(c, &["CLIENT", "KILL", "USER", "default"]).unwrap(),
+        5
+    );
+    for r in &mut raws[4..] {
+        assert!(r.closed());
+    }
+    assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
+
+    // Redis's errors.
+    for (args, want) in [
+        (
+            &["CLIENT", "KILL", "ID", "abc"][..],
+            "ERR client-id should be greater than 0",
+        ),
+        (
+            &["CLIENT", "KILL", "TYPE", "foo"],
+            "ERR Unknown client type 'foo'",
+        ),
+        (&["CLIENT", "KILL", "USER", "bob"], "ERR No such user 'bob'"),
+        (&["CLIENT", "KILL", "SKIPME", "maybe"], "ERR syntax error"),
+        (&["CLIENT", "KILL", "MAXAGE", "1"], "ERR syntax error"),
+        (&["CLIENT", "KILL", "a", "b", "c"], "ERR syntax error"),
+        (&["CLIENT", "LIST", "ID", "x"], "ERR Invalid client ID"),
+        (
+            &["CLIENT", "LIST", "TYPE", "x"],
+            "ERR Unknown client type 'x'",
+        ),
+        (&["CLIENT", "LIST", "FOO"], "ERR syntax error"),
+    ] {
+        assert_eq!(common::err_of(c, args), want, "{args:?}");
+    }
+}
