@@ -152,6 +152,23 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
             "list-compress-depth",
             crate::types::list::compress_depth().to_string(),
         ),
+        // Fixed node sizes, reported as Redis names them (CONFIG SET refuses them).
+        (
+            "list-max-listpack-size",
+            crate::types::list::listpack_size_config().to_string(),
+        ),
+        (
+            "list-max-ziplist-size",
+            crate::types::list::listpack_size_config().to_string(),
+        ),
+        (
+            "stream-node-max-bytes",
+            crate::types::stream::NODE_MAX_BYTES.to_string(),
+        ),
+        (
+            "stream-node-max-entries",
+            crate::types::stream::NODE_MAX_ENTRIES.to_string(),
+        ),
         (
             "latency-monitor-threshold",
             rt.latency_threshold().to_string(),

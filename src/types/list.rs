@@ -80,6 +80,12 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 /// Maximum bytes (records + boundaries) in one chunk holding more than one element.
 const CHUNK_LIMIT: usize = 8 * 1024;
+
+/// The chunk size as Redis's `list-max-listpack-size` would say it: -1 for 4 KiB nodes, -2
+/// for 8 KiB, ... (fixed here; CONFIG GET reports it, CONFIG SET refuses it).
+pub fn listpack_size_config() -> i64 {
+    -(i64::from((CHUNK_LIMIT / 4096).max(1).trailing_zeros()) + 1)
+}
 /// Smallest chunk buffer capacity worth allocating.
 const MIN_CAP: usize = 16;
 /// Records smaller than this are never packed (Redis's `MIN_COMPRESS_BYTES`).
@@ -2216,5 +2222,12 @@ mod tests {
             assert!(packed.is_empty());
             assert_eq!(packed.heap_bytes(), 0);
         }
+    }
+
+    /// 8 KiB chunks are what Redis calls `list-max-listpack-size -2`.
+    #[test]
+    fn chunk_size_is_reported_as_redis_names_it() {
+        assert_eq!(CHUNK_LIMIT, 8192);
+        assert_eq!(listpack_size_config(), -2);
     }
 }
