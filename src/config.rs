@@ -156,7 +156,7 @@ pub struct Args {
     pub auto_aof_rewrite_percentage: u64,
     /// Redis's `auto-aof-rewrite-min-size`: no compaction because of size while the
     /// snapshot and the log after it are smaller than this.
-    #[arg(long, default_value = "64mb", value_parser = parse_memory)]
+    #[arg(long, default_value = "64mb", value_parser = parse_size_config)]
     pub auto_aof_rewrite_min_size: usize,
     /// Commands that take at least this many microseconds go to the slow log (SLOWLOG);
     /// negative: none, 0: every command.

@@ -120,6 +120,19 @@ fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing_acknowledged() {
         fresh.cmd(&[b"INFO", b"persistence"]);
         assert!(fresh.reply_str().contains("aof_last_write_status:err"));
     }
+    // A snapshot would fail on the same disk (and take space the log needs): refused like
+    // the writes, and nothing is left waiting on it.
+    for cmd in [&b"BGSAVE"[..], b"SAVE", b"BGREWRITEAOF"] {
+        other.cmd(&[cmd]);
+        let r = other.reply_str();
+        assert!(
+            r.starts_with("-MISCONF"),
+            "{}: {r}",
+            String::from_utf8_lossy(cmd)
+        );
+    }
+    other.cmd(&[b"INFO", b"persistence"]);
+    assert!(other.reply_str().contains("rdb_bgsave_in_progress:0"));
     // Space comes back: the log catches up by itself and the held write is acknowledged.
     std::fs::remove_file(filler).unwrap();
     let r = reply_within(&mut stream, Duration::from_secs(10)).expect("held write answered");

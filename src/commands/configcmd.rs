@@ -217,6 +217,41 @@ fn int_in(name: &str, value: &str, lo: i64, hi: i64) -> Result<i64, String> {
     Ok(n)
 }
 
+/// A memory parameter's value as Redis 7.0's CONFIG SET checks it: "" is 0, redis.conf's
+/// units, no spaces, at most `i64::MAX`.
+fn memory_in(name: &str, value: &str) -> Result<u64, String> {
+    if value.is_empty() {
+        return Ok(0);
+    }
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let mul: u128 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(failed(name, "argument must be a memory value")),
+    };
+    let n: u128 = digits
+        .parse()
+        .map_err(|_| failed(name, "argument must be a memory value"))?;
+    let bytes = n.saturating_mul(mul);
+    u64::try_from(bytes)
+        .ok()
+        .filter(|&b| i64::try_from(b).is_ok())
+        .ok_or_else(|| {
+            failed(
+                name,
+                &format!("argument must be between 0 and {} inclusive", i64::MAX),
+            )
+        })
+}
+
 /// Check one value of a parameter this module sets.
 fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
     const INT_MAX: i64 = i32::MAX as i64;
@@ -267,20 +302,13 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
         "hash-max-listpack-value"
         | "hash-max-ziplist-value"
         | "zset-max-listpack-value"
-        | "zset-max-ziplist-value" => Setting::EncodingLimit(
-            name.to_string(),
-            crate::config::parse_size_config(value)
-                .map_err(|_| failed(name, "argument must be a memory value"))?,
-        ),
+        | "zset-max-ziplist-value" => {
+            Setting::EncodingLimit(name.to_string(), memory_in(name, value)? as usize)
+        }
         "auto-aof-rewrite-percentage" => {
             Setting::RewritePercentage(int_in(name, value, 0, INT_MAX)? as u64)
         }
-        "auto-aof-rewrite-min-size" => Setting::RewriteMinSize(
-            crate::config::parse_memory(value)
-                .ok()
-                .and_then(|n| i64::try_from(n).ok())
-                .ok_or_else(|| failed(name, "argument must be a memory value"))? as u64,
-        ),
+        "auto-aof-rewrite-min-size" => Setting::RewriteMinSize(memory_in(name, value)?),
         "appendfsync" => {
             if !crate::settings::APPENDFSYNC.contains(&value.to_ascii_lowercase().as_str()) {
                 return Err(failed(

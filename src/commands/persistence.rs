@@ -12,6 +12,12 @@ fn start(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, save: bool, busy: 
     if s.wal.is_none() {
         return s.error(ctx, conn, "ERR persistence is off (--appendonly no)");
     }
+    if let Some(err) = s.log_error() {
+        // A snapshot would fail on the same disk, and its files would take space the log
+        // needs: refused like the writes until the log writes again.
+        let msg = format!("MISCONF Errors writing to the AOF file: {err}");
+        return s.error(ctx, conn, &msg);
+    }
     if !snapshot::begin() {
         return s.error(ctx, conn, busy);
     }
@@ -58,6 +64,11 @@ impl Server {
         let Some(wal) = self.wal.as_ref() else {
             return;
         };
+        if self.log_error().is_some() {
+            // The log cannot write (a full disk): a snapshot would fail too, and its files
+            // would take space the log needs. Wait until writes succeed again.
+            return;
+        }
         let last = snapshot::LAST_SAVE.load(Relaxed);
         let since = if last == 0 {
             self.config.started.elapsed().as_secs()

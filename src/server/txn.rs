@@ -865,6 +865,9 @@ impl Server {
         };
         if let Err(e) = &result {
             tracing::warn!("snapshot {} failed: {e}", c.id);
+            if let Some(wal) = self.wal.as_ref() {
+                wal.abandon_snapshot(c.id);
+            }
         }
         snapshot::end(result.is_ok());
         if let Some(slot) = c.reply_to {

@@ -472,6 +472,28 @@ impl Wal {
         Ok(size)
     }
 
+    /// Remove the parts of snapshot `id`, which failed and will not be published (finished
+    /// parts; unfinished ones are removed by their writers): they would otherwise hold disk
+    /// space until the next snapshot is published.
+    pub fn abandon_snapshot(&self, id: u64) {
+        let dir = &self.shared.dir;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let ours = name
+                .to_str()
+                .and_then(snapshot::parse_part_name)
+                .is_some_and(|(part_id, _)| part_id == id);
+            if ours {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!("WAL: cannot remove {}: {e}", entry.path().display());
+                }
+            }
+        }
+    }
+
     /// The current end of the written log. Every record handed over after this call is
     /// written after it (and so is anything handed over but not yet written), so replay
     /// from here misses nothing a snapshot started now may not contain. Record it when a

@@ -62,8 +62,10 @@ pub(crate) fn parse_manifest_name(name: &str) -> Option<u64> {
 /// Writes one part of a snapshot: the entries of one shard, in bounded steps.
 ///
 /// Entries are buffered and written with ordinary file writes; [`SnapshotWriter::finish`]
-/// syncs the file and gives it its final name. A writer dropped without `finish` leaves a
-/// temporary file that the next [`open`](super::open) removes.
+/// syncs the file and gives it its final name. A writer dropped without `finish` (a failed
+/// write, an abandoned snapshot) removes its temporary file, so a snapshot that fails on a
+/// full disk does not keep the space the log needs; after a crash the next
+/// [`open`](super::open) removes it.
 #[derive(Debug)]
 pub struct SnapshotWriter {
     out: BufWriter<File>,
@@ -71,6 +73,19 @@ pub struct SnapshotWriter {
     final_path: PathBuf,
     count: u64,
     max_lsn: u64,
+    finished: bool,
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Err(e) = std::fs::remove_file(&self.tmp_path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("WAL: cannot remove {}: {e}", self.tmp_path.display());
+                }
+            }
+        }
+    }
 }
 
 impl SnapshotWriter {
@@ -99,6 +114,7 @@ impl SnapshotWriter {
             final_path,
             count: 0,
             max_lsn: 0,
+            finished: false,
         })
     }
 
@@ -143,7 +159,9 @@ impl SnapshotWriter {
             .get_ref()
             .sync_all()
             .map_err(|e| WalError::io("fsync", &tmp, e))?;
-        std::fs::rename(&tmp, &self.final_path).map_err(|e| WalError::io("rename", &tmp, e))
+        std::fs::rename(&tmp, &self.final_path).map_err(|e| WalError::io("rename", &tmp, e))?;
+        self.finished = true;
+        Ok(())
     }
 }
 

@@ -785,6 +785,31 @@ fn snapshot_then_later_records_and_old_segments_deleted() {
     let mut w = wal.snapshot_writer(0, 2).unwrap();
     w.write(1, b"unfinished").unwrap();
     drop(w);
+    let snap_files = |dir: &Path, id: &str| {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e
+                    .as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned();
+                name.starts_with(&format!("snap-{id}"))
+            })
+            .count()
+    };
+    assert_eq!(
+        snap_files(&tmp.0, &format!("{:020}", 2)),
+        0,
+        "a writer dropped unfinished removes its temporary file"
+    );
+    // A failed snapshot's finished parts go when it is abandoned.
+    let w = wal.snapshot_writer(1, 3).unwrap();
+    w.finish().unwrap();
+    assert_eq!(snap_files(&tmp.0, &format!("{:020}", 3)), 1);
+    wal.abandon_snapshot(3);
+    assert_eq!(snap_files(&tmp.0, &format!("{:020}", 3)), 0);
     wal.shutdown().unwrap();
     drop(logs);
     let (wal, _, mut rec) = open(cfg, 2).unwrap();
