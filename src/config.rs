@@ -126,20 +126,20 @@ pub struct Args {
     pub list_compress_depth: u32,
     /// Redis's `hash-max-listpack-entries` (alias `hash-max-ziplist-entries`): a hash with
     /// more fields converts from the compact encoding to the indexed one.
-    #[arg(long, alias = "hash-max-ziplist-entries", default_value_t = crate::types::limits::HASH_MAX_LISTPACK_ENTRIES, value_parser = parse_size_config)]
+    #[arg(long, alias = "hash-max-ziplist-entries", default_value_t = crate::types::limits::HASH_MAX_LISTPACK_ENTRIES, value_parser = parse_count_config)]
     pub hash_max_listpack_entries: usize,
     /// Redis's `hash-max-listpack-value`: so does a hash given a longer field or value.
     #[arg(long, alias = "hash-max-ziplist-value", default_value_t = crate::types::limits::HASH_MAX_LISTPACK_VALUE, value_parser = parse_size_config)]
     pub hash_max_listpack_value: usize,
     /// Redis's `zset-max-listpack-entries`: the same for sorted sets.
-    #[arg(long, alias = "zset-max-ziplist-entries", default_value_t = crate::types::limits::ZSET_MAX_LISTPACK_ENTRIES, value_parser = parse_size_config)]
+    #[arg(long, alias = "zset-max-ziplist-entries", default_value_t = crate::types::limits::ZSET_MAX_LISTPACK_ENTRIES, value_parser = parse_count_config)]
     pub zset_max_listpack_entries: usize,
     /// Redis's `zset-max-listpack-value`: and for a longer member.
     #[arg(long, alias = "zset-max-ziplist-value", default_value_t = crate::types::limits::ZSET_MAX_LISTPACK_VALUE, value_parser = parse_size_config)]
     pub zset_max_listpack_value: usize,
     /// Redis's `set-max-intset-entries`: a set of integers with more members converts from
     /// the intset encoding.
-    #[arg(long, default_value_t = crate::types::limits::SET_MAX_INTSET_ENTRIES, value_parser = parse_size_config)]
+    #[arg(long, default_value_t = crate::types::limits::SET_MAX_INTSET_ENTRIES, value_parser = parse_count_config)]
     pub set_max_intset_entries: usize,
     /// Keyspace notifications to publish, as Redis's flag letters (e.g. `KEA`, `Ex`);
     /// empty: none. CONFIG SET changes it at run time.
@@ -245,6 +245,15 @@ pub fn parse_size_config(s: &str) -> Result<usize, String> {
         return Err(format!("'{s}' is above {}", i64::MAX));
     }
     Ok(n)
+}
+
+/// A count parameter as Redis's integer configs take it: 0 up to `i64::MAX`, no units.
+pub fn parse_count_config(s: &str) -> Result<usize, String> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|&n| i64::try_from(n).is_ok())
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("'{s}' is not an integer between 0 and {}", i64::MAX))
 }
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {

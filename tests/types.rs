@@ -380,8 +380,16 @@ fn encoding_thresholds_are_config_parameters() {
     assert_eq!(encoding(c, "big"), "listpack");
     q::<()>(c, &["CONFIG", "SET", "hash-max-listpack-entries", "10"]).unwrap();
     assert_eq!(encoding(c, "big"), "listpack", "reads do not convert");
-    q::<i64>(c, &["HSET", "big", "f0", "again"]).unwrap();
-    assert_eq!(encoding(c, "big"), "hashtable");
+    q::<i64>(c, &["HDEL", "big", "f0", "nope"]).unwrap();
+    assert_eq!(encoding(c, "big"), "listpack", "deletions do not convert");
+    let keys: Vec<String> = q(c, &["HKEYS", "big"]).unwrap();
+    assert_eq!(keys[..2], ["f1", "f2"], "listpack order kept");
+    q::<i64>(c, &["HSET", "big", "f1", "again"]).unwrap();
+    assert_eq!(
+        encoding(c, "big"),
+        "hashtable",
+        "a set over the limit converts"
+    );
     q::<()>(c, &["CONFIG", "SET", "hash-max-listpack-value", "3"]).unwrap();
     q::<i64>(c, &["HSET", "h2", "f", "1234"]).unwrap();
     assert_eq!(encoding(c, "h2"), "hashtable");

@@ -333,12 +333,19 @@ pub fn hrandfield(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     if count == 0 {
         return OpResult::Reply(Resp::Array(Vec::new()));
     }
+    // A compact hash finds a position by walking its records: walk them once, not once
+    // per pick (its size is whatever hash-max-listpack-entries allows).
+    let flat: Option<Vec<(&[u8], &[u8])>> = t.is_compact().then(|| t.iter().collect());
+    let at = |i: usize| match &flat {
+        Some(f) => f.get(i).copied(),
+        None => t.get_index(i),
+    };
     if l < 0 || count == 1 {
         // Independent picks: the reply is as long as asked (grown as it fills, not
         // reserved up front).
         let mut out = Vec::with_capacity((count.min(1024) as usize) * per);
         for _ in 0..count {
-            if let Some(e) = t.get_index(below(n)) {
+            if let Some(e) = at(below(n)) {
                 push(&mut out, e);
             }
         }
@@ -376,7 +383,7 @@ pub fn hrandfield(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         picked.sort_unstable();
     }
     for i in picked {
-        if let Some(e) = t.get_index(i) {
+        if let Some(e) = at(i) {
             push(&mut out, e);
         }
     }

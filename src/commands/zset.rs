@@ -1071,11 +1071,18 @@ pub fn zrandmember(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             out.push(score_value(s));
         }
     };
+    // A compact set finds a position by walking its records: walk them once, not once per
+    // pick (its size is whatever zset-max-listpack-entries allows). Its order is rank order.
+    let flat: Option<Vec<(&[u8], f64)>> = (z.encoding() == "listpack").then(|| z.iter().collect());
+    let at = |i: usize| match &flat {
+        Some(f) => f.get(i).copied(),
+        None => z.get_index(i),
+    };
     if l < 0 || count == 1 {
         // Independent picks; the reply grows as it fills (not reserved up front).
         out.reserve(count.min(1024) * per);
         for _ in 0..count {
-            if let Some(e) = z.get_index(below(len)) {
+            if let Some(e) = at(below(len)) {
                 push(&mut out, e);
             }
         }
@@ -1113,7 +1120,7 @@ pub fn zrandmember(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         }
         out.reserve(count * per);
         for i in picked {
-            if let Some(e) = z.get_index(i) {
+            if let Some(e) = at(i) {
                 push(&mut out, e);
             }
         }

@@ -512,16 +512,20 @@ fn run(db: &mut Db, now: u64, a: &dyn ArgList, op: Op, form: Form, name: &str) -
                 bulk_array(entries.len(), entries.iter().map(|(m, _)| &m[..]))
             };
         }
-        let mut z = {
-            let (e, l) = limits::zset();
-            ZSet::new(e, l)
-        };
-        for (m, s) in &entries {
-            if z.insert(m, *s).is_err() {
-                return err(TOO_LARGE);
+        let (max_entries, max_len) = limits::zset();
+        match ZSet::from_sorted(&entries, max_entries, max_len) {
+            Some(Ok(z)) => z,
+            Some(Err(_)) => return err(TOO_LARGE),
+            None => {
+                let mut z = ZSet::new(max_entries, max_len);
+                for (m, s) in &entries {
+                    if z.insert(m, *s).is_err() {
+                        return err(TOO_LARGE);
+                    }
+                }
+                z
             }
         }
-        z
     };
     let dst = a.arg(1);
     let n = built.len() as i64;

@@ -5,9 +5,11 @@
 //!
 //! As in Redis, they apply to every later write, not only to values made afterwards: a
 //! compact hash or sorted set takes the current limits whenever it is written
-//! ([`crate::db::Db::edit_hash`], [`crate::db::Db::edit_zset`]) and converts at once when
-//! it already holds more entries than the new limit (Redis converts after that write);
-//! an intset converts when a member would take it past the limit. Nothing converts back.
+//! ([`crate::db::Db::edit_hash`], [`crate::db::Db::edit_zset`]) and converts when Redis
+//! would: a hash holding more entries than the limit at its next field set (an update
+//! too), a sorted set when a new member would take it past the limit, any of them on a
+//! longer field, value or member; deletions never convert. An intset converts when a
+//! member would take it past the limit. Nothing converts back.
 //! Values loaded at start keep the limits they were saved with until their first write.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

@@ -169,6 +169,9 @@ fn lp_insert(
         return Step::Convert;
     }
     match lp_find(buf, field) {
+        // Redis converts after any set that leaves more entries than the limit (a lowered
+        // one), an update too.
+        Some(_) if replace && len > max_entries => Step::Convert,
         Some((_, off)) => {
             if replace {
                 let (_, old, end) = record_at(buf, off);
@@ -790,8 +793,8 @@ impl Table {
     }
 
     /// Take the compact-encoding limits `(max_entries, max_len)` now in force (CONFIG SET
-    /// `hash-max-listpack-*`): later inserts follow them, and one holding more entries than the new
-    /// limit converts now. Indexed ones only note them (they never convert back).
+    /// `hash-max-listpack-*`). Nothing converts here: as in Redis, a compact value above a lowered limit
+    /// converts when a field is set (an update too, as Redis checks after every set). Indexed ones only note them (they never convert back).
     pub fn set_limits(&mut self, max_entries: usize, max_len: usize) {
         if self.limits() == (max_entries, max_len) {
             return;
@@ -813,9 +816,6 @@ impl Table {
             }
         };
         *self = Table::compact_from(buf, len, max_entries, max_len);
-        if len > max_entries {
-            self.convert_to_indexed();
-        }
     }
 
     /// Converts to the indexed form (no-op if already indexed). The server calls this
@@ -1646,7 +1646,7 @@ mod tests {
     }
 
     /// New limits: kept while within them (also across the u16 boundary, to the wide
-    /// header and back), converting when the table already holds more; indexed tables only
+    /// header and back), converting at the next set when the table holds more; indexed tables only
     /// note them. Nothing is lost either way.
     #[test]
     fn set_limits_follows_or_converts() {
@@ -1664,7 +1664,13 @@ mod tests {
         t.insert(b"f11", b"v").unwrap();
         assert!(t.is_compact());
         t.set_limits(11, 8);
-        assert!(!t.is_compact(), "12 entries over a limit of 11");
+        assert!(t.is_compact(), "nothing converts until a field is set");
+        assert!(!t.insert(b"f0", b"w").unwrap());
+        assert!(
+            !t.is_compact(),
+            "an update of 12 entries over a limit of 11 converts"
+        );
+        t.insert(b"f0", b"v").unwrap();
         assert_eq!(t.len(), 12);
         for i in 0..12u32 {
             assert_eq!(t.get(format!("f{i}").as_bytes()), Some(&b"v"[..]));

@@ -1539,6 +1539,42 @@ impl ZSet {
         ZSet::compact_from(Box::default(), 0, max_entries, max_len)
     }
 
+    /// A set of `entries` built in one pass (ZUNIONSTORE & co.: linear, where inserting one
+    /// by one into a compact set is quadratic): compact when within the limits, else
+    /// indexed, as Redis converts a built result. `None` unless the members are distinct and
+    /// sorted by (score, member) with no NaN (the caller then inserts them one by one);
+    /// `Some(Err)` past the size limit.
+    pub fn from_sorted<M: AsRef<[u8]>>(
+        entries: &[(M, f64)],
+        max_entries: usize,
+        max_len: usize,
+    ) -> Option<Result<ZSet, TooLarge>> {
+        let mut arena = Vec::new();
+        let mut prev: Option<(f64, &[u8])> = None;
+        let mut longest = 0;
+        for (m, s) in entries {
+            let (m, s) = (m.as_ref(), norm(*s));
+            if s.is_nan() || prev.is_some_and(|(ps, pm)| key_cmp(ps, pm, s, m).is_ge()) {
+                return None;
+            }
+            prev = Some((s, m));
+            longest = longest.max(m.len());
+            write_record(&mut arena, m, s);
+            if arena.len() > ARENA_LIMIT {
+                return Some(Err(TooLarge));
+            }
+        }
+        let n = entries.len();
+        Some(Ok(if n <= max_entries && longest <= max_len {
+            ZSet::compact_from(arena.into_boxed_slice(), n, max_entries, max_len)
+        } else {
+            let ix = Indexed::from_records(arena, n, (max_entries, max_len), false)?;
+            ZSet {
+                repr: Repr::Indexed(Box::new(ix)),
+            }
+        }))
+    }
+
     /// A compact set of `len` entries in `buf` (sorted, distinct, within the limits).
     fn compact_from(buf: Box<[u8]>, len: usize, max_entries: usize, max_len: usize) -> ZSet {
         let repr = match (
@@ -1634,8 +1670,8 @@ impl ZSet {
     }
 
     /// Take the compact-encoding limits `(max_entries, max_len)` now in force (CONFIG SET
-    /// `zset-max-listpack-*`): later inserts follow them, and one holding more entries than the new
-    /// limit converts now. Indexed ones only note them (they never convert back).
+    /// `zset-max-listpack-*`). Nothing converts here: as in Redis, a compact value above a lowered limit
+    /// converts when a new member is added. Indexed ones only note them (they never convert back).
     pub fn set_limits(&mut self, max_entries: usize, max_len: usize) {
         if self.limits() == (max_entries, max_len) {
             return;
@@ -1657,9 +1693,6 @@ impl ZSet {
             }
         };
         *self = ZSet::compact_from(buf, len, max_entries, max_len);
-        if len > max_entries {
-            self.convert_to_indexed();
-        }
     }
 
     /// Converts to the indexed form (no-op if already indexed). For callers that mirror
@@ -3217,7 +3250,7 @@ mod tests {
         );
     }
 
-    /// New limits: kept while within them, converting when the set already holds more.
+    /// New limits: kept; a set above them converts when a new member comes (as Redis).
     #[test]
     fn set_limits_follows_or_converts() {
         let mut z = ZSet::new(16, 64);
@@ -3229,10 +3262,57 @@ mod tests {
         z.set_limits(10, 64);
         assert_eq!(z.encoding(), "listpack");
         z.set_limits(9, 64);
-        assert_eq!(z.encoding(), "skiplist", "10 members over a limit of 9");
+        z.insert(b"m0", 0.0).unwrap();
+        assert_eq!(
+            z.encoding(),
+            "listpack",
+            "an update does not convert (as in Redis)"
+        );
+        z.insert(b"m10", 10.0).unwrap();
+        assert_eq!(
+            z.encoding(),
+            "skiplist",
+            "a new member over a limit of 9 converts"
+        );
+        z.remove(b"m10");
         assert_eq!(z.len(), 10);
         for i in 0..10u32 {
             assert_eq!(z.score(format!("m{i}").as_bytes()), Some(f64::from(i)));
         }
+    }
+
+    /// Built in one pass, a set equals the one built by inserts: same members, scores,
+    /// order and encoding, on both sides of the limit; unsorted input is refused.
+    #[test]
+    fn from_sorted_matches_inserts() {
+        for n in [0usize, 1, 5, 128, 129, 3000] {
+            let mut entries: Vec<(Vec<u8>, f64)> = (0..n)
+                .map(|i| (format!("m{i}").into_bytes(), f64::from((i % 7) as u32)))
+                .collect();
+            entries.sort_by(|a, b| key_cmp(a.1, &a.0, b.1, &b.0));
+            let built = ZSet::from_sorted(&entries, 128, 64).unwrap().unwrap();
+            let mut inserted = ZSet::new(128, 64);
+            for (m, s) in &entries {
+                inserted.insert(m, *s).unwrap();
+            }
+            assert_eq!(built.encoding(), inserted.encoding(), "n={n}");
+            let a: Vec<(Vec<u8>, f64)> = built.iter().map(|(m, s)| (m.to_vec(), s)).collect();
+            let b: Vec<(Vec<u8>, f64)> = inserted.iter().map(|(m, s)| (m.to_vec(), s)).collect();
+            assert_eq!(a, b, "n={n}");
+            if n > 1 {
+                assert_eq!(built.score(b"m1"), Some(1.0));
+                let mut shuffled = entries.clone();
+                shuffled.swap(0, n - 1);
+                assert!(ZSet::from_sorted(&shuffled, 128, 64).is_none());
+            }
+        }
+        let long = vec![(vec![b'x'; 65], 1.0)];
+        assert_eq!(
+            ZSet::from_sorted(&long, 128, 64)
+                .unwrap()
+                .unwrap()
+                .encoding(),
+            "skiplist"
+        );
     }
 }
