@@ -155,3 +155,35 @@ fn client_kill_and_list_filters_across_shards() {
         assert_eq!(common::err_of(c, args), want, "{args:?}");
     }
 }
+
+/// A killed client blocked in BLPOP takes no element, even from a push pipelined right
+/// behind the kill on another shard's connection: the kill is done before the caller's
+/// next command, and the waiter is gone from the key at once (20 rounds; without either
+/// half, about half of them lose the element).
+#[test]
+fn a_killed_blocked_client_takes_no_element() {
+    let s = Server::start(&["--shards", "2"]);
+    let c = &mut s.client();
+    for round in 0..20 {
+        let mut victim = s.raw();
+        let id = id_of(&mut victim).to_string();
+        victim.cmd(&[b"BLPOP", b"k", b"0"]);
+        common::eventually("the BLPOP blocks", || {
+            listed(c, &["ID", &id]).first().is_some_and(|l| l.2 == "b")
+        });
+        let mut killer = s.raw();
+        let mut batch = common::encode(&[b"CLIENT", b"KILL", b"ID", id.as_bytes()]);
+        batch.extend(common::encode(&[b"LPUSH", b"k", b"v"]));
+        batch.extend(common::encode(&[b"LLEN", b"k"]));
+        killer.send(&batch);
+        assert_eq!(killer.reply_str(), ":1\r\n");
+        assert_eq!(killer.reply_str(), ":1\r\n");
+        assert_eq!(
+            killer.reply_str(),
+            ":1\r\n",
+            "round {round}: the element stayed"
+        );
+        assert!(victim.closed());
+        q::<i64>(c, &["DEL", "k"]).unwrap();
+    }
+}

@@ -112,9 +112,10 @@ fn parse_list(opts: &[Cow<'_, [u8]>]) -> Result<Filter, String> {
         [] => {}
         [t, kind] if t.eq_ignore_ascii_case(b"TYPE") => f.kind = Some(kind_by_name(kind)?),
         [t, ids @ ..] if t.eq_ignore_ascii_case(b"ID") && !ids.is_empty() => {
+            // An id no client can have (0, negative) names nobody, as in Redis.
             let ids = ids
                 .iter()
-                .map(|i| super::parse_int(i).filter(|&n| n > 0).map(|n| n as u64))
+                .map(|i| super::parse_int(i).map(|n| u64::try_from(n).unwrap_or(0)))
                 .collect::<Option<Vec<u64>>>()
                 .ok_or("ERR Invalid client ID")?;
             f.ids = Some(ids);
@@ -172,20 +173,31 @@ fn parse_kill(opts: &[Cow<'_, [u8]>], caller: u64) -> Result<(Filter, bool), Str
 }
 
 impl Server {
-    /// CLIENT KILL's part on this shard: close the clients `filter` names and count them.
-    /// The caller's own connection closes once its reply is sent (the reply slot it owes
-    /// holds the close back); the others at once, dropping what they had pending, as Redis
-    /// frees them.
+    /// CLIENT KILL's part on this shard: close the clients `filter` names and count them
+    /// (not those already closing). The caller's own connection closes once its reply is
+    /// sent (the reply slot it owes holds the close back); the others at once, dropping
+    /// what they had pending, as Redis frees them. Either way the client is gone from
+    /// blocking waits, channels and watches now, not when the engine frees the connection:
+    /// a pop or a message that comes in between must not go to it.
     pub fn kill_clients(&mut self, ctx: &mut Ctx<Server>, filter: &Filter) -> i64 {
         let doomed: Vec<(ConnId, bool)> = ctx
             .connections()
-            .filter(|(_, s, meta)| filter.matches(s, meta))
+            .filter(|(_, s, meta)| !s.closing && filter.matches(s, meta))
             .map(|(id, s, _)| (id, s.id == filter.caller))
             .collect();
         for &(id, is_caller) in &doomed {
-            if let Some(st) = ctx.state(id) {
-                st.closing = true;
+            let Some(st) = ctx.state(id) else { continue };
+            st.closing = true;
+            let blocked = st.blocked.take();
+            let subs = st.subs.take();
+            let watched = std::mem::take(&mut st.watched);
+            if let Some(b) = blocked {
+                self.blocked_client_gone(ctx, b);
             }
+            if let Some(subs) = &subs {
+                self.forget_subs(ctx, id, subs);
+            }
+            self.forget_watches(ctx, &watched);
             if is_caller {
                 ctx.close(id);
             } else {
@@ -304,13 +316,12 @@ pub fn client(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
         (b"kill", 3..) => {
             let caller = ctx.state(conn).map_or(0, |st| st.id);
             match parse_kill(&args[2..], caller) {
-                Ok((filter, old_form)) => {
+                Ok((filter, one)) => {
                     let filter = Box::new(filter);
-                    let agg = if old_form {
-                        Agg::KilledOne(0)
-                    } else {
-                        Agg::Sum(0)
-                    };
+                    let agg = Agg::Killed { total: 0, one };
+                    // As in Redis the kill is done before the caller's next command runs:
+                    // a push it pipelines next must not reach a client being killed.
+                    s.hold_until_answered(ctx, conn);
                     s.broadcast(ctx, conn, || Op::ClientKill(filter.clone()), agg)
                 }
                 Err(msg) => s.error(ctx, conn, &msg),

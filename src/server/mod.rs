@@ -631,6 +631,10 @@ impl Server {
                 ctx.fill_slot_with(slot, |out| out.extend_from_slice(b"+OK\r\n"));
                 self.release_hold(ctx, conn);
             }
+            agg @ Agg::Killed { .. } => {
+                ctx.fill_slot_with(slot, |out| self.encode_agg(proto, agg, out));
+                self.release_hold(ctx, conn);
+            }
             agg => ctx.fill_slot_with(slot, |out| self.encode_agg(proto, agg, out)),
         }
         self.gate_output(ctx, conn);

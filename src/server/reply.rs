@@ -17,8 +17,9 @@ pub enum Agg {
     Single(Option<OpResult>),
     /// Integer sum (DEL, EXISTS, DBSIZE).
     Sum(i64),
-    /// CLIENT KILL's old form: `+OK` if the sum of kills is not 0, else "No such client".
-    KilledOne(i64),
+    /// CLIENT KILL: the clients killed, answered as a count or, for the old form (`one`),
+    /// `+OK` / "No such client". The caller's input waits for it (see `complete_part`).
+    Killed { total: i64, one: bool },
     /// `+OK` once every part answered (MSET, FLUSHALL).
     AllOk,
     /// An `AllOk` command a part of which failed (an MSET part refused with -OOM by its
@@ -91,7 +92,7 @@ impl Agg {
     pub fn merge(&mut self, part: u32, result: OpResult) {
         match (self, result) {
             (Agg::Single(slot), r) => *slot = Some(r),
-            (Agg::Sum(total) | Agg::KilledOne(total), OpResult::Int(n)) => *total += n,
+            (Agg::Sum(total) | Agg::Killed { total, .. }, OpResult::Int(n)) => *total += n,
             (agg @ Agg::AllOk, OpResult::Error(e)) => *agg = Agg::Failed(e),
             (Agg::AllOk | Agg::Failed(_), _) => {}
             (Agg::MGet { values, positions }, OpResult::Values(vs)) => {
@@ -158,11 +159,15 @@ impl Agg {
             Agg::Single(Some(r)) => encode_result(e, &r),
             Agg::Single(None) => e.error("ERR internal: missing result"),
             Agg::Sum(n) => e.int(n),
-            Agg::KilledOne(0) => {
+            Agg::Killed { total, one: false } => e.int(total),
+            Agg::Killed {
+                total: 0,
+                one: true,
+            } => {
                 crate::stats::note_error("ERR No such client");
                 e.error("ERR No such client")
             }
-            Agg::KilledOne(_) => e.simple("OK"),
+            Agg::Killed { one: true, .. } => e.simple("OK"),
             Agg::AllOk => e.simple("OK"),
             Agg::Failed(msg) => {
                 crate::stats::note_error(&msg);

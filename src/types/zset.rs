@@ -1627,7 +1627,8 @@ impl ZSet {
         }
     }
 
-    /// Sets the entry count of a compact set (never above its `max_entries`).
+    /// Sets the entry count of a compact set (it only grows within `max_entries`; a set
+    /// left above a lowered limit only shrinks, so `u16` still holds it).
     fn set_compact_len(&mut self, n: usize) {
         match &mut self.repr {
             Repr::Small { len, .. } => *len = u16::try_from(n).unwrap_or(u16::MAX),

@@ -475,8 +475,13 @@ impl Wal {
     /// Remove the parts of snapshot `id`, which failed and will not be published (finished
     /// parts; unfinished ones are removed by their writers): they would otherwise hold disk
     /// space until the next snapshot is published.
+    /// A snapshot whose manifest is on disk was published (a failure after the manifest's
+    /// rename, e.g. syncing the directory): its parts are kept, since recovery needs them.
     pub fn abandon_snapshot(&self, id: u64) {
         let dir = &self.shared.dir;
+        if dir.join(snapshot::manifest_name(id)).exists() {
+            return;
+        }
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };

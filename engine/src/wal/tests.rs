@@ -810,6 +810,9 @@ fn snapshot_then_later_records_and_old_segments_deleted() {
     assert_eq!(snap_files(&tmp.0, &format!("{:020}", 3)), 1);
     wal.abandon_snapshot(3);
     assert_eq!(snap_files(&tmp.0, &format!("{:020}", 3)), 0);
+    // A published one (its manifest on disk) keeps its parts whatever failed after.
+    wal.abandon_snapshot(1);
+    assert_eq!(rec.snapshot().count(), 200);
     wal.shutdown().unwrap();
     drop(logs);
     let (wal, _, mut rec) = open(cfg, 2).unwrap();
