@@ -187,3 +187,17 @@ fn a_killed_blocked_client_takes_no_element() {
         q::<i64>(c, &["DEL", "k"]).unwrap();
     }
 }
+
+/// ROLE, as Sentinel-aware clients check it on connect: a master, offset 0, no replicas.
+#[test]
+fn role_says_master_without_replicas() {
+    let s = Server::start(&["--shards", "2"]);
+    let mut r = s.raw();
+    r.cmd(&[b"ROLE"]);
+    assert_eq!(r.reply_str(), "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
+    r.cmd(&[b"ROLE", b"x"]);
+    assert_eq!(
+        r.reply_str(),
+        "-ERR wrong number of arguments for 'role' command\r\n"
+    );
+}

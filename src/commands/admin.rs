@@ -476,3 +476,14 @@ pub fn time_reply() -> OpResult {
 pub fn time(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
     s.reply_result(ctx, conn, &time_reply());
 }
+
+/// ROLE: this server is a master with no replicas (there is no replication), replication
+/// offset 0, which is what Sentinel-aware clients check on connect.
+pub fn role(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
+    s.reply(ctx, conn, |e| {
+        e.array(3);
+        e.bulk(b"master");
+        e.int(0);
+        e.array(0);
+    });
+}

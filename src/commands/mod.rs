@@ -285,6 +285,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("config", -2, &["admin", "noscript", "loading", "stale"], NONE, (SRV, "2.0.0", "A container for server configuration commands."), configcmd::config),
     Spec::new("info", -1, &["loading", "stale"], NONE, (SRV, "1.0.0", "Returns information and statistics about the server."), admin::info),
     Spec::new("dbsize", 1, RF, NONE, (SRV, "1.0.0", "Returns the number of keys in the database."), admin::dbsize),
+    Spec::new("role", 1, &["noscript", "loading", "stale", "fast"], NONE, (SRV, "2.8.12", "Returns the replication role."), admin::role),
     Spec::new("flushall", -1, &["write"], NONE, (SRV, "1.0.0", "Removes all keys from all databases."), admin::flush),
     Spec::new("flushdb", -1, &["write"], NONE, (SRV, "1.0.0", "Remove all keys from the current database."), admin::flush),
     // Index GET (13): the GET fast path looks its own spec up by position.
