@@ -147,6 +147,11 @@ fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing_acknowledged() {
         assert!(Instant::now() < deadline, "writes never resumed");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The status says so too (the last error's text stays in wal_last_error).
+    other.cmd(&[b"INFO", b"persistence"]);
+    let info = other.reply_str();
+    assert!(info.contains("aof_last_write_status:ok"), "{info}");
+    assert!(info.contains("wal_last_error:") && !info.contains("wal_last_error:\r\n"));
     server.kill9();
     let server = Server::start_raw(&args, None);
     let c = &mut server.client();

@@ -194,18 +194,19 @@ fn persistence_info(s: &Server) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let in_progress = u8::from(snapshot::IN_PROGRESS.load(Relaxed));
     let last_save = snapshot::LAST_SAVE.load(Relaxed);
-    let failed = snapshot::FAILED.load(Relaxed);
     let mut out = format!(
         "loading:0\r\nrdb_bgsave_in_progress:{in_progress}\r\nrdb_last_save_time:{last_save}\r\nrdb_saves:{}\r\nrdb_last_bgsave_status:{}\r\n",
         snapshot::COMPLETED.load(Relaxed),
-        if failed > 0 { "err" } else { "ok" },
+        if snapshot::last_ok() { "ok" } else { "err" },
     );
     match &s.wal {
         None => out.push_str("aof_enabled:0\r\n"),
         Some(wal) => {
             let st = wal.stats();
             let (size, base) = snapshot::size_and_base(wal.log_bytes());
-            let status = if st.last_error.is_some() { "err" } else { "ok" };
+            // The last write's status (Redis's meaning): ok again once the log writes again;
+            // `wal_last_error` keeps the last error's text.
+            let status = if s.log_error().is_some() { "err" } else { "ok" };
             out.push_str(&format!(
                 "aof_enabled:1\r\naof_rewrite_in_progress:{in_progress}\r\naof_last_write_status:{status}\r\naof_current_size:{}\r\naof_base_size:{}\r\naof_fsync:{}\r\nwal_batches:{}\r\nwal_records:{}\r\nwal_bytes:{}\r\nwal_fsyncs:{}\r\nwal_records_per_batch:{:.1}\r\nwal_fsync_p50_us:{}\r\nwal_fsync_p99_us:{}\r\nwal_last_error:{}\r\n",
                 size,

@@ -24,6 +24,13 @@ pub static LAST_SAVE: AtomicU64 = AtomicU64::new(0);
 pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
 /// Snapshots that failed this run.
 pub static FAILED: AtomicU64 = AtomicU64::new(0);
+/// Whether the last snapshot that ended succeeded (`rdb_last_bgsave_status`).
+static LAST_OK: AtomicBool = AtomicBool::new(true);
+
+/// Whether the last snapshot that ended succeeded (true before any).
+pub fn last_ok() -> bool {
+    LAST_OK.load(Ordering::Relaxed)
+}
 /// Records journaled by all shards this run (each shard adds its own once per turn).
 pub static CHANGES: AtomicU64 = AtomicU64::new(0);
 /// `CHANGES` when the last snapshot started.
@@ -240,6 +247,7 @@ pub fn begin() -> bool {
 
 /// A snapshot ended (published or failed).
 pub fn end(ok: bool) {
+    LAST_OK.store(ok, Ordering::Relaxed);
     if ok {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -309,5 +317,34 @@ impl PartJob {
             w.finish()?;
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rdb_last_bgsave_status` is the last snapshot's outcome: ok again after a failure
+    /// is followed by a success. The size rule: above the minimum and grown by the
+    /// percentage over the base; 0 turns it off.
+    #[test]
+    fn status_follows_the_last_snapshot_and_the_size_rule_holds() {
+        assert!(begin());
+        end(false);
+        assert!(!last_ok());
+        assert!(begin());
+        end(true);
+        assert!(last_ok());
+
+        recovered(1000);
+        assert_eq!(size_and_base(0), (1000, 1000));
+        assert!(!rewrite_due(100, 10_000, 5000), "below the minimum");
+        assert!(!rewrite_due(100, 100, 900), "grown 90 %");
+        assert!(rewrite_due(100, 100, 1000), "doubled");
+        assert!(!rewrite_due(0, 100, 1_000_000), "percentage 0: never");
+        published(500, 1000, 1200);
+        assert_eq!(size_and_base(1200), (700, 700));
+        assert!(rewrite_due(100, 100, 1000 + 900));
+        assert!(!rewrite_due(100, 100, 1000 + 800));
     }
 }
