@@ -223,7 +223,14 @@ pub fn parse_memory(s: &str) -> Result<usize, String> {
     let n: usize = digits
         .parse()
         .map_err(|_| format!("invalid memory size '{s}'"))?;
-    let mul: usize = match unit {
+    let mul = memory_unit(unit).ok_or_else(|| format!("invalid memory size '{s}'"))?;
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("memory size '{s}' is too large"))
+}
+
+/// The multiplier of a redis.conf memory unit (lower case): k = 1000, kb = 1024, and so on.
+pub fn memory_unit(unit: &str) -> Option<usize> {
+    Some(match unit {
         "" | "b" => 1,
         "k" => 1000,
         "kb" => 1024,
@@ -231,10 +238,8 @@ pub fn parse_memory(s: &str) -> Result<usize, String> {
         "mb" => 1024 * 1024,
         "g" => 1000 * 1000 * 1000,
         "gb" => 1024 * 1024 * 1024,
-        _ => return Err(format!("invalid memory size '{s}'")),
-    };
-    n.checked_mul(mul)
-        .ok_or_else(|| format!("memory size '{s}' is too large"))
+        _ => return None,
+    })
 }
 
 /// A size parameter as Redis's size configs take it: 0 up to `i64::MAX`, with redis.conf's

@@ -338,6 +338,17 @@ fn encoding(c: &mut redis::Connection, key: &str) -> String {
     q(c, &["OBJECT", "ENCODING", key]).unwrap()
 }
 
+/// HSET `key` f0 v0 ... f<n-1> v<n-1> in one command.
+fn hset_fields(c: &mut redis::Connection, key: &str, n: usize) {
+    let mut args = vec!["HSET".to_string(), key.to_string()];
+    for i in 0..n {
+        args.push(format!("f{i}"));
+        args.push(format!("v{i}"));
+    }
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    q::<i64>(c, &words).unwrap();
+}
+
 /// The compact-encoding thresholds are Redis's CONFIG parameters, under both names, and
 /// apply to every later write as in Redis: a compact hash or sorted set made under the old
 /// limits converts at its next write past the new ones; sets of integers stop being
@@ -367,16 +378,10 @@ fn encoding_thresholds_are_config_parameters() {
     q::<i64>(c, &["HSET", "h", "e", "5"]).unwrap();
     assert_eq!(encoding(c, "h"), "hashtable");
 
-    // Raised: a bigger hash stays compact. Lowered again: that hash converts at its next
-    // write, even one that adds nothing.
+    // Raised: a bigger hash stays compact. Lowered again: that hash keeps its encoding
+    // through reads and deletions and converts at its next field set, even an update.
     q::<()>(c, &["CONFIG", "SET", "hash-max-ziplist-entries", "100"]).unwrap();
-    let mut args = vec!["HSET".to_string(), "big".to_string()];
-    for i in 0..50 {
-        args.push(format!("f{i}"));
-        args.push(format!("v{i}"));
-    }
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    q::<i64>(c, &words).unwrap();
+    hset_fields(c, "big", 50);
     assert_eq!(encoding(c, "big"), "listpack");
     q::<()>(c, &["CONFIG", "SET", "hash-max-listpack-entries", "10"]).unwrap();
     assert_eq!(encoding(c, "big"), "listpack", "reads do not convert");
@@ -423,13 +428,7 @@ fn encoding_thresholds_are_config_parameters() {
     // still compact.
     q::<()>(c, &["CONFIG", "SET", "hash-max-listpack-entries", "100"]).unwrap();
     q::<()>(c, &["CONFIG", "SET", "hash-max-listpack-value", "64"]).unwrap();
-    let mut args = vec!["HSET".to_string(), "kept".to_string()];
-    for i in 0..60 {
-        args.push(format!("f{i}"));
-        args.push(format!("v{i}"));
-    }
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    q::<i64>(c, &words).unwrap();
+    hset_fields(c, "kept", 60);
     assert_eq!(encoding(c, "kept"), "listpack");
     s.kill9();
     let s = Server::start_raw(

@@ -363,12 +363,7 @@ pub fn client(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
                 "UNBLOCK <clientid> [TIMEOUT|ERROR]",
                 "    Unblock the specified blocked client.",
             ];
-            s.reply(ctx, conn, |e| {
-                e.array(lines.len());
-                for l in lines {
-                    e.simple(l);
-                }
-            });
+            s.reply_result(ctx, conn, &super::help_reply(&lines));
         }
         (
             b"id" | b"getname" | b"setname" | b"setinfo" | b"info" | b"help" | b"unblock" | b"kill",

@@ -227,16 +227,8 @@ fn memory_in(name: &str, value: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(value.len());
     let (digits, unit) = value.split_at(split);
-    let mul: u128 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => return Err(failed(name, "argument must be a memory value")),
-    };
+    let mul = crate::config::memory_unit(&unit.to_ascii_lowercase())
+        .ok_or_else(|| failed(name, "argument must be a memory value"))? as u128;
     let n: u128 = digits
         .parse()
         .map_err(|_| failed(name, "argument must be a memory value"))?;
@@ -338,9 +330,7 @@ fn apply(s: &Server, setting: Setting) {
         Setting::ListCompressDepth(d) => crate::types::list::set_compress_depth(d),
         Setting::RewritePercentage(p) => rt.set_rewrite_percentage(p),
         Setting::RewriteMinSize(n) => rt.set_rewrite_min_size(n),
-        Setting::EncodingLimit(name, n) => {
-            crate::types::limits::set(&name, n);
-        }
+        Setting::EncodingLimit(name, n) => crate::types::limits::set(&name, n),
         Setting::Appendfsync(name) => {
             rt.set_appendfsync(&name);
             if let Some(wal) = &s.wal {

@@ -20,10 +20,8 @@ use super::effect;
 pub static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
 /// Unix time (s) of the last completed snapshot (0: none this run).
 pub static LAST_SAVE: AtomicU64 = AtomicU64::new(0);
-/// Snapshots completed, and failed, this run.
+/// Snapshots completed this run.
 pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
-/// Snapshots that failed this run.
-pub static FAILED: AtomicU64 = AtomicU64::new(0);
 /// Whether the last snapshot that ended succeeded (`rdb_last_bgsave_status`).
 static LAST_OK: AtomicBool = AtomicBool::new(true);
 
@@ -256,7 +254,6 @@ pub fn end(ok: bool) {
         COMPLETED.fetch_add(1, Ordering::Relaxed);
         sizes().failures = 0;
     } else {
-        FAILED.fetch_add(1, Ordering::Relaxed);
         let mut s = sizes();
         s.failures = s.failures.saturating_add(1);
         s.failed_at = Some(Instant::now());

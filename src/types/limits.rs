@@ -81,17 +81,13 @@ pub fn config_params() -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// Set a parameter (canonical name or alias); false if there is no such parameter.
-pub fn set(name: &str, value: usize) -> bool {
-    match PARAMS
+/// Set a parameter (canonical name or alias; other names change nothing).
+pub fn set(name: &str, value: usize) {
+    if let Some((_, _, cell)) = PARAMS
         .iter()
         .find(|(n, alias, _)| *n == name || *alias == Some(name))
     {
-        Some((_, _, cell)) => {
-            cell.store(value, Relaxed);
-            true
-        }
-        None => false,
+        cell.store(value, Relaxed);
     }
 }
 

@@ -793,8 +793,9 @@ impl Table {
     }
 
     /// Take the compact-encoding limits `(max_entries, max_len)` now in force (CONFIG SET
-    /// `hash-max-listpack-*`). Nothing converts here: as in Redis, a compact value above a lowered limit
-    /// converts when a field is set (an update too, as Redis checks after every set). Indexed ones only note them (they never convert back).
+    /// `hash-max-listpack-*`). Nothing converts here: as in Redis, a compact value above a
+    /// lowered limit converts when a field is set (an update too, as Redis checks after
+    /// every set). Indexed ones only note them (they never convert back).
     pub fn set_limits(&mut self, max_entries: usize, max_len: usize) {
         if self.limits() == (max_entries, max_len) {
             return;

@@ -1671,8 +1671,9 @@ impl ZSet {
     }
 
     /// Take the compact-encoding limits `(max_entries, max_len)` now in force (CONFIG SET
-    /// `zset-max-listpack-*`). Nothing converts here: as in Redis, a compact value above a lowered limit
-    /// converts when a new member is added. Indexed ones only note them (they never convert back).
+    /// `zset-max-listpack-*`). Nothing converts here: as in Redis, a compact value above a
+    /// lowered limit converts when a new member is added. Indexed ones only note them
+    /// (they never convert back).
     pub fn set_limits(&mut self, max_entries: usize, max_len: usize) {
         if self.limits() == (max_entries, max_len) {
             return;
