@@ -164,3 +164,77 @@ fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing_acknowledged() {
     }
     assert_eq!(q::<Option<String>>(c, &["GET", "refused"]).unwrap(), None);
 }
+
+/// A snapshot whose start meets the log's first failure: the write pipelined just before
+/// BGSAVE is the one that finds the disk full, so the snapshot's lock on that shard is
+/// granted while the shard holds an undurable record. The lock carries no data, so it
+/// must not wait for the log: the snapshot goes on (and fails on the full disk), and the
+/// other shard, already locked for it, keeps answering reads.
+#[test]
+fn a_snapshot_starting_as_the_disk_fills_does_not_lock_the_other_shard() {
+    let Some(disk) = SmallDisk::mount("3m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let dir = disk.dir.path().to_string();
+    let args = [
+        "--dir",
+        &dir,
+        "--shards",
+        "2",
+        "--wal-segment-size",
+        "256kb",
+        "--save",
+        "",
+    ];
+    let server = Server::start_raw(&args, None);
+    let probe = &common::keys_on("probe", 0, 2, 1)[0];
+    let fill = common::keys_on("fill", 1, 2, 200);
+    let mut other = server.raw_on_shard(0, 2);
+    other.cmd(&[b"SET", probe.as_bytes(), b"v"]);
+    assert_eq!(other.reply_str(), "+OK\r\n");
+    let filler = disk.fill();
+    let idle = |other: &mut common::Raw| {
+        common::eventually("no snapshot in progress", || {
+            other.cmd(&[b"INFO", b"persistence"]);
+            other.reply_str().contains("rdb_bgsave_in_progress:0")
+        })
+    };
+    // Each round: a write on shard 1 and BGSAVE behind it, from a connection of shard 1
+    // (so BGSAVE's MISCONF check runs before the WAL thread has seen that write).
+    let value = vec![b'x'; 32 * 1024];
+    let mut stream = server.raw_on_shard(1, 2).stream;
+    let mut held = false;
+    for key in &fill {
+        let mut both = encode(&[b"SET", key.as_bytes(), &value]);
+        both.extend(encode(&[b"BGSAVE"]));
+        stream.write_all(&both).unwrap();
+        match reply_within(&mut stream, Duration::from_secs(2)) {
+            Some(r) if r.starts_with("+OK") => {}
+            Some(r) if r.starts_with("-MISCONF") => {
+                panic!("the first write to fail was refused, not held: {r}")
+            }
+            Some(r) => panic!("unexpected reply {r:?}"),
+            None => {
+                held = true;
+                break;
+            }
+        }
+        // The BGSAVE reply may come with the OK or after it; then wait for the (failing)
+        // snapshot to end so that the next round's BGSAVE starts one.
+        let _ = reply_within(&mut stream, Duration::from_millis(200));
+        idle(&mut other);
+    }
+    assert!(held, "a write was held once the disk was full");
+    // The snapshot started with that write goes on and fails on the full disk; shard 0,
+    // which granted its lock first, keeps answering reads of its keys meanwhile.
+    let mut fresh = server.raw_on_shard(0, 2);
+    fresh.cmd(&[b"GET", probe.as_bytes()]);
+    let r = reply_within(&mut fresh.stream, Duration::from_secs(5));
+    assert_eq!(r.as_deref(), Some("$1\r\nv\r\n"), "shard 0 answers reads");
+    idle(&mut other);
+    // Space comes back: the held write and its BGSAVE are answered.
+    std::fs::remove_file(filler).unwrap();
+    let r = reply_within(&mut stream, Duration::from_secs(10)).expect("held write answered");
+    assert!(r.starts_with("+OK"), "{r}");
+}

@@ -501,7 +501,7 @@ impl Server {
         all: bool,
     ) {
         let now = unix_ms();
-        let entries = keys
+        let entries: Vec<LockedEntry> = keys
             .iter()
             .map(|k| LockedEntry {
                 entry: self.db.get_owned(k, now),
@@ -515,6 +515,14 @@ impl Server {
         }
         for k in keys {
             self.locks.held.insert(k, txn);
+        }
+        if entries.is_empty() {
+            // A whole-shard or token lock carries no data, so nothing waits for the log:
+            // behind a write that a failing disk holds, a snapshot's lock would otherwise
+            // keep the shards that already granted theirs locked until the disk recovers.
+            // (Replay order needs no wait: the coordinator's record comes after this
+            // shard's by ticket order, and snapshots skip records by per-shard LSN.)
+            return ctx.send(from, Msg::Locked { txn, entries });
         }
         self.send_observed(ctx, from, Msg::Locked { txn, entries });
     }
