@@ -81,6 +81,11 @@ pub struct Args {
     /// k/kb/m/mb/g/gb suffix as in redis.conf).
     #[arg(long, default_value = "1gb", value_parser = parse_memory)]
     pub client_query_buffer_limit: usize,
+    /// Send replies zero-copy (io_uring SEND_ZC) when they carry at least this much of
+    /// stored values (bytes, or with a k/mb suffix); 0 (the default) never. Pays for large
+    /// values sent through a NIC; over loopback the kernel copies anyway.
+    #[arg(long, default_value = "0", value_parser = parse_memory)]
+    pub send_zc_min: usize,
     /// Refuse clients from other hosts when bound to a non-loopback address without a
     /// password (yes/no).
     #[arg(long, default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]

@@ -196,6 +196,7 @@ fn main() -> ExitCode {
         max_connections: config.maxclients,
         idle_timeout: config.idle_timeout(),
         max_input_buffer: args.client_query_buffer_limit,
+        send_zc_min: args.send_zc_min,
         output_pause_bytes: OUTPUT_PAUSE_BYTES,
         max_owed_replies: server::MAX_OWED_REPLIES,
         ..EngineConfig::default()

@@ -71,6 +71,14 @@ pub struct EngineConfig {
     pub backlog: i32,
     /// How long shutdown waits for connections to flush before closing them anyway.
     pub shutdown_grace: Duration,
+    /// Send zero-copy (`IORING_OP_SEND_ZC` / `SENDMSG_ZC`) when one send carries at least
+    /// this many bytes of shared chunks ([`crate::Ctx::write_shared`]); 0 (the default)
+    /// never. The kernel then reads the value in place instead of copying it into socket
+    /// buffers, and the engine keeps the value alive until the kernel's notification. It
+    /// pays for large values sent through a NIC; over loopback the kernel copies anyway
+    /// and the extra completion and page pinning cost more than they save (see
+    /// ARCHITECTURE.md, "Zero-copy sends"). Ignored where the kernel lacks it.
+    pub send_zc_min: usize,
 }
 
 impl EngineConfig {
@@ -113,6 +121,7 @@ impl Default for EngineConfig {
             max_owed_replies: 16 * 1024,
             backlog: 511,
             shutdown_grace: Duration::from_secs(5),
+            send_zc_min: 0,
         }
     }
 }

@@ -340,7 +340,8 @@ fn shard_thread<H: Handler>(
             pin_current_thread(shard, core)?;
         }
         // Allocated after pinning, so the memory is local to the shard's core.
-        let ring = Ring::new(t.config.ring_entries)?;
+        let mut ring = Ring::new(t.config.ring_entries)?;
+        ring.set_send_zc_min(t.config.send_zc_min);
         let bufring = BufRing::new(&ring, 0, t.config.recv_buffers, t.config.recv_buffer_size)?;
         Ok((ring, bufring))
     };

@@ -396,7 +396,7 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 sum(|r| r.keyspace_bytes),
             ),
             "stats" => format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nrecv_buffer_exhausted:{}\r\ntotal_error_replies:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nrecv_buffer_exhausted:{}\r\nzero_copy_sends:{}\r\nzero_copy_sends_copied:{}\r\ntotal_error_replies:{}\r\n",
                 sum(|r| r.accepted),
                 sum(|r| r.commands),
                 sum(|r| r.bytes_in),
@@ -410,6 +410,8 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 sum(|r| r.pubsub_patterns),
                 sum(|r| r.output_limit_disconnections),
                 sum(|r| r.recv_buffer_exhausted),
+                sum(|r| r.zc_sends),
+                sum(|r| r.zc_copied),
                 sum(|r| r.error_replies),
             ),
             "persistence" => persistence_info(s),

@@ -228,6 +228,9 @@ pub struct ShardReport {
     pub bytes_out: u64,
     /// Receives re-armed after the buffer ring ran dry.
     pub recv_buffer_exhausted: u64,
+    /// Zero-copy send operations (`--send-zc-min`), and those the kernel copied anyway.
+    pub zc_sends: u64,
+    pub zc_copied: u64,
     /// Bytes the shard's keyspace structure holds (entries, index, expiry buckets).
     pub keyspace_bytes: u64,
     /// The shard's memory estimate, compared with its share of maxmemory.
@@ -565,6 +568,8 @@ impl Server {
                     bytes_out: s.bytes_out - base.engine.bytes_out,
                     recv_buffer_exhausted: s.recv_buffer_exhausted
                         - base.engine.recv_buffer_exhausted,
+                    zc_sends: s.zc_sends - base.engine.zc_sends,
+                    zc_copied: s.zc_copied - base.engine.zc_copied,
                     keyspace_bytes: db.structure_bytes() as u64,
                     used_memory: crate::evict::used(db) as u64,
                     evicted: db.evict.evicted,

@@ -90,7 +90,7 @@ impl<H: Handler> Ctx<H> {
         };
         match token.kind {
             Kind::Send => {
-                if let Some(idx) = self.send_done(token.index, cqe.result) {
+                if let Some(idx) = self.send_done(token.index, cqe.result, cqe.flags) {
                     // Torn down at the end of the turn.
                     if let Some(c) = self.conns.get_mut(idx as usize) {
                         c.aborting = true;

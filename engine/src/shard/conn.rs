@@ -40,6 +40,9 @@ pub(crate) struct Conn<S> {
     pub send_in_flight: bool,
     /// Bytes of the send in flight (counted with `out` and `queued` for backpressure).
     pub in_flight_len: usize,
+    /// The kernel copied one of this connection's zero-copy sends (its route copies
+    /// anyway, as loopback does), so its sends no longer go zero-copy.
+    pub zc_copied: bool,
     /// The handler paused input ([`crate::Ctx::pause_input`]): bytes that still arrive are
     /// kept in `inbuf`, undelivered, and no receive is re-armed.
     pub paused: bool,
@@ -94,6 +97,7 @@ impl<S> Conn<S> {
             direct_mode: false,
             send_in_flight: false,
             in_flight_len: 0,
+            zc_copied: false,
             paused: false,
             output_paused: false,
             order: Order::default(),

@@ -39,6 +39,11 @@ pub struct ShardStats {
     pub completions: u64,
     /// Messages (and remote jobs and slot fills) received from shards, this one included.
     pub messages_in: u64,
+    /// Zero-copy send operations ([`crate::EngineConfig::send_zc_min`]).
+    pub zc_sends: u64,
+    /// Zero-copy sends whose data the kernel copied anyway (loopback does; Linux 6.2+
+    /// reports it, older kernels count 0).
+    pub zc_copied: u64,
 }
 
 /// Facts about one connection, for listings such as `CLIENT LIST`.
@@ -184,7 +189,12 @@ impl<H: Handler> Ctx<H> {
 
     /// This shard's counters.
     pub fn stats(&self) -> ShardStats {
-        self.stats
+        let zc = self.ring.zc_stats();
+        ShardStats {
+            zc_sends: zc.sends,
+            zc_copied: zc.copied,
+            ..self.stats
+        }
     }
 
     /// The idle timeout in force on this shard.
@@ -683,9 +693,19 @@ impl<H: Handler> Ctx<H> {
     /// A send completed (or a part of it): free the connection for its next send, resume
     /// input that waited for the output to drain. The connection to tear down if the send
     /// failed.
-    pub(crate) fn send_done(&mut self, slot: u32, result: i32) -> Option<u32> {
-        let (owner, buf, failed) = match self.ring.complete_send(slot, result) {
+    pub(crate) fn send_done(&mut self, slot: u32, result: i32, flags: u32) -> Option<u32> {
+        let (owner, buf, failed) = match self.ring.complete_send(slot, result, flags) {
             SendDone::Continuing => return None,
+            SendDone::Copied { owner } => {
+                let id = ConnId {
+                    index: owner.index,
+                    generation: owner.generation,
+                };
+                if let Some(conn) = self.get_mut(id) {
+                    conn.zc_copied = true;
+                }
+                return None;
+            }
             SendDone::Complete { owner, buf } => (owner, buf, None),
             SendDone::Failed { owner, buf, errno } => (owner, buf, Some(errno)),
         };
@@ -744,7 +764,8 @@ impl<H: Handler> Ctx<H> {
         conn.in_flight_len = len;
         self.stats.bytes_out += len as u64;
         let owner = Token::new(Kind::Send, conn.generation, idx);
-        self.ring.send(fd, owner, chunks);
+        let zc_ok = !conn.zc_copied;
+        self.ring.send(fd, owner, chunks, zc_ok);
     }
 }
 

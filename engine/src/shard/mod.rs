@@ -279,7 +279,7 @@ impl<H: Handler> Shard<H> {
             Kind::Accept => self.on_accept(token.index as usize, cqe),
             Kind::Recv => self.on_recv(token, cqe),
             Kind::RecvInto => self.on_recv_into(token.index, cqe.result),
-            Kind::Send => self.on_send(token.index, cqe.result),
+            Kind::Send => self.on_send(token.index, cqe.result, cqe.flags),
             Kind::Connect => self.on_connect(token.index, cqe.result),
             Kind::Timer => {
                 if let Some(cookie) = self.ctx.ring.complete_timer(token.index) {
@@ -905,8 +905,8 @@ impl<H: Handler> Shard<H> {
         self.mark_dirty(idx);
     }
 
-    fn on_send(&mut self, slot: u32, result: i32) {
-        if let Some(idx) = self.ctx.send_done(slot, result) {
+    fn on_send(&mut self, slot: u32, result: i32, flags: u32) {
+        if let Some(idx) = self.ctx.send_done(slot, result, flags) {
             self.teardown(idx);
         }
     }

@@ -21,7 +21,8 @@ pub struct Features {
     pub multishot_recv: bool,
     /// IORING_OP_MSG_RING (5.18): cross-shard wake-ups.
     pub msg_ring: bool,
-    /// IORING_OP_SEND_ZC (6.0).
+    /// IORING_OP_SEND_ZC (6.0) and IORING_OP_SENDMSG_ZC (6.1): zero-copy sends of large
+    /// values ([`crate::EngineConfig::send_zc_min`]).
     pub send_zc: bool,
 }
 
@@ -48,4 +49,31 @@ pub(crate) fn kernel_release() -> String {
     nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Whether `release` (as `uname -r` gives it, e.g. "6.1.0-13-amd64") is at least
+/// `major.minor`; an unreadable release counts as older.
+pub(crate) fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_at_least;
+
+    #[test]
+    fn kernel_releases_compare_by_major_then_minor() {
+        assert!(kernel_at_least("6.18.44-fc-v1272", 6, 2));
+        assert!(kernel_at_least("6.2.0", 6, 2));
+        assert!(kernel_at_least("7.0", 6, 2));
+        assert!(!kernel_at_least("6.1.0-13-amd64", 6, 2));
+        assert!(!kernel_at_least("5.19.17", 6, 2));
+        assert!(!kernel_at_least("unknown", 6, 2));
+    }
 }

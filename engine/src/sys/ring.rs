@@ -9,7 +9,7 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use slab::Slab;
 
-use super::probe::{kernel_release, Features};
+use super::probe::{kernel_at_least, kernel_release, Features};
 use super::token::{Kind, Token};
 use crate::EngineError;
 
@@ -79,6 +79,22 @@ struct SendSlot {
     sent: usize,
     iov: Vec<libc::iovec>,
     msg: Box<libc::msghdr>,
+    /// Sent with `IORING_OP_SEND_ZC`/`SENDMSG_ZC`: the kernel may read the chunks until
+    /// each operation's notification completion, after the send's own result.
+    zc: bool,
+    /// Notifications still to come (one per zero-copy operation whose result said so).
+    notifs: u32,
+    /// The owner has had its result; the slot only waits for `notifs` to reach 0.
+    done: bool,
+}
+
+/// Zero-copy sends ([`Ring::set_send_zc_min`]) and what the kernel did with them.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ZcStats {
+    /// Zero-copy send operations submitted.
+    pub sends: u64,
+    /// Notifications saying the kernel copied the data anyway (e.g. over loopback).
+    pub copied: u64,
 }
 
 /// What a send completion means for its owner.
@@ -93,6 +109,9 @@ pub(crate) enum SendDone {
         buf: Vec<u8>,
         errno: i32,
     },
+    /// A zero-copy send's notification said the kernel copied the data anyway: the
+    /// owner's route gains nothing from zero-copy (loopback), only its cost.
+    Copied { owner: Token },
 }
 
 /// A receive straight into a caller's buffer, which the ring owns until the completion
@@ -128,6 +147,11 @@ pub(crate) struct Ring {
     /// queued ones; they go first at the next [`Ring::submit_and_wait`], in order.
     backlog: VecDeque<squeue::Entry>,
     skip_success: squeue::Flags,
+    /// Sends carrying at least this many shared bytes go zero-copy (0: never).
+    zc_min: usize,
+    zc: ZcStats,
+    /// [`REPORT_USAGE`] where the kernel takes it, else 0.
+    zc_report: u16,
 }
 
 impl Ring {
@@ -193,7 +217,9 @@ impl Ring {
             .register_probe(&mut probe)
             .map_err(|e| EngineError::Setup("probing io_uring opcodes", e))?;
         features.msg_ring = probe.is_supported(opcode::MsgRingData::CODE);
-        features.send_zc = probe.is_supported(opcode::SendZc::CODE);
+        // Both forms: one chunk goes as SEND_ZC (6.0), several as SENDMSG_ZC (6.1).
+        features.send_zc =
+            probe.is_supported(opcode::SendZc::CODE) && probe.is_supported(opcode::SendMsgZc::CODE);
         features.multishot_accept = true;
         features.multishot_recv = true;
         if !features.msg_ring {
@@ -208,14 +234,31 @@ impl Ring {
         };
         Ok(Ring {
             ring,
-            features,
             sends: Slab::new(),
             timers: Slab::new(),
             connects: Slab::new(),
             recvs: Slab::new(),
             backlog: VecDeque::new(),
             skip_success,
+            zc_min: 0,
+            zc: ZcStats::default(),
+            zc_report: if kernel_at_least(&features.kernel, 6, 2) {
+                REPORT_USAGE
+            } else {
+                0
+            },
+            features,
         })
+    }
+
+    /// Send zero-copy when a send carries at least `min` bytes of shared chunks (0: never;
+    /// ignored where the kernel lacks SEND_ZC/SENDMSG_ZC).
+    pub fn set_send_zc_min(&mut self, min: usize) {
+        self.zc_min = if self.features.send_zc { min } else { 0 };
+    }
+
+    pub fn zc_stats(&self) -> ZcStats {
+        self.zc
     }
 
     pub fn features(&self) -> &Features {
@@ -378,8 +421,20 @@ impl Ring {
 
     /// Send all of `chunks` on `fd`, in order, in one operation (a plain send for one
     /// chunk, a vectored one otherwise); the ring owns them until [`Ring::complete_send`].
-    pub fn send(&mut self, fd: RawFd, owner: Token, chunks: Vec<Chunk>) {
+    ///
+    /// With enough shared bytes ([`Ring::set_send_zc_min`]) it goes zero-copy: the owner
+    /// hears of the result as usual, and the ring keeps the chunks until the kernel's
+    /// notification says it no longer reads them. Shared chunks are refcounted, so the
+    /// owner may drop or replace the value meanwhile; owned bytes are not reused.
+    /// `zc_ok: false` keeps this send out of zero-copy (the owner's route copies anyway).
+    pub fn send(&mut self, fd: RawFd, owner: Token, chunks: Vec<Chunk>, zc_ok: bool) {
         let total = chunks.iter().map(|c| c.as_slice().len()).sum();
+        let shared: usize = chunks
+            .iter()
+            .filter(|c| matches!(c, Chunk::Shared(_)))
+            .map(|c| c.as_slice().len())
+            .sum();
+        let zc = zc_ok && self.zc_min > 0 && shared >= self.zc_min;
         // SAFETY: msghdr is plain old data; all zeroes is a valid empty header (null
         // pointers, zero lengths), filled in by `push_send` before use.
         let msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -391,6 +446,9 @@ impl Ring {
             sent: 0,
             iov: Vec::new(),
             msg: Box::new(msg),
+            zc,
+            notifs: 0,
+            done: false,
         });
         self.push_send(slot);
     }
@@ -401,21 +459,41 @@ impl Ring {
         // The slot's chunks, iovecs and boxed msghdr are neither touched nor dropped until
         // this send completes, so every pointer below stays valid even if the slab itself
         // reallocates (their heap blocks do not move).
+        // Zero-copy sends ask the notification to say whether the kernel copied anyway.
+        let report = self.zc_report;
         let e = if s.chunks.len() == 1 {
             let rest = &s.chunks[0].as_slice()[s.sent..];
             // At most MAX_SEND bytes; the rest is continued like a partial send.
             let len = rest.len().min(MAX_SEND) as u32;
-            opcode::Send::new(types::Fd(s.fd), rest.as_ptr(), len)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
+            if s.zc {
+                opcode::SendZc::new(types::Fd(s.fd), rest.as_ptr(), len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .zc_flags(report)
+                    .build()
+            } else {
+                opcode::Send::new(types::Fd(s.fd), rest.as_ptr(), len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            }
         } else {
             fill_iov(&mut s.iov, &s.chunks, s.sent, MAX_SEND);
             s.msg.msg_iov = s.iov.as_mut_ptr();
             s.msg.msg_iovlen = s.iov.len() as _;
-            opcode::SendMsg::new(types::Fd(s.fd), &*s.msg as *const libc::msghdr)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
+            let msg = &*s.msg as *const libc::msghdr;
+            if s.zc {
+                opcode::SendMsgZc::new(types::Fd(s.fd), msg)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .ioprio(report)
+                    .build()
+            } else {
+                opcode::SendMsg::new(types::Fd(s.fd), msg)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+            }
         };
+        if s.zc {
+            self.zc.sends += 1;
+        }
         self.push(e.user_data(token));
     }
 
@@ -430,33 +508,68 @@ impl Ring {
         }
     }
 
-    /// Account a send completion for slot `slot`.
-    pub fn complete_send(&mut self, slot: u32, result: i32) -> SendDone {
+    /// Account a send completion for slot `slot` (`flags` tell a zero-copy send's
+    /// notification from its result).
+    pub fn complete_send(&mut self, slot: u32, result: i32, flags: u32) -> SendDone {
         let slot = slot as usize;
         let Some(s) = self.sends.get_mut(slot) else {
             return SendDone::Continuing;
         };
+        if cqueue::notif(flags) {
+            // The kernel no longer reads this operation's bytes.
+            s.notifs = s.notifs.saturating_sub(1);
+            let owner = s.owner;
+            if s.done && s.notifs == 0 {
+                self.sends.remove(slot);
+            }
+            if result as u32 & ZC_COPIED != 0 {
+                self.zc.copied += 1;
+                return SendDone::Copied { owner };
+            }
+            return SendDone::Continuing;
+        }
+        if cqueue::more(flags) {
+            // A zero-copy operation: its notification follows (even after an error).
+            s.notifs += 1;
+        }
+        let refused = result == -libc::EOPNOTSUPP || result == -libc::EINVAL;
+        if s.zc && refused {
+            // This socket or kernel will not do zero-copy after all: send it plainly.
+            s.zc = false;
+            if self.zc_min > 0 {
+                let e = io::Error::from_raw_os_error(-result);
+                tracing::warn!("zero-copy send refused ({e}); this shard sends plainly now");
+                self.zc_min = 0;
+            }
+            self.push_send(slot);
+            return SendDone::Continuing;
+        }
         if result == -libc::EINTR || result == -libc::EAGAIN {
             self.push_send(slot);
             return SendDone::Continuing;
         }
-        if result < 0 {
-            let s = self.sends.remove(slot);
-            return SendDone::Failed {
-                owner: s.owner,
-                buf: Self::reusable(s.chunks),
-                errno: -result,
-            };
-        }
-        s.sent += result as usize;
-        if s.sent < s.total {
-            self.push_send(slot);
-            return SendDone::Continuing;
-        }
-        let s = self.sends.remove(slot);
-        SendDone::Complete {
-            owner: s.owner,
-            buf: Self::reusable(s.chunks),
+        let errno = if result < 0 {
+            Some(-result)
+        } else {
+            s.sent += result as usize;
+            if s.sent < s.total {
+                self.push_send(slot);
+                return SendDone::Continuing;
+            }
+            None
+        };
+        let owner = s.owner;
+        let buf = if s.notifs > 0 {
+            // The kernel may still read the chunks: they stay here until the last
+            // notification, and the owner gets a fresh buffer instead of this one.
+            s.done = true;
+            Vec::new()
+        } else {
+            Self::reusable(self.sends.remove(slot).chunks)
+        };
+        match errno {
+            Some(errno) => SendDone::Failed { owner, buf, errno },
+            None => SendDone::Complete { owner, buf },
         }
     }
 
@@ -619,6 +732,14 @@ pub(crate) fn failed_wake(token: Token, result: i32) -> Option<usize> {
         .then_some(token.index as usize)
 }
 
+/// `IORING_NOTIF_USAGE_ZC_COPIED`: a zero-copy notification's result bit saying the kernel
+/// copied the data after all (asked for with [`REPORT_USAGE`]).
+const ZC_COPIED: u32 = 1 << 31;
+
+/// `IORING_SEND_ZC_REPORT_USAGE` (Linux 6.2; older kernels refuse it with `EINVAL`, and
+/// the opcode probe cannot tell, so it is used only on 6.2 and later).
+const REPORT_USAGE: u16 = 1 << 3;
+
 /// Fill `iov` with the unsent part of `chunks` (skipping the first `sent` bytes): at most
 /// IOV_MAX iovecs and `max` bytes, the last one shortened if need be. The rest follows as
 /// a continuation.
@@ -774,7 +895,7 @@ mod tests {
             }
         });
         let mut ring = Ring::new(8).expect("ring");
-        ring.send(client.as_raw_fd(), Token::simple(Kind::Send), chunks);
+        ring.send(client.as_raw_fd(), Token::simple(Kind::Send), chunks, false);
         run_until(&mut ring, Duration::from_secs(60), |ring, c| {
             let Some(t) = Token::decode(c.user_data) else {
                 return false;
@@ -782,17 +903,104 @@ mod tests {
             if t.kind != Kind::Send {
                 return false;
             }
-            match ring.complete_send(t.index, c.result) {
+            match ring.complete_send(t.index, c.result, c.flags) {
                 SendDone::Continuing => {
                     assert!(c.result != 0, "a send made no progress");
                     false
                 }
                 SendDone::Complete { .. } => true,
                 SendDone::Failed { errno, .. } => panic!("send failed: errno {errno}"),
+                SendDone::Copied { .. } => panic!("not a zero-copy send"),
             }
         });
         client.shutdown(Shutdown::Write).expect("shutdown");
         reader.join().expect("reader")
+    }
+
+    #[test]
+    fn zero_copy_sends_keep_their_bytes_until_the_notification() {
+        let mut ring = Ring::new(8).expect("ring");
+        ring.set_send_zc_min(64 * 1024);
+        if !ring.features().send_zc {
+            eprintln!("skipped: this kernel has no SEND_ZC/SENDMSG_ZC");
+            return;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).expect("read");
+            got
+        });
+        // A value larger than the socket buffers (so the send is continued, each part its
+        // own zero-copy operation and notification), behind an owned header (vectored:
+        // SENDMSG_ZC), then one alone (SEND_ZC). The caller drops its references at once,
+        // as a server does when the key is overwritten or deleted meanwhile.
+        let pattern = |seed: u8| -> Vec<u8> {
+            (0..8usize << 20)
+                .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                .collect()
+        };
+        let (first, second) = (pattern(1), pattern(2));
+        let mut expected = b"$header\r\n".to_vec();
+        expected.extend_from_slice(&first);
+        expected.extend_from_slice(&second);
+        let chunks = vec![
+            Chunk::Owned(b"$header\r\n".to_vec()),
+            Chunk::Shared(bytes::Bytes::from(first)),
+        ];
+        let fd = client.as_raw_fd();
+        ring.send(fd, Token::simple(Kind::Send), chunks, true);
+        let mut second = Some(bytes::Bytes::from(second));
+        let mut completed = 0;
+        let mut copied = 0;
+        let mut notifs = 0;
+        run_until(&mut ring, Duration::from_secs(60), |ring, c| {
+            let Some(t) = Token::decode(c.user_data) else {
+                return false;
+            };
+            if cqueue::notif(c.flags) {
+                // The chunks must still be held when the kernel lets go of them.
+                let held = ring.sends.contains(t.index as usize);
+                assert!(held, "a notification came for a send already released");
+                notifs += 1;
+            }
+            match ring.complete_send(t.index, c.result, c.flags) {
+                SendDone::Continuing => {}
+                SendDone::Copied { .. } => copied += 1,
+                SendDone::Complete { buf, .. } => {
+                    // The kernel may still read the owned header: not handed back.
+                    assert_eq!(buf.capacity(), 0, "a zero-copy send's buffer was reused");
+                    completed += 1;
+                    if let Some(b) = second.take() {
+                        let chunks = vec![Chunk::Shared(b)];
+                        ring.send(fd, Token::simple(Kind::Send), chunks, true);
+                    }
+                }
+                SendDone::Failed { errno, .. } => panic!("send failed: errno {errno}"),
+            }
+            // Done once both sends completed and every notification came back.
+            completed == 2 && ring.sends.is_empty()
+        });
+        let zc = ring.zc_stats();
+        assert!(
+            zc.sends > 2,
+            "8 MB values take several operations: {}",
+            zc.sends
+        );
+        assert_eq!(notifs, zc.sends, "one notification per zero-copy operation");
+        assert_eq!(zc.copied, copied);
+        if ring.zc_report != 0 {
+            // Loopback delivers by copying: the kernel says so.
+            assert!(
+                copied >= 1,
+                "loopback zero-copy sends are reported as copied"
+            );
+        }
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        let got = reader.join().expect("reader");
+        assert!(got == expected, "bytes differ (got {} bytes)", got.len());
     }
 
     #[test]
