@@ -493,6 +493,8 @@ fn config_file_then_command_line_and_rewrite() {
             "64",
             "maxmemory-policy",
             "allkeys-lfu",
+            "auto-aof-rewrite-min-size",
+            "1536kb",
         ],
     )
     .unwrap();
@@ -501,7 +503,12 @@ fn config_file_then_command_line_and_rewrite() {
     assert!(text.starts_with("# settings\n"), "{text}");
     assert!(text.contains("\nslowlog-max-len 64\n"), "{text}");
     assert!(text.contains("\ntimeout 9\n"), "{text}");
-    assert!(text.contains("\nmaxmemory 1048576\n"), "{text}");
+    // Sizes in the largest whole unit, as Redis writes them.
+    assert!(text.contains("\nmaxmemory 1mb\n"), "{text}");
+    assert!(
+        text.contains("\nauto-aof-rewrite-min-size 1536kb\n"),
+        "{text}"
+    );
     assert!(text.contains("\nmaxmemory-policy allkeys-lfu\n"), "{text}");
     assert!(!text.contains("slowlog-max-len 5"), "{text}");
     // The rewritten file is valid and starts a server with those values.

@@ -413,9 +413,40 @@ fn config_rewrite(s: &Server) -> Result<(), String> {
         .into_iter()
         .filter(|(n, _)| MUTABLE.contains(n) && !ALIASES.contains(n))
         .filter(|(n, _)| *n != "save" || s.config.dir.is_some())
+        .map(|(n, v)| (n, rewrite_text(n, &v)))
         .collect();
-    crate::configfile::rewrite(path, &values, &DEFAULTS)
+    let defaults: Vec<(&str, String)> = DEFAULTS
+        .iter()
+        .map(|&(n, v)| (n, rewrite_text(n, v)))
+        .collect();
+    let defaults: Vec<(&str, &str)> = defaults.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    crate::configfile::rewrite(path, &values, &defaults)
         .map_err(|e| format!("ERR Rewriting config file: {e}"))
+}
+
+/// A value as CONFIG REWRITE writes it: sizes in the largest whole unit, as Redis writes
+/// them (`64mb`, `1gb`, `1536kb`, `1000`), everything else as CONFIG GET shows it.
+fn rewrite_text(name: &str, value: &str) -> String {
+    const SIZES: [&str; 4] = [
+        "maxmemory",
+        "auto-aof-rewrite-min-size",
+        "proto-max-bulk-len",
+        "client-query-buffer-limit",
+    ];
+    let Some(bytes) = SIZES
+        .contains(&name)
+        .then(|| value.parse::<u64>().ok())
+        .flatten()
+        .filter(|&b| b > 0)
+    else {
+        return value.to_string();
+    };
+    for (unit, size) in [("gb", 1u64 << 30), ("mb", 1 << 20), ("kb", 1 << 10)] {
+        if bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    value.to_string()
 }
 
 const CONFIG_HELP: [&str; 9] = [
