@@ -212,3 +212,36 @@ fn role_says_master_without_replicas() {
         "-ERR wrong number of arguments for 'role' command\r\n"
     );
 }
+
+/// CLIENT LIST names the last command as Redis 7 does: with its subcommand for
+/// containers (`cmd=config|get`), in whatever case it was sent; `NULL` when the name
+/// was unknown; the command itself when only its arguments were wrong.
+#[test]
+fn client_list_names_subcommands() {
+    let server = Server::start(&["--shards", "2"]);
+    let mut other = server.raw();
+    let mut me = server.raw();
+    for (cmd, expected) in [
+        (&[&b"config"[..], b"GET", b"maxmemory"][..], "config|get"),
+        (&[b"Object", b"Encoding", b"nokey"], "object|encoding"),
+        (&[b"SET", b"k", b"v"], "set"),
+        (&[b"COMMAND", b"COUNT"], "command|count"),
+        (&[b"CLIENT"], "client"),
+        (&[b"CLIENT", b"NOSUCH"], "NULL"),
+        (&[b"NOSUCH"], "NULL"),
+        (&[b"GET"], "get"),
+        (&[b"XINFO", b"nosuch"], "NULL"),
+    ] {
+        other.cmd(cmd);
+        other.reply();
+        me.cmd(&[b"CLIENT", b"LIST"]);
+        let list = String::from_utf8(me.reply()).unwrap();
+        let mine = list
+            .lines()
+            .filter(|l| l.contains(" cmd=client|list "))
+            .count();
+        assert_eq!(mine, 1, "the caller's own line: {list}");
+        let theirs = format!(" cmd={expected} ");
+        assert!(list.contains(&theirs), "{expected}: {list}");
+    }
+}

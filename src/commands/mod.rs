@@ -439,6 +439,119 @@ pub fn subcommand_syntax_error(sub: &[u8], command: &str) -> String {
     )
 }
 
+/// Redis 7's full names of the subcommands of the containers this server has, as
+/// `CLIENT LIST` shows the last command (`cmd=client|list`).
+const SUBCOMMANDS: &[&str] = &[
+    "client|caching",
+    "client|getname",
+    "client|getredir",
+    "client|help",
+    "client|id",
+    "client|info",
+    "client|kill",
+    "client|list",
+    "client|no-evict",
+    "client|pause",
+    "client|reply",
+    "client|setname",
+    "client|tracking",
+    "client|trackinginfo",
+    "client|unblock",
+    "client|unpause",
+    "command|count",
+    "command|docs",
+    "command|getkeys",
+    "command|getkeysandflags",
+    "command|help",
+    "command|info",
+    "command|list",
+    "config|get",
+    "config|help",
+    "config|resetstat",
+    "config|rewrite",
+    "config|set",
+    "function|delete",
+    "function|dump",
+    "function|flush",
+    "function|help",
+    "function|kill",
+    "function|list",
+    "function|load",
+    "function|restore",
+    "function|stats",
+    "latency|doctor",
+    "latency|graph",
+    "latency|help",
+    "latency|histogram",
+    "latency|history",
+    "latency|latest",
+    "latency|reset",
+    "memory|doctor",
+    "memory|help",
+    "memory|malloc-stats",
+    "memory|purge",
+    "memory|stats",
+    "memory|usage",
+    "object|encoding",
+    "object|freq",
+    "object|help",
+    "object|idletime",
+    "object|refcount",
+    "pubsub|channels",
+    "pubsub|help",
+    "pubsub|numpat",
+    "pubsub|numsub",
+    "pubsub|shardchannels",
+    "pubsub|shardnumsub",
+    "script|debug",
+    "script|exists",
+    "script|flush",
+    "script|help",
+    "script|kill",
+    "script|load",
+    "slowlog|get",
+    "slowlog|help",
+    "slowlog|len",
+    "slowlog|reset",
+    "xgroup|create",
+    "xgroup|createconsumer",
+    "xgroup|delconsumer",
+    "xgroup|destroy",
+    "xgroup|help",
+    "xgroup|setid",
+    "xinfo|consumers",
+    "xinfo|groups",
+    "xinfo|help",
+    "xinfo|stream",
+];
+
+/// The containers of [`SUBCOMMANDS`].
+const CONTAINERS: &[&str] = &[
+    "client", "command", "config", "function", "latency", "memory", "object", "pubsub", "script",
+    "slowlog", "xgroup", "xinfo",
+];
+
+/// The name a request runs under, as Redis 7 reports it: `client|list` for a known
+/// subcommand of a container (`NULL` for an unknown one), else the command's own name.
+#[inline]
+pub fn full_name(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> &'static str {
+    // Every container takes a variable number of arguments; most commands are out here.
+    if spec.arity >= 0 || !CONTAINERS.contains(&spec.name) {
+        return spec.name;
+    }
+    let Some(sub) = args.get(1).map(|a| a.as_ref()) else {
+        return spec.name;
+    };
+    SUBCOMMANDS
+        .iter()
+        .find(|full| {
+            full.split_once('|')
+                .is_some_and(|(c, s)| c == spec.name && s.as_bytes().eq_ignore_ascii_case(sub))
+        })
+        .copied()
+        .unwrap_or("NULL")
+}
+
 /// Redis's arity error for a command.
 pub(crate) fn arity_error(name: &str) -> server_ops::OpResult {
     server_ops::OpResult::Error(format!(

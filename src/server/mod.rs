@@ -749,10 +749,15 @@ impl Server {
         };
         let spec = found.map(|(s, _)| s);
         let idx = found.map_or(0, |(_, i)| i);
+        // As Redis: the last command is what the lookup found, before any check refuses
+        // it (`NULL` for an unknown command or subcommand).
+        let name = spec.map_or("NULL", |s| commands::full_name(s, args));
+        let mut subscribed = false;
+        if let Some(state) = ctx.state(conn) {
+            state.last_cmd = name;
+            subscribed = state.subs.is_some() && state.proto == Protocol::Resp2;
+        }
         if let Some(sp) = spec {
-            let subscribed = ctx
-                .state(conn)
-                .is_some_and(|s| s.subs.is_some() && s.proto == Protocol::Resp2);
             if subscribed && !commands::pubsub::allowed_while_subscribed(sp.name) {
                 let msg = commands::pubsub::subscribed_context_error(sp.name);
                 self.error(ctx, conn, &msg);
@@ -785,7 +790,6 @@ impl Server {
             }
         }
         if let Some(state) = ctx.state(conn) {
-            state.last_cmd = spec.name;
             state.observed |= spec.observes_data();
         }
         self.commands_processed += 1;
