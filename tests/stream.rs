@@ -1636,6 +1636,78 @@ fn group_bookkeeping_inside_cross_shard_transactions_is_kept() {
     assert_eq!((pending[0].0.as_str(), pending[0].1.as_str()), ("1-2", "d"));
 }
 
+/// An XREADGROUP over streams on several shards runs on copies of them (like a
+/// cross-shard EXEC): what it delivers must be committed even by a consumer that already
+/// exists, so the same entries are not handed out again and can be acknowledged.
+#[test]
+fn group_reads_across_shards_keep_their_deliveries() {
+    let server = start();
+    let c = &mut server.client();
+    let a = keys_on("gra", 0, 4, 1)[0].clone();
+    let b = keys_on("grb", 1, 4, 1)[0].clone();
+    let other = keys_on("gro", 2, 4, 1)[0].clone();
+    for k in [&a, &b] {
+        xadd(c, k, "1-1", &["f", "v"]);
+        q::<()>(c, &["XGROUP", "CREATE", k, "g", "0"]).unwrap();
+        q::<i64>(c, &["XGROUP", "CREATECONSUMER", k, "g", "c"]).unwrap();
+    }
+    let pending_count = |c: &mut redis::Connection, k: &str| -> i64 {
+        let summary: Value = q(c, &["XPENDING", k, "g"]).unwrap();
+        match summary {
+            Value::Array(v) => match v.first() {
+                Some(Value::Int(n)) => *n,
+                other => panic!("XPENDING count: {other:?}"),
+            },
+            other => panic!("XPENDING: {other:?}"),
+        }
+    };
+    let read: Streams = q(
+        c,
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", &a, &b, ">", ">"],
+    )
+    .unwrap();
+    assert_eq!(read.len(), 2, "{read:?}");
+    assert_eq!((pending_count(c, &a), pending_count(c, &b)), (1, 1));
+    let again: Value = q(
+        c,
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", &a, &b, ">", ">"],
+    )
+    .unwrap();
+    assert_eq!(again, Value::Nil, "delivered entries are not new any more");
+    // The same with BLOCK when an entry is already there.
+    xadd(c, &a, "1-2", &["f", "v"]);
+    let read: Streams = q(
+        c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "100",
+            "STREAMS",
+            &a,
+            &b,
+            ">",
+            ">",
+        ],
+    )
+    .unwrap();
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(pending_count(c, &a), 2);
+    // A history read inside a cross-shard transaction counts its deliveries.
+    q::<()>(c, &["MULTI"]).unwrap();
+    q::<()>(c, &["XREADGROUP", "GROUP", "g", "c", "STREAMS", &a, "0"]).unwrap();
+    q::<()>(c, &["SET", &other, "x"]).unwrap();
+    let _: Value = q(c, &["EXEC"]).unwrap();
+    let pending: Vec<(String, String, i64, i64)> =
+        q(c, &["XPENDING", &a, "g", "-", "+", "10"]).unwrap();
+    let counts: Vec<i64> = pending.iter().map(|p| p.3).collect();
+    assert_eq!(counts, vec![2, 2], "{pending:?}");
+    let acked: i64 = q(c, &["XACK", &a, "g", "1-1", "1-2"]).unwrap();
+    assert_eq!(acked, 2);
+}
+
 #[test]
 fn a_wait_on_many_keys_costs_in_proportion_to_its_keys() {
     // One XREAD BLOCK naming 30,000 keys of one shard: registering it and waking it

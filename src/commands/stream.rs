@@ -779,6 +779,9 @@ fn group_read(
     let ts = wall(now);
     let r = db.edit_stream(key, now, false, &none.to_vec(), |s| {
         let created = s.touch_consumer(group, consumer, ts) == Some(true);
+        // Whether the group's state changed (not only what is journaled: a transaction's
+        // scratch copy journals nothing, and writes back only what says it changed).
+        let mut changed = created;
         let mut logs = Vec::new();
         if created && journaling {
             logs.push(cmd(&[b"XGROUP", b"CREATECONSUMER", key, group, consumer]));
@@ -813,6 +816,7 @@ fn group_read(
                     }
                     entries.push(e);
                     s.redeliver(group, id, ts);
+                    changed = true;
                     if journaling {
                         let n = s
                             .group(group)
@@ -839,6 +843,7 @@ fn group_read(
                 if ids.is_empty() {
                     None
                 } else {
+                    changed = true;
                     for id in &ids {
                         s.advance_group(group, *id);
                         if !noack {
@@ -856,7 +861,7 @@ fn group_read(
             }
         };
         let event = if created { "xgroup-createconsumer" } else { "" };
-        if logs.is_empty() && !created {
+        if !changed {
             Edit::unchanged(out)
         } else {
             Edit::logged_all(out, event, logs).bookkeeping()
