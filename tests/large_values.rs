@@ -245,3 +245,51 @@ fn zero_copy_replies_keep_the_value_they_read() {
         );
     }
 }
+
+/// Without CAP_IPC_LOCK the kernel counts a zero-copy operation's pages against
+/// RLIMIT_MEMLOCK (8 MiB by default) until its notification, and refuses one that would
+/// pass it (ENOMEM). Such a refusal must not cost the client its reply: the send goes on
+/// plainly. Runs the server with CAP_IPC_LOCK dropped (skipped where that cannot be done).
+#[test]
+fn zero_copy_past_the_locked_memory_limit_still_sends_everything() {
+    let wrapper = [
+        "prlimit",
+        "--memlock=8388608",
+        "setpriv",
+        "--bounding-set=-ipc_lock",
+        "--inh-caps=-ipc_lock",
+        "--",
+    ];
+    let works = std::process::Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        eprintln!("skipped: cannot drop CAP_IPC_LOCK here (prlimit/setpriv)");
+        return;
+    }
+    let dir = common::DataDir::new("zcmem");
+    let args = [
+        "--dir",
+        dir.path(),
+        "--shards",
+        "1",
+        "--send-zc-min",
+        "64kb",
+    ];
+    let server = Server::start_wrapped(&wrapper, &args, None);
+    let mut raw = server.raw();
+    let v = value(10 << 20, 3);
+    raw.cmd(&[b"SET", b"huge", &v]);
+    assert_eq!(raw.reply(), b"+OK\r\n");
+    // Three at once: more pinned pages than the limit allows, whatever was released.
+    let mut get = Vec::new();
+    for _ in 0..3 {
+        get.extend(encode(&[b"GET", b"huge"]));
+    }
+    raw.send(&get);
+    for i in 0..3 {
+        assert!(raw.reply() == bulk(&v), "GET {i} of 10 MB differs");
+    }
+}

@@ -3,7 +3,7 @@
 //! only once that record is on disk. Each connection's output is held until the shard's
 //! LSN at reply time is durable (`Ctx::hold_output_until`); replies that saw nothing new
 //! (the shard's last record already durable) pass at once. Messages that carry
-//! observations (`Reply`, `Locked`) wait in an outbox, in order. The WAL thread's progress
+//! observations (`Reply`, `Locked` with key entries) wait in an outbox, in order. The WAL thread's progress
 //! wakes the shard (`RemoteWaker`), whose turn end releases what became durable.
 
 use std::collections::VecDeque;

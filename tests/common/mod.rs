@@ -66,7 +66,22 @@ impl Server {
 
     /// Start with exactly these arguments (plus port and log level).
     pub fn start_raw(args: &[&str], dir: Option<DataDir>) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coreshard"))
+        Server::start_wrapped(&[], args, dir)
+    }
+
+    /// Start as `start_raw` does, but through `wrapper` (a command that runs the program
+    /// given after its own arguments, e.g. `setpriv ... --`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], dir: Option<DataDir>) -> Server {
+        let binary = env!("CARGO_BIN_EXE_coreshard");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(["--port", "0", "--log-level", "warn"])
             .args(args)
             .stdout(Stdio::piped())

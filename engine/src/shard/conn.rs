@@ -41,7 +41,7 @@ pub(crate) struct Conn<S> {
     /// Bytes of the send in flight (counted with `out` and `queued` for backpressure).
     pub in_flight_len: usize,
     /// The kernel copied one of this connection's zero-copy sends (its route copies
-    /// anyway, as loopback does), so its sends no longer go zero-copy.
+    /// anyway, as loopback does) or refused one, so its sends no longer go zero-copy.
     pub zc_copied: bool,
     /// The handler paused input ([`crate::Ctx::pause_input`]): bytes that still arrive are
     /// kept in `inbuf`, undelivered, and no receive is re-armed.

@@ -696,7 +696,7 @@ impl<H: Handler> Ctx<H> {
     pub(crate) fn send_done(&mut self, slot: u32, result: i32, flags: u32) -> Option<u32> {
         let (owner, buf, failed) = match self.ring.complete_send(slot, result, flags) {
             SendDone::Continuing => return None,
-            SendDone::Copied { owner } => {
+            SendDone::NoZeroCopy { owner } => {
                 let id = ConnId {
                     index: owner.index,
                     generation: owner.generation,

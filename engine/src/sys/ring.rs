@@ -61,6 +61,11 @@ const IOV_MAX: usize = 1024;
 /// e.g. MAX_RW_COUNT, and reports what it took, which the continuation handles alike.)
 const MAX_SEND: usize = i32::MAX as usize;
 
+/// Most bytes one zero-copy operation asks for: its pages stay pinned (and, without
+/// CAP_IPC_LOCK, counted against RLIMIT_MEMLOCK, 8 MiB by default) until its
+/// notification, so a huge value goes as several operations rather than one.
+const MAX_ZC_SEND: usize = 1 << 20;
+
 /// How often [`Ring::push`] tries to make room in a full submission queue (by submitting)
 /// before it holds the entry back for the next turn instead.
 const PUSH_ATTEMPTS: usize = 3;
@@ -82,8 +87,10 @@ struct SendSlot {
     /// Sent with `IORING_OP_SEND_ZC`/`SENDMSG_ZC`: the kernel may read the chunks until
     /// each operation's notification completion, after the send's own result.
     zc: bool,
-    /// Notifications still to come (one per zero-copy operation whose result said so).
-    notifs: u32,
+    /// Notifications still to come: +1 for each zero-copy operation whose result says one
+    /// follows, -1 for each notification (signed, so the order they come in cannot
+    /// matter).
+    notifs: i32,
     /// The owner has had its result; the slot only waits for `notifs` to reach 0.
     done: bool,
 }
@@ -95,6 +102,8 @@ pub(crate) struct ZcStats {
     pub sends: u64,
     /// Notifications saying the kernel copied the data anyway (e.g. over loopback).
     pub copied: u64,
+    /// Zero-copy operations the kernel refused (sent again plainly).
+    pub refused: u64,
 }
 
 /// What a send completion means for its owner.
@@ -109,9 +118,11 @@ pub(crate) enum SendDone {
         buf: Vec<u8>,
         errno: i32,
     },
-    /// A zero-copy send's notification said the kernel copied the data anyway: the
-    /// owner's route gains nothing from zero-copy (loopback), only its cost.
-    Copied { owner: Token },
+    /// The owner's sends should no longer go zero-copy: a notification said the kernel
+    /// copied the data anyway (the route gains nothing from zero-copy, e.g. loopback), or
+    /// the kernel refused a zero-copy operation (then the send goes on plainly and the
+    /// owner keeps waiting for it).
+    NoZeroCopy { owner: Token },
 }
 
 /// A receive straight into a caller's buffer, which the ring owns until the completion
@@ -463,8 +474,10 @@ impl Ring {
         let report = self.zc_report;
         let e = if s.chunks.len() == 1 {
             let rest = &s.chunks[0].as_slice()[s.sent..];
-            // At most MAX_SEND bytes; the rest is continued like a partial send.
-            let len = rest.len().min(MAX_SEND) as u32;
+            // At most MAX_SEND bytes (MAX_ZC_SEND zero-copy); the rest is continued like a
+            // partial send.
+            let max = if s.zc { MAX_ZC_SEND } else { MAX_SEND };
+            let len = rest.len().min(max) as u32;
             if s.zc {
                 opcode::SendZc::new(types::Fd(s.fd), rest.as_ptr(), len)
                     .flags(libc::MSG_NOSIGNAL)
@@ -476,7 +489,8 @@ impl Ring {
                     .build()
             }
         } else {
-            fill_iov(&mut s.iov, &s.chunks, s.sent, MAX_SEND);
+            let max = if s.zc { MAX_ZC_SEND } else { MAX_SEND };
+            fill_iov(&mut s.iov, &s.chunks, s.sent, max);
             s.msg.msg_iov = s.iov.as_mut_ptr();
             s.msg.msg_iovlen = s.iov.len() as _;
             let msg = &*s.msg as *const libc::msghdr;
@@ -517,14 +531,14 @@ impl Ring {
         };
         if cqueue::notif(flags) {
             // The kernel no longer reads this operation's bytes.
-            s.notifs = s.notifs.saturating_sub(1);
+            s.notifs -= 1;
             let owner = s.owner;
             if s.done && s.notifs == 0 {
                 self.sends.remove(slot);
             }
             if result as u32 & ZC_COPIED != 0 {
                 self.zc.copied += 1;
-                return SendDone::Copied { owner };
+                return SendDone::NoZeroCopy { owner };
             }
             return SendDone::Continuing;
         }
@@ -532,17 +546,23 @@ impl Ring {
             // A zero-copy operation: its notification follows (even after an error).
             s.notifs += 1;
         }
-        let refused = result == -libc::EOPNOTSUPP || result == -libc::EINVAL;
+        // Refusals of zero-copy itself: no support for this socket (EOPNOTSUPP, EINVAL),
+        // or pinning the pages would pass RLIMIT_MEMLOCK (ENOMEM, for a process without
+        // CAP_IPC_LOCK) or the socket's option memory (ENOBUFS). The data still goes.
+        let refused =
+            [libc::EOPNOTSUPP, libc::EINVAL, libc::ENOMEM, libc::ENOBUFS].contains(&-result);
         if s.zc && refused {
-            // This socket or kernel will not do zero-copy after all: send it plainly.
             s.zc = false;
-            if self.zc_min > 0 {
+            self.zc.refused += 1;
+            if self.zc.refused == 1 {
                 let e = io::Error::from_raw_os_error(-result);
-                tracing::warn!("zero-copy send refused ({e}); this shard sends plainly now");
-                self.zc_min = 0;
+                tracing::warn!(
+                    "zero-copy send refused ({e}); sending that connection's output plainly"
+                );
             }
+            let owner = s.owner;
             self.push_send(slot);
-            return SendDone::Continuing;
+            return SendDone::NoZeroCopy { owner };
         }
         if result == -libc::EINTR || result == -libc::EAGAIN {
             self.push_send(slot);
@@ -910,7 +930,7 @@ mod tests {
                 }
                 SendDone::Complete { .. } => true,
                 SendDone::Failed { errno, .. } => panic!("send failed: errno {errno}"),
-                SendDone::Copied { .. } => panic!("not a zero-copy send"),
+                SendDone::NoZeroCopy { .. } => panic!("not a zero-copy send"),
             }
         });
         client.shutdown(Shutdown::Write).expect("shutdown");
@@ -951,7 +971,17 @@ mod tests {
             Chunk::Shared(bytes::Bytes::from(first)),
         ];
         let fd = client.as_raw_fd();
-        ring.send(fd, Token::simple(Kind::Send), chunks, true);
+        let first_owner = Token::new(Kind::Send, 1, 0);
+        let second_owner = Token::new(Kind::Send, 2, 0);
+        let slot_of = |ring: &Ring, owner: Token| {
+            ring.sends
+                .iter()
+                .find(|(_, s)| s.owner == owner)
+                .map(|(i, _)| i)
+        };
+        ring.send(fd, first_owner, chunks, true);
+        let first_slot = slot_of(&ring, first_owner);
+        let mut second_slot = None;
         let mut second = Some(bytes::Bytes::from(second));
         let mut completed = 0;
         let mut copied = 0;
@@ -968,14 +998,15 @@ mod tests {
             }
             match ring.complete_send(t.index, c.result, c.flags) {
                 SendDone::Continuing => {}
-                SendDone::Copied { .. } => copied += 1,
+                SendDone::NoZeroCopy { .. } => copied += 1,
                 SendDone::Complete { buf, .. } => {
                     // The kernel may still read the owned header: not handed back.
                     assert_eq!(buf.capacity(), 0, "a zero-copy send's buffer was reused");
                     completed += 1;
                     if let Some(b) = second.take() {
                         let chunks = vec![Chunk::Shared(b)];
-                        ring.send(fd, Token::simple(Kind::Send), chunks, true);
+                        ring.send(fd, second_owner, chunks, true);
+                        second_slot = slot_of(ring, second_owner);
                     }
                 }
                 SendDone::Failed { errno, .. } => panic!("send failed: errno {errno}"),
@@ -983,6 +1014,13 @@ mod tests {
             // Done once both sends completed and every notification came back.
             completed == 2 && ring.sends.is_empty()
         });
+        // The first send's slot was still held when the second started (its last
+        // notification comes after its result), so the second could not take it.
+        assert!(first_slot.is_some() && second_slot.is_some());
+        assert_ne!(
+            first_slot, second_slot,
+            "a slot was reused before its notification"
+        );
         let zc = ring.zc_stats();
         assert!(
             zc.sends > 2,
