@@ -117,6 +117,9 @@ impl PubSub {
             return false;
         }
         self.local.remove(&key);
+        // An announcement still in flight keeps its waiters, but a later first subscriber
+        // must announce afresh: its "on" then reaches every shard after this "off".
+        self.pending_name.remove(&key);
         self.set_interest(ns, name, me, false);
         true
     }

@@ -49,6 +49,47 @@ fn a_confirmed_subscription_gets_every_later_publish_from_any_shard() {
     }
 }
 
+/// Subscribe, unsubscribe and subscribe again in one pipeline, for channels, patterns
+/// and shard channels: the last subscription's announcement must reach every shard after
+/// the unsubscription's, or the other shards stay deaf to it.
+#[test]
+fn resubscribing_while_the_first_announcement_is_in_flight_keeps_interest() {
+    let server = start();
+    let mut publishers: Vec<Raw> = (0..12).map(|_| server.raw()).collect();
+    let cases: [(&[u8], &[u8], &[u8], &[u8]); 3] = [
+        (b"SUBSCRIBE", b"UNSUBSCRIBE", b"PUBLISH", b"message"),
+        (b"PSUBSCRIBE", b"PUNSUBSCRIBE", b"PUBLISH", b"pmessage"),
+        (b"SSUBSCRIBE", b"SUNSUBSCRIBE", b"SPUBLISH", b"smessage"),
+    ];
+    for round in 0..10 {
+        for (sub_cmd, unsub_cmd, publish, kind) in cases {
+            let name = format!("re:{round}:{}", String::from_utf8_lossy(sub_cmd));
+            let mut sub = server.raw();
+            let mut pipeline = common::encode(&[sub_cmd, name.as_bytes()]);
+            pipeline.extend(common::encode(&[unsub_cmd, name.as_bytes()]));
+            pipeline.extend(common::encode(&[sub_cmd, name.as_bytes()]));
+            sub.send(&pipeline);
+            for _ in 0..3 {
+                sub.reply();
+            }
+            for (i, p) in publishers.iter_mut().enumerate() {
+                // Shard channels are published on the channel's own name; patterns match it.
+                p.cmd(&[publish, name.as_bytes(), format!("m{i}").as_bytes()]);
+                assert_eq!(
+                    next(p),
+                    ":1",
+                    "{} {name}: publisher {i} found no subscriber",
+                    String::from_utf8_lossy(publish)
+                );
+                let got = next(&mut sub);
+                let kind = String::from_utf8_lossy(kind);
+                assert!(got.starts_with('*') && got.contains(&*kind), "{got}");
+                assert!(got.ends_with(&format!("m{i}")), "{got}");
+            }
+        }
+    }
+}
+
 #[test]
 fn patterns_shard_channels_and_counts_across_shards() {
     let server = start();
