@@ -56,7 +56,9 @@ fn a_confirmed_subscription_gets_every_later_publish_from_any_shard() {
 fn resubscribing_while_the_first_announcement_is_in_flight_keeps_interest() {
     let server = start();
     let mut publishers: Vec<Raw> = (0..12).map(|_| server.raw()).collect();
-    let cases: [(&[u8], &[u8], &[u8], &[u8]); 3] = [
+    // (subscribe, unsubscribe, publish, message kind)
+    type Case = (&'static [u8], &'static [u8], &'static [u8], &'static [u8]);
+    let cases: [Case; 3] = [
         (b"SUBSCRIBE", b"UNSUBSCRIBE", b"PUBLISH", b"message"),
         (b"PSUBSCRIBE", b"PUNSUBSCRIBE", b"PUBLISH", b"pmessage"),
         (b"SSUBSCRIBE", b"SUNSUBSCRIBE", b"SPUBLISH", b"smessage"),
