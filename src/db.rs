@@ -165,12 +165,68 @@ impl Db {
     fn note(&mut self, what: Mutation, key: &[u8]) {
         let flags = crate::notify::flags();
         if flags != 0 {
+            self.expired_events(flags);
             self.events.note(flags, what, key);
+        }
+    }
+
+    /// Keys that expired while this command looked them up are announced before its own
+    /// events, as Redis's lookup announces them (the rest go at the end of the turn).
+    fn expired_events(&mut self, flags: u32) {
+        use crate::notify::{EXPIRED, KEYEVENT, KEYSPACE};
+        if flags & EXPIRED != 0 && flags & (KEYSPACE | KEYEVENT) != 0 {
+            for key in self.map.take_expired() {
+                self.events.pending.push(("expired", key));
+            }
+        }
+    }
+
+    /// Before a write that may create `key`, with notifications on: if it expired, that is
+    /// announced first, and if it does not exist it is announced as `new` (flag `n`), as
+    /// Redis's lookup and `dbAdd` do before the command's own event.
+    #[inline]
+    fn before_write(&mut self, key: &[u8], now: u64) {
+        use crate::notify::{EXPIRED, KEYEVENT, KEYSPACE, NEW};
+        let flags = crate::notify::flags();
+        if flags & (KEYSPACE | KEYEVENT) == 0 || flags & (EXPIRED | NEW) == 0 {
+            return;
+        }
+        let live = self.map.contains(key, now);
+        if !live {
+            self.note_new(key);
+        }
+    }
+
+    /// `new`: a key is being created (flag `n`).
+    fn note_new(&mut self, key: &[u8]) {
+        let flags = crate::notify::flags();
+        if flags & crate::notify::NEW != 0 {
+            let new = Mutation::Typed {
+                event: "new",
+                class: crate::notify::NEW,
+            };
+            self.note(new, key);
+        } else {
+            self.expired_events(flags);
         }
     }
 
     /// Read a value of any type, counting a hit or a miss.
     pub fn read(&mut self, key: &[u8], now: u64) -> Option<Found<'_>> {
+        if crate::notify::flags() & crate::notify::KEY_MISS != 0 {
+            // `keymiss` (flag `m`) asked for: a second lookup for a hit, only then.
+            if self.map.get(key, now).is_none() {
+                self.misses += 1;
+                let miss = Mutation::Typed {
+                    event: "keymiss",
+                    class: crate::notify::KEY_MISS,
+                };
+                self.note(miss, key);
+                return None;
+            }
+            self.hits += 1;
+            return self.map.get(key, now);
+        }
         let v = self.map.get(key, now);
         if v.is_some() {
             self.hits += 1;
@@ -365,6 +421,7 @@ impl Db {
 
     /// Store a string with a deadline (0 = none).
     pub fn write(&mut self, key: &[u8], value: &Value, deadline: u64, now: u64) {
+        self.before_write(key, now);
         self.watch.touch(key);
         self.note(Mutation::Write, key);
         if deadline != 0 {
@@ -389,6 +446,7 @@ impl Db {
         match value {
             Owned::Bytes(b) => self.write(key, &Value::Shared(b), deadline, now),
             Owned::Object(o) => {
+                self.before_write(key, now);
                 self.watch.touch(key);
                 self.note(Mutation::Write, key);
                 if deadline != 0 {
@@ -531,6 +589,9 @@ impl Db {
             if !quiet {
                 if !edit.bookkeeping {
                     self.watch.touch(key);
+                }
+                if created {
+                    self.note_new(key);
                 }
                 self.note(Mutation::Typed { event, class }, key);
                 if let Some(event) = edit.then {
@@ -713,6 +774,7 @@ impl Db {
     /// existing deadline is kept. Returns the new length. Grows the value in place with
     /// spare capacity (see [`TtlMap::append`]); the caller enforces the length limit.
     pub fn append(&mut self, key: &[u8], data: &[u8], now: u64) -> usize {
+        self.before_write(key, now);
         self.journal_fresh_start(key, now);
         self.watch.touch(key);
         self.note(Mutation::Append, key);
@@ -730,6 +792,7 @@ impl Db {
     /// create the key (without a deadline); an existing deadline is kept. Returns the new
     /// length. Edits in place (see [`TtlMap::setrange`]); the caller enforces the limit.
     pub fn setrange(&mut self, key: &[u8], offset: usize, data: &[u8], now: u64) -> usize {
+        self.before_write(key, now);
         self.journal_fresh_start(key, now);
         self.watch.touch(key);
         self.note(Mutation::SetRange, key);

@@ -454,9 +454,12 @@ fn evict(db: &mut Db, now: u64, limit: usize, budget: usize) -> Outcome {
         match pick(db, policy, now) {
             Pick::Key(key) => {
                 // A key already expired is reclaimed as expired, not counted as evicted.
+                // Announced as `evicted`, whatever command made room.
+                let cmd = std::mem::replace(&mut db.events.cmd, "evicted");
                 if db.remove(&key, now).is_some() {
                     db.evict.evicted += 1;
                 }
+                db.events.cmd = cmd;
             }
             Pick::Nothing => return Outcome::Failed,
             Pick::Missed => return Outcome::Running,

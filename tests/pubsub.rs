@@ -332,3 +332,99 @@ fn expired_events_from_active_and_lazy_expiry() {
         ]
     );
 }
+
+/// The events Redis 7.0.15 gives for this sequence (checked against redis-server): `new`
+/// (flag n) before a key's first event, `keymiss` (flag m) for reads of missing keys,
+/// EXISTS included, and a key that expired announced as `expired` before the write that
+/// finds it gone.
+#[test]
+fn new_keymiss_and_expired_before_the_write_in_redis_order() {
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KEAnm",
+    ]);
+    let mut ev = server.raw();
+    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
+    let _ = ev.reply();
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "a", "1"]).unwrap();
+    q::<Option<String>>(c, &["GET", "nokey"]).unwrap();
+    q::<i64>(c, &["EXISTS", "nokey2"]).unwrap();
+    q::<i64>(c, &["LPUSH", "l", "x"]).unwrap();
+    q::<()>(c, &["SET", "d", "1", "PX", "20"]).unwrap();
+    // Let d's deadline pass (the condition is time itself).
+    std::thread::sleep(Duration::from_millis(60));
+    q::<()>(c, &["SET", "d", "2"]).unwrap();
+    let want = [
+        ("new", "a"),
+        ("set", "a"),
+        ("keymiss", "nokey"),
+        ("keymiss", "nokey2"),
+        ("new", "l"),
+        ("lpush", "l"),
+        ("new", "d"),
+        ("set", "d"),
+        ("expire", "d"),
+        ("expired", "d"),
+        ("new", "d"),
+        ("set", "d"),
+    ];
+    for (event, key) in want {
+        let m = next(&mut ev);
+        let parts: Vec<&str> = m.split('\n').collect();
+        let got = (parts[6], parts[8]);
+        assert_eq!(got, (format!("__keyevent@0__:{event}").as_str(), key), "{m}");
+    }
+}
+
+/// Keys evicted under maxmemory are announced as `evicted` (flag e), not as `del`.
+#[test]
+fn evictions_are_announced_as_evicted() {
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--appendonly",
+        "no",
+        "--maxmemory",
+        "2mb",
+        "--maxmemory-policy",
+        "allkeys-lru",
+        "--notify-keyspace-events",
+        "KEA",
+    ]);
+    let mut ev = server.raw();
+    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
+    let _ = ev.reply();
+    let mut w = server.raw();
+    let value = vec![b'v'; 200];
+    let mut pipeline = Vec::new();
+    for i in 0..20_000 {
+        pipeline.extend(common::encode(&[b"SET", format!("k{i}").as_bytes(), &value]));
+    }
+    w.send(&pipeline);
+    for _ in 0..20_000 {
+        w.reply();
+    }
+    w.cmd(&[b"INFO", b"stats"]);
+    let info = w.reply_str();
+    let evicted: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("evicted_keys:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("evicted_keys");
+    assert!(evicted > 1000, "maxmemory evicted keys: {evicted}");
+    let (mut seen, mut dels) = (0, 0);
+    while seen < evicted {
+        let m = next(&mut ev);
+        if m.contains("__keyevent@0__:evicted") {
+            seen += 1;
+        } else if m.contains("__keyevent@0__:del") {
+            dels += 1;
+        }
+    }
+    assert_eq!(dels, 0, "evictions are not deletions");
+}

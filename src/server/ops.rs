@@ -465,7 +465,12 @@ impl Server {
                 )
             }
             Op::Exists(ks) => {
-                OpResult::Int(ks.iter().filter(|k| db.contains(k.as_ref(), now)).count() as i64)
+                // A read as Redis counts it: hits, misses and `keymiss` events.
+                OpResult::Int(
+                    ks.iter()
+                        .filter(|k| db.read(k.as_ref(), now).is_some())
+                        .count() as i64,
+                )
             }
             Op::MGet(ks) => OpResult::Values(
                 ks.iter()
