@@ -428,3 +428,30 @@ fn evictions_are_announced_as_evicted() {
     }
     assert_eq!(dels, 0, "evictions are not deletions");
 }
+
+/// A RESP3 client pipelines SUBSCRIBE, a PUBLISH to that channel and UNSUBSCRIBE (or
+/// RESET): the PUBLISH runs in between, as sent, so it reaches the subscription.
+#[test]
+fn resp3_commands_pipelined_behind_a_subscribe_run_in_order() {
+    let server = start();
+    for round in 0..20 {
+        let mut c = server.raw();
+        c.cmd(&[b"HELLO", b"3"]);
+        let _ = c.reply();
+        let ch = format!("p3:{round}");
+        let last: &[u8] = if round % 2 == 0 { b"UNSUBSCRIBE" } else { b"RESET" };
+        let mut pipeline = common::encode(&[b"SUBSCRIBE", ch.as_bytes()]);
+        pipeline.extend(common::encode(&[b"PUBLISH", ch.as_bytes(), b"m"]));
+        pipeline.extend(common::encode(&[last]));
+        c.send(&pipeline);
+        let replies: Vec<String> = (0..4).map(|_| next(&mut c)).collect();
+        assert!(replies[0].starts_with(">3\n$9\nsubscribe"), "{replies:?}");
+        // The message push and PUBLISH's count, then the last command's answer.
+        let mut middle = replies[1..3].to_vec();
+        middle.sort();
+        assert_eq!(middle[0], ":1", "{replies:?}");
+        assert!(middle[1].starts_with(">3\n$7\nmessage"), "{replies:?}");
+        let end = if round % 2 == 0 { ">3\n$11\nunsubscribe" } else { "+RESET" };
+        assert!(replies[3].starts_with(end), "{replies:?}");
+    }
+}

@@ -112,6 +112,12 @@ fn join(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args, ns: Ns)
             a.waiters.push(slot);
         }
     }
+    if proto == Protocol::Resp3 {
+        // A RESP3 client may pipeline any command behind it: a PUBLISH to the channel,
+        // then an UNSUBSCRIBE or RESET. They run once the subscription is confirmed, in
+        // order (the confirmation's completion releases the input).
+        s.hold_until_answered(ctx, conn);
+    }
 }
 
 /// Unsubscribe from `args` (none: from everything of that kind).

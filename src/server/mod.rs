@@ -631,7 +631,8 @@ impl Server {
                 ctx.fill_slot_with(slot, |out| out.extend_from_slice(b"+OK\r\n"));
                 self.release_hold(ctx, conn);
             }
-            agg @ Agg::Killed { .. } => {
+            agg @ (Agg::Killed { .. } | Agg::Raw(_)) => {
+                // CLIENT KILL's or a SUBSCRIBE confirmation's caller waited for it.
                 ctx.fill_slot_with(slot, |out| self.encode_agg(proto, agg, out));
                 self.release_hold(ctx, conn);
             }
