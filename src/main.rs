@@ -173,7 +173,7 @@ fn main() -> ExitCode {
         Some(f) => notify::FLAGS.store(f, std::sync::atomic::Ordering::Relaxed),
         None => {
             eprintln!(
-                "coreshard: invalid --notify-keyspace-events '{}' (use 'Ag$lshzxeKEtmd')",
+                "coreshard: invalid --notify-keyspace-events '{}' (use 'Ag$lshzxeKEtmdn')",
                 args.notify_keyspace_events
             );
             return ExitCode::FAILURE;

@@ -90,18 +90,15 @@ pub fn format(f: u32) -> String {
             (EVICTED, 'e'),
             (STREAM, 't'),
             (MODULE, 'd'),
+            // Redis 7.0 prints `n` with the classes, so not after an `A`.
+            (NEW, 'n'),
         ] {
             if f & bit != 0 {
                 s.push(c);
             }
         }
     }
-    for (bit, c) in [
-        (NEW, 'n'),
-        (KEYSPACE, 'K'),
-        (KEYEVENT, 'E'),
-        (KEY_MISS, 'm'),
-    ] {
+    for (bit, c) in [(KEYSPACE, 'K'), (KEYEVENT, 'E'), (KEY_MISS, 'm')] {
         if f & bit != 0 {
             s.push(c);
         }
@@ -188,6 +185,10 @@ mod tests {
         assert_eq!(format(parse("Egx").unwrap()), "gxE");
         assert_eq!(parse("Q"), None);
         assert_eq!(format(0), "");
+        // As Redis 7.0.15 prints them.
+        assert_eq!(format(parse("AKEn").unwrap()), "AKE");
+        assert_eq!(format(parse("KEn").unwrap()), "nKE");
+        assert_eq!(format(parse("KEAnm").unwrap()), "AKEm");
     }
 
     #[test]

@@ -377,7 +377,11 @@ fn new_keymiss_and_expired_before_the_write_in_redis_order() {
         let m = next(&mut ev);
         let parts: Vec<&str> = m.split('\n').collect();
         let got = (parts[6], parts[8]);
-        assert_eq!(got, (format!("__keyevent@0__:{event}").as_str(), key), "{m}");
+        assert_eq!(
+            got,
+            (format!("__keyevent@0__:{event}").as_str(), key),
+            "{m}"
+        );
     }
 }
 
@@ -403,7 +407,11 @@ fn evictions_are_announced_as_evicted() {
     let value = vec![b'v'; 200];
     let mut pipeline = Vec::new();
     for i in 0..20_000 {
-        pipeline.extend(common::encode(&[b"SET", format!("k{i}").as_bytes(), &value]));
+        pipeline.extend(common::encode(&[
+            b"SET",
+            format!("k{i}").as_bytes(),
+            &value,
+        ]));
     }
     w.send(&pipeline);
     for _ in 0..20_000 {
@@ -439,7 +447,11 @@ fn resp3_commands_pipelined_behind_a_subscribe_run_in_order() {
         c.cmd(&[b"HELLO", b"3"]);
         let _ = c.reply();
         let ch = format!("p3:{round}");
-        let last: &[u8] = if round % 2 == 0 { b"UNSUBSCRIBE" } else { b"RESET" };
+        let last: &[u8] = if round % 2 == 0 {
+            b"UNSUBSCRIBE"
+        } else {
+            b"RESET"
+        };
         let mut pipeline = common::encode(&[b"SUBSCRIBE", ch.as_bytes()]);
         pipeline.extend(common::encode(&[b"PUBLISH", ch.as_bytes(), b"m"]));
         pipeline.extend(common::encode(&[last]));
@@ -451,7 +463,47 @@ fn resp3_commands_pipelined_behind_a_subscribe_run_in_order() {
         middle.sort();
         assert_eq!(middle[0], ":1", "{replies:?}");
         assert!(middle[1].starts_with(">3\n$7\nmessage"), "{replies:?}");
-        let end = if round % 2 == 0 { ">3\n$11\nunsubscribe" } else { "+RESET" };
+        let end = if round % 2 == 0 {
+            ">3\n$11\nunsubscribe"
+        } else {
+            "+RESET"
+        };
         assert!(replies[3].starts_with(end), "{replies:?}");
     }
+}
+
+/// RESP2 subscribed mode refuses other commands as Redis 7.0 does: after the name and
+/// arity checks, naming subcommands in full (checked against redis-server).
+#[test]
+fn subscribed_mode_refusals_in_redis_order() {
+    let server = start();
+    let mut c = server.raw();
+    c.cmd(&[b"SUBSCRIBE", b"x"]);
+    let _ = c.reply();
+    let only =
+        "only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context";
+    for (cmd, want) in [
+        (
+            &[&b"CLIENT"[..], b"ID"][..],
+            format!("-ERR Can't execute 'client|id': {only}"),
+        ),
+        (
+            &[b"CLIENT", b"NOSUCH"],
+            "-ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP.".into(),
+        ),
+        (
+            &[b"GET"],
+            "-ERR wrong number of arguments for 'get' command".into(),
+        ),
+        (&[b"GET", b"k"], format!("-ERR Can't execute 'get': {only}")),
+    ] {
+        c.cmd(cmd);
+        assert_eq!(next(&mut c), want);
+    }
+    let mut other = server.raw();
+    other.cmd(&[b"PUBSUB", b"HELP", b"x"]);
+    assert_eq!(
+        next(&mut other),
+        "-ERR wrong number of arguments for 'pubsub|help' command"
+    );
 }

@@ -264,7 +264,10 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
         }
         "notify-keyspace-events" => {
             Setting::Notify(crate::notify::parse(value).ok_or_else(|| {
-                failed(name, "Invalid event class character. Use 'Ag$lshzxeKEtmd'.")
+                failed(
+                    name,
+                    "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
+                )
             })?)
         }
         "slowlog-log-slower-than" => Setting::SlowerThan(int_in(name, value, -1, i64::MAX)?),

@@ -269,6 +269,10 @@ pub fn pubsub(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
                 agg,
             );
         }
+        b"help" if args.len() > 2 => {
+            let e = super::subcommand_arity_error("pubsub", "help");
+            s.reply_result(ctx, conn, &e);
+        }
         b"help" => {
             let lines = [
                 "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

@@ -758,13 +758,6 @@ impl Server {
             state.last_cmd = name;
             subscribed = state.subs.is_some() && state.proto == Protocol::Resp2;
         }
-        if let Some(sp) = spec {
-            if subscribed && !commands::pubsub::allowed_while_subscribed(sp.name) {
-                let msg = commands::pubsub::subscribed_context_error(sp.name);
-                self.error(ctx, conn, &msg);
-                return Some((idx, true));
-            }
-        }
         if commands::multi::queue_if_in_multi(self, ctx, conn, spec, args) {
             return None;
         }
@@ -780,6 +773,14 @@ impl Server {
         }
         if !spec.arity_ok(args.len()) {
             let msg = spec.arity_error();
+            self.error(ctx, conn, &msg);
+            return Some((idx, true));
+        }
+        // RESP2 subscribed mode, after the name and arity checks as in Redis (an unknown
+        // subcommand, `NULL`, gets its container's own error); named as Redis 7 names it
+        // (`client|id`).
+        if subscribed && name != "NULL" && !commands::pubsub::allowed_while_subscribed(spec.name) {
+            let msg = commands::pubsub::subscribed_context_error(name);
             self.error(ctx, conn, &msg);
             return Some((idx, true));
         }
