@@ -211,20 +211,33 @@ impl Db {
         }
     }
 
-    /// Read a value of any type, counting a hit or a miss.
-    pub fn read(&mut self, key: &[u8], now: u64) -> Option<Found<'_>> {
-        if crate::notify::flags() & crate::notify::KEY_MISS != 0 {
-            // `keymiss` (flag `m`) asked for: a second lookup for a hit, only then.
-            if self.map.get(key, now).is_none() {
-                self.misses += 1;
+    /// Whether `key` exists, counted as a read (a hit, or a miss with its `keymiss` event)
+    /// but not as an access for LRU/LFU: Redis's EXISTS (`LOOKUP_NOTOUCH`).
+    pub fn exists(&mut self, key: &[u8], now: u64) -> bool {
+        let found = self.map.contains(key, now);
+        if found {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+            if crate::notify::flags() & crate::notify::KEY_MISS != 0 {
                 let miss = Mutation::Typed {
                     event: "keymiss",
                     class: crate::notify::KEY_MISS,
                 };
                 self.note(miss, key);
+            }
+        }
+        found
+    }
+
+    /// Read a value of any type, counting a hit or a miss.
+    pub fn read(&mut self, key: &[u8], now: u64) -> Option<Found<'_>> {
+        if crate::notify::flags() & crate::notify::KEY_MISS != 0 {
+            // `keymiss` (flag `m`) asked for: a lookup that does not count as an access
+            // first (so a hit is still touched once), only then.
+            if !self.exists(key, now) {
                 return None;
             }
-            self.hits += 1;
             return self.map.get(key, now);
         }
         let v = self.map.get(key, now);

@@ -356,3 +356,26 @@ fn relative_expiry_after_an_idle_spell_counts_from_now() {
         );
     }
 }
+
+/// EXISTS counts as a read (hit or miss) but not as an access: Redis's EXISTS does not
+/// touch the key, so it does not change what LFU eviction keeps.
+#[test]
+fn exists_does_not_touch_the_key() {
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--maxmemory-policy",
+        "allkeys-lfu",
+        "--lfu-log-factor",
+        "0",
+    ]);
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "k", "v"]).unwrap();
+    let before: i64 = q(c, &["OBJECT", "FREQ", "k"]).unwrap();
+    for _ in 0..3 {
+        assert_eq!(q::<i64>(c, &["EXISTS", "k"]).unwrap(), 1);
+    }
+    assert_eq!(q::<i64>(c, &["OBJECT", "FREQ", "k"]).unwrap(), before);
+    q::<Option<String>>(c, &["GET", "k"]).unwrap();
+    assert_eq!(q::<i64>(c, &["OBJECT", "FREQ", "k"]).unwrap(), before + 1);
+}

@@ -507,3 +507,30 @@ fn subscribed_mode_refusals_in_redis_order() {
         "-ERR wrong number of arguments for 'pubsub|help' command"
     );
 }
+
+/// A RESP2 SUBSCRIBE still waiting for its confirmation, then RESET, WATCH, a write to the
+/// watched key and MULTI/EXEC: the confirmation must not release the input WATCH holds
+/// until its versions are back, or EXEC runs as if nothing was watched.
+#[test]
+fn a_subscribe_confirmation_does_not_release_a_watch_hold() {
+    let server = start();
+    let mut c = server.raw();
+    // The race is narrow (about 1 round in 20-200 without the fix): many rounds.
+    for i in 0..1500 {
+        let ch = format!("wh:{i}");
+        let mut first = common::encode(&[b"SUBSCRIBE", ch.as_bytes()]);
+        first.extend(common::encode(&[b"RESET"]));
+        c.send(&first);
+        let mut second = common::encode(&[b"WATCH", b"k"]);
+        second.extend(common::encode(&[b"SET", b"k", b"x"]));
+        second.extend(common::encode(&[b"MULTI"]));
+        second.extend(common::encode(&[b"PING"]));
+        second.extend(common::encode(&[b"EXEC"]));
+        c.send(&second);
+        let replies: Vec<String> = (0..7).map(|_| next(&mut c)).collect();
+        assert_eq!(
+            replies[6], "*-1",
+            "round {i}: EXEC after a write to a watched key: {replies:?}"
+        );
+    }
+}

@@ -78,7 +78,7 @@ pub fn run_queued(db: &mut Db, now: u64, q: &Queued) -> OpResult {
                 .count() as i64,
         ),
         "exists" | "touch" => {
-            OpResult::Int(a[1..].iter().filter(|k| db.contains(k, now)).count() as i64)
+            OpResult::Int(a[1..].iter().filter(|k| db.exists(k, now)).count() as i64)
         }
         "mget" => OpResult::Values(
             a[1..]

@@ -117,6 +117,9 @@ fn join(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args, ns: Ns)
         // then an UNSUBSCRIBE or RESET. They run once the subscription is confirmed, in
         // order (the confirmation's completion releases the input).
         s.hold_until_answered(ctx, conn);
+        if let Some(state) = ctx.state(conn) {
+            state.confirm_hold = Some(slot.seq());
+        }
     }
 }
 

@@ -30,6 +30,9 @@ pub struct ConnState {
     pub pending: Pending,
     /// Input is paused until a transaction (or WATCH) in flight is decided.
     pub held: bool,
+    /// The hold is a RESP3 SUBSCRIBE's, released by the confirmation in this reply slot
+    /// (by its sequence number) and by nothing else's completion.
+    pub confirm_hold: Option<u64>,
     /// Input is paused because too many replies are owed or the mailboxes are backed up.
     pub backlogged: bool,
     /// Inside MULTI: the queued commands, and whether one was refused (EXEC then aborts).

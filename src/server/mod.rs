@@ -631,10 +631,21 @@ impl Server {
                 ctx.fill_slot_with(slot, |out| out.extend_from_slice(b"+OK\r\n"));
                 self.release_hold(ctx, conn);
             }
-            agg @ (Agg::Killed { .. } | Agg::Raw(_)) => {
-                // CLIENT KILL's or a SUBSCRIBE confirmation's caller waited for it.
+            agg @ Agg::Killed { .. } => {
                 ctx.fill_slot_with(slot, |out| self.encode_agg(proto, agg, out));
                 self.release_hold(ctx, conn);
+            }
+            agg @ Agg::Raw(_) => {
+                // A SUBSCRIBE confirmation: it releases the hold only if it set it (a
+                // RESP2 one sets none, and a later WATCH's hold is not its to release).
+                let own = state.confirm_hold == Some(slot.seq());
+                if own {
+                    state.confirm_hold = None;
+                }
+                ctx.fill_slot_with(slot, |out| self.encode_agg(proto, agg, out));
+                if own {
+                    self.release_hold(ctx, conn);
+                }
             }
             agg => ctx.fill_slot_with(slot, |out| self.encode_agg(proto, agg, out)),
         }
@@ -1003,6 +1014,7 @@ impl Handler for Server {
             closing: false,
             pending: reply::Pending::default(),
             held: false,
+            confirm_hold: None,
             backlogged: false,
             multi: None,
             watched: Vec::new(),
