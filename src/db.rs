@@ -434,10 +434,22 @@ impl Db {
 
     /// Store a string with a deadline (0 = none).
     pub fn write(&mut self, key: &[u8], value: &Value, deadline: u64, now: u64) {
+        self.write_announced(key, value, deadline, now, true);
+    }
+
+    /// [`Db::write`], announcing the deadline as an `expire` event or not.
+    fn write_announced(
+        &mut self,
+        key: &[u8],
+        value: &Value,
+        deadline: u64,
+        now: u64,
+        expire_event: bool,
+    ) {
         self.before_write(key, now);
         self.watch.touch(key);
         self.note(Mutation::Write, key);
-        if deadline != 0 {
+        if deadline != 0 && expire_event {
             self.note(Mutation::Expire, key);
         }
         self.note_ready(key);
@@ -454,17 +466,15 @@ impl Db {
     }
 
     /// Store a value of any type with a deadline (0 = none): RENAME, COPY, a transaction's
-    /// commit, replay. Notified as a write of the current command.
+    /// commit, replay. Notified as a write of the current command only: a deadline carried
+    /// over is no `expire` event (Redis's RENAME and COPY raise none).
     pub fn write_owned(&mut self, key: &[u8], value: OwnedValue, deadline: u64, now: u64) {
         match value {
-            Owned::Bytes(b) => self.write(key, &Value::Shared(b), deadline, now),
+            Owned::Bytes(b) => self.write_announced(key, &Value::Shared(b), deadline, now, false),
             Owned::Object(o) => {
                 self.before_write(key, now);
                 self.watch.touch(key);
                 self.note(Mutation::Write, key);
-                if deadline != 0 {
-                    self.note(Mutation::Expire, key);
-                }
                 if self.journaling() {
                     let (ty, data) = o.encode();
                     self.log(Effect::Obj {

@@ -534,3 +534,42 @@ fn a_subscribe_confirmation_does_not_release_a_watch_hold() {
         );
     }
 }
+
+/// RENAME and COPY of a key with a TTL raise only their own events: the deadline they
+/// carry over is no `expire` event (checked against redis-server).
+#[test]
+fn rename_and_copy_carry_a_ttl_without_an_expire_event() {
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KEA",
+    ]);
+    let mut ev = server.raw();
+    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
+    let _ = ev.reply();
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "src", "v", "EX", "100"]).unwrap();
+    q::<()>(c, &["RENAME", "src", "dst"]).unwrap();
+    q::<i64>(c, &["COPY", "dst", "cp"]).unwrap();
+    q::<()>(c, &["SET", "end", "1"]).unwrap();
+    let want = [
+        ("set", "src"),
+        ("expire", "src"),
+        ("rename_from", "src"),
+        ("rename_to", "dst"),
+        ("copy_to", "cp"),
+        ("set", "end"),
+    ];
+    for (event, key) in want {
+        let m = next(&mut ev);
+        let parts: Vec<&str> = m.split('\n').collect();
+        assert_eq!(
+            (parts[6], parts[8]),
+            (format!("__keyevent@0__:{event}").as_str(), key),
+            "{m}"
+        );
+    }
+}
