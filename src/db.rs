@@ -197,17 +197,15 @@ impl Db {
         }
     }
 
-    /// `new`: a key is being created (flag `n`).
+    /// `new`: a key is being created (flag `n`). (An `expired` found on the way goes out
+    /// with the next event either way: [`Db::note`] announces those first.)
     fn note_new(&mut self, key: &[u8]) {
-        let flags = crate::notify::flags();
-        if flags & crate::notify::NEW != 0 {
+        if crate::notify::flags() & crate::notify::NEW != 0 {
             let new = Mutation::Typed {
                 event: "new",
                 class: crate::notify::NEW,
             };
             self.note(new, key);
-        } else {
-            self.expired_events(flags);
         }
     }
 

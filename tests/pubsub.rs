@@ -24,6 +24,33 @@ fn message(channel: &str, payload: &str) -> String {
     )
 }
 
+/// A server started with `args` (persistence off) and a connection subscribed to every
+/// `__keyevent@0__` channel.
+fn with_keyevents(args: &[&str]) -> (Server, Raw) {
+    let mut all = vec!["--appendonly", "no"];
+    all.extend_from_slice(args);
+    let server = Server::start(&all);
+    let mut ev = server.raw();
+    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
+    let _ = ev.reply();
+    (server, ev)
+}
+
+/// The next keyevent message as (channel, key).
+fn keyevent(ev: &mut Raw) -> (String, String) {
+    let m = next(ev);
+    let parts: Vec<&str> = m.split('\n').collect();
+    (parts[6].to_string(), parts[8].to_string())
+}
+
+/// The next keyevents are exactly `want`, (event, key) pairs, in order.
+fn expect_keyevents(ev: &mut Raw, want: &[(&str, &str)]) {
+    for (event, key) in want {
+        let want = (format!("__keyevent@0__:{event}"), key.to_string());
+        assert_eq!(keyevent(ev), want);
+    }
+}
+
 /// Once SUBSCRIBE is confirmed, a PUBLISH from a connection on any shard reaches the
 /// subscriber — even for a channel nobody had subscribed to a moment before.
 #[test]
@@ -240,17 +267,7 @@ fn a_slow_subscriber_is_disconnected_at_its_output_limit() {
 /// Keyspace notifications: what lease and TTL users subscribe to.
 #[test]
 fn keyspace_notifications_for_set_del_expire_and_rename() {
-    let server = Server::start(&[
-        "--shards",
-        "4",
-        "--appendonly",
-        "no",
-        "--notify-keyspace-events",
-        "KEA",
-    ]);
-    let mut ev = server.raw();
-    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
-    let _ = ev.reply();
+    let (server, mut ev) = with_keyevents(&["--shards", "4", "--notify-keyspace-events", "KEA"]);
     let mut ks = server.raw();
     ks.cmd(&[b"SUBSCRIBE", b"__keyspace@0__:lease"]);
     let _ = ks.reply();
@@ -260,15 +277,7 @@ fn keyspace_notifications_for_set_del_expire_and_rename() {
     q::<i64>(c, &["INCRBY", "n", "2"]).unwrap();
     q::<()>(c, &["RENAME", "n", "m"]).unwrap();
     q::<i64>(c, &["DEL", "lease"]).unwrap();
-    let event = |raw: &mut Raw| {
-        let m = next(raw);
-        let parts: Vec<&str> = m.split('\n').collect();
-        (parts[6].to_string(), parts[8].to_string())
-    };
-    let mut got = Vec::new();
-    for _ in 0..7 {
-        got.push(event(&mut ev));
-    }
+    let got: Vec<_> = (0..7).map(|_| keyevent(&mut ev)).collect();
     let want = [
         ("__keyevent@0__:set", "lease"),
         ("__keyevent@0__:expire", "lease"),
@@ -339,17 +348,7 @@ fn expired_events_from_active_and_lazy_expiry() {
 /// finds it gone.
 #[test]
 fn new_keymiss_and_expired_before_the_write_in_redis_order() {
-    let server = Server::start(&[
-        "--shards",
-        "1",
-        "--appendonly",
-        "no",
-        "--notify-keyspace-events",
-        "KEAnm",
-    ]);
-    let mut ev = server.raw();
-    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
-    let _ = ev.reply();
+    let (server, mut ev) = with_keyevents(&["--shards", "1", "--notify-keyspace-events", "KEAnm"]);
     let c = &mut server.client();
     q::<()>(c, &["SET", "a", "1"]).unwrap();
     q::<Option<String>>(c, &["GET", "nokey"]).unwrap();
@@ -373,26 +372,15 @@ fn new_keymiss_and_expired_before_the_write_in_redis_order() {
         ("new", "d"),
         ("set", "d"),
     ];
-    for (event, key) in want {
-        let m = next(&mut ev);
-        let parts: Vec<&str> = m.split('\n').collect();
-        let got = (parts[6], parts[8]);
-        assert_eq!(
-            got,
-            (format!("__keyevent@0__:{event}").as_str(), key),
-            "{m}"
-        );
-    }
+    expect_keyevents(&mut ev, &want);
 }
 
 /// Keys evicted under maxmemory are announced as `evicted` (flag e), not as `del`.
 #[test]
 fn evictions_are_announced_as_evicted() {
-    let server = Server::start(&[
+    let (server, mut ev) = with_keyevents(&[
         "--shards",
         "1",
-        "--appendonly",
-        "no",
         "--maxmemory",
         "2mb",
         "--maxmemory-policy",
@@ -400,9 +388,6 @@ fn evictions_are_announced_as_evicted() {
         "--notify-keyspace-events",
         "KEA",
     ]);
-    let mut ev = server.raw();
-    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
-    let _ = ev.reply();
     let mut w = server.raw();
     let value = vec![b'v'; 200];
     let mut pipeline = Vec::new();
@@ -427,11 +412,10 @@ fn evictions_are_announced_as_evicted() {
     assert!(evicted > 1000, "maxmemory evicted keys: {evicted}");
     let (mut seen, mut dels) = (0, 0);
     while seen < evicted {
-        let m = next(&mut ev);
-        if m.contains("__keyevent@0__:evicted") {
-            seen += 1;
-        } else if m.contains("__keyevent@0__:del") {
-            dels += 1;
+        match keyevent(&mut ev).0.as_str() {
+            "__keyevent@0__:evicted" => seen += 1,
+            "__keyevent@0__:del" => dels += 1,
+            _ => {}
         }
     }
     assert_eq!(dels, 0, "evictions are not deletions");
@@ -539,17 +523,7 @@ fn a_subscribe_confirmation_does_not_release_a_watch_hold() {
 /// carry over is no `expire` event (checked against redis-server).
 #[test]
 fn rename_and_copy_carry_a_ttl_without_an_expire_event() {
-    let server = Server::start(&[
-        "--shards",
-        "1",
-        "--appendonly",
-        "no",
-        "--notify-keyspace-events",
-        "KEA",
-    ]);
-    let mut ev = server.raw();
-    ev.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
-    let _ = ev.reply();
+    let (server, mut ev) = with_keyevents(&["--shards", "1", "--notify-keyspace-events", "KEA"]);
     let c = &mut server.client();
     q::<()>(c, &["SET", "src", "v", "EX", "100"]).unwrap();
     q::<()>(c, &["RENAME", "src", "dst"]).unwrap();
@@ -563,13 +537,5 @@ fn rename_and_copy_carry_a_ttl_without_an_expire_event() {
         ("copy_to", "cp"),
         ("set", "end"),
     ];
-    for (event, key) in want {
-        let m = next(&mut ev);
-        let parts: Vec<&str> = m.split('\n').collect();
-        assert_eq!(
-            (parts[6], parts[8]),
-            (format!("__keyevent@0__:{event}").as_str(), key),
-            "{m}"
-        );
-    }
+    expect_keyevents(&mut ev, &want);
 }

@@ -52,6 +52,21 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Flags for a 2-shard server keeping its data on `disk` with 256 KB segments, plus
+/// `extra`.
+fn args_on(disk: &SmallDisk, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--dir",
+        disk.dir.path(),
+        "--shards",
+        "2",
+        "--wal-segment-size",
+        "256kb",
+    ];
+    args.extend_from_slice(extra);
+    args.into_iter().map(String::from).collect()
+}
+
 fn send(stream: &mut TcpStream, args: &[&[u8]]) {
     stream.write_all(&encode(args)).expect("write");
 }
@@ -72,15 +87,8 @@ fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing_acknowledged() {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let dir = disk.dir.path().to_string();
-    let args = [
-        "--dir",
-        &dir,
-        "--shards",
-        "2",
-        "--wal-segment-size",
-        "256kb",
-    ];
+    let args = args_on(&disk, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = Server::start_raw(&args, None);
     let c = &mut server.client();
     for i in 0..20 {
@@ -176,17 +184,8 @@ fn a_snapshot_starting_as_the_disk_fills_does_not_lock_the_other_shard() {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let dir = disk.dir.path().to_string();
-    let args = [
-        "--dir",
-        &dir,
-        "--shards",
-        "2",
-        "--wal-segment-size",
-        "256kb",
-        "--save",
-        "",
-    ];
+    let args = args_on(&disk, &["--save", ""]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start_raw(&args, None);
     let probe = &common::keys_on("probe", 0, 2, 1)[0];
     let fill = common::keys_on("fill", 1, 2, 200);

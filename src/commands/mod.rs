@@ -637,6 +637,20 @@ mod tests {
     }
 
     #[test]
+    fn containers_are_exactly_the_subcommands_prefixes() {
+        let mut from_subs: Vec<&str> = SUBCOMMANDS
+            .iter()
+            .filter_map(|full| full.split_once('|').map(|(c, _)| c))
+            .collect();
+        from_subs.dedup();
+        assert_eq!(from_subs, CONTAINERS);
+        for c in CONTAINERS {
+            let spec = lookup(c.as_bytes()).expect("a container is a command");
+            assert!(spec.arity < 0, "{c}: full_name skips fixed-arity commands");
+        }
+    }
+
+    #[test]
     fn get_fast_path_index_is_right() {
         assert_eq!(COMMANDS[GET].name, "get");
     }

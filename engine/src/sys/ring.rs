@@ -472,11 +472,11 @@ impl Ring {
         // reallocates (their heap blocks do not move).
         // Zero-copy sends ask the notification to say whether the kernel copied anyway.
         let report = self.zc_report;
+        // At most MAX_SEND bytes (MAX_ZC_SEND zero-copy); the rest is continued like a
+        // partial send.
+        let max = if s.zc { MAX_ZC_SEND } else { MAX_SEND };
         let e = if s.chunks.len() == 1 {
             let rest = &s.chunks[0].as_slice()[s.sent..];
-            // At most MAX_SEND bytes (MAX_ZC_SEND zero-copy); the rest is continued like a
-            // partial send.
-            let max = if s.zc { MAX_ZC_SEND } else { MAX_SEND };
             let len = rest.len().min(max) as u32;
             if s.zc {
                 opcode::SendZc::new(types::Fd(s.fd), rest.as_ptr(), len)
@@ -489,7 +489,6 @@ impl Ring {
                     .build()
             }
         } else {
-            let max = if s.zc { MAX_ZC_SEND } else { MAX_SEND };
             fill_iov(&mut s.iov, &s.chunks, s.sent, max);
             s.msg.msg_iov = s.iov.as_mut_ptr();
             s.msg.msg_iovlen = s.iov.len() as _;
