@@ -113,6 +113,34 @@ pub struct Events {
     pub cmd: &'static str,
     /// Collected (event, key) pairs.
     pub pending: Vec<(&'static str, Bytes)>,
+    /// Messages PUBLISHed inside MULTI/EXEC or a script, sent with the events (each after
+    /// the events collected before it).
+    pub messages: Vec<Message>,
+}
+
+/// A message a transaction or script published.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// How many of `pending` were collected before it.
+    pub at: usize,
+    /// PUBLISH or SPUBLISH.
+    pub ns: crate::pubsub::Ns,
+    /// Where to.
+    pub channel: Bytes,
+    /// What.
+    pub message: Bytes,
+}
+
+impl Events {
+    /// Queue `message` for `channel`, behind the events collected so far.
+    pub fn publish(&mut self, ns: crate::pubsub::Ns, channel: Bytes, message: Bytes) {
+        self.messages.push(Message {
+            at: self.pending.len(),
+            ns,
+            channel,
+            message,
+        });
+    }
 }
 
 /// What a mutation kind is called for the running command, with its class.

@@ -8,10 +8,18 @@
 //! against the replica's patterns on the publishing shard). No locks: replicas change only
 //! through messages, and mailboxes between two shards are FIFO, which also keeps every
 //! publisher's messages in order.
+//!
+//! A PUBLISH inside MULTI/EXEC or a script must answer its count without a round trip (a
+//! script cannot wait for other shards). For those, [`receivers`] reads a census of every
+//! shard's subscribers: the one piece of pub/sub state shards share, behind a mutex that only
+//! (un)subscribing and those PUBLISHes take (plain PUBLISH counts its actual deliveries and
+//! never touches it). Each shard updates it before answering a SUBSCRIBE or UNSUBSCRIBE, so it
+//! counts every confirmed subscription and none that was confirmed gone.
 
 use bytes::Bytes;
 use coreshard_engine::{ConnId, ReplySlot, ShardId};
 use hashbrown::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
 
 /// Which kind of subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,7 +91,9 @@ impl PubSub {
         let key = (ns, name.clone());
         let set = self.local.entry(key.clone()).or_default();
         let first = set.is_empty();
-        set.insert(conn);
+        if set.insert(conn) {
+            census_add(ns, name, 1);
+        }
         if first {
             self.set_interest(ns, name, me, true);
         }
@@ -113,7 +123,11 @@ impl PubSub {
         let Some(set) = self.local.get_mut(&key) else {
             return false;
         };
-        if !set.remove(&conn) || !set.is_empty() {
+        if !set.remove(&conn) {
+            return false;
+        }
+        census_add(ns, name, -1);
+        if !set.is_empty() {
             return false;
         }
         self.local.remove(&key);
@@ -214,6 +228,62 @@ impl PubSub {
     }
 }
 
+/// Subscribers per name over all shards (see the module comment).
+#[derive(Default)]
+struct Census {
+    /// Channels and shard channels.
+    names: HashMap<(Ns, Bytes), i64>,
+    /// Patterns.
+    patterns: HashMap<Bytes, i64>,
+}
+
+static CENSUS: Mutex<Option<Census>> = Mutex::new(None);
+
+fn census() -> MutexGuard<'static, Option<Census>> {
+    // A panic elsewhere cannot leave the counts half-changed: each change is one insert.
+    CENSUS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn census_add(ns: Ns, name: &Bytes, delta: i64) {
+    let mut guard = census();
+    let c = guard.get_or_insert_with(Census::default);
+    let n = match ns {
+        Ns::Pattern => c.patterns.entry(name.clone()).or_insert(0),
+        _ => c.names.entry((ns, name.clone())).or_insert(0),
+    };
+    *n += delta;
+    if *n <= 0 {
+        match ns {
+            Ns::Pattern => c.patterns.remove(name),
+            _ => c.names.remove(&(ns, name.clone())),
+        };
+    }
+}
+
+/// How many clients, on every shard, a message to `channel` (of kind `ns`) reaches now:
+/// its subscribers and, for a channel, one per matching pattern subscription (as Redis
+/// counts). For PUBLISH inside MULTI/EXEC and scripts.
+pub fn receivers(ns: Ns, channel: &[u8]) -> i64 {
+    let guard = census();
+    let Some(c) = guard.as_ref() else { return 0 };
+    let direct = c
+        .names
+        .get(&(ns, Bytes::copy_from_slice(channel)))
+        .copied()
+        .unwrap_or(0);
+    if ns != Ns::Channel {
+        return direct;
+    }
+    direct
+        + c.patterns
+            .iter()
+            .filter(|(p, _)| crate::glob::glob_match(p, channel, false))
+            .map(|(_, n)| n)
+            .sum::<i64>()
+}
+
 /// A connection's subscriptions (kept only while it has any).
 #[derive(Debug, Default)]
 pub struct Subs {
@@ -275,6 +345,34 @@ mod tests {
         assert!(p.acked(id).is_some(), "all three other shards acknowledged");
         assert_eq!(p.join(0, Ns::Channel, &ch, conn(3), 3), Joined::Ready);
         assert_eq!(p.targets(Ns::Channel, b"news"), 1);
+    }
+
+    #[test]
+    fn the_census_counts_subscribers_of_every_shard_and_matching_patterns() {
+        // Names of its own: the census is process-wide and tests run in parallel.
+        let (mut a, mut b) = (PubSub::default(), PubSub::default());
+        let ch = Bytes::from_static(b"census:news");
+        let pat = Bytes::from_static(b"census:*");
+        a.join(0, Ns::Channel, &ch, conn(1), 1);
+        a.join(0, Ns::Channel, &ch, conn(1), 1);
+        b.join(1, Ns::Channel, &ch, conn(2), 1);
+        b.join(1, Ns::Pattern, &pat, conn(2), 1);
+        a.join(0, Ns::Shard, &ch, conn(3), 1);
+        assert_eq!(
+            receivers(Ns::Channel, b"census:news"),
+            3,
+            "twice joined counts once"
+        );
+        assert_eq!(receivers(Ns::Channel, b"census:other"), 1);
+        assert_eq!(receivers(Ns::Shard, b"census:news"), 1);
+        assert!(b.leave(1, Ns::Channel, &ch, conn(2)));
+        assert!(!b.leave(1, Ns::Channel, &ch, conn(2)), "already gone");
+        assert_eq!(receivers(Ns::Channel, b"census:news"), 2);
+        b.leave(1, Ns::Pattern, &pat, conn(2));
+        a.leave(0, Ns::Channel, &ch, conn(1));
+        a.leave(0, Ns::Shard, &ch, conn(3));
+        assert_eq!(receivers(Ns::Channel, b"census:news"), 0);
+        assert_eq!(receivers(Ns::Shard, b"census:news"), 0);
     }
 
     #[test]

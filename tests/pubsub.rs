@@ -539,3 +539,170 @@ fn rename_and_copy_carry_a_ttl_without_an_expire_event() {
     ];
     expect_keyevents(&mut ev, &want);
 }
+
+/// PUBLISH and SPUBLISH inside MULTI/EXEC and scripts (what redis-py's default
+/// transactional pipeline and queue libraries' Lua scripts send): each answers how many
+/// clients, on every shard, receive it; the messages arrive, and only if EXEC ran.
+#[test]
+fn publish_inside_multi_and_scripts_counts_every_shards_subscribers() {
+    let server = start();
+    // One subscriber per shard, a pattern subscriber and a shard-channel subscriber.
+    let mut subs: Vec<Raw> = (0..4).map(|s| server.raw_on_shard(s, 4)).collect();
+    for s in subs.iter_mut() {
+        s.cmd(&[b"SUBSCRIBE", b"jobs"]);
+        assert!(next(s).starts_with("*3\n$9\nsubscribe"));
+    }
+    let mut psub = server.raw_on_shard(2, 4);
+    psub.cmd(&[b"PSUBSCRIBE", b"jo*"]);
+    assert!(next(&mut psub).starts_with("*3\n$10\npsubscribe"));
+    let mut ssub = server.raw_on_shard(3, 4);
+    ssub.cmd(&[b"SSUBSCRIBE", b"jobs"]);
+    assert!(next(&mut ssub).starts_with("*3\n$10\nssubscribe"));
+
+    let mut c = server.raw_on_shard(0, 4);
+    let keys = common::keys_on("k", 1, 4, 1);
+    let other = common::keys_on("k", 3, 4, 1);
+    // A transaction over keys of two shards, and one all on another shard.
+    for (n, key) in [&keys[0], &other[0]].iter().enumerate() {
+        let payload = format!("tx{n}");
+        c.cmd(&[b"MULTI"]);
+        c.cmd(&[b"SET", key.as_bytes(), b"v"]);
+        c.cmd(&[b"SET", other[0].as_bytes(), b"w"]);
+        c.cmd(&[b"PUBLISH", b"jobs", payload.as_bytes()]);
+        c.cmd(&[b"SPUBLISH", b"jobs", payload.as_bytes()]);
+        c.cmd(&[b"EXEC"]);
+        for _ in 0..5 {
+            let _ = next(&mut c);
+        }
+        assert_eq!(next(&mut c), "*4\n+OK\n+OK\n:5\n:1", "transaction {n}");
+    }
+    // Scripts: keyless, on a local key, on keys of two shards.
+    let script = b"redis.call('SET', KEYS[1] or 'x', 'v') return {redis.call('PUBLISH', 'jobs', ARGV[1]), redis.call('SPUBLISH', 'jobs', ARGV[1])}";
+    let script_keyless =
+        b"return {redis.call('PUBLISH', 'jobs', ARGV[1]), redis.call('SPUBLISH', 'jobs', ARGV[1])}";
+    c.cmd(&[b"EVAL", script_keyless, b"0", b"s0"]);
+    assert_eq!(next(&mut c), "*2\n:5\n:1");
+    c.cmd(&[b"EVAL", script, b"1", keys[0].as_bytes(), b"s1"]);
+    assert_eq!(next(&mut c), "*2\n:5\n:1");
+    let two = b"redis.call('SET', KEYS[1], 'v') redis.call('SET', KEYS[2], 'v') return redis.call('PUBLISH', 'jobs', ARGV[1])";
+    c.cmd(&[
+        b"EVAL",
+        two,
+        b"2",
+        keys[0].as_bytes(),
+        other[0].as_bytes(),
+        b"s2",
+    ]);
+    assert_eq!(next(&mut c), ":5");
+    // A discarded transaction and a failed WATCH publish nothing.
+    c.cmd(&[b"MULTI"]);
+    c.cmd(&[b"PUBLISH", b"jobs", b"discarded"]);
+    c.cmd(&[b"DISCARD"]);
+    assert_eq!(
+        [next(&mut c), next(&mut c), next(&mut c)],
+        ["+OK", "+QUEUED", "+OK"]
+    );
+    let mut w = server.raw();
+    c.cmd(&[b"WATCH", keys[0].as_bytes()]);
+    let _ = next(&mut c);
+    w.cmd(&[b"SET", keys[0].as_bytes(), b"changed"]);
+    assert_eq!(next(&mut w), "+OK");
+    c.cmd(&[b"MULTI"]);
+    c.cmd(&[b"PUBLISH", b"jobs", b"unwatched"]);
+    c.cmd(&[b"EXEC"]);
+    assert_eq!(
+        [next(&mut c), next(&mut c), next(&mut c)],
+        ["+OK", "+QUEUED", "*-1"]
+    );
+    c.cmd(&[b"PUBLISH", b"jobs", b"last"]);
+    assert_eq!(next(&mut c), ":5");
+
+    let want = ["tx0", "tx1", "s0", "s1", "s2", "last"];
+    for s in subs.iter_mut() {
+        for p in want {
+            assert_eq!(next(s), message("jobs", p));
+        }
+    }
+    for p in want {
+        assert_eq!(
+            next(&mut psub),
+            format!("*4\n$8\npmessage\n$3\njo*\n$4\njobs\n${}\n{p}", p.len())
+        );
+    }
+    for p in ["tx0", "tx1", "s0", "s1"] {
+        assert_eq!(
+            next(&mut ssub),
+            format!("*3\n$8\nsmessage\n$4\njobs\n${}\n{p}", p.len())
+        );
+    }
+    // Gone subscribers are not counted.
+    for s in subs.iter_mut() {
+        s.cmd(&[b"UNSUBSCRIBE"]);
+        let _ = next(s);
+    }
+    c.cmd(&[b"EVAL", script_keyless, b"0", b"after"]);
+    assert_eq!(next(&mut c), "*2\n:1\n:1");
+    drop(psub);
+    drop(ssub);
+    common::eventually("closed subscribers leave the count", || {
+        c.cmd(&[b"EVAL", script_keyless, b"0", b"after"]);
+        next(&mut c) == "*2\n:0\n:0"
+    });
+}
+
+/// A connection's messages keep their order at every subscriber whether it publishes
+/// them plainly, inside MULTI or from a script, pipelined.
+#[test]
+fn messages_from_transactions_scripts_and_plain_publish_keep_their_order() {
+    publish_order(&start());
+    // Under `appendfsync always` a transaction's messages wait for its log record; a
+    // plain PUBLISH after it must wait behind them.
+    publish_order(&Server::start(&[
+        "--shards",
+        "4",
+        "--appendfsync",
+        "always",
+    ]));
+}
+
+fn publish_order(server: &Server) {
+    let mut subs: Vec<Raw> = (0..4).map(|s| server.raw_on_shard(s, 4)).collect();
+    for s in subs.iter_mut() {
+        s.cmd(&[b"SUBSCRIBE", b"feed"]);
+        assert!(next(s).starts_with("*3\n$9\nsubscribe"));
+    }
+    let key = common::keys_on("o", 0, 4, 1).remove(0);
+    let mut publisher = server.raw_on_shard(0, 4);
+    let rounds = 300;
+    let mut batch = Vec::new();
+    let mut replies = 0;
+    for r in 0..rounds {
+        let (a, b, c) = (
+            format!("{}", 3 * r),
+            format!("{}", 3 * r + 1),
+            format!("{}", 3 * r + 2),
+        );
+        batch.extend(common::encode(&[b"MULTI"]));
+        batch.extend(common::encode(&[b"INCR", key.as_bytes()]));
+        batch.extend(common::encode(&[b"PUBLISH", b"feed", a.as_bytes()]));
+        batch.extend(common::encode(&[b"EXEC"]));
+        batch.extend(common::encode(&[b"PUBLISH", b"feed", b.as_bytes()]));
+        batch.extend(common::encode(&[
+            b"EVAL",
+            b"redis.call('INCR', KEYS[1]) return redis.call('PUBLISH', 'feed', ARGV[1])",
+            b"1",
+            key.as_bytes(),
+            c.as_bytes(),
+        ]));
+        replies += 6;
+    }
+    publisher.send(&batch);
+    for _ in 0..replies {
+        let _ = next(&mut publisher);
+    }
+    for (i, s) in subs.iter_mut().enumerate() {
+        for m in 0..3 * rounds {
+            assert_eq!(next(s), message("feed", &m.to_string()), "subscriber {i}");
+        }
+    }
+}

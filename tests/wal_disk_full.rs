@@ -87,9 +87,20 @@ fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing_acknowledged() {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let args = args_on(&disk, &[]);
+    let args = args_on(&disk, &["--notify-keyspace-events", "E$"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = Server::start_raw(&args, None);
+    // A keyspace event tells of a write: like a reply that read it, it may not leave
+    // before the write is durable. One listener on each shard.
+    let mut listeners: Vec<TcpStream> = (0..2)
+        .map(|s| {
+            let raw = server.raw_on_shard(s, 2);
+            let mut l = raw.stream;
+            send(&mut l, &[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
+            assert!(reply_within(&mut l, Duration::from_secs(5)).is_some());
+            l
+        })
+        .collect();
     let c = &mut server.client();
     for i in 0..20 {
         q::<()>(c, &["SET", &format!("before{i}"), "v"]).unwrap();
@@ -115,6 +126,17 @@ fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing_acknowledged() {
         }
     }
     let held_key = held_key.expect("a write was held once the disk was full");
+    let event = |key: &str| format!("\r\n${}\r\n{key}\r\n", key.len());
+    let mut heard = vec![String::new(); 2];
+    for (l, text) in listeners.iter_mut().zip(heard.iter_mut()) {
+        while let Some(more) = reply_within(l, Duration::from_millis(500)) {
+            text.push_str(&more);
+        }
+        assert!(
+            !text.contains(&event(&held_key)),
+            "the event of a write that is not durable was delivered"
+        );
+    }
     let mut other = server.raw();
     other.cmd(&[b"SET", b"refused", b"v"]);
     let r = other.reply_str();
@@ -145,6 +167,16 @@ fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing_acknowledged() {
     std::fs::remove_file(filler).unwrap();
     let r = reply_within(&mut stream, Duration::from_secs(10)).expect("held write answered");
     assert!(r.starts_with("+OK"), "{r}");
+    for (l, text) in listeners.iter_mut().zip(heard.iter_mut()) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !text.contains(&event(&held_key)) {
+            assert!(
+                Instant::now() < deadline,
+                "the durable write's event never came"
+            );
+            text.extend(reply_within(l, Duration::from_millis(200)));
+        }
+    }
     acked.push(held_key);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

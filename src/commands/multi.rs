@@ -12,6 +12,7 @@ use coreshard_protocol::Value as Reply;
 
 use super::{Args, Spec};
 use crate::db::{Db, Value};
+use crate::pubsub::Ns;
 use crate::server::conn::MultiState;
 use crate::server::ops::{Op, OpResult};
 use crate::server::reply::Agg;
@@ -45,7 +46,7 @@ impl Queued {
 /// command with a keyed form).
 const IN_MULTI: &[&str] = &[
     "del", "unlink", "exists", "touch", "mget", "mset", "ping", "echo", "flushall", "flushdb",
-    "script", "function",
+    "script", "function", "publish", "spublish",
 ];
 
 /// Why `spec` cannot be queued inside MULTI, if it cannot.
@@ -101,6 +102,18 @@ pub fn run_queued(db: &mut Db, now: u64, q: &Queued) -> OpResult {
             _ => OpResult::Error("ERR wrong number of arguments for 'ping' command".into()),
         },
         "echo" => OpResult::Value(Some(a[1].clone())),
+        // Delivered with the keyspace events once the transaction or script is applied;
+        // counted now, from every shard's subscribers (see `pubsub::receivers`).
+        "publish" | "spublish" => {
+            let ns = if q.spec.name == "publish" {
+                Ns::Channel
+            } else {
+                Ns::Shard
+            };
+            let n = crate::pubsub::receivers(ns, &a[1]);
+            db.events.publish(ns, a[1].clone(), a[2].clone());
+            OpResult::Int(n)
+        }
         // The script cache and the libraries are the server's, not a key's.
         "script" | "function" => {
             let args: Vec<std::borrow::Cow<'_, [u8]>> = a

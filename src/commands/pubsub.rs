@@ -415,6 +415,7 @@ impl Server {
         ns: Ns,
         channel: &[u8],
         message: &[u8],
+        observed: Observed,
     ) -> i64 {
         let kind: &[u8] = if ns == Ns::Shard {
             b"smessage"
@@ -426,7 +427,7 @@ impl Server {
         let mut n = 0;
         for conn in direct {
             let encode = |proto| message_frame(proto, kind, None, channel, message);
-            n += i64::from(self.push_to(ctx, conn, &mut cache, encode));
+            n += i64::from(self.push_to(ctx, conn, &mut cache, encode, observed));
         }
         if ns == Ns::Channel {
             let matches: Vec<(Bytes, Vec<ConnId>)> = self
@@ -439,7 +440,7 @@ impl Server {
                 for conn in conns {
                     let encode =
                         |proto| message_frame(proto, b"pmessage", Some(&pattern), channel, message);
-                    n += i64::from(self.push_to(ctx, conn, &mut cache, encode));
+                    n += i64::from(self.push_to(ctx, conn, &mut cache, encode, observed));
                 }
             }
         }
@@ -454,6 +455,7 @@ impl Server {
         conn: ConnId,
         cache: &mut [Option<Vec<u8>>; 2],
         encode: impl Fn(Protocol) -> Vec<u8>,
+        observed: Observed,
     ) -> bool {
         let Some(state) = ctx.state(conn) else {
             return false;
@@ -462,9 +464,25 @@ impl Server {
         let slot = usize::from(proto == Protocol::Resp3);
         let bytes = cache[slot].get_or_insert_with(|| encode(proto));
         ctx.write(conn, bytes);
+        if observed == Observed::Here {
+            self.gate_push(ctx, conn);
+        }
         self.over_pubsub_limit(ctx, conn);
         true
     }
+}
+
+/// Whether a delivered message tells of this shard's writes (a keyspace event): under
+/// `appendfsync always` it then leaves only once they are durable, like a reply that read
+/// them. A PUBLISHed message (plain, or from a transaction or script: not held, so that a
+/// connection's messages keep their order), or one another shard sent once durable, shows
+/// nothing of this shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Of this shard's state.
+    Here,
+    /// Of nothing here.
+    Nothing,
 }
 
 fn message_frame(
@@ -491,7 +509,8 @@ fn message_frame(
 }
 
 impl Server {
-    /// Publish the keyspace notifications this turn's mutations collected.
+    /// Publish the keyspace notifications this turn's mutations collected, and the
+    /// messages transactions and scripts published, in the order they were raised.
     pub fn publish_events(&mut self, ctx: &mut Ctx<Server>) {
         use crate::notify::{EXPIRED, KEYEVENT, KEYSPACE};
         let flags = crate::notify::flags();
@@ -502,34 +521,71 @@ impl Server {
                 self.db.events.pending.push(("expired", key));
             }
         }
-        if self.db.events.pending.is_empty() {
+        if self.db.events.pending.is_empty() && self.db.events.messages.is_empty() {
             return;
         }
-        for (event, key) in std::mem::take(&mut self.db.events.pending) {
+        let mut messages = std::mem::take(&mut self.db.events.messages)
+            .into_iter()
+            .peekable();
+        let pending = std::mem::take(&mut self.db.events.pending);
+        for (i, (event, key)) in pending.into_iter().enumerate() {
+            while let Some(m) = messages.next_if(|m| m.at <= i) {
+                self.notify(ctx, m.ns, m.channel, m.message, Observed::Nothing);
+            }
             if flags & crate::notify::KEYSPACE != 0 {
                 let mut ch = b"__keyspace@0__:".to_vec();
                 ch.extend_from_slice(&key);
-                self.notify(ctx, Bytes::from(ch), Bytes::from_static(event.as_bytes()));
+                let event = Bytes::from_static(event.as_bytes());
+                self.notify(ctx, Ns::Channel, Bytes::from(ch), event, Observed::Here);
             }
             if flags & crate::notify::KEYEVENT != 0 {
                 let ch = format!("__keyevent@0__:{event}");
-                self.notify(ctx, Bytes::from(ch), key.clone());
+                self.notify(
+                    ctx,
+                    Ns::Channel,
+                    Bytes::from(ch),
+                    key.clone(),
+                    Observed::Here,
+                );
             }
+        }
+        for m in messages {
+            self.notify(ctx, m.ns, m.channel, m.message, Observed::Nothing);
+        }
+    }
+
+    /// Send what a transaction or script just PUBLISHed (with the events raised before
+    /// it) now, before the connection's next command: a plain PUBLISH after it, on this
+    /// shard, must not overtake it.
+    pub fn send_messages(&mut self, ctx: &mut Ctx<Server>) {
+        if !self.db.events.messages.is_empty() {
+            self.publish_events(ctx);
         }
     }
 
     /// Publish `message` on `channel` from this shard, without a reply.
-    fn notify(&mut self, ctx: &mut Ctx<Server>, channel: Bytes, message: Bytes) {
-        let mask = self.pubsub.targets(Ns::Channel, &channel);
+    fn notify(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        ns: Ns,
+        channel: Bytes,
+        message: Bytes,
+        observed: Observed,
+    ) {
+        let mask = self.pubsub.targets(ns, &channel);
         for t in (0..self.shards).filter(|&t| t >= 64 || mask & (1 << t) != 0) {
             if t == self.shard {
-                self.deliver(ctx, Ns::Channel, &channel, &message);
+                self.deliver(ctx, ns, &channel, &message, observed);
             } else {
                 let msg = Msg::Notify {
+                    ns,
                     channel: channel.clone(),
                     message: message.clone(),
                 };
-                ctx.send(t, msg);
+                match observed {
+                    Observed::Here => self.send_observed(ctx, t, msg),
+                    Observed::Nothing => ctx.send(t, msg),
+                }
             }
         }
     }

@@ -581,15 +581,18 @@ fn dispatch(lua: &Lua, args: Variadic<Value>, raise: bool) -> mlua::Result<Value
 
 /// Commands a script may call besides those with a keyed form.
 const KEYLESS: &[&str] = &[
-    "del", "unlink", "exists", "touch", "mget", "mset", "ping", "echo", "time",
+    "del", "unlink", "exists", "touch", "mget", "mset", "ping", "echo", "time", "publish",
+    "spublish",
 ];
 
 fn allowed(spec: &Spec) -> bool {
     // XREAD and XREADGROUP may run without BLOCK (checked by the caller), as in Redis;
     // the other blocking commands not at all.
     let stream_read = matches!(spec.name, "xread" | "xreadgroup");
+    let publish = matches!(spec.name, "publish" | "spublish");
     let refused = spec.flags.iter().any(|f| match *f {
-        "noscript" | "pubsub" | "admin" => true,
+        "pubsub" => !publish,
+        "noscript" | "admin" => true,
         "blocking" => !stream_read,
         _ => false,
     });
@@ -670,7 +673,10 @@ fn command(
         );
     }
     let write = spec.flags.contains(&"write");
-    if write && read_only {
+    // PUBLISH is not a write, but Redis refuses it in read-only scripts too (it is
+    // replicated: "may_replicate").
+    let replicated = write || matches!(spec.name, "publish" | "spublish");
+    if replicated && read_only {
         return error_table(
             lua,
             "ERR Write commands are not allowed from read-only scripts.",

@@ -69,6 +69,14 @@ impl Server {
         }
     }
 
+    /// Hold `conn`'s output (a pushed message telling of this shard's writes) until what
+    /// this shard journaled so far is durable.
+    pub fn gate_push(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) {
+        if self.holding() && self.db.last_lsn > self.durable() {
+            ctx.hold_output_until(conn, self.db.last_lsn);
+        }
+    }
+
     /// Send a message that carries data this shard's state produced: it waits until that
     /// state is durable (and behind earlier waiting messages).
     pub fn send_observed(&mut self, ctx: &mut Ctx<Server>, to: ShardId, msg: Msg) {

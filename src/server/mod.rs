@@ -60,6 +60,7 @@ pub const MAX_OWED_REPLIES: usize = 16 * 1024;
 /// Mailbox batches waiting in overflow queues before producing connections pause.
 const MAX_MAIL_BACKLOG: usize = 1024;
 
+use crate::commands::pubsub::Observed;
 use crate::commands::{self, Spec};
 use crate::config::ServerConfig;
 use crate::db::Db;
@@ -389,6 +390,7 @@ impl Server {
             };
             let limits = self.config.limits;
             let result = busy::run_keyed(ctx, &mut self.db, limits, spec, keyed, now, &local);
+            self.send_messages(ctx);
             self.reply_result(ctx, conn, &result);
         } else {
             let op = Op::Cmd {
@@ -521,7 +523,7 @@ impl Server {
             message,
         } = &op
         {
-            let n = self.deliver(ctx, *ns, channel, message);
+            let n = self.deliver(ctx, *ns, channel, message, Observed::Nothing);
             let Some(slot) = slot else { return };
             let result = OpResult::Int(n);
             return if slot.shard() == self.shard {
@@ -555,6 +557,7 @@ impl Server {
             _ => None,
         };
         let result = self.apply(ctx, op);
+        self.send_messages(ctx);
         if let (Some(name), OpResult::Error(msg)) = (remote_cmd, &result) {
             // The command was counted where it arrived; its failure is known here.
             if let Some((_, idx)) = commands::lookup_indexed(name.as_bytes()) {
@@ -1179,8 +1182,12 @@ impl Handler for Server {
                 announce,
             } => self.on_interest(ctx, from, ns, name, on, announce),
             Msg::InterestAck { id } => self.on_interest_ack(ctx, id),
-            Msg::Notify { channel, message } => {
-                self.deliver(ctx, crate::pubsub::Ns::Channel, &channel, &message);
+            Msg::Notify {
+                ns,
+                channel,
+                message,
+            } => {
+                self.deliver(ctx, ns, &channel, &message, Observed::Nothing);
             }
             Msg::Block(m) => self.on_block_msg(ctx, from, m),
             Msg::Unwatch { keys } => {

@@ -356,8 +356,13 @@ pub enum Msg {
     InterestAck { id: u64 },
     /// Blocking pops (see [`super::blocking`]).
     Block(super::blocking::BlockMsg),
-    /// A keyspace notification for this shard's subscribers (no answer).
-    Notify { channel: Bytes, message: Bytes },
+    /// A keyspace notification, or a message a transaction or script published, for this
+    /// shard's subscribers (no answer).
+    Notify {
+        ns: crate::pubsub::Ns,
+        channel: Bytes,
+        message: Bytes,
+    },
 }
 
 /// Encode `n` byte strings as one RESP array of bulk strings ([`OpResult::Bulks`]).

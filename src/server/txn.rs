@@ -336,6 +336,7 @@ impl Server {
                     db.atomically(|db| cmds.iter().map(|c| run_queued(db, now, c)).collect())
                 }))
             };
+            self.send_messages(ctx);
             self.forget_watches(ctx, &watched);
             self.reply_result(ctx, conn, &result);
             return;
@@ -551,7 +552,11 @@ impl Server {
         }
         // A script in it may run for long: the shard answers its connections meanwhile.
         let mut answer = self.busy_answer();
-        let (mut writes, flush, result, mut events) = ctx.long_work(&mut answer, || decide(&t));
+        let (mut writes, flush, result, raised) = ctx.long_work(&mut answer, || decide(&t));
+        let (mut events, messages) = match raised {
+            Some(r) => (Some(r.events), r.messages),
+            None => (None, Vec::new()),
+        };
         if flush || !writes.is_empty() {
             // One record for the whole outcome: replay applies all of it or none. The
             // shards that apply it append a fence behind it instead of their own records.
@@ -588,6 +593,13 @@ impl Server {
                 },
             );
         }
+        // Behind the commits: a subscriber that reads a key on hearing the message waits
+        // for the key's lock, so it sees the transaction's writes. (The keyspace events of
+        // the commits, sent by each shard, are not ordered with these messages.)
+        for m in messages {
+            self.db.events.publish(m.ns, m.channel, m.message);
+        }
+        self.send_messages(ctx);
         if let TxnKind::Exec { watched, .. } = &t.kind {
             // After the commits, so each shard still knew the versions when locked.
             self.forget_watches(ctx, watched);
@@ -889,15 +901,20 @@ impl Server {
     }
 }
 
-/// The outcome of a transaction from what it read under lock: the writes, whether every
-/// shard is flushed first, and the client's reply.
-/// What a transaction decided: writes, whether shards flush first, the reply, and the
-/// keyspace events its commands raised (EXEC and one-command transactions), which the
-/// shards publish instead of generic ones.
-type Decision = (Vec<Write>, bool, OpResult, Option<Events>);
+/// What a transaction decided from what it read under lock: writes, whether shards flush
+/// first, the reply, and what its commands raised (EXEC and one-command transactions):
+/// keyspace events, which the shards publish instead of generic ones, and the messages
+/// its PUBLISHes send, which the coordinator sends after the commits.
+type Decision = (Vec<Write>, bool, OpResult, Option<Raised>);
 
 /// Keyspace events raised on a scratch copy: (event, key).
 type Events = Vec<(&'static str, Bytes)>;
+
+/// What a transaction's commands raised on the scratch copy.
+struct Raised {
+    events: Events,
+    messages: Vec<crate::notify::Message>,
+}
 
 fn decide(t: &Txn) -> Decision {
     let entry = |k: &Bytes| {
@@ -1048,8 +1065,11 @@ fn exec_on_scratch(
             None => writes.push(Write::Del { key: key.clone() }),
         }
     }
-    let events = std::mem::take(&mut scratch.events.pending);
-    (writes, flush, OpResult::Multi(results), Some(events))
+    let raised = Raised {
+        events: std::mem::take(&mut scratch.events.pending),
+        messages: std::mem::take(&mut scratch.events.messages),
+    };
+    (writes, flush, OpResult::Multi(results), Some(raised))
 }
 
 #[cfg(test)]
