@@ -651,58 +651,122 @@ fn publish_inside_multi_and_scripts_counts_every_shards_subscribers() {
 }
 
 /// A connection's messages keep their order at every subscriber whether it publishes
-/// them plainly, inside MULTI or from a script, pipelined.
+/// them plainly, inside MULTI (on its shard or across shards) or from a script, pipelined;
+/// and a transaction run on its shard sends its keyspace events before the messages it
+/// published after them.
 #[test]
 fn messages_from_transactions_scripts_and_plain_publish_keep_their_order() {
-    publish_order(&start());
-    // Under `appendfsync always` a transaction's messages wait for its log record; a
-    // plain PUBLISH after it must wait behind them.
-    publish_order(&Server::start(&[
-        "--shards",
-        "4",
-        "--appendfsync",
-        "always",
-    ]));
+    let args = ["--shards", "4", "--notify-keyspace-events", "K$"];
+    publish_order(&Server::start(
+        &[&args[..], &["--appendonly", "no"]].concat(),
+    ));
+    // Under `appendfsync always` a transaction's events and messages wait for its log
+    // record; a plain PUBLISH after them must wait behind them.
+    publish_order(&Server::start(
+        &[&args[..], &["--appendfsync", "always"]].concat(),
+    ));
 }
 
 fn publish_order(server: &Server) {
+    let key = common::keys_on("o", 0, 4, 1).remove(0);
+    let (k1, k2) = (
+        common::keys_on("p", 1, 4, 1).remove(0),
+        common::keys_on("p", 2, 4, 1).remove(0),
+    );
     let mut subs: Vec<Raw> = (0..4).map(|s| server.raw_on_shard(s, 4)).collect();
+    let events = format!("__keyspace@0__:{key}");
     for s in subs.iter_mut() {
-        s.cmd(&[b"SUBSCRIBE", b"feed"]);
+        s.cmd(&[b"SUBSCRIBE", b"feed", events.as_bytes()]);
+        assert!(next(s).starts_with("*3\n$9\nsubscribe"));
         assert!(next(s).starts_with("*3\n$9\nsubscribe"));
     }
-    let key = common::keys_on("o", 0, 4, 1).remove(0);
     let mut publisher = server.raw_on_shard(0, 4);
-    let rounds = 300;
+    let rounds = 200;
     let mut batch = Vec::new();
     let mut replies = 0;
+    let publish = |n: usize| common::encode(&[b"PUBLISH", b"feed", n.to_string().as_bytes()]);
     for r in 0..rounds {
-        let (a, b, c) = (
-            format!("{}", 3 * r),
-            format!("{}", 3 * r + 1),
-            format!("{}", 3 * r + 2),
-        );
+        let n = 4 * r;
         batch.extend(common::encode(&[b"MULTI"]));
         batch.extend(common::encode(&[b"INCR", key.as_bytes()]));
-        batch.extend(common::encode(&[b"PUBLISH", b"feed", a.as_bytes()]));
+        batch.extend(publish(n));
         batch.extend(common::encode(&[b"EXEC"]));
-        batch.extend(common::encode(&[b"PUBLISH", b"feed", b.as_bytes()]));
+        batch.extend(publish(n + 1));
         batch.extend(common::encode(&[
             b"EVAL",
             b"redis.call('INCR', KEYS[1]) return redis.call('PUBLISH', 'feed', ARGV[1])",
             b"1",
             key.as_bytes(),
-            c.as_bytes(),
+            (n + 2).to_string().as_bytes(),
         ]));
-        replies += 6;
+        // Across shards: the connection's shard coordinates and sends the message.
+        batch.extend(common::encode(&[b"MULTI"]));
+        batch.extend(common::encode(&[b"INCR", k1.as_bytes()]));
+        batch.extend(common::encode(&[b"INCR", k2.as_bytes()]));
+        batch.extend(publish(n + 3));
+        batch.extend(common::encode(&[b"EXEC"]));
+        replies += 11;
     }
     publisher.send(&batch);
     for _ in 0..replies {
         let _ = next(&mut publisher);
     }
+    // The messages in order; the two keyspace events of each round anywhere among them (a
+    // pipelined EXEC may take the lock path, whose events leave from the committing shard).
+    let last = |raw: &mut Raw| {
+        next(raw)
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
     for (i, s) in subs.iter_mut().enumerate() {
-        for m in 0..3 * rounds {
-            assert_eq!(next(s), message("feed", &m.to_string()), "subscriber {i}");
+        let (mut n, mut events) = (0, 0);
+        while n < 4 * rounds || events < 2 * rounds {
+            match last(s) {
+                e if e == "incrby" => events += 1,
+                m => {
+                    assert_eq!(m, n.to_string(), "subscriber {i} of {:?}", server.addr);
+                    n += 1;
+                }
+            }
+        }
+    }
+    // A transaction run on its shard: its keyspace event reaches every subscriber before
+    // the message it published after the write, and a plain PUBLISH comes after both
+    // (under `always` too, where the first two wait for the log).
+    for r in 0..50 {
+        for cmd in [&b"MULTI"[..], b"EXEC"] {
+            publisher.cmd(&[cmd]);
+            if cmd == b"MULTI" {
+                publisher.cmd(&[b"INCR", key.as_bytes()]);
+                publisher.cmd(&[b"PUBLISH", b"feed", format!("tx{r}").as_bytes()]);
+            }
+        }
+        publisher.cmd(&[b"PUBLISH", b"feed", format!("plain{r}").as_bytes()]);
+        // A plain write's event, too, goes before a PUBLISH pipelined behind it, on the
+        // write's shard.
+        publisher.cmd(&[b"INCR", key.as_bytes()]);
+        publisher.cmd(&[b"PUBLISH", b"feed", format!("after{r}").as_bytes()]);
+        for _ in 0..7 {
+            let _ = next(&mut publisher);
+        }
+        for (i, s) in subs.iter_mut().enumerate() {
+            let mut got = [last(s), last(s), last(s), last(s), last(s)];
+            let want = [
+                "incrby".to_string(),
+                format!("tx{r}"),
+                format!("plain{r}"),
+                "incrby".to_string(),
+                format!("after{r}"),
+            ];
+            if i != 0 {
+                // Elsewhere the plain write's event and the PUBLISH behind it may cross:
+                // the PUBLISH can leave before the write (waiting behind the previous
+                // PUBLISH of its connection here) has run.
+                got[3..].sort_by_key(|m| m != "incrby");
+            }
+            assert_eq!(got, want, "subscriber {i}");
         }
     }
 }

@@ -176,6 +176,8 @@ pub fn spublish(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args)
 
 /// PUBLISH: one part per shard with interest; the reply is how many clients got it.
 fn send(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args, ns: Ns) {
+    // Events and messages raised before it (a pipelined SET's keyspace event) go first.
+    s.send_events(ctx);
     let mask = s.pubsub.targets(ns, &args[1]);
     if mask == 0 {
         return s.reply(ctx, conn, |e| e.int(0));
@@ -472,11 +474,11 @@ impl Server {
     }
 }
 
-/// Whether a delivered message tells of this shard's writes (a keyspace event): under
-/// `appendfsync always` it then leaves only once they are durable, like a reply that read
-/// them. A PUBLISHed message (plain, or from a transaction or script: not held, so that a
-/// connection's messages keep their order), or one another shard sent once durable, shows
-/// nothing of this shard.
+/// Whether a delivered message comes from this shard's writes (a keyspace event, or a
+/// message a transaction or script published): under `appendfsync always` it then leaves
+/// only once they are durable, like a reply that read them (so nobody hears of a
+/// transaction a crash may still undo). A plain PUBLISH, or a message another shard sent
+/// once durable, shows nothing of this shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observed {
     /// Of this shard's state.
@@ -530,7 +532,7 @@ impl Server {
         let pending = std::mem::take(&mut self.db.events.pending);
         for (i, (event, key)) in pending.into_iter().enumerate() {
             while let Some(m) = messages.next_if(|m| m.at <= i) {
-                self.notify(ctx, m.ns, m.channel, m.message, Observed::Nothing);
+                self.notify(ctx, m.ns, m.channel, m.message, Observed::Here);
             }
             if flags & crate::notify::KEYSPACE != 0 {
                 let mut ch = b"__keyspace@0__:".to_vec();
@@ -550,7 +552,7 @@ impl Server {
             }
         }
         for m in messages {
-            self.notify(ctx, m.ns, m.channel, m.message, Observed::Nothing);
+            self.notify(ctx, m.ns, m.channel, m.message, Observed::Here);
         }
     }
 
@@ -559,6 +561,14 @@ impl Server {
     /// shard, must not overtake it.
     pub fn send_messages(&mut self, ctx: &mut Ctx<Server>) {
         if !self.db.events.messages.is_empty() {
+            self.publish_events(ctx);
+        }
+    }
+
+    /// Send the events and messages collected so far now (before a PUBLISH, which must
+    /// not overtake them).
+    pub fn send_events(&mut self, ctx: &mut Ctx<Server>) {
+        if !self.db.events.pending.is_empty() || !self.db.events.messages.is_empty() {
             self.publish_events(ctx);
         }
     }

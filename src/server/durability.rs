@@ -91,6 +91,15 @@ impl Server {
         }
     }
 
+    /// Send `msg` now, or behind the messages already waiting for the log (keeping the
+    /// order of what this shard sends to `to`).
+    pub fn send_behind_outbox(&mut self, ctx: &mut Ctx<Server>, to: ShardId, msg: Msg) {
+        match self.durability.outbox.back() {
+            Some(&(lsn, _, _)) => self.durability.outbox.push_back((lsn, to, msg)),
+            None => ctx.send(to, msg),
+        }
+    }
+
     /// Hand this turn's records to the WAL thread and release what became durable.
     pub fn durability_turn(&mut self, ctx: &mut Ctx<Server>) {
         let Some(j) = self.db.journal.as_mut() else {

@@ -432,14 +432,20 @@ impl Server {
             if shard == self.shard && local_ok {
                 self.run_part(ctx, self.shard, Some(slot), part, op);
             } else {
-                ctx.send(
-                    shard,
-                    Msg::Request {
-                        slot: Some(slot),
-                        part,
-                        op: op.into_owned(),
-                    },
-                );
+                // A PUBLISH must not overtake the messages this shard holds for another
+                // shard until the log has them (they may be the same connection's, from
+                // MULTI or a script). Here, the subscribers' output is held instead.
+                let behind = shard != self.shard && matches!(op, Op::Publish { .. });
+                let msg = Msg::Request {
+                    slot: Some(slot),
+                    part,
+                    op: op.into_owned(),
+                };
+                if behind {
+                    self.send_behind_outbox(ctx, shard, msg);
+                } else {
+                    ctx.send(shard, msg);
+                }
             }
         }
     }
@@ -523,6 +529,8 @@ impl Server {
             message,
         } = &op
         {
+            // After the events of what ran before it here.
+            self.send_events(ctx);
             let n = self.deliver(ctx, *ns, channel, message, Observed::Nothing);
             let Some(slot) = slot else { return };
             let result = OpResult::Int(n);
