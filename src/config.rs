@@ -91,10 +91,10 @@ pub struct Args {
     #[arg(long, default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub protected_mode: bool,
     /// Disconnect a client whose unsent output passes these limits, as in redis.conf:
-    /// `CLASS HARD SOFT SECONDS` (class `normal`; sizes with k/mb/gb suffixes; 0 = none).
-    /// May be given more than once.
+    /// `CLASS HARD SOFT SECONDS` (class `normal` or `pubsub`; sizes with k/mb/gb
+    /// suffixes; 0 = none), one or more groups. May be given more than once.
     #[arg(long, value_parser = parse_output_limit)]
-    pub client_output_buffer_limit: Vec<(String, OutputLimit)>,
+    pub client_output_buffer_limit: Vec<OutputLimits>,
     /// Where the write-ahead log and snapshots live.
     #[arg(long, default_value = "./data")]
     pub dir: std::path::PathBuf,
@@ -274,24 +274,13 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_output_limit(s: &str) -> Result<(String, OutputLimit), String> {
-    let words: Vec<&str> = s.split_whitespace().collect();
-    let [class, hard, soft, secs] = words[..] else {
-        return Err("expected CLASS HARD SOFT SECONDS, e.g. 'normal 0 0 0'".into());
-    };
-    let class = class.to_ascii_lowercase();
-    if !matches!(class.as_str(), "normal" | "pubsub" | "replica" | "slave") {
-        return Err(format!("unknown client class '{class}'"));
-    }
-    let limit = OutputLimit {
-        hard: parse_memory(hard)?,
-        soft: parse_memory(soft)?,
-        soft_seconds: secs
-            .parse()
-            .map_err(|_| format!("invalid seconds '{secs}'"))?,
-    };
-    Ok((class, limit))
+fn parse_output_limit(s: &str) -> Result<OutputLimits, String> {
+    crate::settings::parse_output_limits(s).map(OutputLimits)
 }
+
+/// `--client-output-buffer-limit` groups, by class index (`settings::OUTPUT_CLASSES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLimits(pub Vec<(usize, OutputLimit)>);
 
 /// Settings shared read-only by every shard.
 #[derive(Debug, Clone)]
@@ -319,10 +308,6 @@ pub struct ServerConfig {
     /// Refuse non-loopback clients while no password is set (bound beyond loopback with
     /// protected mode on).
     pub protected: bool,
-    /// Output limit of normal clients.
-    pub output_limit_normal: OutputLimit,
-    /// Output limit of subscribed clients (Redis's default: 32mb hard, 8mb for 60 s).
-    pub output_limit_pubsub: OutputLimit,
     /// Persistence on, and where.
     pub dir: Option<std::path::PathBuf>,
 }
@@ -358,6 +343,9 @@ impl ServerConfig {
                 r.set_appendfsync(&args.appendfsync);
                 r.set_rewrite_percentage(args.auto_aof_rewrite_percentage);
                 r.set_rewrite_min_size(args.auto_aof_rewrite_min_size as u64);
+                for (class, limit) in args.client_output_buffer_limit.iter().flat_map(|l| &l.0) {
+                    r.set_output_limit(*class, *limit);
+                }
                 r
             }),
             config_file: None,
@@ -376,24 +364,6 @@ impl ServerConfig {
                 args.lfu_log_factor,
                 args.lfu_decay_time,
             )),
-            output_limit_pubsub: args
-                .client_output_buffer_limit
-                .iter()
-                .rev()
-                .find(|(c, _)| c == "pubsub")
-                .map(|(_, l)| *l)
-                .unwrap_or(OutputLimit {
-                    hard: 32 << 20,
-                    soft: 8 << 20,
-                    soft_seconds: 60,
-                }),
-            output_limit_normal: args
-                .client_output_buffer_limit
-                .iter()
-                .rev()
-                .find(|(c, _)| c == "normal")
-                .map(|(_, l)| *l)
-                .unwrap_or_default(),
         }
     }
 
@@ -434,9 +404,18 @@ mod tests {
 
     #[test]
     fn output_limits_parse_like_redis() {
-        let (class, l) = parse_output_limit("pubsub 32mb 8mb 60").unwrap();
-        assert_eq!(class, "pubsub");
+        let OutputLimits(groups) = parse_output_limit("pubsub 32mb 8mb 60").unwrap();
+        let (class, l) = groups[0];
+        assert_eq!(class, 2);
         assert_eq!((l.hard, l.soft, l.soft_seconds), (32 << 20, 8 << 20, 60));
         assert!(parse_output_limit("normal 0 0").is_err());
+        assert!(parse_output_limit("master 0 0 0").is_err());
+        assert!(parse_output_limit("normal 1x 0 0").is_err());
+        assert!(parse_output_limit("normal 0 0 -1").is_err());
+        assert!(parse_output_limit("normal 0 0 3x").is_err());
+        let OutputLimits(two) = parse_output_limit("normal 1k 2 3 REPLICA 1 2 3").unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!((two[0].1.hard, two[0].1.soft_seconds), (1000, 3));
+        assert_eq!(two[1].0, 1);
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::RwLock;
 
+use crate::config::OutputLimit;
 use crate::persist::snapshot::Schedule;
 
 /// Redis's default `slowlog-log-slower-than` (microseconds).
@@ -31,6 +32,72 @@ pub struct Runtime {
     rewrite_percentage: AtomicU64,
     /// `auto-aof-rewrite-min-size` in bytes.
     rewrite_min_size: AtomicU64,
+    /// `client-output-buffer-limit` per class ([`OUTPUT_CLASSES`]): hard, soft, seconds.
+    output_limits: [[AtomicU64; 3]; 3],
+}
+
+/// `client-output-buffer-limit` classes in the order Redis lists them (`replica` is also
+/// called `slave`; there are no replicas here, but the value is kept and shown).
+pub const OUTPUT_CLASSES: [&str; 3] = ["normal", "slave", "pubsub"];
+/// The class of clients without subscriptions.
+pub const NORMAL: usize = 0;
+/// The class of clients with subscriptions.
+pub const PUBSUB: usize = 2;
+
+/// Redis's default output buffer limits, per class of [`OUTPUT_CLASSES`].
+pub const OUTPUT_LIMITS: [OutputLimit; 3] = [
+    OutputLimit {
+        hard: 0,
+        soft: 0,
+        soft_seconds: 0,
+    },
+    OutputLimit {
+        hard: 256 << 20,
+        soft: 64 << 20,
+        soft_seconds: 60,
+    },
+    OutputLimit {
+        hard: 32 << 20,
+        soft: 8 << 20,
+        soft_seconds: 60,
+    },
+];
+
+/// The class index of a client class name, as Redis accepts them (not `master`).
+pub fn output_class(name: &str) -> Option<usize> {
+    match name.to_ascii_lowercase().as_str() {
+        "normal" => Some(0),
+        "slave" | "replica" => Some(1),
+        "pubsub" => Some(2),
+        _ => None,
+    }
+}
+
+/// `client-output-buffer-limit` groups (`CLASS HARD SOFT SECONDS`, repeated), checked as
+/// Redis 7.0 checks them, with its error texts.
+pub fn parse_output_limits(value: &str) -> Result<Vec<(usize, OutputLimit)>, String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    if words.len() % 4 != 0 {
+        return Err("Wrong number of arguments in buffer limit configuration.".into());
+    }
+    words
+        .chunks(4)
+        .map(|w| {
+            let class = output_class(w[0])
+                .ok_or("Invalid client class specified in buffer limit configuration.")?;
+            let bad = "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+            let size = |s: &str| crate::config::parse_memory(s).map_err(|_| bad);
+            let soft_seconds = w[3].parse::<u64>().map_err(|_| bad)?;
+            Ok((
+                class,
+                OutputLimit {
+                    hard: size(w[1])?,
+                    soft: size(w[2])?,
+                    soft_seconds,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Redis's default `auto-aof-rewrite-percentage`.
@@ -55,7 +122,42 @@ impl Runtime {
             appendfsync: AtomicU8::new(0),
             rewrite_percentage: AtomicU64::new(REWRITE_PERCENTAGE),
             rewrite_min_size: AtomicU64::new(REWRITE_MIN_SIZE),
+            output_limits: OUTPUT_LIMITS
+                .map(|l| [l.hard as u64, l.soft as u64, l.soft_seconds].map(AtomicU64::new)),
         }
+    }
+
+    /// The output buffer limit of class `class` (an index of [`OUTPUT_CLASSES`]).
+    #[inline]
+    pub fn output_limit(&self, class: usize) -> OutputLimit {
+        let [hard, soft, secs] = &self.output_limits[class];
+        OutputLimit {
+            hard: hard.load(Relaxed) as usize,
+            soft: soft.load(Relaxed) as usize,
+            soft_seconds: secs.load(Relaxed),
+        }
+    }
+
+    /// Set the output buffer limit of class `class`.
+    pub fn set_output_limit(&self, class: usize, l: OutputLimit) {
+        let [hard, soft, secs] = &self.output_limits[class];
+        hard.store(l.hard as u64, Relaxed);
+        soft.store(l.soft as u64, Relaxed);
+        secs.store(l.soft_seconds, Relaxed);
+    }
+
+    /// `client-output-buffer-limit` as CONFIG GET shows it (bytes).
+    pub fn output_limits_text(&self) -> String {
+        (0..OUTPUT_CLASSES.len())
+            .map(|c| {
+                let l = self.output_limit(c);
+                format!(
+                    "{} {} {} {}",
+                    OUTPUT_CLASSES[c], l.hard, l.soft, l.soft_seconds
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// When the log is compacted by size: (`auto-aof-rewrite-percentage`,

@@ -9,7 +9,7 @@ use crate::server::reply::Agg;
 use crate::server::Server;
 
 /// Parameters CONFIG SET can change here (the memory ones are `evict.rs`'s).
-const MUTABLE: [&str; 29] = [
+const MUTABLE: [&str; 30] = [
     "maxmemory",
     "maxmemory-policy",
     "maxmemory-samples",
@@ -39,6 +39,7 @@ const MUTABLE: [&str; 29] = [
     "zset-max-listpack-value",
     "zset-max-ziplist-value",
     "set-max-intset-entries",
+    "client-output-buffer-limit",
 ];
 
 /// Second names of parameters (CONFIG REWRITE writes only the first).
@@ -52,7 +53,7 @@ const ALIASES: [&str; 5] = [
 
 /// Defaults of the parameters CONFIG REWRITE may append (a value equal to its default is
 /// not written).
-const DEFAULTS: [(&str, &str); 24] = [
+const DEFAULTS: [(&str, &str); 25] = [
     ("appendfsync", "always"),
     ("maxmemory", "0"),
     ("maxmemory-policy", "noeviction"),
@@ -77,6 +78,10 @@ const DEFAULTS: [(&str, &str); 24] = [
     ("zset-max-listpack-entries", "128"),
     ("zset-max-listpack-value", "64"),
     ("set-max-intset-entries", "512"),
+    (
+        "client-output-buffer-limit",
+        "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+    ),
 ];
 
 /// The parameters CONFIG GET answers, with their current values.
@@ -94,6 +99,7 @@ fn config_params(s: &Server) -> Vec<(&'static str, String)> {
             "client-query-buffer-limit",
             c.query_buffer_limit.to_string(),
         ),
+        ("client-output-buffer-limit", rt.output_limits_text()),
         ("databases", "1".into()),
         ("io-threads", s.shards.to_string()),
         ("tcp-backlog", "511".into()),
@@ -202,6 +208,8 @@ enum Setting {
     RewriteMinSize(u64),
     /// An encoding threshold (`crate::types::limits`), by name or alias.
     EncodingLimit(String, usize),
+    /// `client-output-buffer-limit` groups, by class.
+    OutputLimits(Vec<(usize, crate::config::OutputLimit)>),
 }
 
 /// An integer parameter in `lo..=hi`, with Redis's errors.
@@ -304,6 +312,9 @@ fn check(s: &Server, name: &str, value: &str) -> Result<Setting, String> {
             Setting::RewritePercentage(int_in(name, value, 0, INT_MAX)? as u64)
         }
         "auto-aof-rewrite-min-size" => Setting::RewriteMinSize(memory_in(name, value)?),
+        "client-output-buffer-limit" => Setting::OutputLimits(
+            crate::settings::parse_output_limits(value).map_err(|e| failed(name, &e))?,
+        ),
         "appendfsync" => {
             if !crate::settings::APPENDFSYNC.contains(&value.to_ascii_lowercase().as_str()) {
                 return Err(failed(
@@ -334,6 +345,11 @@ fn apply(s: &Server, setting: Setting) {
         Setting::RewritePercentage(p) => rt.set_rewrite_percentage(p),
         Setting::RewriteMinSize(n) => rt.set_rewrite_min_size(n),
         Setting::EncodingLimit(name, n) => crate::types::limits::set(&name, n),
+        Setting::OutputLimits(groups) => {
+            for (class, limit) in groups {
+                rt.set_output_limit(class, limit);
+            }
+        }
         Setting::Appendfsync(name) => {
             rt.set_appendfsync(&name);
             if let Some(wal) = &s.wal {

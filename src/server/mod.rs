@@ -675,11 +675,8 @@ impl Server {
     /// period, the client is dropped as Redis does.
     fn over_output_limit(&mut self, ctx: &mut Ctx<Server>, conn: ConnId) -> bool {
         let subscribed = ctx.state(conn).is_some_and(|s| s.subs.is_some());
-        let limit = if subscribed {
-            self.config.output_limit_pubsub
-        } else {
-            self.config.output_limit_normal
-        };
+        use crate::settings::{NORMAL, PUBSUB};
+        let limit = (self.config.runtime).output_limit(if subscribed { PUBSUB } else { NORMAL });
         if limit.hard == 0 && limit.soft == 0 {
             return false;
         }
