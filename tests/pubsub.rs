@@ -550,6 +550,37 @@ fn rename_and_copy_carry_a_ttl_without_an_expire_event() {
     expect_keyevents(&mut ev, &want);
 }
 
+/// GETEX PERSIST changes only a key with a TTL, as PERSIST does: no `persist` event, and
+/// a WATCH on the key holds, when it had none.
+#[test]
+fn getex_persist_of_a_key_without_ttl_changes_nothing() {
+    let (server, mut ev) = with_keyevents(&["--shards", "1", "--notify-keyspace-events", "KEA"]);
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "plain", "v"]).unwrap();
+    q::<()>(c, &["WATCH", "plain"]).unwrap();
+    q::<String>(c, &["GETEX", "plain", "PERSIST"]).unwrap();
+    let exec: Option<Vec<String>> = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("plain")
+        .arg("w")
+        .query(c)
+        .unwrap();
+    assert_eq!(exec, Some(vec!["OK".to_string()]), "the WATCH held");
+    q::<()>(c, &["SET", "leased", "v", "EX", "100"]).unwrap();
+    q::<String>(c, &["GETEX", "leased", "PERSIST"]).unwrap();
+    q::<()>(c, &["SET", "end", "1"]).unwrap();
+    let want = [
+        ("set", "plain"),
+        ("set", "plain"),
+        ("set", "leased"),
+        ("expire", "leased"),
+        ("persist", "leased"),
+        ("set", "end"),
+    ];
+    expect_keyevents(&mut ev, &want);
+}
+
 /// PUBLISH and SPUBLISH inside MULTI/EXEC and scripts (what redis-py's default
 /// transactional pipeline and queue libraries' Lua scripts send): each answers how many
 /// clients, on every shard, receive it; the messages arrive, and only if EXEC ran.

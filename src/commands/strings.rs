@@ -246,8 +246,11 @@ pub fn getex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Err(w) => return w.into(),
     };
     match change {
+        // As PERSIST: only a key with a TTL changes (and raises `persist`).
         Some(0) => {
-            db.set_deadline(key, 0, now);
+            if db.deadline(key, now).is_some_and(|d| d != 0) {
+                db.set_deadline(key, 0, now);
+            }
         }
         Some(d) if d <= now as i64 => {
             db.remove(key, now);
