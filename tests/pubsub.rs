@@ -550,6 +550,34 @@ fn rename_and_copy_carry_a_ttl_without_an_expire_event() {
     expect_keyevents(&mut ev, &want);
 }
 
+/// XCLAIM and XAUTOCLAIM raise `xgroup-createconsumer` when a claim makes the consumer,
+/// as Redis 7.0 does (and make none when nothing is claimed).
+#[test]
+fn claims_that_create_a_consumer_announce_it() {
+    let (server, mut ev) = with_keyevents(&["--shards", "1", "--notify-keyspace-events", "KEA"]);
+    let c = &mut server.client();
+    q::<String>(c, &["XADD", "s", "1-1", "f", "v"]).unwrap();
+    q::<()>(c, &["XGROUP", "CREATE", "s", "g", "0"]).unwrap();
+    q::<redis::Value>(c, &["XREADGROUP", "GROUP", "g", "c1", "STREAMS", "s", ">"]).unwrap();
+    q::<redis::Value>(c, &["XCLAIM", "s", "g", "none", "0", "9-9"]).unwrap();
+    q::<redis::Value>(c, &["XAUTOCLAIM", "s", "g", "none2", "0", "9-9"]).unwrap();
+    q::<redis::Value>(c, &["XCLAIM", "s", "g", "c2", "0", "1-1"]).unwrap();
+    q::<redis::Value>(c, &["XAUTOCLAIM", "s", "g", "c3", "0", "0"]).unwrap();
+    q::<redis::Value>(c, &["XAUTOCLAIM", "s", "g", "c3", "0", "0"]).unwrap();
+    q::<()>(c, &["SET", "end", "1"]).unwrap();
+    let want = [
+        ("xadd", "s"),
+        ("xgroup-create", "s"),
+        ("xgroup-createconsumer", "s"),
+        ("xgroup-createconsumer", "s"),
+        ("xgroup-createconsumer", "s"),
+        ("set", "end"),
+    ];
+    expect_keyevents(&mut ev, &want);
+    let consumers: Vec<redis::Value> = q(c, &["XINFO", "CONSUMERS", "s", "g"]).unwrap();
+    assert_eq!(consumers.len(), 3, "c1, c2 and c3 only");
+}
+
 /// GETEX PERSIST changes only a key with a TTL, as PERSIST does: no `persist` event, and
 /// a WATCH on the key holds, when it had none.
 #[test]

@@ -860,7 +860,7 @@ fn group_read(
                 }
             }
         };
-        let event = if created { "xgroup-createconsumer" } else { "" };
+        let event = consumer_event(created);
         if !changed {
             Edit::unchanged(out)
         } else {
@@ -1593,8 +1593,8 @@ fn claim_one(
     count: Option<u64>,
     now: u64,
     logs: &mut Option<Vec<Vec<Bytes>>>,
-) {
-    s.touch_consumer(group, consumer, now);
+) -> bool {
+    let created = s.touch_consumer(group, consumer, now) == Some(true);
     let old = s
         .group(group)
         .and_then(|g| g.pel().get(&id))
@@ -1604,6 +1604,7 @@ fn claim_one(
     if let Some(l) = logs {
         l.push(claim_log(key, group, consumer, &[id], &time.to_string(), n));
     }
+    created
 }
 
 /// Drop a pending entry whose stream entry is gone, journaled as the claim that drops it.
@@ -1638,7 +1639,7 @@ pub fn xclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let journaling = db.journaling();
     let r = db.edit_stream(key, now, false, a, |s| {
         let mut logs = journaling.then(Vec::new);
-        let mut changed = false;
+        let (mut changed, mut created) = (false, false);
         let time = match o.time {
             Some(t) if t >= 0 && (t as u64) <= ts => t as u64,
             _ => ts,
@@ -1687,7 +1688,7 @@ pub fn xclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                     }
                 }
             };
-            claim_one(s, key, group, consumer, id, time, count, ts, &mut logs);
+            created |= claim_one(s, key, group, consumer, id, time, count, ts, &mut logs);
             changed = true;
             out.push(if o.justid {
                 id_reply(id)
@@ -1697,7 +1698,7 @@ pub fn xclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         }
         let out = reply(Resp::Array(out));
         if changed {
-            Edit::logged_all(out, "", logs.unwrap_or_default())
+            Edit::logged_all(out, consumer_event(created), logs.unwrap_or_default())
         } else {
             Edit::unchanged(out)
         }
@@ -1753,6 +1754,7 @@ pub fn xautoclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         let mut left = count;
         let mut claimed = Vec::new();
         let mut deleted = Vec::new();
+        let mut created = false;
         let mut cursor = start;
         let mut next = StreamId::MIN;
         loop {
@@ -1787,7 +1789,7 @@ pub fn xautoclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
                 } else {
                     nack.delivery_count.wrapping_add(1)
                 };
-                claim_one(s, key, group, consumer, id, ts, Some(n), ts, &mut logs);
+                created |= claim_one(s, key, group, consumer, id, ts, Some(n), ts, &mut logs);
                 claimed.push(if justid {
                     id_reply(id)
                 } else {
@@ -1806,12 +1808,22 @@ pub fn xautoclaim(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
             Resp::Array(deleted),
         ]));
         if changed {
-            Edit::logged_all(out, "", logs.unwrap_or_default())
+            Edit::logged_all(out, consumer_event(created), logs.unwrap_or_default())
         } else {
             Edit::unchanged(out)
         }
     });
     super::edited(r, nogroup(key, group))
+}
+
+/// The keyspace event of a claim: `xgroup-createconsumer` when it made the consumer, as
+/// Redis raises it (on the first entry actually claimed), else none.
+fn consumer_event(created: bool) -> &'static str {
+    if created {
+        "xgroup-createconsumer"
+    } else {
+        ""
+    }
 }
 
 // ---------------------------------------------------------------- XINFO / XSETID
