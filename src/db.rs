@@ -157,6 +157,9 @@ pub struct Db {
     /// Keys changed without a WATCH bump (group bookkeeping), collected only on a
     /// transaction's scratch copy (`Some`), where changes are found by WATCH versions.
     pub quiet_changes: Option<hashbrown::HashSet<Bytes>>,
+    /// A key [`Db::announce_new`] announced as `new`, whose write must not announce it
+    /// again.
+    new_announced: Option<Bytes>,
 }
 
 impl Db {
@@ -192,9 +195,27 @@ impl Db {
             return;
         }
         let live = self.map.contains(key, now);
+        if self.new_announced.take().is_some_and(|k| k == key) {
+            return;
+        }
         if !live {
             self.note_new(key);
         }
+    }
+
+    /// RENAME and COPY: `key` is about to be made afresh, replacing any value it has, so
+    /// it is announced `new` now, as Redis's `dbAdd` after `dbDelete` does (before the
+    /// source's events); its write then announces no `new` of its own.
+    pub fn announce_new(&mut self, key: &[u8], now: u64) {
+        use crate::notify::{KEYEVENT, KEYSPACE, NEW};
+        let flags = crate::notify::flags();
+        if flags & (KEYSPACE | KEYEVENT) == 0 || flags & NEW == 0 {
+            return;
+        }
+        // A lookup first, as Redis's: an expired destination is announced before.
+        let _ = self.map.contains(key, now);
+        self.note_new(key);
+        self.new_announced = Some(Bytes::copy_from_slice(key));
     }
 
     /// `new`: a key is being created (flag `n`). (An `expired` found on the way goes out

@@ -550,6 +550,40 @@ fn rename_and_copy_carry_a_ttl_without_an_expire_event() {
     expect_keyevents(&mut ev, &want);
 }
 
+/// RENAME and COPY announce their destination `new` (flag `n`) even when it replaces a key,
+/// first, as Redis 7.0 does.
+#[test]
+fn rename_and_copy_announce_the_destination_as_new_first() {
+    let (server, mut ev) = with_keyevents(&["--shards", "1", "--notify-keyspace-events", "KEAn"]);
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "a", "1"]).unwrap();
+    q::<()>(c, &["RENAME", "a", "b"]).unwrap();
+    q::<()>(c, &["SET", "c", "1"]).unwrap();
+    q::<()>(c, &["RENAME", "b", "c"]).unwrap();
+    q::<i64>(c, &["COPY", "c", "d"]).unwrap();
+    q::<i64>(c, &["COPY", "c", "d", "REPLACE"]).unwrap();
+    q::<()>(c, &["SET", "end", "1"]).unwrap();
+    let want = [
+        ("new", "a"),
+        ("set", "a"),
+        ("new", "b"),
+        ("rename_from", "a"),
+        ("rename_to", "b"),
+        ("new", "c"),
+        ("set", "c"),
+        ("new", "c"),
+        ("rename_from", "b"),
+        ("rename_to", "c"),
+        ("new", "d"),
+        ("copy_to", "d"),
+        ("new", "d"),
+        ("copy_to", "d"),
+        ("new", "end"),
+        ("set", "end"),
+    ];
+    expect_keyevents(&mut ev, &want);
+}
+
 /// XCLAIM and XAUTOCLAIM raise `xgroup-createconsumer` when a claim makes the consumer,
 /// as Redis 7.0 does (and make none when nothing is claimed).
 #[test]

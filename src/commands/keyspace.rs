@@ -247,6 +247,7 @@ fn rename_local(db: &mut Db, now: u64, a: &dyn ArgList, nx: bool) -> OpResult {
     }
     // Moved, not copied; journaled as one record (DEL src, then dst's whole value).
     db.atomically(|db| {
+        db.announce_new(dst, now);
         if let Some((value, deadline)) = db.remove(src, now) {
             db.write_owned(dst, value, deadline, now);
         }
@@ -326,6 +327,7 @@ pub fn copy(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let Some((value, deadline)) = db.get_owned(a.arg(1), now) else {
         return OpResult::Int(0);
     };
+    db.announce_new(a.arg(2), now);
     db.write_owned(a.arg(2), value, deadline, now);
     OpResult::Int(1)
 }

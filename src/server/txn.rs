@@ -641,7 +641,12 @@ impl Server {
                         key,
                         value,
                         deadline,
-                    } => db.write_owned(&key, value, deadline, now),
+                    } => {
+                        if matches!(event, "rename" | "renamenx" | "copy") {
+                            db.announce_new(&key, now);
+                        }
+                        db.write_owned(&key, value, deadline, now)
+                    }
                     Write::Del { key } => {
                         db.remove(&key, now);
                     }
