@@ -234,6 +234,13 @@ impl Db {
     /// but not as an access for LRU/LFU: Redis's EXISTS (`LOOKUP_NOTOUCH`).
     pub fn exists(&mut self, key: &[u8], now: u64) -> bool {
         let found = self.map.contains(key, now);
+        self.count_lookup(key, found);
+        found
+    }
+
+    /// Count a read lookup of `key` that did or did not find it: a hit, or a miss with
+    /// its `keymiss` event (for reads that look a key up some other way: TYPE, TTL).
+    pub fn count_lookup(&mut self, key: &[u8], found: bool) {
         if found {
             self.hits += 1;
         } else {
@@ -246,7 +253,6 @@ impl Db {
                 self.note(miss, key);
             }
         }
-        found
     }
 
     /// Read a value of any type, counting a hit or a miss.
@@ -747,6 +753,15 @@ impl Db {
             Obj::Stream(x) => Some(&**x),
             _ => None,
         })
+    }
+
+    /// The stream at `key`, looked up as a write does (no hit or miss counted: XGROUP).
+    pub fn peek_stream(&mut self, key: &[u8], now: u64) -> Result<Option<&Stream>, WrongType> {
+        match self.map.get(key, now) {
+            None => Ok(None),
+            Some(Stored::Object(Obj::Stream(x))) => Ok(Some(&**x)),
+            Some(_) => Err(WrongType),
+        }
     }
 
     /// Change the stream at `key` (see [`Db::edit_hash`]; class `t`). A stream stays when

@@ -550,6 +550,31 @@ fn rename_and_copy_carry_a_ttl_without_an_expire_event() {
     expect_keyevents(&mut ev, &want);
 }
 
+/// `keymiss` (flag `m`) and the miss counter for the reads Redis 7.0 counts: TYPE, the TTL
+/// family, GETSET, COPY's source and the STORE forms' sources; not XGROUP's write lookup.
+#[test]
+fn keymiss_for_every_read_lookup_redis_counts() {
+    let (server, mut ev) = with_keyevents(&["--shards", "1", "--notify-keyspace-events", "Em"]);
+    let c = &mut server.client();
+    for cmd in [
+        &["TYPE", "m1"][..],
+        &["TTL", "m2"],
+        &["PEXPIRETIME", "m3"],
+        &["GETSET", "m4", "v"],
+        &["COPY", "m5", "d"],
+        &["SINTERSTORE", "d", "m6"],
+        &["ZUNIONSTORE", "d", "1", "m7"],
+        &["XGROUP", "CREATE", "m8", "g", "$", "MKSTREAM"],
+        &["GET", "end"],
+    ] {
+        q::<redis::Value>(c, cmd).unwrap();
+    }
+    let want = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "end"].map(|k| ("keymiss", k));
+    expect_keyevents(&mut ev, &want);
+    let info: String = q(c, &["INFO", "stats"]).unwrap();
+    assert!(info.contains("keyspace_misses:8\r\n"), "{info}");
+}
+
 /// RENAME and COPY announce their destination `new` (flag `n`) even when it replaces a key,
 /// first, as Redis 7.0 does.
 #[test]

@@ -58,6 +58,7 @@ pub fn exists(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
 
 pub fn type_(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let t = db.type_of(a.arg(1), now);
+    db.count_lookup(a.arg(1), t != "none");
     OpResult::Reply(coreshard_protocol::Value::Simple(t.into()))
 }
 
@@ -135,7 +136,9 @@ pub fn pexpireat(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 
 /// -2 when the key is missing, -1 without a deadline, else `f(deadline)`.
 fn ttl_generic(db: &mut Db, now: u64, a: &dyn ArgList, f: impl Fn(u64) -> i64) -> OpResult {
-    match db.deadline(a.arg(1), now) {
+    let deadline = db.deadline(a.arg(1), now);
+    db.count_lookup(a.arg(1), deadline.is_some());
+    match deadline {
         None => OpResult::Int(-2),
         Some(0) => OpResult::Int(-1),
         Some(d) => OpResult::Int(f(d)),
@@ -321,7 +324,8 @@ pub fn copy(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         Ok(r) => r,
         Err(e) => return e,
     };
-    if !db.contains(a.arg(1), now) || (!replace && db.contains(a.arg(2), now)) {
+    // The source is read (a hit or a miss), the destination looked up as a write.
+    if !db.exists(a.arg(1), now) || (!replace && db.contains(a.arg(2), now)) {
         return OpResult::Int(0);
     }
     let Some((value, deadline)) = db.get_owned(a.arg(1), now) else {

@@ -110,8 +110,8 @@ fn empty_array() -> OpResult {
 }
 
 /// The sets at `keys` (absent keys as `None`), all borrowed at once. With `count`, each
-/// lookup counts as a keyspace hit or miss (reads do; the STORE forms, like Redis's
-/// write lookups, do not). Any key of another type: WRONGTYPE.
+/// lookup counts as a keyspace hit or miss (reads and the STORE forms' sources, as in
+/// Redis 7.0). Any key of another type: WRONGTYPE.
 fn gather<'a>(
     db: &'a mut Db,
     now: u64,
@@ -251,7 +251,7 @@ fn set_op_reply(db: &mut Db, now: u64, a: &dyn ArgList, op: SetOp) -> OpResult {
 /// with the result, or delete it when the result is empty.
 fn set_op_store(db: &mut Db, now: u64, a: &dyn ArgList, op: SetOp) -> OpResult {
     let result = {
-        let sets = match gather(db, now, a, 2..a.len(), false) {
+        let sets = match gather(db, now, a, 2..a.len(), true) {
             Ok(s) => s,
             Err(w) => return w.into(),
         };

@@ -1268,7 +1268,8 @@ pub fn xgroup(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         _ => (false, INVALID_ENTRIES_READ),
     };
     let (key, group) = (a.arg(2), a.arg(3));
-    let (exists, has_group, last) = match db.read_stream(key, now) {
+    // A write lookup, as Redis's XGROUP: no hit, miss or keymiss.
+    let (exists, has_group, last) = match db.peek_stream(key, now) {
         Err(w) => return w.into(),
         Ok(None) => (false, false, StreamId::MIN),
         Ok(Some(s)) => (true, s.group(group).is_some(), s.last_id),

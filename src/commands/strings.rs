@@ -276,7 +276,8 @@ pub fn getdel(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 
 pub fn getset(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     let key = a.arg(1);
-    let old = match db.get_str(key, now) {
+    // Read as GET reads it (a hit or a miss), as Redis's GETSET does.
+    let old = match db.read_str(key, now) {
         Ok(v) => v.map(|v| v.to_bytes()),
         Err(w) => return w.into(),
     };

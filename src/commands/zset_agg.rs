@@ -95,7 +95,7 @@ fn len_of(i: Option<Input<'_>>) -> usize {
 /// The sorted sets or sets at `keys` (absent keys as `None`), all borrowed at once. Keys
 /// are checked in order and the first of another type answers WRONGTYPE (before any
 /// option is judged, as in Redis). With `count`, each lookup counts as a keyspace hit or
-/// miss (reads do; the STORE forms, like Redis's write lookups, do not).
+/// miss (reads and the STORE forms' sources, as in Redis 7.0).
 fn gather<'a>(
     db: &'a mut Db,
     now: u64,
@@ -490,7 +490,7 @@ fn run(db: &mut Db, now: u64, a: &dyn ArgList, op: Op, form: Form, name: &str) -
     };
     let keys = at + 1..at + 1 + numkeys;
     let built = {
-        let inputs = match gather(db, now, a, keys.clone(), form != Form::Store) {
+        let inputs = match gather(db, now, a, keys.clone(), true) {
             Ok(i) => i,
             Err(w) => return w.into(),
         };
