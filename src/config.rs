@@ -413,6 +413,8 @@ mod tests {
         assert!(parse_output_limit("normal 1x 0 0").is_err());
         assert!(parse_output_limit("normal 0 0 -1").is_err());
         assert!(parse_output_limit("normal 0 0 3x").is_err());
+        assert!(parse_output_limit("normal 0 0 0 ").is_err());
+        assert!(parse_output_limit("normal  0 0 0").is_err());
         let OutputLimits(two) = parse_output_limit("normal 1k 2 3 REPLICA 1 2 3").unwrap();
         assert_eq!(two.len(), 2);
         assert_eq!((two[0].1.hard, two[0].1.soft_seconds), (1000, 3));

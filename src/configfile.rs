@@ -272,8 +272,9 @@ fn directive_args(d: &Directive) -> Result<(String, Vec<String>), FileError> {
 
 /// The command-line arguments the file stands for, to be placed before the real ones
 /// (which therefore win): `cli` are the real ones, so that options collected from
-/// several occurrences (`--cores`, `--client-output-buffer-limit`) given there replace
-/// the file's instead of adding to them. `save` lines are joined, as Redis 7 does.
+/// several occurrences (`--cores`) given there replace the file's instead of adding to
+/// them (output limits, per class, add up: the command line's come later and win per
+/// class). `save` lines are joined, as Redis 7 does.
 pub fn file_args(directives: &[Directive], cli: &[OsString]) -> Result<Vec<String>, FileError> {
     let mut out = Vec::new();
     let mut save: Option<(Vec<String>, Directive)> = None;
@@ -291,7 +292,10 @@ pub fn file_args(directives: &[Directive], cli: &[OsString]) -> Result<Vec<Strin
             let a = a.to_string_lossy();
             a == format!("--{long}") || a.starts_with(&format!("--{long}="))
         });
-        let many = matches!(find_option(&long), Some((_, Kind::Many)));
+        // Output limits are per class: the file's classes stay unless the command line
+        // sets them again (later groups win), as in Redis.
+        let many = matches!(find_option(&long), Some((_, Kind::Many)))
+            && long != "client-output-buffer-limit";
         if !(many && on_cli) {
             out.extend(args);
         }
@@ -473,6 +477,12 @@ mod tests {
         assert_eq!(
             file_args(&d, &cli).unwrap(),
             ["--client-output-buffer-limit=normal 0 0 0"]
+        );
+        // Output limits are per class: the file's stay beside the command line's.
+        let cli: Vec<OsString> = vec!["--client-output-buffer-limit=pubsub 7 8 9".into()];
+        assert_eq!(
+            file_args(&d, &cli).unwrap(),
+            ["--cores=0,1", "--client-output-buffer-limit=normal 0 0 0"]
         );
     }
 

@@ -76,7 +76,11 @@ pub fn output_class(name: &str) -> Option<usize> {
 /// `client-output-buffer-limit` groups (`CLASS HARD SOFT SECONDS`, repeated), checked as
 /// Redis 7.0 checks them, with its error texts.
 pub fn parse_output_limits(value: &str) -> Result<Vec<(usize, OutputLimit)>, String> {
-    let words: Vec<&str> = value.split_whitespace().collect();
+    if value.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Single spaces only, as Redis splits it: a stray space is a missing argument.
+    let words: Vec<&str> = value.split(' ').collect();
     if words.len() % 4 != 0 {
         return Err("Wrong number of arguments in buffer limit configuration.".into());
     }

@@ -116,6 +116,20 @@ fn the_normal_output_limit_disconnects_like_redis() {
     raw.cmd(&[b"GET", b"big"]);
     assert!(raw.closed(), "a 3 MB reply passes a 1 MB hard limit");
     assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
+    // Set at run time to a few bytes: as in Redis, the first 16 KB of output (its static
+    // reply buffer) do not count, so short replies pass and a 3 MB one does not.
+    let mut tiny = server.raw();
+    tiny.cmd(&[
+        b"CONFIG",
+        b"SET",
+        b"client-output-buffer-limit",
+        b"normal 4 5 6",
+    ]);
+    assert_eq!(tiny.reply_str(), "+OK\r\n");
+    tiny.cmd(&[b"PING"]);
+    assert_eq!(tiny.reply_str(), "+PONG\r\n");
+    tiny.cmd(&[b"GET", b"big"]);
+    assert!(tiny.closed(), "a 3 MB reply passes a 4-byte hard limit");
 }
 
 /// Before AUTH: Redis's limits on arguments, and PING needs AUTH too.

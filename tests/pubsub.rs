@@ -839,6 +839,27 @@ fn publish_order(server: &Server) {
     for _ in 0..replies {
         let _ = next(&mut publisher);
     }
+    // A plain PUBLISH right behind a script on the connection's shard (queued there while
+    // the connection's earlier PUBLISH is still answering): the script's message first.
+    let mut batch = Vec::new();
+    for r in 0..rounds {
+        batch.extend(common::encode(&[
+            b"PUBLISH",
+            b"feed",
+            format!("a{r}").as_bytes(),
+        ]));
+        batch.extend(common::encode(&[
+            b"EVAL",
+            b"return redis.call('PUBLISH', 'feed', ARGV[1])",
+            b"1",
+            key.as_bytes(),
+            format!("b{r}").as_bytes(),
+        ]));
+    }
+    publisher.send(&batch);
+    for _ in 0..2 * rounds {
+        let _ = next(&mut publisher);
+    }
     // The messages in order; the two keyspace events of each round anywhere among them (a
     // pipelined EXEC may take the lock path, whose events leave from the committing shard).
     let last = |raw: &mut Raw| {
@@ -858,6 +879,10 @@ fn publish_order(server: &Server) {
                     n += 1;
                 }
             }
+        }
+        for r in 0..rounds {
+            let got = [last(s), last(s)];
+            assert_eq!(got, [format!("a{r}"), format!("b{r}")], "subscriber {i}");
         }
     }
     // A transaction run on its shard: its keyspace event reaches every subscriber before

@@ -269,3 +269,46 @@ fn a_snapshot_starting_as_the_disk_fills_does_not_lock_the_other_shard() {
     let r = reply_within(&mut stream, Duration::from_secs(10)).expect("held write answered");
     assert!(r.starts_with("+OK"), "{r}");
 }
+
+/// A PUBLISH shows no data: while a shard's write waits for a full disk (its reply to the
+/// connection's shard held in the durability outbox), a PUBLISH from that shard to a
+/// subscriber on the other one is still delivered and answered at once.
+#[test]
+fn publish_does_not_wait_for_a_write_stuck_on_a_full_disk() {
+    let Some(disk) = SmallDisk::mount("3m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let args = args_on(&disk, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_raw(&args, None);
+    let mut sub = server.raw_on_shard(0, 2);
+    sub.cmd(&[b"SUBSCRIBE", b"ch"]);
+    let _ = sub.reply();
+    let _filler = disk.fill();
+    // Writes of keys on shard 1 from a connection of shard 0, until one is held.
+    let value = vec![b'x'; 32 * 1024];
+    let mut writer = server.raw_on_shard(0, 2).stream;
+    let mut held = false;
+    for key in common::keys_on("fill", 1, 2, 200) {
+        send(&mut writer, &[b"SET", key.as_bytes(), &value]);
+        match reply_within(&mut writer, Duration::from_secs(2)) {
+            Some(r) if r.starts_with("+OK") => {}
+            Some(r) if r.starts_with("-MISCONF") => break,
+            Some(r) => panic!("unexpected reply {r:?}"),
+            None => {
+                held = true;
+                break;
+            }
+        }
+    }
+    assert!(held, "a write was held once the disk was full");
+    let mut publisher = server.raw_on_shard(1, 2).stream;
+    send(&mut publisher, &[b"PUBLISH", b"ch", b"hi"]);
+    let r = reply_within(&mut publisher, Duration::from_secs(5));
+    assert_eq!(r.as_deref(), Some(":1\r\n"), "PUBLISH answered");
+    assert_eq!(
+        sub.reply_str(),
+        "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n"
+    );
+}

@@ -247,11 +247,10 @@ pub fn getex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     };
     match change {
         // As PERSIST: only a key with a TTL changes (and raises `persist`).
-        Some(0) => {
-            if db.deadline(key, now).is_some_and(|d| d != 0) {
-                db.set_deadline(key, 0, now);
-            }
+        Some(0) if db.deadline(key, now).is_some_and(|d| d != 0) => {
+            db.set_deadline(key, 0, now);
         }
+        Some(0) => {}
         Some(d) if d <= now as i64 => {
             db.remove(key, now);
         }

@@ -23,6 +23,8 @@ pub struct Durability {
     released: u64,
     /// Messages waiting for their LSN to be durable, in send order.
     outbox: VecDeque<(u64, ShardId, Msg)>,
+    /// How many of them are pub/sub messages (`Msg::Notify`), per destination shard.
+    notifies: hashbrown::HashMap<ShardId, usize>,
 }
 
 impl Durability {
@@ -85,18 +87,23 @@ impl Server {
             || (self.holding() && self.db.last_lsn > self.durable());
         if wait {
             let lsn = self.db.last_lsn;
+            if matches!(msg, Msg::Notify { .. }) {
+                *self.durability.notifies.entry(to).or_insert(0) += 1;
+            }
             self.durability.outbox.push_back((lsn, to, msg));
         } else {
             ctx.send(to, msg);
         }
     }
 
-    /// Send `msg` now, or behind the messages already waiting for the log (keeping the
-    /// order of what this shard sends to `to`).
+    /// Send a PUBLISH part to `to` now, or, while pub/sub messages for `to` wait for the
+    /// log, behind them (it must not overtake them; replies and lock grants waiting there
+    /// carry no messages, and it does not wait for those).
     pub fn send_behind_outbox(&mut self, ctx: &mut Ctx<Server>, to: ShardId, msg: Msg) {
+        let queued = self.durability.notifies.get(&to).is_some_and(|&n| n > 0);
         match self.durability.outbox.back() {
-            Some(&(lsn, _, _)) => self.durability.outbox.push_back((lsn, to, msg)),
-            None => ctx.send(to, msg),
+            Some(&(lsn, _, _)) if queued => self.durability.outbox.push_back((lsn, to, msg)),
+            _ => ctx.send(to, msg),
         }
     }
 
@@ -117,6 +124,11 @@ impl Server {
                 break;
             }
             if let Some((_, to, msg)) = self.durability.outbox.pop_front() {
+                if matches!(msg, Msg::Notify { .. }) {
+                    if let Some(n) = self.durability.notifies.get_mut(&to) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
                 ctx.send(to, msg);
             }
         }

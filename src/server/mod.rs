@@ -114,6 +114,10 @@ impl Rng {
     }
 }
 
+/// Output Redis keeps in each client's static buffer (`PROTO_REPLY_CHUNK_BYTES`), outside
+/// its output limits.
+const REPLY_BUFFER: usize = 16 * 1024;
+
 /// One shard's server: its slice of the keyspace and its connections' protocol state.
 pub struct Server {
     /// This shard.
@@ -427,6 +431,30 @@ impl Server {
         let Some(slot) = Self::reserve_reply(ctx, conn, parts.len() as u32, agg) else {
             return;
         };
+        if !local_ok && matches!(parts.first(), Some((_, Op::Publish { .. }))) {
+            // The connection has work queued here (a script that may publish first): the
+            // PUBLISH goes out when its turn comes, behind that work, in this shard's mail.
+            let parts: Vec<_> = parts
+                .into_iter()
+                .map(|(shard, op)| (shard, op.into_owned()))
+                .collect();
+            ctx.run_on(self.shard, move |s: &mut Server, ctx: &mut Ctx<Server>| {
+                for (part, (shard, op)) in parts.into_iter().enumerate() {
+                    let part = part as u32;
+                    if shard == s.shard {
+                        s.run_part(ctx, shard, Some(slot), part, op);
+                    } else {
+                        let msg = Msg::Request {
+                            slot: Some(slot),
+                            part,
+                            op,
+                        };
+                        s.send_behind_outbox(ctx, shard, msg);
+                    }
+                }
+            });
+            return;
+        }
         for (part, (shard, op)) in parts.into_iter().enumerate() {
             let part = part as u32;
             if shard == self.shard && local_ok {
@@ -435,6 +463,7 @@ impl Server {
                 // A PUBLISH must not overtake the messages this shard holds for another
                 // shard until the log has them (they may be the same connection's, from
                 // MULTI or a script). Here, the subscribers' output is held instead.
+                // (With work of its connection queued here it went out above instead.)
                 let behind = shard != self.shard && matches!(op, Op::Publish { .. });
                 let msg = Msg::Request {
                     slot: Some(slot),
@@ -680,7 +709,9 @@ impl Server {
         if limit.hard == 0 && limit.soft == 0 {
             return false;
         }
-        let unsent = ctx.unsent_output(conn);
+        // Redis does not count its 16 KB static reply buffer against the limits, so a
+        // tiny limit does not drop a client for one short reply (its own CONFIG SET's).
+        let unsent = ctx.unsent_output(conn).saturating_sub(REPLY_BUFFER);
         let now = ctx.now();
         let Some(state) = ctx.state(conn) else {
             return true;
