@@ -495,6 +495,8 @@ fn config_file_then_command_line_and_rewrite() {
             "allkeys-lfu",
             "auto-aof-rewrite-min-size",
             "1536kb",
+            "client-output-buffer-limit",
+            "pubsub 64mb 16mb 120 normal 1000 0 0",
         ],
     )
     .unwrap();
@@ -511,6 +513,11 @@ fn config_file_then_command_line_and_rewrite() {
     );
     assert!(text.contains("\nmaxmemory-policy allkeys-lfu\n"), "{text}");
     assert!(!text.contains("slowlog-max-len 5"), "{text}");
+    // Only the classes changed, sizes in units.
+    assert!(
+        text.contains("\nclient-output-buffer-limit normal 1000 0 0 pubsub 64mb 16mb 120\n"),
+        "{text}"
+    );
     // The rewritten file is valid and starts a server with those values.
     drop(c);
     let status = Command::new(env!("CARGO_BIN_EXE_coreshard"))

@@ -446,6 +446,9 @@ fn config_rewrite(s: &Server) -> Result<(), String> {
 /// A value as CONFIG REWRITE writes it: sizes in the largest whole unit, as Redis writes
 /// them (`64mb`, `1gb`, `1536kb`, `1000`), everything else as CONFIG GET shows it.
 fn rewrite_text(name: &str, value: &str) -> String {
+    if name == "client-output-buffer-limit" {
+        return output_limits_rewrite(value);
+    }
     const SIZES: [&str; 4] = [
         "maxmemory",
         "auto-aof-rewrite-min-size",
@@ -466,6 +469,33 @@ fn rewrite_text(name: &str, value: &str) -> String {
         }
     }
     value.to_string()
+}
+
+/// `client-output-buffer-limit` as CONFIG REWRITE writes it: the classes that differ from
+/// Redis's defaults, sizes in units (`pubsub 64mb 16mb 120`), as Redis writes them (one
+/// value here, several groups in it, which reads back the same).
+fn output_limits_rewrite(value: &str) -> String {
+    let Ok(groups) = crate::settings::parse_output_limits(value) else {
+        return value.to_string();
+    };
+    let size = |n: usize| match n {
+        0 => "0".to_string(),
+        n => rewrite_text("maxmemory", &n.to_string()),
+    };
+    groups
+        .into_iter()
+        .filter(|&(class, l)| crate::settings::OUTPUT_LIMITS[class] != l)
+        .map(|(class, l)| {
+            let name = crate::settings::OUTPUT_CLASSES[class];
+            format!(
+                "{name} {} {} {}",
+                size(l.hard),
+                size(l.soft),
+                l.soft_seconds
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 const CONFIG_HELP: [&str; 9] = [
