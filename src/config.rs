@@ -275,7 +275,9 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
 }
 
 fn parse_output_limit(s: &str) -> Result<OutputLimits, String> {
-    crate::settings::parse_output_limits(s).map(OutputLimits)
+    // On the command line any spacing goes, as redis-server's (CONFIG SET is stricter).
+    let words: Vec<&str> = s.split_whitespace().collect();
+    crate::settings::parse_output_limits(&words.join(" ")).map(OutputLimits)
 }
 
 /// `--client-output-buffer-limit` groups, by class index (`settings::OUTPUT_CLASSES`).
@@ -413,8 +415,12 @@ mod tests {
         assert!(parse_output_limit("normal 1x 0 0").is_err());
         assert!(parse_output_limit("normal 0 0 -1").is_err());
         assert!(parse_output_limit("normal 0 0 3x").is_err());
-        assert!(parse_output_limit("normal 0 0 0 ").is_err());
-        assert!(parse_output_limit("normal  0 0 0").is_err());
+        assert!(
+            parse_output_limit("normal  0 0 0 ").is_ok(),
+            "any spacing here"
+        );
+        assert!(crate::settings::parse_output_limits("normal 0 0 0 ").is_err());
+        assert!(crate::settings::parse_output_limits("normal  0 0 0").is_err());
         let OutputLimits(two) = parse_output_limit("normal 1k 2 3 REPLICA 1 2 3").unwrap();
         assert_eq!(two.len(), 2);
         assert_eq!((two[0].1.hard, two[0].1.soft_seconds), (1000, 3));

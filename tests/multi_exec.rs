@@ -424,3 +424,44 @@ fn commands_behind_a_transaction_run_after_the_client_half_closes() {
     }
     assert!(raw.closed());
 }
+
+/// Reads that run across shards (EXEC on key locks, STORE forms, COPY) count keyspace
+/// hits and misses as on one shard and as Redis 7.0 counts them (RENAME's lookup is a
+/// write: neither).
+#[test]
+fn cross_shard_reads_count_hits_and_misses() {
+    let server = Server::start(&["--shards", "4", "--appendonly", "no"]);
+    let c = &mut server.client();
+    let on = |prefix: &str, shard: usize| common::keys_on(prefix, shard, 4, 1).remove(0);
+    let (a, b, d, x, y, z, none) = (
+        on("a", 0),
+        on("b", 1),
+        on("d", 2),
+        on("x", 3),
+        on("y", 0),
+        on("z", 1),
+        on("none", 2),
+    );
+    q::<()>(c, &["SET", &a, "1"]).unwrap();
+    q::<()>(c, &["SET", &b, "1"]).unwrap();
+    q::<i64>(c, &["SADD", &x, "1"]).unwrap();
+    q::<i64>(c, &["SADD", &y, "1"]).unwrap();
+    q::<()>(c, &["CONFIG", "RESETSTAT"]).unwrap();
+    q::<i64>(c, &["COPY", &a, &d]).unwrap(); // hit
+    q::<i64>(c, &["COPY", &none, &z]).unwrap(); // miss
+    q::<i64>(c, &["SUNIONSTORE", &z, &x, &y, &none]).unwrap(); // 2 hits, 1 miss
+    let _: (Option<String>, Option<String>, Option<String>) = redis::pipe()
+        .atomic()
+        .cmd("GET")
+        .arg(&a)
+        .cmd("GET")
+        .arg(&b)
+        .cmd("GET")
+        .arg(&none)
+        .query(c)
+        .unwrap(); // 2 hits, 1 miss
+    q::<()>(c, &["RENAME", &b, &z]).unwrap(); // neither
+    let info: String = q(c, &["INFO", "stats"]).unwrap();
+    assert!(info.contains("keyspace_hits:5\r\n"), "{info}");
+    assert!(info.contains("keyspace_misses:3\r\n"), "{info}");
+}

@@ -554,9 +554,24 @@ impl Server {
         let mut answer = self.busy_answer();
         let (mut writes, flush, result, raised) = ctx.long_work(&mut answer, || decide(&t));
         let (mut events, messages) = match raised {
-            Some(r) => (Some(r.events), r.messages),
+            Some(r) => {
+                // The reads ran on the scratch copy: they count here.
+                self.db.hits += r.hits;
+                self.db.misses += r.misses;
+                (Some(r.events), r.messages)
+            }
             None => (None, Vec::new()),
         };
+        if let TxnKind::Copy { src, .. } = &t.kind {
+            // COPY reads its source (a hit or a miss), as on one shard; RENAME's is a
+            // write lookup (neither), as in Redis.
+            let found = t.entries.iter().any(|(k, e)| k == src && e.entry.is_some());
+            if found {
+                self.db.hits += 1;
+            } else {
+                self.db.misses += 1;
+            }
+        }
         if flush || !writes.is_empty() {
             // One record for the whole outcome: replay applies all of it or none. The
             // shards that apply it append a fence behind it instead of their own records.
@@ -919,6 +934,9 @@ type Events = Vec<(&'static str, Bytes)>;
 struct Raised {
     events: Events,
     messages: Vec<crate::notify::Message>,
+    /// The keyspace hits and misses of the commands' reads.
+    hits: u64,
+    misses: u64,
 }
 
 fn decide(t: &Txn) -> Decision {
@@ -1073,6 +1091,8 @@ fn exec_on_scratch(
     let raised = Raised {
         events: std::mem::take(&mut scratch.events.pending),
         messages: std::mem::take(&mut scratch.events.messages),
+        hits: scratch.hits,
+        misses: scratch.misses,
     };
     (writes, flush, OpResult::Multi(results), Some(raised))
 }
