@@ -284,6 +284,16 @@ pub fn receivers(ns: Ns, channel: &[u8]) -> i64 {
             .sum::<i64>()
 }
 
+/// How many distinct names of kind `ns` have a subscriber on some shard (INFO's
+/// `pubsub_channels`, `pubsub_patterns`, `pubsubshard_channels`).
+pub fn distinct(ns: Ns) -> usize {
+    let guard = census();
+    guard.as_ref().map_or(0, |c| match ns {
+        Ns::Pattern => c.patterns.len(),
+        _ => c.names.keys().filter(|(n, _)| *n == ns).count(),
+    })
+}
+
 /// A connection's subscriptions (kept only while it has any).
 #[derive(Debug, Default)]
 pub struct Subs {

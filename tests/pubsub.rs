@@ -688,6 +688,16 @@ fn publish_inside_multi_and_scripts_counts_every_shards_subscribers() {
     assert!(next(&mut ssub).starts_with("*3\n$10\nssubscribe"));
 
     let mut c = server.raw_on_shard(0, 4);
+    // INFO counts distinct names, though "jobs" has subscribers on every shard.
+    c.cmd(&[b"INFO", b"stats"]);
+    let info = c.reply_str();
+    for line in [
+        "pubsub_channels:1\r\n",
+        "pubsub_patterns:1\r\n",
+        "pubsubshard_channels:1\r\n",
+    ] {
+        assert!(info.contains(line), "{line}: {info}");
+    }
     let keys = common::keys_on("k", 1, 4, 1);
     let other = common::keys_on("k", 3, 4, 1);
     // A transaction over keys of two shards, and one all on another shard.

@@ -1,5 +1,6 @@
 //! COMMAND, CONFIG, INFO, DBSIZE, FLUSHALL/FLUSHDB.
 
+use crate::pubsub::Ns;
 use coreshard_engine::{ConnId, Ctx};
 use coreshard_protocol::Encoder;
 
@@ -396,7 +397,7 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 sum(|r| r.keyspace_bytes),
             ),
             "stats" => format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nrecv_buffer_exhausted:{}\r\nzero_copy_sends:{}\r\nzero_copy_sends_copied:{}\r\ntotal_error_replies:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nrecv_buffer_exhausted:{}\r\nzero_copy_sends:{}\r\nzero_copy_sends_copied:{}\r\ntotal_error_replies:{}\r\n",
                 sum(|r| r.accepted),
                 sum(|r| r.commands),
                 sum(|r| r.bytes_in),
@@ -406,8 +407,10 @@ pub fn format_info(s: &Server, sections: &[String], reports: &[ShardReport]) -> 
                 sum(|r| r.evicted),
                 sum(|r| r.hits),
                 sum(|r| r.misses),
-                sum(|r| r.pubsub_channels),
-                sum(|r| r.pubsub_patterns),
+                // Distinct names over all shards (one subscribed on two shards counts once).
+                crate::pubsub::distinct(Ns::Channel),
+                crate::pubsub::distinct(Ns::Pattern),
+                crate::pubsub::distinct(Ns::Shard),
                 sum(|r| r.output_limit_disconnections),
                 sum(|r| r.recv_buffer_exhausted),
                 sum(|r| r.zc_sends),

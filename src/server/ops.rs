@@ -237,11 +237,6 @@ pub struct ShardReport {
     pub used_memory: u64,
     /// Keys evicted under maxmemory.
     pub evicted: u64,
-    /// Channels with a subscriber on this shard (summed over shards: a channel with
-    /// subscribers on two shards counts twice).
-    pub pubsub_channels: u64,
-    /// Patterns with a subscriber on this shard.
-    pub pubsub_patterns: u64,
     /// Clients dropped for their output buffer limit.
     pub output_limit_disconnections: u64,
     /// Clients of this shard blocked in a blocking pop.
@@ -579,10 +574,6 @@ impl Server {
                     keyspace_bytes: db.structure_bytes() as u64,
                     used_memory: crate::evict::used(db) as u64,
                     evicted: db.evict.evicted,
-                    pubsub_channels: self.pubsub.names(crate::pubsub::Ns::Channel, None).len()
-                        as u64,
-                    pubsub_patterns: self.pubsub.names(crate::pubsub::Ns::Pattern, None).len()
-                        as u64,
                     output_limit_disconnections: self.pubsub.disconnections,
                     blocked_clients: self.blocked_clients() as u64,
                     blocking_keys: self.blocking_counts().0 as u64,
