@@ -490,6 +490,19 @@ fn subscribed_mode_refusals_in_redis_order() {
             "-ERR wrong number of arguments for 'get' command".into(),
         ),
         (&[b"GET", b"k"], format!("-ERR Can't execute 'get': {only}")),
+        // A subcommand's arity comes first too, named as Redis names it.
+        (
+            &[b"CONFIG", b"GET"],
+            "-ERR wrong number of arguments for 'config|get' command".into(),
+        ),
+        (
+            &[b"CLIENT", b"ID", b"x"],
+            "-ERR wrong number of arguments for 'client|id' command".into(),
+        ),
+        (
+            &[b"XINFO", b"STREAM"],
+            "-ERR wrong number of arguments for 'xinfo|stream' command".into(),
+        ),
     ] {
         c.cmd(cmd);
         assert_eq!(next(&mut c), want);

@@ -525,6 +525,14 @@ const SUBCOMMANDS: &[&str] = &[
     "xinfo|stream",
 ];
 
+/// Redis 7.0's arity of each of [`SUBCOMMANDS`] (as `COMMAND INFO` reports it: the
+/// argument count with the container's name, negative for "at least").
+const SUBCOMMAND_ARITY: &[i32] = &[
+    3, 2, 2, 2, 2, 2, -3, -2, 3, -3, 3, 3, -3, 2, -3, 2, 2, -2, -4, -4, 2, -2, -2, -3, 2, 2, 2, -4,
+    3, 2, -2, 2, 2, -2, -3, -3, 2, 2, 3, 2, -2, 3, 2, -2, 2, 2, 2, 2, 2, -3, 3, 3, 2, 3, 3, -2, 2,
+    2, -2, -2, -2, 3, -3, -2, 2, 2, 3, -2, 2, 2, 2, -5, 5, 5, 4, 2, -5, 4, 3, 2, -3,
+];
+
 /// The containers of [`SUBCOMMANDS`].
 const CONTAINERS: &[&str] = &[
     "client", "command", "config", "function", "latency", "memory", "object", "pubsub", "script",
@@ -550,6 +558,22 @@ pub fn full_name(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> &'static str
         })
         .copied()
         .unwrap_or("NULL")
+}
+
+/// Redis's arity error for a known subcommand called with the wrong number of arguments
+/// (`config|get`), which Redis gives before other refusals such as the subscribed
+/// context's.
+pub fn wrong_subcommand_arity(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> Option<String> {
+    let full = full_name(spec, args);
+    let i = SUBCOMMANDS.iter().position(|n| *n == full)?;
+    let arity = *SUBCOMMAND_ARITY.get(i)?;
+    let n = args.len() as i64;
+    let ok = if arity >= 0 {
+        n == i64::from(arity)
+    } else {
+        n >= -i64::from(arity)
+    };
+    (!ok).then(|| format!("ERR wrong number of arguments for '{full}' command"))
 }
 
 /// Redis's arity error for a command.
@@ -644,6 +668,7 @@ mod tests {
             .collect();
         from_subs.dedup();
         assert_eq!(from_subs, CONTAINERS);
+        assert_eq!(SUBCOMMAND_ARITY.len(), SUBCOMMANDS.len());
         for c in CONTAINERS {
             let spec = lookup(c.as_bytes()).expect("a container is a command");
             assert!(spec.arity < 0, "{c}: full_name skips fixed-arity commands");

@@ -830,7 +830,8 @@ impl Server {
         // subcommand, `NULL`, gets its container's own error); named as Redis 7 names it
         // (`client|id`).
         if subscribed && name != "NULL" && !commands::pubsub::allowed_while_subscribed(spec.name) {
-            let msg = commands::pubsub::subscribed_context_error(name);
+            let msg = commands::wrong_subcommand_arity(spec, args)
+                .unwrap_or_else(|| commands::pubsub::subscribed_context_error(name));
             self.error(ctx, conn, &msg);
             return Some((idx, true));
         }
