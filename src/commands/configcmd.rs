@@ -455,20 +455,22 @@ fn rewrite_text(name: &str, value: &str) -> String {
         "proto-max-bulk-len",
         "client-query-buffer-limit",
     ];
-    let Some(bytes) = SIZES
-        .contains(&name)
-        .then(|| value.parse::<u64>().ok())
-        .flatten()
-        .filter(|&b| b > 0)
-    else {
-        return value.to_string();
-    };
-    for (unit, size) in [("gb", 1u64 << 30), ("mb", 1 << 20), ("kb", 1 << 10)] {
-        if bytes % size == 0 {
-            return format!("{}{unit}", bytes / size);
+    match SIZES.contains(&name).then(|| value.parse::<u64>().ok()) {
+        Some(Some(bytes)) => size_text(bytes),
+        _ => value.to_string(),
+    }
+}
+
+/// A size in the largest whole unit (`64mb`, `1536kb`, `1000`, `0`).
+fn size_text(bytes: u64) -> String {
+    if bytes > 0 {
+        for (unit, size) in [("gb", 1u64 << 30), ("mb", 1 << 20), ("kb", 1 << 10)] {
+            if bytes % size == 0 {
+                return format!("{}{unit}", bytes / size);
+            }
         }
     }
-    value.to_string()
+    bytes.to_string()
 }
 
 /// `client-output-buffer-limit` as CONFIG REWRITE writes it: the classes that differ from
@@ -478,10 +480,7 @@ fn output_limits_rewrite(value: &str) -> String {
     let Ok(groups) = crate::settings::parse_output_limits(value) else {
         return value.to_string();
     };
-    let size = |n: usize| match n {
-        0 => "0".to_string(),
-        n => rewrite_text("maxmemory", &n.to_string()),
-    };
+    let size = |n: usize| size_text(n as u64);
     groups
         .into_iter()
         .filter(|&(class, l)| crate::settings::OUTPUT_LIMITS[class] != l)
