@@ -371,6 +371,71 @@ fn requirepass_gates_commands() {
     assert_eq!(cmd("GET").arg("a").query::<String>(&mut c).unwrap(), "b");
 }
 
+/// Redis 7.0 refuses an unknown subcommand and a wrong argument count before it asks for
+/// AUTH, outside and inside MULTI; a refused unknown subcommand counts under no command.
+#[test]
+fn arity_and_unknown_subcommands_come_before_noauth() {
+    let server = Server::start(&["--requirepass", "pw", "--shards", "2"]);
+    let mut raw = server.raw();
+    let expect: [(&[&[u8]], &str); 6] = [
+        (
+            &[b"GET"],
+            "-ERR wrong number of arguments for 'get' command\r\n",
+        ),
+        (
+            &[b"config", b"get"],
+            "-ERR wrong number of arguments for 'config|get' command\r\n",
+        ),
+        (
+            &[b"config", b"nosuch"],
+            "-ERR unknown subcommand 'nosuch'. Try CONFIG HELP.\r\n",
+        ),
+        (
+            &[b"CONFIG"],
+            "-ERR wrong number of arguments for 'config' command\r\n",
+        ),
+        (&[b"GET", b"k"], "-NOAUTH Authentication required.\r\n"),
+        (
+            &[b"CONFIG", b"GET", b"x"],
+            "-NOAUTH Authentication required.\r\n",
+        ),
+    ];
+    for (req, reply) in expect {
+        raw.cmd(req);
+        assert_eq!(raw.reply_str(), reply, "{req:?}");
+    }
+    raw.cmd(&[b"AUTH", b"pw"]);
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    raw.cmd(&[b"CONFIG", b"SET", b"maxmemory", b"1", b"maxmemory-policy"]);
+    assert_eq!(raw.reply_str(), "-ERR syntax error\r\n");
+    raw.cmd(&[b"MULTI"]);
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    raw.cmd(&[b"OBJECT", b"encoding"]);
+    assert_eq!(
+        raw.reply_str(),
+        "-ERR wrong number of arguments for 'object|encoding' command\r\n"
+    );
+    raw.cmd(&[b"EXEC"]);
+    assert_eq!(
+        raw.reply_str(),
+        "-EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+    raw.cmd(&[b"CONFIG", b"RESETSTAT"]);
+    assert_eq!(raw.reply_str(), "+OK\r\n");
+    raw.cmd(&[b"CONFIG", b"nosuch", b"x"]);
+    assert_eq!(
+        raw.reply_str(),
+        "-ERR unknown subcommand 'nosuch'. Try CONFIG HELP.\r\n"
+    );
+    raw.cmd(&[b"INFO", b"commandstats"]);
+    let info = raw.reply_str();
+    let config = info.lines().find(|l| l.starts_with("cmdstat_config:"));
+    assert!(
+        config.is_some_and(|l| l.contains("calls=1,") && l.contains("rejected_calls=0,")),
+        "only CONFIG RESETSTAT counts: {config:?}"
+    );
+}
+
 /// One pipeline mixing a command in several spellings with unknown names that share a
 /// prefix or differ by one letter (the server remembers the last command it looked up):
 /// every request gets its own command's reply, case-insensitively, and unknown names are

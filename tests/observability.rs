@@ -518,6 +518,29 @@ fn config_file_then_command_line_and_rewrite() {
         text.contains("\nclient-output-buffer-limit normal 1000 0 0 pubsub 64mb 16mb 120\n"),
         "{text}"
     );
+    // Every class back at its default: the line stays with the first class's default,
+    // as Redis rewrites it.
+    let _: () = q(
+        &mut c,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "normal 0 0 0 pubsub 32mb 8mb 60",
+        ],
+    )
+    .unwrap();
+    let _: () = q(&mut c, &["CONFIG", "REWRITE"]).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("\nclient-output-buffer-limit normal 0 0 0\n"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("client-output-buffer-limit").count(),
+        1,
+        "{text}"
+    );
     // The rewritten file is valid and starts a server with those values.
     drop(c);
     let status = Command::new(env!("CARGO_BIN_EXE_coreshard"))

@@ -367,7 +367,8 @@ fn apply(s: &Server, setting: Setting) {
 /// all-or-nothing), with Redis's errors for unknown, immutable and bad values.
 fn config_set(s: &mut Server, args: Args) -> Result<(), String> {
     if args.len() % 2 != 0 {
-        return Err("ERR wrong number of arguments for 'config|set' command".into());
+        // (Redis 7.0's reply to an odd count past the arity check.)
+        return Err("ERR syntax error".into());
     }
     let known: Vec<&str> = config_params(s).iter().map(|(n, _)| *n).collect();
     let mut names: Vec<String> = Vec::new();
@@ -475,15 +476,24 @@ fn size_text(bytes: u64) -> String {
 
 /// `client-output-buffer-limit` as CONFIG REWRITE writes it: the classes that differ from
 /// Redis's defaults, sizes in units (`pubsub 64mb 16mb 120`), as Redis writes them (one
-/// value here, several groups in it, which reads back the same).
+/// value here, several groups in it, which reads back the same). With every class at its
+/// default it is the first class's default (`normal 0 0 0`), which Redis writes in that
+/// case where the file had the directive (it is then also the default's text, so the
+/// directive is not added to a file without it).
 fn output_limits_rewrite(value: &str) -> String {
     let Ok(groups) = crate::settings::parse_output_limits(value) else {
         return value.to_string();
     };
     let size = |n: usize| size_text(n as u64);
-    groups
+    let mut changed: Vec<_> = groups
         .into_iter()
         .filter(|&(class, l)| crate::settings::OUTPUT_LIMITS[class] != l)
+        .collect();
+    if changed.is_empty() {
+        changed.push((0, crate::settings::OUTPUT_LIMITS[0]));
+    }
+    changed
+        .into_iter()
         .map(|(class, l)| {
             let name = crate::settings::OUTPUT_CLASSES[class];
             format!(

@@ -440,7 +440,9 @@ pub fn subcommand_syntax_error(sub: &[u8], command: &str) -> String {
 }
 
 /// Redis 7's full names of the subcommands of the containers this server has, as
-/// `CLIENT LIST` shows the last command (`cmd=client|list`).
+/// `CLIENT LIST` shows the last command (`cmd=client|list`): Redis 7.0's, and Redis 7.2's
+/// `client|setinfo`, which client libraries send on connect. A subcommand missing here is
+/// refused as unknown before its handler runs (`early_refusal`).
 const SUBCOMMANDS: &[&str] = &[
     "client|caching",
     "client|getname",
@@ -454,6 +456,7 @@ const SUBCOMMANDS: &[&str] = &[
     "client|pause",
     "client|reply",
     "client|setname",
+    "client|setinfo",
     "client|tracking",
     "client|trackinginfo",
     "client|unblock",
@@ -525,12 +528,12 @@ const SUBCOMMANDS: &[&str] = &[
     "xinfo|stream",
 ];
 
-/// Redis 7.0's arity of each of [`SUBCOMMANDS`] (as `COMMAND INFO` reports it: the
+/// Redis 7.0's (7.2's for `client|setinfo`) arity of each of [`SUBCOMMANDS`] (as `COMMAND INFO` reports it: the
 /// argument count with the container's name, negative for "at least").
 const SUBCOMMAND_ARITY: &[i32] = &[
-    3, 2, 2, 2, 2, 2, -3, -2, 3, -3, 3, 3, -3, 2, -3, 2, 2, -2, -4, -4, 2, -2, -2, -3, 2, 2, 2, -4,
-    3, 2, -2, 2, 2, -2, -3, -3, 2, 2, 3, 2, -2, 3, 2, -2, 2, 2, 2, 2, 2, -3, 3, 3, 2, 3, 3, -2, 2,
-    2, -2, -2, -2, 3, -3, -2, 2, 2, 3, -2, 2, 2, 2, -5, 5, 5, 4, 2, -5, 4, 3, 2, -3,
+    3, 2, 2, 2, 2, 2, -3, -2, 3, -3, 3, 3, 4, -3, 2, -3, 2, 2, -2, -4, -4, 2, -2, -2, -3, 2, 2, 2,
+    -4, 3, 2, -2, 2, 2, -2, -3, -3, 2, 2, 3, 2, -2, 3, 2, -2, 2, 2, 2, 2, 2, -3, 3, 3, 2, 3, 3, -2,
+    2, 2, -2, -2, -2, 3, -3, -2, 2, 2, 3, -2, 2, 2, 2, -5, 5, 5, 4, 2, -5, 4, 3, 2, -3,
 ];
 
 /// The containers of [`SUBCOMMANDS`].
@@ -560,10 +563,41 @@ pub fn full_name(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> &'static str
         .unwrap_or("NULL")
 }
 
+/// Redis's first refusal of a request to a known command, before NOAUTH and every other
+/// check (Redis 7.0's `processCommand`): an unknown subcommand of a container (`unknown:
+/// true`, for no command's statistics, as Redis has no command to count it under), then the
+/// command's or the subcommand's arity (`config|get`).
+pub fn early_refusal(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> Option<Refusal> {
+    if !spec.arity_ok(args.len()) {
+        return Some(Refusal {
+            message: spec.arity_error(),
+            unknown: false,
+        });
+    }
+    if full_name(spec, args) == "NULL" {
+        let sub = args.get(1).map_or(&[][..], |a| a.as_ref());
+        return Some(Refusal {
+            message: unknown_subcommand_error(sub, spec.name),
+            unknown: true,
+        });
+    }
+    wrong_subcommand_arity(spec, args).map(|message| Refusal {
+        message,
+        unknown: false,
+    })
+}
+
+/// What [`early_refusal`] answers.
+pub struct Refusal {
+    /// The error text.
+    pub message: String,
+    /// The subcommand does not exist (no statistics are kept for it).
+    pub unknown: bool,
+}
+
 /// Redis's arity error for a known subcommand called with the wrong number of arguments
-/// (`config|get`), which Redis gives before other refusals such as the subscribed
-/// context's.
-pub fn wrong_subcommand_arity(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> Option<String> {
+/// (`config|get`).
+fn wrong_subcommand_arity(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> Option<String> {
     let full = full_name(spec, args);
     let i = SUBCOMMANDS.iter().position(|n| *n == full)?;
     let arity = *SUBCOMMAND_ARITY.get(i)?;

@@ -276,10 +276,10 @@ pub fn queue_if_in_multi(
         }
     };
     let authed = state.authed;
-    let refusal = if !authed && !spec.no_auth {
+    let refusal = if let Some(r) = super::early_refusal(spec, args) {
+        Some(r.message)
+    } else if !authed && !spec.no_auth {
         Some("NOAUTH Authentication required.".to_string())
-    } else if !spec.arity_ok(args.len()) {
-        Some(spec.arity_error())
     } else {
         refuse_in_multi(spec)
     };

@@ -129,8 +129,8 @@ fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
     let in_multi = state.multi.is_some();
     // Redis's order of refusals: arity, NOAUTH, a no-multi command inside MULTI, the RESP2
     // subscribed context, then BUSY.
-    let refusal = if !spec.arity_ok(args.len()) {
-        Some(spec.arity_error())
+    let refusal = if let Some(r) = commands::early_refusal(spec, args) {
+        Some(r.message)
     } else if !state.authed && !spec.no_auth {
         Some("NOAUTH Authentication required.".into())
     } else if in_multi && spec.flags.contains(&"no_multi") {
@@ -139,7 +139,9 @@ fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
         && state.proto == Protocol::Resp2
         && !commands::pubsub::allowed_while_subscribed(spec.name)
     {
-        Some(commands::pubsub::subscribed_context_error(spec.name))
+        Some(commands::pubsub::subscribed_context_error(
+            commands::full_name(spec, args),
+        ))
     } else {
         None
     };

@@ -816,22 +816,19 @@ impl Server {
             self.error(ctx, conn, &msg);
             return None;
         };
+        // Redis's order: an unknown subcommand and the arities, then NOAUTH, then the RESP2
+        // subscribed context (named as Redis 7 names it: `client|id`).
+        if let Some(refusal) = commands::early_refusal(spec, args) {
+            self.error(ctx, conn, &refusal.message);
+            return (!refusal.unknown).then_some((idx, true));
+        }
         let authed = ctx.state(conn).is_some_and(|s| s.authed);
         if !authed && !spec.no_auth {
             self.error(ctx, conn, "NOAUTH Authentication required.");
             return Some((idx, true));
         }
-        if !spec.arity_ok(args.len()) {
-            let msg = spec.arity_error();
-            self.error(ctx, conn, &msg);
-            return Some((idx, true));
-        }
-        // RESP2 subscribed mode, after the name and arity checks as in Redis (an unknown
-        // subcommand, `NULL`, gets its container's own error); named as Redis 7 names it
-        // (`client|id`).
-        if subscribed && name != "NULL" && !commands::pubsub::allowed_while_subscribed(spec.name) {
-            let msg = commands::wrong_subcommand_arity(spec, args)
-                .unwrap_or_else(|| commands::pubsub::subscribed_context_error(name));
+        if subscribed && !commands::pubsub::allowed_while_subscribed(spec.name) {
+            let msg = commands::pubsub::subscribed_context_error(name);
             self.error(ctx, conn, &msg);
             return Some((idx, true));
         }
