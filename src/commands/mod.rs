@@ -536,7 +536,8 @@ const SUBCOMMAND_ARITY: &[i32] = &[
     2, 2, -2, -2, -2, 3, -3, -2, 2, 2, 3, -2, 2, 2, 2, -5, 5, 5, 4, 2, -5, 4, 3, 2, -3,
 ];
 
-/// The containers of [`SUBCOMMANDS`].
+/// The containers of [`SUBCOMMANDS`] (what [`is_container`] matches; checked by a test).
+#[cfg(test)]
 const CONTAINERS: &[&str] = &[
     "client", "command", "config", "function", "latency", "memory", "object", "pubsub", "script",
     "slowlog", "xgroup", "xinfo",
@@ -547,7 +548,7 @@ const CONTAINERS: &[&str] = &[
 #[inline]
 pub fn full_name(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> &'static str {
     // Every container takes a variable number of arguments; most commands are out here.
-    if spec.arity >= 0 || !CONTAINERS.contains(&spec.name) {
+    if spec.arity >= 0 || !is_container(spec.name) {
         return spec.name;
     }
     let Some(sub) = args.get(1).map(|a| a.as_ref()) else {
@@ -563,25 +564,63 @@ pub fn full_name(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> &'static str
         .unwrap_or("NULL")
 }
 
+/// Whether `name` is one of [`CONTAINERS`] (a `match`: this runs for every request).
+#[inline]
+fn is_container(name: &str) -> bool {
+    matches!(
+        name,
+        "client"
+            | "command"
+            | "config"
+            | "function"
+            | "latency"
+            | "memory"
+            | "object"
+            | "pubsub"
+            | "script"
+            | "slowlog"
+            | "xgroup"
+            | "xinfo"
+    )
+}
+
 /// Redis's first refusal of a request to a known command, before NOAUTH and every other
 /// check (Redis 7.0's `processCommand`): an unknown subcommand of a container (`unknown:
 /// true`, for no command's statistics, as Redis has no command to count it under), then the
-/// command's or the subcommand's arity (`config|get`).
-pub fn early_refusal(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> Option<Refusal> {
+/// command's or the subcommand's arity (`config|get`). `full` is [`full_name`]'s answer
+/// for the request (the caller has it already: this runs for every request).
+#[inline]
+pub fn early_refusal(
+    spec: &'static Spec,
+    full: &'static str,
+    args: &[impl AsRef<[u8]>],
+) -> Option<Refusal> {
     if !spec.arity_ok(args.len()) {
         return Some(Refusal {
             message: spec.arity_error(),
             unknown: false,
         });
     }
-    if full_name(spec, args) == "NULL" {
+    if full.len() == spec.name.len() {
+        return None; // not a container's subcommand (those are longer, with a `|`)
+    }
+    container_refusal(spec, full, args)
+}
+
+#[cold]
+fn container_refusal(
+    spec: &'static Spec,
+    full: &'static str,
+    args: &[impl AsRef<[u8]>],
+) -> Option<Refusal> {
+    if full == "NULL" {
         let sub = args.get(1).map_or(&[][..], |a| a.as_ref());
         return Some(Refusal {
             message: unknown_subcommand_error(sub, spec.name),
             unknown: true,
         });
     }
-    wrong_subcommand_arity(spec, args).map(|message| Refusal {
+    wrong_subcommand_arity(full, args).map(|message| Refusal {
         message,
         unknown: false,
     })
@@ -597,8 +636,7 @@ pub struct Refusal {
 
 /// Redis's arity error for a known subcommand called with the wrong number of arguments
 /// (`config|get`).
-fn wrong_subcommand_arity(spec: &'static Spec, args: &[impl AsRef<[u8]>]) -> Option<String> {
-    let full = full_name(spec, args);
+fn wrong_subcommand_arity(full: &str, args: &[impl AsRef<[u8]>]) -> Option<String> {
     let i = SUBCOMMANDS.iter().position(|n| *n == full)?;
     let arity = *SUBCOMMAND_ARITY.get(i)?;
     let n = args.len() as i64;
@@ -706,6 +744,14 @@ mod tests {
         for c in CONTAINERS {
             let spec = lookup(c.as_bytes()).expect("a container is a command");
             assert!(spec.arity < 0, "{c}: full_name skips fixed-arity commands");
+        }
+        for spec in all_commands() {
+            assert_eq!(
+                is_container(spec.name),
+                CONTAINERS.contains(&spec.name),
+                "{}",
+                spec.name
+            );
         }
     }
 

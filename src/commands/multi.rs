@@ -276,7 +276,7 @@ pub fn queue_if_in_multi(
         }
     };
     let authed = state.authed;
-    let refusal = if let Some(r) = super::early_refusal(spec, args) {
+    let refusal = if let Some(r) = super::early_refusal(spec, super::full_name(spec, args), args) {
         Some(r.message)
     } else if !authed && !spec.no_auth {
         Some("NOAUTH Authentication required.".to_string())

@@ -129,7 +129,8 @@ fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
     let in_multi = state.multi.is_some();
     // Redis's order of refusals: arity, NOAUTH, a no-multi command inside MULTI, the RESP2
     // subscribed context, then BUSY.
-    let refusal = if let Some(r) = commands::early_refusal(spec, args) {
+    let full = commands::full_name(spec, args);
+    let refusal = if let Some(r) = commands::early_refusal(spec, full, args) {
         Some(r.message)
     } else if !state.authed && !spec.no_auth {
         Some("NOAUTH Authentication required.".into())
@@ -139,9 +140,7 @@ fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
         && state.proto == Protocol::Resp2
         && !commands::pubsub::allowed_while_subscribed(spec.name)
     {
-        Some(commands::pubsub::subscribed_context_error(
-            commands::full_name(spec, args),
-        ))
+        Some(commands::pubsub::subscribed_context_error(full))
     } else {
         None
     };

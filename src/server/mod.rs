@@ -818,7 +818,7 @@ impl Server {
         };
         // Redis's order: an unknown subcommand and the arities, then NOAUTH, then the RESP2
         // subscribed context (named as Redis 7 names it: `client|id`).
-        if let Some(refusal) = commands::early_refusal(spec, args) {
+        if let Some(refusal) = commands::early_refusal(spec, name, args) {
             self.error(ctx, conn, &refusal.message);
             return (!refusal.unknown).then_some((idx, true));
         }
