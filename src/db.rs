@@ -437,6 +437,22 @@ impl Db {
         self.map.scan(cursor, count, now, f)
     }
 
+    /// Start a snapshot of the keyspace as it is now (see [`TtlMap::snapshot_begin`]).
+    pub fn snapshot_begin(&mut self, now: u64) {
+        self.map.snapshot_begin(now);
+    }
+
+    /// Hand up to `budget` entries of the snapshot to `f`; true once it is over (see
+    /// [`TtlMap::snapshot_step`]).
+    pub fn snapshot_step(&mut self, budget: usize, f: impl FnMut(&[u8], Found<'_>, u64)) -> bool {
+        self.map.snapshot_step(budget, f)
+    }
+
+    /// Drop the snapshot in progress.
+    pub fn snapshot_abort(&mut self) {
+        self.map.snapshot_abort();
+    }
+
     /// A random live key.
     pub fn random_key(&mut self, now: u64, rand: impl FnMut() -> u64) -> Option<Vec<u8>> {
         self.map.random_key(now, rand)

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use coreshard_engine::wal::{SnapshotWriter, WalError};
 
 use super::effect;
+use crate::db::{Db, Found};
 
 /// A snapshot is being taken (one at a time, server-wide).
 pub static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
@@ -170,16 +171,6 @@ const META: u8 = 0;
 const KEY: u8 = 1;
 const OBJ: u8 = 2;
 
-/// A key's value as a snapshot part holds it: strings shared, collections serialized at
-/// the copy (so later edits do not reach the snapshot).
-#[derive(Debug)]
-pub enum SnapValue {
-    /// A string.
-    Str(Bytes),
-    /// A collection's type tag and serialized form.
-    Obj(u8, Bytes),
-}
-
 /// Payload of a part's first entry: which shard, as of which of its LSNs.
 pub fn meta_payload(shard: usize) -> Vec<u8> {
     let mut out = vec![META];
@@ -188,18 +179,19 @@ pub fn meta_payload(shard: usize) -> Vec<u8> {
 }
 
 /// Payload of a key entry.
-pub fn key_payload(key: &[u8], value: &SnapValue, deadline: u64) -> Vec<u8> {
+pub fn key_payload(key: &[u8], value: Found<'_>, deadline: u64) -> Vec<u8> {
     match value {
-        SnapValue::Str(v) => {
+        Found::Bytes(v) => {
             let mut out = vec![KEY];
-            effect::set_payload(&mut out, key, v, deadline);
+            effect::set_payload(&mut out, key, v.as_slice(), deadline);
             out
         }
-        SnapValue::Obj(ty, data) => {
+        Found::Object(o) => {
+            let (ty, data) = o.encode();
             let e = effect::Effect::Obj {
                 key: Bytes::copy_from_slice(key),
-                ty: *ty,
-                data: data.clone(),
+                ty,
+                data: Bytes::from(data),
                 deadline,
             };
             let (_, payload) = e.encode();
@@ -261,7 +253,9 @@ pub fn end(ok: bool) {
     IN_PROGRESS.store(false, Ordering::Release);
 }
 
-/// One shard's part being written: a copy of its keys, written a step at a time.
+/// One shard's part being written: the keyspace as it was at `lsn`, read from the map's
+/// copy-on-write snapshot (`TtlMap::snapshot_begin`) a step at a time between I/O, while
+/// the shard goes on serving writes.
 pub struct PartJob {
     /// Snapshot id.
     pub id: u64,
@@ -269,45 +263,51 @@ pub struct PartJob {
     pub coordinator: usize,
     writer: Option<SnapshotWriter>,
     lsn: u64,
-    entries: Vec<(Bytes, SnapValue, u64)>,
-    next: usize,
 }
 
 /// Entries one step writes before yielding to I/O.
 const STEP: usize = 4096;
 
 impl PartJob {
-    /// A part for `shard` at `lsn`, holding `entries` (key, value, deadline).
+    /// A part for `shard` as of `lsn`: starts `db`'s snapshot, now.
     pub fn new(
         id: u64,
         coordinator: usize,
         shard: usize,
         mut writer: SnapshotWriter,
         lsn: u64,
-        entries: Vec<(Bytes, SnapValue, u64)>,
+        db: &mut Db,
+        now: u64,
     ) -> Result<PartJob, WalError> {
         writer.write(lsn, &meta_payload(shard))?;
+        db.snapshot_begin(now);
         Ok(PartJob {
             id,
             coordinator,
             writer: Some(writer),
             lsn,
-            entries,
-            next: 0,
         })
     }
 
-    /// Write the next step; `Ok(true)` once the part is finished and synced.
-    pub fn step(&mut self) -> Result<bool, WalError> {
+    /// Write the next step of `db`'s snapshot; `Ok(true)` once the part is finished and
+    /// synced. On an error the snapshot is dropped.
+    pub fn step(&mut self, db: &mut Db) -> Result<bool, WalError> {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(true);
         };
-        let end = (self.next + STEP).min(self.entries.len());
-        for (k, v, d) in &self.entries[self.next..end] {
-            writer.write(self.lsn, &key_payload(k, v, *d))?;
+        let lsn = self.lsn;
+        let mut failed = None;
+        let done = db.snapshot_step(STEP, |k, v, d| {
+            if failed.is_none() {
+                failed = writer.write(lsn, &key_payload(k, v, d)).err();
+            }
+        });
+        if let Some(e) = failed {
+            db.snapshot_abort();
+            self.writer = None;
+            return Err(e);
         }
-        self.next = end;
-        if self.next < self.entries.len() {
+        if !done {
             return Ok(false);
         }
         if let Some(w) = self.writer.take() {

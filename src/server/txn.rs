@@ -29,7 +29,7 @@ use crate::commands::multi::{run_queued, Queued};
 use crate::db::{Db, OwnedValue};
 use crate::persist::effect::Effect;
 use crate::persist::snapshot;
-use coreshard_engine::ttl::{Owned, Stored};
+use coreshard_engine::ttl::Owned;
 use coreshard_engine::wal::LogPosition;
 
 /// A transaction: the coordinating shard and its sequence number there.
@@ -816,8 +816,9 @@ impl Server {
         }
     }
 
-    /// Copy this shard's keys for snapshot `id` (still under the snapshot's lock, so the
-    /// copy is exactly the state at this shard's last LSN).
+    /// Start this shard's part of snapshot `id` (still under the snapshot's lock, so it is
+    /// exactly the state at this shard's last LSN; later writes only copy what they change
+    /// before the part has it).
     pub fn copy_for_snapshot(&mut self, ctx: &mut Ctx<Server>, coordinator: ShardId, id: u64) {
         let fail = |e: String| Msg::SnapshotPart { id, error: Some(e) };
         let Some(wal) = self.wal.as_ref() else {
@@ -827,33 +828,9 @@ impl Server {
             Ok(w) => w,
             Err(e) => return ctx.send(coordinator, fail(e.to_string())),
         };
-        let now = unix_ms();
-        let mut pairs = Vec::with_capacity(self.db.len());
-        let mut cursor = 0;
-        loop {
-            cursor = self.db.scan(cursor, 1 << 16, now, |k, v| {
-                let v = match v {
-                    Stored::Bytes(b) => snapshot::SnapValue::Str(b.to_bytes()),
-                    Stored::Object(o) => {
-                        let (ty, data) = o.encode();
-                        snapshot::SnapValue::Obj(ty, Bytes::from(data))
-                    }
-                };
-                pairs.push((Bytes::copy_from_slice(k), v));
-            });
-            if cursor == 0 {
-                break;
-            }
-        }
-        let entries = pairs
-            .into_iter()
-            .filter_map(|(k, v)| {
-                let d = self.db.deadline(&k, now)?;
-                Some((k, v, d))
-            })
-            .collect();
         let lsn = self.db.last_lsn;
-        match snapshot::PartJob::new(id, coordinator, self.shard, writer, lsn, entries) {
+        let now = unix_ms();
+        match snapshot::PartJob::new(id, coordinator, self.shard, writer, lsn, &mut self.db, now) {
             Ok(job) => self.part_job = Some(job),
             Err(e) => ctx.send(coordinator, fail(e.to_string())),
         }
@@ -864,7 +841,7 @@ impl Server {
         let Some(job) = self.part_job.as_mut() else {
             return;
         };
-        let done = job.step();
+        let done = job.step(&mut self.db);
         let (id, coordinator) = (job.id, job.coordinator);
         match done {
             Ok(false) => ctx.run_again(),

@@ -24,6 +24,7 @@ pub mod access;
 mod arena;
 mod entry;
 mod expiry;
+mod snapshot;
 
 use std::hash::BuildHasher;
 
@@ -133,6 +134,8 @@ pub struct TtlMap<O = NoObject> {
     /// Keys removed by expiry since the last [`TtlMap::take_expired`], when asked for
     /// (keyspace notifications).
     expired_log: Option<Vec<Bytes>>,
+    /// The snapshot being read, if any (see `snapshot.rs`).
+    snap: Option<Box<snapshot::Snap<O>>>,
 }
 
 impl<O: Object> Default for TtlMap<O> {
@@ -176,6 +179,7 @@ impl<O: Object> TtlMap<O> {
             access: Access::Lru,
             rng: 0x9E37_79B9_7F4A_7C15,
             expired_log: None,
+            snap: None,
         }
     }
 
@@ -340,6 +344,7 @@ impl<O: Object> TtlMap<O> {
     }
 
     fn remove_slot(&mut self, h: u64, slot: u32) -> Option<Entry<O>> {
+        self.snapshot_keep(slot);
         if let Ok(occ) = self.index.find_entry(h, |&s| s == slot) {
             occ.remove();
         }
@@ -431,6 +436,7 @@ impl<O: Object> TtlMap<O> {
     ) -> Option<R> {
         let slot = self.find_live(key, now)?;
         self.touch(slot, now);
+        self.snapshot_keep(slot);
         let e = self.arena.get_mut(slot)?;
         let before = e.heap_size();
         let out = f(e.object_mut()?);
@@ -461,6 +467,7 @@ impl<O: Object> TtlMap<O> {
         };
         if !created {
             self.touch(slot, now);
+            self.snapshot_keep(slot);
         }
         let Some(e) = self.arena.get_mut(slot) else {
             return ObjectEdit::Absent;
@@ -499,6 +506,7 @@ impl<O: Object> TtlMap<O> {
         self.heap_bytes += entry.heap_size();
         entry.set_stamp(access::initial(self.access, now));
         let slot = self.arena.insert(entry);
+        self.snapshot_filled(slot);
         let h = self.hash(key);
         let arena = &self.arena;
         let hasher = &self.hasher;
@@ -512,6 +520,7 @@ impl<O: Object> TtlMap<O> {
 
     /// Replace the live entry at `slot` (its key unchanged).
     fn replace_entry(&mut self, slot: u32, mut entry: Entry<O>, deadline: u64, now: u64) {
+        self.snapshot_keep(slot);
         self.heap_bytes += entry.heap_size();
         let (old_deadline, pos, stamp, old_heap) =
             self.arena.get(slot).map_or((0, NO_POS, 0, 0), |e| {
@@ -574,6 +583,7 @@ impl<O: Object> TtlMap<O> {
         let Some(slot) = self.find_live(key, now) else {
             return false;
         };
+        self.snapshot_keep(slot);
         let old = self
             .arena
             .get(slot)
@@ -605,6 +615,7 @@ impl<O: Object> TtlMap<O> {
 
     fn write_at(&mut self, key: &[u8], offset: Option<usize>, data: &[u8], now: u64) -> usize {
         if let Some(slot) = self.find_live(key, now) {
+            self.snapshot_keep(slot);
             let Some(e) = self.arena.get_mut(slot) else {
                 return 0;
             };
@@ -648,12 +659,14 @@ impl<O: Object> TtlMap<O> {
             .map(|e| (e.into_owned(), deadline))
     }
 
-    /// Remove every key.
+    /// Remove every key (a snapshot in progress keeps what it has not handed out yet).
     pub fn clear(&mut self) {
+        self.snapshot_keep_all();
         *self = TtlMap {
             expired_total: self.expired_total,
             access: self.access,
             rng: self.rng,
+            snap: self.snap.take(),
             ..TtlMap::with_objects()
         };
     }

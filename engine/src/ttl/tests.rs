@@ -689,3 +689,141 @@ fn objects_live_beside_bytes_with_expiry_and_accounting() {
         assert!(m.remove(&key, 1000).is_some());
     }
 }
+
+/// A value in the snapshot test's model.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Str(Vec<u8>),
+    Nums(Vec<u64>),
+}
+
+impl Clone for Nums {
+    fn clone(&self) -> Self {
+        Nums(self.0.clone())
+    }
+}
+
+/// A snapshot read in small steps while every kind of change (writes, edits, deadline
+/// changes, removals, lazy and active expiry, slot reuse, FLUSHALL) goes on hands out
+/// exactly the live keys of its start, each once, with their values and deadlines then.
+#[test]
+fn snapshot_hands_out_the_start_state_while_the_map_changes() {
+    let mut m: TtlMap<Nums> = TtlMap::with_objects();
+    let mut model: std::collections::HashMap<Vec<u8>, (Val, u64)> = Default::default();
+    let mut rng = Rng(11);
+    let mut now = 10_000u64;
+    let mut snapshots = 0;
+    while snapshots < 60 {
+        // Some changes between snapshots, so they start from varied maps.
+        let mut expected = None;
+        let mut got: std::collections::HashMap<Vec<u8>, (Val, u64)> = Default::default();
+        let mut finished = false;
+        for step in 0..4000 {
+            if step == 500 {
+                model.retain(|_, (_, d)| *d == 0 || *d > now);
+                expected = Some(model.clone());
+                m.snapshot_begin(now);
+                assert!(m.snapshot_running());
+            }
+            if expected.is_some() && !finished && rng.range(0, 3) == 0 {
+                finished = m.snapshot_step(rng.range(1, 12) as usize, |k, v, d| {
+                    let v = match v {
+                        Stored::Bytes(b) => Val::Str(b.as_slice().to_vec()),
+                        Stored::Object(o) => Val::Nums(o.0.clone()),
+                    };
+                    assert!(got.insert(k.to_vec(), (v, d)).is_none(), "{k:?} twice");
+                });
+            }
+            let key = format!("k{}", rng.range(0, 200)).into_bytes();
+            if model.get(&key).is_some_and(|(_, d)| *d != 0 && *d <= now) {
+                model.remove(&key);
+            }
+            let deadline = match rng.range(0, 4) {
+                0 | 1 => 0,
+                _ => now + rng.range(1, 3000),
+            };
+            match rng.range(0, 20) {
+                0..=3 => {
+                    let val = vec![b'a' + rng.range(0, 26) as u8; rng.range(0, 70) as usize];
+                    m.insert(&key, v(&val), deadline, now);
+                    model.insert(key, (Val::Str(val), deadline));
+                }
+                4 | 5 => {
+                    let n = vec![rng.range(0, 100); rng.range(1, 4) as usize];
+                    m.insert_object(&key, Nums(n.clone()), deadline, now);
+                    model.insert(key, (Val::Nums(n), deadline));
+                }
+                6 | 7 => {
+                    let x = rng.range(0, 100);
+                    let done = m.edit_object(&key, now, |o| o.0.push(x)).is_some();
+                    if let Some((Val::Nums(n), _)) = model.get_mut(&key) {
+                        n.push(x);
+                        assert!(done);
+                    }
+                }
+                8 => {
+                    let x = rng.range(0, 100);
+                    let r =
+                        m.edit_or_create(&key, now, Some(&|| Nums(Vec::new())), |o| o.0.push(x));
+                    match model.get_mut(&key) {
+                        Some((Val::Nums(n), _)) => n.push(x),
+                        Some(_) => assert_eq!(r, ObjectEdit::Bytes),
+                        None => {
+                            model.insert(key, (Val::Nums(vec![x]), 0));
+                        }
+                    }
+                }
+                9 | 10 => {
+                    m.set_deadline(&key, deadline, now);
+                    if let Some(e) = model.get_mut(&key) {
+                        e.1 = deadline;
+                    }
+                }
+                11 | 12 => {
+                    m.remove(&key, now);
+                    model.remove(&key);
+                }
+                13 => {
+                    let data = vec![b'z'; rng.range(0, 30) as usize];
+                    m.append(&key, &data, now);
+                    match model.get_mut(&key) {
+                        Some((Val::Str(s), _)) => s.extend_from_slice(&data),
+                        Some(_) => {}
+                        None => {
+                            model.insert(key, (Val::Str(data), 0));
+                        }
+                    }
+                }
+                14 => {
+                    // Reads (and their lazy expiry) change nothing the snapshot sees.
+                    let _ = m.get(&key, now);
+                }
+                15 if rng.range(0, 40) == 0 => {
+                    m.clear();
+                    model.clear();
+                }
+                _ => {
+                    now += rng.range(0, 200);
+                    m.expire_step(now, 32);
+                    model.retain(|_, (_, d)| *d == 0 || *d > now);
+                }
+            }
+        }
+        while !finished {
+            finished = m.snapshot_step(7, |k, v, d| {
+                let v = match v {
+                    Stored::Bytes(b) => Val::Str(b.as_slice().to_vec()),
+                    Stored::Object(o) => Val::Nums(o.0.clone()),
+                };
+                assert!(got.insert(k.to_vec(), (v, d)).is_none(), "{k:?} twice");
+            });
+        }
+        assert!(!m.snapshot_running());
+        let expected = expected.expect("a snapshot started");
+        assert_eq!(got.len(), expected.len(), "snapshot {snapshots}");
+        for (k, want) in &expected {
+            assert_eq!(got.get(k), Some(want), "snapshot {snapshots}, key {k:?}");
+        }
+        snapshots += 1;
+    }
+}
