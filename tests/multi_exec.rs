@@ -151,6 +151,35 @@ fn queue_errors_abort_and_runtime_errors_do_not() {
     assert_eq!(next(&mut raw), "-ERR DISCARD without MULTI");
     assert_eq!(next(&mut raw), "+OK");
     assert_eq!(next(&mut raw), "-ERR MULTI calls can not be nested");
+    // A refused DISCARD (wrong arity) dooms the transaction like a refused queued
+    // command; a refused EXEC ends it, as Redis's rejectCommand does.
+    raw.send(&pipeline(&[
+        &["SET", &a, "1"],
+        &["DISCARD", "x"],
+        &["EXEC"],
+        &["MULTI"],
+        &["SET", &a, "2"],
+        &["EXEC", "x"],
+        &["EXEC"],
+        &["GET", &a],
+    ]));
+    assert_eq!(next(&mut raw), "+QUEUED");
+    assert_eq!(
+        next(&mut raw),
+        "-ERR wrong number of arguments for 'discard' command"
+    );
+    assert_eq!(
+        next(&mut raw),
+        "-EXECABORT Transaction discarded because of previous errors."
+    );
+    assert_eq!(next(&mut raw), "+OK");
+    assert_eq!(next(&mut raw), "+QUEUED");
+    assert_eq!(
+        next(&mut raw),
+        "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command"
+    );
+    assert_eq!(next(&mut raw), "-ERR EXEC without MULTI");
+    assert_eq!(next(&mut raw), "$4\ntext", "neither transaction ran");
 }
 
 /// WATCH: a modification by another client, by the same client, by expiry or by

@@ -819,12 +819,12 @@ impl Server {
         // Redis's order: an unknown subcommand and the arities, then NOAUTH, then the RESP2
         // subscribed context (named as Redis 7 names it: `client|id`).
         if let Some(refusal) = commands::early_refusal(spec, name, args) {
-            self.error(ctx, conn, &refusal.message);
+            self.refuse(ctx, conn, spec, &refusal.message);
             return (!refusal.unknown).then_some((idx, true));
         }
         let authed = ctx.state(conn).is_some_and(|s| s.authed);
         if !authed && !spec.no_auth {
-            self.error(ctx, conn, "NOAUTH Authentication required.");
+            self.refuse(ctx, conn, spec, "NOAUTH Authentication required.");
             return Some((idx, true));
         }
         if subscribed && !commands::pubsub::allowed_while_subscribed(spec.name) {
@@ -851,6 +851,28 @@ impl Server {
         // command runs (as in Redis).
         self.serve_ready(ctx);
         Some((idx, false))
+    }
+
+    /// Refuse a command that `queue_if_in_multi` let through (EXEC, DISCARD, MULTI, WATCH,
+    /// QUIT) before it runs, as Redis's `rejectCommand`: inside MULTI the transaction is
+    /// doomed, and a refused EXEC ends it (`EXECABORT ... because of: ...`, WATCHes
+    /// dropped).
+    #[cold]
+    fn refuse(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, spec: &commands::Spec, msg: &str) {
+        let Some(multi) = ctx.state(conn).and_then(|st| st.multi.as_mut()) else {
+            return self.error(ctx, conn, msg);
+        };
+        if spec.name != "exec" {
+            multi.dirty = true;
+            return self.error(ctx, conn, msg);
+        }
+        if let Some(st) = ctx.state(conn) {
+            st.multi = None;
+        }
+        self.unwatch_all(ctx, conn);
+        let why = msg.strip_prefix("ERR ").unwrap_or(msg);
+        let text = format!("EXECABORT Transaction discarded because of: {why}");
+        self.error(ctx, conn, &text);
     }
 
     /// Unix time in ms for the command about to run, without reading a clock: the last
