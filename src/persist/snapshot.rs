@@ -308,6 +308,7 @@ impl PartJob {
             return Err(e);
         }
         if !done {
+            writer.start_writeback();
             return Ok(false);
         }
         if let Some(w) = self.writer.take() {

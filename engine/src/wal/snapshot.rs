@@ -141,6 +141,21 @@ impl SnapshotWriter {
         Ok(())
     }
 
+    /// Start writing back what was written so far without waiting for it (Linux's
+    /// `POSIX_FADV_DONTNEED` starts writeback of the dirty pages, then drops those already
+    /// clean: nothing reads a part back while it is written). Called between steps, so
+    /// [`SnapshotWriter::finish`]'s sync finds only the last step's pages dirty instead of
+    /// the whole part: the sync runs on the shard's thread, and its pause would otherwise
+    /// grow with the part (14 ms for 1M keys here). Only a hint: an error is ignored.
+    pub fn start_writeback(&mut self) {
+        let _ = nix::fcntl::posix_fadvise(
+            self.out.get_ref(),
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
+    }
+
     /// Write the footer, sync the file and give it its final name. The part counts only
     /// once [`Wal::complete_snapshot`](super::Wal::complete_snapshot) published the
     /// snapshot's manifest.
