@@ -659,9 +659,10 @@ impl<O: Object> TtlMap<O> {
             .map(|e| (e.into_owned(), deadline))
     }
 
-    /// Remove every key (a snapshot in progress keeps what it has not handed out yet).
+    /// Remove every key (a snapshot in progress takes over the entries it has not handed
+    /// out yet, without a copy).
     pub fn clear(&mut self) {
-        self.snapshot_keep_all();
+        self.snapshot_take_all();
         *self = TtlMap {
             expired_total: self.expired_total,
             access: self.access,

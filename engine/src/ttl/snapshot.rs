@@ -17,7 +17,8 @@
 
 use bytes::Bytes;
 
-use super::entry::{Owned, Stored, ValueRef};
+use super::arena::Arena;
+use super::entry::{Entry, Owned, Stored, ValueRef, FAR};
 use super::{Object, TtlMap};
 
 /// The state of a running snapshot.
@@ -35,6 +36,18 @@ pub(super) struct Snap<O> {
     now: u64,
     /// How to copy an object (the owner's `Clone`).
     copy: fn(&O) -> O,
+    /// The entries and far deadlines of the map as it was emptied (FLUSHALL) while the
+    /// walk had not finished: handed over whole, walked instead of the map's (whose slots
+    /// no longer concern the snapshot), so emptying costs no copy.
+    frozen: Option<(Arena<O>, hashbrown::HashMap<u32, u64>)>,
+}
+
+/// The exact deadline of `e` at `slot`, its far part looked up in `far`.
+fn deadline_in(far: &hashbrown::HashMap<u32, u64>, slot: u32, e: &Entry<impl Object>) -> u64 {
+    match e.deadline() {
+        FAR => far.get(&slot).copied().unwrap_or(FAR),
+        d => d,
+    }
 }
 
 impl<O: Object> TtlMap<O> {
@@ -51,6 +64,7 @@ impl<O: Object> TtlMap<O> {
             saved: Vec::new(),
             now,
             copy: O::clone,
+            frozen: None,
         }));
     }
 
@@ -90,6 +104,10 @@ impl<O: Object> TtlMap<O> {
             };
             f(&key, stored, deadline);
         }
+        let (arena, far) = match &snap.frozen {
+            Some((arena, far)) => (arena, far),
+            None => (&self.arena, &self.far),
+        };
         while work < budget && snap.cursor < snap.end {
             let slot = snap.cursor;
             snap.cursor += 1;
@@ -97,9 +115,10 @@ impl<O: Object> TtlMap<O> {
             if snap.done.remove(&slot) {
                 continue;
             }
-            if let Some(e) = self.arena.get(slot) {
-                if !self.expired(slot, e, snap.now) {
-                    f(e.key(), e.value(), self.deadline_at(slot, e));
+            if let Some(e) = arena.get(slot) {
+                let deadline = deadline_in(far, slot, e);
+                if deadline == 0 || deadline > snap.now {
+                    f(e.key(), e.value(), deadline);
                 }
             }
         }
@@ -124,7 +143,11 @@ impl<O: Object> TtlMap<O> {
         let Some(snap) = self.snap.as_ref() else {
             return;
         };
-        if slot < snap.cursor || slot >= snap.end || snap.done.contains(&slot) {
+        if snap.frozen.is_some()
+            || slot < snap.cursor
+            || slot >= snap.end
+            || snap.done.contains(&slot)
+        {
             return;
         }
         let copy = snap.copy;
@@ -147,25 +170,22 @@ impl<O: Object> TtlMap<O> {
     #[inline]
     pub(super) fn snapshot_filled(&mut self, slot: u32) {
         if let Some(snap) = self.snap.as_mut() {
-            if slot >= snap.cursor && slot < snap.end {
+            if snap.frozen.is_none() && slot >= snap.cursor && slot < snap.end {
                 snap.done.insert(slot);
             }
         }
     }
 
-    /// Save the start state of every entry the snapshot has not reached (before the map
-    /// is emptied).
-    pub(super) fn snapshot_keep_all(&mut self) {
-        let Some((from, to)) = self.snap.as_ref().map(|s| (s.cursor, s.end)) else {
+    /// The map is about to be emptied: a snapshot in progress takes its entries and far
+    /// deadlines as they are (its walk goes on over them; no copy).
+    pub(super) fn snapshot_take_all(&mut self) {
+        let Some(snap) = self.snap.as_mut() else {
             return;
         };
-        for slot in from..to {
-            self.snapshot_save(slot);
-        }
-        if let Some(snap) = self.snap.as_mut() {
-            // Nothing is left to walk: the rest is saved, or was empty.
-            snap.cursor = snap.end;
-            snap.done.clear();
+        if snap.frozen.is_none() {
+            let arena = std::mem::take(&mut self.arena);
+            let far = std::mem::take(&mut self.far);
+            snap.frozen = Some((arena, far));
         }
     }
 }
