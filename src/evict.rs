@@ -618,8 +618,7 @@ pub fn refuse_exec(s: &mut Server, queued: &[Queued]) -> Option<String> {
         return None;
     }
     let keys: Vec<bytes::Bytes> = queued.iter().flat_map(|q| q.keys()).collect();
-    out_of_memory(s, keys.iter().map(|k| &k[..]))
-        .then(|| format!("EXECABORT Transaction discarded because of: {OOM}"))
+    out_of_memory(s, keys.iter().map(|k| &k[..])).then(|| crate::commands::multi::execabort(OOM))
 }
 
 /// CONFIG SET of the memory settings: `args` are name/value pairs. All are checked before

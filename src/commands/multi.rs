@@ -142,6 +142,11 @@ pub fn run_queued(db: &mut Db, now: u64, q: &Queued) -> OpResult {
     }
 }
 
+/// Redis's reply to an EXEC refused before it runs (`execCommandAbort`), `why` as given.
+pub fn execabort(why: &str) -> String {
+    format!("EXECABORT Transaction discarded because of: {why}")
+}
+
 pub fn multi(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, _args: Args) {
     let Some(state) = ctx.state(conn) else { return };
     if state.multi.is_some() {

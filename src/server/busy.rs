@@ -152,7 +152,7 @@ fn refusal_or_action(state: &mut ConnState, args: &[Cow<'_, [u8]>]) -> Verdict {
         }
         state.multi = None;
         let why = refusal.unwrap_or_else(|| crate::script::busy_error_here().into());
-        return Verdict::Plain(format!("EXECABORT Transaction discarded because of: {why}"));
+        return Verdict::Plain(commands::multi::execabort(&why));
     }
     if let Some(msg) = refusal {
         return Verdict::Error(msg);

@@ -870,8 +870,7 @@ impl Server {
             st.multi = None;
         }
         self.unwatch_all(ctx, conn);
-        let why = msg.strip_prefix("ERR ").unwrap_or(msg);
-        let text = format!("EXECABORT Transaction discarded because of: {why}");
+        let text = commands::multi::execabort(msg.strip_prefix("ERR ").unwrap_or(msg));
         self.error(ctx, conn, &text);
     }
 

@@ -420,7 +420,7 @@ impl Server {
                 let msg = match &kind {
                     TxnKind::Exec { watched, .. } => {
                         self.forget_watches(ctx, watched);
-                        format!("EXECABORT Transaction discarded because of: {why}")
+                        crate::commands::multi::execabort(why)
                     }
                     _ => why.to_string(),
                 };
