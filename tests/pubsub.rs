@@ -946,3 +946,74 @@ fn publish_order(server: &Server) {
         }
     }
 }
+
+/// Scripts and transactions that run on other shards than the connection's publish in the
+/// connection's order too: pipelined, a script on shard 1, a plain PUBLISH, a script on
+/// shard 3, a keyless one, one over two shards and a transaction on shard 2 reach every
+/// subscriber exactly in the order they were sent, under `appendfsync always` as well.
+#[test]
+fn messages_from_work_on_other_shards_keep_the_connections_order() {
+    for policy in [&["--appendonly", "no"][..], &["--appendfsync", "always"]] {
+        let server = Server::start(&[&["--shards", "4"][..], policy].concat());
+        let on = |shard| common::keys_on("r", shard, 4, 1).remove(0);
+        let (k1, k2, k3) = (on(1), on(2), on(3));
+        let mut subs: Vec<Raw> = (0..4).map(|s| server.raw_on_shard(s, 4)).collect();
+        for s in subs.iter_mut() {
+            s.cmd(&[b"SUBSCRIBE", b"feed"]);
+            assert!(next(s).starts_with("*3\n$9\nsubscribe"));
+        }
+        let mut publisher = server.raw_on_shard(0, 4);
+        let script = b"redis.call('INCR', KEYS[1]) return redis.call('PUBLISH', 'feed', ARGV[1])";
+        let two = b"redis.call('INCR', KEYS[1]) redis.call('INCR', KEYS[2]) return redis.call('PUBLISH', 'feed', ARGV[1])";
+        let keyless = b"return redis.call('PUBLISH', 'feed', ARGV[1])";
+        let rounds = 300;
+        let mut batch = Vec::new();
+        let mut replies = 0;
+        for r in 0..rounds {
+            let m = |i: usize| (6 * r + i).to_string();
+            batch.extend(common::encode(&[
+                b"EVAL",
+                script,
+                b"1",
+                k1.as_bytes(),
+                m(0).as_bytes(),
+            ]));
+            batch.extend(common::encode(&[b"PUBLISH", b"feed", m(1).as_bytes()]));
+            batch.extend(common::encode(&[
+                b"EVAL",
+                script,
+                b"1",
+                k3.as_bytes(),
+                m(2).as_bytes(),
+            ]));
+            batch.extend(common::encode(&[b"EVAL", keyless, b"0", m(3).as_bytes()]));
+            batch.extend(common::encode(&[
+                b"EVAL",
+                two,
+                b"2",
+                k1.as_bytes(),
+                k3.as_bytes(),
+                m(4).as_bytes(),
+            ]));
+            batch.extend(common::encode(&[b"MULTI"]));
+            batch.extend(common::encode(&[b"INCR", k2.as_bytes()]));
+            batch.extend(common::encode(&[b"PUBLISH", b"feed", m(5).as_bytes()]));
+            batch.extend(common::encode(&[b"EXEC"]));
+            replies += 9;
+        }
+        publisher.send(&batch);
+        for _ in 0..replies {
+            let reply = next(&mut publisher);
+            assert!(!reply.starts_with('-'), "{reply}");
+        }
+        for (i, s) in subs.iter_mut().enumerate() {
+            for n in 0..6 * rounds {
+                assert_eq!(
+                    next(s),
+                    message("feed", &n.to_string()),
+                    "subscriber {i} {policy:?}"
+                );
+            }
+        }
+    }
+}

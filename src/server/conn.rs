@@ -28,6 +28,8 @@ pub struct ConnState {
     pub closing: bool,
     /// Replies waiting for parts from shards, by reply slot (the engine keeps the order).
     pub pending: Pending,
+    /// Messages it published that wait for its earlier replies (see `publish_order`).
+    pub outbound: super::publish_order::Outbound,
     /// Input is paused until a transaction (or WATCH) in flight is decided.
     pub held: bool,
     /// The hold is a RESP3 SUBSCRIBE's, released by the confirmation in this reply slot

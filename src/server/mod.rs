@@ -10,6 +10,7 @@ pub mod http;
 pub mod ops;
 mod preauth;
 mod prefetch;
+pub mod publish_order;
 pub mod reply;
 pub mod txn;
 
@@ -431,50 +432,26 @@ impl Server {
         let Some(slot) = Self::reserve_reply(ctx, conn, parts.len() as u32, agg) else {
             return;
         };
-        if !local_ok && matches!(parts.first(), Some((_, Op::Publish { .. }))) {
-            // The connection has work queued here (a script that may publish first): the
-            // PUBLISH goes out when its turn comes, behind that work, in this shard's mail.
-            let parts: Vec<_> = parts
+        if matches!(parts.first(), Some((_, Op::Publish { .. }))) {
+            // Behind every message the connection published before (see `publish_order`).
+            let parts = parts
                 .into_iter()
                 .map(|(shard, op)| (shard, op.into_owned()))
                 .collect();
-            ctx.run_on(self.shard, move |s: &mut Server, ctx: &mut Ctx<Server>| {
-                for (part, (shard, op)) in parts.into_iter().enumerate() {
-                    let part = part as u32;
-                    if shard == s.shard {
-                        s.run_part(ctx, shard, Some(slot), part, op);
-                    } else {
-                        let msg = Msg::Request {
-                            slot: Some(slot),
-                            part,
-                            op,
-                        };
-                        s.send_behind_outbox(ctx, shard, msg);
-                    }
-                }
-            });
-            return;
+            let out = publish_order::Outgoing::Publish { slot, parts };
+            return self.publish_in_order(ctx, conn, Some(slot.seq()), out);
         }
         for (part, (shard, op)) in parts.into_iter().enumerate() {
             let part = part as u32;
             if shard == self.shard && local_ok {
                 self.run_part(ctx, self.shard, Some(slot), part, op);
             } else {
-                // A PUBLISH must not overtake the messages this shard holds for another
-                // shard until the log has them (they may be the same connection's, from
-                // MULTI or a script). Here, the subscribers' output is held instead.
-                // (With work of its connection queued here it went out above instead.)
-                let behind = shard != self.shard && matches!(op, Op::Publish { .. });
                 let msg = Msg::Request {
                     slot: Some(slot),
                     part,
                     op: op.into_owned(),
                 };
-                if behind {
-                    self.send_behind_outbox(ctx, shard, msg);
-                } else {
-                    ctx.send(shard, msg);
-                }
+                ctx.send(shard, msg);
             }
         }
     }
@@ -566,7 +543,14 @@ impl Server {
             return if slot.shard() == self.shard {
                 self.complete_part(ctx, slot, part, result)
             } else {
-                ctx.send(slot.shard(), Msg::Reply { slot, part, result })
+                let messages = Vec::new();
+                let reply = Msg::Reply {
+                    slot,
+                    part,
+                    result,
+                    messages,
+                };
+                ctx.send(slot.shard(), reply)
             };
         }
         if let Op::ClientUnblock { id, error } = op {
@@ -594,6 +578,16 @@ impl Server {
             _ => None,
         };
         let result = self.apply(ctx, op);
+        // What a script or transaction published for a connection leaves in the
+        // connection's order, from its shard: another shard's goes back with the reply.
+        let mut relayed = match slot {
+            Some(_) => std::mem::take(&mut self.db.events.messages),
+            None => Vec::new(),
+        };
+        if let Some(slot) = slot.filter(|s| s.shard() == self.shard && !relayed.is_empty()) {
+            let out = publish_order::Outgoing::Messages(std::mem::take(&mut relayed));
+            self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
+        }
         self.send_messages(ctx);
         if let (Some(name), OpResult::Error(msg)) = (remote_cmd, &result) {
             // The command was counted where it arrived; its failure is known here.
@@ -604,9 +598,15 @@ impl Server {
         self.serve_ready(ctx);
         let Some(slot) = slot else { return };
         if shows_data || slot.shard() == self.shard {
-            self.answer(ctx, Some(slot), part, result);
+            self.answer_with(ctx, Some(slot), part, result, relayed);
         } else {
-            ctx.send(slot.shard(), Msg::Reply { slot, part, result });
+            let reply = Msg::Reply {
+                slot,
+                part,
+                result,
+                messages: relayed,
+            };
+            ctx.send(slot.shard(), reply);
         }
     }
 
@@ -643,11 +643,36 @@ impl Server {
         part: u32,
         result: OpResult,
     ) {
-        let Some(slot) = slot else { return };
+        self.answer_with(ctx, slot, part, result, Vec::new());
+    }
+
+    /// [`Self::answer`], with the messages the part published for the connection's shard
+    /// to send (see [`publish_order`]).
+    fn answer_with(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        slot: Option<ReplySlot>,
+        part: u32,
+        result: OpResult,
+        messages: Vec<crate::notify::Message>,
+    ) {
+        let Some(slot) = slot else {
+            // Nobody waits for the answer: nobody's order to keep.
+            if !messages.is_empty() {
+                self.send_outgoing(ctx, publish_order::Outgoing::Messages(messages));
+            }
+            return;
+        };
         if slot.shard() == self.shard {
             self.complete_part(ctx, slot, part, result);
         } else {
-            self.send_observed(ctx, slot.shard(), Msg::Reply { slot, part, result });
+            let reply = Msg::Reply {
+                slot,
+                part,
+                result,
+                messages,
+            };
+            self.send_observed(ctx, slot.shard(), reply);
         }
     }
 
@@ -688,6 +713,9 @@ impl Server {
                 }
             }
             agg => ctx.fill_slot_with(slot, |out| self.encode_agg(proto, agg, out)),
+        }
+        if ctx.state(conn).is_some_and(|s| !s.outbound.is_empty()) {
+            self.flush_outgoing(ctx, conn);
         }
         self.gate_output(ctx, conn);
         self.over_output_limit(ctx, conn);
@@ -1071,6 +1099,7 @@ impl Handler for Server {
             last_cmd: "NULL",
             closing: false,
             pending: reply::Pending::default(),
+            outbound: publish_order::Outbound::default(),
             held: false,
             confirm_hold: None,
             backlogged: false,
@@ -1210,7 +1239,19 @@ impl Handler for Server {
                     self.run_part(ctx, from, slot, part, op);
                 }
             }
-            Msg::Reply { slot, part, result } => self.complete_part(ctx, slot, part, result),
+            Msg::Reply {
+                slot,
+                part,
+                result,
+                messages,
+            } => {
+                // Before the reply completes: later messages of the connection wait for it.
+                if !messages.is_empty() {
+                    let out = publish_order::Outgoing::Messages(messages);
+                    self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
+                }
+                self.complete_part(ctx, slot, part, result)
+            }
             // After SHUTDOWN NOSAVE stopped a script half way, no transaction may read
             // (or snapshot) its unjournaled writes: the server is stopping anyway.
             Msg::Lock { .. } if crate::script::aborting() => {}
@@ -1253,7 +1294,12 @@ impl Handler for Server {
         }
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, state: ConnState) {
+    fn on_close(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, mut state: ConnState) {
+        // What the connection published still goes out (no later message of it can
+        // overtake these any more; one of an earlier script still on its way back may).
+        for out in state.outbound.take_all() {
+            self.send_outgoing(ctx, out);
+        }
         if state.http {
             self.http_conns = self.http_conns.saturating_sub(1);
             return;

@@ -310,6 +310,9 @@ pub enum Msg {
         slot: ReplySlot,
         part: u32,
         result: OpResult,
+        /// What the part published (a script's or transaction's messages), for the
+        /// connection's shard to send in the connection's order (`publish_order`).
+        messages: Vec<crate::notify::Message>,
     },
     /// Lock `keys` (with `all`: the whole shard) for a cross-shard transaction, then
     /// answer `Locked` with their entries.

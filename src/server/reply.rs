@@ -383,6 +383,12 @@ impl Pending {
         Some((done.proto, done.agg))
     }
 
+    /// The slot sequence of the oldest reply still waiting for parts.
+    pub fn oldest(&self) -> Option<u64> {
+        // Completed replies at the front are dropped at once: the front one waits.
+        self.waiting.front().map(|_| self.first)
+    }
+
     /// Keys of WATCH replies still in flight (their shards registered watchers that a
     /// closing connection must release).
     pub fn pending_watch_keys(&self) -> Vec<(Bytes, usize)> {

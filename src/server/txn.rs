@@ -611,10 +611,9 @@ impl Server {
         // Behind the commits: a subscriber that reads a key on hearing the message waits
         // for the key's lock, so it sees the transaction's writes. (The keyspace events of
         // the commits, sent by each shard, are not ordered with these messages.)
-        for m in messages {
-            self.db.events.publish(m.ns, m.channel, m.message);
-        }
-        self.send_messages(ctx);
+        let seq = t.slot.map(|s| s.seq());
+        let out = super::publish_order::Outgoing::Messages(messages);
+        self.publish_in_order(ctx, t.conn, seq, out);
         if let TxnKind::Exec { watched, .. } = &t.kind {
             // After the commits, so each shard still knew the versions when locked.
             self.forget_watches(ctx, watched);
