@@ -21,11 +21,16 @@ fn client_field(c: &mut redis::Connection, name: &str, field: &str) -> Option<u6
 }
 
 fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// A `/proc/PID/status` field in kB (`VmRSS:`, `VmHWM:` for the peak).
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -312,4 +317,28 @@ fn replies_queued_behind_a_waiting_reply_count_toward_the_output_limit() {
     assert!(script_took >= Duration::from_secs(3), "{script_took:?}");
     let _ = w.join();
     assert_eq!(q::<String>(c, &["PING"]).unwrap(), "PONG");
+}
+
+/// A script that publishes in a loop to a channel nobody listens to keeps nothing: it
+/// grew the server by the whole volume (1 GB for 1 M messages of 1 KB) before.
+#[test]
+fn a_script_publishing_to_nobody_keeps_nothing() {
+    let server = Server::start(&["--shards", "1", "--appendonly", "no"]);
+    let c = &mut server.client();
+    let before = status_kb(server.child.id(), "VmHWM:");
+    let script = "for i=1,200000 do redis.call('PUBLISH','nobody',string.rep('a',1000)) end return redis.call('PUBLISH','nobody','x')";
+    assert_eq!(q::<i64>(c, &["EVAL", script, "0"]).unwrap(), 0);
+    let peak = status_kb(server.child.id(), "VmHWM:");
+    let grown_mb = peak.saturating_sub(before) / 1024;
+    assert!(grown_mb < 50, "the server grew by {grown_mb} MB");
+    // With a subscriber, every message still arrives.
+    let mut sub = server.raw();
+    sub.cmd(&[b"SUBSCRIBE", b"some"]);
+    let _ = sub.reply();
+    let script = "for i=1,100 do redis.call('PUBLISH','some',i) end return 1";
+    assert_eq!(q::<i64>(c, &["EVAL", script, "0"]).unwrap(), 1);
+    for i in 1..=100 {
+        let m = sub.reply_str();
+        assert!(m.ends_with(&format!("\r\n{i}\r\n")), "{m}");
+    }
 }

@@ -111,7 +111,11 @@ pub fn run_queued(db: &mut Db, now: u64, q: &Queued) -> OpResult {
                 Ns::Shard
             };
             let n = crate::pubsub::receivers(ns, &a[1]);
-            db.events.publish(ns, a[1].clone(), a[2].clone());
+            // Nobody confirmed as subscribed now: nobody is owed it (and a script that
+            // publishes in a loop keeps nothing for nobody).
+            if n > 0 {
+                db.events.publish(ns, a[1].clone(), a[2].clone());
+            }
             OpResult::Int(n)
         }
         // The script cache and the libraries are the server's, not a key's.
