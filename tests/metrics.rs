@@ -415,7 +415,7 @@ fn latency_events_are_recorded_over_the_threshold_and_merged_across_shards() {
     let _: i64 = q(&mut c2, &["EVAL", SLOW_SCRIPT, "0"]).unwrap();
     // A command flagged fast that takes long: SADD of many members.
     let mut sadd = vec!["SADD".to_string(), "big".to_string()];
-    sadd.extend((0..500_000).map(|i| i.to_string()));
+    sadd.extend((0..1_500_000).map(|i| i.to_string()));
     let refs: Vec<&str> = sadd.iter().map(String::as_str).collect();
     let _: i64 = q(&mut c, &refs).unwrap();
 

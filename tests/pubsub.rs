@@ -1017,3 +1017,94 @@ fn messages_from_work_on_other_shards_keep_the_connections_order() {
         }
     }
 }
+
+/// A script that spins for `ms` milliseconds, then publishes ARGV[1] on ARGV[2].
+fn slow_publish(ms: u64) -> String {
+    format!(
+        "local t=redis.call('TIME') local s=t[1]*1000000+t[2] \
+         while true do local n=redis.call('TIME') \
+         if n[1]*1000000+n[2]-s > {} then break end end \
+         return redis.call('PUBLISH', ARGV[2], ARGV[1])",
+        ms * 1000
+    )
+}
+
+/// A PUBLISH pipelined behind a slow script on another shard leaves after the script's
+/// message, and looks up its subscribers then: a client that subscribed while the script
+/// ran gets the script's message, that PUBLISH and the next, in order (it got the first
+/// and third only, because the PUBLISH's shards were fixed when it was read).
+#[test]
+fn a_publish_waiting_behind_a_script_reaches_who_subscribed_meanwhile() {
+    let server = start();
+    let k1 = common::keys_on("w", 1, 4, 1).remove(0);
+    let mut early = server.raw_on_shard(3, 4);
+    early.cmd(&[b"SUBSCRIBE", b"gap"]);
+    assert!(next(&mut early).starts_with("*3\n$9\nsubscribe"));
+    let mut publisher = server.raw_on_shard(0, 4);
+    // (Finding a connection's shard asks every shard: before the script keeps one busy.)
+    let mut late = server.raw_on_shard(2, 4);
+    let slow = slow_publish(500);
+    let mut batch = common::encode(&[b"EVAL", slow.as_bytes(), b"1", k1.as_bytes(), b"A", b"gap"]);
+    batch.extend(common::encode(&[b"PUBLISH", b"gap", b"B"]));
+    batch.extend(common::encode(&[b"EXISTS", k1.as_bytes()]));
+    let fast = slow_publish(0);
+    batch.extend(common::encode(&[
+        b"EVAL",
+        fast.as_bytes(),
+        b"1",
+        k1.as_bytes(),
+        b"C",
+        b"gap",
+    ]));
+    publisher.send(&batch);
+    // While the script spins on shard 1, a client on shard 2 subscribes.
+    late.cmd(&[b"SUBSCRIBE", b"gap"]);
+    assert!(next(&mut late).starts_with("*3\n$9\nsubscribe"));
+    // The subscription is confirmed once every shard knows of it, so after the script;
+    // its shard and the publisher's knew at once.
+    let replies: Vec<String> = (0..4).map(|_| next(&mut publisher)).collect();
+    assert_eq!(replies[1..], [":2", ":0", ":2"]);
+    for s in [&mut early, &mut late] {
+        for m in ["A", "B", "C"] {
+            assert_eq!(next(s), message("gap", m));
+        }
+    }
+}
+
+/// A connection reset right after pipelining a slow script on another shard, a PUBLISH
+/// and a keyless script: its messages still arrive in its order (they arrived B C A).
+#[test]
+fn a_connection_reset_mid_pipeline_keeps_its_order() {
+    let server = start();
+    let k1 = common::keys_on("x", 1, 4, 1).remove(0);
+    let mut subs: Vec<Raw> = (0..4).map(|s| server.raw_on_shard(s, 4)).collect();
+    for s in subs.iter_mut() {
+        s.cmd(&[b"SUBSCRIBE", b"rst"]);
+        assert!(next(s).starts_with("*3\n$9\nsubscribe"));
+    }
+    let mut publisher = server.raw_on_shard(0, 4);
+    let slow = slow_publish(300);
+    let mut batch = common::encode(&[b"EVAL", slow.as_bytes(), b"1", k1.as_bytes(), b"A", b"rst"]);
+    batch.extend(common::encode(&[b"PUBLISH", b"rst", b"B"]));
+    let keyless = b"return redis.call('PUBLISH', 'rst', ARGV[1])";
+    batch.extend(common::encode(&[b"EVAL", keyless, b"0", b"C"]));
+    let k0 = common::keys_on("x", 0, 4, 1).remove(0);
+    batch.extend(common::encode(&[b"SET", k0.as_bytes(), b"read"]));
+    publisher.send(&batch);
+    // The server has read the whole pipeline (the last write is on the publisher's shard,
+    // not behind the busy one) while the script still runs.
+    let mut other = server.raw_on_shard(0, 4);
+    common::eventually("the pipeline is read", || {
+        other.cmd(&[b"GET", k0.as_bytes()]);
+        next(&mut other) == "$4\nread"
+    });
+    socket2::SockRef::from(&publisher.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(publisher);
+    for (i, s) in subs.iter_mut().enumerate() {
+        for m in ["A", "B", "C"] {
+            assert_eq!(next(s), message("rst", m), "subscriber {i}");
+        }
+    }
+}

@@ -178,24 +178,9 @@ pub fn spublish(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args)
 fn send(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args, ns: Ns) {
     // Events and messages raised before it (a pipelined SET's keyspace event) go first.
     s.send_events(ctx);
-    let mask = s.pubsub.targets(ns, &args[1]);
-    if mask == 0 {
-        return s.reply(ctx, conn, |e| e.int(0));
-    }
     let channel = Bytes::copy_from_slice(&args[1]);
     let message = s.arg_bytes(&args[2]);
-    let parts = (0..s.shards)
-        .filter(|&t| t >= 64 || mask & (1 << t) != 0)
-        .map(|t| {
-            let op = Op::Publish {
-                ns,
-                channel: channel.clone(),
-                message: message.clone(),
-            };
-            (t, op)
-        })
-        .collect();
-    s.run_parts(ctx, conn, parts, Agg::Sum(0));
+    s.publish_plain(ctx, conn, ns, channel, message);
 }
 
 pub fn pubsub(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {

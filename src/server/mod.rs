@@ -158,6 +158,8 @@ pub struct Server {
     pub changes_counted: u64,
     /// KEYS walks in progress, stepped between I/O.
     keys_jobs: std::collections::VecDeque<KeysJob>,
+    /// Closed connections' messages still waiting for their replies (`publish_order`).
+    orphans: hashbrown::HashMap<ConnId, publish_order::Outbound>,
     /// Connections paused for owing too many replies or for mailbox backlog.
     backlogged: Vec<ConnId>,
     /// Clients from other hosts refused by protected mode, answered at the turn's end.
@@ -219,6 +221,7 @@ impl Server {
             input: None,
             backlogged: Vec::new(),
             keys_jobs: std::collections::VecDeque::new(),
+            orphans: hashbrown::HashMap::new(),
             denied: Vec::new(),
             expire_backlog: false,
             expire_timer_armed: false,
@@ -432,14 +435,15 @@ impl Server {
         let Some(slot) = Self::reserve_reply(ctx, conn, parts.len() as u32, agg) else {
             return;
         };
-        if matches!(parts.first(), Some((_, Op::Publish { .. }))) {
-            // Behind every message the connection published before (see `publish_order`).
-            let parts = parts
-                .into_iter()
-                .map(|(shard, op)| (shard, op.into_owned()))
-                .collect();
-            let out = publish_order::Outgoing::Publish { slot, parts };
-            return self.publish_in_order(ctx, conn, Some(slot.seq()), out);
+        // A script's reply may bring messages back: what the connection publishes after
+        // it waits for it (`publish_order`).
+        if parts
+            .iter()
+            .any(|(_, op)| matches!(op, Op::Cmd { spec, .. } if spec.long))
+        {
+            if let Some(state) = ctx.state(conn) {
+                state.outbound.expect(slot.seq());
+            }
         }
         for (part, (shard, op)) in parts.into_iter().enumerate() {
             let part = part as u32;
@@ -686,7 +690,10 @@ impl Server {
         result: OpResult,
     ) {
         let conn = slot.conn();
-        let Some(state) = ctx.state(conn) else { return };
+        let Some(state) = ctx.state(conn) else {
+            // Closed: its messages may still wait for this reply.
+            return self.reply_done(ctx, slot);
+        };
         let Some((proto, agg)) = state.pending.complete_part(slot.seq(), part, result) else {
             return;
         };
@@ -714,9 +721,7 @@ impl Server {
             }
             agg => ctx.fill_slot_with(slot, |out| self.encode_agg(proto, agg, out)),
         }
-        if ctx.state(conn).is_some_and(|s| !s.outbound.is_empty()) {
-            self.flush_outgoing(ctx, conn);
-        }
+        self.reply_done(ctx, slot);
         self.gate_output(ctx, conn);
         self.over_output_limit(ctx, conn);
     }
@@ -1295,11 +1300,8 @@ impl Handler for Server {
     }
 
     fn on_close(&mut self, ctx: &mut Ctx<Self>, conn: ConnId, mut state: ConnState) {
-        // What the connection published still goes out (no later message of it can
-        // overtake these any more; one of an earlier script still on its way back may).
-        for out in state.outbound.take_all() {
-            self.send_outgoing(ctx, out);
-        }
+        // What it published still goes out, in its order.
+        self.orphan_outbound(ctx, conn, std::mem::take(&mut state.outbound));
         if state.http {
             self.http_conns = self.http_conns.saturating_sub(1);
             return;

@@ -383,10 +383,14 @@ impl Pending {
         Some((done.proto, done.agg))
     }
 
-    /// The slot sequence of the oldest reply still waiting for parts.
-    pub fn oldest(&self) -> Option<u64> {
-        // Completed replies at the front are dropped at once: the front one waits.
-        self.waiting.front().map(|_| self.first)
+    /// The reply in slot `seq` waits on `parts` parts after all (none arrived yet).
+    pub fn set_parts(&mut self, seq: u64, parts: u32) {
+        let idx = seq
+            .checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok());
+        if let Some(Some(w)) = idx.and_then(|i| self.waiting.get_mut(i)) {
+            w.remaining = parts;
+        }
     }
 
     /// Keys of WATCH replies still in flight (their shards registered watchers that a

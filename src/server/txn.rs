@@ -431,6 +431,10 @@ impl Server {
         let slot = match Self::reserve_reply(ctx, conn, 1, super::reply::Agg::Single(None)) {
             Some(slot) => {
                 self.hold_until_answered(ctx, conn);
+                // It may publish: what the connection publishes after it waits for it.
+                if let Some(state) = ctx.state(conn) {
+                    state.outbound.expect(slot.seq());
+                }
                 Some(slot)
             }
             // A snapshot the `--save` schedule started: nobody waits for a reply.
