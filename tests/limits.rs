@@ -212,7 +212,8 @@ fn keys_over_a_big_keyspace_does_not_stall_the_shard() {
         let () = mset.query(c).unwrap();
     }
     let mut walker = server.raw();
-    walker.cmd(&[b"KEYS", b"nomatch*"]);
+    // A pattern that costs real work per key, so the walk spans many turns.
+    walker.cmd(&[b"KEYS", b"*k*e*y*:*1*2*3*:*9*8*7*x"]);
     walker.stream.set_nonblocking(true).unwrap();
     let mut answered_meanwhile = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -326,11 +327,11 @@ fn a_script_publishing_to_nobody_keeps_nothing() {
     let server = Server::start(&["--shards", "1", "--appendonly", "no"]);
     let c = &mut server.client();
     let before = status_kb(server.child.id(), "VmHWM:");
-    let script = "for i=1,200000 do redis.call('PUBLISH','nobody',string.rep('a',1000)) end return redis.call('PUBLISH','nobody','x')";
+    let script = "for i=1,100000 do redis.call('PUBLISH','nobody',string.rep('a',1000)) end return redis.call('PUBLISH','nobody','x')";
     assert_eq!(q::<i64>(c, &["EVAL", script, "0"]).unwrap(), 0);
     let peak = status_kb(server.child.id(), "VmHWM:");
     let grown_mb = peak.saturating_sub(before) / 1024;
-    assert!(grown_mb < 50, "the server grew by {grown_mb} MB");
+    assert!(grown_mb < 40, "the server grew by {grown_mb} MB");
     // With a subscriber, every message still arrives.
     let mut sub = server.raw();
     sub.cmd(&[b"SUBSCRIBE", b"some"]);

@@ -547,12 +547,11 @@ impl Server {
             return if slot.shard() == self.shard {
                 self.complete_part(ctx, slot, part, result)
             } else {
-                let messages = Vec::new();
                 let reply = Msg::Reply {
                     slot,
                     part,
                     result,
-                    messages,
+                    raised: None,
                 };
                 ctx.send(slot.shard(), reply)
             };
@@ -581,16 +580,26 @@ impl Server {
             Op::Cmd { spec, .. } if from != self.shard => Some(spec.name),
             _ => None,
         };
+        // What a script or transaction publishes for a connection leaves in the
+        // connection's order, from its shard (`publish_order`): another shard's goes
+        // back with the reply, with its writes' keyspace events; here it waits if
+        // earlier work of the connection may still publish.
+        self.send_messages(ctx);
+        let from = self.db.events.pending.len();
         let result = self.apply(ctx, op);
-        // What a script or transaction published for a connection leaves in the
-        // connection's order, from its shard: another shard's goes back with the reply.
-        let mut relayed = match slot {
-            Some(_) => std::mem::take(&mut self.db.events.messages),
-            None => Vec::new(),
-        };
-        if let Some(slot) = slot.filter(|s| s.shard() == self.shard && !relayed.is_empty()) {
-            let out = publish_order::Outgoing::Messages(std::mem::take(&mut relayed));
-            self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
+        let mut relayed = None;
+        if let Some(slot) = slot {
+            if slot.shard() != self.shard {
+                relayed = self.db.events.take_since(from).map(Box::new);
+            } else if ctx
+                .state(slot.conn())
+                .is_some_and(|s| s.outbound.blocks(slot.seq()))
+            {
+                if let Some(batch) = self.db.events.take_since(from) {
+                    let out = publish_order::Outgoing::Raised(batch);
+                    self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
+                }
+            }
         }
         self.send_messages(ctx);
         if let (Some(name), OpResult::Error(msg)) = (remote_cmd, &result) {
@@ -608,7 +617,7 @@ impl Server {
                 slot,
                 part,
                 result,
-                messages: relayed,
+                raised: relayed,
             };
             ctx.send(slot.shard(), reply);
         }
@@ -647,26 +656,20 @@ impl Server {
         part: u32,
         result: OpResult,
     ) {
-        self.answer_with(ctx, slot, part, result, Vec::new());
+        self.answer_with(ctx, slot, part, result, None);
     }
 
-    /// [`Self::answer`], with the messages the part published for the connection's shard
-    /// to send (see [`publish_order`]).
+    /// [`Self::answer`], with what the part raised for the connection's shard to send
+    /// (see [`publish_order`]).
     fn answer_with(
         &mut self,
         ctx: &mut Ctx<Server>,
         slot: Option<ReplySlot>,
         part: u32,
         result: OpResult,
-        messages: Vec<crate::notify::Message>,
+        raised: Option<Box<crate::notify::Batch>>,
     ) {
-        let Some(slot) = slot else {
-            // Nobody waits for the answer: nobody's order to keep.
-            if !messages.is_empty() {
-                self.send_outgoing(ctx, publish_order::Outgoing::Messages(messages));
-            }
-            return;
-        };
+        let Some(slot) = slot else { return };
         if slot.shard() == self.shard {
             self.complete_part(ctx, slot, part, result);
         } else {
@@ -674,7 +677,7 @@ impl Server {
                 slot,
                 part,
                 result,
-                messages,
+                raised,
             };
             self.send_observed(ctx, slot.shard(), reply);
         }
@@ -1248,11 +1251,11 @@ impl Handler for Server {
                 slot,
                 part,
                 result,
-                messages,
+                raised,
             } => {
                 // Before the reply completes: later messages of the connection wait for it.
-                if !messages.is_empty() {
-                    let out = publish_order::Outgoing::Messages(messages);
+                if let Some(batch) = raised {
+                    let out = publish_order::Outgoing::Raised(*batch);
                     self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
                 }
                 self.complete_part(ctx, slot, part, result)

@@ -22,14 +22,15 @@ use coreshard_engine::{ConnId, Ctx, ReplySlot};
 use super::ops::{Msg, Op, OpResult};
 use super::reply::Agg;
 use super::Server;
-use crate::notify::Message;
+use crate::notify::Batch;
 use crate::pubsub::Ns;
 
 /// What a command of the connection published.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// Messages a script or transaction published (for every shard's subscribers).
-    Messages(Vec<Message>),
+    /// What a script or transaction raised: its messages, with the keyspace events of
+    /// its writes when it ran on another shard (for every shard's subscribers).
+    Raised(Batch),
     /// A plain PUBLISH, answered into `slot`: its shards are looked up when it leaves (a
     /// subscription confirmed meanwhile gets it).
     Publish {
@@ -71,7 +72,7 @@ impl Outbound {
     }
 
     /// Whether something published in the command of slot `seq` must wait.
-    fn blocks(&self, seq: u64) -> bool {
+    pub fn blocks(&self, seq: u64) -> bool {
         !self.waiting.is_empty() || self.owed.first().is_some_and(|&o| o < seq)
     }
 
@@ -83,7 +84,8 @@ impl Outbound {
 
     /// The item of slot `seq` is no longer held.
     fn release(&mut self, seq: u64) {
-        if let Some(w) = self.waiting.iter_mut().find(|w| w.seq == seq) {
+        let at = self.waiting.partition_point(|w| w.seq < seq);
+        if let Some(w) = self.waiting.get_mut(at).filter(|w| w.seq == seq) {
             w.held = false;
         }
     }
@@ -226,10 +228,8 @@ impl Server {
     /// Send one item now.
     pub fn send_outgoing(&mut self, ctx: &mut Ctx<Server>, out: Outgoing) {
         match out {
-            Outgoing::Messages(messages) => {
-                for m in messages {
-                    self.db.events.publish(m.ns, m.channel, m.message);
-                }
+            Outgoing::Raised(batch) => {
+                self.db.events.push_batch(batch);
                 self.send_messages(ctx);
             }
             Outgoing::Publish {
@@ -238,6 +238,9 @@ impl Server {
                 channel,
                 message,
             } => {
+                // Behind the events of what ran here before it (the connection's write
+                // it was held behind).
+                self.send_events(ctx);
                 let mask = self.pubsub.targets(ns, &channel);
                 let targets: Vec<usize> = (0..self.shards)
                     .filter(|&t| t >= 64 || mask & (1 << t) != 0)
@@ -290,9 +293,9 @@ mod tests {
             o.blocks(3) && !o.blocks(2),
             "only an earlier owed reply blocks"
         );
-        o.insert(7, Outgoing::Messages(Vec::new()), false);
-        o.insert(3, Outgoing::Messages(Vec::new()), true);
-        o.insert(5, Outgoing::Messages(Vec::new()), false);
+        o.insert(7, Outgoing::Raised(Batch::default()), false);
+        o.insert(3, Outgoing::Raised(Batch::default()), true);
+        o.insert(5, Outgoing::Raised(Batch::default()), false);
         assert_eq!(seqs(&o), [3, 5, 7]);
         assert!(o.blocks(9), "behind what waits");
         // Reply 2 is still owed: nothing leaves.
