@@ -131,46 +131,7 @@ pub struct Message {
     pub message: Bytes,
 }
 
-/// What one command raised (its keyspace events, and the messages it published, each
-/// after the events raised before it), for its connection's shard to publish in the
-/// connection's order (`server/publish_order.rs`).
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub events: Vec<(&'static str, Bytes)>,
-    pub messages: Vec<Message>,
-}
-
 impl Events {
-    /// What was raised since `pending` held `from` events, taken out if it includes a
-    /// message (events alone stay, for this shard's turn end). Messages collected before
-    /// must have been sent.
-    pub fn take_since(&mut self, from: usize) -> Option<Batch> {
-        if self.messages.is_empty() {
-            return None;
-        }
-        let from = from.min(self.pending.len());
-        let events = self.pending.split_off(from);
-        let messages = std::mem::take(&mut self.messages)
-            .into_iter()
-            .map(|mut m| {
-                m.at = m.at.saturating_sub(from);
-                m
-            })
-            .collect();
-        Some(Batch { events, messages })
-    }
-
-    /// Queue what another command raised behind what was collected so far.
-    pub fn push_batch(&mut self, batch: Batch) {
-        let base = self.pending.len();
-        self.pending.extend(batch.events);
-        self.messages
-            .extend(batch.messages.into_iter().map(|mut m| {
-                m.at += base;
-                m
-            }));
-    }
-
     /// Queue `message` for `channel`, behind the events collected so far.
     pub fn publish(&mut self, ns: crate::pubsub::Ns, channel: Bytes, message: Bytes) {
         self.messages.push(Message {

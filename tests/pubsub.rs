@@ -1103,15 +1103,15 @@ fn a_connection_reset_mid_pipeline_keeps_its_order() {
     }
 }
 
-/// A script's keyspace events and its messages reach every subscriber in the order the
-/// script raised them, whether it ran on another shard than its connection (its events
-/// then travel with its messages) or on the connection's shard behind the connection's
-/// earlier work elsewhere; under `appendfsync always` too.
+/// A key's keyspace events reach every subscriber in the order of its writes, also when a
+/// script that wrote it and published ran on another shard than its connection, or on
+/// the connection's shard behind the connection's earlier work elsewhere, and a write
+/// follows it; the messages keep the connection's order. Under `appendfsync always` too.
 #[test]
-fn a_scripts_events_and_messages_keep_their_order_wherever_it_ran() {
+fn a_keys_events_keep_its_write_order_around_scripts_that_publish() {
     for policy in [&["--appendonly", "no"][..], &["--appendfsync", "always"]] {
         let args = [
-            &["--shards", "4", "--notify-keyspace-events", "K$"][..],
+            &["--shards", "4", "--notify-keyspace-events", "Kg$"][..],
             policy,
         ]
         .concat();
@@ -1135,42 +1135,47 @@ fn a_scripts_events_and_messages_keep_their_order_wherever_it_ran() {
         let mut batch = Vec::new();
         for r in 0..rounds {
             let (a, b) = (format!("a{r}"), format!("b{r}"));
-            // On shard 1, the connection being on shard 0.
-            batch.extend(common::encode(&[
-                b"EVAL",
-                set_then_publish,
-                b"1",
-                k1.as_bytes(),
-                a.as_bytes(),
-            ]));
-            // On shard 0 behind a read on shard 1.
+            // On shard 1, the connection being on shard 0; then a write of the key.
+            let eval = |script: &[u8], key: &str, m: &str| {
+                common::encode(&[b"EVAL", script, b"1", key.as_bytes(), m.as_bytes()])
+            };
+            batch.extend(eval(set_then_publish, &k1, &a));
+            batch.extend(common::encode(&[b"DEL", k1.as_bytes()]));
+            // On shard 0 behind a read on shard 1; then a write of the key.
             batch.extend(common::encode(&[b"GET", k1.as_bytes()]));
-            batch.extend(common::encode(&[
-                b"EVAL",
-                publish_then_set,
-                b"1",
-                k0.as_bytes(),
-                b.as_bytes(),
-            ]));
+            batch.extend(eval(publish_then_set, &k0, &b));
+            batch.extend(common::encode(&[b"DEL", k0.as_bytes()]));
         }
         publisher.send(&batch);
-        for _ in 0..3 * rounds {
+        for _ in 0..5 * rounds {
             let reply = next(&mut publisher);
             assert!(!reply.starts_with('-'), "{reply}");
         }
+        let (ch1, ch0) = (
+            format!("__keyspace@0__:{k1}"),
+            format!("__keyspace@0__:{k0}"),
+        );
         for (i, s) in subs.iter_mut().enumerate() {
-            for r in 0..rounds {
-                let got: Vec<String> = (0..4)
-                    .map(|_| next(s).rsplit('\n').next().unwrap_or_default().to_string())
-                    .collect();
-                let want = [
-                    "set".to_string(),
-                    format!("a{r}"),
-                    format!("b{r}"),
-                    "set".to_string(),
-                ];
-                assert_eq!(got, want, "subscriber {i}, round {r}, {policy:?}");
+            let (mut on1, mut on0, mut messages) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..6 * rounds {
+                let m = next(s);
+                let parts: Vec<&str> = m.split('\n').collect();
+                let (channel, payload) = (parts[6].to_string(), parts[8].to_string());
+                match channel {
+                    c if c == ch1 => on1.push(payload),
+                    c if c == ch0 => on0.push(payload),
+                    _ => messages.push(payload),
+                }
             }
+            let history: Vec<String> = (0..2 * rounds)
+                .map(|n| if n % 2 == 0 { "set" } else { "del" }.to_string())
+                .collect();
+            assert_eq!(on1, history, "subscriber {i}, {policy:?}");
+            assert_eq!(on0, history, "subscriber {i}, {policy:?}");
+            let want: Vec<String> = (0..rounds)
+                .flat_map(|r| [format!("a{r}"), format!("b{r}")])
+                .collect();
+            assert_eq!(messages, want, "subscriber {i}, {policy:?}");
         }
         // A plain PUBLISH held behind the connection's write on its shard (queued there
         // behind a read elsewhere) follows the write's event, also where the PUBLISH has

@@ -547,11 +547,12 @@ impl Server {
             return if slot.shard() == self.shard {
                 self.complete_part(ctx, slot, part, result)
             } else {
+                let messages = Vec::new();
                 let reply = Msg::Reply {
                     slot,
                     part,
                     result,
-                    raised: None,
+                    messages,
                 };
                 ctx.send(slot.shard(), reply)
             };
@@ -580,25 +581,25 @@ impl Server {
             Op::Cmd { spec, .. } if from != self.shard => Some(spec.name),
             _ => None,
         };
-        // What a script or transaction publishes for a connection leaves in the
-        // connection's order, from its shard (`publish_order`): another shard's goes
-        // back with the reply, with its writes' keyspace events; here it waits if
-        // earlier work of the connection may still publish.
-        self.send_messages(ctx);
-        let from = self.db.events.pending.len();
         let result = self.apply(ctx, op);
-        let mut relayed = None;
+        // What a script or transaction published for a connection leaves in the
+        // connection's order, from its shard (`publish_order`): another shard's goes back
+        // with the reply; here it waits if earlier work of the connection may still
+        // publish. Its writes' keyspace events leave from here, in the keys' order, now:
+        // before the messages in most cases (two shards' mail to a third is unordered).
+        let mut relayed = Vec::new();
         if let Some(slot) = slot {
-            if slot.shard() != self.shard {
-                relayed = self.db.events.take_since(from).map(Box::new);
-            } else if ctx
-                .state(slot.conn())
-                .is_some_and(|s| s.outbound.blocks(slot.seq()))
-            {
-                if let Some(batch) = self.db.events.take_since(from) {
-                    let out = publish_order::Outgoing::Raised(batch);
-                    self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
-                }
+            let waits = slot.shard() != self.shard
+                || ctx
+                    .state(slot.conn())
+                    .is_some_and(|s| s.outbound.blocks(slot.seq()));
+            if waits && !self.db.events.messages.is_empty() {
+                relayed = std::mem::take(&mut self.db.events.messages);
+                self.publish_events(ctx);
+            }
+            if slot.shard() == self.shard && !relayed.is_empty() {
+                let out = publish_order::Outgoing::Messages(std::mem::take(&mut relayed));
+                self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
             }
         }
         self.send_messages(ctx);
@@ -617,7 +618,7 @@ impl Server {
                 slot,
                 part,
                 result,
-                raised: relayed,
+                messages: relayed,
             };
             ctx.send(slot.shard(), reply);
         }
@@ -656,20 +657,26 @@ impl Server {
         part: u32,
         result: OpResult,
     ) {
-        self.answer_with(ctx, slot, part, result, None);
+        self.answer_with(ctx, slot, part, result, Vec::new());
     }
 
-    /// [`Self::answer`], with what the part raised for the connection's shard to send
-    /// (see [`publish_order`]).
+    /// [`Self::answer`], with the messages the part published for the connection's shard
+    /// to send (see [`publish_order`]).
     fn answer_with(
         &mut self,
         ctx: &mut Ctx<Server>,
         slot: Option<ReplySlot>,
         part: u32,
         result: OpResult,
-        raised: Option<Box<crate::notify::Batch>>,
+        messages: Vec<crate::notify::Message>,
     ) {
-        let Some(slot) = slot else { return };
+        let Some(slot) = slot else {
+            // Nobody waits for the answer: nobody's order to keep.
+            if !messages.is_empty() {
+                self.send_outgoing(ctx, publish_order::Outgoing::Messages(messages));
+            }
+            return;
+        };
         if slot.shard() == self.shard {
             self.complete_part(ctx, slot, part, result);
         } else {
@@ -677,7 +684,7 @@ impl Server {
                 slot,
                 part,
                 result,
-                raised,
+                messages,
             };
             self.send_observed(ctx, slot.shard(), reply);
         }
@@ -1251,11 +1258,11 @@ impl Handler for Server {
                 slot,
                 part,
                 result,
-                raised,
+                messages,
             } => {
                 // Before the reply completes: later messages of the connection wait for it.
-                if let Some(batch) = raised {
-                    let out = publish_order::Outgoing::Raised(*batch);
+                if !messages.is_empty() {
+                    let out = publish_order::Outgoing::Messages(messages);
                     self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
                 }
                 self.complete_part(ctx, slot, part, result)

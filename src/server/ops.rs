@@ -310,10 +310,9 @@ pub enum Msg {
         slot: ReplySlot,
         part: u32,
         result: OpResult,
-        /// What the part raised when it published (a script's messages and its writes'
-        /// keyspace events), for the connection's shard to send in the connection's
-        /// order (`publish_order`).
-        raised: Option<Box<crate::notify::Batch>>,
+        /// What the part published (a script's or transaction's messages), for the
+        /// connection's shard to send in the connection's order (`publish_order`).
+        messages: Vec<crate::notify::Message>,
     },
     /// Lock `keys` (with `all`: the whole shard) for a cross-shard transaction, then
     /// answer `Locked` with their entries.

@@ -22,15 +22,14 @@ use coreshard_engine::{ConnId, Ctx, ReplySlot};
 use super::ops::{Msg, Op, OpResult};
 use super::reply::Agg;
 use super::Server;
-use crate::notify::Batch;
+use crate::notify::Message;
 use crate::pubsub::Ns;
 
 /// What a command of the connection published.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// What a script or transaction raised: its messages, with the keyspace events of
-    /// its writes when it ran on another shard (for every shard's subscribers).
-    Raised(Batch),
+    /// Messages a script or transaction published (for every shard's subscribers).
+    Messages(Vec<Message>),
     /// A plain PUBLISH, answered into `slot`: its shards are looked up when it leaves (a
     /// subscription confirmed meanwhile gets it).
     Publish {
@@ -228,8 +227,10 @@ impl Server {
     /// Send one item now.
     pub fn send_outgoing(&mut self, ctx: &mut Ctx<Server>, out: Outgoing) {
         match out {
-            Outgoing::Raised(batch) => {
-                self.db.events.push_batch(batch);
+            Outgoing::Messages(messages) => {
+                for m in messages {
+                    self.db.events.publish(m.ns, m.channel, m.message);
+                }
                 self.send_messages(ctx);
             }
             Outgoing::Publish {
@@ -293,9 +294,9 @@ mod tests {
             o.blocks(3) && !o.blocks(2),
             "only an earlier owed reply blocks"
         );
-        o.insert(7, Outgoing::Raised(Batch::default()), false);
-        o.insert(3, Outgoing::Raised(Batch::default()), true);
-        o.insert(5, Outgoing::Raised(Batch::default()), false);
+        o.insert(7, Outgoing::Messages(Vec::new()), false);
+        o.insert(3, Outgoing::Messages(Vec::new()), true);
+        o.insert(5, Outgoing::Messages(Vec::new()), false);
         assert_eq!(seqs(&o), [3, 5, 7]);
         assert!(o.blocks(9), "behind what waits");
         // Reply 2 is still owed: nothing leaves.

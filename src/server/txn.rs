@@ -616,15 +616,7 @@ impl Server {
         // for the key's lock, so it sees the transaction's writes. (The keyspace events of
         // the commits, sent by each shard, are not ordered with these messages.)
         let seq = t.slot.map(|s| s.seq());
-        let messages = messages
-            .into_iter()
-            .map(|m| crate::notify::Message { at: 0, ..m })
-            .collect();
-        let batch = crate::notify::Batch {
-            events: Vec::new(),
-            messages,
-        };
-        let out = super::publish_order::Outgoing::Raised(batch);
+        let out = super::publish_order::Outgoing::Messages(messages);
         self.publish_in_order(ctx, t.conn, seq, out);
         if let TxnKind::Exec { watched, .. } = &t.kind {
             // After the commits, so each shard still knew the versions when locked.
