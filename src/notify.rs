@@ -192,7 +192,7 @@ pub enum Mutation {
 impl Events {
     /// Note a mutation of `key` if the flags want its class.
     pub fn note(&mut self, flags: u32, what: Mutation, key: &[u8]) {
-        if flags & (KEYSPACE | KEYEVENT) == 0 {
+        if flags & (KEYSPACE | KEYEVENT) == 0 || !crate::pubsub::key_events_heard() {
             return;
         }
         let (event, class) = name_for(self.cmd, what);
@@ -230,6 +230,8 @@ mod tests {
         };
         e.note(KEYEVENT | STRING, Mutation::Remove, b"k");
         assert!(e.pending.is_empty(), "del is generic, not asked for");
+        // Somebody listens (the count is process-wide and only grows here).
+        crate::pubsub::listen_to_key_events_for_tests();
         e.note(KEYEVENT | GENERIC, Mutation::Remove, b"k");
         assert_eq!(e.pending.len(), 1);
     }

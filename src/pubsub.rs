@@ -246,7 +246,30 @@ fn census() -> MutexGuard<'static, Option<Census>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Subscriptions that may hear a keyspace notification, over all shards: to a
+/// `__keyspace@`/`__keyevent@` channel, or to any pattern.
+static KEY_LISTENERS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Whether any client may hear a keyspace notification now. Writes collect none while
+/// nobody does (a script's million writes kept a million events for nobody). Updated
+/// before a SUBSCRIBE is confirmed, so a confirmed listener is always counted.
+pub fn key_events_heard() -> bool {
+    KEY_LISTENERS.load(std::sync::atomic::Ordering::Acquire) > 0
+}
+
+/// A listener for unit tests that collect events without subscribing.
+#[cfg(test)]
+pub fn listen_to_key_events_for_tests() {
+    KEY_LISTENERS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 fn census_add(ns: Ns, name: &Bytes, delta: i64) {
+    let hears_keys = ns == Ns::Pattern
+        || (ns == Ns::Channel
+            && (name.starts_with(b"__keyspace@") || name.starts_with(b"__keyevent@")));
+    if hears_keys {
+        KEY_LISTENERS.fetch_add(delta, std::sync::atomic::Ordering::AcqRel);
+    }
     let mut guard = census();
     let c = guard.get_or_insert_with(Census::default);
     let n = match ns {

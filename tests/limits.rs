@@ -343,3 +343,33 @@ fn a_script_publishing_to_nobody_keeps_nothing() {
         assert!(m.ends_with(&format!("\r\n{i}\r\n")), "{m}");
     }
 }
+
+/// With keyspace notifications on and nobody listening, a script's writes keep no events
+/// (each write kept one, with a copy of its key, until the script ended).
+#[test]
+fn keyspace_events_for_nobody_are_not_kept() {
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KEA",
+    ]);
+    let c = &mut server.client();
+    let before = status_kb(server.child.id(), "VmHWM:");
+    let key = "k".repeat(200);
+    let script = "for i=1,400000 do redis.call('SET', KEYS[1], i) end return 1";
+    assert_eq!(q::<i64>(c, &["EVAL", script, "1", &key]).unwrap(), 1);
+    let grown_mb = status_kb(server.child.id(), "VmHWM:").saturating_sub(before) / 1024;
+    assert!(grown_mb < 40, "the server grew by {grown_mb} MB");
+    // A listener hears every write again.
+    let mut sub = server.raw();
+    sub.cmd(&[b"SUBSCRIBE", b"__keyevent@0__:set"]);
+    let _ = sub.reply();
+    let three = "for i=1,3 do redis.call('SET', KEYS[1], i) end return 1";
+    assert_eq!(q::<i64>(c, &["EVAL", three, "1", "k"]).unwrap(), 1);
+    for _ in 0..3 {
+        assert!(sub.reply_str().ends_with("\r\n$1\r\nk\r\n"));
+    }
+}
