@@ -35,6 +35,11 @@ pub enum Ns {
 /// Shards as a bit set (up to 64 shards; more fall back to "every shard").
 pub type ShardMask = u64;
 
+/// The shards of `mask`, out of `shards` (those past the mask's 64 bits always).
+pub fn shards_in(mask: ShardMask, shards: usize) -> impl Iterator<Item = usize> {
+    (0..shards).filter(move |&t| t >= 64 || mask & (1 << t) != 0)
+}
+
 fn bit(shard: ShardId) -> ShardMask {
     if shard < 64 {
         1 << shard

@@ -963,23 +963,14 @@ fn messages_from_work_on_other_shards_keep_the_connections_order() {
         let rounds = 300;
         let mut batch = Vec::new();
         let mut replies = 0;
+        let on_key = |key: &str, m: String| {
+            common::encode(&[b"EVAL", script, b"1", key.as_bytes(), m.as_bytes()])
+        };
         for r in 0..rounds {
             let m = |i: usize| (6 * r + i).to_string();
-            batch.extend(common::encode(&[
-                b"EVAL",
-                script,
-                b"1",
-                k1.as_bytes(),
-                m(0).as_bytes(),
-            ]));
+            batch.extend(on_key(&k1, m(0)));
             batch.extend(common::encode(&[b"PUBLISH", b"feed", m(1).as_bytes()]));
-            batch.extend(common::encode(&[
-                b"EVAL",
-                script,
-                b"1",
-                k3.as_bytes(),
-                m(2).as_bytes(),
-            ]));
+            batch.extend(on_key(&k3, m(2)));
             batch.extend(common::encode(&[b"EVAL", keyless, b"0", m(3).as_bytes()]));
             batch.extend(common::encode(&[
                 b"EVAL",

@@ -568,7 +568,7 @@ impl Server {
         observed: Observed,
     ) {
         let mask = self.pubsub.targets(ns, &channel);
-        for t in (0..self.shards).filter(|&t| t >= 64 || mask & (1 << t) != 0) {
+        for t in crate::pubsub::shards_in(mask, self.shards) {
             if t == self.shard {
                 self.deliver(ctx, ns, &channel, &message, observed);
             } else {

@@ -547,12 +547,11 @@ impl Server {
             return if slot.shard() == self.shard {
                 self.complete_part(ctx, slot, part, result)
             } else {
-                let messages = Vec::new();
                 let reply = Msg::Reply {
                     slot,
                     part,
                     result,
-                    messages,
+                    messages: Vec::new(),
                 };
                 ctx.send(slot.shard(), reply)
             };
@@ -588,18 +587,21 @@ impl Server {
         // publish. Its writes' keyspace events leave from here, in the keys' order, now:
         // before the messages in most cases (two shards' mail to a third is unordered).
         let mut relayed = Vec::new();
-        if let Some(slot) = slot {
-            let waits = slot.shard() != self.shard
+        if let Some(slot) = slot.filter(|_| !self.db.events.messages.is_empty()) {
+            let remote = slot.shard() != self.shard;
+            if remote
                 || ctx
                     .state(slot.conn())
-                    .is_some_and(|s| s.outbound.blocks(slot.seq()));
-            if waits && !self.db.events.messages.is_empty() {
-                relayed = std::mem::take(&mut self.db.events.messages);
+                    .is_some_and(|s| s.outbound.blocks(slot.seq()))
+            {
+                let messages = std::mem::take(&mut self.db.events.messages);
                 self.publish_events(ctx);
-            }
-            if slot.shard() == self.shard && !relayed.is_empty() {
-                let out = publish_order::Outgoing::Messages(std::mem::take(&mut relayed));
-                self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
+                if remote {
+                    relayed = messages;
+                } else {
+                    let out = publish_order::Outgoing::Messages(messages);
+                    self.publish_in_order(ctx, slot.conn(), Some(slot.seq()), out);
+                }
             }
         }
         self.send_messages(ctx);
@@ -670,13 +672,7 @@ impl Server {
         result: OpResult,
         messages: Vec<crate::notify::Message>,
     ) {
-        let Some(slot) = slot else {
-            // Nobody waits for the answer: nobody's order to keep.
-            if !messages.is_empty() {
-                self.send_outgoing(ctx, publish_order::Outgoing::Messages(messages));
-            }
-            return;
-        };
+        let Some(slot) = slot else { return };
         if slot.shard() == self.shard {
             self.complete_part(ctx, slot, part, result);
         } else {

@@ -132,20 +132,26 @@ impl Server {
     ) {
         // A shard running a script past lua-time-limit cannot answer: say so now.
         let mask = self.pubsub.targets(ns, &channel);
-        let busy = (0..self.shards)
-            .filter(|&t| t != self.shard && (t >= 64 || mask & (1 << t) != 0))
+        let busy = crate::pubsub::shards_in(mask, self.shards)
+            .filter(|&t| t != self.shard)
             .find_map(crate::script::busy_reply);
         if let Some(busy) = busy {
             return self.error(ctx, conn, busy);
         }
-        let waits = ctx
-            .state(conn)
-            .is_some_and(|s| !s.outbound.waiting.is_empty() || !s.outbound.owed.is_empty());
+        let waits = ctx.state(conn).is_some_and(|s| !s.outbound.is_idle());
         // Work of the connection queued on this shard (a write whose keyspace event
         // comes first) runs before it: it waits for a turn of this shard's own mail.
         let local_ok = self.local_ok_for(ctx, conn);
-        if mask == 0 && !waits && local_ok {
-            return self.reply(ctx, conn, |e| e.int(0));
+        if !waits && local_ok {
+            // Nothing to keep order with: now, to the shards just looked up.
+            if mask == 0 {
+                return self.reply(ctx, conn, |e| e.int(0));
+            }
+            let parts = crate::pubsub::shards_in(mask, self.shards).count() as u32;
+            let Some(slot) = Self::reserve_reply(ctx, conn, parts, Agg::Sum(0)) else {
+                return;
+            };
+            return self.send_publish(ctx, slot, ns, &channel, &message, mask);
         }
         // One part for now; `send_outgoing` sets how many once it knows the shards.
         let Some(slot) = Self::reserve_reply(ctx, conn, 1, Agg::Sum(0)) else {
@@ -225,7 +231,7 @@ impl Server {
     }
 
     /// Send one item now.
-    pub fn send_outgoing(&mut self, ctx: &mut Ctx<Server>, out: Outgoing) {
+    fn send_outgoing(&mut self, ctx: &mut Ctx<Server>, out: Outgoing) {
         match out {
             Outgoing::Messages(messages) => {
                 for m in messages {
@@ -243,35 +249,46 @@ impl Server {
                 // it was held behind).
                 self.send_events(ctx);
                 let mask = self.pubsub.targets(ns, &channel);
-                let targets: Vec<usize> = (0..self.shards)
-                    .filter(|&t| t >= 64 || mask & (1 << t) != 0)
-                    .collect();
-                if targets.is_empty() {
-                    return self.complete_part(ctx, slot, 0, OpResult::Int(0));
-                }
-                if let Some(state) = ctx.state(slot.conn()) {
-                    state.pending.set_parts(slot.seq(), targets.len() as u32);
-                }
-                for (part, shard) in targets.into_iter().enumerate() {
-                    let part = part as u32;
-                    let op = Op::Publish {
-                        ns,
-                        channel: channel.clone(),
-                        message: message.clone(),
-                    };
-                    if shard == self.shard {
-                        self.run_part(ctx, shard, Some(slot), part, op);
-                    } else {
-                        // Behind the messages this shard holds for `shard` until the log
-                        // has them (under `appendfsync always`).
-                        let msg = Msg::Request {
-                            slot: Some(slot),
-                            part,
-                            op,
-                        };
-                        self.send_behind_outbox(ctx, shard, msg);
-                    }
-                }
+                self.send_publish(ctx, slot, ns, &channel, &message, mask);
+            }
+        }
+    }
+
+    /// A PUBLISH's parts to the shards of `mask`, answered into `slot`.
+    fn send_publish(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        slot: ReplySlot,
+        ns: Ns,
+        channel: &Bytes,
+        message: &Bytes,
+        mask: crate::pubsub::ShardMask,
+    ) {
+        let targets: Vec<usize> = crate::pubsub::shards_in(mask, self.shards).collect();
+        if targets.is_empty() {
+            return self.complete_part(ctx, slot, 0, OpResult::Int(0));
+        }
+        if let Some(state) = ctx.state(slot.conn()) {
+            state.pending.set_parts(slot.seq(), targets.len() as u32);
+        }
+        for (part, shard) in targets.into_iter().enumerate() {
+            let part = part as u32;
+            let op = Op::Publish {
+                ns,
+                channel: channel.clone(),
+                message: message.clone(),
+            };
+            if shard == self.shard {
+                self.run_part(ctx, shard, Some(slot), part, op);
+            } else {
+                // Behind the messages this shard holds for `shard` until the log has
+                // them (under `appendfsync always`).
+                let msg = Msg::Request {
+                    slot: Some(slot),
+                    part,
+                    op,
+                };
+                self.send_behind_outbox(ctx, shard, msg);
             }
         }
     }
