@@ -179,7 +179,7 @@ impl Db {
         use crate::notify::{EXPIRED, KEYEVENT, KEYSPACE};
         if flags & EXPIRED != 0 && flags & (KEYSPACE | KEYEVENT) != 0 {
             for key in self.map.take_expired() {
-                self.events.pending.push(("expired", key));
+                self.events.push_event("expired", key);
             }
         }
     }

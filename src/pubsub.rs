@@ -179,8 +179,12 @@ impl PubSub {
         }
     }
 
-    /// The shards a message to `channel` must reach.
+    /// The shards a message to `channel` must reach (for `Ns::Pattern`: the shards with
+    /// subscribers of that pattern, where its overflow mark goes).
     pub fn targets(&self, ns: Ns, channel: &[u8]) -> ShardMask {
+        if ns == Ns::Pattern {
+            return self.patterns.get(channel).copied().unwrap_or(0);
+        }
         let mut mask = self
             .interest
             .get(&(ns, Bytes::copy_from_slice(channel)))
@@ -310,6 +314,43 @@ pub fn receivers(ns: Ns, channel: &[u8]) -> i64 {
             .filter(|(p, _)| crate::glob::glob_match(p, channel, false))
             .map(|(_, n)| n)
             .sum::<i64>()
+}
+
+/// Who hears a message to a channel now, over all shards (from the census).
+#[derive(Debug, Default, Clone)]
+pub struct Hearers {
+    /// The channel has subscribers of its own.
+    pub direct: bool,
+    /// Patterns with subscribers that match it.
+    pub patterns: Vec<Bytes>,
+}
+
+/// The [`Hearers`] of each of `names` (for `notify::bound`), the lock taken once per
+/// thousand names so that subscribers elsewhere never wait long.
+pub fn hearers(names: &[(Ns, Bytes)]) -> Vec<Hearers> {
+    let mut out = Vec::with_capacity(names.len());
+    for chunk in names.chunks(1024) {
+        let guard = census();
+        let Some(c) = guard.as_ref() else {
+            out.resize(names.len(), Hearers::default());
+            return out;
+        };
+        out.extend(chunk.iter().map(|(ns, name)| {
+            Hearers {
+                direct: c.names.get(&(*ns, name.clone())).is_some_and(|&n| n > 0),
+                patterns: match ns {
+                    Ns::Channel => c
+                        .patterns
+                        .iter()
+                        .filter(|(p, &n)| n > 0 && crate::glob::glob_match(p, name, false))
+                        .map(|(p, _)| p.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                },
+            }
+        }));
+    }
+    out
 }
 
 /// How many distinct names of kind `ns` have a subscriber on some shard (INFO's

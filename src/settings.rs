@@ -1,5 +1,5 @@
 //! Settings that CONFIG SET changes at run time (besides the memory settings in
-//! `evict.rs`, the notification flags in `notify.rs` and the script limits in
+//! `evict.rs`, the notification flags in `notify/` and the script limits in
 //! `script/busy.rs`), shared by every shard. Reads on the hot path are relaxed atomic
 //! loads; the rest (passwords, schedules) sit behind locks read on rare paths only.
 
@@ -115,6 +115,7 @@ pub const APPENDFSYNC: [&str; 3] = ["always", "everysec", "no"];
 impl Runtime {
     /// Settings as given at start.
     pub fn new(timeout: u64, requirepass: Option<String>, save: Schedule) -> Self {
+        crate::notify::set_pubsub_hard_limit(OUTPUT_LIMITS[PUBSUB].hard);
         Runtime {
             timeout: AtomicU64::new(timeout),
             slowlog_slower_than: AtomicI64::new(SLOWLOG_SLOWER_THAN),
@@ -144,6 +145,9 @@ impl Runtime {
 
     /// Set the output buffer limit of class `class`.
     pub fn set_output_limit(&self, class: usize, l: OutputLimit) {
+        if class == PUBSUB {
+            crate::notify::set_pubsub_hard_limit(l.hard);
+        }
         let [hard, soft, secs] = &self.output_limits[class];
         hard.store(l.hard as u64, Relaxed);
         soft.store(l.soft as u64, Relaxed);

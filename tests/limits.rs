@@ -344,6 +344,74 @@ fn a_script_publishing_to_nobody_keeps_nothing() {
     }
 }
 
+/// A script that publishes in a loop to a subscriber that never reads keeps about the
+/// pubsub output limit (32 MB), not everything: it kept 300 MB for this one until it
+/// ended. That subscriber is dropped as the limit drops it (as Redis drops it), the
+/// counter says so, and a subscriber of another channel gets every message the same
+/// script sent it, across shards.
+#[test]
+fn a_script_flooding_one_subscriber_keeps_about_the_pubsub_limit() {
+    let server = Server::start(&["--shards", "2", "--appendonly", "no"]);
+    let mut flooded = server.raw_on_shard(1, 2);
+    let mut calm = server.raw_on_shard(1, 2);
+    let mut c = server.raw_on_shard(0, 2);
+    flooded.cmd(&[b"SUBSCRIBE", b"flood"]);
+    let _ = flooded.reply();
+    calm.cmd(&[b"SUBSCRIBE", b"calm"]);
+    let _ = calm.reply();
+    let before = status_kb(server.child.id(), "VmHWM:");
+    let script = "redis.call('PUBLISH','calm','first') \
+        for i=1,300000 do redis.call('PUBLISH','flood',string.rep('a',1000)) end \
+        redis.call('PUBLISH','calm','last') return 1";
+    c.cmd(&[b"EVAL", script.as_bytes(), b"0"]);
+    assert_eq!(c.reply_str(), ":1\r\n");
+    let grown_mb = status_kb(server.child.id(), "VmHWM:").saturating_sub(before) / 1024;
+    assert!(grown_mb < 150, "the server grew by {grown_mb} MB");
+    assert!(flooded.closed(), "the flooded subscriber was not dropped");
+    assert!(calm.reply_str().ends_with("$4\r\ncalm\r\n$5\r\nfirst\r\n"));
+    assert!(calm.reply_str().ends_with("$4\r\ncalm\r\n$4\r\nlast\r\n"));
+    c.cmd(&[b"INFO", b"stats"]);
+    let info = c.reply_str();
+    assert!(
+        info.contains("client_output_buffer_limit_disconnections:1\r\n"),
+        "{info}"
+    );
+}
+
+/// The same for keyspace events and a pattern: a script's 250k SETs of a 1 KB key, heard
+/// only by a pattern subscriber that never reads, keep about the limit (they kept 260 MB),
+/// and that subscriber is dropped; a subscriber of another event still hears it.
+#[test]
+fn a_script_flooding_a_pattern_with_events_keeps_about_the_pubsub_limit() {
+    let server = Server::start(&[
+        "--shards",
+        "2",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KEA",
+    ]);
+    let key = "k".repeat(1000);
+    let mut flooded = server.raw_on_shard(1, 2);
+    let mut calm = server.raw_on_shard(1, 2);
+    let mut c = server.raw_on_shard(0, 2);
+    flooded.cmd(&[b"PSUBSCRIBE", b"__key*__:*"]);
+    let _ = flooded.reply();
+    calm.cmd(&[b"SUBSCRIBE", b"__keyevent@0__:del"]);
+    let _ = calm.reply();
+    let before = status_kb(server.child.id(), "VmHWM:");
+    let script = "for i=1,250000 do redis.call('SET', KEYS[1], i) end \
+        redis.call('DEL', KEYS[1]) return 1";
+    c.cmd(&[b"EVAL", script.as_bytes(), b"1", key.as_bytes()]);
+    assert_eq!(c.reply_str(), ":1\r\n");
+    let grown_mb = status_kb(server.child.id(), "VmHWM:").saturating_sub(before) / 1024;
+    assert!(grown_mb < 150, "the server grew by {grown_mb} MB");
+    assert!(flooded.closed(), "the flooded subscriber was not dropped");
+    assert!(calm
+        .reply_str()
+        .ends_with(&format!("${}\r\n{key}\r\n", key.len())));
+}
+
 /// With keyspace notifications on and nobody listening, a script's writes keep no events
 /// (each write kept one, with a copy of its key, until the script ended).
 #[test]

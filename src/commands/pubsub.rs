@@ -505,7 +505,7 @@ impl Server {
         self.db.collect_expired(expired_wanted);
         if expired_wanted {
             for key in self.db.take_expired() {
-                self.db.events.pending.push(("expired", key));
+                self.db.events.push_event("expired", key);
             }
         }
         if self.db.events.pending.is_empty() && self.db.events.messages.is_empty() {
@@ -517,28 +517,26 @@ impl Server {
         let pending = std::mem::take(&mut self.db.events.pending);
         for (i, (event, key)) in pending.into_iter().enumerate() {
             while let Some(m) = messages.next_if(|m| m.at <= i) {
-                self.notify(ctx, m.ns, m.channel, m.message, Observed::Here);
+                self.notify_message(ctx, m);
             }
             if flags & crate::notify::KEYSPACE != 0 {
                 let mut ch = b"__keyspace@0__:".to_vec();
                 ch.extend_from_slice(&key);
                 let event = Bytes::from_static(event.as_bytes());
-                self.notify(ctx, Ns::Channel, Bytes::from(ch), event, Observed::Here);
+                self.notify(ctx, Ns::Channel, Bytes::from(ch), event, false);
             }
             if flags & crate::notify::KEYEVENT != 0 {
                 let ch = format!("__keyevent@0__:{event}");
-                self.notify(
-                    ctx,
-                    Ns::Channel,
-                    Bytes::from(ch),
-                    key.clone(),
-                    Observed::Here,
-                );
+                self.notify(ctx, Ns::Channel, Bytes::from(ch), key.clone(), false);
             }
         }
         for m in messages {
-            self.notify(ctx, m.ns, m.channel, m.message, Observed::Here);
+            self.notify_message(ctx, m);
         }
+    }
+
+    fn notify_message(&mut self, ctx: &mut Ctx<Server>, m: crate::notify::Message) {
+        self.notify(ctx, m.ns, m.channel, m.message, m.overflow);
     }
 
     /// Send what a transaction or script just PUBLISHed (with the events raised before
@@ -558,30 +556,58 @@ impl Server {
         }
     }
 
-    /// Publish `message` on `channel` from this shard, without a reply.
+    /// Publish `message` on `channel` from this shard, without a reply; it shows this
+    /// shard's writes (a keyspace event, or a script's or transaction's message). With
+    /// `overflow`, drop `channel`'s receivers instead (see [`crate::notify::Message`]).
     fn notify(
         &mut self,
         ctx: &mut Ctx<Server>,
         ns: Ns,
         channel: Bytes,
         message: Bytes,
-        observed: Observed,
+        overflow: bool,
     ) {
         let mask = self.pubsub.targets(ns, &channel);
         for t in crate::pubsub::shards_in(mask, self.shards) {
             if t == self.shard {
-                self.deliver(ctx, ns, &channel, &message, observed);
+                self.on_notify(ctx, ns, &channel, &message, overflow, Observed::Here);
             } else {
                 let msg = Msg::Notify {
                     ns,
                     channel: channel.clone(),
                     message: message.clone(),
+                    overflow,
                 };
-                match observed {
-                    Observed::Here => self.send_observed(ctx, t, msg),
-                    Observed::Nothing => ctx.send(t, msg),
-                }
+                self.send_observed(ctx, t, msg);
             }
+        }
+    }
+
+    /// A keyspace event or a script's or transaction's message (or overflow mark) for
+    /// this shard's subscribers.
+    pub fn on_notify(
+        &mut self,
+        ctx: &mut Ctx<Server>,
+        ns: Ns,
+        channel: &[u8],
+        message: &[u8],
+        overflow: bool,
+        observed: Observed,
+    ) {
+        if !overflow {
+            self.deliver(ctx, ns, channel, message, observed);
+            return;
+        }
+        // Every receiver a script sent more than the pubsub output limit: as if its
+        // output had passed the limit (`notify::bound`).
+        let mut conns: Vec<ConnId> = self.pubsub.subscribers(ns, channel).collect();
+        if ns == Ns::Channel {
+            for (_, subs) in self.pubsub.matching_patterns(channel) {
+                conns.extend(subs.iter().copied());
+            }
+        }
+        for conn in conns {
+            self.drop_over_output_limit(ctx, conn, "more than the pubsub limit from one script");
         }
     }
 }

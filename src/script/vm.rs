@@ -733,7 +733,9 @@ pub fn run(db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
         let Some(vm) = slot.as_mut() else {
             return OpResult::Error("ERR cannot start Lua".into());
         };
-        db.atomically(|db| {
+        // What it publishes and notifies is kept until it ends: bounded meanwhile.
+        let nested = db.events.begin_bounded_run();
+        let out = db.atomically(|db| {
             let out = vm.run(db, now, call);
             if RUNNING.with(|r| r.aborted.get()) {
                 // Stopped half way by SHUTDOWN NOSAVE: none of it is journaled, so the
@@ -741,7 +743,9 @@ pub fn run(db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
                 db.discard_group();
             }
             out
-        })
+        });
+        db.events.end_bounded_run(nested);
+        out
     })
 }
 

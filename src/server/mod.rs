@@ -763,16 +763,22 @@ impl Server {
             state.over_soft_since = None;
         }
         if over {
-            if !std::mem::replace(&mut state.closing, true) {
-                tracing::warn!(
-                    "client id={} closed for overcoming of output buffer limits ({unsent} bytes)",
-                    state.id
-                );
-                self.pubsub.disconnections += 1;
-            }
-            ctx.abort(conn);
+            self.drop_over_output_limit(ctx, conn, &format!("{unsent} bytes"));
         }
         over
+    }
+
+    /// Drop `conn` for its output buffer limit (`why` goes to the log), counted once.
+    pub fn drop_over_output_limit(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, why: &str) {
+        let Some(state) = ctx.state(conn) else { return };
+        if !std::mem::replace(&mut state.closing, true) {
+            tracing::warn!(
+                "client id={} closed for overcoming of output buffer limits ({why})",
+                state.id
+            );
+            self.pubsub.disconnections += 1;
+        }
+        ctx.abort(conn);
     }
 
     /// Encode a completed reply onto `out`.
@@ -1293,8 +1299,9 @@ impl Handler for Server {
                 ns,
                 channel,
                 message,
+                overflow,
             } => {
-                self.deliver(ctx, ns, &channel, &message, Observed::Nothing);
+                self.on_notify(ctx, ns, &channel, &message, overflow, Observed::Nothing);
             }
             Msg::Block(m) => self.on_block_msg(ctx, from, m),
             Msg::Unwatch { keys } => {

@@ -360,6 +360,8 @@ pub enum Msg {
         ns: crate::pubsub::Ns,
         channel: Bytes,
         message: Bytes,
+        /// An overflow mark (`notify::Message::overflow`).
+        overflow: bool,
     },
 }
 

@@ -235,7 +235,7 @@ impl Server {
         match out {
             Outgoing::Messages(messages) => {
                 for m in messages {
-                    self.db.events.publish(m.ns, m.channel, m.message);
+                    self.db.events.requeue(m);
                 }
                 self.send_messages(ctx);
             }

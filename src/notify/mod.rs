@@ -3,9 +3,13 @@
 //! to publish (`__keyspace@0__:<key>` carrying the event, `__keyevent@0__:<event>` carrying
 //! the key) at the end of its loop turn.
 
+mod bound;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
+
+pub use bound::set_pubsub_hard_limit;
 
 /// `K`: publish on `__keyspace@0__:<key>`.
 pub const KEYSPACE: u32 = 1 << 0;
@@ -116,6 +120,8 @@ pub struct Events {
     /// Messages PUBLISHed inside MULTI/EXEC or a script, sent with the events (each after
     /// the events collected before it).
     pub messages: Vec<Message>,
+    /// What keeps a running script's collection bounded (`bound.rs`).
+    pub bound: bound::Bound,
 }
 
 /// A message a transaction or script published.
@@ -129,17 +135,38 @@ pub struct Message {
     pub channel: Bytes,
     /// What.
     pub message: Bytes,
+    /// Not a message: every receiver of `channel` (a pattern's subscribers when `ns` is
+    /// `Pattern`) was sent more than the pubsub output-buffer limit by one script, and is
+    /// dropped as that limit drops a client (see `bound.rs`).
+    pub overflow: bool,
 }
 
 impl Events {
     /// Queue `message` for `channel`, behind the events collected so far.
     pub fn publish(&mut self, ns: crate::pubsub::Ns, channel: Bytes, message: Bytes) {
+        self.held_more(channel.len() + message.len());
         self.messages.push(Message {
             at: self.pending.len(),
             ns,
             channel,
             message,
+            overflow: false,
         });
+        self.bound_if_due();
+    }
+
+    /// Queue a message (or overflow mark) collected elsewhere (a script's on another
+    /// shard), behind the events collected so far.
+    pub fn requeue(&mut self, mut m: Message) {
+        m.at = self.pending.len();
+        self.messages.push(m);
+    }
+
+    /// Queue the keyspace event `event` of `key`.
+    pub fn push_event(&mut self, event: &'static str, key: Bytes) {
+        self.held_more(key.len() + event.len());
+        self.pending.push((event, key));
+        self.bound_if_due();
     }
 }
 
@@ -197,7 +224,7 @@ impl Events {
         }
         let (event, class) = name_for(self.cmd, what);
         if flags & class != 0 {
-            self.pending.push((event, Bytes::copy_from_slice(key)));
+            self.push_event(event, Bytes::copy_from_slice(key));
         }
     }
 }
