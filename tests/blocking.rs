@@ -139,6 +139,15 @@ fn a_blocked_client_answers_its_pipeline_in_order_and_multi_does_not_block() {
         err(&mut r, &[b"BLPOP", b"k", b"soon"]),
         "-ERR timeout is not a float or out of range\r\n"
     );
+    // Read as Redis 7.0 reads it (a long double): an infinity or an overflow is
+    // "negative", and a tiny timeout is 1 ms, not forever.
+    for t in [&b"inf"[..], b"1e16"] {
+        assert_eq!(
+            err(&mut r, &[b"BLPOP", b"k", t]),
+            "-ERR timeout is negative\r\n"
+        );
+    }
+    assert_eq!(err(&mut r, &[b"BLPOP", b"k", b"1e-400"]), "*-1\r\n");
     assert_eq!(
         err(&mut r, &[b"BLMPOP", b"0", b"0", b"k", b"LEFT"]),
         "-ERR numkeys should be greater than 0\r\n"
@@ -494,4 +503,70 @@ fn a_first_key_emptied_under_the_lock_releases_the_waiter() {
         }
         q::<()>(c, &["DEL", &first, &second]).unwrap();
     }
+}
+
+/// As Redis looks at a blocking command's keys in order: a key of another type before a
+/// key with elements answers WRONGTYPE and pops nothing, also when the keys live on
+/// another shard than the client (there the element was popped and answered).
+#[test]
+fn a_wrong_type_key_first_answers_wrongtype_and_pops_nothing() {
+    let s = Server::start(&["--shards", "4"]);
+    let c = &mut s.client();
+    let home = common::shard_of("{t}", 4) as u64;
+    let mut r = s.raw_on_shard((home + 1) % 4, 4);
+    q::<()>(c, &["SET", "{t}str", "v"]).unwrap();
+    q::<i64>(c, &["ZADD", "{t}z", "1", "x"]).unwrap();
+    q::<i64>(c, &["RPUSH", "{t}l", "x"]).unwrap();
+    let wrongtype = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+    r.cmd(&[b"BZPOPMIN", b"{t}str", b"{t}z", b"0"]);
+    assert_eq!(r.reply_str(), wrongtype);
+    r.cmd(&[b"BLPOP", b"{t}str", b"{t}l", b"0"]);
+    assert_eq!(r.reply_str(), wrongtype);
+    assert_eq!(q::<i64>(c, &["ZCARD", "{t}z"]).unwrap(), 1);
+    assert_eq!(q::<i64>(c, &["LLEN", "{t}l"]).unwrap(), 1);
+    // After the key with elements, the element is popped as before.
+    r.cmd(&[b"BLPOP", b"{t}l", b"{t}str", b"0"]);
+    assert_eq!(r.reply_str(), "*2\r\n$4\r\n{t}l\r\n$1\r\nx\r\n");
+}
+
+/// A client blocked on two keys that one transaction fills is served from the key filled
+/// first, as Redis serves ready keys in the order they became ready (it was served from
+/// the key first in byte order); a blocked XREAD woken by one stream answers with that
+/// stream alone (it answered every stream with news), and once for a stream it names
+/// twice.
+#[test]
+fn a_waiter_is_served_from_the_key_filled_first() {
+    let s = Server::start(&["--shards", "4"]);
+    let c = &mut s.client();
+    let mut fill = |cmds: &[&[&str]]| {
+        let mut p = redis::pipe();
+        p.atomic();
+        for cmd in cmds {
+            p.cmd(cmd[0]).arg(&cmd[1..]);
+        }
+        p.query::<()>(c).unwrap();
+    };
+    let mut w = s.raw();
+    w.cmd(&[b"BLPOP", b"{a}k1", b"{a}k2", b"0"]);
+    let mut x = s.raw();
+    x.cmd(&[
+        b"XREAD", b"BLOCK", b"0", b"STREAMS", b"{a}s1", b"{a}s2", b"{a}s1", b"$", b"$", b"$",
+    ]);
+    let mut probe = s.client();
+    eventually("both wait", || blocked_clients(&mut probe) == 2);
+    fill(&[&["RPUSH", "{a}k2", "first"], &["RPUSH", "{a}k1", "second"]]);
+    assert_eq!(w.reply_str(), "*2\r\n$5\r\n{a}k2\r\n$5\r\nfirst\r\n");
+    fill(&[
+        &["XADD", "{a}s2", "1-0", "f", "v"],
+        &["XADD", "{a}s1", "1-0", "f", "v"],
+    ]);
+    let got = x.reply_str();
+    assert!(got.starts_with("*1\r\n*2\r\n$5\r\n{a}s2\r\n"), "{got}");
+    x.cmd(&[
+        b"XREAD", b"BLOCK", b"0", b"STREAMS", b"{a}s1", b"{a}s2", b"{a}s1", b"$", b"$", b"$",
+    ]);
+    eventually("it waits again", || blocked_clients(&mut probe) == 1);
+    q::<String>(c, &["XADD", "{a}s1", "2-0", "f", "v"]).unwrap();
+    let got = x.reply_str();
+    assert!(got.starts_with("*1\r\n*2\r\n$5\r\n{a}s1\r\n"), "{got}");
 }

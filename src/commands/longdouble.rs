@@ -538,6 +538,56 @@ pub fn add(a: Ld, b: Ld) -> Ld {
     round(&sum, &Big::from_u128(1), emin, neg)
 }
 
+/// `(long long) ceill(v * 1000.0L)` on x86-64, as Redis turns a timeout in seconds into
+/// milliseconds: the product rounded to 64 significant bits (ties to even), rounded up to
+/// an integer, and `i64::MIN` (the x87 "integer indefinite") for an infinity or anything
+/// of 2^63 or more in magnitude.
+pub fn ceil_millis(v: Ld) -> i64 {
+    let (neg, mant, mut exp) = match v {
+        Ld::Finite { neg, mant, exp } => (neg, mant, i64::from(exp)),
+        Ld::Inf { .. } => return i64::MIN,
+    };
+    let mut p = u128::from(mant) * 1000;
+    if p == 0 {
+        return 0;
+    }
+    // Round to 64 significant bits (the 80-bit format's mantissa).
+    let bits = 128 - i64::from(p.leading_zeros());
+    if bits > 64 {
+        let shift = (bits - 64) as u32;
+        let rest = p & ((1u128 << shift) - 1);
+        let half = 1u128 << (shift - 1);
+        p >>= shift;
+        exp += i64::from(shift);
+        if rest > half || (rest == half && p & 1 == 1) {
+            p += 1;
+        }
+    }
+    let magnitude: u128 = if exp >= 0 {
+        if exp >= 64 || (p << exp) >> exp != p {
+            return i64::MIN;
+        }
+        p << exp
+    } else {
+        let k = exp.unsigned_abs();
+        let (whole, fraction) = if k >= 128 {
+            (0, true)
+        } else {
+            (p >> k, p & ((1u128 << k) - 1) != 0)
+        };
+        // Up for a positive fraction; a negative one truncates toward zero, which is up.
+        whole + u128::from(fraction && !neg)
+    };
+    if magnitude >= 1u128 << 63 {
+        return i64::MIN;
+    }
+    if neg {
+        -(magnitude as i64)
+    } else {
+        magnitude as i64
+    }
+}
+
 /// `ld2string(.., LD_STR_HUMAN)`: `%.17Lf` (exact, ties to even), trailing zeros and
 /// a bare point removed, `-0` as `0`. Infinities (never formatted by callers) as `inf`.
 pub fn format_human(v: Ld) -> String {
@@ -585,6 +635,24 @@ pub fn format_human(v: Ld) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_turn_into_milliseconds_as_in_redis() {
+        let ms = |s: &str| parse(s.as_bytes()).map(ceil_millis);
+        assert_eq!(ms("1.5"), Some(1500));
+        assert_eq!(ms("0.1"), Some(100), "the product is rounded before ceil");
+        assert_eq!(ms("0.0001"), Some(1));
+        assert_eq!(ms("1e-400"), Some(1), "a long double, not 0 (forever)");
+        assert_eq!(ms("-0.0001"), Some(0));
+        assert_eq!(ms("-1"), Some(-1000));
+        assert_eq!(ms("0x10"), Some(16000));
+        assert_eq!(ms("9223372036854775"), Some(9_223_372_036_854_775_000));
+        for huge in ["inf", "-inf", "1e16", "1e300", "9223372036854775807"] {
+            assert_eq!(ms(huge), Some(i64::MIN), "{huge}");
+        }
+        assert_eq!(ms("nan"), None);
+        assert_eq!(ms(" 1"), None);
+    }
 
     fn incr(cur: &str, by: &str) -> Option<String> {
         let a = parse(cur.as_bytes())?;

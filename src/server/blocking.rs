@@ -282,20 +282,16 @@ pub enum BlockMsg {
 
 /// Parse a blocking timeout (seconds, fractional allowed) into milliseconds (0 = forever).
 pub fn parse_timeout(arg: &[u8]) -> Result<u64, OpResult> {
-    let bad = || OpResult::Error("ERR timeout is not a float or out of range".into());
-    let text = std::str::from_utf8(arg).map_err(|_| bad())?;
-    let secs: f64 = text.trim().parse().map_err(|_| bad())?;
-    if !secs.is_finite() || text.trim() != text || text.is_empty() {
-        return Err(bad());
-    }
-    if secs < 0.0 {
+    use crate::commands::longdouble;
+    // As Redis 7.0 reads it: a long double, times 1000, rounded up, as a C long long (an
+    // infinity or an overflow turns negative there, so it says "negative").
+    let secs = longdouble::parse(arg)
+        .ok_or_else(|| OpResult::Error("ERR timeout is not a float or out of range".into()))?;
+    let ms = longdouble::ceil_millis(secs);
+    if ms < 0 {
         return Err(OpResult::Error("ERR timeout is negative".into()));
     }
-    let ms = secs * 1000.0;
-    if ms > (i64::MAX / 2) as f64 {
-        return Err(OpResult::Error("ERR timeout is out of range".into()));
-    }
-    Ok(ms.ceil() as u64)
+    Ok(ms as u64)
 }
 
 /// Pop for a waiter (or a blocking command run without blocking) from the first of `keys`
@@ -680,12 +676,12 @@ impl Server {
                 }
             }
         }
-        if initial.is_none() {
-            if let Some((pos, key)) = wrong_type {
-                initial = Some(pos);
-                if let Some(w) = self.blocking.waiters.get_mut(&waiter) {
-                    w.offered = Some(key);
-                }
+        // A key of another type before the first key it could pop from answers WRONGTYPE,
+        // as Redis's first look at the keys in command order does.
+        if let Some((pos, key)) = wrong_type.filter(|(p, _)| initial.is_none_or(|i| *p < i)) {
+            initial = Some(pos);
+            if let Some(w) = self.blocking.waiters.get_mut(&waiter) {
+                w.offered = Some(key);
             }
         }
         // A waiter with all its keys here is served at once (no claim needed: nothing
@@ -765,11 +761,14 @@ impl Server {
             if self.db.ready.is_empty() {
                 return;
             }
-            let mut ready = std::mem::take(&mut self.db.ready);
-            ready.sort_unstable();
-            ready.dedup();
+            // In the order the keys became ready (Redis serves its ready keys so: a waiter
+            // on two keys filled in one transaction gets the first filled), each once.
+            let ready = std::mem::take(&mut self.db.ready);
+            let mut seen = hashbrown::HashSet::with_capacity(ready.len());
             for key in ready {
-                self.offer_key(ctx, &key);
+                if seen.insert(key.clone()) {
+                    self.offer_key(ctx, &key);
+                }
             }
         }
         if !self.db.ready.is_empty() {
@@ -1074,6 +1073,18 @@ impl Server {
             if let Some(i) = keys.iter().position(|(_, x)| x == k) {
                 let first = keys.remove(i);
                 keys.insert(0, first);
+                // A stream reader woken by one of its streams answers with that stream
+                // alone, as Redis 7.0 serves a ready key (once, even if the command named
+                // it twice). Its first look (`fresh`) answers every stream, as a
+                // non-blocking read does.
+                if let BlockOp::Stream { args, fresh: false } = &mut op {
+                    *args = crate::commands::stream::waiter_command(
+                        &mut self.db,
+                        now,
+                        args,
+                        &[i as u32],
+                    );
+                }
             }
             // Elements offered to earlier waiters (spread over shards, still claiming
             // them) are theirs: take at most what is left. (A stream read takes nothing.)
