@@ -441,3 +441,64 @@ fn keyspace_events_for_nobody_are_not_kept() {
         assert!(sub.reply_str().ends_with("\r\n$1\r\nk\r\n"));
     }
 }
+
+/// Read and drop `n` bytes from `raw` (many replies at once, without parsing each).
+fn skip_bytes(raw: &mut common::Raw, mut n: usize) {
+    let mut chunk = vec![0u8; 1 << 16];
+    while n > 0 {
+        let want = n.min(chunk.len());
+        let got = raw.stream.read(&mut chunk[..want]).expect("read");
+        assert!(got > 0, "closed with {n} bytes to go");
+        n -= got;
+    }
+}
+
+/// Pub/sub bookkeeping costs linear time in the number of subscriptions: a SUBSCRIBE of
+/// 100k channels took 13-29 s (each acknowledgement walked every pending announcement),
+/// PUBSUB CHANNELS over them 48 s (each shard's names checked against a list), and each
+/// message delivered on that shard walked all its subscriptions for patterns (40k
+/// messages: ~10 s). Each stalled the shard's other clients as long.
+#[test]
+fn many_subscriptions_cost_linear_time() {
+    let server = Server::start(&["--shards", "2", "--appendonly", "no"]);
+    let mut sub = server.raw_on_shard(0, 2);
+    let mut c = server.raw_on_shard(1, 2);
+    let n = 100_000;
+    let names: Vec<String> = (0..n).map(|i| format!("ch{i}")).collect();
+    let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+    args.extend(names.iter().map(|n| n.as_bytes()));
+    let started = Instant::now();
+    sub.send(&encode(&args));
+    // One confirmation per channel: `*3 $9 subscribe $len name :count`.
+    let confirmations: usize = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let count = (i + 1).to_string();
+            4 + 4 + 11 + format!("${}\r\n", name.len()).len() + name.len() + 2 + 1 + count.len() + 2
+        })
+        .sum();
+    skip_bytes(&mut sub, confirmations);
+    let subscribe = started.elapsed();
+    let started = Instant::now();
+    c.cmd(&[b"PUBSUB", b"CHANNELS"]);
+    let listed = c.reply();
+    assert!(listed.starts_with(format!("*{n}\r\n").as_bytes()));
+    let channels = started.elapsed();
+    let started = Instant::now();
+    let publishes = 40_000;
+    c.send(&encode(&[b"PUBLISH", b"ch7", b"m"]).repeat(publishes));
+    let frame = b"*3\r\n$7\r\nmessage\r\n$3\r\nch7\r\n$1\r\nm\r\n";
+    skip_bytes(&mut sub, frame.len() * publishes);
+    let delivered = started.elapsed();
+    skip_bytes(&mut c, b":1\r\n".len() * publishes);
+    for (what, took) in [
+        ("SUBSCRIBE", subscribe),
+        ("PUBSUB CHANNELS", channels),
+        ("40k messages", delivered),
+    ] {
+        assert!(took < Duration::from_secs(6), "{what} took {took:?}");
+    }
+    sub.cmd(&[b"PING"]);
+    skip_bytes(&mut sub, b"*2\r\n$4\r\npong\r\n$0\r\n\r\n".len());
+}

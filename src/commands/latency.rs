@@ -67,6 +67,7 @@ pub fn latency(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) 
                 || Op::Latency(Some(names.clone())),
                 Agg::Unique {
                     names: Vec::new(),
+                    seen: Default::default(),
                     count_only: true,
                 },
             )

@@ -65,7 +65,7 @@ fn join(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args, ns: Ns)
     let proto = state.proto;
     let subs = state.subs.get_or_insert_with(Default::default);
     let mut frames = Vec::new();
-    let mut waits: Vec<u64> = Vec::new();
+    let mut waits: hashbrown::HashSet<u64> = hashbrown::HashSet::new();
     let mut announce: Vec<(Bytes, u64)> = Vec::new();
     for name in &args[1..] {
         let name = Bytes::copy_from_slice(name);
@@ -73,9 +73,7 @@ fn join(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args, ns: Ns)
             match s.pubsub.join(me, ns, &name, conn, others) {
                 Joined::Ready => {}
                 Joined::Wait { id, new } => {
-                    if !waits.contains(&id) {
-                        waits.push(id);
-                    }
+                    waits.insert(id);
                     if new {
                         announce.push((name.clone(), id));
                     }
@@ -209,6 +207,7 @@ pub fn pubsub(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
                 },
                 Agg::Unique {
                     names: Vec::new(),
+                    seen: Default::default(),
                     count_only: false,
                 },
             );
@@ -230,6 +229,7 @@ pub fn pubsub(s: &mut Server, ctx: &mut Ctx<Server>, conn: ConnId, args: Args) {
                 },
                 Agg::Unique {
                     names: Vec::new(),
+                    seen: Default::default(),
                     count_only: true,
                 },
             );

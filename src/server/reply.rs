@@ -64,7 +64,12 @@ pub enum Agg {
     Raw(Vec<u8>),
     /// Names from every shard, without duplicates (PUBSUB CHANNELS), or their number
     /// (NUMPAT).
-    Unique { names: Vec<Bytes>, count_only: bool },
+    Unique {
+        names: Vec<Bytes>,
+        /// `names` as a set (a linear check per name made 100k channels take 48 s).
+        seen: hashbrown::HashSet<Bytes>,
+        count_only: bool,
+    },
     /// PUBSUB NUMSUB: counts summed by position.
     NumSub { names: Vec<Bytes>, counts: Vec<i64> },
     /// WATCH: part `p`'s keys are `keys[p]`; what each looked like is gathered in `got`.
@@ -117,9 +122,9 @@ impl Agg {
             }
             (Agg::Random(c), OpResult::Random(r)) => c.extend(r),
             (Agg::Raw(_), _) => {}
-            (Agg::Unique { names, .. }, OpResult::Keys(ks)) => {
+            (Agg::Unique { names, seen, .. }, OpResult::Keys(ks)) => {
                 for k in ks {
-                    if !names.contains(&k) {
+                    if seen.insert(k.clone()) {
                         names.push(k);
                     }
                 }
@@ -227,7 +232,9 @@ impl Agg {
                 }
             }
             Agg::Raw(bytes) => e.raw(&bytes),
-            Agg::Unique { names, count_only } => {
+            Agg::Unique {
+                names, count_only, ..
+            } => {
                 if count_only {
                     e.int(names.len() as i64);
                 } else {
