@@ -502,3 +502,65 @@ fn many_subscriptions_cost_linear_time() {
     sub.cmd(&[b"PING"]);
     skip_bytes(&mut sub, b"*2\r\n$4\r\npong\r\n$0\r\n\r\n".len());
 }
+
+/// A script's overflow mark leaves with its keyspace events, not behind its messages: a
+/// subscriber that reads everything, flooded by a script that ran while an earlier
+/// script of the same connection still ran elsewhere, could unsubscribe before the mark
+/// arrived and silently miss everything let go (review of the bound).
+#[test]
+fn a_flooded_subscriber_cannot_dodge_its_overflow_mark() {
+    let server = Server::start(&[
+        "--shards",
+        "2",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KA",
+    ]);
+    let far = common::keys_on("busy", 1, 2, 1)[0].clone();
+    let near = common::keys_on(&"k".repeat(1000), 0, 2, 1)[0].clone();
+    let mut s = server.raw_on_shard(0, 2);
+    let mut c = server.raw_on_shard(0, 2);
+    s.cmd(&[b"PSUBSCRIBE", b"__keyspace@0__:*"]);
+    let _ = s.reply();
+    // It reads everything (so its output limit never drops it) and unsubscribes as soon
+    // as the first event is in; it reports whether the server dropped it.
+    let mut reader = s.stream.try_clone().unwrap();
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let drained = std::thread::spawn(move || {
+        let mut chunk = vec![0u8; 1 << 16];
+        let mut told = false;
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) if !told => {
+                    told = true;
+                    let _ = first_tx.send(());
+                }
+                Ok(_) => {}
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        }
+    });
+    let busy = "local t=redis.call('TIME') local t0=t[1]*1000000+t[2] \
+        while true do local n=redis.call('TIME') \
+        if n[1]*1000000+n[2]-t0 > 1500000 then break end end return 1";
+    let flood = "for i=1,100000 do redis.call('SET', KEYS[1], i) end return 1";
+    let mut pipeline = encode(&[b"EVAL", busy.as_bytes(), b"1", far.as_bytes()]);
+    pipeline.extend(encode(&[b"EVAL", flood.as_bytes(), b"1", near.as_bytes()]));
+    c.send(&pipeline);
+    // The first event arrives while the busy script still runs on the other shard (or
+    // the subscriber is dropped first: then the reader is gone).
+    let heard = first_rx.recv_timeout(common::DEADLINE);
+    assert!(
+        !matches!(heard, Err(std::sync::mpsc::RecvTimeoutError::Timeout)),
+        "nothing arrived"
+    );
+    let _ = s.stream.write_all(&encode(&[b"PUNSUBSCRIBE"]));
+    assert_eq!(c.reply_str(), ":1\r\n");
+    assert_eq!(c.reply_str(), ":1\r\n");
+    assert!(
+        drained.join().unwrap(),
+        "the flooded subscriber unsubscribed instead of being dropped"
+    );
+}

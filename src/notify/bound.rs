@@ -18,6 +18,9 @@
 //! receiver is doomed (or that nobody hears) is let go. A channel's mark also drops the
 //! patterns' subscribers that match it: they were sent everything the channel was.
 //!
+//! The bound is per receiver *name*: a connection subscribed to many channels, each
+//! sent just under the limit, is not doomed (the census does not know who subscribes).
+//!
 //! Each pass costs the size of what is held; the next one comes only after the collection
 //! has grown by as much again (and at least the limit), so the work per collected byte is
 //! constant and what is held stays within about twice what the live receivers may still

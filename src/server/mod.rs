@@ -595,6 +595,11 @@ impl Server {
                     .is_some_and(|s| s.outbound.blocks(slot.seq()))
             {
                 let messages = std::mem::take(&mut self.db.events.messages);
+                // Overflow marks leave now, with the events they were raised among: a
+                // doomed subscriber must not leave (and dodge its mark) between them.
+                let (marks, messages): (Vec<_>, Vec<_>) =
+                    messages.into_iter().partition(|m| m.overflow);
+                marks.into_iter().for_each(|m| self.db.events.requeue(m));
                 self.publish_events(ctx);
                 if remote {
                     relayed = messages;

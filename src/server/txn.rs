@@ -616,6 +616,10 @@ impl Server {
         // for the key's lock, so it sees the transaction's writes. (The keyspace events of
         // the commits, sent by each shard, are not ordered with these messages.)
         let seq = t.slot.map(|s| s.seq());
+        // Overflow marks (`notify::bound`) need no order: now, right behind the commits.
+        let (marks, messages): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| m.overflow);
+        marks.into_iter().for_each(|m| self.db.events.requeue(m));
+        self.send_messages(ctx);
         let out = super::publish_order::Outgoing::Messages(messages);
         self.publish_in_order(ctx, t.conn, seq, out);
         if let TxnKind::Exec { watched, .. } = &t.kind {
