@@ -524,6 +524,22 @@ fn a_wrong_type_key_first_answers_wrongtype_and_pops_nothing() {
     assert_eq!(r.reply_str(), wrongtype);
     assert_eq!(q::<i64>(c, &["ZCARD", "{t}z"]).unwrap(), 1);
     assert_eq!(q::<i64>(c, &["LLEN", "{t}l"]).unwrap(), 1);
+    // A move whose destination is on another shard than its string source: WRONGTYPE at
+    // once (it blocked forever).
+    let src = keys_on("src", 1, 4, 1)[0].clone();
+    let dst = keys_on("dst", 2, 4, 1)[0].clone();
+    q::<()>(c, &["SET", &src, "v"]).unwrap();
+    r.cmd(&[
+        b"BLMOVE",
+        src.as_bytes(),
+        dst.as_bytes(),
+        b"LEFT",
+        b"RIGHT",
+        b"0",
+    ]);
+    assert_eq!(r.reply_str(), wrongtype);
+    r.cmd(&[b"BRPOPLPUSH", src.as_bytes(), dst.as_bytes(), b"0"]);
+    assert_eq!(r.reply_str(), wrongtype);
     // After the key with elements, the element is popped as before.
     r.cmd(&[b"BLPOP", b"{t}l", b"{t}str", b"0"]);
     assert_eq!(r.reply_str(), "*2\r\n$4\r\n{t}l\r\n$1\r\nx\r\n");

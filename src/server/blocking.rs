@@ -1137,6 +1137,24 @@ impl Server {
         // coordinator; this shard only says the source has an element.
         if let BlockOp::Move { dst, .. } = &op {
             if self.slots.shard_of(dst) != self.shard {
+                // A source of another type answers WRONGTYPE, as a move here would (it
+                // counted as empty: the client waited, forever with timeout 0).
+                if keys.iter().any(|(_, k)| self.db.read_list(k, now).is_err()) {
+                    if let Some(w) = self.blocking.waiters.get_mut(&waiter) {
+                        w.served = true;
+                    }
+                    self.forget_waiter(ctx, waiter);
+                    let msg = BlockMsg::Served {
+                        waiter,
+                        popped: Some(Popped {
+                            reply: WrongType.into(),
+                            restore: None,
+                            move_from: None,
+                        }),
+                        busy: false,
+                    };
+                    return ctx.send(from, Msg::Block(msg));
+                }
                 let source = keys
                     .iter()
                     .find(
