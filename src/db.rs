@@ -478,6 +478,12 @@ impl Db {
         self.write_announced(key, value, deadline, now, true);
     }
 
+    /// [`Db::write`] of a value that keeps the deadline the key had (SET KEEPTTL, INCR,
+    /// INCRBYFLOAT...): no `expire` event, as Redis raises none.
+    pub fn write_keeping_deadline(&mut self, key: &[u8], value: &Value, deadline: u64, now: u64) {
+        self.write_announced(key, value, deadline, now, false);
+    }
+
     /// [`Db::write`], announcing the deadline as an `expire` event or not.
     fn write_announced(
         &mut self,

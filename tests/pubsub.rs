@@ -1208,3 +1208,30 @@ fn a_keys_events_keep_its_write_order_around_scripts_that_publish() {
         }
     }
 }
+
+/// A write that keeps the key's deadline raises no `expire` event, as in Redis: INCR on a
+/// rate-limit counter with a TTL, INCRBYFLOAT, SET KEEPTTL (each announced a TTL change
+/// that never happened).
+#[test]
+fn keeping_a_deadline_is_no_expire_event() {
+    let (server, mut ev) = with_keyevents(&["--shards", "1", "--notify-keyspace-events", "KEA"]);
+    let c = &mut server.client();
+    q::<()>(c, &["SET", "rate", "1", "EX", "100"]).unwrap();
+    q::<i64>(c, &["INCR", "rate"]).unwrap();
+    q::<i64>(c, &["DECRBY", "rate", "1"]).unwrap();
+    q::<String>(c, &["INCRBYFLOAT", "rate", "0.5"]).unwrap();
+    q::<()>(c, &["SET", "rate", "9", "KEEPTTL"]).unwrap();
+    q::<i64>(c, &["DEL", "rate"]).unwrap();
+    expect_keyevents(
+        &mut ev,
+        &[
+            ("set", "rate"),
+            ("expire", "rate"),
+            ("incrby", "rate"),
+            ("incrby", "rate"),
+            ("incrbyfloat", "rate"),
+            ("set", "rate"),
+            ("del", "rate"),
+        ],
+    );
+}

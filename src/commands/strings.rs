@@ -136,7 +136,7 @@ fn parse_set(a: &dyn ArgList, now: u64) -> Result<SetOpts, OpResult> {
     Ok(o)
 }
 
-/// Store `value` with `deadline` (<= now: the key is removed instead, as Redis does).
+/// Store `value` with `deadline` (<= now: the key is removed instead).
 fn store(db: &mut Db, key: &[u8], value: &Value<'_>, deadline: i64, now: u64) {
     if deadline != 0 && deadline <= now as i64 {
         db.remove(key, now);
@@ -177,12 +177,18 @@ pub fn set(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     };
     let skip = (o.nx && exists) || (o.xx && !exists) || !ifeq_ok;
     if !skip {
-        let deadline = if o.keepttl {
-            old_deadline as i64
+        if o.keepttl {
+            // The deadline it had is no `expire` event.
+            db.write_keeping_deadline(key, &value_arg(a, 2, key.len()), old_deadline, now);
         } else {
-            o.deadline.unwrap_or(0)
-        };
-        store(db, key, &value_arg(a, 2, key.len()), deadline, now);
+            store(
+                db,
+                key,
+                &value_arg(a, 2, key.len()),
+                o.deadline.unwrap_or(0),
+                now,
+            );
+        }
     }
     match (o.get, skip) {
         (true, _) => OpResult::Value(old),
@@ -449,12 +455,8 @@ fn incr_generic(db: &mut Db, now: u64, key: &[u8], by: i64) -> OpResult {
         return err("ERR increment or decrement would overflow");
     };
     let mut buf = itoa::Buffer::new();
-    db.write(
-        key,
-        &Value::Slice(buf.format(next).as_bytes()),
-        deadline,
-        now,
-    );
+    let value = Value::Slice(buf.format(next).as_bytes());
+    db.write_keeping_deadline(key, &value, deadline, now);
     OpResult::Int(next)
 }
 
@@ -499,7 +501,7 @@ pub fn incrbyfloat(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         ld::Ld::Inf { .. } => return err("ERR increment would produce NaN or Infinity"),
         sum => ld::format_human(sum),
     };
-    db.write(key, &Value::Slice(text.as_bytes()), deadline, now);
+    db.write_keeping_deadline(key, &Value::Slice(text.as_bytes()), deadline, now);
     OpResult::Value(Some(Bytes::from(text)))
 }
 
