@@ -490,6 +490,11 @@ fn subscribed_mode_refusals_in_redis_order() {
             "-ERR wrong number of arguments for 'get' command".into(),
         ),
         (&[b"GET", b"k"], format!("-ERR Can't execute 'get': {only}")),
+        // A refused EXEC says so as EXECABORT, as Redis's rejectCommand does.
+        (
+            &[b"EXEC"],
+            format!("-EXECABORT Transaction discarded because of: Can't execute 'exec': {only}"),
+        ),
         // A subcommand's arity comes first too, named as Redis names it.
         (
             &[b"CONFIG", b"GET"],

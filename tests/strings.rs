@@ -103,9 +103,20 @@ fn set_options() {
         &["SET", "k", "v", "FOO"],
         &["SET", "k", "v", "IFEQ", "x", "NX"],
         &["SET", "k", "v", "NX", "IFEQ", "x"],
+        // An expire option may repeat, not mix; the syntax is checked before the value.
+        &["SET", "k", "v", "EX", "abc", "PX", "5"],
+        &["SET", "k", "v", "EX", "5", "EX"],
+        &["GETEX", "t", "EX", "5", "PERSIST"],
     ] {
         assert_eq!(err_of(c, bad), "ERR syntax error", "{bad:?}");
     }
+    // As in Redis, the last of a repeated expire option counts (only its value is checked).
+    q::<()>(c, &["SET", "rep", "v", "EX", "0", "EX", "100", "EX", "200"]).unwrap();
+    assert_eq!(q::<i64>(c, &["TTL", "rep"]).unwrap(), 200);
+    q::<Option<String>>(c, &["GETEX", "rep", "EX", "5", "EX", "300"]).unwrap();
+    assert_eq!(q::<i64>(c, &["TTL", "rep"]).unwrap(), 300);
+    q::<Option<String>>(c, &["GETEX", "rep", "PERSIST", "PERSIST"]).unwrap();
+    assert_eq!(q::<i64>(c, &["TTL", "rep"]).unwrap(), -1);
     assert_eq!(
         err_of(c, &["SET", "k", "v", "EX", "0"]),
         "ERR invalid expire time in 'set' command"

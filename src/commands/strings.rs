@@ -76,6 +76,12 @@ fn positive_deadline(
     to_deadline(n, seconds, absolute, now, cmd)
 }
 
+/// Which of `EX`, `PX`, `EXAT`, `PXAT` the word at `i` is. Redis lets an expire option
+/// repeat (the last one counts) but not mix with another.
+fn expire_kind(a: &dyn ArgList, i: usize) -> Option<usize> {
+    ["EX", "PX", "EXAT", "PXAT"].iter().position(|w| a.is(i, w))
+}
+
 /// Parse `EX|PX|EXAT|PXAT <n>` at `i`; `Ok(None)` if the word is none of those.
 fn expire_option(a: &dyn ArgList, i: usize, now: u64, cmd: &str) -> Result<Option<i64>, OpResult> {
     let (seconds, absolute) = if a.is(i, "EX") {
@@ -102,11 +108,14 @@ struct SetOpts {
     get: bool,
     keepttl: bool,
     deadline: Option<i64>,
+    /// Which expire option gave `deadline` ([`expire_kind`]).
+    expire_kind: Option<usize>,
     ifeq: Option<Bytes>,
 }
 
 fn parse_set(a: &dyn ArgList, now: u64) -> Result<SetOpts, OpResult> {
     let mut o = SetOpts::default();
+    let mut expire_at = None;
     let mut i = 3;
     while i < a.len() {
         if a.is(i, "NX") && !o.xx && o.ifeq.is_none() {
@@ -115,23 +124,27 @@ fn parse_set(a: &dyn ArgList, now: u64) -> Result<SetOpts, OpResult> {
             o.xx = true;
         } else if a.is(i, "GET") {
             o.get = true;
-        } else if a.is(i, "KEEPTTL") && o.deadline.is_none() {
+        } else if a.is(i, "KEEPTTL") && o.expire_kind.is_none() {
             o.keepttl = true;
         } else if a.is(i, "IFEQ") && !o.nx && !o.xx && o.ifeq.is_none() && i + 1 < a.len() {
             o.ifeq = Some(a.arg_bytes(i + 1));
             i += 1;
-        } else if !o.keepttl && o.deadline.is_none() {
-            match expire_option(a, i, now, "set")? {
-                Some(d) => {
-                    o.deadline = Some(d);
-                    i += 1;
-                }
-                None => return Err(err(SYNTAX)),
-            }
+        } else if !o.keepttl
+            && expire_kind(a, i).is_some()
+            && (o.expire_kind.is_none() || expire_kind(a, i) == o.expire_kind)
+            && i + 1 < a.len()
+        {
+            // Only the last one's value is checked (after the syntax), as in Redis.
+            o.expire_kind = expire_kind(a, i);
+            expire_at = Some(i);
+            i += 1;
         } else {
             return Err(err(SYNTAX));
         }
         i += 1;
+    }
+    if let Some(j) = expire_at {
+        o.deadline = expire_option(a, j, now, "set")?;
     }
     Ok(o)
 }
@@ -227,23 +240,32 @@ pub fn psetex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
 pub fn getex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
     // None: leave the deadline; Some(0): PERSIST; Some(d): new deadline.
     let mut change: Option<i64> = None;
+    // Which option gave `change` (4: PERSIST); the same one may repeat, as in Redis.
+    let mut kind: Option<usize> = None;
+    let mut expire_at = None;
     let mut i = 2;
     while i < a.len() {
-        if a.is(i, "PERSIST") && change.is_none() {
+        if a.is(i, "PERSIST") && kind.is_none_or(|k| k == 4) {
             change = Some(0);
-        } else if change.is_none() {
-            match expire_option(a, i, now, "getex") {
-                Ok(Some(d)) => {
-                    change = Some(d);
-                    i += 1;
-                }
-                Ok(None) => return err(SYNTAX),
-                Err(e) => return e,
-            }
+            kind = Some(4);
+        } else if expire_kind(a, i).is_some()
+            && (kind.is_none() || expire_kind(a, i) == kind)
+            && i + 1 < a.len()
+        {
+            kind = expire_kind(a, i);
+            expire_at = Some(i);
+            i += 1;
         } else {
             return err(SYNTAX);
         }
         i += 1;
+    }
+    // Only the last expire option's value is checked (after the syntax), as in Redis.
+    if let Some(j) = expire_at.filter(|_| kind != Some(4)) {
+        match expire_option(a, j, now, "getex") {
+            Ok(d) => change = d,
+            Err(e) => return e,
+        }
     }
     let key = a.arg(1);
     let value = match db.read_bytes(key, now) {

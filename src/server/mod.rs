@@ -879,7 +879,7 @@ impl Server {
         }
         if subscribed && !commands::pubsub::allowed_while_subscribed(spec.name) {
             let msg = commands::pubsub::subscribed_context_error(name);
-            self.error(ctx, conn, &msg);
+            self.refuse(ctx, conn, spec, &msg);
             return Some((idx, true));
         }
         if spec.flags.contains(&"write") {
@@ -909,13 +909,14 @@ impl Server {
     /// dropped).
     #[cold]
     fn refuse(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, spec: &commands::Spec, msg: &str) {
-        let Some(multi) = ctx.state(conn).and_then(|st| st.multi.as_mut()) else {
-            return self.error(ctx, conn, msg);
-        };
         if spec.name != "exec" {
-            multi.dirty = true;
+            if let Some(multi) = ctx.state(conn).and_then(|st| st.multi.as_mut()) {
+                multi.dirty = true;
+            }
             return self.error(ctx, conn, msg);
         }
+        // A refused EXEC discards the transaction, inside MULTI or not (Redis's
+        // `rejectCommand`), and says why as EXECABORT.
         if let Some(st) = ctx.state(conn) {
             st.multi = None;
         }
