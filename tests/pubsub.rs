@@ -1240,3 +1240,60 @@ fn keeping_a_deadline_is_no_expire_event() {
         ],
     );
 }
+
+/// A client's writes, each sent after the previous reply, are heard in that order even
+/// when they alternate between keys of two other shards and the subscriber's shard is
+/// busy: its shard took its inboxes in shard order, so the later write's event (from
+/// the lower-numbered shard) was heard first (128-210 of 2000 here).
+#[test]
+fn a_clients_writes_on_other_shards_are_heard_in_order() {
+    let server = Server::start(&[
+        "--shards",
+        "4",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KEA",
+    ]);
+    let mut sub = server.raw_on_shard(2, 4);
+    sub.cmd(&[b"SUBSCRIBE", b"__keyevent@0__:set"]);
+    let _ = sub.reply();
+    let pairs = 500;
+    let late = common::keys_on("late", 3, 4, pairs);
+    let early = common::keys_on("early", 1, 4, pairs);
+    // Something keeps the subscriber's shard busy, so mail piles up between its turns.
+    let busy_key = common::keys_on("busy", 2, 4, 1)[0].clone();
+    let mut load = server.raw_on_shard(2, 4);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let loader = std::thread::spawn(move || {
+        let pipeline = common::encode(&[b"INCR", busy_key.as_bytes()]).repeat(2000);
+        let mut chunk = vec![0u8; 1 << 16];
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            load.send(&pipeline);
+            let mut replies = 0;
+            while replies < 2000 {
+                let n = std::io::Read::read(&mut load.stream, &mut chunk).unwrap();
+                replies += chunk[..n].iter().filter(|&&b| b == b'\n').count();
+            }
+        }
+    });
+    let mut c = server.raw_on_shard(0, 4);
+    let mut order = Vec::new();
+    for i in 0..pairs {
+        for key in [&late[i], &early[i]] {
+            c.cmd(&[b"SET", key.as_bytes(), b"v"]);
+            assert_eq!(c.reply_str(), "+OK\r\n");
+            order.push(key.clone());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    loader.join().unwrap();
+    let heard: Vec<String> = (0..order.len())
+        .map(|_| {
+            let m = next(&mut sub);
+            m.rsplit('\n').next().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(heard, order);
+}

@@ -1,9 +1,18 @@
 //! Shard-to-shard mailboxes: one bounded single-producer/single-consumer ring per ordered
 //! pair of shards, carrying batches. A full ring never blocks and never drops: the batch
 //! waits in a local overflow queue and is retried on the next turn, in order.
+//!
+//! Each batch carries the time its turn handed it over. A shard takes what all its
+//! inboxes hold and delivers those batches oldest first (per sender they stay in order),
+//! so mail keeps the order a client can observe: shard A's batch is handed over before A
+//! sends the reply that makes the client ask shard B for something, whose batch comes
+//! later. Taken inbox by inbox instead, B's batch (in a lower-numbered inbox) was delivered
+//! first: a subscriber heard the keyspace event of a client's second write before that of
+//! its first, in about 1 % of writes to keys of different shards.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::time::Instant;
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
@@ -17,12 +26,17 @@ pub(crate) struct Padded<T>(pub T);
 const MAX_WAKE_RETRIES: u32 = 100;
 
 /// One shard's ends of all mailboxes.
+/// A batch and when its turn handed it over.
+type Stamped<M> = (Instant, Vec<M>);
+
 pub(crate) struct Mailboxes<M> {
     me: usize,
-    outboxes: Vec<Option<Producer<Vec<M>>>>,
-    inboxes: Vec<Option<Consumer<Vec<M>>>>,
+    outboxes: Vec<Option<Producer<Stamped<M>>>>,
+    inboxes: Vec<Option<Consumer<Stamped<M>>>>,
     building: Vec<Vec<M>>,
-    overflow: Vec<VecDeque<Vec<M>>>,
+    overflow: Vec<VecDeque<Stamped<M>>>,
+    /// Batches taken this turn, before they are put in order (kept for its capacity).
+    taken: Vec<(Instant, usize, Vec<M>)>,
     local: Vec<M>,
     /// Shards to wake again next turn: our wake failed after we had cleared their
     /// `parked` flag, so nobody else will wake them although mail waits.
@@ -40,6 +54,7 @@ pub(crate) fn mesh<M>(n: usize, capacity: usize) -> Vec<Mailboxes<M>> {
             inboxes: (0..n).map(|_| None).collect(),
             building: (0..n).map(|_| Vec::new()).collect(),
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
+            taken: Vec::new(),
             local: Vec::new(),
             rewake: vec![false; n],
             wake_failures: vec![0; n],
@@ -71,6 +86,7 @@ impl<M> Mailboxes<M> {
     /// each shard that received something, so the caller can wake it; `delivered` returns
     /// whether it posted a wake.
     pub fn flush(&mut self, mut delivered: impl FnMut(usize) -> bool) {
+        let mut now = None;
         for to in 0..self.outboxes.len() {
             let Some(producer) = self.outboxes[to].as_mut() else {
                 continue;
@@ -80,7 +96,8 @@ impl<M> Mailboxes<M> {
                 continue;
             }
             if !batch.is_empty() {
-                self.overflow[to].push_back(batch);
+                let at = *now.get_or_insert_with(Instant::now);
+                self.overflow[to].push_back((at, batch));
             }
             let mut sent = false;
             while let Some(b) = self.overflow[to].pop_front() {
@@ -138,18 +155,26 @@ impl<M> Mailboxes<M> {
 
     /// Move waiting inbound messages to `out` as `(from, message)`, at most `max_batches`
     /// batches per sender so one busy peer cannot starve the shard's own connections.
+    /// Batches of several senders go oldest first (see the module documentation).
     pub fn take_inbound(&mut self, out: &mut Vec<(usize, M)>, max_batches: usize) {
         let me = self.me;
         out.extend(self.local.drain(..).map(|m| (me, m)));
+        let mut taken = std::mem::take(&mut self.taken);
         for (from, inbox) in self.inboxes.iter_mut().enumerate() {
             let Some(c) = inbox.as_mut() else { continue };
             for _ in 0..max_batches {
                 match c.pop() {
-                    Ok(batch) => out.extend(batch.into_iter().map(|m| (from, m))),
+                    Ok((at, batch)) => taken.push((at, from, batch)),
                     Err(_) => break,
                 }
             }
         }
+        // Stable: one sender's batches keep their order even with equal stamps.
+        taken.sort_by_key(|(at, _, _)| *at);
+        for (_, from, batch) in taken.drain(..) {
+            out.extend(batch.into_iter().map(|m| (from, m)));
+        }
+        self.taken = taken;
     }
 
     /// Whether anything waits to be taken (checked before the shard sleeps).
@@ -225,6 +250,29 @@ mod tests {
             })
             .collect();
         assert_eq!(values, vec![0, 1, 10, 11, 20, 21, 30, 31, 40, 41]);
+    }
+
+    #[test]
+    fn batches_of_several_senders_arrive_oldest_first() {
+        let mut m = mesh::<&str>(3, 4);
+        m[2].send(1, "first, from shard 2");
+        m[2].flush(|_| false);
+        let stamp = Instant::now();
+        while Instant::now() == stamp {}
+        m[0].send(1, "then, from shard 0");
+        m[0].flush(|_| false);
+        m[2].send(1, "last, from shard 2");
+        m[2].flush(|_| false);
+        let mut got = Vec::new();
+        m[1].take_inbound(&mut got, 64);
+        assert_eq!(
+            got,
+            vec![
+                (2, "first, from shard 2"),
+                (0, "then, from shard 0"),
+                (2, "last, from shard 2")
+            ]
+        );
     }
 
     #[test]
