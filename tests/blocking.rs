@@ -149,6 +149,10 @@ fn a_blocked_client_answers_its_pipeline_in_order_and_multi_does_not_block() {
     }
     assert_eq!(err(&mut r, &[b"BLPOP", b"k", b"1e-400"]), "*-1\r\n");
     assert_eq!(
+        err(&mut r, &[b"BLPOP", b"k", b"1\0"]),
+        "-ERR timeout is not a float or out of range\r\n"
+    );
+    assert_eq!(
         err(&mut r, &[b"BLMPOP", b"0", b"0", b"k", b"LEFT"]),
         "-ERR numkeys should be greater than 0\r\n"
     );
@@ -585,4 +589,73 @@ fn a_waiter_is_served_from_the_key_filled_first() {
     q::<String>(c, &["XADD", "{a}s1", "2-0", "f", "v"]).unwrap();
     let got = x.reply_str();
     assert!(got.starts_with("*1\r\n*2\r\n$5\r\n{a}s1\r\n"), "{got}");
+    // Woken for a stream emptied again before it was claimed (it also waits on a stream
+    // of another shard, so it is claimed a round trip later): its other stream, filled
+    // with it, answers (it waited forever, the other stream never offered again).
+    let far = (0..)
+        .map(|i| format!("far{i}"))
+        .find(|k| common::shard_of(k, 4) != common::shard_of("{a}", 4))
+        .unwrap();
+    x.cmd(&[
+        b"XREAD",
+        b"BLOCK",
+        b"0",
+        b"STREAMS",
+        b"{a}s1",
+        b"{a}s2",
+        far.as_bytes(),
+        b"$",
+        b"$",
+        b"$",
+    ]);
+    eventually("it waits again", || blocked_clients(&mut probe) == 1);
+    let mut p = redis::pipe();
+    p.cmd("MULTI").ignore();
+    p.cmd("XADD").arg(&["{a}s1", "3-0", "f", "v"]).ignore();
+    p.cmd("XADD").arg(&["{a}s2", "3-0", "f", "v"]).ignore();
+    p.cmd("EXEC").ignore();
+    p.cmd("XTRIM").arg(&["{a}s1", "MAXLEN", "0"]).ignore();
+    p.query::<()>(c).unwrap();
+    let got = x.reply_str();
+    assert!(got.contains("\r\n*1\r\n*2\r\n$3\r\n3-0"), "{got}");
+}
+
+/// A key of the other collection type appearing where a client waits leaves it waiting,
+/// as in Redis (a sorted set at a BLPOP's key answered WRONGTYPE), across shards too.
+#[test]
+fn a_key_of_another_type_appearing_leaves_the_waiter_waiting() {
+    let s = Server::start(&["--shards", "4"]);
+    let c = &mut s.client();
+    let src = keys_on("src", 1, 4, 1)[0].clone();
+    let dst = keys_on("dst", 2, 4, 1)[0].clone();
+    let mut pop = s.raw();
+    pop.cmd(&[b"BLPOP", b"k", b"0"]);
+    let mut mv = s.raw();
+    mv.cmd(&[
+        b"BLMOVE",
+        src.as_bytes(),
+        dst.as_bytes(),
+        b"LEFT",
+        b"RIGHT",
+        b"0",
+    ]);
+    let mut zpop = s.raw();
+    zpop.cmd(&[b"BZPOPMIN", b"z", b"0"]);
+    eventually("all three wait", || blocked_clients(c) == 3);
+    q::<i64>(c, &["ZADD", "k", "1", "m"]).unwrap();
+    q::<i64>(c, &["ZADD", &src, "1", "m"]).unwrap();
+    q::<i64>(c, &["RPUSH", "z", "e"]).unwrap();
+    q::<String>(c, &["PING"]).unwrap();
+    assert_eq!(
+        blocked_clients(c),
+        3,
+        "a key of the other type served somebody"
+    );
+    q::<i64>(c, &["DEL", "k", &src, "z"]).unwrap();
+    q::<i64>(c, &["RPUSH", "k", "e"]).unwrap();
+    q::<i64>(c, &["RPUSH", &src, "e"]).unwrap();
+    q::<i64>(c, &["ZADD", "z", "1", "m"]).unwrap();
+    assert_eq!(pop.reply_str(), "*2\r\n$1\r\nk\r\n$1\r\ne\r\n");
+    assert_eq!(mv.reply_str(), "$1\r\ne\r\n");
+    assert!(zpop.reply_str().starts_with("*3\r\n$1\r\nz\r\n$1\r\nm\r\n"));
 }

@@ -115,6 +115,11 @@ fn set_options() {
     assert_eq!(q::<i64>(c, &["TTL", "rep"]).unwrap(), 200);
     q::<Option<String>>(c, &["GETEX", "rep", "EX", "5", "EX", "300"]).unwrap();
     assert_eq!(q::<i64>(c, &["TTL", "rep"]).unwrap(), 300);
+    // The value is checked after the key's lookup: a missing key answers nil.
+    assert_eq!(
+        q::<Option<String>>(c, &["GETEX", "nokey", "EX", "abc"]).unwrap(),
+        None
+    );
     q::<Option<String>>(c, &["GETEX", "rep", "PERSIST", "PERSIST"]).unwrap();
     assert_eq!(q::<i64>(c, &["TTL", "rep"]).unwrap(), -1);
     assert_eq!(
@@ -286,6 +291,12 @@ fn setnx_setex_psetex_getset_getdel_getex() {
         err_of(c, &["GETEX", "a", "PERSIST", "EX", "5"]),
         "ERR syntax error"
     );
+    // The value is checked once the key is found (a missing key answers nil first).
+    assert_eq!(
+        q::<Option<String>>(c, &["GETEX", "a", "EX", "0"]).unwrap(),
+        None
+    );
+    q::<()>(c, &["SET", "a", "1"]).unwrap();
     assert_eq!(
         err_of(c, &["GETEX", "a", "EX", "0"]),
         "ERR invalid expire time in 'getex' command"

@@ -300,11 +300,11 @@ pub fn parse(s: &[u8]) -> Option<Ld> {
     if s.is_empty() || s.len() >= MAX_CHARS {
         return None;
     }
-    // Redis copies into a C string: strtold stops at a NUL.
-    let s = match s.iter().position(|&c| c == 0) {
-        Some(end) => &s[..end],
-        None => s,
-    };
+    // strtold stops at a NUL, and Redis 7.0 refuses what it did not read to the end
+    // (INCRBYFLOAT k "1\0" is "not a valid float" there).
+    if s.contains(&0) {
+        return None;
+    }
     let Some(&first) = s.first() else {
         return Some(Ld::ZERO);
     };
@@ -720,7 +720,8 @@ mod tests {
         assert_eq!(parse(&long), None, "underflows to zero");
         long[MAX_CHARS - 2] = b'0';
         assert_eq!(parse(&long), Some(Ld::ZERO));
-        assert_eq!(parse(b"1\0junk"), parse(b"1"));
+        assert_eq!(parse(b"1\0junk"), None);
+        assert_eq!(parse(b"1\0"), None);
         assert_eq!(format_human(parse(b"0e999999999999").unwrap()), "0");
     }
 

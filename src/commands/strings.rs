@@ -260,19 +260,20 @@ pub fn getex(db: &mut Db, now: u64, a: &dyn ArgList) -> OpResult {
         }
         i += 1;
     }
-    // Only the last expire option's value is checked (after the syntax), as in Redis.
-    if let Some(j) = expire_at.filter(|_| kind != Some(4)) {
-        match expire_option(a, j, now, "getex") {
-            Ok(d) => change = d,
-            Err(e) => return e,
-        }
-    }
     let key = a.arg(1);
     let value = match db.read_bytes(key, now) {
         Ok(Some(v)) => v,
         Ok(None) => return OpResult::Value(None),
         Err(w) => return w.into(),
     };
+    // Only the last expire option's value is checked, after the syntax and the key's
+    // lookup, as in Redis.
+    if let Some(j) = expire_at.filter(|_| kind != Some(4)) {
+        match expire_option(a, j, now, "getex") {
+            Ok(d) => change = d,
+            Err(e) => return e,
+        }
+    }
     match change {
         // As PERSIST: only a key with a TTL changes (and raises `persist`).
         Some(0) if db.deadline(key, now).is_some_and(|d| d != 0) => {

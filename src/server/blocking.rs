@@ -632,9 +632,10 @@ impl Server {
             }
             self.db.block_keys.insert(k.clone());
         }
+        let zsets = op.on_zsets();
         let wrong_type = keys
             .iter()
-            .find(|(_, k)| !streams && self.elements_of(k, now).is_err())
+            .find(|(_, k)| !streams && self.wrong_type_for(k, now, zsets))
             .map(|(p, k)| (*p, k.clone()));
         let ordered: Vec<Bytes> = keys.iter().map(|(_, k)| k.clone()).collect();
         // A stream reader is checked alone, key by key in command order, and only its
@@ -809,6 +810,14 @@ impl Server {
             return offers;
         }
         let mut budget = self.elements_of(key, now).unwrap_or(0);
+        // Only waiters of the key's type are offered its elements (a sorted set appearing
+        // where a BLPOP waits leaves it waiting, as in Redis; it answered WRONGTYPE).
+        let zset_key = matches!(
+            self.db.get(key, now),
+            Some(coreshard_engine::ttl::Stored::Object(
+                crate::types::Obj::ZSet(_)
+            ))
+        );
         let Some(queue) = self.blocking.queues.get(key) else {
             return offers;
         };
@@ -819,6 +828,9 @@ impl Server {
             let Some(waiter) = self.blocking.waiters.get_mut(w) else {
                 continue;
             };
+            if waiter.op.on_zsets() != zset_key {
+                continue;
+            }
             match &waiter.offered {
                 Some(k) if k == key => budget -= 1,
                 Some(_) => {}
@@ -1067,6 +1079,8 @@ impl Server {
         let offered = w.offered.take();
         let mut keys = w.keys.clone();
         let mut op = w.op.clone();
+        // A stream reader's whole command, when `op` is narrowed to its offered stream.
+        let mut stream_full = None;
         // Served from the key that became ready (as Redis serves a ready key's waiters),
         // then the others in command order.
         if let Some(k) = &offered {
@@ -1078,6 +1092,10 @@ impl Server {
                 // it twice). Its first look (`fresh`) answers every stream, as a
                 // non-blocking read does.
                 if let BlockOp::Stream { args, fresh: false } = &mut op {
+                    stream_full = Some(BlockOp::Stream {
+                        args: args.clone(),
+                        fresh: false,
+                    });
                     *args = crate::commands::stream::waiter_command(
                         &mut self.db,
                         now,
@@ -1180,7 +1198,13 @@ impl Server {
             }
         }
         self.db.events.cmd = op.command_name();
-        let popped = match pop_now(&mut self.db, now, &keys, &op) {
+        let mut popped_now = pop_now(&mut self.db, now, &keys, &op);
+        // The stream it was woken for has nothing any more (trimmed or deleted since):
+        // its other streams here may (they were not offered while this one was).
+        if let (Ok(None), Some(full)) = (&popped_now, stream_full) {
+            popped_now = pop_now(&mut self.db, now, &keys, &full);
+        }
+        let popped = match popped_now {
             Ok(p) => p,
             Err(WrongType) => Some(Popped {
                 reply: WrongType.into(),
@@ -1411,6 +1435,19 @@ impl Server {
         if b.claim.is_none() && b.pending_initial == 0 {
             // As for a timeout: a `Served` on its way is put back when it arrives.
             self.end_wait(ctx, id);
+        }
+    }
+
+    /// Whether `key` holds a value a list waiter (`zsets`: a sorted-set waiter) cannot pop
+    /// from: at its first look, that answers WRONGTYPE.
+    fn wrong_type_for(&mut self, key: &[u8], now: u64, zsets: bool) -> bool {
+        use crate::types::Obj;
+        use coreshard_engine::ttl::Stored;
+        match self.db.get(key, now) {
+            None => false,
+            Some(Stored::Object(Obj::List(_))) => zsets,
+            Some(Stored::Object(Obj::ZSet(_))) => !zsets,
+            Some(_) => true,
         }
     }
 
