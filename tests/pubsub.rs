@@ -1297,3 +1297,35 @@ fn a_clients_writes_on_other_shards_are_heard_in_order() {
         .collect();
     assert_eq!(heard, order);
 }
+
+/// A subscriber over its soft output limit for the whole period is dropped when the
+/// period ends, even if nothing more is published to it (as Redis's clientsCron does); it
+/// stayed connected, holding its output, until the next message.
+#[test]
+fn a_subscriber_over_its_soft_limit_is_dropped_when_the_period_ends() {
+    let server = start();
+    let p = &mut server.client();
+    let _: () = q(
+        p,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 0 256kb 1",
+        ],
+    )
+    .unwrap();
+    let mut slow = server.raw();
+    slow.cmd(&[b"SUBSCRIBE", b"burst"]);
+    let _ = slow.reply();
+    // One burst, well past what the kernel's socket buffers absorb; then silence.
+    let payload = "x".repeat(1 << 20);
+    for _ in 0..24 {
+        assert_eq!(q::<i64>(p, &["PUBLISH", "burst", &payload]).unwrap(), 1);
+    }
+    common::eventually("the subscriber is dropped after its soft period", || {
+        let info: String = q(p, &["INFO", "stats"]).unwrap();
+        info.contains("client_output_buffer_limit_disconnections:1")
+    });
+    assert!(slow.closed());
+}

@@ -160,6 +160,10 @@ pub struct Server {
     keys_jobs: std::collections::VecDeque<KeysJob>,
     /// Closed connections' messages still waiting for their replies (`publish_order`).
     orphans: hashbrown::HashMap<ConnId, publish_order::Outbound>,
+    /// Connections over their soft output limit: looked at every turn (and the expiry
+    /// tick), so one is dropped when its period ends even if nothing more is written to
+    /// it, as Redis's clientsCron does.
+    soft_over: hashbrown::HashSet<ConnId>,
     /// Connections paused for owing too many replies or for mailbox backlog.
     backlogged: Vec<ConnId>,
     /// Clients from other hosts refused by protected mode, answered at the turn's end.
@@ -222,6 +226,7 @@ impl Server {
             backlogged: Vec::new(),
             keys_jobs: std::collections::VecDeque::new(),
             orphans: hashbrown::HashMap::new(),
+            soft_over: hashbrown::HashSet::new(),
             denied: Vec::new(),
             expire_backlog: false,
             expire_timer_armed: false,
@@ -751,6 +756,7 @@ impl Server {
         use crate::settings::{NORMAL, PUBSUB};
         let limit = (self.config.runtime).output_limit(if subscribed { PUBSUB } else { NORMAL });
         if limit.hard == 0 && limit.soft == 0 {
+            self.soft_over.remove(&conn);
             return false;
         }
         // Redis does not count its 16 KB static reply buffer against the limits, so a
@@ -764,8 +770,10 @@ impl Server {
         if limit.soft > 0 && unsent >= limit.soft {
             let since = *state.over_soft_since.get_or_insert(now);
             over |= now.saturating_duration_since(since).as_secs() >= limit.soft_seconds;
+            self.soft_over.insert(conn);
         } else {
             state.over_soft_since = None;
+            self.soft_over.remove(&conn);
         }
         if over {
             self.drop_over_output_limit(ctx, conn, &format!("{unsent} bytes"));
@@ -775,6 +783,7 @@ impl Server {
 
     /// Drop `conn` for its output buffer limit (`why` goes to the log), counted once.
     pub fn drop_over_output_limit(&mut self, ctx: &mut Ctx<Server>, conn: ConnId, why: &str) {
+        self.soft_over.remove(&conn);
         let Some(state) = ctx.state(conn) else { return };
         if !std::mem::replace(&mut state.closing, true) {
             tracing::warn!(
@@ -1075,6 +1084,16 @@ impl Handler for Server {
             ctx.close(conn);
         }
         self.relieve_backlog(ctx);
+        if !self.soft_over.is_empty() {
+            let conns: Vec<ConnId> = self.soft_over.iter().copied().collect();
+            for conn in conns {
+                if ctx.state(conn).is_none() {
+                    self.soft_over.remove(&conn);
+                } else {
+                    self.over_output_limit(ctx, conn);
+                }
+            }
+        }
         self.serve_ready(ctx);
         self.step_keys(ctx);
         // Mass expiry is reclaimed one bounded step per loop turn, between I/O, so it never
