@@ -1329,3 +1329,83 @@ fn a_subscriber_over_its_soft_limit_is_dropped_when_the_period_ends() {
     });
     assert!(slow.closed());
 }
+
+/// A soft-limit period that began before the limits were lifted does not drop the
+/// client later: with the limits off the period ends (as in Redis). It dropped a client
+/// at once on its next burst, the limit back on, however fast it read.
+#[test]
+fn lifting_the_soft_limit_ends_its_period() {
+    let server = start();
+    let p = &mut server.client();
+    let limit = |p: &mut redis::Connection, v: &str| {
+        q::<()>(p, &["CONFIG", "SET", "client-output-buffer-limit", v]).unwrap();
+    };
+    limit(p, "pubsub 0 256kb 2");
+    let mut slow = server.raw();
+    slow.cmd(&[b"SUBSCRIBE", b"burst"]);
+    let _ = slow.reply();
+    let payload = "x".repeat(1 << 20);
+    let burst = |p: &mut redis::Connection| {
+        for _ in 0..24 {
+            assert_eq!(q::<i64>(p, &["PUBLISH", "burst", &payload]).unwrap(), 1);
+        }
+    };
+    burst(p);
+    limit(p, "pubsub 0 0 0");
+    for _ in 0..24 {
+        let _ = slow.reply();
+    }
+    // Past the old period's end (2 s after the first burst).
+    let lifted = std::time::Instant::now();
+    common::eventually("the old period is over", || {
+        lifted.elapsed() > Duration::from_millis(2200)
+    });
+    limit(p, "pubsub 0 256kb 2");
+    burst(p);
+    let info: String = q(p, &["INFO", "stats"]).unwrap();
+    assert!(
+        info.contains("client_output_buffer_limit_disconnections:0"),
+        "dropped by a period that began before the limits were lifted"
+    );
+    for _ in 0..24 {
+        let _ = slow.reply();
+    }
+}
+
+/// While a script runs past lua-time-limit its shard sends the replies it owes; a reply
+/// written before the script never leaves before the keyspace event of the write it
+/// answers (the event waited for the script's end, so a client that heard the reply and
+/// wrote elsewhere had its event heard first).
+#[test]
+fn replies_sent_during_a_long_script_follow_their_events() {
+    let server = Server::start(&[
+        "--shards",
+        "4",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KEA",
+        "--lua-time-limit",
+        "50",
+    ]);
+    let mut sub = server.raw_on_shard(2, 4);
+    sub.cmd(&[b"SUBSCRIBE", b"__keyevent@0__:set"]);
+    let _ = sub.reply();
+    let first = common::keys_on("first", 0, 4, 1)[0].clone();
+    let then = common::keys_on("then", 3, 4, 1)[0].clone();
+    let mut x = server.raw_on_shard(0, 4);
+    let mut z = server.raw_on_shard(3, 4);
+    let script = "local t=redis.call('TIME') local t0=t[1]*1000000+t[2] \
+        while true do local n=redis.call('TIME') \
+        if n[1]*1000000+n[2]-t0 > 600000 then break end end return 1";
+    let mut pipeline = common::encode(&[b"SET", first.as_bytes(), b"v"]);
+    pipeline.extend(common::encode(&[b"EVAL", script.as_bytes(), b"0"]));
+    x.send(&pipeline);
+    assert_eq!(x.reply_str(), "+OK\r\n");
+    z.cmd(&[b"SET", then.as_bytes(), b"v"]);
+    assert_eq!(z.reply_str(), "+OK\r\n");
+    assert_eq!(x.reply_str(), ":1\r\n");
+    let heard = next(&mut sub);
+    assert!(heard.ends_with(&first), "{heard}");
+    assert!(next(&mut sub).ends_with(&then));
+}

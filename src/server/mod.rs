@@ -160,10 +160,12 @@ pub struct Server {
     keys_jobs: std::collections::VecDeque<KeysJob>,
     /// Closed connections' messages still waiting for their replies (`publish_order`).
     orphans: hashbrown::HashMap<ConnId, publish_order::Outbound>,
-    /// Connections over their soft output limit: looked at every turn (and the expiry
-    /// tick), so one is dropped when its period ends even if nothing more is written to
-    /// it, as Redis's clientsCron does.
+    /// Connections over their soft output limit: looked at every 50 ms (the expiry tick
+    /// keeps the shard turning), so one is dropped when its period ends even if nothing
+    /// more is written to it, as Redis's clientsCron does.
     soft_over: hashbrown::HashSet<ConnId>,
+    /// When `soft_over` was last looked at.
+    soft_checked_at: std::time::Instant,
     /// Connections paused for owing too many replies or for mailbox backlog.
     backlogged: Vec<ConnId>,
     /// Clients from other hosts refused by protected mode, answered at the turn's end.
@@ -227,6 +229,7 @@ impl Server {
             keys_jobs: std::collections::VecDeque::new(),
             orphans: hashbrown::HashMap::new(),
             soft_over: hashbrown::HashSet::new(),
+            soft_checked_at: std::time::Instant::now(),
             denied: Vec::new(),
             expire_backlog: false,
             expire_timer_armed: false,
@@ -396,6 +399,11 @@ impl Server {
             return self.error(ctx, conn, "ERR internal: command has no keyed form");
         };
         if owner == self.shard && self.local_ok(ctx, conn) {
+            if spec.long {
+                // What this turn raised goes before the script, whose run may send this
+                // turn's replies (`serve_while_busy`): a reply never before its events.
+                self.send_events(ctx);
+            }
             let now = self.now_ms();
             let local = args::Local {
                 args,
@@ -756,7 +764,11 @@ impl Server {
         use crate::settings::{NORMAL, PUBSUB};
         let limit = (self.config.runtime).output_limit(if subscribed { PUBSUB } else { NORMAL });
         if limit.hard == 0 && limit.soft == 0 {
+            // Off: a later limit starts its period afresh (as Redis resets it).
             self.soft_over.remove(&conn);
+            if let Some(state) = ctx.state(conn) {
+                state.over_soft_since = None;
+            }
             return false;
         }
         // Redis does not count its 16 KB static reply buffer against the limits, so a
@@ -1084,7 +1096,11 @@ impl Handler for Server {
             ctx.close(conn);
         }
         self.relieve_backlog(ctx);
-        if !self.soft_over.is_empty() {
+        // At most every 50 ms (not every turn: many slow subscribers on a busy shard).
+        if !self.soft_over.is_empty()
+            && ctx.now().saturating_duration_since(self.soft_checked_at) >= EXPIRE_EVERY
+        {
+            self.soft_checked_at = ctx.now();
             let conns: Vec<ConnId> = self.soft_over.iter().copied().collect();
             for conn in conns {
                 if ctx.state(conn).is_none() {

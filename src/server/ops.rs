@@ -455,6 +455,10 @@ impl Server {
         self.clock_at_least(ctx.now());
         let now = self.now_ms();
         let limits = self.config.limits;
+        if matches!(&op, Op::Cmd { spec, .. } if spec.long) {
+            // Before a script, whose run may send this turn's replies: events first.
+            self.send_events(ctx);
+        }
         let db: &mut Db = &mut self.db;
         match op {
             Op::Cmd { spec, args } => match spec.keyed {

@@ -329,7 +329,9 @@ impl Server {
                 OpResult::NullArray
             } else {
                 // One log record for the whole EXEC: replay applies all of it or none. A
-                // queued script may run for long: the shard answers meanwhile.
+                // queued script may run for long: the shard answers meanwhile (so what this
+                // turn raised goes first).
+                self.send_events(ctx);
                 let mut answer = self.busy_answer();
                 let db = &mut self.db;
                 OpResult::Multi(ctx.long_work(&mut answer, || {
@@ -554,7 +556,9 @@ impl Server {
         if let TxnKind::Snapshot { id, save } = t.kind {
             return self.start_snapshot(ctx, txn, &t, id, save);
         }
-        // A script in it may run for long: the shard answers its connections meanwhile.
+        // A script in it may run for long: the shard answers its connections meanwhile
+        // (so what this turn raised goes first).
+        self.send_events(ctx);
         let mut answer = self.busy_answer();
         let (mut writes, flush, result, raised) = ctx.long_work(&mut answer, || decide(&t));
         let (mut events, messages) = match raised {

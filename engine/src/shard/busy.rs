@@ -66,6 +66,8 @@ impl<H: Handler> Ctx<H> {
                 self.deferred.push(cqe);
             }
         }
+        // The turn's mail before its replies, as at the end of a turn.
+        self.flush_mail();
         for i in 0..self.dirty.len() {
             let idx = self.dirty[i];
             // (An aborted connection is torn down at the end of the turn, unsent.)

@@ -457,6 +457,28 @@ impl<H: Handler> Ctx<H> {
             })
     }
 
+    /// Hand this turn's mail to the other shards (and wake them as needed). Before any
+    /// reply leaves: a client that hears a reply may ask another shard for something
+    /// whose mail must come after this shard's (`mailbox.rs`).
+    pub(crate) fn flush_mail(&mut self) {
+        let Ctx {
+            mail, ring, shared, ..
+        } = self;
+        let Some(fds) = shared.ring_fds.get() else {
+            return;
+        };
+        mail.flush(|to| {
+            let wake = shared.parking[to].needs_wake();
+            if wake {
+                ring.wake(fds[to], to);
+            }
+            wake
+        });
+        // Wakes that failed last turn (reported in `dispatch_completions`): the targets'
+        // parked flags are already cleared, so they are woken regardless.
+        mail.take_rewakes(|to| ring.wake(fds[to], to));
+    }
+
     /// Send `msg` to shard `to` (this shard included), for [`Handler::on_message`].
     /// Messages to one shard arrive in the order sent (together with [`Ctx::run_on`] and
     /// [`Ctx::call`] work); all of one turn's messages to a shard travel as one batch.

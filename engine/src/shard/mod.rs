@@ -323,22 +323,7 @@ impl<H: Handler> Shard<H> {
     }
 
     fn flush_mail(&mut self) {
-        let Ctx {
-            mail, ring, shared, ..
-        } = &mut self.ctx;
-        let Some(fds) = shared.ring_fds.get() else {
-            return;
-        };
-        mail.flush(|to| {
-            let wake = shared.parking[to].needs_wake();
-            if wake {
-                ring.wake(fds[to], to);
-            }
-            wake
-        });
-        // Wakes that failed last turn (reported in `dispatch_completions`): the targets'
-        // parked flags are already cleared, so they are woken regardless.
-        mail.take_rewakes(|to| ring.wake(fds[to], to));
+        self.ctx.flush_mail();
     }
 
     fn arm_accept(&mut self) {
