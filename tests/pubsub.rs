@@ -1409,3 +1409,65 @@ fn replies_sent_during_a_long_script_follow_their_events() {
     assert!(heard.ends_with(&first), "{heard}");
     assert!(next(&mut sub).ends_with(&then));
 }
+
+/// A client's PUBLISH on the subscriber's own shard, sent after the reply to its write on
+/// another shard, is heard after that write's event even when the subscriber's shard is
+/// busy: the shard delivers the mail it holds before the requests reaped with it (it ran
+/// them first, and the PUBLISH overtook the event waiting in its inbox).
+#[test]
+fn a_publish_on_the_subscribers_shard_follows_earlier_events() {
+    let server = Server::start(&[
+        "--shards",
+        "4",
+        "--appendonly",
+        "no",
+        "--notify-keyspace-events",
+        "KEA",
+    ]);
+    let mut sub = server.raw_on_shard(2, 4);
+    sub.cmd(&[b"SUBSCRIBE", b"__keyevent@0__:set", b"c"]);
+    let _ = sub.reply();
+    let _ = sub.reply();
+    let n = 1500;
+    let keys = common::keys_on("w", 1, 4, n);
+    let busy_key = common::keys_on("busy", 2, 4, 1)[0].clone();
+    let mut load = server.raw_on_shard(2, 4);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let loader = std::thread::spawn(move || {
+        let pipeline = common::encode(&[b"INCR", busy_key.as_bytes()]).repeat(2000);
+        let mut chunk = vec![0u8; 1 << 16];
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            load.send(&pipeline);
+            let mut replies = 0;
+            while replies < 2000 {
+                let n = std::io::Read::read(&mut load.stream, &mut chunk).unwrap();
+                replies += chunk[..n].iter().filter(|&&b| b == b'\n').count();
+            }
+        }
+    });
+    let mut writer = server.raw_on_shard(1, 4);
+    let mut publisher = server.raw_on_shard(2, 4);
+    let mut order = Vec::new();
+    for key in &keys {
+        writer.cmd(&[b"SET", key.as_bytes(), b"v"]);
+        assert_eq!(writer.reply_str(), "+OK\r\n");
+        order.push(key.clone());
+        let m = format!("after-{key}");
+        publisher.cmd(&[b"PUBLISH", b"c", m.as_bytes()]);
+        let _ = publisher.reply();
+        order.push(m);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    loader.join().unwrap();
+    let heard: Vec<String> = (0..order.len())
+        .map(|_| {
+            next(&mut sub)
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(heard, order);
+}
