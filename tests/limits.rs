@@ -344,6 +344,24 @@ fn a_script_publishing_to_nobody_keeps_nothing() {
     }
 }
 
+/// For the flooding tests (`--shards 2`): a subscriber that will be flooded and one that
+/// will not, both on shard 1 and subscribed with `flooded` and `calm`, and a client on
+/// shard 0 to run the script.
+fn flood_clients(
+    server: &Server,
+    flooded: &[&[u8]],
+    calm: &[&[u8]],
+) -> (common::Raw, common::Raw, common::Raw) {
+    let mut f = server.raw_on_shard(1, 2);
+    let mut k = server.raw_on_shard(1, 2);
+    let c = server.raw_on_shard(0, 2);
+    f.cmd(flooded);
+    let _ = f.reply();
+    k.cmd(calm);
+    let _ = k.reply();
+    (f, k, c)
+}
+
 /// A script that publishes in a loop to a subscriber that never reads keeps about the
 /// pubsub output limit (32 MB), not everything: it kept 300 MB for this one until it
 /// ended. That subscriber is dropped as the limit drops it (as Redis drops it), the
@@ -352,13 +370,8 @@ fn a_script_publishing_to_nobody_keeps_nothing() {
 #[test]
 fn a_script_flooding_one_subscriber_keeps_about_the_pubsub_limit() {
     let server = Server::start(&["--shards", "2", "--appendonly", "no"]);
-    let mut flooded = server.raw_on_shard(1, 2);
-    let mut calm = server.raw_on_shard(1, 2);
-    let mut c = server.raw_on_shard(0, 2);
-    flooded.cmd(&[b"SUBSCRIBE", b"flood"]);
-    let _ = flooded.reply();
-    calm.cmd(&[b"SUBSCRIBE", b"calm"]);
-    let _ = calm.reply();
+    let (mut flooded, mut calm, mut c) =
+        flood_clients(&server, &[b"SUBSCRIBE", b"flood"], &[b"SUBSCRIBE", b"calm"]);
     let before = status_kb(server.child.id(), "VmHWM:");
     let script = "redis.call('PUBLISH','calm','first') \
         for i=1,300000 do redis.call('PUBLISH','flood',string.rep('a',1000)) end \
@@ -392,13 +405,11 @@ fn a_script_flooding_a_pattern_with_events_keeps_about_the_pubsub_limit() {
         "KEA",
     ]);
     let key = "k".repeat(1000);
-    let mut flooded = server.raw_on_shard(1, 2);
-    let mut calm = server.raw_on_shard(1, 2);
-    let mut c = server.raw_on_shard(0, 2);
-    flooded.cmd(&[b"PSUBSCRIBE", b"__key*__:*"]);
-    let _ = flooded.reply();
-    calm.cmd(&[b"SUBSCRIBE", b"__keyevent@0__:del"]);
-    let _ = calm.reply();
+    let (mut flooded, mut calm, mut c) = flood_clients(
+        &server,
+        &[b"PSUBSCRIBE", b"__key*__:*"],
+        &[b"SUBSCRIBE", b"__keyevent@0__:del"],
+    );
     let before = status_kb(server.child.id(), "VmHWM:");
     let script = "for i=1,250000 do redis.call('SET', KEYS[1], i) end \
         redis.call('DEL', KEYS[1]) return 1";

@@ -1241,6 +1241,31 @@ fn keeping_a_deadline_is_no_expire_event() {
     );
 }
 
+/// Keep shard `shard` (of `shards`) busy with pipelined INCRs from another thread, so that
+/// mail piles up between its turns; call the result to stop.
+fn keep_shard_busy(server: &Server, shard: u64, shards: u64) -> impl FnOnce() {
+    let busy_key = common::keys_on("busy", shard as usize, shards as usize, 1)[0].clone();
+    let mut load = server.raw_on_shard(shard, shards);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let loader = std::thread::spawn(move || {
+        let pipeline = common::encode(&[b"INCR", busy_key.as_bytes()]).repeat(2000);
+        let mut chunk = vec![0u8; 1 << 16];
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            load.send(&pipeline);
+            let mut replies = 0;
+            while replies < 2000 {
+                let n = std::io::Read::read(&mut load.stream, &mut chunk).unwrap();
+                replies += chunk[..n].iter().filter(|&&b| b == b'\n').count();
+            }
+        }
+    });
+    move || {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        loader.join().unwrap();
+    }
+}
+
 /// A client's writes, each sent after the previous reply, are heard in that order even
 /// when they alternate between keys of two other shards and the subscriber's shard is
 /// busy: its shard took its inboxes in shard order, so the later write's event (from
@@ -1262,22 +1287,7 @@ fn a_clients_writes_on_other_shards_are_heard_in_order() {
     let late = common::keys_on("late", 3, 4, pairs);
     let early = common::keys_on("early", 1, 4, pairs);
     // Something keeps the subscriber's shard busy, so mail piles up between its turns.
-    let busy_key = common::keys_on("busy", 2, 4, 1)[0].clone();
-    let mut load = server.raw_on_shard(2, 4);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let loader = std::thread::spawn(move || {
-        let pipeline = common::encode(&[b"INCR", busy_key.as_bytes()]).repeat(2000);
-        let mut chunk = vec![0u8; 1 << 16];
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            load.send(&pipeline);
-            let mut replies = 0;
-            while replies < 2000 {
-                let n = std::io::Read::read(&mut load.stream, &mut chunk).unwrap();
-                replies += chunk[..n].iter().filter(|&&b| b == b'\n').count();
-            }
-        }
-    });
+    let load = keep_shard_busy(&server, 2, 4);
     let mut c = server.raw_on_shard(0, 4);
     let mut order = Vec::new();
     for i in 0..pairs {
@@ -1287,8 +1297,7 @@ fn a_clients_writes_on_other_shards_are_heard_in_order() {
             order.push(key.clone());
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    loader.join().unwrap();
+    load();
     let heard: Vec<String> = (0..order.len())
         .map(|_| {
             let m = next(&mut sub);
@@ -1430,22 +1439,7 @@ fn a_publish_on_the_subscribers_shard_follows_earlier_events() {
     let _ = sub.reply();
     let n = 1500;
     let keys = common::keys_on("w", 1, 4, n);
-    let busy_key = common::keys_on("busy", 2, 4, 1)[0].clone();
-    let mut load = server.raw_on_shard(2, 4);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let loader = std::thread::spawn(move || {
-        let pipeline = common::encode(&[b"INCR", busy_key.as_bytes()]).repeat(2000);
-        let mut chunk = vec![0u8; 1 << 16];
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            load.send(&pipeline);
-            let mut replies = 0;
-            while replies < 2000 {
-                let n = std::io::Read::read(&mut load.stream, &mut chunk).unwrap();
-                replies += chunk[..n].iter().filter(|&&b| b == b'\n').count();
-            }
-        }
-    });
+    let load = keep_shard_busy(&server, 2, 4);
     let mut writer = server.raw_on_shard(1, 4);
     let mut publisher = server.raw_on_shard(2, 4);
     let mut order = Vec::new();
@@ -1458,8 +1452,7 @@ fn a_publish_on_the_subscribers_shard_follows_earlier_events() {
         let _ = publisher.reply();
         order.push(m);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    loader.join().unwrap();
+    load();
     let heard: Vec<String> = (0..order.len())
         .map(|_| {
             next(&mut sub)

@@ -67,16 +67,12 @@ pub struct Bound {
 }
 
 impl Events {
-    /// A script starts: bound what it collects. Returns whether a run was already on
-    /// (then nothing changes).
-    pub fn begin_bounded_run(&mut self) -> bool {
-        self.begin_bounded_run_at(PUBSUB_HARD_LIMIT.load(Ordering::Relaxed))
+    /// A script starts: bound what it collects (a script cannot start another).
+    pub fn begin_bounded_run(&mut self) {
+        self.begin_bounded_run_at(PUBSUB_HARD_LIMIT.load(Ordering::Relaxed));
     }
 
-    fn begin_bounded_run_at(&mut self, limit: usize) -> bool {
-        if self.bound.on {
-            return true;
-        }
+    fn begin_bounded_run_at(&mut self, limit: usize) {
         self.bound = Bound {
             on: limit > 0,
             limit,
@@ -84,14 +80,11 @@ impl Events {
             next_pass: limit,
             doomed: HashSet::new(),
         };
-        false
     }
 
-    /// The script ended (`nested`: what [`Events::begin_bounded_run`] returned).
-    pub fn end_bounded_run(&mut self, nested: bool) {
-        if !nested {
-            self.bound = Bound::default();
-        }
+    /// The script ended.
+    pub fn end_bounded_run(&mut self) {
+        self.bound = Bound::default();
     }
 
     pub(super) fn held_more(&mut self, bytes: usize) {
@@ -173,7 +166,6 @@ impl Events {
                         .all(|p| doomed.contains(&(Ns::Pattern, p.clone()))))
         };
         let items = events + self.messages.len();
-        let mut keep = vec![true; items];
         let mut heard = vec![false; items];
         let mut kept_bytes = 0;
         for &(item, c, bytes) in &sends {
@@ -182,11 +174,10 @@ impl Events {
                 kept_bytes += bytes;
             }
         }
-        for (item, k) in keep.iter_mut().enumerate() {
-            // Overflow marks (messages that send no frame) always stay.
-            let mark = item >= events && self.messages[item - events].overflow;
-            *k = heard[item] || mark;
-        }
+        // Overflow marks (messages that send no frame) always stay.
+        let keep: Vec<bool> = (0..items)
+            .map(|item| heard[item] || (item >= events && self.messages[item - events].overflow))
+            .collect();
         let mut kept_before = Vec::with_capacity(events + 1);
         let mut n = 0;
         for &k in &keep[..events] {
@@ -225,9 +216,9 @@ mod tests {
 
     fn run(limit: usize, f: impl FnOnce(&mut Events)) -> Events {
         let mut e = Events::default();
-        let nested = e.begin_bounded_run_at(limit);
+        e.begin_bounded_run_at(limit);
         f(&mut e);
-        e.end_bounded_run(nested);
+        e.end_bounded_run();
         e
     }
 

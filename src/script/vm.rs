@@ -734,7 +734,7 @@ pub fn run(db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
             return OpResult::Error("ERR cannot start Lua".into());
         };
         // What it publishes and notifies is kept until it ends: bounded meanwhile.
-        let nested = db.events.begin_bounded_run();
+        db.events.begin_bounded_run();
         let out = db.atomically(|db| {
             let out = vm.run(db, now, call);
             if RUNNING.with(|r| r.aborted.get()) {
@@ -744,7 +744,7 @@ pub fn run(db: &mut Db, now: u64, call: Call<'_>) -> OpResult {
             }
             out
         });
-        db.events.end_bounded_run(nested);
+        db.events.end_bounded_run();
         out
     })
 }
