@@ -144,12 +144,8 @@ impl<H: Handler> Shard<H> {
         self.arm_tick();
         loop {
             self.ctx.now = Instant::now();
-            // Mail before the completions reaped with it: a request in this batch may have
-            // been sent after its client heard a reply that another shard sent after
-            // handing over its mail (`mailbox.rs`), so that mail comes first.
-            self.collect_completions();
-            self.deliver_messages();
             self.dispatch_completions();
+            self.deliver_messages();
             self.deliver_resumed();
             self.handler.on_turn_end(&mut self.ctx);
             self.deliver_resumed();
@@ -253,22 +249,16 @@ impl<H: Handler> Shard<H> {
         res.map_err(|e| EngineError::Setup("io_uring_enter", e))
     }
 
-    /// Reap this turn's completions, after any that long work left for this turn
-    /// (`busy.rs`), without dispatching them yet.
-    fn collect_completions(&mut self) {
+    /// Dispatch this turn's completions, after any that long work left for this turn
+    /// (`busy.rs`). Long work may take the rest of the batch while it runs; the loop then
+    /// finds the batch shorter.
+    fn dispatch_completions(&mut self) {
         self.ctx.batch.clear();
-        self.ctx.batch_next = 0;
         if !self.ctx.deferred.is_empty() {
             self.ctx.take_deferred();
         }
         self.ctx.ring.drain(&mut self.ctx.batch);
         self.ctx.stats.completions += self.ctx.batch.len() as u64;
-    }
-
-    /// Dispatch the completions [`Self::collect_completions`] reaped. Long work (a
-    /// message's, or one of these requests') may take the rest of the batch while it
-    /// runs; the loop then finds the batch shorter.
-    fn dispatch_completions(&mut self) {
         let mut next = 0;
         while let Some(&cqe) = self.ctx.batch.get(next) {
             next += 1;
